@@ -278,7 +278,8 @@ mod tests {
     #[test]
     fn each_bad_field_is_reported() {
         let good = ChunkPhy::new(1, 3);
-        let cases: Vec<(fn(&mut ChunkPhy), CorruptKind)> = vec![
+        type Case = (fn(&mut ChunkPhy), CorruptKind);
+        let cases: Vec<Case> = vec![
             (|c| c.ck_magic.set(0), CorruptKind::ChunkMagic),
             (|c| c.ck_magic.set(CHUNK_MAGIC + 2), CorruptKind::ChunkMagic),
             (|c| c.ck_chunksize.set(1 << 30), CorruptKind::ChunkSize),

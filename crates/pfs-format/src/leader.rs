@@ -212,7 +212,8 @@ mod tests {
     fn fresh_record_validates_and_bad_fields_do_not() {
         let lr = LeaderRecord::new(30, 1 << 30);
         LeaderRecord::decode(&lr.to_bytes()).unwrap();
-        let cases: Vec<(fn(&mut LeaderRecord), CorruptKind)> = vec![
+        type Case = (fn(&mut LeaderRecord), CorruptKind);
+        let cases: Vec<Case> = vec![
             (|l| l.magic.set(LEADER_CLEAR), CorruptKind::LeaderMagic),
             (|l| l.version.set(0x0002_0002), CorruptKind::LeaderVersion),
             (|l| l.sector_size.set(512), CorruptKind::LeaderSectorSize),
