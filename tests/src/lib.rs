@@ -1,1 +1,142 @@
-//! placeholder
+//! Helpers shared by the workspace-level integration tests: finding and
+//! expanding the reference's golden images, and reading the outputs the
+//! reference tool printed beside them.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The project root (the workspace holding this crate).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// `../shared/golden` from the project root, or `$PFS_GOLDEN_DIR`.
+pub fn golden_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PFS_GOLDEN_DIR") {
+        return PathBuf::from(d);
+    }
+    project_root().join("../shared/golden")
+}
+
+/// Where expanded raw images are cached: `target/golden-raw` under the
+/// project root, or `$PFS_GOLDEN_CACHE`.
+fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PFS_GOLDEN_CACHE") {
+        return PathBuf::from(d);
+    }
+    project_root().join("target/golden-raw")
+}
+
+/// Expands `<golden>/<case>/<image>.qcow2` to a sparse raw file (cached) and
+/// returns its path. Overlays find their backing file beside them.
+///
+/// Panics with a clear message when the corpus or `qemu-img` is missing:
+/// these tests must not pass vacuously.
+pub fn expand(case: &str, image: &str) -> PathBuf {
+    let src = golden_dir().join(case).join(format!("{image}.qcow2"));
+    assert!(
+        src.is_file(),
+        "golden image {} is missing; the corpus must sit at ../shared/golden",
+        src.display()
+    );
+    let out_dir = cache_dir().join(case);
+    let out = out_dir.join(format!("{image}.raw"));
+    let stamp = out_dir.join(format!("{image}.stamp"));
+    let want_stamp = stamp_of(&src);
+    if out.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(want_stamp.as_str()) {
+        return out;
+    }
+    fs::create_dir_all(&out_dir).expect("create golden cache dir");
+    let tmp = out_dir.join(format!("{image}.raw.tmp-{}", std::process::id()));
+    let status = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(&src)
+        .arg(&tmp)
+        .status()
+        .expect("qemu-img must be installed (Debian package qemu-utils) to expand golden images");
+    assert!(
+        status.success(),
+        "qemu-img convert {} failed: {status}",
+        src.display()
+    );
+    fs::rename(&tmp, &out).expect("move expanded image into place");
+    fs::write(&stamp, want_stamp).expect("write cache stamp");
+    out
+}
+
+fn stamp_of(src: &Path) -> String {
+    let meta = fs::metadata(src).ok();
+    let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+    let mtime = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{len}:{mtime}")
+}
+
+/// A read-only view of an expanded image.
+pub struct RawImage {
+    file: File,
+    len: u64,
+}
+
+impl RawImage {
+    /// Opens an expanded image.
+    pub fn open(path: &Path) -> io::Result<RawImage> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(RawImage { file, len })
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the image is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub fn read(&self, offset: u64, len: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .expect("read golden image");
+        buf
+    }
+}
+
+/// A recorded output of the reference tool: `<golden>/<case>/<rel>`.
+pub fn output(case: &str, rel: &str) -> String {
+    let p = golden_dir().join(case).join(rel);
+    fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// Free/used/total counts of block tags, direntries and inodes, in that
+/// order, from the table at the end of a `dumpfs` output.
+pub fn dumpfs_counts(text: &str) -> [(u64, u64, u64); 3] {
+    let mut out = [(0, 0, 0); 3];
+    for (i, name) in ["blktag", "dentry", "inode"].iter().enumerate() {
+        let line = text
+            .lines()
+            .find(|l| l.split('\t').next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row in dumpfs output"));
+        let v: Vec<u64> = line
+            .split('\t')
+            .skip(1)
+            .map(|x| x.trim().parse().expect("number in dumpfs table"))
+            .collect();
+        assert_eq!(v.len(), 3, "dumpfs row {line:?}");
+        out[i] = (v[0], v[1], v[2]);
+    }
+    out
+}
