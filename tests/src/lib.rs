@@ -53,7 +53,9 @@ pub fn expand(case: &str, image: &str) -> PathBuf {
         return out;
     }
     fs::create_dir_all(&out_dir).expect("create golden cache dir");
-    let tmp = out_dir.join(format!("{image}.raw.tmp-{}", std::process::id()));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = out_dir.join(format!("{image}.raw.tmp-{}-{seq}", std::process::id()));
     let status = Command::new("qemu-img")
         .args(["convert", "-O", "raw"])
         .arg(&src)
@@ -66,7 +68,9 @@ pub fn expand(case: &str, image: &str) -> PathBuf {
         src.display()
     );
     fs::rename(&tmp, &out).expect("move expanded image into place");
-    fs::write(&stamp, want_stamp).expect("write cache stamp");
+    let stamp_tmp = out_dir.join(format!("{image}.stamp.tmp-{}-{seq}", std::process::id()));
+    fs::write(&stamp_tmp, want_stamp).expect("write cache stamp");
+    fs::rename(&stamp_tmp, &stamp).expect("move cache stamp into place");
     out
 }
 
@@ -139,4 +143,98 @@ pub fn dumpfs_counts(text: &str) -> [(u64, u64, u64); 3] {
         out[i] = (v[0], v[1], v[2]);
     }
     out
+}
+
+/// A directory holding, for each `(image, pbd)`, a symlink named `pbd` to
+/// the expanded image `<case>/<image>`: the tool's device directory.
+pub fn device_dir(case: &str, devices: &[(&str, &str)]) -> PathBuf {
+    let tag: Vec<String> = devices.iter().map(|(i, p)| format!("{i}={p}")).collect();
+    let dir = cache_dir().join(format!("dev-{case}-{}", tag.join(",")));
+    fs::create_dir_all(&dir).expect("create device dir");
+    for (image, pbd) in devices {
+        let raw = expand(case, image);
+        let link = dir.join(pbd);
+        if fs::read_link(&link).ok().as_deref() != Some(raw.as_path()) {
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(&raw, &link).expect("link device");
+        }
+    }
+    dir
+}
+
+/// One recorded command of a golden case.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// `NNN-label`.
+    pub id: String,
+    /// Exit code the reference returned.
+    pub exit: i32,
+    /// Arguments after `pfs`.
+    pub args: Vec<String>,
+    /// Input file fed on stdin, if any.
+    pub stdin: Option<String>,
+}
+
+/// The commands of `<case>/<rel>` (a `commands.tsv`), `[shell]` steps and
+/// notes left out.
+pub fn commands(case: &str, rel: &str) -> Vec<Recorded> {
+    output(case, rel)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, '\t');
+            let id = parts.next()?.to_owned();
+            let exit = parts.next()?.parse().ok()?;
+            let cmd = parts.next()?;
+            let (cmd, stdin) = match cmd.split_once(" < ") {
+                Some((c, f)) => (c.trim_end(), Some(f.trim().to_owned())),
+                None => (cmd, None),
+            };
+            let mut words = cmd.split_whitespace();
+            if words.next()? != "pfs" {
+                return None;
+            }
+            Some(Recorded {
+                id,
+                exit,
+                args: words.map(str::to_owned).collect(),
+                stdin,
+            })
+        })
+        .collect()
+}
+
+/// A digest of every byte of a (sparse) file, reading only the 1 MiB
+/// windows that hold data: equal digests mean equal contents, however the
+/// zeros are stored.
+pub fn file_digest(path: &Path) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    const WIN: u64 = 1 << 20;
+    let f = File::open(path).expect("open for digest");
+    let len = f.metadata().expect("stat").len();
+    let mut h = DefaultHasher::new();
+    h.write_u64(len);
+    let mut buf = vec![0u8; WIN as usize];
+    let mut win = 0u64;
+    while win * WIN < len {
+        let from = (win * WIN) as i64;
+        let data = match nix::unistd::lseek(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            from,
+            nix::unistd::Whence::SeekData,
+        ) {
+            Ok(d) => d as u64,
+            Err(_) => break,
+        };
+        win = data / WIN;
+        let at = win * WIN;
+        let n = (len - at).min(WIN) as usize;
+        f.read_exact_at(&mut buf[..n], at).expect("read");
+        if buf[..n].iter().any(|&b| b != 0) {
+            h.write_u64(at);
+            h.write(&buf[..n]);
+        }
+        win += 1;
+    }
+    h.finish()
 }

@@ -2,6 +2,8 @@
 //! committed journal of every golden image the reference made, and checks the
 //! counts against what the reference's `dumpfs` printed for that image.
 
+#![allow(clippy::unwrap_used)]
+
 use pfs_format::direntry::assemble_name;
 use pfs_format::layout::{BLOCK_SIZE, CHUNK_SIZE, JOURNAL_FILE_INO, LOG_ENTRY_SIZE, SECTOR_SIZE};
 use pfs_format::metaset::decode_sector;

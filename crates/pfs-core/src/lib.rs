@@ -1,1 +1,20 @@
-//! placeholder
+//! PFS devices, formatting, and (in later layers) mount, namespace and file IO.
+//!
+//! - [`device`]: the [`Device`] trait, block-device/file and memory devices;
+//! - [`pbd`]: PBD names and the device paths they resolve to;
+//! - [`mkfs`], [`growfs`]: formatting exactly as the reference does;
+//! - [`meta`]: every chunk header and meta object of a device, read and
+//!   validated, with the journal's committed entries applied.
+//!
+//! All `unsafe` code lives in the private `sys` module.
+
+pub mod device;
+pub mod error;
+pub mod growfs;
+pub mod meta;
+pub mod mkfs;
+pub mod pbd;
+mod sys;
+
+pub use device::{Device, FileDevice, MemDevice};
+pub use error::{CoreError, Result};

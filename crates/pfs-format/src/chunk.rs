@@ -175,7 +175,7 @@ impl ChunkPhy {
         if self.magic_version(chunk).is_none() {
             if chunk == 0 && magic > CHUNK_MAGIC && magic - CHUNK_MAGIC < (1 << 16) {
                 return Err(FormatError::Incompatible {
-                    at: at(),
+                    at: Box::new(at()),
                     found: magic - CHUNK_MAGIC,
                     max: MAX_FORMAT_VERSION,
                 });

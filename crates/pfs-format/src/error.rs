@@ -25,7 +25,7 @@ pub enum FormatError {
         /// Which check failed.
         kind: CorruptKind,
         /// Where the bad bytes are.
-        at: Location,
+        at: Box<Location>,
         /// What a valid value is.
         expected: Expected,
         /// The value found.
@@ -37,7 +37,7 @@ pub enum FormatError {
     )]
     Incompatible {
         /// Where the version was read.
-        at: Location,
+        at: Box<Location>,
         /// Version found.
         found: u64,
         /// First version not understood.
@@ -291,7 +291,7 @@ pub(crate) fn corrupt(
 ) -> FormatError {
     FormatError::Corrupt {
         kind,
-        at,
+        at: Box::new(at),
         expected,
         found,
     }

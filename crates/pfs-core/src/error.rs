@@ -1,0 +1,110 @@
+//! The error type of `pfs-core`, and its mapping to errno values.
+
+use pfs_format::FormatError;
+use std::io;
+
+/// Result alias of this crate.
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong below the tool.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// A device read, write, flush or control call failed.
+    #[error("{op} on device {device} at offset {offset:#x} failed: {source}")]
+    Io {
+        /// PBD name or path.
+        device: String,
+        /// What was being done (`read`, `write`, `flush`, `zero range` ...).
+        op: &'static str,
+        /// Byte offset of the request.
+        offset: u64,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// The device could not be opened.
+    #[error("cannot open device {device} ({path}): {source}")]
+    Open {
+        /// PBD name.
+        device: String,
+        /// Path tried.
+        path: String,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// A PBD name that cannot name a device.
+    #[error("invalid PBD name {name:?}: {reason}")]
+    BadPbdName {
+        /// The name given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// On-disk bytes are corrupt or of an unknown format.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The device holds no PFS (chunk 0 has no valid header).
+    #[error("device {device} is not formatted with PFS: {reason}")]
+    NotFormatted {
+        /// PBD name.
+        device: String,
+        /// What was found instead.
+        reason: FormatError,
+    },
+    /// mkfs/growfs refused to overwrite a formatted chunk without `-f`.
+    #[error(
+        "device {device} chunk {chunk} is already formatted with PFS; use -f to format it again"
+    )]
+    AlreadyFormatted {
+        /// PBD name.
+        device: String,
+        /// The chunk found formatted.
+        chunk: u64,
+    },
+    /// The device cannot hold even one chunk.
+    #[error("device {device} is {size} bytes; PFS needs at least one 10 GiB chunk ({need} bytes)")]
+    DeviceTooSmall {
+        /// PBD name.
+        device: String,
+        /// Size found.
+        size: u64,
+        /// Size needed.
+        need: u64,
+    },
+    /// The journal's committed range is damaged.
+    #[error(transparent)]
+    Journal(#[from] pfs_journal::JournalError),
+    /// An argument out of range or inconsistent with the device.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl CoreError {
+    /// The errno value the reference would report for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            CoreError::Io { source, .. } | CoreError::Open { source, .. } => {
+                source.raw_os_error().unwrap_or(libc_eio())
+            }
+            CoreError::BadPbdName { .. } | CoreError::InvalidArgument(_) => 22,
+            CoreError::DeviceTooSmall { .. } => 22,
+            CoreError::Format(_) | CoreError::NotFormatted { .. } | CoreError::Journal(_) => {
+                libc_eio()
+            }
+            CoreError::AlreadyFormatted { .. } => 16,
+        }
+    }
+
+    /// Builds an IO error with its context.
+    pub fn io(device: &str, op: &'static str, offset: u64, source: io::Error) -> CoreError {
+        CoreError::Io {
+            device: device.to_owned(),
+            op,
+            offset,
+            source,
+        }
+    }
+}
+
+const fn libc_eio() -> i32 {
+    5
+}

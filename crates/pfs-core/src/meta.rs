@@ -1,0 +1,264 @@
+//! Every chunk header and meta object of a device, read and validated, with
+//! the journal's committed entries applied on request.
+
+use crate::device::{AlignedBuf, Device};
+use crate::error::{CoreError, Result};
+use pfs_format::layout::{
+    BLOCK_SIZE, CHUNK_SIZE, JOURNAL_FILE_INO, META_END_OFFSET, OBJS_PER_SECTOR,
+    PAXOS_FILE_INO, SECTOR_SIZE,
+};
+use pfs_format::metaset::decode_sector;
+use pfs_format::{
+    ChunkPhy, CorruptKind, Expected, FormatError, LeaderRecord, Location, MetaObjPhy, MetaType,
+    ObjectId,
+};
+use pfs_journal::{Committed, JournalError, LogStore};
+
+/// The metadata of a whole device.
+pub struct MetaImage {
+    /// Chunks on the device (chunk 0's `ck_nchunk`).
+    pub nchunk: u32,
+    /// Chunk headers, by chunk.
+    pub chunks: Vec<ChunkPhy>,
+    /// Objects by chunk, then type (block tags, direntries, inodes), then oid.
+    sets: Vec<[Vec<MetaObjPhy>; 3]>,
+}
+
+fn type_index(t: MetaType) -> usize {
+    usize::from(t.raw()) - 1
+}
+
+/// Reads and validates chunk 0's header; a device without one is
+/// [`CoreError::NotFormatted`].
+pub fn read_chunk0(dev: &dyn Device) -> Result<ChunkPhy> {
+    let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+    if dev.len() < SECTOR_SIZE {
+        return Err(CoreError::NotFormatted {
+            device: dev.name().to_owned(),
+            reason: FormatError::Short {
+                what: "chunk header",
+                need: SECTOR_SIZE as usize,
+                got: dev.len() as usize,
+            },
+        });
+    }
+    dev.read_at(sect.as_mut_slice(), 0)?;
+    ChunkPhy::decode(sect.as_slice(), 0).map_err(|e| CoreError::NotFormatted {
+        device: dev.name().to_owned(),
+        reason: e.on_device(dev.name()),
+    })
+}
+
+impl MetaImage {
+    /// Loads every chunk's header and metasets as they are on the device
+    /// (without the journal). Every header and object is validated.
+    pub fn load(dev: &dyn Device) -> Result<MetaImage> {
+        let name = dev.name();
+        let ck0 = read_chunk0(dev)?;
+        let nchunk = ck0.ck_nchunk.get();
+        if u64::from(nchunk) * CHUNK_SIZE > dev.len() {
+            return Err(FormatError::Corrupt {
+                kind: CorruptKind::ChunkCount,
+                at: Box::new(Location::chunk(0)),
+                expected: Expected::Within(1, dev.len() / CHUNK_SIZE),
+                found: u64::from(nchunk),
+            }
+            .on_device(name)
+            .into());
+        }
+        let mut chunks = Vec::with_capacity(nchunk as usize);
+        let mut sets = Vec::with_capacity(nchunk as usize);
+        let mut buf = AlignedBuf::new(META_END_OFFSET as usize);
+        for chunk in 0..nchunk {
+            let base = u64::from(chunk) * CHUNK_SIZE;
+            dev.read_at(buf.as_mut_slice(), base)?;
+            let bytes = buf.as_slice();
+            let ck = ChunkPhy::decode(bytes, u64::from(chunk)).map_err(|e| e.on_device(name))?;
+            let mut per_type: [Vec<MetaObjPhy>; 3] = Default::default();
+            for t in MetaType::ALL {
+                let objs = &mut per_type[type_index(t)];
+                objs.reserve(t.per_chunk() as usize);
+                for sect in 0..t.nsect() {
+                    let at = (t.set_offset() + u64::from(sect) * SECTOR_SIZE) as usize;
+                    let decoded =
+                        decode_sector(&bytes[at..at + SECTOR_SIZE as usize], t, chunk, sect)
+                            .map_err(|e| e.on_device(name))?;
+                    objs.extend_from_slice(&decoded);
+                }
+            }
+            chunks.push(ck);
+            sets.push(per_type);
+        }
+        Ok(MetaImage {
+            nchunk,
+            chunks,
+            sets,
+        })
+    }
+
+    /// The object `id`.
+    pub fn get(&self, id: ObjectId) -> &MetaObjPhy {
+        &self.sets[id.chunk as usize][type_index(id.mtype)][id.oid as usize]
+    }
+
+    /// The object of type `t` numbered `number`, checked against the device.
+    pub fn lookup(&self, t: MetaType, number: u64) -> Result<(ObjectId, &MetaObjPhy)> {
+        let id = ObjectId::from_number(t, number, self.nchunk)?;
+        Ok((id, self.get(id)))
+    }
+
+    /// Replaces object `id`.
+    pub fn set(&mut self, id: ObjectId, mo: MetaObjPhy) {
+        self.sets[id.chunk as usize][type_index(id.mtype)][id.oid as usize] = mo;
+    }
+
+    /// Objects of type `t` in `chunk`, by oid.
+    pub fn objects(&self, chunk: u32, t: MetaType) -> &[MetaObjPhy] {
+        &self.sets[chunk as usize][type_index(t)]
+    }
+
+    /// (free, used) counts of type `t` over the device.
+    pub fn counts(&self, t: MetaType) -> (u64, u64) {
+        let used: u64 = self
+            .sets
+            .iter()
+            .map(|s| s[type_index(t)].iter().filter(|m| m.is_used()).count() as u64)
+            .sum();
+        let all = u64::from(self.nchunk) * u64::from(t.per_chunk());
+        (all - used, used)
+    }
+
+    /// Device block numbers of inode `ino`'s blocks in file order (block
+    /// index `bt_blkid` = position), following the inode's block-tag chain.
+    pub fn file_blocks(&self, ino: u64) -> Result<Vec<u64>> {
+        let (_, inode) = self.lookup(MetaType::Inode, ino)?;
+        let mut blocks: Vec<(i64, u64)> = Vec::new();
+        let mut next = inode.mo_next.get();
+        let limit = u64::from(self.nchunk) * u64::from(MetaType::BlkTag.per_chunk());
+        while next != 0 {
+            let (id, bt) = self.lookup(MetaType::BlkTag, next)?;
+            let tag = bt.blktag();
+            if !bt.is_used() || tag.bt_ino.get() != ino as i64 || blocks.len() as u64 > limit {
+                return Err(FormatError::Corrupt {
+                    kind: CorruptKind::DanglingObject,
+                    at: Box::new(Location::object(MetaType::BlkTag, next)),
+                    expected: Expected::Value(ino),
+                    found: tag.bt_ino.get() as u64,
+                }
+                .into());
+            }
+            blocks.push((tag.bt_blkid.get(), id.block_number().unwrap_or(0)));
+            next = bt.mo_next.get();
+        }
+        blocks.sort_unstable();
+        Ok(blocks.into_iter().map(|(_, b)| b).collect())
+    }
+
+    /// Applies committed journal entries in order.
+    pub fn apply(&mut self, entries: &[Committed]) {
+        for c in entries {
+            self.set(c.id, c.entry.le_obj_val);
+        }
+    }
+}
+
+/// `.pfs-journal` and the leader record of a device.
+pub struct Journal<'a> {
+    dev: &'a dyn Device,
+    /// The leader record.
+    pub leader: LeaderRecord,
+    /// Device blocks of the journal file, in file order.
+    pub blocks: Vec<u64>,
+}
+
+impl<'a> Journal<'a> {
+    /// Finds the leader record (first sector of `.pfs-paxos`) and the
+    /// journal's blocks through the metasets.
+    pub fn locate(dev: &'a dyn Device, meta: &MetaImage) -> Result<Journal<'a>> {
+        let paxos = meta.file_blocks(PAXOS_FILE_INO)?;
+        let first = *paxos.first().ok_or_else(|| FormatError::Corrupt {
+            kind: CorruptKind::DanglingObject,
+            at: Box::new(Location::object(MetaType::Inode, PAXOS_FILE_INO)),
+            expected: Expected::Desc("a .pfs-paxos file with a block"),
+            found: 0,
+        })?;
+        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+        dev.read_at(sect.as_mut_slice(), first * BLOCK_SIZE)?;
+        let leader = LeaderRecord::decode(sect.as_slice())
+            .map_err(|e| e.on_device(dev.name()).at_offset(first * BLOCK_SIZE))?;
+        let blocks = meta.file_blocks(JOURNAL_FILE_INO)?;
+        if (blocks.len() as u64) * BLOCK_SIZE < leader.log_size.get() {
+            return Err(FormatError::Corrupt {
+                kind: CorruptKind::LeaderLogSize,
+                at: Box::new(Location::structure("leader record")),
+                expected: Expected::Within(
+                    crate::mkfs::auto_log_size(1),
+                    blocks.len() as u64 * BLOCK_SIZE,
+                ),
+                found: leader.log_size.get(),
+            }
+            .on_device(dev.name())
+            .into());
+        }
+        Ok(Journal {
+            dev,
+            leader,
+            blocks,
+        })
+    }
+
+    /// Reads raw journal bytes at `offset` (may span blocks, not the end).
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let blk = self
+                .blocks
+                .get((pos / BLOCK_SIZE) as usize)
+                .ok_or_else(|| {
+                    CoreError::InvalidArgument(format!(
+                        "journal offset {pos:#x} is past the journal"
+                    ))
+                })?;
+            let in_blk = pos % BLOCK_SIZE;
+            let n = (buf.len() - done).min((BLOCK_SIZE - in_blk) as usize);
+            self.dev
+                .read_at(&mut buf[done..done + n], blk * BLOCK_SIZE + in_blk)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The committed entries `(tail, head]`, checked.
+    pub fn committed(&self, nchunk: u32) -> Result<Vec<Committed>> {
+        pfs_journal::committed_entries(self, &self.leader, nchunk).map_err(|e| match e {
+            JournalError::Io { source, .. } => match source.downcast::<CoreError>() {
+                Ok(core) => *core,
+                Err(other) => CoreError::InvalidArgument(other.to_string()),
+            },
+            other => CoreError::Journal(other),
+        })
+    }
+}
+
+impl LogStore for Journal<'_> {
+    fn read_log(&self, offset: u64, buf: &mut [u8]) -> pfs_journal::Result<()> {
+        self.read(offset, buf).map_err(|e| JournalError::Io {
+            offset,
+            source: Box::new(e),
+        })
+    }
+}
+
+/// Loads the metadata as a mounted reader sees it: metasets plus the
+/// committed journal.
+pub fn load_replayed(dev: &dyn Device) -> Result<(MetaImage, LeaderRecord)> {
+    let mut meta = MetaImage::load(dev)?;
+    let journal = Journal::locate(dev, &meta)?;
+    let entries = journal.committed(meta.nchunk)?;
+    let leader = journal.leader;
+    meta.apply(&entries);
+    Ok((meta, leader))
+}
+
+const _: () = assert!(OBJS_PER_SECTOR == 32);

@@ -1,0 +1,87 @@
+//! PBD names and where their devices are.
+//!
+//! As in the reference, PBD `nvme1n1` is `/dev/nvme1n1` and `mapper_x` is
+//! `/dev/mapper/x`. With a device directory (the tool's `--device-dir` flag
+//! or the `PFS_DEVICE_DIR` environment variable) PBD `name` is the file
+//! `<dir>/name`, so everything runs on plain sparse files.
+
+use crate::device::FileDevice;
+use crate::error::{CoreError, Result};
+use pfs_format::layout::MAX_PBD_NAME_LEN;
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the device directory.
+pub const DEVICE_DIR_ENV: &str = "PFS_DEVICE_DIR";
+
+/// Checks a PBD name: 1..=63 bytes, no `/`, not `.` or `..`.
+pub fn check_pbd_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(CoreError::BadPbdName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty name");
+    }
+    if name.len() > MAX_PBD_NAME_LEN {
+        return bad("longer than 63 bytes");
+    }
+    if name.contains('/') || name.contains('\0') {
+        return bad("contains '/' or NUL");
+    }
+    if name == "." || name == ".." {
+        return bad("not a device name");
+    }
+    Ok(())
+}
+
+/// Where the device of PBD `name` is.
+pub fn device_path(name: &str, device_dir: Option<&Path>) -> Result<PathBuf> {
+    check_pbd_name(name)?;
+    Ok(match device_dir {
+        Some(dir) => dir.join(name),
+        None => match name.strip_prefix("mapper_") {
+            Some(rest) if !rest.is_empty() => Path::new("/dev/mapper").join(rest),
+            _ => Path::new("/dev").join(name),
+        },
+    })
+}
+
+/// The device directory from the environment, if set and not empty.
+pub fn device_dir_from_env() -> Option<PathBuf> {
+    std::env::var_os(DEVICE_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Opens the device of PBD `name`.
+pub fn open_pbd(name: &str, device_dir: Option<&Path>, writable: bool) -> Result<FileDevice> {
+    let path = device_path(name, device_dir)?;
+    FileDevice::open(name, &path, writable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_like_the_reference() {
+        assert_eq!(
+            device_path("nvme1n1", None).unwrap(),
+            Path::new("/dev/nvme1n1")
+        );
+        assert_eq!(
+            device_path("mapper_vg-lv", None).unwrap(),
+            Path::new("/dev/mapper/vg-lv")
+        );
+        assert_eq!(
+            device_path("nvme1n1", Some(Path::new("/tmp/devs"))).unwrap(),
+            Path::new("/tmp/devs/nvme1n1")
+        );
+        assert!(device_path("", None).is_err());
+        assert!(device_path("a/b", None).is_err());
+        assert!(device_path("..", None).is_err());
+        assert!(device_path(&"x".repeat(64), None).is_err());
+    }
+}

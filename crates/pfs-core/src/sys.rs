@@ -1,0 +1,72 @@
+//! Every system call this crate makes that needs `unsafe` or Linux-specific
+//! flags: block device ioctls, O_DIRECT opens, range zeroing.
+
+use nix::fcntl::{fallocate, FallocateFlags};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+mod ioctls {
+    // BLKGETSIZE64: _IOR(0x12, 114, size_t).
+    nix::ioctl_read!(blk_getsize64, 0x12, 114, u64);
+    // BLKSSZGET: _IO(0x12, 104), result written through an int pointer.
+    nix::ioctl_read_bad!(blk_sszget, nix::request_code_none!(0x12, 104), libc_int);
+    // BLKZEROOUT: _IO(0x12, 127), argument is a pointer to [start, len].
+    nix::ioctl_write_ptr_bad!(blk_zeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
+    #[allow(non_camel_case_types)]
+    type libc_int = i32;
+}
+
+/// Size in bytes of the block device open as `file` (BLKGETSIZE64).
+pub fn block_device_size(file: &File) -> io::Result<u64> {
+    let mut size = 0u64;
+    // SAFETY: the fd is open for the lifetime of `file`, and BLKGETSIZE64
+    // writes exactly one u64 through the pointer, which points at `size`.
+    unsafe { ioctls::blk_getsize64(file.as_raw_fd(), &mut size) }.map_err(io::Error::from)?;
+    Ok(size)
+}
+
+/// Logical sector size of the block device open as `file` (BLKSSZGET).
+pub fn block_device_sector_size(file: &File) -> io::Result<u32> {
+    let mut size = 0i32;
+    // SAFETY: the fd is open for the lifetime of `file`, and BLKSSZGET writes
+    // exactly one int through the pointer, which points at `size`.
+    unsafe { ioctls::blk_sszget(file.as_raw_fd(), &mut size) }.map_err(io::Error::from)?;
+    u32::try_from(size).map_err(|_| io::Error::other("negative sector size"))
+}
+
+/// Zeroes `len` bytes at `offset` of a block device (BLKZEROOUT).
+pub fn block_device_zeroout(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let range = [offset, len];
+    // SAFETY: the fd is open for the lifetime of `file`; BLKZEROOUT reads two
+    // u64 values through the pointer, which points at `range`.
+    unsafe { ioctls::blk_zeroout(file.as_raw_fd(), &range) }.map_err(io::Error::from)?;
+    Ok(())
+}
+
+/// Zeroes a range of a regular file without writing data: ZERO_RANGE, else
+/// PUNCH_HOLE. Returns an error when the filesystem supports neither.
+pub fn file_zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (off, n) = (
+        i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?,
+        i64::try_from(len).map_err(|_| io::Error::other("length too large"))?,
+    );
+    match fallocate(
+        file.as_raw_fd(),
+        FallocateFlags::FALLOC_FL_ZERO_RANGE,
+        off,
+        n,
+    ) {
+        Ok(()) => Ok(()),
+        Err(_) => fallocate(
+            file.as_raw_fd(),
+            FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            off,
+            n,
+        )
+        .map_err(io::Error::from),
+    }
+}
+
+/// The `O_DIRECT` open flag.
+pub const O_DIRECT: i32 = nix::fcntl::OFlag::O_DIRECT.bits();

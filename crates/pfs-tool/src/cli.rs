@@ -1,0 +1,191 @@
+//! Command-line parsing and dispatch.
+
+use crate::cmd;
+use crate::exit::{Failure, USAGE};
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// The PFS command-line tool.
+///
+/// A PBD name `nvme1n1` means the block device `/dev/nvme1n1` (`mapper_x`
+/// means `/dev/mapper/x`). With `--device-dir DIR` or `PFS_DEVICE_DIR=DIR`
+/// it means the file `DIR/nvme1n1` instead, so a plain (sparse) file can hold
+/// a PFS: `truncate -s 10G DIR/nvme1n1 && pfs --device-dir DIR mkfs nvme1n1`.
+#[derive(Debug, Parser)]
+#[command(name = "pfs", version, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Host id to mount with (0 = the tool's default, as in the reference).
+    #[arg(short = 'H', long = "hostid", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..128))]
+    pub hostid: u32,
+    /// Cluster name; only `disk` (local block devices or files) exists.
+    #[arg(short = 'C', long = "cluster", default_value = "disk")]
+    pub cluster: String,
+    /// pfsd timeout, accepted for compatibility (no pfsd is used).
+    #[arg(short = 't', long = "timeout")]
+    pub timeout: Option<u64>,
+    /// Directory holding the devices (files named after their PBD).
+    #[arg(long = "device-dir", env = "PFS_DEVICE_DIR", value_name = "DIR")]
+    pub device_dir: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make a filesystem.
+    Mkfs(MkfsArgs),
+    /// Grow a filesystem onto chunks the device gained.
+    Growfs(GrowfsArgs),
+    /// Dump chunk headers and object counts, or meta objects (-m).
+    Dumpfs(DumpfsArgs),
+    /// Dump journal log entries.
+    Dumple(DumpleArgs),
+    /// Show allocation counts.
+    Info(PbdArg),
+    /// List used objects of one type per chunk.
+    Usedinfo(UsedinfoArgs),
+}
+
+/// `mkfs [-u num] [-l size] [-f] pbd`.
+#[derive(Debug, Args)]
+pub struct MkfsArgs {
+    /// Number of hosts that may mount, 1..=254.
+    #[arg(short = 'u', long = "num-users", default_value_t = pfs_core::mkfs::DEFAULT_NUM_HOSTS)]
+    pub num_hosts: u64,
+    /// Journal size in bytes (0: sized from the device), 32 MiB..=1 GiB.
+    #[arg(short = 'l', long = "log-size", default_value_t = pfs_core::mkfs::DEFAULT_LOG_SIZE)]
+    pub log_size: u64,
+    /// Sector size; only 4096 is supported.
+    #[arg(short = 's', long = "sector-size", default_value_t = 4096)]
+    pub sector_size: u64,
+    /// Format even if the device already holds PFS.
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
+    /// PBD name.
+    pub pbd: String,
+}
+
+/// `growfs -o old -n new [-f] pbd`.
+#[derive(Debug, Args)]
+pub struct GrowfsArgs {
+    /// Chunks the filesystem has now.
+    #[arg(short = 'o', long = "oldcknum")]
+    pub old: u64,
+    /// Chunks it should have (the device's whole chunks).
+    #[arg(short = 'n', long = "newcknum")]
+    pub new: u64,
+    /// Format chunk `old` even if it looks formatted.
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
+    /// PBD name.
+    pub pbd: String,
+}
+
+/// `dumpfs [-m] [-t type] [-c chunk] [-o oid] pbd`.
+#[derive(Debug, Args)]
+pub struct DumpfsArgs {
+    /// Dump meta objects (after replaying the journal) instead of headers.
+    #[arg(short = 'm', long = "meta")]
+    pub meta: bool,
+    /// Object type: 1 block tag, 2 direntry, 3 inode.
+    #[arg(short = 't', long = "type")]
+    pub mtype: Option<u8>,
+    /// Chunk number.
+    #[arg(short = 'c', long = "chunk")]
+    pub chunk: Option<u64>,
+    /// Object id inside the chunk.
+    #[arg(short = 'o', long = "object")]
+    pub oid: Option<u64>,
+    /// PBD name.
+    pub pbd: String,
+}
+
+/// `dumple [-a] [-t txid] [-b|-d|-i number] pbd`.
+#[derive(Debug, Args)]
+pub struct DumpleArgs {
+    /// Also show the slot at the journal head, as the reference does.
+    #[arg(short = 'a', long = "all")]
+    pub all: bool,
+    /// Only entries of this transaction.
+    #[arg(short = 't', long = "txid")]
+    pub txid: Option<i64>,
+    /// Only entries of this block tag number.
+    #[arg(short = 'b', long = "btno", conflicts_with_all = ["deno", "ino"])]
+    pub btno: Option<u64>,
+    /// Only entries of this direntry number.
+    #[arg(short = 'd', long = "deno", conflicts_with = "ino")]
+    pub deno: Option<u64>,
+    /// Only entries of this inode number.
+    #[arg(short = 'i', long = "ino")]
+    pub ino: Option<u64>,
+    /// PBD name.
+    pub pbd: String,
+}
+
+/// `usedinfo -t b|d|i [-b begin] [-e end] pbd`.
+#[derive(Debug, Args)]
+pub struct UsedinfoArgs {
+    /// Type: b (block tags), d (direntries), i (inodes).
+    #[arg(short = 't', value_parser = ["b", "d", "i"])]
+    pub mtype: String,
+    /// First chunk.
+    #[arg(short = 'b')]
+    pub begin: Option<u64>,
+    /// Chunk to stop before.
+    #[arg(short = 'e')]
+    pub end: Option<u64>,
+    /// PBD name.
+    pub pbd: String,
+}
+
+/// A lone PBD name.
+#[derive(Debug, Args)]
+pub struct PbdArg {
+    /// PBD name.
+    pub pbd: String,
+}
+
+/// Parses `args`, runs the command, returns the exit code.
+pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { USAGE } else { 0 };
+            let text = e.render().to_string();
+            if e.use_stderr() {
+                let _ = write!(err, "{text}");
+            } else {
+                let _ = write!(out, "{text}");
+            }
+            return code;
+        }
+    };
+    if cli.cluster != "disk" {
+        return Failure::new(
+            USAGE,
+            format!("cluster {:?} is not supported; use -C disk", cli.cluster),
+        )
+        .report(err);
+    }
+    let ctx = cmd::Context {
+        device_dir: cli.device_dir.clone().filter(|d| !d.as_os_str().is_empty()),
+    };
+    let result = match &cli.command {
+        Command::Mkfs(a) => cmd::mkfs::mkfs(&ctx, a, out, err),
+        Command::Growfs(a) => cmd::mkfs::growfs(&ctx, a, out),
+        Command::Dumpfs(a) => cmd::inspect::dumpfs(&ctx, a, out),
+        Command::Dumple(a) => cmd::inspect::dumple(&ctx, a, out),
+        Command::Info(a) => cmd::inspect::info(&ctx, &a.pbd, out),
+        Command::Usedinfo(a) => cmd::inspect::usedinfo(&ctx, a, out),
+    };
+    let _ = out.flush();
+    match result {
+        Ok(()) => 0,
+        Err(f) => f.report(err),
+    }
+}

@@ -1,0 +1,389 @@
+//! The `pfs` binary against the reference's golden cases: our mkfs/growfs
+//! write the reference's bytes, and the inspection commands print the
+//! reference's stdout on its images without changing them.
+
+#![allow(clippy::unwrap_used)]
+
+use pfs_tests::{commands, device_dir, expand, file_digest, golden_dir, Recorded};
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PFS: &str = env!("CARGO_BIN_EXE_pfs");
+
+/// Commands we implement and that never change a device.
+const INSPECT: &[&str] = &["dumpfs", "dumple", "info", "usedinfo"];
+/// Commands that change a device.
+const MUTATING: &[&str] = &[
+    "mkfs",
+    "growfs",
+    "write",
+    "touch",
+    "mkdir",
+    "rm",
+    "rmdir",
+    "rename",
+    "truncate",
+    "fallocate",
+    "cp",
+    "flushlog",
+];
+
+fn pfs(dir: &Path, args: &[String]) -> Output {
+    Command::new(PFS)
+        .arg("--device-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run pfs")
+}
+
+/// The subcommand word of a recorded command line.
+fn subcommand(r: &Recorded) -> &str {
+    let mut it = r.args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-C" | "-H" | "-t" => {
+                it.next();
+            }
+            s if s.starts_with('-') => {}
+            s => return s,
+        }
+    }
+    ""
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pfs-golden-cli-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs every inspection command recorded after the case's last mutating
+/// step and compares stdout and success with the reference's.
+fn check_inspection(case: &str, tsv: &str, outputs: &str, devices: &[(&str, &str)]) {
+    let dir = device_dir(case, devices);
+    let before: Vec<u64> = devices
+        .iter()
+        .map(|(_, p)| file_digest(&dir.join(p)))
+        .collect();
+    let recorded = commands(case, tsv);
+    let last_mutation = recorded
+        .iter()
+        .rposition(|r| MUTATING.contains(&subcommand(r)))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let mut checked = 0;
+    for r in &recorded[last_mutation..] {
+        if !INSPECT.contains(&subcommand(r)) {
+            continue;
+        }
+        let out = pfs(&dir, &r.args);
+        let want_path = golden_dir()
+            .join(case)
+            .join(outputs)
+            .join(format!("{}.stdout", r.id));
+        let want = fs::read(&want_path).unwrap_or_default();
+        if out.stdout != want {
+            let (got, want) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&want),
+            );
+            let line = got.lines().zip(want.lines()).position(|(a, b)| a != b);
+            panic!(
+                "{case} {}: stdout of `pfs {}` differs at line {line:?} ({} vs {} lines); ours: {:?}, reference: {:?}; stderr: {}",
+                r.id,
+                r.args.join(" "),
+                got.lines().count(),
+                want.lines().count(),
+                line.and_then(|l| got.lines().nth(l)),
+                line.and_then(|l| want.lines().nth(l)),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(
+            out.status.success(),
+            r.exit == 0,
+            "{case} {}: exit {:?}",
+            r.id,
+            out.status
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "{case}: no inspection command checked");
+    let after: Vec<u64> = devices
+        .iter()
+        .map(|(_, p)| file_digest(&dir.join(p)))
+        .collect();
+    assert_eq!(before, after, "{case}: inspection changed a device");
+}
+
+#[test]
+fn inspection_fresh_1chunk() {
+    check_inspection(
+        "fresh-1chunk",
+        "outputs/commands.tsv",
+        "outputs",
+        &[("nvme1n1", "nvme1n1")],
+    );
+}
+
+#[test]
+fn inspection_fresh_3chunk() {
+    check_inspection(
+        "fresh-3chunk-u10",
+        "outputs/commands.tsv",
+        "outputs",
+        &[("nvme1n1", "nvme1n1")],
+    );
+}
+
+#[test]
+fn inspection_grown() {
+    check_inspection(
+        "grown",
+        "outputs/commands.tsv",
+        "outputs",
+        &[("nvme1n1", "nvme1n1")],
+    );
+}
+
+#[test]
+fn inspection_populated() {
+    check_inspection(
+        "populated",
+        "outputs/commands.tsv",
+        "outputs",
+        &[("nvme1n1", "nvme1n1")],
+    );
+}
+
+#[test]
+fn inspection_populated_flushlog() {
+    check_inspection(
+        "populated",
+        "flushlog/outputs/commands.tsv",
+        "flushlog/outputs",
+        &[("nvme1n1-flushlog", "nvme1n1")],
+    );
+}
+
+#[test]
+fn inspection_cross_pbd() {
+    check_inspection(
+        "cross-pbd",
+        "outputs/commands.tsv",
+        "outputs",
+        &[("nvme1n1", "nvme1n1"), ("nvme2n1", "nvme2n1")],
+    );
+}
+
+/// Offsets inside a 128-byte inode object that hold clock values
+/// (`in_ctime`, `in_mtime`, `in_btime`) or the checksum covering them.
+fn is_clock_byte(i: usize) -> bool {
+    (36..40).contains(&i) || (88..112).contains(&i)
+}
+
+/// Compares two sparse images: every byte equal, except clock bytes of
+/// inode objects (inside a chunk's inode metaset).
+fn compare_images(ours: &Path, golden: &Path) {
+    const WIN: u64 = 1 << 20;
+    let (a, b) = (
+        fs::File::open(ours).unwrap(),
+        fs::File::open(golden).unwrap(),
+    );
+    let len = a.metadata().unwrap().len();
+    assert_eq!(len, b.metadata().unwrap().len(), "image sizes");
+    let windows = |f: &fs::File| -> Vec<u64> {
+        let mut v = Vec::new();
+        let mut win = 0u64;
+        while win * WIN < len {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+            match nix::unistd::lseek(fd, (win * WIN) as i64, nix::unistd::Whence::SeekData) {
+                Ok(d) => {
+                    win = d as u64 / WIN;
+                    v.push(win);
+                    win += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        v
+    };
+    let mut all = windows(&a);
+    all.extend(windows(&b));
+    all.sort_unstable();
+    all.dedup();
+    let (mut x, mut y) = (vec![0u8; WIN as usize], vec![0u8; WIN as usize]);
+    let mut clock_diffs = 0;
+    for w in all {
+        let at = w * WIN;
+        let n = (len - at).min(WIN) as usize;
+        a.read_exact_at(&mut x[..n], at).unwrap();
+        b.read_exact_at(&mut y[..n], at).unwrap();
+        if x[..n] == y[..n] {
+            continue;
+        }
+        for (i, (p, q)) in x[..n].iter().zip(&y[..n]).enumerate() {
+            if p == q {
+                continue;
+            }
+            let off = at + i as u64;
+            let in_chunk = off % (10 << 30);
+            let in_inodes = (0x91000..0xD1000).contains(&in_chunk);
+            assert!(
+                in_inodes && is_clock_byte((in_chunk % 128) as usize),
+                "byte {off:#x} differs: ours {p:#x}, reference {q:#x}"
+            );
+            clock_diffs += 1;
+        }
+    }
+    assert!(
+        clock_diffs < 64,
+        "only a few clock bytes may differ, {clock_diffs} did"
+    );
+}
+
+fn sparse(dir: &Path, name: &str, size: u64) {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(name))
+        .unwrap();
+    f.set_len(size).unwrap();
+}
+
+fn run_ok(dir: &Path, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = pfs(dir, &args);
+    assert!(
+        out.status.success(),
+        "pfs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn mkfs_1chunk_matches_reference() {
+    let dir = scratch("mkfs1");
+    sparse(&dir, "nvme1n1", 10 << 30);
+    let out = run_ok(&dir, &["-C", "disk", "mkfs", "nvme1n1"]);
+    assert_eq!(
+        out,
+        fs::read_to_string(golden_dir().join("fresh-1chunk/outputs/001-mkfs.stdout")).unwrap()
+    );
+    compare_images(&dir.join("nvme1n1"), &expand("fresh-1chunk", "nvme1n1"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mkfs_3chunk_u10_matches_reference() {
+    let dir = scratch("mkfs3");
+    sparse(&dir, "nvme1n1", 30 << 30);
+    let out = run_ok(&dir, &["-C", "disk", "mkfs", "-u", "10", "nvme1n1"]);
+    assert_eq!(
+        out,
+        fs::read_to_string(golden_dir().join("fresh-3chunk-u10/outputs/001-mkfs.stdout")).unwrap()
+    );
+    compare_images(&dir.join("nvme1n1"), &expand("fresh-3chunk-u10", "nvme1n1"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn growfs_matches_reference() {
+    let dir = scratch("grow");
+    sparse(&dir, "nvme1n1", 10 << 30);
+    run_ok(&dir, &["-C", "disk", "mkfs", "nvme1n1"]);
+    sparse(&dir, "nvme1n1", 20 << 30);
+    let out = run_ok(
+        &dir,
+        &["-C", "disk", "growfs", "-o", "1", "-n", "2", "nvme1n1"],
+    );
+    assert_eq!(
+        out,
+        fs::read_to_string(golden_dir().join("grown/outputs/005-growfs.stdout")).unwrap()
+    );
+    compare_images(&dir.join("nvme1n1"), &expand("grown", "nvme1n1"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mkfs_forced_reformat_and_partial_chunk() {
+    let dir = scratch("force");
+    sparse(&dir, "d", (10 << 30) + 12345);
+    let out = pfs(&dir, &["mkfs".into(), "-u".into(), "3".into(), "d".into()]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("12345 bytes at the end stay unused"), "{err}");
+    // Write junk into a metaset; -f must give a clean filesystem again.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("d"))
+        .unwrap();
+    f.write_all_at(&[0xAA; 4096], 0x91000).unwrap();
+    drop(f);
+    let info = pfs(&dir, &["info".into(), "d".into()]);
+    assert!(
+        !info.status.success(),
+        "corrupt inode sector must be reported"
+    );
+    run_ok(&dir, &["mkfs", "-f", "d"]);
+    let info = run_ok(&dir, &["info", "d"]);
+    assert!(info.contains("nall 2048, nfree 2045"), "{info}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The mkfs/growfs/dumpfs/info cases of the `errors` golden set: a message
+/// on stderr, a non-zero exit (the reference's code where it means
+/// something), and no byte of any device changed.
+#[test]
+fn error_cases_refuse_cleanly() {
+    let dir = scratch("errors");
+    sparse(&dir, "nvme1n1", 10 << 30);
+    sparse(&dir, "nvme9n1", 10 << 30);
+    sparse(&dir, "nvme8n1", 5 << 30);
+    run_ok(&dir, &["-C", "disk", "mkfs", "nvme1n1"]);
+    let digests = || -> Vec<u64> {
+        ["nvme1n1", "nvme9n1", "nvme8n1"]
+            .iter()
+            .map(|d| file_digest(&dir.join(d)))
+            .collect()
+    };
+    let before = digests();
+    let wanted: &[(&str, Option<i32>)] = &[
+        ("011-mkfs-already-formatted", Some(16)),
+        ("027-info-not-pfs-device", Some(5)),
+        ("028-dumpfs-not-pfs-device", None),
+        ("029-mkfs-too-small-device", Some(234)),
+        ("030-growfs-bad-size", Some(234)),
+        ("031-growfs-missing-args", None),
+        ("051-mkfs-bad-num-users", None),
+        ("052-dumpfs-bad-chunk", None),
+    ];
+    let recorded = commands("errors", "outputs/commands.tsv");
+    for (id, code) in wanted {
+        let r = recorded
+            .iter()
+            .find(|r| r.id == *id)
+            .unwrap_or_else(|| panic!("{id} not recorded"));
+        let out = pfs(&dir, &r.args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{id}: must fail");
+        assert!(!stderr.trim().is_empty(), "{id}: must say why on stderr");
+        if let Some(c) = code {
+            assert_eq!(out.status.code(), Some(*c), "{id}: exit code ({stderr})");
+        }
+        assert_eq!(digests(), before, "{id}: a device changed");
+    }
+    let out = pfs(&dir, &["mkfs".into(), "nvme8n1".into()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("5368709120") && stderr.contains("10737418240"),
+        "size found and needed: {stderr}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
