@@ -4,8 +4,8 @@
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
 use pfs_format::layout::{
-    BLOCK_SIZE, CHUNK_SIZE, JOURNAL_FILE_INO, META_END_OFFSET, OBJS_PER_SECTOR,
-    PAXOS_FILE_INO, SECTOR_SIZE,
+    BLOCK_SIZE, CHUNK_SIZE, JOURNAL_FILE_INO, META_END_OFFSET, OBJS_PER_SECTOR, PAXOS_FILE_INO,
+    SECTOR_SIZE,
 };
 use pfs_format::metaset::decode_sector;
 use pfs_format::{
