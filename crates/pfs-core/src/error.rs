@@ -73,6 +73,38 @@ pub enum CoreError {
     /// The journal's committed range is damaged.
     #[error(transparent)]
     Journal(#[from] pfs_journal::JournalError),
+    /// No file or directory of that name.
+    #[error("{path}: no such file or directory")]
+    NotFound {
+        /// The path or name looked up.
+        path: String,
+    },
+    /// A path component that must be a directory is not one.
+    #[error("{path}: not a directory")]
+    NotDir {
+        /// The path.
+        path: String,
+    },
+    /// A directory where a file is needed.
+    #[error("{path}: is a directory")]
+    IsDir {
+        /// The path.
+        path: String,
+    },
+    /// A name or path longer than PFS allows.
+    #[error("{path}: file name too long")]
+    NameTooLong {
+        /// The path.
+        path: String,
+    },
+    /// A path that names no PFS file (no PBD, relative, empty component).
+    #[error("{path}: invalid path: {reason}")]
+    BadPath {
+        /// The path.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An argument out of range or inconsistent with the device.
     #[error("{0}")]
     InvalidArgument(String),
@@ -91,6 +123,11 @@ impl CoreError {
                 libc_eio()
             }
             CoreError::AlreadyFormatted { .. } => 16,
+            CoreError::NotFound { .. } => 2,
+            CoreError::NotDir { .. } => 20,
+            CoreError::IsDir { .. } => 21,
+            CoreError::NameTooLong { .. } => 36,
+            CoreError::BadPath { .. } => 22,
         }
     }
 

@@ -13,6 +13,8 @@ pub mod error;
 pub mod growfs;
 pub mod meta;
 pub mod mkfs;
+pub mod mount;
+pub mod ns;
 pub mod pbd;
 mod sys;
 

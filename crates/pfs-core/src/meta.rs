@@ -164,7 +164,8 @@ impl MetaImage {
 
 /// `.pfs-journal` and the leader record of a device.
 pub struct Journal<'a> {
-    dev: &'a dyn Device,
+    /// The device holding it.
+    pub dev: &'a dyn Device,
     /// The leader record.
     pub leader: LeaderRecord,
     /// Device blocks of the journal file, in file order.

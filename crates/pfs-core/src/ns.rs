@@ -1,0 +1,186 @@
+//! Reading the namespace out of loaded metadata: directories, names, files
+//! and their blocks.
+//!
+//! A directory inode's `mo_head`/`mo_tail` name the first and last head
+//! direntry of its entries, chained through `mo_next` in the order they were
+//! added. A file inode's chain is its block tags, each saying which block of
+//! the file (`bt_blkid`) it holds and where written data ends in it.
+
+use crate::error::{CoreError, Result};
+use crate::meta::MetaImage;
+use pfs_format::blktag::NO_HOLE;
+use pfs_format::direntry::assemble_name;
+use pfs_format::layout::{BLOCK_SIZE, MAX_NAME_LEN, ROOT_INO};
+use pfs_format::{
+    CorruptKind, Expected, FormatError, InodePhy, Location, MetaObjPhy, MetaType, ObjectId,
+};
+use std::collections::BTreeMap;
+
+/// One entry of a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Number of the entry's head direntry.
+    pub deno: u64,
+    /// The name.
+    pub name: Vec<u8>,
+    /// The inode it names.
+    pub ino: u64,
+}
+
+/// One allocated block of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileBlock {
+    /// The block tag describing it.
+    pub btno: ObjectId,
+    /// Device block number.
+    pub blkno: u64,
+    /// Bytes of the block holding data; the rest reads as zeros.
+    pub data_end: u64,
+    /// `bt_holeoff` as the reference reports it (`INT_MAX` when no hole).
+    pub holeoff: i32,
+}
+
+fn broken(t: MetaType, number: u64, what: &'static str, found: u64) -> CoreError {
+    FormatError::Corrupt {
+        kind: CorruptKind::DanglingObject,
+        at: Box::new(Location::object(t, number)),
+        expected: Expected::Desc(what),
+        found,
+    }
+    .into()
+}
+
+impl MetaImage {
+    /// The used inode `ino`.
+    pub fn inode(&self, ino: u64) -> Result<(&MetaObjPhy, &InodePhy)> {
+        let (_, mo) = self.lookup(MetaType::Inode, ino)?;
+        if !mo.is_used() {
+            return Err(broken(MetaType::Inode, ino, "an inode in use", 0));
+        }
+        Ok((mo, mo.inode()))
+    }
+
+    /// The entries of directory `dir`, in the order they were added.
+    pub fn read_dir(&self, dir: u64) -> Result<Vec<Entry>> {
+        let (mo, inode) = self.inode(dir)?;
+        if !inode.is_dir() {
+            return Err(CoreError::NotDir {
+                path: format!("inode {dir}"),
+            });
+        }
+        let limit = u64::from(self.nchunk) * u64::from(MetaType::DirEntry.per_chunk());
+        let mut out = Vec::new();
+        let mut next = mo.mo_next.get();
+        let mut prev = 0u64;
+        while next != 0 {
+            let (_, de_mo) = self.lookup(MetaType::DirEntry, next)?;
+            let de = de_mo.direntry();
+            if !de_mo.is_used() || de.de_dirino.get() != dir as i64 || de_mo.mo_prev.get() != prev {
+                return Err(broken(
+                    MetaType::DirEntry,
+                    next,
+                    "an entry of its directory's chain",
+                    dir,
+                ));
+            }
+            if out.len() as u64 >= limit {
+                return Err(broken(
+                    MetaType::Inode,
+                    dir,
+                    "a directory chain without a cycle",
+                    limit,
+                ));
+            }
+            let name = assemble_name(next, de, |n| {
+                let id = ObjectId::from_number(MetaType::DirEntry, n, self.nchunk)?;
+                Ok(*self.get(id).direntry())
+            })?;
+            out.push(Entry {
+                deno: next,
+                name,
+                ino: de.de_ino.get() as u64,
+            });
+            prev = next;
+            next = de_mo.mo_next.get();
+        }
+        Ok(out)
+    }
+
+    /// Looks `name` up in directory `dir`.
+    pub fn find(&self, dir: u64, name: &[u8]) -> Result<Option<Entry>> {
+        Ok(self.read_dir(dir)?.into_iter().find(|e| e.name == name))
+    }
+
+    /// Resolves path components from the root to an inode number.
+    pub fn resolve(&self, components: &[&[u8]], shown: &str) -> Result<u64> {
+        let mut ino = ROOT_INO;
+        for c in components {
+            if c.len() > MAX_NAME_LEN {
+                return Err(CoreError::NameTooLong {
+                    path: shown.to_owned(),
+                });
+            }
+            let (_, inode) = self.inode(ino)?;
+            if !inode.is_dir() {
+                return Err(CoreError::NotDir {
+                    path: shown.to_owned(),
+                });
+            }
+            ino = self
+                .find(ino, c)?
+                .ok_or_else(|| CoreError::NotFound {
+                    path: shown.to_owned(),
+                })?
+                .ino;
+        }
+        Ok(ino)
+    }
+
+    /// The blocks of file `ino` by block index inside the file.
+    pub fn blocks(&self, ino: u64) -> Result<BTreeMap<u64, FileBlock>> {
+        let (mo, _) = self.inode(ino)?;
+        let limit = u64::from(self.nchunk) * u64::from(MetaType::BlkTag.per_chunk());
+        let mut out = BTreeMap::new();
+        let mut next = mo.mo_next.get();
+        while next != 0 {
+            let (id, bt_mo) = self.lookup(MetaType::BlkTag, next)?;
+            let bt = bt_mo.blktag();
+            let blkid = bt.bt_blkid.get();
+            if !bt_mo.is_used()
+                || bt.bt_ino.get() != ino as i64
+                || blkid < 0
+                || out.len() as u64 >= limit
+            {
+                return Err(broken(MetaType::BlkTag, next, "a block of this file", ino));
+            }
+            let holeoff = bt.data_end();
+            let data_end = if holeoff == NO_HOLE {
+                BLOCK_SIZE
+            } else {
+                u64::try_from(holeoff).unwrap_or(0).min(BLOCK_SIZE)
+            };
+            let blkno = id.block_number().unwrap_or(0);
+            if out
+                .insert(
+                    blkid as u64,
+                    FileBlock {
+                        btno: id,
+                        blkno,
+                        data_end,
+                        holeoff,
+                    },
+                )
+                .is_some()
+            {
+                return Err(broken(
+                    MetaType::BlkTag,
+                    next,
+                    "one block tag per file block",
+                    blkid as u64,
+                ));
+            }
+            next = bt_mo.mo_next.get();
+        }
+        Ok(out)
+    }
+}
