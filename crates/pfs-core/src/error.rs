@@ -105,6 +105,9 @@ pub enum CoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A write through a read-only mount.
+    #[error("the filesystem is mounted read-only")]
+    ReadOnly,
     /// An argument out of range or inconsistent with the device.
     #[error("{0}")]
     InvalidArgument(String),
@@ -124,6 +127,7 @@ impl CoreError {
             }
             CoreError::AlreadyFormatted { .. } => 16,
             CoreError::NotFound { .. } => 2,
+            CoreError::ReadOnly => 30,
             CoreError::NotDir { .. } => 20,
             CoreError::IsDir { .. } => 21,
             CoreError::NameTooLong { .. } => 36,

@@ -8,6 +8,7 @@
 //!
 //! All `unsafe` code lives in the private `sys` module.
 
+pub mod clock;
 pub mod device;
 pub mod error;
 pub mod growfs;
@@ -15,6 +16,7 @@ pub mod meta;
 pub mod mkfs;
 pub mod mount;
 pub mod ns;
+pub mod path;
 pub mod pbd;
 mod sys;
 

@@ -154,6 +154,27 @@ impl MetaImage {
         Ok(blocks.into_iter().map(|(_, b)| b).collect())
     }
 
+    /// The 32 objects of the metaset sector at device address `bda`.
+    pub fn sector_objects(&self, bda: u64) -> Result<pfs_format::metaset::MetaSector> {
+        let chunk = bda / CHUNK_SIZE;
+        let in_chunk = bda % CHUNK_SIZE;
+        let t = MetaType::ALL
+            .into_iter()
+            .find(|t| {
+                let start = t.set_offset();
+                (start..start + u64::from(t.nsect()) * SECTOR_SIZE).contains(&in_chunk)
+            })
+            .filter(|_| chunk < u64::from(self.nchunk) && in_chunk % SECTOR_SIZE == 0)
+            .ok_or_else(|| {
+                CoreError::InvalidArgument(format!("{bda:#x} is not a metaset sector address"))
+            })?;
+        let first = ((in_chunk - t.set_offset()) / SECTOR_SIZE) as usize * OBJS_PER_SECTOR as usize;
+        let objs = &self.objects(chunk as u32, t)[first..first + OBJS_PER_SECTOR as usize];
+        let mut out = [objs[0]; OBJS_PER_SECTOR as usize];
+        out.copy_from_slice(objs);
+        Ok(out)
+    }
+
     /// Applies committed journal entries in order.
     pub fn apply(&mut self, entries: &[Committed]) {
         for c in entries {

@@ -7,11 +7,14 @@
 //! failing (the reference exits the process there).
 
 use crate::device::{AlignedBuf, Device};
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 use crate::meta::{Journal, MetaImage};
+use crate::ns::{Entry, FileBlock};
 use parking_lot::RwLock;
 use pfs_format::layout::{BLOCK_SIZE, PAXOS_FILE_INO, SECTOR_SIZE};
 use pfs_format::LeaderRecord;
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// How a filesystem is mounted.
@@ -32,6 +35,9 @@ pub(crate) struct State {
     pub(crate) leader_bda: u64,
     /// Journal blocks in file order.
     pub(crate) journal_blocks: Vec<u64>,
+    /// Metaset sectors changed by committed transactions since the last
+    /// checkpoint (device addresses).
+    pub(crate) dirty: BTreeSet<u64>,
 }
 
 /// A mounted PFS.
@@ -55,6 +61,10 @@ fn load_state(dev: &dyn Device) -> Result<State> {
     let leader = journal.leader;
     let journal_blocks = journal.blocks.clone();
     meta.apply(&entries);
+    let dirty = entries
+        .iter()
+        .map(|c| c.entry.le_sector_bda.get())
+        .collect();
     let leader_bda = meta
         .file_blocks(PAXOS_FILE_INO)?
         .first()
@@ -66,6 +76,7 @@ fn load_state(dev: &dyn Device) -> Result<State> {
         leader,
         leader_bda,
         journal_blocks,
+        dirty,
     })
 }
 
@@ -139,6 +150,8 @@ impl Mount {
             return self.reload();
         }
         st.meta.apply(&entries);
+        st.dirty
+            .extend(entries.iter().map(|c| c.entry.le_sector_bda.get()));
         st.leader = new;
         Ok(())
     }
@@ -155,4 +168,214 @@ impl Mount {
         self.refresh()?;
         Ok(f(&self.state.read().meta))
     }
+}
+
+/// What `stat` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Inode number.
+    pub ino: u64,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+    /// Size in bytes (directories: 128 per entry).
+    pub size: u64,
+    /// Blocks owned.
+    pub nblock: u64,
+    /// Link count.
+    pub nlink: u64,
+    /// `in_atime` (a change counter, not an access time).
+    pub atime: u64,
+    /// Modification time, seconds.
+    pub mtime: u64,
+    /// Change time, seconds.
+    pub ctime: u64,
+    /// Birth time, microseconds.
+    pub btime: u64,
+}
+
+/// Disk usage counts whole blocks above this many blocks (`du_nblk_limit`).
+const DU_NBLK_LIMIT: u64 = 1;
+/// Small files' usage is rounded up to this unit.
+const DU_ROUND: u64 = 128 << 10;
+
+impl Mount {
+    /// Resolves path components (with `.` and `..`) to an inode; with
+    /// `must_be_dir` the target must be a directory.
+    pub fn resolve(&self, components: &[String], must_be_dir: bool, shown: &str) -> Result<u64> {
+        self.refresh()?;
+        let st = self.state.read();
+        let meta = &st.meta;
+        let mut stack: Vec<u64> = vec![pfs_format::layout::ROOT_INO];
+        for c in components {
+            let cur = *stack.last().unwrap_or(&pfs_format::layout::ROOT_INO);
+            if !meta.inode(cur)?.1.is_dir() {
+                return Err(CoreError::NotDir {
+                    path: shown.to_owned(),
+                });
+            }
+            match c.as_str() {
+                "." => {}
+                ".." => {
+                    if stack.len() > 1 {
+                        stack.pop();
+                    }
+                }
+                name => {
+                    let e =
+                        meta.find(cur, name.as_bytes())?
+                            .ok_or_else(|| CoreError::NotFound {
+                                path: shown.to_owned(),
+                            })?;
+                    stack.push(e.ino);
+                }
+            }
+        }
+        let ino = *stack.last().unwrap_or(&pfs_format::layout::ROOT_INO);
+        if must_be_dir && !meta.inode(ino)?.1.is_dir() {
+            return Err(CoreError::NotDir {
+                path: shown.to_owned(),
+            });
+        }
+        Ok(ino)
+    }
+
+    /// Attributes of inode `ino`.
+    pub fn stat(&self, ino: u64) -> Result<Stat> {
+        self.refresh()?;
+        let st = self.state.read();
+        let (_, i) = st.meta.inode(ino)?;
+        Ok(Stat {
+            ino,
+            is_dir: i.is_dir(),
+            size: i.in_size.get(),
+            nblock: i.in_nblock.get(),
+            nlink: i.in_nlink.get(),
+            atime: i.in_atime.get(),
+            mtime: i.in_mtime.get(),
+            ctime: i.in_ctime.get(),
+            btime: i.in_btime.get(),
+        })
+    }
+
+    /// Entries of directory `ino` in the order they were added.
+    pub fn read_dir(&self, ino: u64) -> Result<Vec<Entry>> {
+        self.refresh()?;
+        self.state.read().meta.read_dir(ino)
+    }
+
+    /// Blocks of file `ino` by index inside the file.
+    pub fn blocks(&self, ino: u64) -> Result<BTreeMap<u64, FileBlock>> {
+        self.refresh()?;
+        self.state.read().meta.blocks(ino)
+    }
+
+    /// Reads file `ino` at `off` into `buf`; returns the bytes read (short
+    /// at end of file). Unallocated ranges and bytes past a block's written
+    /// part read as zeros.
+    pub fn read(&self, ino: u64, off: u64, buf: &mut [u8]) -> Result<usize> {
+        self.refresh()?;
+        let (size, blocks) = {
+            let st = self.state.read();
+            let (_, i) = st.meta.inode(ino)?;
+            if i.is_dir() {
+                return Err(CoreError::IsDir {
+                    path: format!("inode {ino}"),
+                });
+            }
+            (i.in_size.get(), st.meta.blocks(ino)?)
+        };
+        if off >= size {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(size - off) as usize;
+        let mut done = 0usize;
+        while done < n {
+            let pos = off + done as u64;
+            let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);
+            let take = (n - done).min((BLOCK_SIZE - in_blk) as usize);
+            let out = &mut buf[done..done + take];
+            match blocks.get(&blkid) {
+                Some(b) if in_blk < b.data_end => {
+                    let data = ((b.data_end - in_blk) as usize).min(take);
+                    self.dev
+                        .read_at(&mut out[..data], b.blkno * BLOCK_SIZE + in_blk)?;
+                    out[data..].fill(0);
+                }
+                _ => out.fill(0),
+            }
+            done += take;
+        }
+        Ok(n)
+    }
+
+    /// Bytes of the device file `ino` uses, as the reference's `du` counts
+    /// them: whole blocks for multi-block files, written bytes rounded up to
+    /// 128 KiB for files of at most one block.
+    pub fn disk_usage(&self, ino: u64) -> Result<u64> {
+        self.refresh()?;
+        let st = self.state.read();
+        let (_, i) = st.meta.inode(ino)?;
+        let nblock = i.in_nblock.get();
+        if nblock > DU_NBLK_LIMIT {
+            return Ok(nblock * BLOCK_SIZE);
+        }
+        let soft = i.in_size.get().div_ceil(BLOCK_SIZE);
+        let mut sum = 0u64;
+        let mut next = st.meta.inode(ino)?.0.mo_next.get();
+        let mut guard = 0u64;
+        while next != 0
+            && guard <= u64::from(st.meta.nchunk) * u64::from(pfs_format::layout::BLKTAGS_PER_CHUNK)
+        {
+            let (_, bt_mo) = st.meta.lookup(pfs_format::MetaType::BlkTag, next)?;
+            let bt = bt_mo.blktag();
+            if (bt.bt_blkid.get() as u64) < soft {
+                sum += BLOCK_SIZE
+                    - u64::try_from(bt.bt_holelen.get())
+                        .unwrap_or(0)
+                        .min(BLOCK_SIZE);
+            }
+            next = bt_mo.mo_next.get();
+            guard += 1;
+        }
+        Ok(sum.div_ceil(DU_ROUND) * DU_ROUND)
+    }
+
+    /// Writes every metaset sector changed since the last checkpoint to its
+    /// home, flushes, then advances the leader's tail to its head and
+    /// flushes again. Nothing is written when the journal holds nothing to
+    /// apply. Read-only mounts refuse.
+    pub fn checkpoint(&self) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
+        }
+        let mut st = self.state.write();
+        if st.leader.tail_txid == st.leader.head_txid && st.dirty.is_empty() {
+            return Ok(());
+        }
+        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+        for &bda in &st.dirty {
+            let objs = st.meta.sector_objects(bda)?;
+            sect.as_mut_slice()
+                .copy_from_slice(&pfs_format::metaset::encode_sector(&objs));
+            self.dev.write_at(sect.as_slice(), bda)?;
+        }
+        self.dev.sync()?;
+        let mut lr = st.leader;
+        lr.tail_txid = lr.head_txid;
+        lr.tail_offset = lr.head_offset;
+        lr.seal();
+        write_leader(self.dev.as_ref(), st.leader_bda, &lr)?;
+        self.dev.sync()?;
+        st.leader = lr;
+        st.dirty.clear();
+        Ok(())
+    }
+}
+
+/// Writes the leader record's sector (the record, then zeros).
+pub(crate) fn write_leader(dev: &dyn Device, bda: u64, lr: &LeaderRecord) -> Result<()> {
+    let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+    let bytes = lr.to_bytes();
+    sect.as_mut_slice()[..bytes.len()].copy_from_slice(&bytes);
+    dev.write_at(sect.as_slice(), bda)
 }

@@ -70,3 +70,44 @@ pub fn file_zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
 
 /// The `O_DIRECT` open flag.
 pub const O_DIRECT: i32 = nix::fcntl::OFlag::O_DIRECT.bits();
+
+/// Broken-down local time (as `localtime_r` gives it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    /// Years since 1900.
+    pub year: i32,
+    /// Month, 0..=11.
+    pub mon: i32,
+    /// Day of month, 1..=31.
+    pub mday: i32,
+    /// Hours.
+    pub hour: i32,
+    /// Minutes.
+    pub min: i32,
+    /// Seconds.
+    pub sec: i32,
+    /// Day of week, 0 = Sunday.
+    pub wday: i32,
+}
+
+/// Converts seconds since the epoch to local time, honouring `TZ`.
+pub fn local_time(secs: i64) -> Option<LocalTime> {
+    let t: libc::time_t = secs;
+    // SAFETY: `tm` is a plain C struct for which all-zero bytes are valid.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers point at live locals of the right types;
+    // localtime_r writes only into `tm` and is thread-safe.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    if r.is_null() {
+        return None;
+    }
+    Some(LocalTime {
+        year: tm.tm_year,
+        mon: tm.tm_mon,
+        mday: tm.tm_mday,
+        hour: tm.tm_hour,
+        min: tm.tm_min,
+        sec: tm.tm_sec,
+        wday: tm.tm_wday,
+    })
+}

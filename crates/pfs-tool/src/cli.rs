@@ -49,6 +49,73 @@ pub enum Command {
     Info(PbdArg),
     /// List used objects of one type per chunk.
     Usedinfo(UsedinfoArgs),
+    /// List a directory.
+    Ls(PathArg),
+    /// Show a directory tree.
+    Tree(TreeArgs),
+    /// Show a file's status.
+    Stat(PathArg),
+    /// Write a file's bytes to stdout.
+    Read(ReadArgs),
+    /// Show a file's blocks.
+    Map(MapArgs),
+    /// Show disk usage.
+    Du(DuArgs),
+    /// Apply the journal to the metasets (checkpoint).
+    Flushlog(PbdArg),
+}
+
+/// A lone PFS path.
+#[derive(Debug, Args)]
+pub struct PathArg {
+    /// `/<pbd>/<path>`.
+    pub path: String,
+}
+
+/// `tree [-v] path`.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// Show type, inode, size and times.
+    #[arg(short = 'v')]
+    pub verbose: bool,
+    /// `/<pbd>/<dir>`.
+    pub path: String,
+}
+
+/// `read [-o off] [-l len] path`.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Offset (decimal, 0x hex or 0 octal).
+    #[arg(short = 'o', allow_hyphen_values = true)]
+    pub offset: Option<String>,
+    /// Length (negative: to end of file).
+    #[arg(short = 'l', allow_hyphen_values = true)]
+    pub length: Option<String>,
+    /// `/<pbd>/<file>`.
+    pub path: String,
+}
+
+/// `map [-o off] path`.
+#[derive(Debug, Args)]
+pub struct MapArgs {
+    /// Show only the block holding this offset.
+    #[arg(short = 'o', long = "offset", allow_hyphen_values = true)]
+    pub offset: Option<i64>,
+    /// `/<pbd>/<file>`.
+    pub path: String,
+}
+
+/// `du [-a] [-d depth] path`.
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// Show files too, not just directories.
+    #[arg(short = 'a')]
+    pub all: bool,
+    /// Deepest level shown (0 = only the path itself).
+    #[arg(short = 'd', allow_hyphen_values = true)]
+    pub depth: Option<i64>,
+    /// `/<pbd>/<path>`.
+    pub path: String,
 }
 
 /// `mkfs [-u num] [-l size] [-f] pbd`.
@@ -182,6 +249,13 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Dumple(a) => cmd::inspect::dumple(&ctx, a, out),
         Command::Info(a) => cmd::inspect::info(&ctx, &a.pbd, out),
         Command::Usedinfo(a) => cmd::inspect::usedinfo(&ctx, a, out),
+        Command::Ls(a) => cmd::files::ls(&ctx, a, out),
+        Command::Tree(a) => cmd::files::tree(&ctx, a, out),
+        Command::Stat(a) => cmd::files::stat(&ctx, a, out),
+        Command::Read(a) => cmd::files::read(&ctx, a, out),
+        Command::Map(a) => cmd::files::map(&ctx, a, out),
+        Command::Du(a) => cmd::files::du(&ctx, a, out),
+        Command::Flushlog(a) => cmd::inspect::flushlog(&ctx, &a.pbd),
     };
     let _ = out.flush();
     match result {

@@ -260,4 +260,14 @@ pub fn dumple(ctx: &Context, a: &DumpleArgs, out: &mut dyn Write) -> CmdResult {
     Ok(())
 }
 
+/// `pfs flushlog`: mount read-write and checkpoint the journal.
+pub fn flushlog(ctx: &Context, pbd: &str) -> CmdResult {
+    let f = fail("flushlog");
+    let dev = ctx.open("flushlog", pbd, true)?;
+    let m =
+        pfs_core::mount::Mount::open(std::sync::Arc::new(dev), pfs_core::mount::Mode::ReadWrite)
+            .map_err(&f)?;
+    m.checkpoint().map_err(&f)
+}
+
 const _: () = assert!(CHUNK_SIZE > 0);

@@ -4,6 +4,7 @@ use crate::exit::Failure;
 use pfs_core::{pbd, FileDevice};
 use std::path::PathBuf;
 
+pub mod files;
 pub mod inspect;
 pub mod mkfs;
 

@@ -1,0 +1,360 @@
+//! The read side of the namespace: `ls`, `tree`, `stat`, `read`, `map`,
+//! `du`. Output is byte-identical to the reference's; on failure the
+//! reference's `<cmd> failed: <reason>` line goes to stdout (scripts look
+//! for it) and a detailed message to stderr.
+
+use super::Context;
+use crate::cli::{DuArgs, MapArgs, PathArg, ReadArgs, TreeArgs};
+use crate::exit::{CmdResult, Failure};
+use pfs_core::clock::ctime;
+use pfs_core::mount::{Mode, Mount, Stat};
+use pfs_core::path::PfsPath;
+use pfs_core::CoreError;
+use pfs_format::layout::{BLKTAGS_PER_CHUNK, BLOCK_SIZE, CHUNK_SIZE};
+use std::io::Write;
+use std::sync::Arc;
+
+/// 512-byte units per 4 MiB block.
+const SECTORS_PER_BLOCK: u64 = BLOCK_SIZE / 512;
+
+/// The reference's text for an errno.
+fn strerror(errno: i32) -> String {
+    let s = std::io::Error::from_raw_os_error(errno).to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// A failure of `cmd`: the reference's stdout line plus our message.
+fn failed(cmd: &str, out: &mut dyn Write, e: &CoreError) -> Failure {
+    let _ = writeln!(out, "{cmd} failed: {}", strerror(e.errno()));
+    Failure::from_core(cmd, e)
+}
+
+/// Parses a PFS path argument; invalid paths exit 22 as in the reference.
+fn parse_path(cmd: &str, arg: &str) -> Result<PfsPath, Failure> {
+    if !arg.starts_with('/') {
+        return Err(Failure::new(
+            crate::exit::FAILURE,
+            format!("{cmd}: {arg}: not a PFS path; use /<pbd>/<path>, e.g. /nvme1n1/dir/file"),
+        ));
+    }
+    PfsPath::parse(arg).map_err(|e| Failure::new(22, format!("{cmd}: {e}")))
+}
+
+/// Mounts the PBD of `path` read-only.
+fn mount_ro(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> {
+    let dev = ctx.open(cmd, &path.pbd, false)?;
+    Mount::open(Arc::new(dev), Mode::ReadOnly).map_err(|e| Failure::from_core(cmd, &e))
+}
+
+/// The number `strtoull(name, NULL, 0)` reads from the start of a PBD name
+/// (the reference prints it as the device number).
+fn pbd_number(name: &str) -> u64 {
+    let (digits, radix) =
+        if let Some(h) = name.strip_prefix("0x").or_else(|| name.strip_prefix("0X")) {
+            (h, 16)
+        } else if name.starts_with('0') {
+            (name, 8)
+        } else {
+            (name, 10)
+        };
+    let end = digits
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(digits.len());
+    u64::from_str_radix(&digits[..end], radix).unwrap_or(0)
+}
+
+fn open_target(
+    ctx: &Context,
+    cmd: &str,
+    arg: &str,
+    must_be_dir: bool,
+    out: &mut dyn Write,
+) -> Result<(Mount, PfsPath, u64), Failure> {
+    let path = parse_path(cmd, arg)?;
+    let m = mount_ro(ctx, cmd, &path)?;
+    let ino = m
+        .resolve(&path.components, must_be_dir || path.trailing_slash, arg)
+        .map_err(|e| failed(cmd, out, &e))?;
+    Ok((m, path, ino))
+}
+
+/// `pfs ls`.
+pub fn ls(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
+    let (m, _, ino) = open_target(ctx, "ls", &a.path, true, out)?;
+    let entries = m.read_dir(ino).map_err(|e| failed("ls", out, &e))?;
+    let mut total = 0u64;
+    for e in entries {
+        let st = m.stat(e.ino).map_err(|err| failed("ls", out, &err))?;
+        let tag = if st.is_dir { "   Dir  " } else { "  File  " };
+        writeln!(
+            out,
+            "{tag}{:<4}  {:<16}  {}  {}",
+            st.nlink,
+            st.size,
+            ctime(st.mtime),
+            String::from_utf8_lossy(&e.name)
+        )?;
+        total += st.nblock * SECTORS_PER_BLOCK;
+    }
+    writeln!(out, "total {total} (unit: 512Bytes)")?;
+    Ok(())
+}
+
+/// `pfs tree`.
+pub fn tree(ctx: &Context, a: &TreeArgs, out: &mut dyn Write) -> CmdResult {
+    let (m, _, ino) = open_target(ctx, "tree", &a.path, true, out)?;
+    if a.verbose {
+        writeln!(out, "name\t\t\ttype\tinode\t\tsize\t\t\tctime\t\t\t\tmtime")?;
+    }
+    let (mut ndir, mut nfile) = (0u64, 0u64);
+    walk_tree(&m, ino, 0, a.verbose, out, &mut ndir, &mut nfile)?;
+    writeln!(out)?;
+    writeln!(out, "{ndir} directories, {nfile} files")?;
+    Ok(())
+}
+
+fn walk_tree(
+    m: &Mount,
+    dir: u64,
+    level: usize,
+    verbose: bool,
+    out: &mut dyn Write,
+    ndir: &mut u64,
+    nfile: &mut u64,
+) -> CmdResult {
+    let entries = m.read_dir(dir).map_err(|e| failed("tree", out, &e))?;
+    for e in entries {
+        let st = m.stat(e.ino).map_err(|err| failed("tree", out, &err))?;
+        let name = String::from_utf8_lossy(&e.name);
+        let indent = " ".repeat(level);
+        if verbose {
+            // The reference prints ctime in both time columns.
+            let t = ctime(st.ctime);
+            let ty = if st.is_dir { "Dir" } else { "File" };
+            writeln!(
+                out,
+                "{indent}|-{name:<20}\t{ty}\t{:<10}\t{:<20}\t{t}\t{t}",
+                e.ino, st.size
+            )?;
+        } else {
+            writeln!(out, "{indent}|-{name}")?;
+        }
+        if st.is_dir {
+            *ndir += 1;
+            walk_tree(m, e.ino, level + 1, verbose, out, ndir, nfile)?;
+        } else {
+            *nfile += 1;
+        }
+    }
+    Ok(())
+}
+
+/// `pfs stat`.
+pub fn stat(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
+    let (m, path, ino) = open_target(ctx, "stat", &a.path, false, out)?;
+    let st: Stat = m.stat(ino).map_err(|e| failed("stat", out, &e))?;
+    let tag = if st.is_dir { "   dir: " } else { "  file: " };
+    writeln!(out, "{tag}{}", a.path)?;
+    writeln!(
+        out,
+        "  size: {:<15}\tblocks: {}",
+        st.size,
+        st.nblock * SECTORS_PER_BLOCK
+    )?;
+    writeln!(
+        out,
+        "device: pbd-{}\t\tinode: {} links: {}",
+        pbd_number(&path.pbd),
+        st.ino,
+        st.nlink
+    )?;
+    writeln!(out, "access: {}, {}", st.atime, ctime(st.atime))?;
+    writeln!(out, "modify: {}, {}", st.mtime, ctime(st.mtime))?;
+    writeln!(out, "change: {}, {}", st.ctime, ctime(st.ctime))?;
+    Ok(())
+}
+
+/// Parses a number as `strtoull(s, NULL, 0)`: hex with `0x`, octal with a
+/// leading `0`, decimal otherwise; a leading `-` wraps.
+pub fn parse_c_u64(s: &str) -> Option<u64> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let v = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()?
+    } else if body.len() > 1 && body.starts_with('0') {
+        u64::from_str_radix(&body[1..], 8).ok()?
+    } else {
+        body.parse().ok()?
+    };
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
+/// `pfs read`.
+pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
+    let off = match &a.offset {
+        Some(s) => parse_c_u64(s)
+            .ok_or_else(|| Failure::new(crate::exit::FAILURE, format!("read: bad offset {s:?}")))?,
+        None => 0,
+    };
+    let len = match &a.length {
+        Some(s) => parse_c_u64(s)
+            .ok_or_else(|| Failure::new(crate::exit::FAILURE, format!("read: bad length {s:?}")))?,
+        None => u64::MAX,
+    };
+    let to_eof = (len as i64) < 0;
+    if (off as i64) < 0 {
+        let e = CoreError::InvalidArgument(format!("read: offset {} is negative", off as i64));
+        return Err(failed("read", out, &e));
+    }
+    let (m, _, ino) = open_target(ctx, "read", &a.path, false, out)?;
+    let mut buf = vec![0u8; BLOCK_SIZE as usize];
+    let mut pos = off;
+    let mut left = len;
+    loop {
+        let want = if to_eof {
+            BLOCK_SIZE
+        } else {
+            left.min(BLOCK_SIZE)
+        } as usize;
+        if want == 0 {
+            break;
+        }
+        let n = m
+            .read(ino, pos, &mut buf[..want])
+            .map_err(|e| failed("read", out, &e))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        pos += n as u64;
+        if !to_eof {
+            left -= n as u64;
+        }
+    }
+    Ok(())
+}
+
+/// `pfs map`.
+pub fn map(ctx: &Context, a: &MapArgs, out: &mut dyn Write) -> CmdResult {
+    let (m, _, ino) = open_target(ctx, "map", &a.path, false, out)?;
+    let st = m.stat(ino).map_err(|e| failed("map", out, &e))?;
+    if st.is_dir {
+        let e = CoreError::IsDir {
+            path: a.path.clone(),
+        };
+        let _ = writeln!(out, "map failed: {}", strerror(e.errno()));
+        return Err(Failure::new(235, format!("map: {e}")));
+    }
+    let offsets: Vec<u64> = match a.offset {
+        Some(o) if o >= 0 => {
+            if o as u64 >= st.size {
+                let _ = writeln!(out, "map failed: {}", strerror(22));
+                return Err(Failure::new(
+                    234,
+                    format!("map: offset {o} is not below the file size {}", st.size),
+                ));
+            }
+            vec![o as u64]
+        }
+        _ => (0..st.size.div_ceil(BLOCK_SIZE))
+            .map(|i| i * BLOCK_SIZE)
+            .collect(),
+    };
+    if offsets.is_empty() {
+        let e = CoreError::InvalidArgument(format!("map: {} is empty: it has no blocks", a.path));
+        return Err(failed("map", out, &e));
+    }
+    let blocks = m.blocks(ino).map_err(|e| failed("map", out, &e))?;
+    writeln!(
+        out,
+        "filesize(B): {:<8}\tblksize(B): {:<8}",
+        st.size, BLOCK_SIZE
+    )?;
+    writeln!(out, "------------------")?;
+    writeln!(
+        out,
+        "blkidx\t\toffset\t\tbtno\t\tbtholeoff\t\tblkno\t\tchunk\t\tbda\t\tcka"
+    )?;
+    for off in offsets {
+        let blkidx = off / BLOCK_SIZE;
+        let (blkno, holeoff) = match blocks.get(&blkidx) {
+            Some(b) => (b.blkno, b.holeoff),
+            None => (0, 0),
+        };
+        let per = u64::from(BLKTAGS_PER_CHUNK);
+        let btno = ((blkno / per) << pfs_format::MetaType::BlkTag.shift()) | (blkno % per);
+        let chunk = blkno / per;
+        let bda = blkno * BLOCK_SIZE + off % BLOCK_SIZE;
+        let cka = bda - chunk * CHUNK_SIZE;
+        writeln!(
+            out,
+            "{blkidx:<8}\t{off:<8}\t{btno:<8}\t{holeoff:<8}\t\t{blkno:<8}\t{chunk:<8}\t{bda:<8}\t{cka:<8}"
+        )?;
+    }
+    Ok(())
+}
+
+/// `pfs du`.
+pub fn du(ctx: &Context, a: &DuArgs, out: &mut dyn Write) -> CmdResult {
+    let depth = match a.depth {
+        Some(d) if d < 0 => {
+            return Err(Failure::new(
+                crate::exit::FAILURE,
+                format!("du: invalid depth {d}"),
+            ))
+        }
+        Some(d) => d as u64,
+        None => u64::MAX,
+    };
+    let (m, _, ino) = open_target(ctx, "du", &a.path, false, out)?;
+    du_walk(&m, ino, &a.path, 0, depth, a.all, out)?;
+    Ok(())
+}
+
+fn du_walk(
+    m: &Mount,
+    ino: u64,
+    path: &str,
+    level: u64,
+    depth: u64,
+    all: bool,
+    out: &mut dyn Write,
+) -> Result<u64, Failure> {
+    let st = m.stat(ino).map_err(|e| failed("du", out, &e))?;
+    let usage = if st.is_dir {
+        let mut sum = 0u64;
+        for e in m.read_dir(ino).map_err(|err| failed("du", out, &err))? {
+            let child = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+            sum += du_walk(m, e.ino, &child, level + 1, depth, all, out)?;
+        }
+        sum
+    } else {
+        m.disk_usage(ino).map_err(|e| failed("du", out, &e))?
+    };
+    if level <= depth && (level == 0 || st.is_dir || all) {
+        writeln!(out, "{}\t{path}", usage >> 10)?;
+    }
+    Ok(usage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_number_parsing() {
+        assert_eq!(parse_c_u64("0x10"), Some(16));
+        assert_eq!(parse_c_u64("010"), Some(8));
+        assert_eq!(parse_c_u64("0"), Some(0));
+        assert_eq!(parse_c_u64("-1"), Some(u64::MAX));
+        assert_eq!(parse_c_u64("abc"), None);
+        assert_eq!(pbd_number("nvme1n1"), 0);
+        assert_eq!(pbd_number("12abc"), 12);
+        assert_eq!(pbd_number("0x1a"), 26);
+    }
+}
