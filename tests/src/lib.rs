@@ -247,3 +247,44 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The corpus's deterministic input generator: the concatenation of
+/// `sha256(seed || u64le(i))` for i = 0, 1, 2, ..., cut to `n` bytes.
+pub fn gen_input(seed: &str, n: usize) -> Vec<u8> {
+    use sha2::Digest;
+    let mut out = Vec::with_capacity(n + 32);
+    let mut i: u64 = 0;
+    while out.len() < n {
+        let mut h = sha2::Sha256::new();
+        h.update(seed.as_bytes());
+        h.update(i.to_le_bytes());
+        out.extend_from_slice(&h.finalize());
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+/// Writes the `populated` case's inputs into `dir`: the stored small files,
+/// plus the large ones regenerated as the corpus README says.
+pub fn populated_inputs(dir: &Path) {
+    fs::create_dir_all(dir).expect("inputs dir");
+    let src = golden_dir().join("populated/inputs");
+    for e in fs::read_dir(&src).expect("read inputs").flatten() {
+        fs::copy(e.path(), dir.join(e.file_name())).expect("copy input");
+    }
+    fs::write(
+        dir.join("random-20MiB.bin"),
+        gen_input("golden-20MiB", 20_971_520),
+    )
+    .expect("write input");
+    fs::write(dir.join("local-cp.bin"), gen_input("local-cp", 300_000)).expect("write input");
+    let mut lines = Vec::new();
+    let mut i = 0u64;
+    while lines.len() < 10_000_000 {
+        lines.extend_from_slice(format!("trunc-down line {i:08}\n").as_bytes());
+        i += 1;
+    }
+    lines.truncate(10_000_000);
+    fs::write(dir.join("trunc-down.bin"), lines).expect("write input");
+}

@@ -91,6 +91,18 @@ pub enum CoreError {
         /// The path.
         path: String,
     },
+    /// The name already exists.
+    #[error("{path}: file exists")]
+    Exists {
+        /// The path.
+        path: String,
+    },
+    /// A directory that still has entries.
+    #[error("{path}: directory not empty")]
+    NotEmpty {
+        /// The path.
+        path: String,
+    },
     /// A name or path longer than PFS allows.
     #[error("{path}: file name too long")]
     NameTooLong {
@@ -104,6 +116,26 @@ pub enum CoreError {
         path: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// No free object of some type is left.
+    #[error("no space left: every chunk is out of free {what} objects")]
+    NoSpace {
+        /// The object type that ran out.
+        what: &'static str,
+    },
+    /// A transaction larger than the whole journal.
+    #[error("transaction needs {need} bytes of journal, the journal holds {log_size}")]
+    TxTooLarge {
+        /// Bytes of log entries needed.
+        need: u64,
+        /// Journal size.
+        log_size: u64,
+    },
+    /// The mount stopped writing: a write failed, or another writer appeared.
+    #[error("writes are stopped on this mount: {reason}; remount to continue")]
+    Fenced {
+        /// Why.
+        reason: String,
     },
     /// A write through a read-only mount.
     #[error("the filesystem is mounted read-only")]
@@ -128,7 +160,11 @@ impl CoreError {
             CoreError::AlreadyFormatted { .. } => 16,
             CoreError::NotFound { .. } => 2,
             CoreError::ReadOnly => 30,
+            CoreError::NoSpace { .. } | CoreError::TxTooLarge { .. } => 28,
+            CoreError::Fenced { .. } => 5,
             CoreError::NotDir { .. } => 20,
+            CoreError::Exists { .. } => 17,
+            CoreError::NotEmpty { .. } => 39,
             CoreError::IsDir { .. } => 21,
             CoreError::NameTooLong { .. } => 36,
             CoreError::BadPath { .. } => 22,

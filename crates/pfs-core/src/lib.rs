@@ -8,9 +8,11 @@
 //!
 //! All `unsafe` code lives in the private `sys` module.
 
+pub mod alloc;
 pub mod clock;
 pub mod device;
 pub mod error;
+pub mod fsops;
 pub mod growfs;
 pub mod meta;
 pub mod mkfs;
@@ -19,6 +21,7 @@ pub mod ns;
 pub mod path;
 pub mod pbd;
 mod sys;
+mod tx;
 
 pub use device::{Device, FileDevice, MemDevice};
 pub use error::{CoreError, Result};

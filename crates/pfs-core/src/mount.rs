@@ -6,13 +6,17 @@
 //! this mount replayed, it reloads all metadata from the device instead of
 //! failing (the reference exits the process there).
 
+use crate::alloc::Allocator;
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
 use crate::meta::{Journal, MetaImage};
 use crate::ns::{Entry, FileBlock};
+use crate::tx::Tx;
 use parking_lot::RwLock;
+use pfs_format::layout::LOG_ENTRY_SIZE;
 use pfs_format::layout::{BLOCK_SIZE, PAXOS_FILE_INO, SECTOR_SIZE};
 use pfs_format::LeaderRecord;
+use pfs_format::LogEntryPhy;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -38,6 +42,13 @@ pub(crate) struct State {
     /// Metaset sectors changed by committed transactions since the last
     /// checkpoint (device addresses).
     pub(crate) dirty: BTreeSet<u64>,
+    /// Free-object index (read-write mounts).
+    pub(crate) alloc: Option<Allocator>,
+    /// Transactions committed since the last checkpoint.
+    pub(crate) ntx: u64,
+    /// Set after a failed write or flush, or when another writer was seen:
+    /// no further writes until remounted.
+    pub(crate) fenced: Option<String>,
 }
 
 /// A mounted PFS.
@@ -77,6 +88,9 @@ fn load_state(dev: &dyn Device) -> Result<State> {
         leader_bda,
         journal_blocks,
         dirty,
+        alloc: None,
+        ntx: 0,
+        fenced: None,
     })
 }
 
@@ -84,7 +98,10 @@ impl Mount {
     /// Mounts `dev`: loads every chunk's metasets, finds the leader record
     /// and replays the committed journal.
     pub fn open(dev: Arc<dyn Device>, mode: Mode) -> Result<Mount> {
-        let state = load_state(dev.as_ref())?;
+        let mut state = load_state(dev.as_ref())?;
+        if mode == Mode::ReadWrite {
+            state.alloc = Some(Allocator::build(&state.meta));
+        }
         Ok(Mount {
             dev,
             mode,
@@ -158,7 +175,10 @@ impl Mount {
 
     /// Drops all in-memory metadata and loads it again from the device.
     pub fn reload(&self) -> Result<()> {
-        let fresh = load_state(self.dev.as_ref())?;
+        let mut fresh = load_state(self.dev.as_ref())?;
+        if self.mode == Mode::ReadWrite {
+            fresh.alloc = Some(Allocator::build(&fresh.meta));
+        }
         *self.state.write() = fresh;
         Ok(())
     }
@@ -348,28 +368,206 @@ impl Mount {
         if self.mode != Mode::ReadWrite {
             return Err(CoreError::ReadOnly);
         }
-        let mut st = self.state.write();
-        if st.leader.tail_txid == st.leader.head_txid && st.dirty.is_empty() {
-            return Ok(());
+        let mut guard = self.state.write();
+        let st = &mut *guard;
+        if let Some(why) = &st.fenced {
+            return Err(CoreError::Fenced {
+                reason: why.clone(),
+            });
         }
-        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
-        for &bda in &st.dirty {
-            let objs = st.meta.sector_objects(bda)?;
-            sect.as_mut_slice()
-                .copy_from_slice(&pfs_format::metaset::encode_sector(&objs));
-            self.dev.write_at(sect.as_slice(), bda)?;
+        let r = checkpoint_sectors(
+            self.dev.as_ref(),
+            &st.meta,
+            &mut st.leader,
+            st.leader_bda,
+            &mut st.dirty,
+        );
+        if r.is_ok() {
+            st.ntx = 0;
+        } else {
+            st.fenced = Some("a checkpoint write or flush failed".into());
         }
-        self.dev.sync()?;
-        let mut lr = st.leader;
-        lr.tail_txid = lr.head_txid;
-        lr.tail_offset = lr.head_offset;
-        lr.seal();
-        write_leader(self.dev.as_ref(), st.leader_bda, &lr)?;
-        self.dev.sync()?;
-        st.leader = lr;
-        st.dirty.clear();
-        Ok(())
+        r
     }
+
+    /// Runs `f` as one transaction and commits it: log entries appended at
+    /// the journal head and flushed, then the leader record rewritten and
+    /// flushed. Only then is the change applied in memory and committed.
+    /// If `f` fails nothing is written and nothing changes.
+    pub(crate) fn write_tx<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
+        if self.mode != Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
+        }
+        let dev = self.dev.as_ref();
+        let mut guard = self.state.write();
+        let State {
+            meta,
+            leader,
+            leader_bda,
+            journal_blocks,
+            dirty,
+            alloc,
+            ntx,
+            fenced,
+        } = &mut *guard;
+        if let Some(why) = fenced {
+            return Err(CoreError::Fenced {
+                reason: why.clone(),
+            });
+        }
+        let alloc = alloc.as_mut().ok_or(CoreError::ReadOnly)?;
+        let mut tx = Tx::new(meta, alloc);
+        let r = f(&mut tx)?;
+        let objs = tx.entries();
+        if objs.is_empty() {
+            return Ok(r);
+        }
+        let need = objs.len() as u64 * LOG_ENTRY_SIZE as u64;
+        let size = leader.log_size.get();
+        if need >= size {
+            return Err(CoreError::TxTooLarge {
+                need,
+                log_size: size,
+            });
+        }
+        let used = (leader.head_offset.get() + size - leader.tail_offset.get()) % size;
+        if need >= size - used {
+            if let Err(e) = checkpoint_sectors(dev, meta, leader, *leader_bda, dirty) {
+                *fenced = Some("a checkpoint write or flush failed".into());
+                return Err(e);
+            }
+            *ntx = 0;
+        }
+        // Another writer must not have moved the head under us.
+        let ondisk = read_leader(dev, *leader_bda)?;
+        let head = |l: &LeaderRecord| (l.head_txid.get(), l.head_offset.get(), l.head_lsn.get());
+        if head(&ondisk) != head(leader) {
+            let why = format!(
+                "another writer committed to the journal (head txid {} on disk, {} here)",
+                ondisk.head_txid.get(),
+                leader.head_txid.get()
+            );
+            *fenced = Some(why.clone());
+            return Err(CoreError::Fenced { reason: why });
+        }
+        let new_leader = match append(dev, journal_blocks, *leader_bda, leader, &objs) {
+            Ok(l) => l,
+            Err(e) => {
+                *fenced = Some("a journal write or flush failed".into());
+                return Err(e);
+            }
+        };
+        tx.finish();
+        for (id, mo) in &objs {
+            meta.set(*id, *mo);
+            dirty.insert(id.sector_bda());
+        }
+        *leader = new_leader;
+        *ntx += 1;
+        if *ntx >= CHECKPOINT_NTX || dirty.len() as u64 >= CHECKPOINT_NSECT {
+            if let Err(e) = checkpoint_sectors(dev, meta, leader, *leader_bda, dirty) {
+                *fenced = Some("a checkpoint write or flush failed".into());
+                return Err(e);
+            }
+            *ntx = 0;
+        }
+        Ok(r)
+    }
+}
+
+/// Checkpoint after this many transactions (`trimgroup_ntx_threshold`).
+const CHECKPOINT_NTX: u64 = 20_000;
+/// Checkpoint after this many dirty sectors (`trimgroup_nsect_threshold`).
+const CHECKPOINT_NSECT: u64 = 32_768;
+
+/// Writes the dirty sectors home, flushes, advances the tail, flushes.
+fn checkpoint_sectors(
+    dev: &dyn Device,
+    meta: &MetaImage,
+    leader: &mut LeaderRecord,
+    leader_bda: u64,
+    dirty: &mut BTreeSet<u64>,
+) -> Result<()> {
+    if leader.tail_txid == leader.head_txid && dirty.is_empty() {
+        return Ok(());
+    }
+    let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+    for &bda in dirty.iter() {
+        let objs = meta.sector_objects(bda)?;
+        sect.as_mut_slice()
+            .copy_from_slice(&pfs_format::metaset::encode_sector(&objs));
+        dev.write_at(sect.as_slice(), bda)?;
+    }
+    dev.sync()?;
+    let mut lr = *leader;
+    lr.tail_txid = lr.head_txid;
+    lr.tail_offset = lr.head_offset;
+    lr.seal();
+    write_leader(dev, leader_bda, &lr)?;
+    dev.sync()?;
+    *leader = lr;
+    dirty.clear();
+    Ok(())
+}
+
+/// Appends one transaction's entries at the journal head (wrapping at the
+/// end), flushes, writes the advanced leader record, flushes. Returns the
+/// new leader record.
+fn append(
+    dev: &dyn Device,
+    journal_blocks: &[u64],
+    leader_bda: u64,
+    leader: &LeaderRecord,
+    objs: &[(pfs_format::ObjectId, pfs_format::MetaObjPhy)],
+) -> Result<LeaderRecord> {
+    let txid = leader.head_txid.get() + 1;
+    let lsn0 = leader.head_lsn.get();
+    let size = leader.log_size.get();
+    let mut bytes = Vec::with_capacity(objs.len() * LOG_ENTRY_SIZE);
+    for (k, (id, mo)) in objs.iter().enumerate() {
+        let le = LogEntryPhy::new(
+            *mo,
+            *id,
+            txid as i64,
+            (lsn0 + k as u64 + 1) as i64,
+            k + 1 < objs.len(),
+        );
+        bytes.extend_from_slice(&le.to_bytes());
+    }
+    let head = leader.head_offset.get();
+    let first = ((size - head) as usize).min(bytes.len());
+    write_log(dev, journal_blocks, head, &bytes[..first])?;
+    if first < bytes.len() {
+        write_log(dev, journal_blocks, 0, &bytes[first..])?;
+    }
+    dev.sync()?;
+    let mut lr = *leader;
+    lr.head_txid.set(txid);
+    lr.head_lsn.set(lsn0 + objs.len() as u64);
+    lr.head_offset.set((head + bytes.len() as u64) % size);
+    lr.seal();
+    write_leader(dev, leader_bda, &lr)?;
+    dev.sync()?;
+    Ok(lr)
+}
+
+/// Writes journal bytes at journal offset `offset` (not across the end).
+fn write_log(dev: &dyn Device, blocks: &[u64], offset: u64, bytes: &[u8]) -> Result<()> {
+    let mut done = 0usize;
+    while done < bytes.len() {
+        let pos = offset + done as u64;
+        let blk = blocks
+            .get((pos / BLOCK_SIZE) as usize)
+            .copied()
+            .ok_or_else(|| {
+                CoreError::InvalidArgument(format!("journal offset {pos:#x} is past the journal"))
+            })?;
+        let in_blk = pos % BLOCK_SIZE;
+        let n = (bytes.len() - done).min((BLOCK_SIZE - in_blk) as usize);
+        dev.write_at(&bytes[done..done + n], blk * BLOCK_SIZE + in_blk)?;
+        done += n;
+    }
+    Ok(())
 }
 
 /// Writes the leader record's sector (the record, then zeros).

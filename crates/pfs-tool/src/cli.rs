@@ -63,6 +63,88 @@ pub enum Command {
     Du(DuArgs),
     /// Apply the journal to the metasets (checkpoint).
     Flushlog(PbdArg),
+    /// Create a file (an existing file is left as it is).
+    Touch(PathArg),
+    /// Create a directory.
+    Mkdir(MkdirArgs),
+    /// Write stdin into a file.
+    Write(WriteArgs),
+    /// Set a file's size.
+    Truncate(TruncateArgs),
+    /// Allocate blocks for a file range.
+    Fallocate(FallocateArgs),
+    /// Remove files (and directories with -r).
+    Rm(RmArgs),
+    /// Remove an empty directory.
+    Rmdir(PathArg),
+    /// Rename a file or directory.
+    Rename(RenameArgs),
+}
+
+/// `mkdir [-p] path`.
+#[derive(Debug, Args)]
+pub struct MkdirArgs {
+    /// Create missing parents; an existing directory is fine.
+    #[arg(short = 'p')]
+    pub parents: bool,
+    /// `/<pbd>/<dir>`.
+    pub path: String,
+}
+
+/// `write [-o off] [-l len] path`.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Offset (decimal, 0x hex or 0 octal).
+    #[arg(short = 'o', allow_hyphen_values = true)]
+    pub offset: Option<String>,
+    /// Bytes to take from stdin (default: all).
+    #[arg(short = 'l', allow_hyphen_values = true)]
+    pub length: Option<String>,
+    /// `/<pbd>/<file>`.
+    pub path: String,
+}
+
+/// `truncate -l len path`.
+#[derive(Debug, Args)]
+pub struct TruncateArgs {
+    /// New size in bytes.
+    #[arg(short = 'l')]
+    pub length: u64,
+    /// `/<pbd>/<file>`.
+    pub path: String,
+}
+
+/// `fallocate [-o off] -l len path`.
+#[derive(Debug, Args)]
+pub struct FallocateArgs {
+    /// Start of the range.
+    #[arg(short = 'o', default_value_t = 0)]
+    pub offset: u64,
+    /// Length of the range.
+    #[arg(short = 'l')]
+    pub length: u64,
+    /// `/<pbd>/<file>`.
+    pub path: String,
+}
+
+/// `rm [-r] path...`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Remove directories and their contents.
+    #[arg(short = 'r')]
+    pub recursive: bool,
+    /// `/<pbd>/<path>`.
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+}
+
+/// `rename old new`.
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// `/<pbd>/<old>`.
+    pub from: String,
+    /// `/<pbd>/<new>`.
+    pub to: String,
 }
 
 /// A lone PFS path.
@@ -256,6 +338,14 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Map(a) => cmd::files::map(&ctx, a, out),
         Command::Du(a) => cmd::files::du(&ctx, a, out),
         Command::Flushlog(a) => cmd::inspect::flushlog(&ctx, &a.pbd),
+        Command::Touch(a) => cmd::modify::touch(&ctx, a, out),
+        Command::Mkdir(a) => cmd::modify::mkdir(&ctx, a, out),
+        Command::Write(a) => cmd::modify::write(&ctx, a, &mut std::io::stdin().lock(), out),
+        Command::Truncate(a) => cmd::modify::truncate(&ctx, a, out),
+        Command::Fallocate(a) => cmd::modify::fallocate(&ctx, a, out),
+        Command::Rm(a) => cmd::modify::rm(&ctx, a, out),
+        Command::Rmdir(a) => cmd::modify::rmdir(&ctx, a, out),
+        Command::Rename(a) => cmd::modify::rename(&ctx, a, out),
     };
     let _ = out.flush();
     match result {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 pub mod files;
 pub mod inspect;
 pub mod mkfs;
+pub mod modify;
 
 /// What every command gets from the global options.
 #[derive(Debug, Clone)]

@@ -1,0 +1,157 @@
+//! Choosing new object numbers the way the reference does.
+//!
+//! For each type, the chunk with the most free objects wins (ties go to the
+//! lower chunk), and inside it the lowest free object id. Freed numbers are
+//! free again at once. Block tags freed by this or an earlier mount carry
+//! discard status READY and are reused first, in the order they became
+//! ready (the reference takes the root of its search tree of ready tags,
+//! which is the first one inserted while the tree holds one or two).
+
+use crate::meta::MetaImage;
+use pfs_format::blktag::dstatus;
+use pfs_format::{MetaType, ObjectId};
+use std::collections::{BTreeSet, VecDeque};
+
+/// Free objects of one type.
+#[derive(Debug, Clone)]
+struct TypeAlloc {
+    mtype: MetaType,
+    /// Free oids per chunk.
+    free: Vec<BTreeSet<u32>>,
+}
+
+impl TypeAlloc {
+    fn alloc(&mut self, skip: &dyn Fn(ObjectId) -> bool) -> Option<ObjectId> {
+        // Most free first; among equals the lower chunk.
+        let mut order: Vec<usize> = (0..self.free.len()).collect();
+        order.sort_by_key(|&c| (std::cmp::Reverse(self.free[c].len()), c));
+        for c in order {
+            let found = self.free[c].iter().copied().find(|&oid| {
+                !skip(ObjectId {
+                    mtype: self.mtype,
+                    chunk: c as u32,
+                    oid,
+                })
+            });
+            if let Some(oid) = found {
+                self.free[c].remove(&oid);
+                return Some(ObjectId {
+                    mtype: self.mtype,
+                    chunk: c as u32,
+                    oid,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// The free-object index of a mount.
+#[derive(Debug, Clone)]
+pub struct Allocator {
+    types: [TypeAlloc; 3],
+    /// Free block tags with discard status READY, in the order they will be
+    /// reused.
+    ready: VecDeque<ObjectId>,
+    /// Free block tags whose discard is in progress (never allocated).
+    in_progress: BTreeSet<ObjectId>,
+}
+
+fn idx(t: MetaType) -> usize {
+    usize::from(t.raw()) - 1
+}
+
+impl Allocator {
+    /// Builds the index from loaded (replayed) metadata.
+    pub fn build(meta: &MetaImage) -> Allocator {
+        let types = MetaType::ALL.map(|t| TypeAlloc {
+            mtype: t,
+            free: (0..meta.nchunk)
+                .map(|c| {
+                    meta.objects(c, t)
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| !m.is_used())
+                        .map(|(i, _)| i as u32)
+                        .collect()
+                })
+                .collect(),
+        });
+        let mut ready = VecDeque::new();
+        let mut in_progress = BTreeSet::new();
+        for c in 0..meta.nchunk {
+            for (i, mo) in meta.objects(c, MetaType::BlkTag).iter().enumerate() {
+                if mo.is_used() {
+                    continue;
+                }
+                let id = ObjectId {
+                    mtype: MetaType::BlkTag,
+                    chunk: c,
+                    oid: i as u32,
+                };
+                match mo.blktag().bt_dstatus.get() {
+                    dstatus::READY => ready.push_back(id),
+                    dstatus::IN_PROGRESS => {
+                        in_progress.insert(id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Allocator {
+            types,
+            ready,
+            in_progress,
+        }
+    }
+
+    /// Takes a new object of type `t`, and says whether it was a READY
+    /// block tag; `None` when every chunk is full.
+    pub fn alloc(&mut self, t: MetaType) -> Option<(ObjectId, bool)> {
+        if t == MetaType::BlkTag {
+            if let Some(id) = self.ready.pop_front() {
+                self.types[idx(t)].free[id.chunk as usize].remove(&id.oid);
+                return Some((id, true));
+            }
+        }
+        let inp = &self.in_progress;
+        self.types[idx(t)]
+            .alloc(&|id| inp.contains(&id))
+            .map(|id| (id, false))
+    }
+
+    /// Undoes [`Self::alloc`].
+    pub fn unalloc(&mut self, id: ObjectId, from_ready: bool) {
+        if let Some(set) = self.types[idx(id.mtype)].free.get_mut(id.chunk as usize) {
+            set.insert(id.oid);
+        }
+        if from_ready {
+            self.ready.push_front(id);
+        }
+    }
+
+    /// Undoes [`Self::free`].
+    pub fn take_back(&mut self, id: ObjectId) {
+        if let Some(set) = self.types[idx(id.mtype)].free.get_mut(id.chunk as usize) {
+            set.remove(&id.oid);
+        }
+        if let Some(pos) = self.ready.iter().rposition(|r| *r == id) {
+            self.ready.remove(pos);
+        }
+    }
+
+    /// Returns `id` to the free pool; block tags become READY.
+    pub fn free(&mut self, id: ObjectId) {
+        if let Some(set) = self.types[idx(id.mtype)].free.get_mut(id.chunk as usize) {
+            set.insert(id.oid);
+        }
+        if id.mtype == MetaType::BlkTag && !self.ready.contains(&id) {
+            self.ready.push_back(id);
+        }
+    }
+
+    /// Free objects of type `t` over the device.
+    pub fn nfree(&self, t: MetaType) -> u64 {
+        self.types[idx(t)].free.iter().map(|s| s.len() as u64).sum()
+    }
+}

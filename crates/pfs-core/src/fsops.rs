@@ -1,0 +1,659 @@
+//! Namespace and file changes, each a transaction shaped as the reference
+//! shapes it, so the journal gets the same entries in the same order.
+
+use crate::error::{CoreError, Result};
+use crate::mount::Mount;
+use crate::ns::FileBlock;
+use crate::tx::Tx;
+use pfs_format::direntry::split_name;
+use pfs_format::inode::{INODE_TYPE_DIR, INODE_TYPE_FILE, NO_DIRENTRY};
+use pfs_format::layout::{BLOCK_SIZE, OBJ_SIZE, ROOT_INO};
+use pfs_format::{FormatError, MetaType, ObjectId};
+use std::collections::BTreeMap;
+
+/// Largest size change one truncate transaction makes (`file_shrink_size`).
+const SHRINK_STEP: u64 = 10 << 30;
+
+fn name_error(e: FormatError, shown: &str) -> CoreError {
+    match e {
+        FormatError::NameTooLong { .. } => CoreError::NameTooLong {
+            path: shown.to_owned(),
+        },
+        FormatError::InvalidName { reason } => CoreError::BadPath {
+            path: shown.to_owned(),
+            reason,
+        },
+        other => other.into(),
+    }
+}
+
+/// Adds entry `name` for a new inode to directory `dir` (`pfs_dir_add`):
+/// logs the new direntry, the new inode, the directory inode, any
+/// extension direntries of a long name, then the directory's old last entry.
+fn dir_add(tx: &mut Tx<'_>, dir: u64, name: &[u8], is_dir: bool, shown: &str) -> Result<u64> {
+    let pieces = split_name(name).map_err(|e| name_error(e, shown))?;
+    let de_id = tx.alloc(MetaType::DirEntry)?;
+    let in_id = tx.alloc(MetaType::Inode)?;
+    let (dir_id, dir_mo) = tx.view_no(MetaType::Inode, dir)?;
+    let old_tail = dir_mo.mo_prev.get();
+    let (now, now_us) = (tx.now, tx.now_us);
+    {
+        let d = tx.take(dir_id);
+        if d.mo_next.get() == 0 {
+            d.mo_next.set(de_id.number());
+        }
+        d.mo_prev.set(de_id.number());
+        let di = d.inode_mut();
+        di.in_size.set(di.in_size.get() + OBJ_SIZE as u64);
+        di.in_mtime.set(now);
+        di.in_ctime.set(now);
+    }
+    let mut exts = Vec::new();
+    for piece in &pieces[1..] {
+        let ext = tx.alloc(MetaType::DirEntry)?;
+        let e = tx.take(ext).direntry_mut();
+        e.de_name = *piece;
+        e.de_ino.set(de_id.number() as i64);
+        exts.push(ext);
+    }
+    for (k, ext) in exts.iter().enumerate() {
+        let next = exts.get(k + 1).map(|n| n.number()).unwrap_or(0);
+        tx.take(*ext).direntry_mut().de_extdeno.set(next);
+    }
+    if old_tail != 0 {
+        let (_, t) = tx.take_no(MetaType::DirEntry, old_tail)?;
+        t.mo_next.set(de_id.number());
+    }
+    {
+        let de = tx.take(de_id);
+        de.mo_prev.set(old_tail);
+        let d = de.direntry_mut();
+        d.de_name = pieces[0];
+        d.de_ino.set(in_id.number() as i64);
+        d.de_dirino.set(dir as i64);
+        d.de_extdeno
+            .set(exts.first().map(|e| e.number()).unwrap_or(0));
+    }
+    {
+        let i = tx.take(in_id).inode_mut();
+        i.in_type = if is_dir {
+            INODE_TYPE_DIR
+        } else {
+            INODE_TYPE_FILE
+        };
+        i.in_pvtid.set(0);
+        i.in_deno.set(de_id.number());
+        i.in_nlink.set(1);
+        i.in_size.set(0);
+        i.in_nblock.set(0);
+        i.in_atime.set(0);
+        i.in_mtime.set(now);
+        i.in_ctime.set(now);
+        i.in_btime.set(now_us);
+    }
+    Ok(in_id.number())
+}
+
+/// Removes inode `ino`'s entry from directory `dir` (`pfs_dir_del`): logs
+/// the direntry, the inode (left orphaned), the directory inode, the
+/// neighbouring entries, then the freed extension direntries.
+fn dir_del(tx: &mut Tx<'_>, dir: u64, ino: u64) -> Result<()> {
+    let (in_id, in_mo) = tx.view_no(MetaType::Inode, ino)?;
+    let (de_id, de_mo) = tx.view_no(MetaType::DirEntry, in_mo.inode().in_deno.get())?;
+    let (dir_id, _) = tx.view_no(MetaType::Inode, dir)?;
+    tx.take(de_id);
+    tx.take(in_id);
+    tx.take(dir_id);
+    let (prev, next) = (de_mo.mo_prev.get(), de_mo.mo_next.get());
+    if prev != 0 {
+        tx.take_no(MetaType::DirEntry, prev)?.1.mo_next.set(next);
+    } else {
+        tx.take(dir_id).mo_next.set(next);
+    }
+    if next != 0 {
+        tx.take_no(MetaType::DirEntry, next)?.1.mo_prev.set(prev);
+    } else {
+        tx.take(dir_id).mo_prev.set(prev);
+    }
+    {
+        let d = tx.take(dir_id).inode_mut();
+        d.in_size
+            .set(d.in_size.get().saturating_sub(OBJ_SIZE as u64));
+    }
+    let mut ext = de_mo.direntry().de_extdeno.get();
+    let mut guard = 0;
+    while ext != 0 && guard < pfs_format::direntry::MAX_NAME_PIECES {
+        let (ext_id, ext_mo) = tx.view_no(MetaType::DirEntry, ext)?;
+        tx.take(ext_id);
+        tx.free(ext_id);
+        ext = ext_mo.direntry().de_extdeno.get();
+        guard += 1;
+    }
+    tx.free(de_id);
+    let i = tx.take(in_id).inode_mut();
+    i.in_deno.set(NO_DIRENTRY);
+    i.in_nlink.set(i.in_nlink.get().saturating_sub(1));
+    Ok(())
+}
+
+/// Frees an orphaned inode and any blocks it still has
+/// (`pfs_inodephy_release`).
+fn release_inode(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
+    let (in_id, in_mo) = tx.view_no(MetaType::Inode, ino)?;
+    tx.take(in_id);
+    let mut next = in_mo.mo_next.get();
+    while next != 0 {
+        let (bt_id, bt_mo) = tx.view_no(MetaType::BlkTag, next)?;
+        tx.take(bt_id);
+        tx.free(bt_id);
+        next = bt_mo.mo_next.get();
+    }
+    tx.free(in_id);
+    Ok(())
+}
+
+/// Appends a new block for file block `blkid` (`pfs_inode_add`): logs the
+/// new block tag, the inode, then the inode's previous last block tag.
+fn add_block(tx: &mut Tx<'_>, ino: u64, blkid: u64) -> Result<ObjectId> {
+    let bt_id = tx.alloc(MetaType::BlkTag)?;
+    let (in_id, in_mo) = tx.view_no(MetaType::Inode, ino)?;
+    let old_tail = in_mo.mo_prev.get();
+    {
+        let i = tx.take(in_id);
+        if i.mo_next.get() == 0 {
+            i.mo_next.set(bt_id.number());
+        }
+        i.mo_prev.set(bt_id.number());
+        let ip = i.inode_mut();
+        ip.in_nblock.set(ip.in_nblock.get() + 1);
+    }
+    if old_tail != 0 {
+        tx.take_no(MetaType::BlkTag, old_tail)?
+            .1
+            .mo_next
+            .set(bt_id.number());
+    }
+    let bt = tx.take(bt_id);
+    bt.mo_prev.set(old_tail);
+    let b = bt.blktag_mut();
+    b.bt_ino.set(ino as i64);
+    b.bt_blkid.set(blkid as i64);
+    Ok(bt_id)
+}
+
+/// Removes block tag `bt` from file `ino` and frees it (`pfs_inode_del`).
+fn del_block(tx: &mut Tx<'_>, ino: u64, bt: ObjectId) -> Result<()> {
+    let (in_id, _) = tx.view_no(MetaType::Inode, ino)?;
+    let bt_mo = tx.view(bt);
+    tx.take(bt);
+    tx.take(in_id);
+    let (prev, next) = (bt_mo.mo_prev.get(), bt_mo.mo_next.get());
+    if prev != 0 {
+        tx.take_no(MetaType::BlkTag, prev)?.1.mo_next.set(next);
+    } else {
+        tx.take(in_id).mo_next.set(next);
+    }
+    if next != 0 {
+        tx.take_no(MetaType::BlkTag, next)?.1.mo_prev.set(prev);
+    } else {
+        tx.take(in_id).mo_prev.set(prev);
+    }
+    tx.free(bt);
+    let i = tx.take(in_id).inode_mut();
+    i.in_nblock.set(i.in_nblock.get().saturating_sub(1));
+    Ok(())
+}
+
+/// Sets a file's size and times (`pfs_inode_change`); `forced` is the
+/// write-commit case, which bumps `in_atime` when nothing else would make
+/// the inode image differ within the same second.
+fn change_inode(tx: &mut Tx<'_>, ino: u64, new_size: u64, forced: bool) -> Result<()> {
+    let now = tx.now;
+    let (_, i) = tx.take_no(MetaType::Inode, ino)?;
+    let ip = i.inode_mut();
+    if forced && new_size == ip.in_size.get() && ip.in_ctime.get() == now {
+        ip.in_atime.set(ip.in_atime.get() + 1);
+    }
+    ip.in_size.set(new_size);
+    ip.in_ctime.set(now);
+    ip.in_mtime.set(now);
+    Ok(())
+}
+
+/// One truncate step: shrink the last kept block's data, drop the blocks
+/// past `len`, set the size.
+fn truncate_step(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    len: u64,
+    blocks: &BTreeMap<u64, FileBlock>,
+    size: u64,
+) -> Result<()> {
+    let keep = len.div_ceil(BLOCK_SIZE);
+    if len > 0 && len < size {
+        if let Some(b) = blocks.get(&((len - 1) / BLOCK_SIZE)) {
+            let blkoff = len % BLOCK_SIZE;
+            if blkoff > 0 && blkoff < b.data_end.min(i32::MAX as u64) {
+                let bt = tx.take(b.btno).blktag_mut();
+                bt.bt_holeoff.set(blkoff as i32);
+                bt.bt_holelen.set((BLOCK_SIZE - blkoff) as i32);
+            }
+        }
+    }
+    for (_, b) in blocks.range(keep..) {
+        del_block(tx, ino, b.btno)?;
+    }
+    if len != size {
+        change_inode(tx, ino, len, false)?;
+    }
+    Ok(())
+}
+
+impl Mount {
+    /// Resolves all but the last component to a directory; returns it and
+    /// the last name.
+    fn parent_of<'p>(&self, components: &'p [String], shown: &str) -> Result<(u64, &'p str)> {
+        let (name, parent) = components.split_last().ok_or_else(|| CoreError::Exists {
+            path: shown.to_owned(),
+        })?;
+        if name == "." || name == ".." {
+            return Err(CoreError::Exists {
+                path: shown.to_owned(),
+            });
+        }
+        let dir = self.resolve(parent, true, shown)?;
+        Ok((dir, name.as_str()))
+    }
+
+    fn lookup_in(&self, dir: u64, name: &str) -> Result<Option<u64>> {
+        let st = self.state.read();
+        Ok(st.meta.find(dir, name.as_bytes())?.map(|e| e.ino))
+    }
+
+    /// Creates directory `components` (`mkdir`); with `parents`, creates
+    /// missing parents and accepts an existing directory (`mkdir -p`).
+    pub fn mkdir(&self, components: &[String], parents: bool, shown: &str) -> Result<u64> {
+        if parents {
+            let mut dir = ROOT_INO;
+            for c in components.iter().filter(|c| c.as_str() != ".") {
+                dir = match self.lookup_in(dir, c)? {
+                    Some(ino) => {
+                        if !self.stat(ino)?.is_dir {
+                            return Err(CoreError::NotDir {
+                                path: shown.to_owned(),
+                            });
+                        }
+                        ino
+                    }
+                    None => self.write_tx(|tx| dir_add(tx, dir, c.as_bytes(), true, shown))?,
+                };
+            }
+            return Ok(dir);
+        }
+        let (dir, name) = self.parent_of(components, shown)?;
+        if self.lookup_in(dir, name)?.is_some() {
+            return Err(CoreError::Exists {
+                path: shown.to_owned(),
+            });
+        }
+        self.write_tx(|tx| dir_add(tx, dir, name.as_bytes(), true, shown))
+    }
+
+    /// Creates file `components`, or opens it if it exists and `exclusive`
+    /// is false; returns its inode.
+    pub fn create(&self, components: &[String], exclusive: bool, shown: &str) -> Result<u64> {
+        let (dir, name) = self.parent_of(components, shown)?;
+        if let Some(ino) = self.lookup_in(dir, name)? {
+            if exclusive {
+                return Err(CoreError::Exists {
+                    path: shown.to_owned(),
+                });
+            }
+            if self.stat(ino)?.is_dir {
+                return Err(CoreError::IsDir {
+                    path: shown.to_owned(),
+                });
+            }
+            return Ok(ino);
+        }
+        self.write_tx(|tx| dir_add(tx, dir, name.as_bytes(), false, shown))
+    }
+
+    /// Removes file `components` and frees its inode and blocks.
+    pub fn unlink(&self, components: &[String], shown: &str) -> Result<()> {
+        let (dir, name) = self.parent_of(components, shown)?;
+        let ino = self
+            .lookup_in(dir, name)?
+            .ok_or_else(|| CoreError::NotFound {
+                path: shown.to_owned(),
+            })?;
+        if self.stat(ino)?.is_dir {
+            return Err(CoreError::IsDir {
+                path: shown.to_owned(),
+            });
+        }
+        self.write_tx(|tx| dir_del(tx, dir, ino))?;
+        self.truncate_ino(ino, 0)?;
+        self.write_tx(|tx| release_inode(tx, ino))
+    }
+
+    /// Removes empty directory `components`.
+    pub fn rmdir(&self, components: &[String], shown: &str) -> Result<()> {
+        let (dir, name) = self.parent_of(components, shown)?;
+        let ino = self
+            .lookup_in(dir, name)?
+            .ok_or_else(|| CoreError::NotFound {
+                path: shown.to_owned(),
+            })?;
+        let st = self.stat(ino)?;
+        if !st.is_dir {
+            return Err(CoreError::NotDir {
+                path: shown.to_owned(),
+            });
+        }
+        if !self.read_dir(ino)?.is_empty() {
+            return Err(CoreError::NotEmpty {
+                path: shown.to_owned(),
+            });
+        }
+        self.write_tx(|tx| dir_del(tx, dir, ino))?;
+        self.write_tx(|tx| release_inode(tx, ino))
+    }
+
+    /// Sets the size of file `ino`, freeing blocks past the new end.
+    pub fn truncate_ino(&self, ino: u64, len: u64) -> Result<()> {
+        loop {
+            let st = self.stat(ino)?;
+            if st.is_dir {
+                return Err(CoreError::IsDir {
+                    path: format!("inode {ino}"),
+                });
+            }
+            let step = if st.size > len && st.size - len > SHRINK_STEP {
+                st.size - SHRINK_STEP
+            } else {
+                len
+            };
+            let blocks = self.blocks(ino)?;
+            self.write_tx(|tx| truncate_step(tx, ino, step, &blocks, st.size))?;
+            if step == len {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Gives file `ino` blocks for `[off, off + len)`; unless `keep_size`,
+    /// grows the size to cover the range. New blocks read as zeros.
+    pub fn fallocate_ino(&self, ino: u64, off: u64, len: u64, keep_size: bool) -> Result<()> {
+        if len == 0 {
+            return Err(CoreError::InvalidArgument(
+                "fallocate: length must be positive".into(),
+            ));
+        }
+        let end = off
+            .checked_add(len)
+            .ok_or_else(|| CoreError::InvalidArgument("fallocate: range overflows".into()))?;
+        let st = self.stat(ino)?;
+        if st.is_dir {
+            return Err(CoreError::IsDir {
+                path: format!("inode {ino}"),
+            });
+        }
+        let blocks = self.blocks(ino)?;
+        self.write_tx(|tx| {
+            for blkid in off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE) {
+                if !blocks.contains_key(&blkid) {
+                    add_block(tx, ino, blkid)?;
+                }
+            }
+            if !keep_size && end > st.size {
+                change_inode(tx, ino, end, false)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes `data` at `off` of file `ino`: allocates missing blocks (one
+    /// transaction), writes the data (zeroing any gap after a block's
+    /// written part), then commits the new written extents and size.
+    pub fn pwrite(&self, ino: u64, off: u64, data: &[u8]) -> Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = off
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| CoreError::InvalidArgument("write: range overflows".into()))?;
+        if self.stat(ino)?.is_dir {
+            return Err(CoreError::IsDir {
+                path: format!("inode {ino}"),
+            });
+        }
+        self.fallocate_ino(ino, off, data.len() as u64, true)?;
+        let blocks = self.blocks(ino)?;
+        let mut grown: Vec<(ObjectId, u64)> = Vec::new();
+        let mut pos = off;
+        while pos < end {
+            let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);
+            let n = (end - pos).min(BLOCK_SIZE - in_blk);
+            let b = blocks
+                .get(&blkid)
+                .ok_or_else(|| CoreError::InvalidArgument("write: block vanished".into()))?;
+            let base = b.blkno * BLOCK_SIZE;
+            if in_blk > b.data_end {
+                crate::device::write_zeros(
+                    self.device().as_ref(),
+                    base + b.data_end,
+                    in_blk - b.data_end,
+                )?;
+            }
+            let src = &data[(pos - off) as usize..(pos - off + n) as usize];
+            self.device().write_at(src, base + in_blk)?;
+            if in_blk + n > b.data_end {
+                grown.push((b.btno, in_blk + n));
+            }
+            pos += n;
+        }
+        let size = self.stat(ino)?.size;
+        if grown.is_empty() && end <= size {
+            return Ok(data.len());
+        }
+        self.write_tx(|tx| {
+            for (bt, new_end) in &grown {
+                let b = tx.take(*bt).blktag_mut();
+                b.bt_holeoff.set(*new_end as i32);
+                b.bt_holelen.set((BLOCK_SIZE - new_end) as i32);
+            }
+            change_inode(tx, ino, size.max(end), true)
+        })?;
+        Ok(data.len())
+    }
+}
+
+/// Moves direntry `deno` from directory `odir` to the end of `ndir` under
+/// `newname` (`pfs_dir_move`): logs the old and new directory inodes, the
+/// entry (renamed in place), its inode, the old neighbours, the extension
+/// direntries the names need, then the new directory's old last entry.
+fn dir_move(
+    tx: &mut Tx<'_>,
+    odir: u64,
+    deno: u64,
+    ndir: u64,
+    newname: &[u8],
+    shown: &str,
+) -> Result<()> {
+    let pieces = split_name(newname).map_err(|e| name_error(e, shown))?;
+    let (odir_id, _) = tx.view_no(MetaType::Inode, odir)?;
+    let (ndir_id, _) = tx.view_no(MetaType::Inode, ndir)?;
+    let (de_id, de_mo) = tx.view_no(MetaType::DirEntry, deno)?;
+    let (in_id, _) = tx.view_no(MetaType::Inode, de_mo.direntry().de_ino.get() as u64)?;
+    let now = tx.now;
+    tx.take(odir_id);
+    tx.take(ndir_id);
+    tx.take(de_id);
+    tx.take(in_id);
+    // Unlink from the old directory.
+    let (prev, next) = (de_mo.mo_prev.get(), de_mo.mo_next.get());
+    if prev != 0 {
+        tx.take_no(MetaType::DirEntry, prev)?.1.mo_next.set(next);
+    } else {
+        tx.take(odir_id).mo_next.set(next);
+    }
+    if next != 0 {
+        tx.take_no(MetaType::DirEntry, next)?.1.mo_prev.set(prev);
+    } else {
+        tx.take(odir_id).mo_prev.set(prev);
+    }
+    {
+        let de = tx.take(de_id);
+        de.mo_prev.set(0);
+        de.mo_next.set(0);
+        let o = tx.take(odir_id).inode_mut();
+        o.in_size
+            .set(o.in_size.get().saturating_sub(OBJ_SIZE as u64));
+        o.in_mtime.set(now);
+    }
+    // Rename in place: reuse, extend or cut the extension chain.
+    let mut old_exts = Vec::new();
+    let mut ext = de_mo.direntry().de_extdeno.get();
+    while ext != 0 && old_exts.len() < pfs_format::direntry::MAX_NAME_PIECES {
+        old_exts.push(ext);
+        ext = tx
+            .view_no(MetaType::DirEntry, ext)?
+            .1
+            .direntry()
+            .de_extdeno
+            .get();
+    }
+    let mut exts: Vec<ObjectId> = Vec::new();
+    for (k, piece) in pieces[1..].iter().enumerate() {
+        let id = match old_exts.get(k) {
+            Some(&n) => tx.take_no(MetaType::DirEntry, n)?.0,
+            None => {
+                let id = tx.alloc(MetaType::DirEntry)?;
+                tx.take(id).direntry_mut().de_ino.set(de_id.number() as i64);
+                id
+            }
+        };
+        tx.take(id).direntry_mut().de_name = *piece;
+        exts.push(id);
+    }
+    for &n in old_exts.iter().skip(pieces.len() - 1) {
+        let (id, _) = tx.take_no(MetaType::DirEntry, n)?;
+        tx.free(id);
+    }
+    for (k, id) in exts.iter().enumerate() {
+        let next = exts.get(k + 1).map(|n| n.number()).unwrap_or(0);
+        tx.take(*id).direntry_mut().de_extdeno.set(next);
+    }
+    // Append to the new directory.
+    let old_tail = tx.view(ndir_id).mo_prev.get();
+    if old_tail != 0 {
+        tx.take_no(MetaType::DirEntry, old_tail)?
+            .1
+            .mo_next
+            .set(de_id.number());
+    }
+    {
+        let nd = tx.take(ndir_id);
+        if nd.mo_next.get() == 0 {
+            nd.mo_next.set(de_id.number());
+        }
+        nd.mo_prev.set(de_id.number());
+        let ni = nd.inode_mut();
+        ni.in_size.set(ni.in_size.get() + OBJ_SIZE as u64);
+        ni.in_mtime.set(now);
+    }
+    {
+        let de = tx.take(de_id);
+        de.mo_prev.set(old_tail);
+        let d = de.direntry_mut();
+        d.de_name = pieces[0];
+        d.de_dirino.set(ndir as i64);
+        d.de_extdeno
+            .set(exts.first().map(|e| e.number()).unwrap_or(0));
+    }
+    tx.take(in_id).inode_mut().in_ctime.set(now);
+    Ok(())
+}
+
+impl Mount {
+    /// Renames `from` to `to` atomically; an existing target of the same
+    /// kind (a file, or an empty directory) is replaced.
+    pub fn rename(
+        &self,
+        from: &[String],
+        to: &[String],
+        from_shown: &str,
+        to_shown: &str,
+    ) -> Result<()> {
+        let (odir, oname) = self.parent_of(from, from_shown)?;
+        let (ndir, nname) = self.parent_of(to, to_shown)?;
+        let src = self
+            .lookup_in(odir, oname)?
+            .ok_or_else(|| CoreError::NotFound {
+                path: from_shown.to_owned(),
+            })?;
+        let src_dir = self.stat(src)?.is_dir;
+        // A directory may not move into itself.
+        if src_dir {
+            let mut cur = ndir;
+            let st = self.state.read();
+            for _ in 0..4096 {
+                if cur == src {
+                    return Err(CoreError::InvalidArgument(format!(
+                        "rename: cannot move {from_shown} into itself ({to_shown})"
+                    )));
+                }
+                if cur == ROOT_INO {
+                    break;
+                }
+                let (_, i) = st.meta.inode(cur)?;
+                let (_, de) = st.meta.lookup(MetaType::DirEntry, i.in_deno.get())?;
+                cur = de.direntry().de_dirino.get() as u64;
+            }
+        }
+        let target = self.lookup_in(ndir, nname)?;
+        if target == Some(src) {
+            return Ok(());
+        }
+        if let Some(t) = target {
+            let t_dir = self.stat(t)?.is_dir;
+            if t_dir != src_dir {
+                return Err(if t_dir {
+                    CoreError::IsDir {
+                        path: to_shown.to_owned(),
+                    }
+                } else {
+                    CoreError::NotDir {
+                        path: to_shown.to_owned(),
+                    }
+                });
+            }
+            if t_dir && !self.read_dir(t)?.is_empty() {
+                return Err(CoreError::NotEmpty {
+                    path: to_shown.to_owned(),
+                });
+            }
+        }
+        let deno = self.state.read().meta.inode(src)?.1.in_deno.get();
+        self.write_tx(|tx| {
+            if let Some(t) = target {
+                dir_del(tx, ndir, t)?;
+            }
+            dir_move(tx, odir, deno, ndir, nname.as_bytes(), to_shown)
+        })?;
+        if let Some(t) = target {
+            self.truncate_ino_any(t)?;
+            self.write_tx(|tx| release_inode(tx, t))?;
+        }
+        Ok(())
+    }
+
+    /// Frees a replaced inode's blocks (files only).
+    fn truncate_ino_any(&self, ino: u64) -> Result<()> {
+        if self.stat(ino)?.is_dir {
+            return Ok(());
+        }
+        self.truncate_ino(ino, 0)
+    }
+}

@@ -1,0 +1,241 @@
+//! Commands that change a PFS: `touch`, `mkdir`, `write`, `truncate`,
+//! `fallocate`, `rm`, `rmdir`, `rename`. Each mounts read-write (taking the
+//! host lock and the writer lease), runs, and unmounts; every change is
+//! committed to the journal before the command reports success.
+
+use super::Context;
+use crate::cli::{FallocateArgs, MkdirArgs, PathArg, RenameArgs, RmArgs, TruncateArgs, WriteArgs};
+use crate::cmd::files::parse_c_u64;
+use crate::exit::{CmdResult, Failure};
+use pfs_core::mount::{Mode, Mount};
+use pfs_core::path::PfsPath;
+use pfs_core::CoreError;
+use pfs_format::layout::BLOCK_SIZE;
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+fn strerror(errno: i32) -> String {
+    let s = std::io::Error::from_raw_os_error(errno).to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+fn failed(cmd: &str, out: &mut dyn Write, e: &CoreError) -> Failure {
+    let _ = writeln!(out, "{cmd} failed: {}", strerror(e.errno()));
+    Failure::from_core(cmd, e)
+}
+
+fn parse(cmd: &str, arg: &str) -> Result<PfsPath, Failure> {
+    if !arg.starts_with('/') {
+        return Err(Failure::new(
+            crate::exit::FAILURE,
+            format!("{cmd}: {arg}: not a PFS path; use /<pbd>/<path>"),
+        ));
+    }
+    PfsPath::parse(arg).map_err(|e| Failure::new(22, format!("{cmd}: {e}")))
+}
+
+/// Mounts the PBD of `path` read-write.
+fn mount_rw(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> {
+    let dev = ctx.open(cmd, &path.pbd, true)?;
+    Mount::open(Arc::new(dev), Mode::ReadWrite).map_err(|e| Failure::from_core(cmd, &e))
+}
+
+/// `pfs touch`.
+pub fn touch(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
+    let p = parse("touch", &a.path)?;
+    let m = mount_rw(ctx, "touch", &p)?;
+    m.create(&p.components, false, &a.path)
+        .map_err(|e| failed("touch", out, &e))?;
+    Ok(())
+}
+
+/// `pfs mkdir [-p]`.
+pub fn mkdir(ctx: &Context, a: &MkdirArgs, out: &mut dyn Write) -> CmdResult {
+    let p = parse("mkdir", &a.path)?;
+    let m = mount_rw(ctx, "mkdir", &p)?;
+    m.mkdir(&p.components, a.parents, &a.path)
+        .map_err(|e| failed("mkdir", out, &e))?;
+    Ok(())
+}
+
+/// Reads up to `buf.len()` bytes, stopping early only at end of input.
+fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// `pfs write [-o off] [-l len]`: stdin to a file, in 4 MiB pieces.
+pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn Write) -> CmdResult {
+    let off = match &a.offset {
+        Some(s) => parse_c_u64(s).ok_or_else(|| {
+            Failure::new(crate::exit::FAILURE, format!("write: bad offset {s:?}"))
+        })?,
+        None => 0,
+    };
+    let len = match &a.length {
+        Some(s) => parse_c_u64(s).ok_or_else(|| {
+            Failure::new(crate::exit::FAILURE, format!("write: bad length {s:?}"))
+        })?,
+        None => u64::MAX,
+    };
+    let to_eof = (len as i64) < 0;
+    let p = parse("write", &a.path)?;
+    let m = mount_rw(ctx, "write", &p)?;
+    let report_fail = |out: &mut dyn Write, e: &CoreError| {
+        let _ = writeln!(
+            out,
+            "\x1b[40;31m[  FAIL  ]\x1b[0m Write {off} offset, {} bytes to file {}, errinfo={}",
+            len as i64,
+            a.path,
+            strerror(e.errno())
+        );
+        Failure::from_core("write", e)
+    };
+    let ino = m
+        .create(&p.components, false, &a.path)
+        .map_err(|e| report_fail(out, &e))?;
+    let mut buf = vec![0u8; BLOCK_SIZE as usize];
+    let mut pos = off;
+    let mut left = len;
+    loop {
+        let want = if to_eof {
+            BLOCK_SIZE
+        } else {
+            left.min(BLOCK_SIZE)
+        } as usize;
+        if want == 0 {
+            break;
+        }
+        let n = read_full(input, &mut buf[..want]).map_err(|e| {
+            Failure::new(crate::exit::FAILURE, format!("write: reading stdin: {e}"))
+        })?;
+        if n == 0 {
+            break;
+        }
+        m.pwrite(ino, pos, &buf[..n])
+            .map_err(|e| report_fail(out, &e))?;
+        pos += n as u64;
+        if !to_eof {
+            left -= n as u64;
+        }
+    }
+    writeln!(
+        out,
+        "\x1b[40;32m[   OK   ]\x1b[0m Write {off} offset, {} bytes to file {}",
+        pos - off,
+        a.path
+    )?;
+    Ok(())
+}
+
+/// `pfs truncate -l len`.
+pub fn truncate(ctx: &Context, a: &TruncateArgs, out: &mut dyn Write) -> CmdResult {
+    let p = parse("truncate", &a.path)?;
+    let m = mount_rw(ctx, "truncate", &p)?;
+    let ino = m
+        .resolve(&p.components, p.trailing_slash, &a.path)
+        .map_err(|e| failed("truncate", out, &e))?;
+    m.truncate_ino(ino, a.length)
+        .map_err(|e| failed("truncate", out, &e))
+}
+
+/// `pfs fallocate [-o off] -l len`.
+pub fn fallocate(ctx: &Context, a: &FallocateArgs, out: &mut dyn Write) -> CmdResult {
+    let p = parse("fallocate", &a.path)?;
+    let m = mount_rw(ctx, "fallocate", &p)?;
+    let ino = m
+        .resolve(&p.components, p.trailing_slash, &a.path)
+        .map_err(|e| failed("fallocate", out, &e))?;
+    m.fallocate_ino(ino, a.offset, a.length, false)
+        .map_err(|e| failed("fallocate", out, &e))
+}
+
+/// `pfs rmdir`.
+pub fn rmdir(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
+    let p = parse("rmdir", &a.path)?;
+    let m = mount_rw(ctx, "rmdir", &p)?;
+    m.rmdir(&p.components, &a.path)
+        .map_err(|e| failed("rmdir", out, &e))
+}
+
+/// `pfs rm [-r] path...`.
+pub fn rm(ctx: &Context, a: &RmArgs, out: &mut dyn Write) -> CmdResult {
+    let mut result = Ok(());
+    for arg in &a.paths {
+        let p = parse("rm", arg)?;
+        let m = mount_rw(ctx, "rm", &p)?;
+        if let Err(f) = rm_one(&m, &p.components, arg, a.recursive, out) {
+            result = Err(f);
+        }
+    }
+    result
+}
+
+fn rm_one(
+    m: &Mount,
+    comps: &[String],
+    shown: &str,
+    recursive: bool,
+    out: &mut dyn Write,
+) -> CmdResult {
+    let ino = m
+        .resolve(comps, false, shown)
+        .map_err(|e| failed("rm", out, &e))?;
+    let st = m.stat(ino).map_err(|e| failed("rm", out, &e))?;
+    if !st.is_dir {
+        if ino == pfs_format::layout::PAXOS_FILE_INO || ino == pfs_format::layout::JOURNAL_FILE_INO
+        {
+            return Err(Failure::new(
+                crate::exit::FAILURE,
+                "rm: cannot remove paxos/journal file",
+            ));
+        }
+        return m.unlink(comps, shown).map_err(|e| failed("rm", out, &e));
+    }
+    if !recursive {
+        let _ = writeln!(out, "rm failed: {}", strerror(21));
+        return Err(Failure::new(
+            crate::exit::FAILURE,
+            format!("rm: {shown} is a directory (use -r)"),
+        ));
+    }
+    if comps.iter().all(|c| c == ".") {
+        return Err(Failure::new(
+            crate::exit::FAILURE,
+            format!("rm: {shown} is the root directory"),
+        ));
+    }
+    for e in m.read_dir(ino).map_err(|e| failed("rm", out, &e))? {
+        let name = String::from_utf8_lossy(&e.name).into_owned();
+        let mut child = comps.to_vec();
+        child.push(name.clone());
+        rm_one(m, &child, &format!("{shown}/{name}"), true, out)?;
+    }
+    m.rmdir(comps, shown).map_err(|e| failed("rm", out, &e))
+}
+
+/// `pfs rename old new`.
+pub fn rename(ctx: &Context, a: &RenameArgs, out: &mut dyn Write) -> CmdResult {
+    let from = parse("rename", &a.from)?;
+    let to = parse("rename", &a.to)?;
+    if from.pbd != to.pbd {
+        return Err(Failure::new(
+            crate::exit::FAILURE,
+            format!("rename: {} and {} are on different devices", a.from, a.to),
+        ));
+    }
+    let m = mount_rw(ctx, "rename", &from)?;
+    m.rename(&from.components, &to.components, &a.from, &a.to)
+        .map_err(|e| failed("rename", out, &e))
+}
