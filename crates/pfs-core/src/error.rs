@@ -123,6 +123,15 @@ pub enum CoreError {
         /// The object type that ran out.
         what: &'static str,
     },
+    /// Another writer holds the device.
+    #[error("device busy: {what}")]
+    Busy {
+        /// Who holds it.
+        what: String,
+    },
+    /// The requested host id is not allowed by the filesystem.
+    #[error(transparent)]
+    Host(#[from] pfs_paxos::PaxosError),
     /// A transaction larger than the whole journal.
     #[error("transaction needs {need} bytes of journal, the journal holds {log_size}")]
     TxTooLarge {
@@ -162,6 +171,8 @@ impl CoreError {
             CoreError::ReadOnly => 30,
             CoreError::NoSpace { .. } | CoreError::TxTooLarge { .. } => 28,
             CoreError::Fenced { .. } => 5,
+            CoreError::Busy { .. } => 16,
+            CoreError::Host(_) => 22,
             CoreError::NotDir { .. } => 20,
             CoreError::Exists { .. } => 17,
             CoreError::NotEmpty { .. } => 39,

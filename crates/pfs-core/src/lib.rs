@@ -14,6 +14,8 @@ pub mod device;
 pub mod error;
 pub mod fsops;
 pub mod growfs;
+pub mod hostlock;
+pub mod lease;
 pub mod meta;
 pub mod mkfs;
 pub mod mount;

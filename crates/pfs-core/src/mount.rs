@@ -9,6 +9,8 @@
 use crate::alloc::Allocator;
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
+use crate::hostlock::HostLock;
+use crate::lease::Lease;
 use crate::meta::{Journal, MetaImage};
 use crate::ns::{Entry, FileBlock};
 use crate::tx::Tx;
@@ -51,11 +53,48 @@ pub(crate) struct State {
     pub(crate) fenced: Option<String>,
 }
 
+/// How to mount, beyond the mode.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// Host id; 0 means the tool's default, the leader's `num_hosts`.
+    pub hostid: u64,
+    /// Take over an expired writer lease held by another mount (waiting
+    /// for it to expire).
+    pub force: bool,
+    /// Host-lock file of the reference (`/var/run/pfs/<pbd>-paxos-hostid`);
+    /// `None` skips the host-local lock.
+    pub lock_path: Option<std::path::PathBuf>,
+    /// Writer lease duration in milliseconds.
+    pub lease_ms: u32,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            hostid: 0,
+            force: false,
+            lock_path: None,
+            lease_ms: crate::lease::lease_ms_from_env(),
+        }
+    }
+}
+
 /// A mounted PFS.
 pub struct Mount {
     dev: Arc<dyn Device>,
     mode: Mode,
+    hostid: u64,
     pub(crate) state: RwLock<State>,
+    lease: Option<Arc<Lease>>,
+    _lock: Option<HostLock>,
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(l) = &self.lease {
+            l.release();
+        }
+    }
 }
 
 fn read_leader(dev: &dyn Device, bda: u64) -> Result<LeaderRecord> {
@@ -98,15 +137,54 @@ impl Mount {
     /// Mounts `dev`: loads every chunk's metasets, finds the leader record
     /// and replays the committed journal.
     pub fn open(dev: Arc<dyn Device>, mode: Mode) -> Result<Mount> {
+        Mount::open_with(dev, mode, &MountOptions::default())
+    }
+
+    /// Mounts with options. A read-write mount takes the host-local lock
+    /// (when a lock path is given) and the writer lease, then loads the
+    /// metadata as of the latest commit.
+    pub fn open_with(dev: Arc<dyn Device>, mode: Mode, opts: &MountOptions) -> Result<Mount> {
         let mut state = load_state(dev.as_ref())?;
+        let hostid = pfs_paxos::HostId::resolve(opts.hostid, &state.leader)?.get();
+        let (mut lock, mut lease) = (None, None);
         if mode == Mode::ReadWrite {
+            if let Some(p) = &opts.lock_path {
+                lock = Some(HostLock::acquire(p, hostid)?);
+            }
+            let paxos_bda = state.leader_bda;
+            let l = Lease::acquire(
+                Arc::clone(&dev),
+                paxos_bda,
+                hostid as u32,
+                opts.force,
+                opts.lease_ms,
+            )?;
+            // Someone may have committed between our load and the lease.
+            let now = read_leader(dev.as_ref(), paxos_bda)?;
+            if now != state.leader {
+                state = load_state(dev.as_ref())?;
+            }
             state.alloc = Some(Allocator::build(&state.meta));
+            lease = Some(l);
         }
         Ok(Mount {
             dev,
             mode,
+            hostid,
             state: RwLock::new(state),
+            lease,
+            _lock: lock,
         })
+    }
+
+    /// The host id this mount uses.
+    pub fn hostid(&self) -> u64 {
+        self.hostid
+    }
+
+    /// The writer lease (read-write mounts).
+    pub fn lease(&self) -> Option<&Arc<Lease>> {
+        self.lease.as_ref()
     }
 
     /// The device.
@@ -438,7 +516,14 @@ impl Mount {
             }
             *ntx = 0;
         }
-        // Another writer must not have moved the head under us.
+        // We must still hold the lease, and no other writer may have moved
+        // the head under us.
+        if let Some(l) = &self.lease {
+            if let Err(e) = l.check() {
+                *fenced = Some(e.to_string());
+                return Err(e);
+            }
+        }
         let ondisk = read_leader(dev, *leader_bda)?;
         let head = |l: &LeaderRecord| (l.head_txid.get(), l.head_offset.get(), l.head_lsn.get());
         if head(&ondisk) != head(leader) {

@@ -55,7 +55,8 @@ impl PfsPath {
         Ok(PfsPath {
             pbd: pbd.to_owned(),
             components,
-            trailing_slash: inner.ends_with('/'),
+            // The in-filesystem path starts at the '/' after the PBD name.
+            trailing_slash: inner.is_empty() || inner.ends_with('/'),
             shown: s.to_owned(),
         })
     }

@@ -55,6 +55,16 @@ pub fn device_dir_from_env() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// The reference's host-lock file for PBD `name`:
+/// `/var/run/pfs/<name>-paxos-hostid`, or `<dir>/.<name>-paxos-hostid` when
+/// devices live in a device directory.
+pub fn lock_path(name: &str, device_dir: Option<&Path>) -> PathBuf {
+    match device_dir {
+        Some(dir) => dir.join(format!(".{name}-paxos-hostid")),
+        None => Path::new("/var/run/pfs").join(format!("{name}-paxos-hostid")),
+    }
+}
+
 /// Opens the device of PBD `name`.
 pub fn open_pbd(name: &str, device_dir: Option<&Path>, writable: bool) -> Result<FileDevice> {
     let path = device_path(name, device_dir)?;

@@ -7,6 +7,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod lease;
+
+pub use lease::{LeaseRecord, LeaseState};
+
 use pfs_format::layout::{MAX_HOSTS, PAXOS_FILE_SIZE, SECTOR_SIZE};
 use pfs_format::LeaderRecord;
 

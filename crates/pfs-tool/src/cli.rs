@@ -26,6 +26,10 @@ pub struct Cli {
     /// pfsd timeout, accepted for compatibility (no pfsd is used).
     #[arg(short = 't', long = "timeout")]
     pub timeout: Option<u64>,
+    /// Take over the writer lease of a mount that stopped renewing it
+    /// (waits for it to expire).
+    #[arg(long = "force")]
+    pub force: bool,
     /// Directory holding the devices (files named after their PBD).
     #[arg(long = "device-dir", env = "PFS_DEVICE_DIR", value_name = "DIR")]
     pub device_dir: Option<PathBuf>,
@@ -323,6 +327,8 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
     let ctx = cmd::Context {
         device_dir: cli.device_dir.clone().filter(|d| !d.as_os_str().is_empty()),
+        hostid: u64::from(cli.hostid),
+        force: cli.force,
     };
     let result = match &cli.command {
         Command::Mkfs(a) => cmd::mkfs::mkfs(&ctx, a, out, err),

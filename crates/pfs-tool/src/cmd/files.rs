@@ -12,7 +12,6 @@ use pfs_core::path::PfsPath;
 use pfs_core::CoreError;
 use pfs_format::layout::{BLKTAGS_PER_CHUNK, BLOCK_SIZE, CHUNK_SIZE};
 use std::io::Write;
-use std::sync::Arc;
 
 /// 512-byte units per 4 MiB block.
 const SECTORS_PER_BLOCK: u64 = BLOCK_SIZE / 512;
@@ -45,8 +44,7 @@ fn parse_path(cmd: &str, arg: &str) -> Result<PfsPath, Failure> {
 
 /// Mounts the PBD of `path` read-only.
 fn mount_ro(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> {
-    let dev = ctx.open(cmd, &path.pbd, false)?;
-    Mount::open(Arc::new(dev), Mode::ReadOnly).map_err(|e| Failure::from_core(cmd, &e))
+    ctx.mount(cmd, &path.pbd, Mode::ReadOnly)
 }
 
 /// The number `strtoull(name, NULL, 0)` reads from the start of a PBD name

@@ -12,7 +12,6 @@ use pfs_core::path::PfsPath;
 use pfs_core::CoreError;
 use pfs_format::layout::BLOCK_SIZE;
 use std::io::{Read, Write};
-use std::sync::Arc;
 
 fn strerror(errno: i32) -> String {
     let s = std::io::Error::from_raw_os_error(errno).to_string();
@@ -39,8 +38,7 @@ fn parse(cmd: &str, arg: &str) -> Result<PfsPath, Failure> {
 
 /// Mounts the PBD of `path` read-write.
 fn mount_rw(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> {
-    let dev = ctx.open(cmd, &path.pbd, true)?;
-    Mount::open(Arc::new(dev), Mode::ReadWrite).map_err(|e| Failure::from_core(cmd, &e))
+    ctx.mount(cmd, &path.pbd, Mode::ReadWrite)
 }
 
 /// `pfs touch`.
