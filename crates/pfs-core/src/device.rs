@@ -288,6 +288,15 @@ impl MemDevice {
         }
     }
 
+    /// Every resident page with its device offset.
+    pub fn pages_snapshot(&self) -> Vec<(u64, Box<[u8]>)> {
+        self.pages
+            .read()
+            .iter()
+            .map(|(k, v)| (k * MEM_PAGE, v.clone()))
+            .collect()
+    }
+
     /// Bytes held in memory (pages written at least once).
     pub fn resident_bytes(&self) -> u64 {
         self.pages.read().len() as u64 * MEM_PAGE

@@ -22,6 +22,7 @@ pub mod mount;
 pub mod ns;
 pub mod path;
 pub mod pbd;
+pub mod sim;
 mod sys;
 mod tx;
 
