@@ -1,0 +1,205 @@
+//! Mount-level scenarios: the single-writer lease, followers catching up
+//! (and reloading after the writer checkpointed past them), a journal that
+//! wraps many times, a failing device.
+
+#![allow(clippy::unwrap_used)]
+
+use pfs_core::mkfs::{mkfs, MkfsOptions};
+use pfs_core::mount::{Mode, Mount, MountOptions};
+use pfs_core::sim::FailingDevice;
+use pfs_core::{CoreError, Device, MemDevice};
+use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn comps(p: &str) -> Vec<String> {
+    p.split('/').filter(|c| !c.is_empty()).map(str::to_owned).collect()
+}
+
+fn formatted(log_size: u64) -> Arc<dyn Device> {
+    let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
+    mkfs(
+        dev.as_ref(),
+        &MkfsOptions {
+            log_size,
+            ..MkfsOptions::default()
+        },
+    )
+    .unwrap();
+    dev
+}
+
+fn host(hostid: u64, lease_ms: u32) -> MountOptions {
+    MountOptions {
+        hostid,
+        lease_ms,
+        ..MountOptions::default()
+    }
+}
+
+fn names(m: &Mount, dir: &str) -> Vec<String> {
+    let ino = m.resolve(&comps(dir), true, dir).unwrap();
+    m.read_dir(ino)
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+        .collect()
+}
+
+#[test]
+fn second_writer_is_refused_naming_the_holder() {
+    let dev = formatted(MIN_LOG_SIZE);
+    let w1 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
+    w1.mkdir(&comps("/a"), false, "/a").unwrap();
+    match Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 60_000)) {
+        Err(CoreError::Busy { what }) => assert!(what.contains("host 1"), "{what}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a second writer mounted"),
+    }
+    // Readers are always welcome.
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2, 60_000)).unwrap();
+    assert!(names(&r, "/").contains(&"a".to_owned()));
+    // A clean unmount frees the lease.
+    drop(w1);
+    let w2 = Mount::open_with(dev, Mode::ReadWrite, &host(2, 60_000)).unwrap();
+    w2.mkdir(&comps("/b"), false, "/b").unwrap();
+}
+
+#[test]
+fn forced_takeover_after_expiry_fences_the_stale_writer() {
+    let dev = formatted(MIN_LOG_SIZE);
+    let w1 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 400)).unwrap();
+    w1.mkdir(&comps("/one"), false, "/one").unwrap();
+    // While host 1 renews, even --force gives up after waiting.
+    let started = Instant::now();
+    let e = Mount::open_with(dev.clone(), Mode::ReadWrite, &MountOptions { force: true, ..host(2, 400) });
+    assert!(matches!(e, Err(CoreError::Busy { .. })), "live lease must not be taken");
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    // Host 1 hangs: it stops renewing but still believes it is the writer.
+    w1.lease().unwrap().stop_renewing();
+    assert!(matches!(
+        Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 400)),
+        Err(CoreError::Busy { .. })
+    ));
+    let w2 = Mount::open_with(dev.clone(), Mode::ReadWrite, &MountOptions { force: true, ..host(2, 400) }).unwrap();
+    w2.mkdir(&comps("/two"), false, "/two").unwrap();
+    // The stale writer's next commit is refused, and stays refused.
+    match w1.mkdir(&comps("/stale"), false, "/stale") {
+        Err(CoreError::Fenced { reason }) => assert!(reason.contains("host 2"), "{reason}"),
+        other => panic!("stale writer committed: {other:?}"),
+    }
+    assert!(matches!(w1.mkdir(&comps("/stale2"), false, "/stale2"), Err(CoreError::Fenced { .. })));
+    drop(w1);
+    drop(w2);
+    let r = Mount::open_with(dev, Mode::ReadOnly, &host(0, 400)).unwrap();
+    let n = names(&r, "/");
+    assert!(n.contains(&"one".to_owned()) && n.contains(&"two".to_owned()));
+    assert!(!n.iter().any(|x| x.starts_with("stale")));
+}
+
+#[test]
+fn writer_without_lease_sees_foreign_commits_and_stops() {
+    // A writer that lost the race for the head (the journal moved under it)
+    // stops writing instead of overwriting the other's entries.
+    let dev = formatted(MIN_LOG_SIZE);
+    let w1 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 400)).unwrap();
+    w1.lease().unwrap().stop_renewing();
+    std::thread::sleep(Duration::from_millis(500));
+    let w2 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 60_000)).unwrap();
+    w2.mkdir(&comps("/x"), false, "/x").unwrap();
+    assert!(matches!(w1.mkdir(&comps("/y"), false, "/y"), Err(CoreError::Fenced { .. })));
+}
+
+#[test]
+fn hostid_above_num_hosts_is_refused() {
+    let dev = formatted(MIN_LOG_SIZE);
+    assert!(matches!(
+        Mount::open_with(dev.clone(), Mode::ReadWrite, &host(31, 1000)),
+        Err(CoreError::Host(_))
+    ));
+    let m = Mount::open_with(dev, Mode::ReadOnly, &host(0, 1000)).unwrap();
+    assert_eq!(m.hostid(), 30);
+}
+
+#[test]
+fn follower_catches_up_and_reloads_after_checkpoint() {
+    let dev = formatted(MIN_LOG_SIZE);
+    let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2, 60_000)).unwrap();
+    w.mkdir(&comps("/a"), false, "/a").unwrap();
+    assert_eq!(names(&r, "/"), vec![".pfs-paxos", ".pfs-journal", "a"]);
+    // The writer checkpoints: the entries the reader has not seen are gone
+    // from the journal's committed range; the reader reloads.
+    w.mkdir(&comps("/b"), false, "/b").unwrap();
+    w.checkpoint().unwrap();
+    w.mkdir(&comps("/c"), false, "/c").unwrap();
+    assert_eq!(names(&r, "/"), vec![".pfs-paxos", ".pfs-journal", "a", "b", "c"]);
+    let ino = w.create(&comps("/c/f"), true, "/c/f").unwrap();
+    w.pwrite(ino, 0, b"hello").unwrap();
+    let rino = r.resolve(&comps("/c/f"), false, "/c/f").unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(r.read(rino, 0, &mut buf).unwrap(), 5);
+    assert_eq!(&buf[..5], b"hello");
+    // A read-only mount refuses writes.
+    assert!(matches!(r.mkdir(&comps("/no"), false, "/no"), Err(CoreError::ReadOnly)));
+}
+
+#[test]
+fn journal_wraps_many_times_without_loss() {
+    let dev = formatted(MIN_LOG_SIZE);
+    let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2, 60_000)).unwrap();
+    let ino = w.create(&comps("/big"), true, "/big").unwrap();
+    let mut wraps = 0u64;
+    let mut last_head = w.leader().head_offset.get();
+    let mut cycle = 0u64;
+    while wraps < 6 {
+        // ~1000 blocks in, then out: two transactions of ~1000 entries.
+        let blocks = 900 + (cycle % 100);
+        w.fallocate_ino(ino, 0, blocks << 22, false).unwrap();
+        w.truncate_ino(ino, (cycle % 7) << 20).unwrap();
+        let head = w.leader().head_offset.get();
+        if head < last_head {
+            wraps += 1;
+        }
+        last_head = head;
+        cycle += 1;
+        if cycle % 10 == 0 {
+            // The follower keeps up whether or not the writer checkpointed.
+            let st = r.stat(r.resolve(&comps("/big"), false, "/big").unwrap()).unwrap();
+            assert_eq!(st.size, ((cycle - 1) % 7) << 20);
+        }
+    }
+    assert!(cycle > 100, "{cycle} cycles");
+    let expect = ((cycle - 1) % 7) << 20;
+    let nblock = expect.div_ceil(4 << 20);
+    drop(w);
+    for mode in [Mode::ReadOnly, Mode::ReadWrite] {
+        let m = Mount::open_with(dev.clone(), mode, &host(1, 60_000)).unwrap();
+        let st = m.stat(m.resolve(&comps("/big"), false, "/big").unwrap()).unwrap();
+        assert_eq!((st.size, st.nblock), (expect, nblock));
+    }
+}
+
+#[test]
+fn failing_device_stops_the_writer() {
+    let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
+    mkfs(
+        dev.as_ref(),
+        &MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        },
+    )
+    .unwrap();
+    let w = Mount::open_with(dev.clone() as Arc<dyn Device>, Mode::ReadWrite, &host(1, 60_000)).unwrap();
+    w.mkdir(&comps("/ok"), false, "/ok").unwrap();
+    dev.fail_after(1);
+    assert!(matches!(w.mkdir(&comps("/bad"), false, "/bad"), Err(CoreError::Io { .. })));
+    // After a failed write the mount refuses further writes.
+    dev.fail_after(u64::MAX / 2);
+    assert!(matches!(w.mkdir(&comps("/bad2"), false, "/bad2"), Err(CoreError::Fenced { .. })));
+    std::mem::forget(w);
+    let r = Mount::open_with(dev as Arc<dyn Device>, Mode::ReadOnly, &host(2, 60_000)).unwrap();
+    assert_eq!(names(&r, "/"), vec![".pfs-paxos", ".pfs-journal", "ok"]);
+}
