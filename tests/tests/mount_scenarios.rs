@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn comps(p: &str) -> Vec<String> {
-    p.split('/').filter(|c| !c.is_empty()).map(str::to_owned).collect()
+    p.split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn formatted(log_size: u64) -> Arc<dyn Device> {
@@ -72,8 +75,18 @@ fn forced_takeover_after_expiry_fences_the_stale_writer() {
     w1.mkdir(&comps("/one"), false, "/one").unwrap();
     // While host 1 renews, even --force gives up after waiting.
     let started = Instant::now();
-    let e = Mount::open_with(dev.clone(), Mode::ReadWrite, &MountOptions { force: true, ..host(2, 400) });
-    assert!(matches!(e, Err(CoreError::Busy { .. })), "live lease must not be taken");
+    let e = Mount::open_with(
+        dev.clone(),
+        Mode::ReadWrite,
+        &MountOptions {
+            force: true,
+            ..host(2, 400)
+        },
+    );
+    assert!(
+        matches!(e, Err(CoreError::Busy { .. })),
+        "live lease must not be taken"
+    );
     assert!(started.elapsed() >= Duration::from_millis(800));
     // Host 1 hangs: it stops renewing but still believes it is the writer.
     w1.lease().unwrap().stop_renewing();
@@ -81,14 +94,25 @@ fn forced_takeover_after_expiry_fences_the_stale_writer() {
         Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 400)),
         Err(CoreError::Busy { .. })
     ));
-    let w2 = Mount::open_with(dev.clone(), Mode::ReadWrite, &MountOptions { force: true, ..host(2, 400) }).unwrap();
+    let w2 = Mount::open_with(
+        dev.clone(),
+        Mode::ReadWrite,
+        &MountOptions {
+            force: true,
+            ..host(2, 400)
+        },
+    )
+    .unwrap();
     w2.mkdir(&comps("/two"), false, "/two").unwrap();
     // The stale writer's next commit is refused, and stays refused.
     match w1.mkdir(&comps("/stale"), false, "/stale") {
         Err(CoreError::Fenced { reason }) => assert!(reason.contains("host 2"), "{reason}"),
         other => panic!("stale writer committed: {other:?}"),
     }
-    assert!(matches!(w1.mkdir(&comps("/stale2"), false, "/stale2"), Err(CoreError::Fenced { .. })));
+    assert!(matches!(
+        w1.mkdir(&comps("/stale2"), false, "/stale2"),
+        Err(CoreError::Fenced { .. })
+    ));
     drop(w1);
     drop(w2);
     let r = Mount::open_with(dev, Mode::ReadOnly, &host(0, 400)).unwrap();
@@ -107,7 +131,10 @@ fn writer_without_lease_sees_foreign_commits_and_stops() {
     std::thread::sleep(Duration::from_millis(500));
     let w2 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 60_000)).unwrap();
     w2.mkdir(&comps("/x"), false, "/x").unwrap();
-    assert!(matches!(w1.mkdir(&comps("/y"), false, "/y"), Err(CoreError::Fenced { .. })));
+    assert!(matches!(
+        w1.mkdir(&comps("/y"), false, "/y"),
+        Err(CoreError::Fenced { .. })
+    ));
 }
 
 #[test]
@@ -133,7 +160,10 @@ fn follower_catches_up_and_reloads_after_checkpoint() {
     w.mkdir(&comps("/b"), false, "/b").unwrap();
     w.checkpoint().unwrap();
     w.mkdir(&comps("/c"), false, "/c").unwrap();
-    assert_eq!(names(&r, "/"), vec![".pfs-paxos", ".pfs-journal", "a", "b", "c"]);
+    assert_eq!(
+        names(&r, "/"),
+        vec![".pfs-paxos", ".pfs-journal", "a", "b", "c"]
+    );
     let ino = w.create(&comps("/c/f"), true, "/c/f").unwrap();
     w.pwrite(ino, 0, b"hello").unwrap();
     let rino = r.resolve(&comps("/c/f"), false, "/c/f").unwrap();
@@ -141,7 +171,10 @@ fn follower_catches_up_and_reloads_after_checkpoint() {
     assert_eq!(r.read(rino, 0, &mut buf).unwrap(), 5);
     assert_eq!(&buf[..5], b"hello");
     // A read-only mount refuses writes.
-    assert!(matches!(r.mkdir(&comps("/no"), false, "/no"), Err(CoreError::ReadOnly)));
+    assert!(matches!(
+        r.mkdir(&comps("/no"), false, "/no"),
+        Err(CoreError::ReadOnly)
+    ));
 }
 
 #[test]
@@ -166,7 +199,9 @@ fn journal_wraps_many_times_without_loss() {
         cycle += 1;
         if cycle % 10 == 0 {
             // The follower keeps up whether or not the writer checkpointed.
-            let st = r.stat(r.resolve(&comps("/big"), false, "/big").unwrap()).unwrap();
+            let st = r
+                .stat(r.resolve(&comps("/big"), false, "/big").unwrap())
+                .unwrap();
             assert_eq!(st.size, ((cycle - 1) % 7) << 20);
         }
     }
@@ -176,7 +211,9 @@ fn journal_wraps_many_times_without_loss() {
     drop(w);
     for mode in [Mode::ReadOnly, Mode::ReadWrite] {
         let m = Mount::open_with(dev.clone(), mode, &host(1, 60_000)).unwrap();
-        let st = m.stat(m.resolve(&comps("/big"), false, "/big").unwrap()).unwrap();
+        let st = m
+            .stat(m.resolve(&comps("/big"), false, "/big").unwrap())
+            .unwrap();
         assert_eq!((st.size, st.nblock), (expect, nblock));
     }
 }
@@ -192,13 +229,24 @@ fn failing_device_stops_the_writer() {
         },
     )
     .unwrap();
-    let w = Mount::open_with(dev.clone() as Arc<dyn Device>, Mode::ReadWrite, &host(1, 60_000)).unwrap();
+    let w = Mount::open_with(
+        dev.clone() as Arc<dyn Device>,
+        Mode::ReadWrite,
+        &host(1, 60_000),
+    )
+    .unwrap();
     w.mkdir(&comps("/ok"), false, "/ok").unwrap();
     dev.fail_after(1);
-    assert!(matches!(w.mkdir(&comps("/bad"), false, "/bad"), Err(CoreError::Io { .. })));
+    assert!(matches!(
+        w.mkdir(&comps("/bad"), false, "/bad"),
+        Err(CoreError::Io { .. })
+    ));
     // After a failed write the mount refuses further writes.
     dev.fail_after(u64::MAX / 2);
-    assert!(matches!(w.mkdir(&comps("/bad2"), false, "/bad2"), Err(CoreError::Fenced { .. })));
+    assert!(matches!(
+        w.mkdir(&comps("/bad2"), false, "/bad2"),
+        Err(CoreError::Fenced { .. })
+    ));
     std::mem::forget(w);
     let r = Mount::open_with(dev as Arc<dyn Device>, Mode::ReadOnly, &host(2, 60_000)).unwrap();
     assert_eq!(names(&r, "/"), vec![".pfs-paxos", ".pfs-journal", "ok"]);
