@@ -1,0 +1,109 @@
+//! Prints commit latency, how long a follower takes to see a commit, and
+//! mount times of 1-chunk and 30-chunk devices, on sparse files.
+//!
+//! `cargo bench -p pfs-core --bench mount` (`PFS_BENCH_DIR` picks the
+//! directory for the device files).
+
+#![allow(missing_docs)]
+
+use pfs_core::mkfs::{mkfs, MkfsOptions};
+use pfs_core::mount::{Mode, Mount, MountOptions};
+use pfs_core::{Device, FileDevice};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn die(msg: String) -> ! {
+    eprintln!("{msg}");
+    std::process::exit(1)
+}
+
+fn device(path: &Path, size: u64) -> Arc<dyn Device> {
+    let _ = std::fs::remove_file(path);
+    std::fs::File::create(path)
+        .and_then(|f| f.set_len(size))
+        .unwrap_or_else(|e| die(format!("create {}: {e}", path.display())));
+    let dev = FileDevice::open("bench", path, true).unwrap_or_else(|e| die(e.to_string()));
+    mkfs(&dev, &MkfsOptions::default()).unwrap_or_else(|e| die(e.to_string()));
+    Arc::new(dev)
+}
+
+fn stats(label: &str, mut v: Vec<Duration>) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mean = v.iter().sum::<Duration>() / v.len() as u32;
+    println!(
+        "{label}: mean {:.3} ms, p50 {:.3} ms, p99 {:.3} ms, min {:.3} ms over {} runs",
+        ms(mean),
+        ms(v[v.len() / 2]),
+        ms(v[(v.len() * 99 / 100).min(v.len() - 1)]),
+        ms(v[0]),
+        v.len()
+    );
+}
+
+fn comps(p: &str) -> Vec<String> {
+    p.split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn main() {
+    let dir: PathBuf = std::env::var_os("PFS_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("pfs-bench-mount-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| die(e.to_string()));
+    let opts = |hostid| MountOptions {
+        hostid,
+        lease_ms: 60_000,
+        ..MountOptions::default()
+    };
+
+    for (label, chunks) in [("1-chunk", 1u64), ("30-chunk", 30)] {
+        let dev = device(&dir.join(format!("dev{chunks}")), chunks * (10 << 30));
+        let mut times = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            let m = Mount::open_with(dev.clone(), Mode::ReadOnly, &opts(2))
+                .unwrap_or_else(|e| die(e.to_string()));
+            times.push(t.elapsed());
+            drop(m);
+        }
+        stats(&format!("mount (read-only) {label} device"), times);
+    }
+
+    let dev = device(&dir.join("dev1"), 10 << 30);
+    let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(1))
+        .unwrap_or_else(|e| die(e.to_string()));
+    let r = Mount::open_with(
+        Arc::new(
+            FileDevice::open("bench", &dir.join("dev1"), false)
+                .unwrap_or_else(|e| die(e.to_string())),
+        ),
+        Mode::ReadOnly,
+        &opts(2),
+    )
+    .unwrap_or_else(|e| die(e.to_string()));
+    let mut commit = Vec::new();
+    let mut lag = Vec::new();
+    for i in 0..300 {
+        let p = format!("/d{i}");
+        let t = Instant::now();
+        w.mkdir(&comps(&p), false, &p)
+            .unwrap_or_else(|e| die(e.to_string()));
+        let committed = Instant::now();
+        commit.push(committed - t);
+        // How long until a follower sees it.
+        loop {
+            if r.resolve(&comps(&p), true, &p).is_ok() {
+                break;
+            }
+        }
+        lag.push(committed.elapsed());
+    }
+    stats("commit (mkdir: 2 log writes + 2 flushes)", commit);
+    stats("follower sees a commit", lag);
+    let _ = std::fs::remove_dir_all(&dir);
+}
