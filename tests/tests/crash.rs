@@ -14,15 +14,18 @@ use pfs_core::{Device, MemDevice};
 use pfs_format::layout::CHUNK_SIZE;
 use std::sync::Arc;
 
+/// One visible path: name, is-directory, size, content digest.
+type Seen = (String, bool, u64, String);
+
 /// Visible state: every path with its kind, size and content digest, in
 /// directory order.
-fn snapshot(m: &Mount) -> Vec<(String, bool, u64, String)> {
+fn snapshot(m: &Mount) -> Vec<Seen> {
     let mut out = Vec::new();
     walk(m, 0, "", &mut out);
     out
 }
 
-fn walk(m: &Mount, dir: u64, prefix: &str, out: &mut Vec<(String, bool, u64, String)>) {
+fn walk(m: &Mount, dir: u64, prefix: &str, out: &mut Vec<Seen>) {
     for e in m.read_dir(dir).unwrap() {
         let path = format!("{prefix}/{}", String::from_utf8_lossy(&e.name));
         let st = m.stat(e.ino).unwrap();
@@ -54,11 +57,7 @@ fn comps(p: &str) -> Vec<String> {
 
 /// Runs the workload; returns the snapshot after each operation and the
 /// flush count when it returned.
-fn workload(
-    m: &Mount,
-    dev: &CrashDevice,
-    record: bool,
-) -> (Vec<Vec<(String, bool, u64, String)>>, Vec<u64>) {
+fn workload(m: &Mount, dev: &CrashDevice, record: bool) -> (Vec<Vec<Seen>>, Vec<u64>) {
     let mut snaps = Vec::new();
     let mut syncs = Vec::new();
     if record {
