@@ -166,6 +166,12 @@ fn every_crash_point_recovers_a_committed_state() {
             let m = Mount::open_with(img.clone(), Mode::ReadOnly, &opts())
                 .unwrap_or_else(|e| panic!("crash at flush {k}: mount failed: {e}"));
             let got = snapshot(&m);
+            let report = m.fsck().unwrap();
+            assert!(
+                report.is_clean(),
+                "crash at flush {k}: {:?}",
+                report.problems
+            );
             let ok = got == snaps[done] || snaps.get(done + 1).is_some_and(|s| *s == got);
             assert!(
                 ok,

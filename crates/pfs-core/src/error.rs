@@ -146,6 +146,12 @@ pub enum CoreError {
         /// Why.
         reason: String,
     },
+    /// A handle used for something it was not opened for.
+    #[error("bad file handle: {what}")]
+    BadHandle {
+        /// What was wrong.
+        what: &'static str,
+    },
     /// A write through a read-only mount.
     #[error("the filesystem is mounted read-only")]
     ReadOnly,
@@ -169,6 +175,7 @@ impl CoreError {
             CoreError::AlreadyFormatted { .. } => 16,
             CoreError::NotFound { .. } => 2,
             CoreError::ReadOnly => 30,
+            CoreError::BadHandle { .. } => 9,
             CoreError::NoSpace { .. } | CoreError::TxTooLarge { .. } => 28,
             CoreError::Fenced { .. } => 5,
             CoreError::Busy { .. } => 16,

@@ -333,8 +333,93 @@ impl Mount {
             });
         }
         self.write_tx(|tx| dir_del(tx, dir, ino))?;
+        if self.is_open(ino) {
+            // Freed when its last handle closes.
+            return Ok(());
+        }
         self.truncate_ino(ino, 0)?;
         self.write_tx(|tx| release_inode(tx, ino))
+    }
+
+    /// Frees inode `ino` if it is an orphan (unlinked, no name left).
+    pub(crate) fn release_if_orphan(&self, ino: u64) -> Result<()> {
+        let orphan = {
+            let st = self.state.read();
+            let (mo, i) = st.meta.inode(ino)?;
+            mo.is_used() && i.in_type != 0 && i.in_deno.get() == NO_DIRENTRY
+        };
+        if !orphan {
+            return Ok(());
+        }
+        if !self.stat(ino)?.is_dir {
+            self.truncate_ino(ino, 0)?;
+        }
+        self.write_tx(|tx| release_inode(tx, ino))
+    }
+
+    /// Frees every orphaned inode (unlinked while open by a writer that
+    /// then went away), as the reference does when a writer mounts.
+    pub(crate) fn reclaim_orphans(&self) -> Result<()> {
+        let orphans: Vec<u64> = {
+            let st = self.state.read();
+            let mut v = Vec::new();
+            for c in 0..st.meta.nchunk {
+                for (oid, mo) in st.meta.objects(c, MetaType::Inode).iter().enumerate() {
+                    if mo.is_used()
+                        && mo.inode().in_type != 0
+                        && mo.inode().in_deno.get() == NO_DIRENTRY
+                    {
+                        v.push(ObjectId::new(MetaType::Inode, c, oid as u32)?.number());
+                    }
+                }
+            }
+            v
+        };
+        for ino in orphans {
+            self.release_if_orphan(ino)?;
+        }
+        Ok(())
+    }
+
+    /// `fallocate` with a mode (see [`crate::file::FallocMode`]).
+    pub fn fallocate_mode(
+        &self,
+        ino: u64,
+        off: u64,
+        len: u64,
+        mode: crate::file::FallocMode,
+    ) -> Result<()> {
+        if len == 0 {
+            return Err(CoreError::InvalidArgument(
+                "fallocate: length must be positive".into(),
+            ));
+        }
+        let end = off
+            .checked_add(len)
+            .ok_or_else(|| CoreError::InvalidArgument("fallocate: range overflows".into()))?;
+        let st = self.stat(ino)?;
+        if st.is_dir {
+            return Err(CoreError::IsDir {
+                path: format!("inode {ino}"),
+            });
+        }
+        let blocks = self.blocks(ino)?;
+        self.write_tx(|tx| {
+            for blkid in off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE) {
+                if !blocks.contains_key(&blkid) {
+                    let bt = add_block(tx, ino, blkid)?;
+                    if mode.no_hide_stale {
+                        let b = tx.take(bt).blktag_mut();
+                        b.bt_holeoff.set(BLOCK_SIZE as i32);
+                        b.bt_holelen.set(0);
+                    }
+                }
+            }
+            if !mode.keep_size && end > st.size {
+                change_inode(tx, ino, end, false)?;
+            }
+            Ok(())
+        })
     }
 
     /// Removes empty directory `components`.
@@ -385,32 +470,11 @@ impl Mount {
     /// Gives file `ino` blocks for `[off, off + len)`; unless `keep_size`,
     /// grows the size to cover the range. New blocks read as zeros.
     pub fn fallocate_ino(&self, ino: u64, off: u64, len: u64, keep_size: bool) -> Result<()> {
-        if len == 0 {
-            return Err(CoreError::InvalidArgument(
-                "fallocate: length must be positive".into(),
-            ));
-        }
-        let end = off
-            .checked_add(len)
-            .ok_or_else(|| CoreError::InvalidArgument("fallocate: range overflows".into()))?;
-        let st = self.stat(ino)?;
-        if st.is_dir {
-            return Err(CoreError::IsDir {
-                path: format!("inode {ino}"),
-            });
-        }
-        let blocks = self.blocks(ino)?;
-        self.write_tx(|tx| {
-            for blkid in off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE) {
-                if !blocks.contains_key(&blkid) {
-                    add_block(tx, ino, blkid)?;
-                }
-            }
-            if !keep_size && end > st.size {
-                change_inode(tx, ino, end, false)?;
-            }
-            Ok(())
-        })
+        let mode = crate::file::FallocMode {
+            keep_size,
+            no_hide_stale: false,
+        };
+        self.fallocate_mode(ino, off, len, mode)
     }
 
     /// Writes `data` at `off` of file `ino`: allocates missing blocks (one
@@ -587,12 +651,12 @@ impl Mount {
         to_shown: &str,
     ) -> Result<()> {
         let (odir, oname) = self.parent_of(from, from_shown)?;
-        let (ndir, nname) = self.parent_of(to, to_shown)?;
         let src = self
             .lookup_in(odir, oname)?
             .ok_or_else(|| CoreError::NotFound {
                 path: from_shown.to_owned(),
             })?;
+        let (ndir, nname) = self.parent_of(to, to_shown)?;
         let src_dir = self.stat(src)?.is_dir;
         // A directory may not move into itself.
         if src_dir {

@@ -12,6 +12,8 @@ pub mod alloc;
 pub mod clock;
 pub mod device;
 pub mod error;
+pub mod file;
+pub mod fsck;
 pub mod fsops;
 pub mod growfs;
 pub mod hostlock;

@@ -87,6 +87,8 @@ pub struct Mount {
     pub(crate) state: RwLock<State>,
     lease: Option<Arc<Lease>>,
     _lock: Option<HostLock>,
+    /// Open handles per inode.
+    open_files: parking_lot::Mutex<std::collections::HashMap<u64, usize>>,
 }
 
 impl Drop for Mount {
@@ -174,7 +176,31 @@ impl Mount {
             state: RwLock::new(state),
             lease,
             _lock: lock,
+            open_files: parking_lot::Mutex::new(std::collections::HashMap::new()),
         })
+        .and_then(|m| {
+            if m.mode == Mode::ReadWrite {
+                m.reclaim_orphans()?;
+            }
+            Ok(m)
+        })
+    }
+
+    /// Adds `delta` to inode `ino`'s open count; returns the new count.
+    pub(crate) fn open_count(&self, ino: u64, delta: i64) -> usize {
+        let mut map = self.open_files.lock();
+        let c = map.entry(ino).or_insert(0);
+        *c = (*c as i64 + delta).max(0) as usize;
+        let now = *c;
+        if now == 0 {
+            map.remove(&ino);
+        }
+        now
+    }
+
+    /// Whether inode `ino` has open handles.
+    pub(crate) fn is_open(&self, ino: u64) -> bool {
+        self.open_files.lock().contains_key(&ino)
     }
 
     /// The host id this mount uses.

@@ -83,6 +83,8 @@ pub enum Command {
     Rmdir(PathArg),
     /// Rename a file or directory.
     Rename(RenameArgs),
+    /// Check the metadata's consistency (not in the reference).
+    Fsck(PbdArg),
 }
 
 /// `mkdir [-p] path`.
@@ -352,6 +354,7 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Rm(a) => cmd::modify::rm(&ctx, a, out),
         Command::Rmdir(a) => cmd::modify::rmdir(&ctx, a, out),
         Command::Rename(a) => cmd::modify::rename(&ctx, a, out),
+        Command::Fsck(a) => cmd::inspect::fsck(&ctx, &a.pbd, out),
     };
     let _ = out.flush();
     match result {

@@ -481,3 +481,26 @@ fn flushlog_matches_reference() {
     compare_images_allowing(&img, &expand("populated", "nvme1n1-flushlog"), false);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Our consistency check finds every image the reference made sound.
+#[test]
+fn golden_images_pass_fsck() {
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("fresh-1chunk", &[("nvme1n1", "nvme1n1")]),
+        ("fresh-3chunk-u10", &[("nvme1n1", "nvme1n1")]),
+        ("grown", &[("nvme1n1", "nvme1n1")]),
+        ("populated", &[("nvme1n1", "nvme1n1")]),
+        ("populated", &[("nvme1n1-flushlog", "nvme1n1")]),
+        (
+            "cross-pbd",
+            &[("nvme1n1", "nvme1n1"), ("nvme2n1", "nvme2n1")],
+        ),
+    ];
+    for (case, devices) in cases {
+        let dir = device_dir(case, devices);
+        for (_, pbd) in devices.iter() {
+            let out = run_ok(&dir, &["fsck", pbd]);
+            assert!(out.ends_with("clean\n"), "{case}/{pbd}: {out}");
+        }
+    }
+}

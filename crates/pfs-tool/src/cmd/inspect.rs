@@ -270,4 +270,30 @@ pub fn flushlog(ctx: &Context, pbd: &str) -> CmdResult {
     m.checkpoint().map_err(&f)
 }
 
+/// `pfs fsck`: check the metadata; exit 0 only when it is consistent.
+pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
+    let m = ctx.mount("fsck", pbd, pfs_core::mount::Mode::ReadOnly)?;
+    let r = m.fsck().map_err(fail("fsck"))?;
+    writeln!(
+        out,
+        "{pbd}: {} directories, {} files, {} blocks, {} orphaned inodes",
+        r.dirs,
+        r.files,
+        r.blocks,
+        r.orphans.len()
+    )?;
+    for p in &r.problems {
+        writeln!(out, "problem: {p}")?;
+    }
+    if r.is_clean() {
+        writeln!(out, "clean")?;
+        Ok(())
+    } else {
+        Err(Failure::new(
+            5,
+            format!("fsck: {pbd}: {} problem(s) found", r.problems.len()),
+        ))
+    }
+}
+
 const _: () = assert!(CHUNK_SIZE > 0);
