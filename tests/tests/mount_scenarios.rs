@@ -127,6 +127,7 @@ fn writer_without_lease_sees_foreign_commits_and_stops() {
     // stops writing instead of overwriting the other's entries.
     let dev = formatted(MIN_LOG_SIZE);
     let w1 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 400)).unwrap();
+    w1.mkdir(&comps("/w1"), false, "/w1").unwrap();
     w1.lease().unwrap().stop_renewing();
     std::thread::sleep(Duration::from_millis(500));
     let w2 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 60_000)).unwrap();
@@ -250,4 +251,20 @@ fn failing_device_stops_the_writer() {
     std::mem::forget(w);
     let r = Mount::open_with(dev as Arc<dyn Device>, Mode::ReadOnly, &host(2, 60_000)).unwrap();
     assert_eq!(names(&r, "/"), vec![".pfs-paxos", ".pfs-journal", "ok"]);
+}
+
+#[test]
+fn read_write_mount_that_changes_nothing_writes_nothing() {
+    let dev = formatted(MIN_LOG_SIZE);
+    let snapshot = |d: &Arc<dyn Device>| {
+        let mut v = vec![0u8; 8 << 20];
+        d.read_at(&mut v, 0).unwrap();
+        v
+    };
+    let before = snapshot(&dev);
+    let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
+    assert!(w.mkdir(&comps("/"), false, "/").is_err());
+    assert!(w.lease().is_none());
+    drop(w);
+    assert!(snapshot(&dev) == before);
 }

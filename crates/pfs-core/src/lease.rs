@@ -64,24 +64,22 @@ fn write_record(dev: &dyn Device, bda: u64, r: &LeaseRecord) -> Result<()> {
 }
 
 impl Lease {
-    /// Takes the lease in the `.pfs-paxos` block at `paxos_bda` for
-    /// `hostid`. A live lease of another mount is refused, naming its
-    /// holder; with `force`, waits for it to expire (up to two lease
-    /// periods) and then takes it.
-    pub fn acquire(
-        dev: Arc<dyn Device>,
+    /// Waits until no other mount holds a live lease in the `.pfs-paxos`
+    /// block at `paxos_bda`: a live lease is refused at once, naming its
+    /// holder, unless `force`, which waits for it to expire (up to two lease
+    /// periods). Writes nothing.
+    pub fn wait_free(
+        dev: &dyn Device,
         paxos_bda: u64,
-        hostid: u32,
         force: bool,
         duration_ms: u32,
-    ) -> Result<Arc<Lease>> {
+    ) -> Result<()> {
         let bda = paxos_bda + LEASE_OFFSET;
-        let token = random_token();
         let deadline = now_ms() + 2 * u64::from(duration_ms) + 1000;
         loop {
-            let rec = read_record(dev.as_ref(), bda)?;
-            match LeaseRecord::judge(rec.as_ref(), token, now_ms()) {
-                LeaseState::Free | LeaseState::Expired { .. } | LeaseState::Mine => break,
+            let rec = read_record(dev, bda)?;
+            match LeaseRecord::judge(rec.as_ref(), 0, now_ms()) {
+                LeaseState::Free | LeaseState::Expired { .. } | LeaseState::Mine => return Ok(()),
                 LeaseState::Live {
                     holder,
                     pid,
@@ -93,7 +91,11 @@ impl Lease {
                                 "device {} is mounted read-write by host {holder} (pid {pid}); its lease runs {} ms more{}",
                                 dev.name(),
                                 until_ms.saturating_sub(now_ms()),
-                                if force { " and it keeps renewing" } else { "; use --force to take over once it expires" }
+                                if force {
+                                    " and it keeps renewing"
+                                } else {
+                                    "; use --force to take over once it expires"
+                                }
                             ),
                         });
                     }
@@ -103,11 +105,22 @@ impl Lease {
                 }
             }
         }
+    }
+
+    /// Takes the lease (checking once more that nobody holds it live) and
+    /// starts renewing it in the background.
+    pub fn acquire(
+        dev: Arc<dyn Device>,
+        paxos_bda: u64,
+        hostid: u32,
+        duration_ms: u32,
+    ) -> Result<Arc<Lease>> {
+        Lease::wait_free(dev.as_ref(), paxos_bda, false, duration_ms)?;
         let lease = Arc::new(Lease {
             dev,
-            bda,
+            bda: paxos_bda + LEASE_OFFSET,
             hostid,
-            token,
+            token: random_token(),
             duration_ms,
             counter: Mutex::new(0),
             lost: Mutex::new(None),

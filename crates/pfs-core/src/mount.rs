@@ -85,7 +85,10 @@ pub struct Mount {
     mode: Mode,
     hostid: u64,
     pub(crate) state: RwLock<State>,
-    lease: Option<Arc<Lease>>,
+    /// The writer lease, taken at the first commit (so a read-write mount
+    /// that changes nothing leaves the device untouched).
+    lease: parking_lot::Mutex<Option<Arc<Lease>>>,
+    lease_ms: u32,
     _lock: Option<HostLock>,
     /// Open handles per inode.
     open_files: parking_lot::Mutex<std::collections::HashMap<u64, usize>>,
@@ -93,7 +96,7 @@ pub struct Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        if let Some(l) = &self.lease {
+        if let Some(l) = self.lease.lock().take() {
             l.release();
         }
     }
@@ -148,33 +151,26 @@ impl Mount {
     pub fn open_with(dev: Arc<dyn Device>, mode: Mode, opts: &MountOptions) -> Result<Mount> {
         let mut state = load_state(dev.as_ref())?;
         let hostid = pfs_paxos::HostId::resolve(opts.hostid, &state.leader)?.get();
-        let (mut lock, mut lease) = (None, None);
+        let mut lock = None;
         if mode == Mode::ReadWrite {
             if let Some(p) = &opts.lock_path {
                 lock = Some(HostLock::acquire(p, hostid)?);
             }
-            let paxos_bda = state.leader_bda;
-            let l = Lease::acquire(
-                Arc::clone(&dev),
-                paxos_bda,
-                hostid as u32,
-                opts.force,
-                opts.lease_ms,
-            )?;
-            // Someone may have committed between our load and the lease.
-            let now = read_leader(dev.as_ref(), paxos_bda)?;
+            Lease::wait_free(dev.as_ref(), state.leader_bda, opts.force, opts.lease_ms)?;
+            // Someone may have committed while we waited.
+            let now = read_leader(dev.as_ref(), state.leader_bda)?;
             if now != state.leader {
                 state = load_state(dev.as_ref())?;
             }
             state.alloc = Some(Allocator::build(&state.meta));
-            lease = Some(l);
         }
         Ok(Mount {
             dev,
             mode,
             hostid,
             state: RwLock::new(state),
-            lease,
+            lease: parking_lot::Mutex::new(None),
+            lease_ms: opts.lease_ms,
             _lock: lock,
             open_files: parking_lot::Mutex::new(std::collections::HashMap::new()),
         })
@@ -208,9 +204,9 @@ impl Mount {
         self.hostid
     }
 
-    /// The writer lease (read-write mounts).
-    pub fn lease(&self) -> Option<&Arc<Lease>> {
-        self.lease.as_ref()
+    /// The writer lease, once this mount has committed something.
+    pub fn lease(&self) -> Option<Arc<Lease>> {
+        self.lease.lock().clone()
     }
 
     /// The device.
@@ -544,10 +540,24 @@ impl Mount {
         }
         // We must still hold the lease, and no other writer may have moved
         // the head under us.
-        if let Some(l) = &self.lease {
-            if let Err(e) = l.check() {
-                *fenced = Some(e.to_string());
-                return Err(e);
+        {
+            let mut held = self.lease.lock();
+            match held.as_ref() {
+                Some(l) => {
+                    if let Err(e) = l.check() {
+                        *fenced = Some(e.to_string());
+                        return Err(e);
+                    }
+                }
+                None => {
+                    let l = Lease::acquire(
+                        Arc::clone(&self.dev),
+                        *leader_bda,
+                        self.hostid as u32,
+                        self.lease_ms,
+                    )?;
+                    *held = Some(l);
+                }
             }
         }
         let ondisk = read_leader(dev, *leader_bda)?;

@@ -47,6 +47,14 @@ pub fn block_device_zeroout(file: &File, offset: u64, len: u64) -> io::Result<()
 /// Zeroes a range of a regular file without writing data: ZERO_RANGE, else
 /// PUNCH_HOLE. Returns an error when the filesystem supports neither.
 pub fn file_zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    // A range that is all hole already reads as zeros: leave it sparse.
+    if let Ok(start) = i64::try_from(offset) {
+        match nix::unistd::lseek(file.as_raw_fd(), start, nix::unistd::Whence::SeekData) {
+            Ok(next) if (next as u64) >= offset.saturating_add(len) => return Ok(()),
+            Err(nix::errno::Errno::ENXIO) => return Ok(()),
+            _ => {}
+        }
+    }
     let (off, n) = (
         i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?,
         i64::try_from(len).map_err(|_| io::Error::other("length too large"))?,

@@ -3,7 +3,7 @@
 //! reference's `<cmd> failed: <reason>` line goes to stdout (scripts look
 //! for it) and a detailed message to stderr.
 
-use super::Context;
+use super::{failed, parse_path, strerror, Context};
 use crate::cli::{DuArgs, MapArgs, PathArg, ReadArgs, TreeArgs};
 use crate::exit::{CmdResult, Failure};
 use pfs_core::clock::ctime;
@@ -15,32 +15,6 @@ use std::io::Write;
 
 /// 512-byte units per 4 MiB block.
 const SECTORS_PER_BLOCK: u64 = BLOCK_SIZE / 512;
-
-/// The reference's text for an errno.
-fn strerror(errno: i32) -> String {
-    let s = std::io::Error::from_raw_os_error(errno).to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}
-
-/// A failure of `cmd`: the reference's stdout line plus our message.
-fn failed(cmd: &str, out: &mut dyn Write, e: &CoreError) -> Failure {
-    let _ = writeln!(out, "{cmd} failed: {}", strerror(e.errno()));
-    Failure::from_core(cmd, e)
-}
-
-/// Parses a PFS path argument; invalid paths exit 22 as in the reference.
-fn parse_path(cmd: &str, arg: &str) -> Result<PfsPath, Failure> {
-    if !arg.starts_with('/') {
-        return Err(Failure::new(
-            crate::exit::FAILURE,
-            format!("{cmd}: {arg}: not a PFS path; use /<pbd>/<path>, e.g. /nvme1n1/dir/file"),
-        ));
-    }
-    PfsPath::parse(arg).map_err(|e| Failure::new(22, format!("{cmd}: {e}")))
-}
 
 /// Mounts the PBD of `path` read-only.
 fn mount_ro(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> {
@@ -71,7 +45,7 @@ fn open_target(
     must_be_dir: bool,
     out: &mut dyn Write,
 ) -> Result<(Mount, PfsPath, u64), Failure> {
-    let path = parse_path(cmd, arg)?;
+    let path = parse_path(cmd, arg, out)?;
     let m = mount_ro(ctx, cmd, &path)?;
     let ino = m
         .resolve(&path.components, must_be_dir || path.trailing_slash, arg)
@@ -210,6 +184,15 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
         return Err(failed("read", out, &e));
     }
     let (m, _, ino) = open_target(ctx, "read", &a.path, false, out)?;
+    if m.stat(ino).map_err(|e| failed("read", out, &e))?.is_dir {
+        return Err(failed(
+            "read",
+            out,
+            &CoreError::IsDir {
+                path: a.path.clone(),
+            },
+        ));
+    }
     let mut buf = vec![0u8; BLOCK_SIZE as usize];
     let mut pos = off;
     let mut left = len;

@@ -84,6 +84,11 @@ pub fn mkfs(ctx: &Context, a: &MkfsArgs, out: &mut dyn Write, err: &mut dyn Writ
         }
         Err(f) => {
             writeln!(out, "pfs mkfs failed!")?;
+            writeln!(
+                out,
+                "mkfs failed: {}",
+                super::strerror(256 - i32::from(f.code))
+            )?;
             Err(f)
         }
     }
@@ -113,6 +118,11 @@ pub fn growfs(ctx: &Context, a: &GrowfsArgs, out: &mut dyn Write) -> CmdResult {
         }
         Err(f) => {
             writeln!(out, "pfs growfs failed!")?;
+            writeln!(
+                out,
+                "growfs failed: {}",
+                super::strerror(256 - i32::from(f.code))
+            )?;
             Err(f)
         }
     }

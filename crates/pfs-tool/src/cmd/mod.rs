@@ -2,7 +2,10 @@
 
 use crate::exit::Failure;
 use pfs_core::mount::{Mode, Mount, MountOptions};
+use pfs_core::path::PfsPath;
+use pfs_core::CoreError;
 use pfs_core::{pbd, FileDevice};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,6 +13,41 @@ pub mod files;
 pub mod inspect;
 pub mod mkfs;
 pub mod modify;
+
+/// The C library's text for an errno, as the reference prints it.
+pub fn strerror(errno: i32) -> String {
+    let s = std::io::Error::from_raw_os_error(errno).to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// A failure of `cmd`: the reference's `<cmd> failed: <reason>` line on
+/// stdout (scripts look for it) plus our detailed message.
+pub fn failed(cmd: &str, out: &mut dyn Write, e: &CoreError) -> Failure {
+    let _ = writeln!(out, "{cmd} failed: {}", strerror(e.errno()));
+    Failure::from_core(cmd, e)
+}
+
+/// Parses a `/<pbd>/<path>` argument. A malformed path (no PBD, longer than
+/// 4095 bytes) exits 22 as in the reference; a name over 255 bytes fails
+/// like any other bad name.
+pub fn parse_path(cmd: &str, arg: &str, out: &mut dyn Write) -> Result<PfsPath, Failure> {
+    if !arg.starts_with('/') {
+        return Err(Failure::new(
+            crate::exit::FAILURE,
+            format!("{cmd}: {arg}: not a PFS path; use /<pbd>/<path>, e.g. /nvme1n1/dir/file"),
+        ));
+    }
+    match PfsPath::parse(arg) {
+        Ok(p) => Ok(p),
+        Err(e @ CoreError::NameTooLong { .. }) if arg.len() <= pfs_format::layout::MAX_PATH_LEN => {
+            Err(failed(cmd, out, &e))
+        }
+        Err(e) => Err(Failure::new(22, format!("{cmd}: {e}"))),
+    }
+}
 
 /// What every command gets from the global options.
 #[derive(Debug, Clone)]

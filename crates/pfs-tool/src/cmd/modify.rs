@@ -3,7 +3,7 @@
 //! host lock and the writer lease), runs, and unmounts; every change is
 //! committed to the journal before the command reports success.
 
-use super::Context;
+use super::{failed, parse_path, strerror, Context};
 use crate::cli::{FallocateArgs, MkdirArgs, PathArg, RenameArgs, RmArgs, TruncateArgs, WriteArgs};
 use crate::cmd::files::parse_c_u64;
 use crate::exit::{CmdResult, Failure};
@@ -13,29 +13,6 @@ use pfs_core::CoreError;
 use pfs_format::layout::BLOCK_SIZE;
 use std::io::{Read, Write};
 
-fn strerror(errno: i32) -> String {
-    let s = std::io::Error::from_raw_os_error(errno).to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}
-
-fn failed(cmd: &str, out: &mut dyn Write, e: &CoreError) -> Failure {
-    let _ = writeln!(out, "{cmd} failed: {}", strerror(e.errno()));
-    Failure::from_core(cmd, e)
-}
-
-fn parse(cmd: &str, arg: &str) -> Result<PfsPath, Failure> {
-    if !arg.starts_with('/') {
-        return Err(Failure::new(
-            crate::exit::FAILURE,
-            format!("{cmd}: {arg}: not a PFS path; use /<pbd>/<path>"),
-        ));
-    }
-    PfsPath::parse(arg).map_err(|e| Failure::new(22, format!("{cmd}: {e}")))
-}
-
 /// Mounts the PBD of `path` read-write.
 fn mount_rw(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> {
     ctx.mount(cmd, &path.pbd, Mode::ReadWrite)
@@ -43,7 +20,7 @@ fn mount_rw(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> 
 
 /// `pfs touch`.
 pub fn touch(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
-    let p = parse("touch", &a.path)?;
+    let p = parse_path("touch", &a.path, out)?;
     let m = mount_rw(ctx, "touch", &p)?;
     m.create(&p.components, false, &a.path)
         .map_err(|e| failed("touch", out, &e))?;
@@ -52,7 +29,7 @@ pub fn touch(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
 
 /// `pfs mkdir [-p]`.
 pub fn mkdir(ctx: &Context, a: &MkdirArgs, out: &mut dyn Write) -> CmdResult {
-    let p = parse("mkdir", &a.path)?;
+    let p = parse_path("mkdir", &a.path, out)?;
     let m = mount_rw(ctx, "mkdir", &p)?;
     m.mkdir(&p.components, a.parents, &a.path)
         .map_err(|e| failed("mkdir", out, &e))?;
@@ -88,7 +65,7 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
         None => u64::MAX,
     };
     let to_eof = (len as i64) < 0;
-    let p = parse("write", &a.path)?;
+    let p = parse_path("write", &a.path, out)?;
     let m = mount_rw(ctx, "write", &p)?;
     let report_fail = |out: &mut dyn Write, e: &CoreError| {
         let _ = writeln!(
@@ -102,7 +79,7 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
     };
     let ino = m
         .create(&p.components, false, &a.path)
-        .map_err(|e| report_fail(out, &e))?;
+        .map_err(|e| failed("write", out, &e))?;
     let mut buf = vec![0u8; BLOCK_SIZE as usize];
     let mut pos = off;
     let mut left = len;
@@ -139,18 +116,27 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
 
 /// `pfs truncate -l len`.
 pub fn truncate(ctx: &Context, a: &TruncateArgs, out: &mut dyn Write) -> CmdResult {
-    let p = parse("truncate", &a.path)?;
+    let p = parse_path("truncate", &a.path, out)?;
     let m = mount_rw(ctx, "truncate", &p)?;
     let ino = m
         .resolve(&p.components, p.trailing_slash, &a.path)
         .map_err(|e| failed("truncate", out, &e))?;
+    if m.stat(ino).map_err(|e| failed("truncate", out, &e))?.is_dir {
+        return Err(failed(
+            "truncate",
+            out,
+            &CoreError::IsDir {
+                path: a.path.clone(),
+            },
+        ));
+    }
     m.truncate_ino(ino, a.length)
         .map_err(|e| failed("truncate", out, &e))
 }
 
 /// `pfs fallocate [-o off] -l len`.
 pub fn fallocate(ctx: &Context, a: &FallocateArgs, out: &mut dyn Write) -> CmdResult {
-    let p = parse("fallocate", &a.path)?;
+    let p = parse_path("fallocate", &a.path, out)?;
     let m = mount_rw(ctx, "fallocate", &p)?;
     let ino = m
         .resolve(&p.components, p.trailing_slash, &a.path)
@@ -161,7 +147,7 @@ pub fn fallocate(ctx: &Context, a: &FallocateArgs, out: &mut dyn Write) -> CmdRe
 
 /// `pfs rmdir`.
 pub fn rmdir(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
-    let p = parse("rmdir", &a.path)?;
+    let p = parse_path("rmdir", &a.path, out)?;
     let m = mount_rw(ctx, "rmdir", &p)?;
     m.rmdir(&p.components, &a.path)
         .map_err(|e| failed("rmdir", out, &e))
@@ -171,7 +157,7 @@ pub fn rmdir(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
 pub fn rm(ctx: &Context, a: &RmArgs, out: &mut dyn Write) -> CmdResult {
     let mut result = Ok(());
     for arg in &a.paths {
-        let p = parse("rm", arg)?;
+        let p = parse_path("rm", arg, out)?;
         let m = mount_rw(ctx, "rm", &p)?;
         if let Err(f) = rm_one(&m, &p.components, arg, a.recursive, out) {
             result = Err(f);
@@ -225,8 +211,8 @@ fn rm_one(
 
 /// `pfs rename old new`.
 pub fn rename(ctx: &Context, a: &RenameArgs, out: &mut dyn Write) -> CmdResult {
-    let from = parse("rename", &a.from)?;
-    let to = parse("rename", &a.to)?;
+    let from = parse_path("rename", &a.from, out)?;
+    let to = parse_path("rename", &a.to, out)?;
     if from.pbd != to.pbd {
         return Err(Failure::new(
             crate::exit::FAILURE,
