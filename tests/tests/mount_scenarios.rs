@@ -268,3 +268,71 @@ fn read_write_mount_that_changes_nothing_writes_nothing() {
     drop(w);
     assert!(snapshot(&dev) == before);
 }
+
+#[test]
+fn background_follower_keeps_a_reader_current() {
+    let dev = formatted(MIN_LOG_SIZE);
+    let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
+    let r = Arc::new(Mount::open_with(dev, Mode::ReadOnly, &host(2, 60_000)).unwrap());
+    let handle = r.spawn_follower(Duration::from_millis(5));
+    w.mkdir(&comps("/late"), false, "/late").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // The leader record cached by the reader moves without any call on it.
+    while r.leader().head_txid.get() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the follower thread did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(r);
+    handle.join().unwrap();
+}
+
+#[test]
+fn many_threads_share_one_mount() {
+    let dev = formatted(MIN_LOG_SIZE);
+    let w = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let w = Arc::clone(&w);
+            std::thread::spawn(move || {
+                let d = format!("/t{t}");
+                w.mkdir_path(&d).unwrap();
+                for i in 0..25 {
+                    let p = format!("{d}/f{i}");
+                    let f = w
+                        .open_file(
+                            &p,
+                            pfs_core::file::OpenOptions {
+                                create: true,
+                                write: true,
+                                ..Default::default()
+                            },
+                        )
+                        .unwrap();
+                    f.write(&vec![t as u8; 1000 + i]).unwrap();
+                    f.write(b"end").unwrap();
+                    assert_eq!(f.fstat().unwrap().size, 1003 + i as u64);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let report = w.fsck().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!((report.dirs, report.files), (5, 102));
+    drop(w);
+    let r = Mount::open_with(dev, Mode::ReadOnly, &host(2, 60_000)).unwrap();
+    for t in 0..4u8 {
+        let f = r
+            .open_file(&format!("/t{t}/f24"), Default::default())
+            .unwrap();
+        let mut buf = vec![0u8; 2000];
+        let n = f.read(&mut buf).unwrap();
+        assert_eq!(n, 1027);
+        assert!(buf[..1024].iter().all(|&b| b == t) && &buf[1024..1027] == b"end");
+    }
+}

@@ -273,6 +273,23 @@ impl Mount {
         Ok(())
     }
 
+    /// Follows the writer in the background as well: every `interval` a
+    /// thread catches this (read-only) mount up with the journal, so it
+    /// stays current between operations. The thread ends when the mount is
+    /// dropped.
+    pub fn spawn_follower(
+        self: &Arc<Self>,
+        interval: std::time::Duration,
+    ) -> std::thread::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(interval);
+            let Some(m) = weak.upgrade() else { return };
+            // Errors are met again, and reported, by the next operation.
+            let _ = m.refresh();
+        })
+    }
+
     /// Drops all in-memory metadata and loads it again from the device.
     pub fn reload(&self) -> Result<()> {
         let mut fresh = load_state(self.dev.as_ref())?;

@@ -106,9 +106,50 @@ impl MetaImage {
         Ok(out)
     }
 
-    /// Looks `name` up in directory `dir`.
+    /// Looks `name` up in directory `dir`. Entries whose first 64-byte
+    /// name piece differs are skipped without assembling their names.
     pub fn find(&self, dir: u64, name: &[u8]) -> Result<Option<Entry>> {
-        Ok(self.read_dir(dir)?.into_iter().find(|e| e.name == name))
+        let (mo, inode) = self.inode(dir)?;
+        if !inode.is_dir() {
+            return Err(CoreError::NotDir {
+                path: format!("inode {dir}"),
+            });
+        }
+        let head_len = name.len().min(pfs_format::layout::DE_NAME_SIZE);
+        let limit = u64::from(self.nchunk) * u64::from(MetaType::DirEntry.per_chunk());
+        let mut next = mo.mo_next.get();
+        let mut seen = 0u64;
+        while next != 0 {
+            let (_, de_mo) = self.lookup(MetaType::DirEntry, next)?;
+            let de = de_mo.direntry();
+            if !de_mo.is_used() || de.de_dirino.get() != dir as i64 || seen > limit {
+                return Err(broken(
+                    MetaType::DirEntry,
+                    next,
+                    "an entry of its directory's chain",
+                    dir,
+                ));
+            }
+            let piece = &de.de_name[..];
+            let candidate = piece[..head_len] == name[..head_len]
+                && (name.len() >= pfs_format::layout::DE_NAME_SIZE || piece[head_len] == 0);
+            if candidate {
+                let full = assemble_name(next, de, |n| {
+                    let id = ObjectId::from_number(MetaType::DirEntry, n, self.nchunk)?;
+                    Ok(*self.get(id).direntry())
+                })?;
+                if full == name {
+                    return Ok(Some(Entry {
+                        deno: next,
+                        name: full,
+                        ino: de.de_ino.get() as u64,
+                    }));
+                }
+            }
+            next = de_mo.mo_next.get();
+            seen += 1;
+        }
+        Ok(None)
     }
 
     /// Resolves path components from the root to an inode number.
