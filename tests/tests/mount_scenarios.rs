@@ -336,3 +336,27 @@ fn many_threads_share_one_mount() {
         assert!(buf[..1024].iter().all(|&b| b == t) && &buf[1024..1027] == b"end");
     }
 }
+
+#[test]
+fn damaged_committed_entry_is_reported_with_its_place() {
+    let dev = formatted(MIN_LOG_SIZE);
+    let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
+    for i in 0..5 {
+        w.mkdir(&comps(&format!("/d{i}")), false, "/d").unwrap();
+    }
+    drop(w);
+    // The journal's first block on a fresh 1-chunk device is block 2.
+    let entry = (2u64 << 22) + 3 * 256;
+    let mut b = [0u8; 1];
+    dev.read_at(&mut b, entry + 100).unwrap();
+    dev.write_at(&[b[0] ^ 0xff], entry + 100).unwrap();
+    match Mount::open_with(dev, Mode::ReadOnly, &host(2, 60_000)) {
+        Err(CoreError::Journal(pfs_journal::JournalError::Corrupt {
+            offset, head_txid, ..
+        })) => {
+            assert_eq!((offset, head_txid), (3 * 256, 5));
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a corrupt journal mounted"),
+    }
+}
