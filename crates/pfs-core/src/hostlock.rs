@@ -35,6 +35,8 @@ impl HostLock {
             .mode(0o666)
             .open(path)
             .map_err(|e| CoreError::io(&path.display().to_string(), "open lock file", 0, e))?;
+        // Shared by every user of the device, as the reference makes it.
+        let _ = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666));
         let (start, len) = if hostid == 0 {
             (0, 0)
         } else {

@@ -29,6 +29,27 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// This machine's identity for leases: a hash of /etc/machine-id (or the
+/// host name).
+pub fn node_id() -> u32 {
+    let id = std::fs::read_to_string("/etc/machine-id")
+        .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
+        .unwrap_or_default();
+    let h = pfs_format::checksum::pfs_crc32c(id.trim().as_bytes());
+    h.max(1)
+}
+
+/// Whether process `pid` of this machine exists.
+fn pid_alive(pid: u32) -> bool {
+    let Ok(p) = i32::try_from(pid) else {
+        return true;
+    };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
 fn random_token() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -78,7 +99,7 @@ impl Lease {
         let deadline = now_ms() + 2 * u64::from(duration_ms) + 1000;
         loop {
             let rec = read_record(dev, bda)?;
-            match LeaseRecord::judge(rec.as_ref(), 0, now_ms()) {
+            match LeaseRecord::judge_local(rec.as_ref(), 0, now_ms(), node_id(), &pid_alive) {
                 LeaseState::Free | LeaseState::Expired { .. } | LeaseState::Mine => return Ok(()),
                 LeaseState::Live {
                     holder,
@@ -156,10 +177,11 @@ impl Lease {
     pub fn renew(&self) -> Result<()> {
         let mut c = self.counter.lock();
         *c += 1;
-        let r = LeaseRecord::held(
+        let r = LeaseRecord::held_on(
             self.hostid,
             self.token,
             std::process::id(),
+            node_id(),
             *c,
             now_ms(),
             self.duration_ms,

@@ -42,10 +42,12 @@ pub struct LeaseRecord {
     pub written_ms: U64Le,
     /// How long a write keeps the lease live, in milliseconds.
     pub duration_ms: U32Le,
-    /// Process id of the holder (for messages).
+    /// Process id of the holder.
     pub pid: U32Le,
+    /// Identity of the holder's machine (a hash of its machine id).
+    pub node: U32Le,
     /// Reserved; 0.
-    pub _pad: [u8; 12],
+    pub _pad: [u8; 8],
     /// PFS checksum of the bytes before it.
     pub checksum: U32Le,
 }
@@ -87,7 +89,21 @@ impl LeaseRecord {
         now_ms: u64,
         duration_ms: u32,
     ) -> LeaseRecord {
+        LeaseRecord::held_on(holder, token, pid, 0, counter, now_ms, duration_ms)
+    }
+
+    /// [`Self::held`] with the holder's machine identity.
+    pub fn held_on(
+        holder: u32,
+        token: u64,
+        pid: u32,
+        node: u32,
+        counter: u64,
+        now_ms: u64,
+        duration_ms: u32,
+    ) -> LeaseRecord {
         let mut r = LeaseRecord::zeroed();
+        r.node.set(node);
         r.magic.set(LEASE_MAGIC);
         r.version.set(LEASE_VERSION);
         r.holder.set(holder);
@@ -130,6 +146,27 @@ impl LeaseRecord {
     /// The on-disk bytes.
     pub fn to_bytes(&self) -> [u8; 64] {
         bytemuck::must_cast(*self)
+    }
+
+    /// Like [`Self::judge`], but a live lease held by a process of this
+    /// machine (`my_node`) that no longer exists (`alive` says no) counts as
+    /// expired: a crashed writer on the same machine does not block the
+    /// next one for a whole lease period.
+    pub fn judge_local(
+        record: Option<&LeaseRecord>,
+        my_token: u64,
+        now_ms: u64,
+        my_node: u32,
+        alive: &dyn Fn(u32) -> bool,
+    ) -> LeaseState {
+        match (record, LeaseRecord::judge(record, my_token, now_ms)) {
+            (Some(r), LeaseState::Live { holder, .. })
+                if my_node != 0 && r.node.get() == my_node && !alive(r.pid.get()) =>
+            {
+                LeaseState::Expired { holder }
+            }
+            (_, state) => state,
+        }
     }
 
     /// What this record means to a mount holding `my_token` at `now_ms`.
@@ -188,6 +225,19 @@ mod tests {
             LeaseState::Free
         );
         assert_eq!(LeaseRecord::judge(None, 5, 10), LeaseState::Free);
+        let local = LeaseRecord::held_on(3, 77, 1234, 9, 0, 1_000, 500);
+        assert_eq!(
+            LeaseRecord::judge_local(Some(&local), 5, 1_200, 9, &|_| false),
+            LeaseState::Expired { holder: 3 }
+        );
+        assert!(matches!(
+            LeaseRecord::judge_local(Some(&local), 5, 1_200, 9, &|_| true),
+            LeaseState::Live { .. }
+        ));
+        assert!(matches!(
+            LeaseRecord::judge_local(Some(&local), 5, 1_200, 8, &|_| false),
+            LeaseState::Live { .. }
+        ));
         let mut torn = r.to_bytes();
         torn[20] ^= 1;
         assert!(LeaseRecord::decode(&torn).is_none());

@@ -85,6 +85,71 @@ pub enum Command {
     Rename(RenameArgs),
     /// Check the metadata's consistency (not in the reference).
     Fsck(PbdArg),
+    /// Copy files or trees between local paths and PFS paths (durably).
+    ///
+    /// An argument is a PFS path when it is /<pbd>/... and <pbd> looks like a
+    /// device (nvme…, loop…, sd…, sf…, vd…, mapper_…, pangu-…, or a leading
+    /// digit) or names a device in the device directory; anything else is
+    /// local. Each file is written under a temporary name, flushed, then
+    /// renamed into place.
+    Cp(CpArgs),
+    /// WAL archiving: `push` for archive_command, `fetch` for restore_command.
+    Archive(ArchiveArgs),
+}
+
+/// `cp [-r] [-f] [-S cluster] [-D cluster] [-s hostid] [-d hostid] SRC DST`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Copy directories recursively (implies -f).
+    #[arg(short = 'r', long = "recursive")]
+    pub recursive: bool,
+    /// Overwrite existing files.
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
+    /// Source cluster (only "disk").
+    #[arg(short = 'S', long = "src_cluster")]
+    pub src_cluster: Option<String>,
+    /// Destination cluster (only "disk").
+    #[arg(short = 'D', long = "dst_cluster")]
+    pub dst_cluster: Option<String>,
+    /// Host id for the source mount.
+    #[arg(short = 's', long = "src_hostid")]
+    pub src_hostid: Option<u64>,
+    /// Host id for the destination mount.
+    #[arg(short = 'd', long = "dst_hostid")]
+    pub dst_hostid: Option<u64>,
+    /// Source path.
+    pub src: String,
+    /// Destination path.
+    pub dst: String,
+}
+
+/// `archive push|fetch`.
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: ArchiveCmd,
+}
+
+/// The archiver's two directions.
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCmd {
+    /// archive_command: copy a finished WAL segment into the archive. An
+    /// identical existing copy is success; a different one is an error.
+    Push {
+        /// The segment (%p).
+        src: String,
+        /// Its place in the archive (<archive_dir>/%f).
+        dst: String,
+    },
+    /// restore_command: copy a segment back; a missing one exits 1 quietly.
+    Fetch {
+        /// The archived segment (<archive_dir>/%f).
+        src: String,
+        /// Where PostgreSQL wants it (%p).
+        dst: String,
+    },
 }
 
 /// `mkdir [-p] path`.
@@ -355,6 +420,8 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Rmdir(a) => cmd::modify::rmdir(&ctx, a, out),
         Command::Rename(a) => cmd::modify::rename(&ctx, a, out),
         Command::Fsck(a) => cmd::inspect::fsck(&ctx, &a.pbd, out),
+        Command::Cp(a) => cmd::cp::cp(&ctx, a, out),
+        Command::Archive(a) => cmd::cp::archive(&ctx, a, out),
     };
     let _ = out.flush();
     match result {

@@ -9,6 +9,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod copy;
+pub mod cp;
 pub mod files;
 pub mod inspect;
 pub mod mkfs;
@@ -69,9 +71,20 @@ impl Context {
 
     /// Mounts PBD `name` read-only or read-write with the global options.
     pub fn mount(&self, command: &str, name: &str, mode: Mode) -> Result<Mount, Failure> {
+        self.mount_as(command, name, mode, self.hostid)
+    }
+
+    /// Mounts PBD `name` with an explicit host id.
+    pub fn mount_as(
+        &self,
+        command: &str,
+        name: &str,
+        mode: Mode,
+        hostid: u64,
+    ) -> Result<Mount, Failure> {
         let dev = self.open(command, name, mode == Mode::ReadWrite)?;
         let opts = MountOptions {
-            hostid: self.hostid,
+            hostid,
             force: self.force,
             lock_path: (mode == Mode::ReadWrite)
                 .then(|| pbd::lock_path(name, self.device_dir.as_deref())),

@@ -1,0 +1,491 @@
+//! Durable copies between local files and PFS files, on one device or two.
+//!
+//! A copy writes a temporary name in the destination directory, flushes it,
+//! then renames it over the final name (on PFS the rename is one committed
+//! transaction; locally the directory is flushed too). A copy cut short at
+//! any point leaves the old destination, or none, never a partial file
+//! under the final name. Reading and writing overlap: a reader thread fills
+//! 4 MiB buffers while the writer drains them.
+
+use pfs_core::file::{File as PfsFile, OpenOptions};
+use pfs_core::mount::Mount;
+use pfs_core::path::PfsPath;
+use pfs_core::CoreError;
+use std::fs;
+use std::io::IsTerminal;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+/// Copy unit: 4 MiB, one PFS block.
+pub const CHUNK: usize = 4 << 20;
+
+/// A copy failure, with the message and the errno behind it.
+#[derive(Debug)]
+pub struct CopyError {
+    /// errno (for the reference's `cp failed:` line and the exit code).
+    pub errno: i32,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl CopyError {
+    pub(crate) fn new(errno: i32, message: impl Into<String>) -> CopyError {
+        CopyError {
+            errno,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CoreError> for CopyError {
+    fn from(e: CoreError) -> CopyError {
+        CopyError::new(e.errno(), e.to_string())
+    }
+}
+
+fn io_err(what: &str, p: &Path, e: std::io::Error) -> CopyError {
+    CopyError::new(
+        e.raw_os_error().unwrap_or(5),
+        format!("{what} {}: {e}", p.display()),
+    )
+}
+
+/// One side of a copy.
+#[derive(Clone)]
+pub enum Place<'m> {
+    /// A local path.
+    Local(PathBuf),
+    /// A path inside a mounted PFS; `shown` is `/<pbd>/...` as given.
+    Pfs {
+        /// The mount.
+        mount: &'m Mount,
+        /// Components inside the filesystem.
+        comps: Vec<String>,
+        /// The path as the user wrote it.
+        shown: String,
+    },
+}
+
+/// What `stat` says about a place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Nothing there.
+    Missing,
+    /// A regular file of this size.
+    File(u64),
+    /// A directory.
+    Dir,
+}
+
+impl<'m> Place<'m> {
+    /// A PFS place from a parsed path.
+    pub fn pfs(mount: &'m Mount, p: &PfsPath) -> Place<'m> {
+        Place::Pfs {
+            mount,
+            comps: p.components.clone(),
+            shown: p.shown.clone(),
+        }
+    }
+
+    /// The path as shown to the user.
+    pub fn shown(&self) -> String {
+        match self {
+            Place::Local(p) => p.display().to_string(),
+            Place::Pfs { shown, .. } => shown.clone(),
+        }
+    }
+
+    /// What is there.
+    pub fn kind(&self) -> Result<Kind, CopyError> {
+        match self {
+            Place::Local(p) => match fs::metadata(p) {
+                Ok(m) if m.is_dir() => Ok(Kind::Dir),
+                Ok(m) => Ok(Kind::File(m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Kind::Missing),
+                Err(e) => Err(io_err("cannot stat", p, e)),
+            },
+            Place::Pfs {
+                mount,
+                comps,
+                shown,
+            } => match mount.resolve(comps, false, shown) {
+                Ok(ino) => {
+                    let st = mount.stat(ino)?;
+                    Ok(if st.is_dir {
+                        Kind::Dir
+                    } else {
+                        Kind::File(st.size)
+                    })
+                }
+                Err(CoreError::NotFound { .. }) => Ok(Kind::Missing),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// The place `name` inside this one.
+    pub fn join(&self, name: &str) -> Place<'m> {
+        match self {
+            Place::Local(p) => Place::Local(p.join(name)),
+            Place::Pfs {
+                mount,
+                comps,
+                shown,
+            } => {
+                let mut c = comps.clone();
+                c.push(name.to_owned());
+                let sep = if shown.ends_with('/') { "" } else { "/" };
+                Place::Pfs {
+                    mount,
+                    comps: c,
+                    shown: format!("{shown}{sep}{name}"),
+                }
+            }
+        }
+    }
+
+    /// The last component.
+    pub fn basename(&self) -> String {
+        match self {
+            Place::Local(p) => p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Place::Pfs { comps, .. } => comps.last().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Names in a directory, in its order (PFS) or sorted (local); PFS's own
+    /// `.pfs-paxos` and `.pfs-journal` are left out.
+    pub fn list(&self) -> Result<Vec<String>, CopyError> {
+        match self {
+            Place::Local(p) => {
+                let mut v: Vec<String> = fs::read_dir(p)
+                    .map_err(|e| io_err("cannot list", p, e))?
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                v.sort();
+                Ok(v)
+            }
+            Place::Pfs {
+                mount,
+                comps,
+                shown,
+            } => {
+                let ino = mount.resolve(comps, true, shown)?;
+                Ok(mount
+                    .read_dir(ino)?
+                    .into_iter()
+                    .filter(|e| !(ino == 0 && (e.ino == 1 || e.ino == 2)))
+                    .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+                    .collect())
+            }
+        }
+    }
+
+    /// Creates this directory.
+    pub fn mkdir(&self) -> Result<(), CopyError> {
+        match self {
+            Place::Local(p) => {
+                fs::create_dir(p).map_err(|e| io_err("cannot create directory", p, e))
+            }
+            Place::Pfs {
+                mount,
+                comps,
+                shown,
+            } => mount
+                .mkdir(comps, false, shown)
+                .map(|_| ())
+                .map_err(Into::into),
+        }
+    }
+}
+
+/// An open source.
+enum Reader<'a> {
+    Local(fs::File),
+    Pfs(PfsFile<'a>),
+}
+
+impl Reader<'_> {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, CopyError> {
+        match self {
+            Reader::Local(f) => {
+                let mut n = 0;
+                while n < buf.len() {
+                    match f.read_at(&mut buf[n..], off + n as u64) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Err(CopyError::new(
+                                e.raw_os_error().unwrap_or(5),
+                                format!("read failed: {e}"),
+                            ))
+                        }
+                    }
+                }
+                Ok(n)
+            }
+            Reader::Pfs(f) => Ok(f.pread(buf, off)?),
+        }
+    }
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn tmp_name() -> String {
+    format!(
+        ".pfscp-{}-{}",
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Copies file `src` to `dst` durably (see the module doc). `progress`
+/// shows a bar on stderr when it is a terminal.
+pub fn copy_file(src: &Place<'_>, dst: &Place<'_>, progress: bool) -> Result<u64, CopyError> {
+    let size = match src.kind()? {
+        Kind::File(n) => n,
+        Kind::Dir => {
+            return Err(CopyError::new(
+                21,
+                format!("{} is a directory", src.shown()),
+            ))
+        }
+        Kind::Missing => {
+            return Err(CopyError::new(
+                2,
+                format!("{}: no such file or directory", src.shown()),
+            ))
+        }
+    };
+    let reader = open_reader(src)?;
+    let tmp_leaf = tmp_name();
+    let tmp = parent_of(dst).join(&tmp_leaf);
+    let bar = progress && size >= (64 << 20) && std::io::stderr().is_terminal();
+    let result = match (&tmp, dst) {
+        (Place::Local(tp), Place::Local(fp)) => copy_to_local(&reader, size, tp, fp, bar),
+        (Place::Pfs { mount, .. }, Place::Pfs { .. }) => {
+            copy_to_pfs(&reader, size, mount, &tmp, dst, bar)
+        }
+        _ => Err(CopyError::new(22, "internal: mixed destination")),
+    };
+    if result.is_err() {
+        // Leave nothing half-written behind under any name.
+        match &tmp {
+            Place::Local(tp) => {
+                let _ = fs::remove_file(tp);
+            }
+            Place::Pfs {
+                mount,
+                comps,
+                shown,
+            } => {
+                let _ = mount.unlink(comps, shown);
+            }
+        }
+    }
+    result.map(|_| size)
+}
+
+impl CopyError {
+    fn with_path(self, p: &str) -> CopyError {
+        CopyError::new(self.errno, format!("{p}: {}", self.message))
+    }
+}
+
+/// The directory holding a place.
+fn parent_of<'m>(p: &Place<'m>) -> Place<'m> {
+    match p {
+        Place::Local(lp) => Place::Local(
+            lp.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+        ),
+        Place::Pfs {
+            mount,
+            comps,
+            shown,
+        } => Place::Pfs {
+            mount,
+            comps: comps[..comps.len().saturating_sub(1)].to_vec(),
+            shown: shown.clone(),
+        },
+    }
+}
+
+/// Opens a place for reading.
+fn open_reader<'m>(p: &Place<'m>) -> Result<Reader<'m>, CopyError> {
+    Ok(match p {
+        Place::Local(lp) => {
+            Reader::Local(fs::File::open(lp).map_err(|e| io_err("cannot open", lp, e))?)
+        }
+        Place::Pfs { mount, shown, .. } => Reader::Pfs(
+            mount
+                .open_file(&fs_path(p).unwrap_or_default(), OpenOptions::default())
+                .map_err(|e| CopyError::from(e).with_path(shown))?,
+        ),
+    })
+}
+
+/// The in-filesystem path of a PFS place.
+fn fs_path(p: &Place<'_>) -> Option<String> {
+    match p {
+        Place::Pfs { comps, .. } => Some(format!("/{}", comps.join("/"))),
+        Place::Local(_) => None,
+    }
+}
+
+/// Streams `size` bytes of `reader` to `write(buf, off)` with a reader
+/// thread one buffer ahead.
+fn pump(
+    reader: &Reader<'_>,
+    size: u64,
+    bar: bool,
+    mut write: impl FnMut(&[u8], u64) -> Result<(), CopyError>,
+) -> Result<(), CopyError> {
+    std::thread::scope(|s| {
+        let (tx, rx) = mpsc::sync_channel::<Result<(Vec<u8>, u64), CopyError>>(2);
+        s.spawn(move || {
+            let mut off = 0u64;
+            while off < size {
+                let mut buf = vec![0u8; CHUNK.min((size - off) as usize)];
+                let r = reader.read_at(&mut buf, off).and_then(|n| {
+                    if n == buf.len() {
+                        Ok(buf)
+                    } else {
+                        Err(CopyError::new(
+                            5,
+                            "the source shrank while it was being copied",
+                        ))
+                    }
+                });
+                let failed = r.is_err();
+                if tx.send(r.map(|b| (b, off))).is_err() || failed {
+                    return;
+                }
+                off += CHUNK as u64;
+            }
+        });
+        let mut done = 0u64;
+        for item in rx {
+            let (buf, off) = item?;
+            write(&buf, off)?;
+            done += buf.len() as u64;
+            if bar {
+                let pct = done * 100 / size.max(1);
+                eprint!(
+                    "\r[{:<50}] {pct:>3}% {} MiB",
+                    "#".repeat((pct / 2) as usize),
+                    done >> 20
+                );
+            }
+        }
+        if bar {
+            eprintln!();
+        }
+        if done == size {
+            Ok(())
+        } else {
+            Err(CopyError::new(5, "the copy stopped early"))
+        }
+    })
+}
+
+fn copy_to_local(
+    reader: &Reader<'_>,
+    size: u64,
+    tmp: &Path,
+    dst: &Path,
+    bar: bool,
+) -> Result<(), CopyError> {
+    let out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(|e| io_err("cannot create", tmp, e))?;
+    pump(reader, size, bar, |buf, off| {
+        out.write_all_at(buf, off)
+            .map_err(|e| io_err("cannot write", tmp, e))
+    })?;
+    out.sync_all().map_err(|e| io_err("cannot flush", tmp, e))?;
+    drop(out);
+    fs::rename(tmp, dst).map_err(|e| io_err("cannot rename into", dst, e))?;
+    let dir = dst
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("cannot flush directory", dir, e))
+}
+
+fn copy_to_pfs(
+    reader: &Reader<'_>,
+    size: u64,
+    mount: &Mount,
+    tmp: &Place<'_>,
+    dst: &Place<'_>,
+    bar: bool,
+) -> Result<(), CopyError> {
+    let tmp_path = fs_path(tmp).unwrap_or_default();
+    let out = mount.open_file(
+        &tmp_path,
+        OpenOptions {
+            create: true,
+            exclusive: true,
+            write: true,
+            ..OpenOptions::default()
+        },
+    )?;
+    pump(reader, size, bar, |buf, off| {
+        out.pwrite(buf, off).map(|_| ()).map_err(Into::into)
+    })?;
+    out.fsync()?;
+    drop(out);
+    let (
+        Place::Pfs {
+            comps: tc,
+            shown: ts,
+            ..
+        },
+        Place::Pfs {
+            comps: dc,
+            shown: ds,
+            ..
+        },
+    ) = (tmp, dst)
+    else {
+        return Err(CopyError::new(22, "internal: not a PFS place"));
+    };
+    // One committed transaction swaps the new file in.
+    mount.rename(tc, dc, ts, ds)?;
+    Ok(())
+}
+
+/// Whether `a` and `b` hold the same bytes, compared a chunk at a time.
+pub fn same_content(a: &Place<'_>, b: &Place<'_>) -> Result<bool, CopyError> {
+    let (Kind::File(na), Kind::File(nb)) = (a.kind()?, b.kind()?) else {
+        return Ok(false);
+    };
+    if na != nb {
+        return Ok(false);
+    }
+    let (ra, rb) = (open_reader(a)?, open_reader(b)?);
+    let (mut x, mut y) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let mut off = 0u64;
+    while off < na {
+        let n = CHUNK.min((na - off) as usize);
+        let ka = ra.read_at(&mut x[..n], off)?;
+        let kb = rb.read_at(&mut y[..n], off)?;
+        if ka != n || kb != n || x[..n] != y[..n] {
+            return Ok(false);
+        }
+        off += n as u64;
+    }
+    Ok(true)
+}

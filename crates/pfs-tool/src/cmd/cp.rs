@@ -1,0 +1,366 @@
+//! `pfs cp` and `pfs archive`: copies between local paths and PFS paths,
+//! on one device or across two.
+//!
+//! An argument is a PFS path when it is `/<pbd>/...` and `<pbd>` looks like
+//! a device name, as the reference decides (`nvme…`, `loop…`, `sd…`, `sf…`,
+//! `vd…`, `mapper_…`, `pangu-…`, or starting with a digit), or names a
+//! device in the device directory. Anything else is a local path.
+
+use super::Context;
+use crate::cli::{ArchiveArgs, ArchiveCmd, CpArgs};
+use crate::cmd::copy::{copy_file, same_content, CopyError, Kind, Place};
+use crate::cmd::strerror;
+use crate::exit::{CmdResult, Failure};
+use pfs_core::mount::{Mode, Mount};
+use pfs_core::path::PfsPath;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Whether `arg` names a file inside a PFS (see the module doc).
+pub fn is_pfs_path(arg: &str, device_dir: Option<&Path>) -> bool {
+    let Some(rest) = arg.strip_prefix('/') else {
+        return false;
+    };
+    let rest = rest.trim_start_matches('/');
+    let Some((first, _)) = rest.split_once('/') else {
+        return false;
+    };
+    if first.is_empty() {
+        return false;
+    }
+    let looks = first.starts_with(|c: char| c.is_ascii_digit())
+        || ["nvme", "loop", "sd", "sf", "vd", "mapper_", "pangu-"]
+            .iter()
+            .any(|p| first.starts_with(p));
+    looks || device_dir.is_some_and(|d| d.join(first).exists())
+}
+
+/// The mounts a copy needs: the destination's read-write, the source's
+/// read-only (or the same mount when both are on one device).
+struct Mounts {
+    src: Option<(PfsPath, Option<Mount>)>,
+    dst: Option<(PfsPath, Mount)>,
+}
+
+impl Mounts {
+    fn new(
+        ctx: &Context,
+        cmd: &str,
+        src: &str,
+        dst: &str,
+        src_host: u64,
+        dst_host: u64,
+    ) -> Result<Mounts, Failure> {
+        let dir = ctx.device_dir.as_deref();
+        let parse =
+            |a: &str| PfsPath::parse(a).map_err(|e| Failure::new(22, format!("{cmd}: {e}")));
+        let dst = if is_pfs_path(dst, dir) {
+            let p = parse(dst)?;
+            let m = ctx.mount_as(cmd, &p.pbd, Mode::ReadWrite, dst_host)?;
+            Some((p, m))
+        } else {
+            None
+        };
+        let src = if is_pfs_path(src, dir) {
+            let p = parse(src)?;
+            let same = dst.as_ref().is_some_and(|(d, _)| d.pbd == p.pbd);
+            let m = if same {
+                None
+            } else {
+                Some(ctx.mount_as(cmd, &p.pbd, Mode::ReadOnly, src_host)?)
+            };
+            Some((p, m))
+        } else {
+            None
+        };
+        Ok(Mounts { src, dst })
+    }
+
+    fn src_place(&self, arg: &str) -> Place<'_> {
+        match &self.src {
+            Some((p, Some(m))) => Place::pfs(m, p),
+            Some((p, None)) => match &self.dst {
+                Some((_, m)) => Place::pfs(m, p),
+                None => Place::Local(PathBuf::from(arg)),
+            },
+            None => Place::Local(PathBuf::from(arg)),
+        }
+    }
+
+    fn dst_place(&self, arg: &str) -> Place<'_> {
+        match &self.dst {
+            Some((p, m)) => Place::pfs(m, p),
+            None => Place::Local(PathBuf::from(arg)),
+        }
+    }
+}
+
+fn check_cluster(name: &Option<String>) -> Result<(), Failure> {
+    match name.as_deref() {
+        None | Some("disk") | Some("") => Ok(()),
+        Some(other) => Err(Failure::new(
+            crate::exit::USAGE,
+            format!("cp: cluster {other:?} is not supported; only \"disk\" exists"),
+        )),
+    }
+}
+
+fn same_place(a: &Place<'_>, b: &Place<'_>) -> bool {
+    match (a, b) {
+        (Place::Local(x), Place::Local(y)) => match (x.canonicalize(), y.canonicalize()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => x == y,
+        },
+        (
+            Place::Pfs {
+                mount: m1,
+                comps: c1,
+                ..
+            },
+            Place::Pfs {
+                mount: m2,
+                comps: c2,
+                ..
+            },
+        ) => std::ptr::eq(*m1, *m2) && c1 == c2,
+        _ => false,
+    }
+}
+
+struct CopyOpts {
+    recursive: bool,
+    force: bool,
+}
+
+/// The reference's `do_copy`: a file onto a directory goes inside it; a
+/// directory needs `-r` and goes inside an existing directory the first
+/// time; an existing file needs `-f`.
+fn do_copy(
+    src: &Place<'_>,
+    dst: &Place<'_>,
+    first: bool,
+    o: &CopyOpts,
+    out: &mut dyn Write,
+) -> Result<(), CopyError> {
+    let skind = src.kind()?;
+    let mut dst = dst.clone();
+    match skind {
+        Kind::Missing => Err(CopyError::new(
+            2,
+            format!("cannot stat {}: no such file or directory", src.shown()),
+        )),
+        Kind::File(_) => {
+            match dst.kind()? {
+                Kind::Dir => dst = dst.join(&src.basename()),
+                Kind::File(_) if !o.force => {
+                    return Err(CopyError::new(
+                        17,
+                        format!(
+                            "cannot overwrite {} with {} (use -f)",
+                            dst.shown(),
+                            src.shown()
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+            if let Kind::Dir = dst.kind()? {
+                return Err(CopyError::new(
+                    21,
+                    format!("cannot overwrite directory {} with a file", dst.shown()),
+                ));
+            }
+            if same_place(src, &dst) {
+                return Err(CopyError::new(
+                    22,
+                    format!("cannot copy {} onto itself", src.shown()),
+                ));
+            }
+            if let (Kind::File(_), false) = (dst.kind()?, o.force) {
+                return Err(CopyError::new(
+                    17,
+                    format!(
+                        "cannot overwrite {} with {} (use -f)",
+                        dst.shown(),
+                        src.shown()
+                    ),
+                ));
+            }
+            copy_file(src, &dst, true)?;
+            let _ = writeln!(
+                out,
+                "copy file from {} to {} succeeded",
+                src.shown(),
+                dst.shown()
+            );
+            Ok(())
+        }
+        Kind::Dir => {
+            if !o.recursive {
+                return Err(CopyError::new(
+                    21,
+                    format!("omitting directory {} (use -r)", src.shown()),
+                ));
+            }
+            match dst.kind()? {
+                Kind::Dir if first => {
+                    dst = dst.join(&src.basename());
+                    match dst.kind()? {
+                        Kind::Dir => {}
+                        Kind::File(_) => {
+                            return Err(CopyError::new(
+                                20,
+                                format!(
+                                    "cannot copy directory {} onto file {}",
+                                    src.shown(),
+                                    dst.shown()
+                                ),
+                            ))
+                        }
+                        Kind::Missing => dst.mkdir()?,
+                    }
+                }
+                Kind::Dir => {}
+                Kind::File(_) => {
+                    return Err(CopyError::new(
+                        20,
+                        format!(
+                            "cannot copy directory {} onto file {}",
+                            src.shown(),
+                            dst.shown()
+                        ),
+                    ))
+                }
+                Kind::Missing => dst.mkdir()?,
+            }
+            if same_place(src, &dst) {
+                return Err(CopyError::new(
+                    22,
+                    format!("cannot copy {} into itself", src.shown()),
+                ));
+            }
+            for name in src.list()? {
+                do_copy(&src.join(&name), &dst.join(&name), false, o, out)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `pfs cp`.
+pub fn cp(ctx: &Context, a: &CpArgs, out: &mut dyn Write) -> CmdResult {
+    check_cluster(&a.src_cluster)?;
+    check_cluster(&a.dst_cluster)?;
+    let report = |out: &mut dyn Write, e: CopyError| {
+        let _ = writeln!(out, "cp failed: {}", strerror(e.errno));
+        // A directory without -r exits -EISDIR as in the reference.
+        let code = if e.errno == 21 {
+            235
+        } else {
+            crate::exit::FAILURE
+        };
+        Failure::new(code, format!("cp: {}", e.message))
+    };
+    if a.src.is_empty() || a.dst.is_empty() {
+        return Err(Failure::new(crate::exit::USAGE, "cp: empty path"));
+    }
+    let mounts = Mounts::new(
+        ctx,
+        "cp",
+        &a.src,
+        &a.dst,
+        a.src_hostid.unwrap_or(ctx.hostid),
+        a.dst_hostid.unwrap_or(ctx.hostid),
+    )?;
+    let (src, dst) = (mounts.src_place(&a.src), mounts.dst_place(&a.dst));
+    let o = CopyOpts {
+        recursive: a.recursive,
+        force: a.force || a.recursive,
+    };
+    do_copy(&src, &dst, true, &o, out).map_err(|e| report(out, e))
+}
+
+/// `pfs archive push|fetch`.
+pub fn archive(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResult {
+    let fail = |msg: String| Failure::new(crate::exit::USAGE, format!("archive: {msg}"));
+    match &a.cmd {
+        ArchiveCmd::Push { src, dst } => {
+            let mounts = Mounts::new(ctx, "archive", src, dst, ctx.hostid, ctx.hostid)?;
+            let (s, d) = (mounts.src_place(src), mounts.dst_place(dst));
+            match s.kind().map_err(|e| fail(e.message))? {
+                Kind::File(_) => {}
+                Kind::Dir => return Err(fail(format!("{src} is a directory"))),
+                Kind::Missing => return Err(fail(format!("{src}: no such file"))),
+            }
+            match d.kind().map_err(|e| fail(e.message))? {
+                Kind::Missing => {}
+                Kind::Dir => {
+                    return Err(fail(format!(
+                        "{dst} is a directory; give the archived file's full path"
+                    )))
+                }
+                Kind::File(_) => {
+                    // PostgreSQL retries a segment after a crash: an
+                    // identical copy is success, anything else is an alarm.
+                    return if same_content(&s, &d).map_err(|e| fail(e.message))? {
+                        let _ = writeln!(out, "{dst} is already archived with identical content");
+                        Ok(())
+                    } else {
+                        Err(fail(format!(
+                            "{dst} already exists with DIFFERENT content than {src}; refusing to overwrite an archived file"
+                        )))
+                    };
+                }
+            }
+            copy_file(&s, &d, false).map_err(|e| fail(e.message))?;
+            Ok(())
+        }
+        ArchiveCmd::Fetch { src, dst } => {
+            let mounts = Mounts::new(ctx, "archive", src, dst, ctx.hostid, ctx.hostid)?;
+            let (s, d) = (mounts.src_place(src), mounts.dst_place(dst));
+            match s.kind().map_err(|e| fail(e.message))? {
+                Kind::File(_) => {}
+                // restore_command contract: a missing file is a quiet failure.
+                Kind::Missing => return Err(Failure::new(crate::exit::USAGE, String::new())),
+                Kind::Dir => return Err(fail(format!("{src} is a directory"))),
+            }
+            copy_file(&s, &d, false).map_err(|e| fail(e.message))?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_paths_like_the_reference() {
+        for p in [
+            "/nvme1n1/x",
+            "/nvme3n1/archive/0001",
+            "/loop0/a",
+            "/sda/b",
+            "/vdb/c",
+            "/mapper_vg/d",
+            "/1/x",
+            "/pangu-a/b",
+        ] {
+            assert!(is_pfs_path(p, None), "{p}");
+        }
+        for p in [
+            "/tmp/x",
+            "/data/arch/0001",
+            "relative",
+            "/nvme1n1",
+            "/",
+            "//",
+        ] {
+            assert!(!is_pfs_path(p, None), "{p}");
+        }
+        assert!(is_pfs_path(
+            "/nvme1n1/shared_data//pg_wal/000000010000000000000001",
+            None
+        ));
+    }
+}
