@@ -218,13 +218,24 @@ impl Device for FileDevice {
                 .write_all_at(buf, offset)
                 .map_err(|e| CoreError::io(&self.name, "write", offset, e));
         }
-        // Read-modify-write of the covering sectors.
+        // Through an aligned buffer; only partly covered edge sectors are
+        // read first (read-modify-write).
         let (start, n) = self.span(offset, buf.len());
         let mut bounce = AlignedBuf::new(n);
-        self.file
-            .read_exact_at(bounce.as_mut_slice(), start)
-            .map_err(|e| CoreError::io(&self.name, "read", start, e))?;
+        let ss = self.sector_size as usize;
         let skip = (offset - start) as usize;
+        let tail_partial = (skip + buf.len()) % ss != 0;
+        if skip != 0 {
+            self.file
+                .read_exact_at(&mut bounce.as_mut_slice()[..ss], start)
+                .map_err(|e| CoreError::io(&self.name, "read", start, e))?;
+        }
+        if tail_partial && (n > ss || skip == 0) {
+            let last = n - ss;
+            self.file
+                .read_exact_at(&mut bounce.as_mut_slice()[last..], start + last as u64)
+                .map_err(|e| CoreError::io(&self.name, "read", start + last as u64, e))?;
+        }
         bounce.as_mut_slice()[skip..skip + buf.len()].copy_from_slice(buf);
         self.file
             .write_all_at(bounce.as_slice(), start)

@@ -5,6 +5,7 @@
 //! ignored, a trailing `/` requires a directory.
 
 use crate::error::{CoreError, Result};
+use crate::fsops::Extents;
 use crate::mount::{Mount, Stat};
 use crate::ns::Entry;
 use parking_lot::Mutex;
@@ -83,6 +84,8 @@ pub struct File<'m> {
     ino: u64,
     opts: OpenOptions,
     pos: Mutex<u64>,
+    /// Extents written by `pwrite_deferred` and not yet committed.
+    pending: Mutex<Extents>,
 }
 
 impl Mount {
@@ -106,6 +109,7 @@ impl Mount {
             ino,
             opts,
             pos: Mutex::new(0),
+            pending: Mutex::new(Extents::default()),
         };
         if opts.truncate && opts.write && f.m.stat(ino)?.size > 0 {
             f.m.truncate_ino(ino, 0)?;
@@ -227,8 +231,35 @@ impl File<'_> {
         Ok(*pos)
     }
 
-    /// Makes the file's data and all committed metadata durable.
+    /// Writes at `off` like [`Self::pwrite`], but leaves the new written
+    /// extent and size uncommitted until [`Self::commit`], [`Self::fsync`]
+    /// or close: one transaction for many writes (bulk copies). Until then
+    /// readers (this handle included) see the file as it was.
+    pub fn pwrite_deferred(&self, data: &[u8], off: u64) -> Result<usize> {
+        self.writable()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let mut p = self.pending.lock();
+        self.m.pwrite_data(self.ino, off, data, &mut p)?;
+        Ok(data.len())
+    }
+
+    /// Commits what [`Self::pwrite_deferred`] wrote.
+    pub fn commit(&self) -> Result<()> {
+        let mut p = self.pending.lock();
+        if p.blocks.is_empty() && p.end == 0 {
+            return Ok(());
+        }
+        self.m.commit_extents(self.ino, &p)?;
+        *p = Extents::default();
+        Ok(())
+    }
+
+    /// Commits pending writes and makes the file's data and all committed
+    /// metadata durable.
     pub fn fsync(&self) -> Result<()> {
+        self.commit()?;
         self.m.device().sync()
     }
 
@@ -252,6 +283,9 @@ impl File<'_> {
 
 impl Drop for File<'_> {
     fn drop(&mut self) {
+        // Deferred writes are committed at close, as a file system would
+        // make them visible; errors surface through fsync, not here.
+        let _ = self.commit();
         if self.m.open_count(self.ino, -1) == 0 {
             // The last handle of an unlinked file frees it; if that fails
             // the orphan is reclaimed by the next read-write mount.

@@ -484,6 +484,24 @@ impl Mount {
         if data.is_empty() {
             return Ok(0);
         }
+        let mut pending = Extents::default();
+        self.pwrite_data(ino, off, data, &mut pending)?;
+        self.commit_extents(ino, &pending)?;
+        Ok(data.len())
+    }
+
+    /// The data half of a write: allocates missing blocks (one
+    /// transaction, only if any are missing), writes the bytes (zeroing a
+    /// gap after a block's written part) and records in `pending` how far
+    /// each block's written part and the file now reach. Nothing about the
+    /// new extents is committed until [`Self::commit_extents`].
+    pub(crate) fn pwrite_data(
+        &self,
+        ino: u64,
+        off: u64,
+        data: &[u8],
+        pending: &mut Extents,
+    ) -> Result<()> {
         let end = off
             .checked_add(data.len() as u64)
             .ok_or_else(|| CoreError::InvalidArgument("write: range overflows".into()))?;
@@ -492,9 +510,11 @@ impl Mount {
                 path: format!("inode {ino}"),
             });
         }
-        self.fallocate_ino(ino, off, data.len() as u64, true)?;
         let blocks = self.blocks(ino)?;
-        let mut grown: Vec<(ObjectId, u64)> = Vec::new();
+        if (off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE)).any(|b| !blocks.contains_key(&b)) {
+            self.fallocate_ino(ino, off, data.len() as u64, true)?;
+        }
+        let blocks = self.blocks(ino)?;
         let mut pos = off;
         while pos < end {
             let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);
@@ -503,23 +523,44 @@ impl Mount {
                 .get(&blkid)
                 .ok_or_else(|| CoreError::InvalidArgument("write: block vanished".into()))?;
             let base = b.blkno * BLOCK_SIZE;
-            if in_blk > b.data_end {
+            let data_end = b
+                .data_end
+                .max(pending.blocks.get(&b.btno).copied().unwrap_or(0));
+            if in_blk > data_end {
                 crate::device::write_zeros(
                     self.device().as_ref(),
-                    base + b.data_end,
-                    in_blk - b.data_end,
+                    base + data_end,
+                    in_blk - data_end,
                 )?;
             }
             let src = &data[(pos - off) as usize..(pos - off + n) as usize];
             self.device().write_at(src, base + in_blk)?;
-            if in_blk + n > b.data_end {
-                grown.push((b.btno, in_blk + n));
+            if in_blk + n > data_end {
+                pending.blocks.insert(b.btno, in_blk + n);
             }
             pos += n;
         }
+        pending.end = pending.end.max(end);
+        Ok(())
+    }
+
+    /// Commits the written extents and size recorded by
+    /// [`Self::pwrite_data`] in one transaction (nothing when nothing grew).
+    pub(crate) fn commit_extents(&self, ino: u64, pending: &Extents) -> Result<()> {
         let size = self.stat(ino)?.size;
-        if grown.is_empty() && end <= size {
-            return Ok(data.len());
+        let blocks = self.blocks(ino)?;
+        let grown: Vec<(ObjectId, u64)> = pending
+            .blocks
+            .iter()
+            .filter(|(bt, end)| {
+                blocks
+                    .values()
+                    .any(|b| b.btno == **bt && **end > b.data_end)
+            })
+            .map(|(bt, end)| (*bt, *end))
+            .collect();
+        if grown.is_empty() && pending.end <= size {
+            return Ok(());
         }
         self.write_tx(|tx| {
             for (bt, new_end) in &grown {
@@ -527,10 +568,19 @@ impl Mount {
                 b.bt_holeoff.set(*new_end as i32);
                 b.bt_holelen.set((BLOCK_SIZE - new_end) as i32);
             }
-            change_inode(tx, ino, size.max(end), true)
-        })?;
-        Ok(data.len())
+            change_inode(tx, ino, size.max(pending.end), true)
+        })
     }
+}
+
+/// Written extents not yet committed: how far each block's written part
+/// and the file reach after writes whose metadata is still pending.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Extents {
+    /// Block tag → new end of its written part, in write order of blocks.
+    pub(crate) blocks: std::collections::BTreeMap<ObjectId, u64>,
+    /// End of the furthest write.
+    pub(crate) end: u64,
 }
 
 /// Moves direntry `deno` from directory `odir` to the end of `ndir` under
