@@ -27,6 +27,42 @@ fn name_error(e: FormatError, shown: &str) -> CoreError {
     }
 }
 
+/// Unlinks `obj` (of type `t`) from the chain whose ends the inode `head`
+/// holds (`pfs_meta_list_delete`): logs the previous object (or the head),
+/// then the next one (or the head).
+fn list_delete(tx: &mut Tx<'_>, head: ObjectId, t: MetaType, obj: ObjectId) -> Result<()> {
+    let mo = tx.view(obj);
+    let (prev, next) = (mo.mo_prev.get(), mo.mo_next.get());
+    if prev != 0 {
+        tx.take_no(t, prev)?.1.mo_next.set(next);
+    } else {
+        tx.take(head).mo_next.set(next);
+    }
+    if next != 0 {
+        tx.take_no(t, next)?.1.mo_prev.set(prev);
+    } else {
+        tx.take(head).mo_prev.set(prev);
+    }
+    let o = tx.take(obj);
+    o.mo_prev.set(0);
+    o.mo_next.set(0);
+    Ok(())
+}
+
+/// Appends `obj` (of type `t`) to the chain whose ends the inode `head`
+/// holds (`pfs_meta_list_insert`): logs the old last object, if any.
+fn list_append(tx: &mut Tx<'_>, head: ObjectId, t: MetaType, obj: ObjectId) -> Result<()> {
+    let tail = tx.view(head).mo_prev.get();
+    if tail == 0 {
+        tx.take(head).mo_next.set(obj.number());
+    } else {
+        tx.take_no(t, tail)?.1.mo_next.set(obj.number());
+    }
+    tx.take(obj).mo_prev.set(tail);
+    tx.take(head).mo_prev.set(obj.number());
+    Ok(())
+}
+
 /// Adds entry `name` for a new inode to directory `dir` (`pfs_dir_add`):
 /// logs the new direntry, the new inode, the directory inode, any
 /// extension direntries of a long name, then the directory's old last entry.
@@ -34,16 +70,10 @@ fn dir_add(tx: &mut Tx<'_>, dir: u64, name: &[u8], is_dir: bool, shown: &str) ->
     let pieces = split_name(name).map_err(|e| name_error(e, shown))?;
     let de_id = tx.alloc(MetaType::DirEntry)?;
     let in_id = tx.alloc(MetaType::Inode)?;
-    let (dir_id, dir_mo) = tx.view_no(MetaType::Inode, dir)?;
-    let old_tail = dir_mo.mo_prev.get();
+    let (dir_id, _) = tx.view_no(MetaType::Inode, dir)?;
     let (now, now_us) = (tx.now, tx.now_us);
     {
-        let d = tx.take(dir_id);
-        if d.mo_next.get() == 0 {
-            d.mo_next.set(de_id.number());
-        }
-        d.mo_prev.set(de_id.number());
-        let di = d.inode_mut();
+        let di = tx.take(dir_id).inode_mut();
         di.in_size.set(di.in_size.get() + OBJ_SIZE as u64);
         di.in_mtime.set(now);
         di.in_ctime.set(now);
@@ -60,14 +90,9 @@ fn dir_add(tx: &mut Tx<'_>, dir: u64, name: &[u8], is_dir: bool, shown: &str) ->
         let next = exts.get(k + 1).map(|n| n.number()).unwrap_or(0);
         tx.take(*ext).direntry_mut().de_extdeno.set(next);
     }
-    if old_tail != 0 {
-        let (_, t) = tx.take_no(MetaType::DirEntry, old_tail)?;
-        t.mo_next.set(de_id.number());
-    }
+    list_append(tx, dir_id, MetaType::DirEntry, de_id)?;
     {
-        let de = tx.take(de_id);
-        de.mo_prev.set(old_tail);
-        let d = de.direntry_mut();
+        let d = tx.take(de_id).direntry_mut();
         d.de_name = pieces[0];
         d.de_ino.set(in_id.number() as i64);
         d.de_dirino.set(dir as i64);
@@ -104,17 +129,7 @@ fn dir_del(tx: &mut Tx<'_>, dir: u64, ino: u64) -> Result<()> {
     tx.take(de_id);
     tx.take(in_id);
     tx.take(dir_id);
-    let (prev, next) = (de_mo.mo_prev.get(), de_mo.mo_next.get());
-    if prev != 0 {
-        tx.take_no(MetaType::DirEntry, prev)?.1.mo_next.set(next);
-    } else {
-        tx.take(dir_id).mo_next.set(next);
-    }
-    if next != 0 {
-        tx.take_no(MetaType::DirEntry, next)?.1.mo_prev.set(prev);
-    } else {
-        tx.take(dir_id).mo_prev.set(prev);
-    }
+    list_delete(tx, dir_id, MetaType::DirEntry, de_id)?;
     {
         let d = tx.take(dir_id).inode_mut();
         d.in_size
@@ -156,26 +171,13 @@ fn release_inode(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
 /// new block tag, the inode, then the inode's previous last block tag.
 fn add_block(tx: &mut Tx<'_>, ino: u64, blkid: u64) -> Result<ObjectId> {
     let bt_id = tx.alloc(MetaType::BlkTag)?;
-    let (in_id, in_mo) = tx.view_no(MetaType::Inode, ino)?;
-    let old_tail = in_mo.mo_prev.get();
+    let (in_id, _) = tx.view_no(MetaType::Inode, ino)?;
     {
-        let i = tx.take(in_id);
-        if i.mo_next.get() == 0 {
-            i.mo_next.set(bt_id.number());
-        }
-        i.mo_prev.set(bt_id.number());
-        let ip = i.inode_mut();
+        let ip = tx.take(in_id).inode_mut();
         ip.in_nblock.set(ip.in_nblock.get() + 1);
     }
-    if old_tail != 0 {
-        tx.take_no(MetaType::BlkTag, old_tail)?
-            .1
-            .mo_next
-            .set(bt_id.number());
-    }
-    let bt = tx.take(bt_id);
-    bt.mo_prev.set(old_tail);
-    let b = bt.blktag_mut();
+    list_append(tx, in_id, MetaType::BlkTag, bt_id)?;
+    let b = tx.take(bt_id).blktag_mut();
     b.bt_ino.set(ino as i64);
     b.bt_blkid.set(blkid as i64);
     Ok(bt_id)
@@ -184,20 +186,9 @@ fn add_block(tx: &mut Tx<'_>, ino: u64, blkid: u64) -> Result<ObjectId> {
 /// Removes block tag `bt` from file `ino` and frees it (`pfs_inode_del`).
 fn del_block(tx: &mut Tx<'_>, ino: u64, bt: ObjectId) -> Result<()> {
     let (in_id, _) = tx.view_no(MetaType::Inode, ino)?;
-    let bt_mo = tx.view(bt);
     tx.take(bt);
     tx.take(in_id);
-    let (prev, next) = (bt_mo.mo_prev.get(), bt_mo.mo_next.get());
-    if prev != 0 {
-        tx.take_no(MetaType::BlkTag, prev)?.1.mo_next.set(next);
-    } else {
-        tx.take(in_id).mo_next.set(next);
-    }
-    if next != 0 {
-        tx.take_no(MetaType::BlkTag, next)?.1.mo_prev.set(prev);
-    } else {
-        tx.take(in_id).mo_prev.set(prev);
-    }
+    list_delete(tx, in_id, MetaType::BlkTag, bt)?;
     tx.free(bt);
     let i = tx.take(in_id).inode_mut();
     i.in_nblock.set(i.in_nblock.get().saturating_sub(1));
@@ -605,22 +596,8 @@ fn dir_move(
     tx.take(ndir_id);
     tx.take(de_id);
     tx.take(in_id);
-    // Unlink from the old directory.
-    let (prev, next) = (de_mo.mo_prev.get(), de_mo.mo_next.get());
-    if prev != 0 {
-        tx.take_no(MetaType::DirEntry, prev)?.1.mo_next.set(next);
-    } else {
-        tx.take(odir_id).mo_next.set(next);
-    }
-    if next != 0 {
-        tx.take_no(MetaType::DirEntry, next)?.1.mo_prev.set(prev);
-    } else {
-        tx.take(odir_id).mo_prev.set(prev);
-    }
+    list_delete(tx, odir_id, MetaType::DirEntry, de_id)?;
     {
-        let de = tx.take(de_id);
-        de.mo_prev.set(0);
-        de.mo_next.set(0);
         let o = tx.take(odir_id).inode_mut();
         o.in_size
             .set(o.in_size.get().saturating_sub(OBJ_SIZE as u64));
@@ -659,28 +636,14 @@ fn dir_move(
         let next = exts.get(k + 1).map(|n| n.number()).unwrap_or(0);
         tx.take(*id).direntry_mut().de_extdeno.set(next);
     }
-    // Append to the new directory.
-    let old_tail = tx.view(ndir_id).mo_prev.get();
-    if old_tail != 0 {
-        tx.take_no(MetaType::DirEntry, old_tail)?
-            .1
-            .mo_next
-            .set(de_id.number());
-    }
+    list_append(tx, ndir_id, MetaType::DirEntry, de_id)?;
     {
-        let nd = tx.take(ndir_id);
-        if nd.mo_next.get() == 0 {
-            nd.mo_next.set(de_id.number());
-        }
-        nd.mo_prev.set(de_id.number());
-        let ni = nd.inode_mut();
+        let ni = tx.take(ndir_id).inode_mut();
         ni.in_size.set(ni.in_size.get() + OBJ_SIZE as u64);
         ni.in_mtime.set(now);
     }
     {
-        let de = tx.take(de_id);
-        de.mo_prev.set(old_tail);
-        let d = de.direntry_mut();
+        let d = tx.take(de_id).direntry_mut();
         d.de_name = pieces[0];
         d.de_dirino.set(ndir as i64);
         d.de_extdeno
