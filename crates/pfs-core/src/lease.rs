@@ -40,7 +40,7 @@ pub fn node_id() -> u32 {
 }
 
 /// Whether process `pid` of this machine exists.
-fn pid_alive(pid: u32) -> bool {
+pub fn pid_alive(pid: u32) -> bool {
     let Ok(p) = i32::try_from(pid) else {
         return true;
     };

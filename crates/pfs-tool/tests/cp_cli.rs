@@ -451,6 +451,12 @@ fn killed_copies_never_leave_a_partial_file() {
         assert_eq!(sha256_hex(&read(to_pfs)), shas[now], "round {round}: retry");
     }
     assert!(interrupted >= 3, "only {interrupted} copies were cut short");
+    // Temporary files of the killed copies were cleaned up by later ones.
+    assert!(!ok(&dir, &["ls", "/nvme1n1/"]).contains(".pfscp-"));
+    assert!(fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .all(|e| !e.file_name().to_string_lossy().starts_with(".pfscp-")));
     fs::remove_dir_all(&dir).unwrap();
 }
 

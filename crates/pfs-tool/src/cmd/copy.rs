@@ -9,6 +9,7 @@
 
 use pfs_core::device::AlignedBuf;
 use pfs_core::file::{FallocMode, File as PfsFile, OpenOptions};
+use pfs_core::lease::{node_id, pid_alive};
 use pfs_core::mount::Mount;
 use pfs_core::path::PfsPath;
 use pfs_core::CoreError;
@@ -238,9 +239,13 @@ impl Reader<'_> {
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Prefix of temporary copy names: `.pfscp-<machine>-<pid>-<n>`.
+const TMP_PREFIX: &str = ".pfscp-";
+
 fn tmp_name() -> String {
     format!(
-        ".pfscp-{}-{}",
+        "{TMP_PREFIX}{:08x}-{}-{}",
+        node_id(),
         std::process::id(),
         TMP_SEQ.fetch_add(1, Ordering::Relaxed)
     )
@@ -266,7 +271,9 @@ pub fn copy_file(src: &Place<'_>, dst: &Place<'_>, progress: bool) -> Result<u64
     };
     let reader = open_reader(src)?;
     let tmp_leaf = tmp_name();
-    let tmp = parent_of(dst).join(&tmp_leaf);
+    let dir = parent_of(dst);
+    remove_stale_temps(&dir);
+    let tmp = dir.join(&tmp_leaf);
     let bar = progress && size >= (64 << 20) && std::io::stderr().is_terminal();
     let result = match (&tmp, dst) {
         (Place::Local(tp), Place::Local(fp)) => copy_to_local(&reader, size, tp, fp, bar),
@@ -296,6 +303,40 @@ pub fn copy_file(src: &Place<'_>, dst: &Place<'_>, progress: bool) -> Result<u64
 impl CopyError {
     fn with_path(self, p: &str) -> CopyError {
         CopyError::new(self.errno, format!("{p}: {}", self.message))
+    }
+}
+
+/// Removes temporary files that copies killed on this machine left in
+/// `dir` (their process is gone). Best effort: a failure leaves them.
+fn remove_stale_temps(dir: &Place<'_>) {
+    let Ok(names) = dir.list() else { return };
+    let me = format!("{:08x}", node_id());
+    for name in names {
+        let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
+            continue;
+        };
+        let mut parts = rest.split('-');
+        let (Some(node), Some(pid)) = (
+            parts.next(),
+            parts.next().and_then(|p| p.parse::<u32>().ok()),
+        ) else {
+            continue;
+        };
+        if node != me || pid_alive(pid) {
+            continue;
+        }
+        match dir.join(&name) {
+            Place::Local(p) => {
+                let _ = fs::remove_file(p);
+            }
+            Place::Pfs {
+                mount,
+                comps,
+                shown,
+            } => {
+                let _ = mount.unlink(&comps, &shown);
+            }
+        }
     }
 }
 
