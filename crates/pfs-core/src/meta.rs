@@ -189,6 +189,8 @@ pub struct Journal<'a> {
     pub dev: &'a dyn Device,
     /// The leader record.
     pub leader: LeaderRecord,
+    /// Device address of the leader record (first sector of `.pfs-paxos`).
+    pub leader_bda: u64,
     /// Device blocks of the journal file, in file order.
     pub blocks: Vec<u64>,
 }
@@ -225,6 +227,7 @@ impl<'a> Journal<'a> {
         Ok(Journal {
             dev,
             leader,
+            leader_bda: first * BLOCK_SIZE,
             blocks,
         })
     }
@@ -275,12 +278,8 @@ impl LogStore for Journal<'_> {
 /// Loads the metadata as a mounted reader sees it: metasets plus the
 /// committed journal.
 pub fn load_replayed(dev: &dyn Device) -> Result<(MetaImage, LeaderRecord)> {
-    let mut meta = MetaImage::load(dev)?;
-    let journal = Journal::locate(dev, &meta)?;
-    let entries = journal.committed(meta.nchunk)?;
-    let leader = journal.leader;
-    meta.apply(&entries);
-    Ok((meta, leader))
+    let st = crate::mount::load_state(dev)?;
+    Ok((st.meta, st.leader))
 }
 
 const _: () = assert!(OBJS_PER_SECTOR == 32);

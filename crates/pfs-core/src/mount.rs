@@ -16,7 +16,7 @@ use crate::ns::{Entry, FileBlock};
 use crate::tx::Tx;
 use parking_lot::RwLock;
 use pfs_format::layout::LOG_ENTRY_SIZE;
-use pfs_format::layout::{BLOCK_SIZE, PAXOS_FILE_INO, SECTOR_SIZE};
+use pfs_format::layout::{BLOCK_SIZE, SECTOR_SIZE};
 use pfs_format::LeaderRecord;
 use pfs_format::LogEntryPhy;
 use std::collections::BTreeMap;
@@ -109,29 +109,20 @@ fn read_leader(dev: &dyn Device, bda: u64) -> Result<LeaderRecord> {
 }
 
 /// Loads everything from the device: metasets, leader, committed journal.
-fn load_state(dev: &dyn Device) -> Result<State> {
+pub(crate) fn load_state(dev: &dyn Device) -> Result<State> {
     let mut meta = MetaImage::load(dev)?;
     let journal = Journal::locate(dev, &meta)?;
     let entries = journal.committed(meta.nchunk)?;
-    let leader = journal.leader;
-    let journal_blocks = journal.blocks.clone();
     meta.apply(&entries);
-    let dirty = entries
-        .iter()
-        .map(|c| c.entry.le_sector_bda.get())
-        .collect();
-    let leader_bda = meta
-        .file_blocks(PAXOS_FILE_INO)?
-        .first()
-        .copied()
-        .unwrap_or(1)
-        * BLOCK_SIZE;
     Ok(State {
         meta,
-        leader,
-        leader_bda,
-        journal_blocks,
-        dirty,
+        leader: journal.leader,
+        leader_bda: journal.leader_bda,
+        dirty: entries
+            .iter()
+            .map(|c| c.entry.le_sector_bda.get())
+            .collect(),
+        journal_blocks: journal.blocks,
         alloc: None,
         ntx: 0,
         fenced: None,
@@ -251,6 +242,7 @@ impl Mount {
         let log = Journal {
             dev: self.dev.as_ref(),
             leader: since,
+            leader_bda: bda,
             blocks: st.journal_blocks.clone(),
         };
         let entries = match log.committed(st.meta.nchunk) {
