@@ -63,6 +63,14 @@ fn list_append(tx: &mut Tx<'_>, head: ObjectId, t: MetaType, obj: ObjectId) -> R
     Ok(())
 }
 
+/// Chains a name's extension direntries in order through `de_extdeno`.
+fn link_extensions(tx: &mut Tx<'_>, exts: &[ObjectId]) {
+    for (k, ext) in exts.iter().enumerate() {
+        let next = exts.get(k + 1).map(|n| n.number()).unwrap_or(0);
+        tx.take(*ext).direntry_mut().de_extdeno.set(next);
+    }
+}
+
 /// Adds entry `name` for a new inode to directory `dir` (`pfs_dir_add`):
 /// logs the new direntry, the new inode, the directory inode, any
 /// extension direntries of a long name, then the directory's old last entry.
@@ -86,10 +94,7 @@ fn dir_add(tx: &mut Tx<'_>, dir: u64, name: &[u8], is_dir: bool, shown: &str) ->
         e.de_ino.set(de_id.number() as i64);
         exts.push(ext);
     }
-    for (k, ext) in exts.iter().enumerate() {
-        let next = exts.get(k + 1).map(|n| n.number()).unwrap_or(0);
-        tx.take(*ext).direntry_mut().de_extdeno.set(next);
-    }
+    link_extensions(tx, &exts);
     list_append(tx, dir_id, MetaType::DirEntry, de_id)?;
     {
         let d = tx.take(de_id).direntry_mut();
@@ -632,10 +637,7 @@ fn dir_move(
         let (id, _) = tx.take_no(MetaType::DirEntry, n)?;
         tx.free(id);
     }
-    for (k, id) in exts.iter().enumerate() {
-        let next = exts.get(k + 1).map(|n| n.number()).unwrap_or(0);
-        tx.take(*id).direntry_mut().de_extdeno.set(next);
-    }
+    link_extensions(tx, &exts);
     list_append(tx, ndir_id, MetaType::DirEntry, de_id)?;
     {
         let ni = tx.take(ndir_id).inode_mut();

@@ -202,24 +202,11 @@ fn do_copy(
                     format!("omitting directory {} (use -r)", src.shown()),
                 ));
             }
+            // The first time, an existing directory receives a copy inside.
+            if first && dst.kind()? == Kind::Dir {
+                dst = dst.join(&src.basename());
+            }
             match dst.kind()? {
-                Kind::Dir if first => {
-                    dst = dst.join(&src.basename());
-                    match dst.kind()? {
-                        Kind::Dir => {}
-                        Kind::File(_) => {
-                            return Err(CopyError::new(
-                                20,
-                                format!(
-                                    "cannot copy directory {} onto file {}",
-                                    src.shown(),
-                                    dst.shown()
-                                ),
-                            ))
-                        }
-                        Kind::Missing => dst.mkdir()?,
-                    }
-                }
                 Kind::Dir => {}
                 Kind::File(_) => {
                     return Err(CopyError::new(
