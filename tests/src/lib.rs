@@ -16,12 +16,13 @@ pub fn project_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// `../shared/golden` from the project root, or `$PFS_GOLDEN_DIR`.
+/// The repository's copy of the reference's golden corpus (`tests/golden`),
+/// or `$PFS_GOLDEN_DIR`.
 pub fn golden_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("PFS_GOLDEN_DIR") {
         return PathBuf::from(d);
     }
-    project_root().join("../shared/golden")
+    project_root().join("tests/golden")
 }
 
 /// Where expanded raw images are cached: `target/golden-raw` under the
@@ -42,7 +43,7 @@ pub fn expand(case: &str, image: &str) -> PathBuf {
     let src = golden_dir().join(case).join(format!("{image}.qcow2"));
     assert!(
         src.is_file(),
-        "golden image {} is missing; the corpus must sit at ../shared/golden",
+        "golden image {} is missing; the corpus must sit at tests/golden",
         src.display()
     );
     let out_dir = cache_dir().join(case);
