@@ -137,6 +137,12 @@ impl FileDevice {
         };
         let meta = std::fs::metadata(path).map_err(open_err)?;
         let is_block = meta.file_type().is_block_device();
+        // Checked before opening: opening a FIFO would wait for a writer.
+        if !is_block && !meta.file_type().is_file() {
+            return Err(open_err(std::io::Error::other(
+                "not a block device or regular file",
+            )));
+        }
         let mut opts = OpenOptions::new();
         opts.read(true).write(writable);
         if is_block {
@@ -148,12 +154,8 @@ impl FileDevice {
                 .map_err(|e| CoreError::io(name, "BLKGETSIZE64", 0, e))?;
             let ss = sys::block_device_sector_size(&file).unwrap_or(512);
             (len, ss.max(512))
-        } else if meta.file_type().is_file() {
-            (meta.len(), 512)
         } else {
-            return Err(open_err(std::io::Error::other(
-                "not a block device or regular file",
-            )));
+            (meta.len(), 512)
         };
         Ok(FileDevice {
             file,

@@ -163,6 +163,9 @@ pub fn mkfs_with_clock(
     let plan = Layout::plan(nchunk, log_size, clock)?;
 
     if formatted {
+        crate::lease::refuse_live_writer(dev)?;
+    }
+    if formatted {
         // Invalidate first: a crash from here on leaves "not PFS", never a
         // valid header over half-rewritten metadata.
         dev.write_at(AlignedBuf::new(SECTOR_SIZE as usize).as_slice(), 0)?;

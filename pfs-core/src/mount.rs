@@ -10,7 +10,7 @@ use crate::alloc::Allocator;
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
 use crate::hostlock::HostLock;
-use crate::lease::Lease;
+use crate::lease::{Lease, Slots};
 use crate::meta::{Journal, MetaImage};
 use crate::ns::{Entry, FileBlock};
 use crate::tx::Tx;
@@ -53,6 +53,20 @@ pub(crate) struct State {
     pub(crate) fenced: Option<String>,
 }
 
+impl State {
+    /// Where the writer-lease slots are.
+    pub(crate) fn slots(&self) -> Slots {
+        Slots {
+            paxos_bda: self.leader_bda,
+            nhosts: self
+                .leader
+                .num_hosts
+                .get()
+                .clamp(1, pfs_format::layout::MAX_HOSTS) as u32,
+        }
+    }
+}
+
 /// How to mount, beyond the mode.
 #[derive(Debug, Clone)]
 pub struct MountOptions {
@@ -89,9 +103,16 @@ pub struct Mount {
     /// that changes nothing leaves the device untouched).
     lease: parking_lot::Mutex<Option<Arc<Lease>>>,
     lease_ms: u32,
+    /// Take over a silent holder's lease (`--force`).
+    force: bool,
+    /// Other hosts' heartbeats as watched so far, kept from the mount to
+    /// the first commit so a forced takeover waits out a holder only once.
+    watch: parking_lot::Mutex<pfs_paxos::Watch>,
     _lock: Option<HostLock>,
     /// Open handles per inode.
     open_files: parking_lot::Mutex<std::collections::HashMap<u64, usize>>,
+    /// Set by [`Mount::freeze`]: calls stop catching up with the writer.
+    frozen: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Mount {
@@ -143,11 +164,12 @@ impl Mount {
         let mut state = load_state(dev.as_ref())?;
         let hostid = pfs_paxos::HostId::resolve(opts.hostid, &state.leader)?.get();
         let mut lock = None;
+        let mut watch = pfs_paxos::Watch::new();
         if mode == Mode::ReadWrite {
             if let Some(p) = &opts.lock_path {
                 lock = Some(HostLock::acquire(p, hostid)?);
             }
-            Lease::wait_free(dev.as_ref(), state.leader_bda, opts.force, opts.lease_ms)?;
+            crate::lease::wait_free(dev.as_ref(), state.slots(), 0, opts.force, &mut watch)?;
             // Someone may have committed while we waited.
             let now = read_leader(dev.as_ref(), state.leader_bda)?;
             if now != state.leader {
@@ -162,8 +184,11 @@ impl Mount {
             state: RwLock::new(state),
             lease: parking_lot::Mutex::new(None),
             lease_ms: opts.lease_ms,
+            force: opts.force,
+            watch: parking_lot::Mutex::new(watch),
             _lock: lock,
             open_files: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            frozen: std::sync::atomic::AtomicBool::new(false),
         })
         .and_then(|m| {
             if m.mode == Mode::ReadWrite {
@@ -215,11 +240,46 @@ impl Mount {
         self.state.read().leader
     }
 
-    /// Catches up with the writer (read-only mounts; a no-op for the writer,
-    /// whose memory is always current).
+    /// Catches up with the writer: read-only mounts replay what it
+    /// committed; a read-write mount that has not taken the writer lease yet
+    /// reloads if anyone committed since it looked (once it holds the lease
+    /// its memory is current and this does nothing).
     pub fn refresh(&self) -> Result<()> {
-        if self.mode == Mode::ReadWrite {
+        if self.frozen.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(());
+        }
+        self.catch_up()
+    }
+
+    /// Makes every later call of this (read-only) mount see the committed
+    /// state it has now, so a command that makes several calls (list a
+    /// directory, then stat each entry) works on one state: an entry the
+    /// writer deletes meanwhile is simply still there, never half gone.
+    /// File data stays exact: [`Mount::read`] checks that the writer did
+    /// not free the blocks it read, catching up only when it did.
+    pub fn freeze(&self) {
+        self.frozen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether another writer may change the device under this mount.
+    fn others_may_write(&self) -> bool {
+        self.mode == Mode::ReadOnly || self.lease.lock().is_none()
+    }
+
+    fn catch_up(&self) -> Result<()> {
+        if self.mode == Mode::ReadWrite {
+            if self.lease.lock().is_some() {
+                return Ok(());
+            }
+            // A writer that has not written yet follows whoever did.
+            let st = self.state.read();
+            let now = read_leader(self.dev.as_ref(), st.leader_bda)?;
+            if now == st.leader {
+                return Ok(());
+            }
+            drop(st);
+            return self.reload();
         }
         let (bda, old) = {
             let st = self.state.read();
@@ -322,6 +382,13 @@ pub struct Stat {
     pub btime: u64,
 }
 
+/// The error for an inode that was removed by the writer while in use here.
+fn gone(ino: u64) -> CoreError {
+    CoreError::NotFound {
+        path: format!("inode {ino} (removed by the writer)"),
+    }
+}
+
 /// Disk usage counts whole blocks above this many blocks (`du_nblk_limit`).
 const DU_NBLK_LIMIT: u64 = 1;
 /// Small files' usage is rounded up to this unit.
@@ -403,16 +470,59 @@ impl Mount {
     /// part read as zeros.
     pub fn read(&self, ino: u64, off: u64, buf: &mut [u8]) -> Result<usize> {
         self.refresh()?;
-        let (size, blocks) = {
-            let st = self.state.read();
-            let (_, i) = st.meta.inode(ino)?;
-            if i.is_dir() {
-                return Err(CoreError::IsDir {
-                    path: format!("inode {ino}"),
-                });
+        const ATTEMPTS: usize = 8;
+        for _ in 0..ATTEMPTS {
+            let (size, blocks, seen, bda) = {
+                let st = self.state.read();
+                let (_, i) = st.meta.inode(ino).map_err(|_| gone(ino))?;
+                if i.is_dir() {
+                    return Err(CoreError::IsDir {
+                        path: format!("inode {ino}"),
+                    });
+                }
+                (
+                    i.in_size.get(),
+                    st.meta.blocks(ino)?,
+                    st.leader,
+                    st.leader_bda,
+                )
+            };
+            let n = self.read_blocks(&blocks, size, off, buf)?;
+            if !self.others_may_write() {
+                return Ok(n);
             }
-            (i.in_size.get(), st.meta.blocks(ino)?)
-        };
+            // The bytes are the file's if the writer committed nothing since
+            // the state they were read by, or if what it committed left the
+            // blocks of this range where they were.
+            let now = read_leader(self.dev.as_ref(), bda)?;
+            let head = |l: &LeaderRecord| (l.head_txid.get(), l.head_lsn.get());
+            if head(&now) == head(&seen) {
+                return Ok(n);
+            }
+            self.catch_up()?;
+            let st = self.state.read();
+            let (_, i) = st.meta.inode(ino).map_err(|_| gone(ino))?;
+            let after = st.meta.blocks(ino)?;
+            let range = off / BLOCK_SIZE..=(off + n as u64).div_ceil(BLOCK_SIZE);
+            if i.in_size.get() >= off + n as u64
+                && blocks.range(range.clone()).eq(after.range(range))
+            {
+                return Ok(n);
+            }
+        }
+        Err(CoreError::Busy {
+            what: format!("inode {ino} kept changing while it was read"),
+        })
+    }
+
+    /// Reads `buf` at `off` from a file of `size` bytes with `blocks`.
+    fn read_blocks(
+        &self,
+        blocks: &BTreeMap<u64, FileBlock>,
+        size: u64,
+        off: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
         if off >= size {
             return Ok(0);
         }
@@ -484,19 +594,28 @@ impl Mount {
                 reason: why.clone(),
             });
         }
-        let r = checkpoint_sectors(
-            self.dev.as_ref(),
-            &st.meta,
-            &mut st.leader,
-            st.leader_bda,
-            &mut st.dirty,
-        );
-        if r.is_ok() {
-            st.ntx = 0;
-        } else {
-            st.fenced = Some("a checkpoint write or flush failed".into());
+        if st.leader.tail_txid == st.leader.head_txid && st.dirty.is_empty() {
+            return Ok(());
         }
-        r
+        let (lease, _) = self
+            .lease_for_write(&st.leader, st.leader_bda)
+            .map_err(|e| fence_on(&mut st.fenced, e))?;
+        let dev = self.dev.as_ref();
+        let bda = st.leader_bda;
+        let r = checkpoint_sectors(dev, &st.meta, &mut st.leader, bda, &mut st.dirty, &|l| {
+            still_ours(dev, &lease, l, bda)
+        });
+        match r {
+            Ok(()) => {
+                st.ntx = 0;
+                Ok(())
+            }
+            Err(e) => Err(fence_io(
+                &mut st.fenced,
+                e,
+                "a checkpoint write or flush failed",
+            )),
+        }
     }
 
     /// Runs `f` as one transaction and commits it: log entries appended at
@@ -507,6 +626,7 @@ impl Mount {
         if self.mode != Mode::ReadWrite {
             return Err(CoreError::ReadOnly);
         }
+        self.refresh()?;
         let dev = self.dev.as_ref();
         let mut guard = self.state.write();
         let State {
@@ -539,54 +659,38 @@ impl Mount {
                 log_size: size,
             });
         }
+        let (lease, first) = self
+            .lease_for_write(leader, *leader_bda)
+            .map_err(|e| fence_on(fenced, e))?;
+        let ours = |l: &LeaderRecord| still_ours(dev, &lease, l, *leader_bda);
+        crate::lease::stop_point("commit-start");
+        if let Err(e) = ours(leader) {
+            if first && matches!(e, CoreError::Fenced { .. }) {
+                // Someone committed between our look and our taking the
+                // lease. Nothing of ours is written: catch up and let the
+                // caller try again.
+                drop(tx);
+                let mut fresh = load_state(dev)?;
+                fresh.alloc = Some(Allocator::build(&fresh.meta));
+                *guard = fresh;
+                return Err(CoreError::Busy {
+                    what: format!(
+                        "another writer committed to {} while this mount was taking the writer lease; nothing was written, try again",
+                        dev.name()
+                    ),
+                });
+            }
+            return Err(fence_on(fenced, e));
+        }
         let used = (leader.head_offset.get() + size - leader.tail_offset.get()) % size;
         if need >= size - used {
-            if let Err(e) = checkpoint_sectors(dev, meta, leader, *leader_bda, dirty) {
-                *fenced = Some("a checkpoint write or flush failed".into());
-                return Err(e);
+            if let Err(e) = checkpoint_sectors(dev, meta, leader, *leader_bda, dirty, &ours) {
+                return Err(fence_io(fenced, e, "a checkpoint write or flush failed"));
             }
             *ntx = 0;
         }
-        // We must still hold the lease, and no other writer may have moved
-        // the head under us.
-        {
-            let mut held = self.lease.lock();
-            match held.as_ref() {
-                Some(l) => {
-                    if let Err(e) = l.check() {
-                        *fenced = Some(e.to_string());
-                        return Err(e);
-                    }
-                }
-                None => {
-                    let l = Lease::acquire(
-                        Arc::clone(&self.dev),
-                        *leader_bda,
-                        self.hostid as u32,
-                        self.lease_ms,
-                    )?;
-                    *held = Some(l);
-                }
-            }
-        }
-        let ondisk = read_leader(dev, *leader_bda)?;
-        let head = |l: &LeaderRecord| (l.head_txid.get(), l.head_offset.get(), l.head_lsn.get());
-        if head(&ondisk) != head(leader) {
-            let why = format!(
-                "another writer committed to the journal (head txid {} on disk, {} here)",
-                ondisk.head_txid.get(),
-                leader.head_txid.get()
-            );
-            *fenced = Some(why.clone());
-            return Err(CoreError::Fenced { reason: why });
-        }
-        let new_leader = match append(dev, journal_blocks, *leader_bda, leader, &objs) {
-            Ok(l) => l,
-            Err(e) => {
-                *fenced = Some("a journal write or flush failed".into());
-                return Err(e);
-            }
-        };
+        let new_leader = append(dev, journal_blocks, *leader_bda, leader, &objs, &ours)
+            .map_err(|e| fence_io(fenced, e, "a journal write or flush failed"))?;
         tx.finish();
         for (id, mo) in &objs {
             meta.set(*id, *mo);
@@ -595,14 +699,86 @@ impl Mount {
         *leader = new_leader;
         *ntx += 1;
         if *ntx >= CHECKPOINT_NTX || dirty.len() as u64 >= CHECKPOINT_NSECT {
-            if let Err(e) = checkpoint_sectors(dev, meta, leader, *leader_bda, dirty) {
-                *fenced = Some("a checkpoint write or flush failed".into());
-                return Err(e);
+            if let Err(e) = checkpoint_sectors(dev, meta, leader, *leader_bda, dirty, &ours) {
+                return Err(fence_io(fenced, e, "a checkpoint write or flush failed"));
             }
             *ntx = 0;
         }
         Ok(r)
     }
+}
+
+impl Mount {
+    /// The lease a write needs, taken at this mount's first write.
+    /// The lease a write needs, taken at this mount's first write; `true`
+    /// when it was taken just now.
+    fn lease_for_write(
+        &self,
+        leader: &LeaderRecord,
+        leader_bda: u64,
+    ) -> Result<(Arc<Lease>, bool)> {
+        let mut held = self.lease.lock();
+        if let Some(l) = held.as_ref() {
+            return Ok((Arc::clone(l), false));
+        }
+        crate::lease::stop_point("acquire");
+        let slots = Slots {
+            paxos_bda: leader_bda,
+            nhosts: leader
+                .num_hosts
+                .get()
+                .clamp(1, pfs_format::layout::MAX_HOSTS) as u32,
+        };
+        let l = Lease::acquire(
+            Arc::clone(&self.dev),
+            slots,
+            self.hostid as u32,
+            self.lease_ms,
+            self.force,
+            &mut self.watch.lock(),
+        )?;
+        *held = Some(Arc::clone(&l));
+        Ok((l, true))
+    }
+}
+
+/// The check before every write to the journal, the leader record or the
+/// metasets: the lease still runs with time to spare on this machine's
+/// clock, and the journal head on disk is the one `leader` (the state this
+/// mount is about to extend) has, so no other writer committed meanwhile.
+fn still_ours(dev: &dyn Device, lease: &Lease, leader: &LeaderRecord, bda: u64) -> Result<()> {
+    lease.check()?;
+    let ondisk = read_leader(dev, bda)?;
+    let head = |l: &LeaderRecord| (l.head_txid.get(), l.head_offset.get(), l.head_lsn.get());
+    if head(&ondisk) != head(leader) {
+        return Err(CoreError::Fenced {
+            reason: format!(
+                "another writer committed to the journal (head txid {} on disk, {} here)",
+                ondisk.head_txid.get(),
+                leader.head_txid.get()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The one stop-writing policy: an error that shows another writer may
+/// exist stops this mount's writes until it is remounted.
+fn fence_on(fenced: &mut Option<String>, e: CoreError) -> CoreError {
+    if let CoreError::Fenced { reason } = &e {
+        *fenced = Some(reason.clone());
+    }
+    e
+}
+
+/// Like [`fence_on`], and any other failure of a device write or flush
+/// also stops writes (the device's state is unknown), with `why`.
+fn fence_io(fenced: &mut Option<String>, e: CoreError, why: &str) -> CoreError {
+    if matches!(e, CoreError::Fenced { .. }) {
+        return fence_on(fenced, e);
+    }
+    *fenced = Some(why.to_owned());
+    e
 }
 
 /// Checkpoint after this many transactions (`trimgroup_ntx_threshold`).
@@ -617,10 +793,12 @@ fn checkpoint_sectors(
     leader: &mut LeaderRecord,
     leader_bda: u64,
     dirty: &mut BTreeSet<u64>,
+    may_write: &dyn Fn(&LeaderRecord) -> Result<()>,
 ) -> Result<()> {
     if leader.tail_txid == leader.head_txid && dirty.is_empty() {
         return Ok(());
     }
+    may_write(leader)?;
     let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
     for &bda in dirty.iter() {
         let objs = meta.sector_objects(bda)?;
@@ -629,6 +807,7 @@ fn checkpoint_sectors(
         dev.write_at(sect.as_slice(), bda)?;
     }
     dev.sync()?;
+    may_write(leader)?;
     let mut lr = *leader;
     lr.tail_txid = lr.head_txid;
     lr.tail_offset = lr.head_offset;
@@ -641,14 +820,16 @@ fn checkpoint_sectors(
 }
 
 /// Appends one transaction's entries at the journal head (wrapping at the
-/// end), flushes, writes the advanced leader record, flushes. Returns the
-/// new leader record.
+/// end), flushes, runs `before_leader` (which checks that this mount may
+/// still write), writes the advanced leader record, flushes. Returns the new
+/// leader record.
 fn append(
     dev: &dyn Device,
     journal_blocks: &[u64],
     leader_bda: u64,
     leader: &LeaderRecord,
     objs: &[(pfs_format::ObjectId, pfs_format::MetaObjPhy)],
+    before_leader: &dyn Fn(&LeaderRecord) -> Result<()>,
 ) -> Result<LeaderRecord> {
     let txid = leader.head_txid.get() + 1;
     let lsn0 = leader.head_lsn.get();
@@ -671,6 +852,8 @@ fn append(
         write_log(dev, journal_blocks, 0, &bytes[first..])?;
     }
     dev.sync()?;
+    crate::lease::stop_point("before-leader");
+    before_leader(leader)?;
     let mut lr = *leader;
     lr.head_txid.set(txid);
     lr.head_lsn.set(lsn0 + objs.len() as u64);

@@ -1,30 +1,80 @@
-//! The single-writer lease: one sector of `.pfs-paxos` naming the host that
-//! may write, renewed while it is mounted.
+//! The single-writer lease: one slot per host id in `.pfs-paxos`, and the
+//! rules that decide from them who may write.
 //!
 //! The reference keeps only a host-local lock, so two hosts can both write.
-//! We record the writer in sector [`LEASE_SECTOR`] of `.pfs-paxos`, which the
-//! reference never touches (it writes only sector 0, the leader record).
-//! A writer stamps the wall-clock time on every renewal; the lease is live
-//! until `written_ms + duration_ms`. Contenders refuse a live lease, may
-//! take a free or expired one, and with force wait for expiry first. The
-//! holder checks before every commit that the sector still names it.
+//! Each host id `h` owns sector `h` of `.pfs-paxos` (sector 0 is the leader
+//! record; the reference writes nothing else in the file), and only that
+//! host ever writes it. A slot says whether its host is idle, trying to
+//! take the lease ([`SlotState::Intent`]) or holding it
+//! ([`SlotState::Held`]), with a heartbeat counter that the holder bumps on
+//! every renewal.
+//!
+//! Taking the lease is a two-phase flag protocol that needs nothing but
+//! atomic single-sector reads and writes:
+//!
+//! 1. read every slot; if another host is not idle (and not known dead),
+//!    back off;
+//! 2. write our slot as `Intent` and flush;
+//! 3. read every slot again; if another host is not idle, withdraw (write
+//!    `Idle`) and back off; otherwise write our slot as `Held`.
+//!
+//! Two contenders cannot both pass step 3: whichever read its step-3 view
+//! second did so after the other's step-2 write had completed, and saw it.
+//! A slot is "dead" only when its process is known gone (same machine, pid
+//! gone) or when its heartbeat has not changed for the lease duration plus a
+//! margin, measured on the observer's own monotonic clock (see [`Watch`]);
+//! wall clocks of different hosts are never compared. The holder, for its
+//! part, stops writing once its own monotonic clock says the lease ran out
+//! (see [`Validity`]), which happens before any observer can judge it dead.
 
 use bytemuck::{Pod, Zeroable};
 use core::mem::{offset_of, size_of};
 use pfs_format::checksum::pfs_crc32c;
 use pfs_format::endian::{U32Le, U64Le};
 use pfs_format::layout::{MAX_HOSTS, SECTOR_SIZE};
+use std::collections::HashMap;
 
-/// Sector of `.pfs-paxos` holding the lease (after every host's sector).
-pub const LEASE_SECTOR: u64 = MAX_HOSTS + 1;
-/// Byte offset of the lease inside `.pfs-paxos`.
-pub const LEASE_OFFSET: u64 = LEASE_SECTOR * SECTOR_SIZE;
 /// `"PFSLEASE"`.
 pub const LEASE_MAGIC: u64 = u64::from_le_bytes(*b"PFSLEASE");
-/// Format version.
-pub const LEASE_VERSION: u32 = 1;
+/// Format version of a host slot.
+pub const LEASE_VERSION: u32 = 2;
 
-/// The lease record (64 bytes at the start of its sector).
+/// Byte offset inside `.pfs-paxos` of host `hostid`'s slot.
+pub fn slot_offset(hostid: u32) -> u64 {
+    u64::from(hostid) * SECTOR_SIZE
+}
+
+/// What a host's slot says it is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Not writing, not trying to.
+    Idle,
+    /// Trying to take the lease.
+    Intent,
+    /// Holding the lease.
+    Held,
+}
+
+impl SlotState {
+    fn raw(self) -> u32 {
+        match self {
+            SlotState::Idle => 0,
+            SlotState::Intent => 1,
+            SlotState::Held => 2,
+        }
+    }
+
+    fn from_raw(v: u32) -> Option<SlotState> {
+        match v {
+            0 => Some(SlotState::Idle),
+            1 => Some(SlotState::Intent),
+            2 => Some(SlotState::Held),
+            _ => None,
+        }
+    }
+}
+
+/// A host's slot (64 bytes at the start of its sector).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 #[repr(C)]
 pub struct LeaseRecord {
@@ -32,93 +82,63 @@ pub struct LeaseRecord {
     pub magic: U64Le,
     /// [`LEASE_VERSION`].
     pub version: U32Le,
-    /// Host id of the writer; 0 when the lease is free.
-    pub holder: U32Le,
-    /// Random value identifying the holding mount.
-    pub token: U64Le,
-    /// Renewals so far.
-    pub counter: U64Le,
-    /// Wall-clock milliseconds since the epoch at the last write.
-    pub written_ms: U64Le,
-    /// How long a write keeps the lease live, in milliseconds.
+    /// The host id owning this slot.
+    pub hostid: U32Le,
+    /// [`SlotState`] as a number.
+    pub state: U32Le,
+    /// How long the holder may write after starting a renewal, in ms.
     pub duration_ms: U32Le,
-    /// Process id of the holder.
+    /// Random value identifying one acquisition by one mount.
+    pub token: U64Le,
+    /// Heartbeat: bumped by every write of the slot.
+    pub counter: U64Le,
+    /// Wall-clock milliseconds at the write; only shown to people.
+    pub wall_ms: U64Le,
+    /// Process id of the writer.
     pub pid: U32Le,
-    /// Identity of the holder's machine (a hash of its machine id).
+    /// Identity of the writer's machine (a hash of its machine id).
     pub node: U32Le,
     /// Reserved; 0.
-    pub _pad: [u8; 8],
+    pub _pad: [u8; 4],
     /// PFS checksum of the bytes before it.
     pub checksum: U32Le,
 }
 
 const _: () = assert!(size_of::<LeaseRecord>() == 64);
 const _: () = assert!(offset_of!(LeaseRecord, checksum) == 60);
-const _: () = assert!(LEASE_OFFSET + SECTOR_SIZE <= pfs_format::layout::PAXOS_FILE_SIZE);
+const _: () = assert!((MAX_HOSTS + 1) * SECTOR_SIZE <= pfs_format::layout::PAXOS_FILE_SIZE);
 
-/// What a contender makes of the lease sector.
+/// Who wrote a slot, as [`LeaseRecord::new`] stamps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseState {
-    /// Never written, released, or unreadable: free to take.
-    Free,
-    /// Held by this mount.
-    Mine,
-    /// Held by another mount and live until `until_ms`.
-    Live {
-        /// Holder's host id.
-        holder: u32,
-        /// Holder's process id.
-        pid: u32,
-        /// When it expires unless renewed.
-        until_ms: u64,
-    },
-    /// Held by another mount that stopped renewing.
-    Expired {
-        /// Holder's host id.
-        holder: u32,
-    },
+pub struct Writer {
+    /// Host id (the slot's owner).
+    pub hostid: u32,
+    /// Acquisition token.
+    pub token: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Machine identity.
+    pub node: u32,
+    /// Lease duration in ms.
+    pub duration_ms: u32,
 }
 
 impl LeaseRecord {
-    /// A record naming `holder` with `token`, written now.
-    pub fn held(
-        holder: u32,
-        token: u64,
-        pid: u32,
-        counter: u64,
-        now_ms: u64,
-        duration_ms: u32,
-    ) -> LeaseRecord {
-        LeaseRecord::held_on(holder, token, pid, 0, counter, now_ms, duration_ms)
-    }
-
-    /// [`Self::held`] with the holder's machine identity.
-    pub fn held_on(
-        holder: u32,
-        token: u64,
-        pid: u32,
-        node: u32,
-        counter: u64,
-        now_ms: u64,
-        duration_ms: u32,
-    ) -> LeaseRecord {
+    /// A slot written by `w` in `state` with heartbeat `counter`.
+    pub fn new(w: &Writer, state: SlotState, counter: u64, wall_ms: u64) -> LeaseRecord {
         let mut r = LeaseRecord::zeroed();
-        r.node.set(node);
         r.magic.set(LEASE_MAGIC);
         r.version.set(LEASE_VERSION);
-        r.holder.set(holder);
-        r.token.set(token);
-        r.pid.set(pid);
+        r.hostid.set(w.hostid);
+        r.state.set(state.raw());
+        r.duration_ms.set(w.duration_ms);
+        r.token.set(w.token);
         r.counter.set(counter);
-        r.written_ms.set(now_ms);
-        r.duration_ms.set(duration_ms);
+        r.wall_ms.set(wall_ms);
+        r.pid.set(w.pid);
+        r.node.set(w.node);
         r.seal();
         r
-    }
-
-    /// A released lease.
-    pub fn free(now_ms: u64) -> LeaseRecord {
-        LeaseRecord::held(0, 0, 0, 0, now_ms, 0)
     }
 
     /// The checksum these bytes should carry.
@@ -132,14 +152,15 @@ impl LeaseRecord {
         self.checksum.set(c);
     }
 
-    /// Reads a record; `None` when the bytes hold no valid lease (a sector
-    /// never written, or torn).
+    /// Reads a slot; `None` when the bytes hold no valid slot (a sector
+    /// never written, zeroed by mkfs, or torn).
     pub fn decode(bytes: &[u8]) -> Option<LeaseRecord> {
         let r: LeaseRecord =
             bytemuck::try_pod_read_unaligned(bytes.get(..size_of::<LeaseRecord>())?).ok()?;
         (r.magic.get() == LEASE_MAGIC
             && r.version.get() == LEASE_VERSION
-            && r.checksum.get() == r.compute_checksum())
+            && r.checksum.get() == r.compute_checksum()
+            && SlotState::from_raw(r.state.get()).is_some())
         .then_some(r)
     }
 
@@ -148,53 +169,114 @@ impl LeaseRecord {
         bytemuck::must_cast(*self)
     }
 
-    /// Like [`Self::judge`], but a live lease held by a process of this
-    /// machine (`my_node`) that no longer exists (`alive` says no) counts as
-    /// expired: a crashed writer on the same machine does not block the
-    /// next one for a whole lease period.
-    pub fn judge_local(
-        record: Option<&LeaseRecord>,
-        my_token: u64,
-        now_ms: u64,
-        my_node: u32,
-        alive: &dyn Fn(u32) -> bool,
-    ) -> LeaseState {
-        match (record, LeaseRecord::judge(record, my_token, now_ms)) {
-            (Some(r), LeaseState::Live { holder, .. })
-                if my_node != 0 && r.node.get() == my_node && !alive(r.pid.get()) =>
-            {
-                LeaseState::Expired { holder }
+    /// What the slot says its host is doing (an undecodable state reads
+    /// as idle; [`Self::decode`] refuses such slots anyway).
+    pub fn slot_state(&self) -> SlotState {
+        SlotState::from_raw(self.state.get()).unwrap_or(SlotState::Idle)
+    }
+
+    /// The heartbeat as one comparable value: any write changes it.
+    pub fn beat(&self) -> (u64, u64) {
+        (self.token.get(), self.counter.get())
+    }
+}
+
+/// What an observer makes of another host's slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Idle or unwritten: no claim on the lease.
+    Idle,
+    /// A claim whose writer may still be running.
+    Alive,
+    /// A claim whose writer is known gone: a process of this machine that
+    /// no longer exists, or a heartbeat silent for longer than its lease
+    /// plus the margin.
+    Dead,
+}
+
+/// Watches other hosts' heartbeats on the observer's monotonic clock.
+///
+/// A claim counts as dead once the same heartbeat has been seen for longer
+/// than its lease duration plus [`margin_ms`], counted from the first time
+/// this observer saw it. The first sighting is after the write that set it
+/// started, so the holder's own clock (see [`Validity`]) expires first.
+#[derive(Debug, Default)]
+pub struct Watch {
+    seen: HashMap<u32, ((u64, u64), u64)>,
+}
+
+impl Watch {
+    /// A watch that has seen nothing.
+    pub fn new() -> Watch {
+        Watch::default()
+    }
+
+    /// Judges `rec` (the slot of another host) seen at monotonic time
+    /// `now_ms`. `local_dead` says whether the writer is a process of this
+    /// machine that no longer exists.
+    pub fn judge(&mut self, rec: &LeaseRecord, now_ms: u64, local_dead: bool) -> Liveness {
+        if rec.slot_state() == SlotState::Idle {
+            self.seen.remove(&rec.hostid.get());
+            return Liveness::Idle;
+        }
+        if local_dead {
+            return Liveness::Dead;
+        }
+        let beat = rec.beat();
+        let since = match self.seen.get(&rec.hostid.get()) {
+            Some(&(b, since)) if b == beat => since,
+            _ => {
+                self.seen.insert(rec.hostid.get(), (beat, now_ms));
+                now_ms
             }
-            (_, state) => state,
+        };
+        let d = u64::from(rec.duration_ms.get());
+        if now_ms.saturating_sub(since) > d + margin_ms(d) {
+            Liveness::Dead
+        } else {
+            Liveness::Alive
         }
     }
 
-    /// What this record means to a mount holding `my_token` at `now_ms`.
-    pub fn judge(record: Option<&LeaseRecord>, my_token: u64, now_ms: u64) -> LeaseState {
-        let Some(r) = record else {
-            return LeaseState::Free;
+    /// How much longer (ms) the claim of `rec` must stay silent before it
+    /// counts as dead; 0 once dead or never seen.
+    pub fn remaining_ms(&self, rec: &LeaseRecord, now_ms: u64) -> u64 {
+        let Some(&(beat, since)) = self.seen.get(&rec.hostid.get()) else {
+            return 0;
         };
-        if r.holder.get() == 0 {
-            return LeaseState::Free;
+        if beat != rec.beat() {
+            return 0;
         }
-        if r.token.get() == my_token {
-            return LeaseState::Mine;
-        }
-        let until_ms = r
-            .written_ms
-            .get()
-            .saturating_add(u64::from(r.duration_ms.get()));
-        if now_ms > until_ms {
-            LeaseState::Expired {
-                holder: r.holder.get(),
-            }
-        } else {
-            LeaseState::Live {
-                holder: r.holder.get(),
-                pid: r.pid.get(),
-                until_ms,
-            }
-        }
+        let d = u64::from(rec.duration_ms.get());
+        (since + d + margin_ms(d) + 1).saturating_sub(now_ms)
+    }
+}
+
+/// The safety margin for a lease of `duration_ms`: a holder stops writing
+/// this long before its lease ends, and observers wait this long past it.
+pub fn margin_ms(duration_ms: u64) -> u64 {
+    (duration_ms / 5).max(20)
+}
+
+/// The holder's view of its lease on its own monotonic clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Monotonic ms at which the last successful renewal write started.
+    pub renewed_at_ms: u64,
+    /// Lease duration.
+    pub duration_ms: u64,
+}
+
+impl Validity {
+    /// Whether a device write may start at `now_ms`: the lease must still
+    /// run for more than the margin.
+    pub fn may_write(&self, now_ms: u64) -> bool {
+        now_ms + margin_ms(self.duration_ms) < self.renewed_at_ms + self.duration_ms
+    }
+
+    /// Milliseconds left before writes must stop (0 when they must).
+    pub fn left_ms(&self, now_ms: u64) -> u64 {
+        (self.renewed_at_ms + self.duration_ms).saturating_sub(now_ms + margin_ms(self.duration_ms))
     }
 }
 
@@ -202,45 +284,73 @@ impl LeaseRecord {
 mod tests {
     use super::*;
 
+    fn writer(hostid: u32, token: u64) -> Writer {
+        Writer {
+            hostid,
+            token,
+            pid: 10,
+            node: 7,
+            duration_ms: 1000,
+        }
+    }
+
     #[test]
-    fn judging() {
-        let r = LeaseRecord::held(3, 77, 1, 0, 1_000, 500);
+    fn slots_round_trip_and_reject_damage() {
+        let r = LeaseRecord::new(&writer(3, 77), SlotState::Held, 5, 123);
         let back = LeaseRecord::decode(&r.to_bytes()).unwrap();
         assert_eq!(back, r);
-        assert_eq!(LeaseRecord::judge(Some(&r), 77, 1_200), LeaseState::Mine);
-        assert_eq!(
-            LeaseRecord::judge(Some(&r), 5, 1_200),
-            LeaseState::Live {
-                holder: 3,
-                pid: 1,
-                until_ms: 1_500
-            }
-        );
-        assert_eq!(
-            LeaseRecord::judge(Some(&r), 5, 1_501),
-            LeaseState::Expired { holder: 3 }
-        );
-        assert_eq!(
-            LeaseRecord::judge(Some(&LeaseRecord::free(9)), 5, 10),
-            LeaseState::Free
-        );
-        assert_eq!(LeaseRecord::judge(None, 5, 10), LeaseState::Free);
-        let local = LeaseRecord::held_on(3, 77, 1234, 9, 0, 1_000, 500);
-        assert_eq!(
-            LeaseRecord::judge_local(Some(&local), 5, 1_200, 9, &|_| false),
-            LeaseState::Expired { holder: 3 }
-        );
-        assert!(matches!(
-            LeaseRecord::judge_local(Some(&local), 5, 1_200, 9, &|_| true),
-            LeaseState::Live { .. }
-        ));
-        assert!(matches!(
-            LeaseRecord::judge_local(Some(&local), 5, 1_200, 8, &|_| false),
-            LeaseState::Live { .. }
-        ));
+        assert_eq!(back.slot_state(), SlotState::Held);
         let mut torn = r.to_bytes();
         torn[20] ^= 1;
         assert!(LeaseRecord::decode(&torn).is_none());
         assert!(LeaseRecord::decode(&[0u8; 64]).is_none());
+        assert!(LeaseRecord::decode(&[0u8; 10]).is_none());
+        assert_eq!(slot_offset(3), 3 * 4096);
+    }
+
+    #[test]
+    fn silence_is_judged_on_the_observers_clock() {
+        let mut w = Watch::new();
+        let r = LeaseRecord::new(&writer(3, 77), SlotState::Held, 5, 999_999_999);
+        // The wall clock in the record plays no part.
+        assert_eq!(w.judge(&r, 50_000, false), Liveness::Alive);
+        assert_eq!(w.remaining_ms(&r, 50_000), 1000 + 200 + 1);
+        assert_eq!(w.judge(&r, 51_200, false), Liveness::Alive);
+        assert_eq!(w.judge(&r, 51_201, false), Liveness::Dead);
+        // A new heartbeat brings it back to life and restarts the count.
+        let r2 = LeaseRecord::new(&writer(3, 77), SlotState::Held, 6, 0);
+        assert_eq!(w.judge(&r2, 51_300, false), Liveness::Alive);
+        assert_eq!(w.judge(&r2, 52_400, false), Liveness::Alive);
+        assert_eq!(w.judge(&r2, 52_600, false), Liveness::Dead);
+        // A process known gone is dead at once; an idle slot claims nothing.
+        let mut fresh = Watch::new();
+        assert_eq!(fresh.judge(&r, 0, true), Liveness::Dead);
+        let idle = LeaseRecord::new(&writer(3, 77), SlotState::Idle, 7, 0);
+        assert_eq!(fresh.judge(&idle, 0, false), Liveness::Idle);
+    }
+
+    #[test]
+    fn holder_stops_before_any_observer_takes_over() {
+        // The holder's renewal write starts at 1_000 on its clock; an
+        // observer cannot see it before then, so the earliest takeover is at
+        // 1_000 + duration + margin, while the holder stops at
+        // 1_000 + duration - margin.
+        let v = Validity {
+            renewed_at_ms: 1_000,
+            duration_ms: 1_000,
+        };
+        assert!(v.may_write(1_000));
+        assert!(v.may_write(1_799));
+        assert!(!v.may_write(1_800));
+        assert_eq!(v.left_ms(1_500), 300);
+        assert_eq!(v.left_ms(5_000), 0);
+        let mut w = Watch::new();
+        let r = LeaseRecord::new(&writer(1, 1), SlotState::Held, 1, 0);
+        let mut t = 1_000;
+        while w.judge(&r, t, false) != Liveness::Dead {
+            assert!(t < 3_000);
+            t += 1;
+        }
+        assert!(t >= 1_800 + 2 * margin_ms(1_000));
     }
 }

@@ -2,14 +2,14 @@
 //! are in `.pfs-paxos`.
 //!
 //! `.pfs-paxos` is one 4 MiB block. Sector 0 holds the leader record
-//! ([`pfs_format::LeaderRecord`]); the sectors after it are free for per-host
-//! use, one per host id `1..=max_hosts`.
+//! ([`pfs_format::LeaderRecord`]); sector `h` is host `h`'s slot of the
+//! single-writer lease ([`lease`]), for host ids `1..=max_hosts`.
 
 #![forbid(unsafe_code)]
 
 pub mod lease;
 
-pub use lease::{LeaseRecord, LeaseState};
+pub use lease::{LeaseRecord, Liveness, SlotState, Validity, Watch, Writer};
 
 use pfs_format::layout::{MAX_HOSTS, PAXOS_FILE_SIZE, SECTOR_SIZE};
 use pfs_format::LeaderRecord;

@@ -2,9 +2,10 @@
 //! command.
 //!
 //! Codes follow the reference where it has a meaningful one: 1 for usage
-//! errors, 16 (EBUSY) for formatting a formatted device, 5 (EIO) for a device
-//! that holds no PFS or corrupt metadata, `256 - errno` for mkfs/growfs
-//! failures (234 for EINVAL), 255 otherwise.
+//! errors, 16 (EBUSY) for formatting a formatted device or a device another
+//! writer holds, 5 (EIO) for a device that holds no PFS, corrupt metadata or
+//! a writer that had to stop, `256 - errno` for other mkfs/growfs failures
+//! (234 for EINVAL), 255 otherwise.
 
 use pfs_core::CoreError;
 use std::io::{self, Write};
@@ -35,8 +36,11 @@ impl Failure {
     /// Maps a core error met by `command`.
     pub fn from_core(command: &str, e: &CoreError) -> Failure {
         let code = match e {
-            CoreError::AlreadyFormatted { .. } => 16,
-            CoreError::NotFormatted { .. } | CoreError::Format(_) | CoreError::Journal(_) => 5,
+            CoreError::AlreadyFormatted { .. } | CoreError::Busy { .. } => 16,
+            CoreError::NotFormatted { .. }
+            | CoreError::Format(_)
+            | CoreError::Journal(_)
+            | CoreError::Fenced { .. } => 5,
             _ if command == "mkfs" || command == "growfs" => (256 - e.errno().clamp(1, 255)) as u8,
             _ => FAILURE,
         };

@@ -104,10 +104,9 @@ fn compare(ours: &Path, golden: &Path) {
                         continue;
                     }
                     let at = off + i as u64;
-                    // Our writer lease lives in a sector of .pfs-paxos the
-                    // reference never uses.
-                    let lease = (4 << 20) + pfs_paxos_lease_offset();
-                    let ok = if (lease..lease + 4096).contains(&at) {
+                    // The writer-lease slots live in sectors of .pfs-paxos
+                    // the reference never writes after mkfs.
+                    let ok = if lease_slots().contains(&at) {
                         true
                     } else if (0x91000..0xD1000).contains(&at) {
                         inode_clock_byte((at % 128) as usize)
@@ -138,6 +137,8 @@ fn compare(ours: &Path, golden: &Path) {
     );
 }
 
-fn pfs_paxos_lease_offset() -> u64 {
-    255 * 4096
+/// Device bytes of the writer-lease slots: sectors 1..=255 of `.pfs-paxos`
+/// (block 1).
+fn lease_slots() -> std::ops::Range<u64> {
+    (4 << 20) + 4096..(4 << 20) + 256 * 4096
 }

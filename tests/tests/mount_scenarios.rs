@@ -129,8 +129,21 @@ fn writer_without_lease_sees_foreign_commits_and_stops() {
     let w1 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 400)).unwrap();
     w1.mkdir(&comps("/w1"), false, "/w1").unwrap();
     w1.lease().unwrap().stop_renewing();
-    std::thread::sleep(Duration::from_millis(500));
-    let w2 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 60_000)).unwrap();
+    // Without --force a silent holder is still refused; with it, host 2
+    // waits the silence out and takes over.
+    assert!(matches!(
+        Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 400)),
+        Err(CoreError::Busy { .. })
+    ));
+    let w2 = Mount::open_with(
+        dev.clone(),
+        Mode::ReadWrite,
+        &MountOptions {
+            force: true,
+            ..host(2, 60_000)
+        },
+    )
+    .unwrap();
     w2.mkdir(&comps("/x"), false, "/x").unwrap();
     assert!(matches!(
         w1.mkdir(&comps("/y"), false, "/y"),

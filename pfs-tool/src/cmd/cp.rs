@@ -269,7 +269,9 @@ pub fn cp(ctx: &Context, a: &CpArgs, out: &mut dyn Write) -> CmdResult {
 
 /// `pfs archive push|fetch`.
 pub fn archive(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResult {
-    let fail = |msg: String| Failure::new(crate::exit::USAGE, format!("archive: {msg}"));
+    // Exit 1 means only "not archived" (fetch) to PostgreSQL, which ends
+    // recovery on it: every other failure exits 255.
+    let fail = |msg: String| Failure::new(crate::exit::FAILURE, format!("archive: {msg}"));
     match &a.cmd {
         ArchiveCmd::Push { src, dst } => {
             let mounts = Mounts::new(ctx, "archive", src, dst, ctx.hostid, ctx.hostid)?;

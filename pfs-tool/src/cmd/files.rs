@@ -17,8 +17,12 @@ use std::io::Write;
 const SECTORS_PER_BLOCK: u64 = BLOCK_SIZE / 512;
 
 /// Mounts the PBD of `path` read-only.
+/// The mount answers every later call from the state it loaded, so the
+/// command sees one committed state even while a writer works.
 fn mount_ro(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> {
-    ctx.mount(cmd, &path.pbd, Mode::ReadOnly)
+    let m = ctx.mount(cmd, &path.pbd, Mode::ReadOnly)?;
+    m.freeze();
+    Ok(m)
 }
 
 /// The number `strtoull(name, NULL, 0)` reads from the start of a PBD name
@@ -183,7 +187,7 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
         let e = CoreError::InvalidArgument(format!("read: offset {} is negative", off as i64));
         return Err(failed("read", out, &e));
     }
-    let (m, _, ino) = open_target(ctx, "read", &a.path, false, out)?;
+    let (m, path, mut ino) = open_target(ctx, "read", &a.path, false, out)?;
     if m.stat(ino).map_err(|e| failed("read", out, &e))?.is_dir {
         return Err(failed(
             "read",
@@ -196,6 +200,7 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
     let mut buf = vec![0u8; BLOCK_SIZE as usize];
     let mut pos = off;
     let mut left = len;
+    let mut retries = 0;
     loop {
         let want = if to_eof {
             BLOCK_SIZE
@@ -205,9 +210,18 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
         if want == 0 {
             break;
         }
-        let n = m
-            .read(ino, pos, &mut buf[..want])
-            .map_err(|e| failed("read", out, &e))?;
+        let n = match m.read(ino, pos, &mut buf[..want]) {
+            // Replaced by the writer before anything was printed: read the
+            // file that has the name now.
+            Err(CoreError::NotFound { .. }) if pos == off && retries < 3 => {
+                retries += 1;
+                ino = m
+                    .resolve(&path.components, path.trailing_slash, &a.path)
+                    .map_err(|e| failed("read", out, &e))?;
+                continue;
+            }
+            r => r.map_err(|e| failed("read", out, &e))?,
+        };
         if n == 0 {
             break;
         }

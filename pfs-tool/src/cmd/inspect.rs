@@ -263,10 +263,7 @@ pub fn dumple(ctx: &Context, a: &DumpleArgs, out: &mut dyn Write) -> CmdResult {
 /// `pfs flushlog`: mount read-write and checkpoint the journal.
 pub fn flushlog(ctx: &Context, pbd: &str) -> CmdResult {
     let f = fail("flushlog");
-    let dev = ctx.open("flushlog", pbd, true)?;
-    let m =
-        pfs_core::mount::Mount::open(std::sync::Arc::new(dev), pfs_core::mount::Mode::ReadWrite)
-            .map_err(&f)?;
+    let m = ctx.mount("flushlog", pbd, pfs_core::mount::Mode::ReadWrite)?;
     m.checkpoint().map_err(&f)
 }
 

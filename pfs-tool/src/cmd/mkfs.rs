@@ -32,6 +32,16 @@ fn print_chunk_init(out: &mut dyn Write, chunk: u64) -> std::io::Result<()> {
     writeln!(out)
 }
 
+/// The errno behind a mkfs/growfs exit code: 16 is EBUSY itself (a
+/// formatted device, a live writer), other codes are `256 - errno`.
+fn mkfs_errno(code: u8) -> i32 {
+    if code == 16 {
+        nix::libc::EBUSY
+    } else {
+        256 - i32::from(code)
+    }
+}
+
 /// `pfs mkfs`.
 pub fn mkfs(ctx: &Context, a: &MkfsArgs, out: &mut dyn Write, err: &mut dyn Write) -> CmdResult {
     if a.sector_size != 4096 {
@@ -45,6 +55,9 @@ pub fn mkfs(ctx: &Context, a: &MkfsArgs, out: &mut dyn Write, err: &mut dyn Writ
     }
     let run = || -> Result<pfs_core::mkfs::MkfsSummary, Failure> {
         let dev = ctx.open("mkfs", &a.pbd, true)?;
+        // The whole host-lock file, as the reference's mkfs takes it: no
+        // writer of either tool may run on this machine meanwhile.
+        let _lock = ctx.host_lock("mkfs", &a.pbd, 0)?;
         let opts = MkfsOptions {
             num_hosts: a.num_hosts,
             log_size: a.log_size,
@@ -84,11 +97,7 @@ pub fn mkfs(ctx: &Context, a: &MkfsArgs, out: &mut dyn Write, err: &mut dyn Writ
         }
         Err(f) => {
             writeln!(out, "pfs mkfs failed!")?;
-            writeln!(
-                out,
-                "mkfs failed: {}",
-                super::strerror(256 - i32::from(f.code))
-            )?;
+            writeln!(out, "mkfs failed: {}", super::strerror(mkfs_errno(f.code)))?;
             Err(f)
         }
     }
@@ -98,6 +107,7 @@ pub fn mkfs(ctx: &Context, a: &MkfsArgs, out: &mut dyn Write, err: &mut dyn Writ
 pub fn growfs(ctx: &Context, a: &GrowfsArgs, out: &mut dyn Write) -> CmdResult {
     let run = || -> Result<(), Failure> {
         let dev = ctx.open("growfs", &a.pbd, true)?;
+        let _lock = ctx.host_lock("growfs", &a.pbd, 0)?;
         core_growfs(
             &dev,
             GrowfsOptions {
@@ -121,7 +131,7 @@ pub fn growfs(ctx: &Context, a: &GrowfsArgs, out: &mut dyn Write) -> CmdResult {
             writeln!(
                 out,
                 "growfs failed: {}",
-                super::strerror(256 - i32::from(f.code))
+                super::strerror(mkfs_errno(f.code))
             )?;
             Err(f)
         }

@@ -69,6 +69,21 @@ impl Context {
             .map_err(|e| Failure::from_core(command, &e))
     }
 
+    /// Takes the reference's host-local lock of `hostid` for PBD `name`
+    /// (0: the whole file).
+    pub fn host_lock(
+        &self,
+        command: &str,
+        name: &str,
+        hostid: u64,
+    ) -> Result<pfs_core::hostlock::HostLock, Failure> {
+        pfs_core::hostlock::HostLock::acquire(
+            &pbd::lock_path(name, self.device_dir.as_deref()),
+            hostid,
+        )
+        .map_err(|e| Failure::from_core(command, &e))
+    }
+
     /// Mounts PBD `name` read-only or read-write with the global options.
     pub fn mount(&self, command: &str, name: &str, mode: Mode) -> Result<Mount, Failure> {
         self.mount_as(command, name, mode, self.hostid)

@@ -21,6 +21,13 @@ fn mount_rw(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> 
 /// `pfs touch`.
 pub fn touch(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     let p = parse_path("touch", &a.path, out)?;
+    if p.trailing_slash {
+        // A name with a trailing '/' names a directory: touch makes files.
+        let e = CoreError::IsDir {
+            path: a.path.clone(),
+        };
+        return Err(failed("touch", out, &e));
+    }
     let m = mount_rw(ctx, "touch", &p)?;
     m.create(&p.components, false, &a.path)
         .map_err(|e| failed("touch", out, &e))?;
