@@ -132,14 +132,6 @@ pub enum CoreError {
     /// The requested host id is not allowed by the filesystem.
     #[error(transparent)]
     Host(#[from] pfs_paxos::PaxosError),
-    /// A transaction larger than the whole journal.
-    #[error("transaction needs {need} bytes of journal, the journal holds {log_size}")]
-    TxTooLarge {
-        /// Bytes of log entries needed.
-        need: u64,
-        /// Journal size.
-        log_size: u64,
-    },
     /// The mount stopped writing: a write failed, or another writer appeared.
     #[error("writes are stopped on this mount: {reason}; remount to continue")]
     Fenced {
@@ -169,6 +161,10 @@ impl CoreError {
             }
             CoreError::BadPbdName { .. } | CoreError::InvalidArgument(_) => 22,
             CoreError::DeviceTooSmall { .. } => 22,
+            CoreError::Journal(
+                pfs_journal::JournalError::TxTooLarge { .. }
+                | pfs_journal::JournalError::Full { .. },
+            ) => 28,
             CoreError::Format(_) | CoreError::NotFormatted { .. } | CoreError::Journal(_) => {
                 libc_eio()
             }
@@ -176,7 +172,7 @@ impl CoreError {
             CoreError::NotFound { .. } => 2,
             CoreError::ReadOnly => 30,
             CoreError::BadHandle { .. } => 9,
-            CoreError::NoSpace { .. } | CoreError::TxTooLarge { .. } => 28,
+            CoreError::NoSpace { .. } => 28,
             CoreError::Fenced { .. } => 5,
             CoreError::Busy { .. } => 16,
             CoreError::Host(_) => 22,

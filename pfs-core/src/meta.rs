@@ -12,7 +12,7 @@ use pfs_format::{
     ChunkPhy, CorruptKind, Expected, FormatError, LeaderRecord, Location, MetaObjPhy, MetaType,
     ObjectId,
 };
-use pfs_journal::{Committed, JournalError, LogStore};
+use pfs_journal::{Committed, LogStore};
 
 /// The metadata of a whole device.
 pub struct MetaImage {
@@ -232,10 +232,49 @@ impl<'a> Journal<'a> {
         })
     }
 
+    /// The journal's storage on the device.
+    pub fn store(&self) -> DeviceLog<'_> {
+        DeviceLog {
+            dev: self.dev,
+            blocks: &self.blocks,
+            leader_bda: self.leader_bda,
+        }
+    }
+
     /// Reads raw journal bytes at `offset` (may span blocks, not the end).
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.store().read_log(offset, buf)
+    }
+
+    /// The committed entries `(tail, head]`, checked.
+    pub fn committed(&self, nchunk: u32) -> Result<Vec<Committed>> {
+        pfs_journal::committed_entries(&self.store(), &self.leader, nchunk)
+    }
+}
+
+/// `.pfs-journal` and the leader record on a device: the journal's
+/// [`LogStore`].
+#[derive(Clone, Copy)]
+pub struct DeviceLog<'a> {
+    /// The device.
+    pub dev: &'a dyn Device,
+    /// Device blocks of the journal file, in file order.
+    pub blocks: &'a [u64],
+    /// Device address of the leader record.
+    pub leader_bda: u64,
+}
+
+impl DeviceLog<'_> {
+    /// Calls `f` with each device address and length that journal bytes
+    /// `[offset, offset + len)` occupy.
+    fn each_piece(
+        &self,
+        offset: u64,
+        len: usize,
+        mut f: impl FnMut(u64, std::ops::Range<usize>) -> Result<()>,
+    ) -> Result<()> {
         let mut done = 0usize;
-        while done < buf.len() {
+        while done < len {
             let pos = offset + done as u64;
             let blk = self
                 .blocks
@@ -246,32 +285,48 @@ impl<'a> Journal<'a> {
                     ))
                 })?;
             let in_blk = pos % BLOCK_SIZE;
-            let n = (buf.len() - done).min((BLOCK_SIZE - in_blk) as usize);
-            self.dev
-                .read_at(&mut buf[done..done + n], blk * BLOCK_SIZE + in_blk)?;
+            let n = (len - done).min((BLOCK_SIZE - in_blk) as usize);
+            f(blk * BLOCK_SIZE + in_blk, done..done + n)?;
             done += n;
         }
         Ok(())
     }
-
-    /// The committed entries `(tail, head]`, checked.
-    pub fn committed(&self, nchunk: u32) -> Result<Vec<Committed>> {
-        pfs_journal::committed_entries(self, &self.leader, nchunk).map_err(|e| match e {
-            JournalError::Io { source, .. } => match source.downcast::<CoreError>() {
-                Ok(core) => *core,
-                Err(other) => CoreError::InvalidArgument(other.to_string()),
-            },
-            other => CoreError::Journal(other),
-        })
-    }
 }
 
-impl LogStore for Journal<'_> {
-    fn read_log(&self, offset: u64, buf: &mut [u8]) -> pfs_journal::Result<()> {
-        self.read(offset, buf).map_err(|e| JournalError::Io {
-            offset,
-            source: Box::new(e),
+impl LogStore for DeviceLog<'_> {
+    type Error = CoreError;
+
+    fn read_log(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.each_piece(offset, buf.len(), |bda, r| {
+            self.dev.read_at(&mut buf[r], bda)
         })
+    }
+
+    fn write_log(&self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.each_piece(offset, bytes.len(), |bda, r| {
+            self.dev.write_at(&bytes[r], bda)
+        })
+    }
+
+    fn read_leader(&self) -> Result<LeaderRecord> {
+        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+        self.dev.read_at(sect.as_mut_slice(), self.leader_bda)?;
+        LeaderRecord::decode(sect.as_slice()).map_err(|e| {
+            e.on_device(self.dev.name())
+                .at_offset(self.leader_bda)
+                .into()
+        })
+    }
+
+    fn write_leader(&self, lr: &LeaderRecord) -> Result<()> {
+        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+        let bytes = lr.to_bytes();
+        sect.as_mut_slice()[..bytes.len()].copy_from_slice(&bytes);
+        self.dev.write_at(sect.as_slice(), self.leader_bda)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.dev.sync()
     }
 }
 

@@ -11,14 +11,13 @@ use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
 use crate::hostlock::HostLock;
 use crate::lease::{Lease, Slots};
-use crate::meta::{Journal, MetaImage};
+use crate::meta::{DeviceLog, Journal, MetaImage};
 use crate::ns::{Entry, FileBlock};
 use crate::tx::Tx;
 use parking_lot::RwLock;
-use pfs_format::layout::LOG_ENTRY_SIZE;
 use pfs_format::layout::{BLOCK_SIZE, SECTOR_SIZE};
 use pfs_format::LeaderRecord;
-use pfs_format::LogEntryPhy;
+use pfs_journal::{JournalError, LogStore, Span};
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -124,9 +123,12 @@ impl Drop for Mount {
 }
 
 fn read_leader(dev: &dyn Device, bda: u64) -> Result<LeaderRecord> {
-    let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
-    dev.read_at(sect.as_mut_slice(), bda)?;
-    LeaderRecord::decode(sect.as_slice()).map_err(|e| e.on_device(dev.name()).at_offset(bda).into())
+    DeviceLog {
+        dev,
+        blocks: &[],
+        leader_bda: bda,
+    }
+    .read_leader()
 }
 
 /// Loads everything from the device: metasets, leader, committed journal.
@@ -289,23 +291,18 @@ impl Mount {
         if new.head_txid.get() == old.head_txid.get() && new.head_lsn.get() == old.head_lsn.get() {
             return Ok(());
         }
-        if new.tail_txid.get() > old.head_txid.get() || new.log_size != old.log_size {
-            // Trimmed past what we replayed: the entries we miss are gone
-            // from the journal but in the metasets now.
+        let Some(span) = Span::since(&old, &new) else {
+            // Checkpointed past what we replayed: the entries we miss are
+            // gone from the journal but in the metasets now.
             return self.reload();
-        }
-        let mut st = self.state.write();
-        // Entries (our head, new head]: a range starting where we stopped.
-        let mut since = new;
-        since.tail_txid = old.head_txid;
-        since.tail_offset = old.head_offset;
-        let log = Journal {
-            dev: self.dev.as_ref(),
-            leader: since,
-            leader_bda: bda,
-            blocks: st.journal_blocks.clone(),
         };
-        let entries = match log.committed(st.meta.nchunk) {
+        let mut st = self.state.write();
+        let log = DeviceLog {
+            dev: self.dev.as_ref(),
+            blocks: &st.journal_blocks,
+            leader_bda: bda,
+        };
+        let entries = match pfs_journal::span_entries(&log, &span, st.meta.nchunk) {
             Ok(e) => e,
             Err(_) => {
                 drop(st);
@@ -314,7 +311,7 @@ impl Mount {
         };
         // The writer may have reused the space while we read it.
         let check = read_leader(self.dev.as_ref(), bda)?;
-        if check.tail_txid.get() > old.head_txid.get() {
+        if Span::since(&old, &check).is_none() {
             drop(st);
             return self.reload();
         }
@@ -602,7 +599,12 @@ impl Mount {
             .map_err(|e| fence_on(&mut st.fenced, e))?;
         let dev = self.dev.as_ref();
         let bda = st.leader_bda;
-        let r = checkpoint_sectors(dev, &st.meta, &mut st.leader, bda, &mut st.dirty, &|l| {
+        let log = DeviceLog {
+            dev,
+            blocks: &st.journal_blocks,
+            leader_bda: bda,
+        };
+        let r = checkpoint_sectors(&log, &st.meta, &mut st.leader, &mut st.dirty, &|l| {
             still_ours(dev, &lease, l, bda)
         });
         match r {
@@ -651,17 +653,13 @@ impl Mount {
         if objs.is_empty() {
             return Ok(r);
         }
-        let need = objs.len() as u64 * LOG_ENTRY_SIZE as u64;
-        let size = leader.log_size.get();
-        if need >= size {
-            return Err(CoreError::TxTooLarge {
-                need,
-                log_size: size,
-            });
-        }
-        let (lease, first) = self
-            .lease_for_write(leader, *leader_bda)
-            .map_err(|e| fence_on(fenced, e))?;
+        let lease_or = self.lease_for_write(leader, *leader_bda);
+        let (lease, first) = lease_or.map_err(|e| fence_on(fenced, e))?;
+        let log = DeviceLog {
+            dev,
+            blocks: journal_blocks,
+            leader_bda: *leader_bda,
+        };
         let ours = |l: &LeaderRecord| still_ours(dev, &lease, l, *leader_bda);
         crate::lease::stop_point("commit-start");
         if let Err(e) = ours(leader) {
@@ -682,15 +680,26 @@ impl Mount {
             }
             return Err(fence_on(fenced, e));
         }
-        let used = (leader.head_offset.get() + size - leader.tail_offset.get()) % size;
-        if need >= size - used {
-            if let Err(e) = checkpoint_sectors(dev, meta, leader, *leader_bda, dirty, &ours) {
-                return Err(fence_io(fenced, e, "a checkpoint write or flush failed"));
+        let before_leader = |l: &LeaderRecord| {
+            crate::lease::stop_point("before-leader");
+            ours(l)
+        };
+        let new_leader = match pfs_journal::append(&log, leader, &objs, &before_leader) {
+            Err(CoreError::Journal(JournalError::Full { .. })) => {
+                if let Err(e) = checkpoint_sectors(&log, meta, leader, dirty, &ours) {
+                    return Err(fence_io(fenced, e, "a checkpoint write or flush failed"));
+                }
+                *ntx = 0;
+                pfs_journal::append(&log, leader, &objs, &before_leader)
             }
-            *ntx = 0;
-        }
-        let new_leader = append(dev, journal_blocks, *leader_bda, leader, &objs, &ours)
-            .map_err(|e| fence_io(fenced, e, "a journal write or flush failed"))?;
+            other => other,
+        };
+        let new_leader = match new_leader {
+            Ok(l) => l,
+            // Refused before anything was written.
+            Err(e @ CoreError::Journal(JournalError::TxTooLarge { .. })) => return Err(e),
+            Err(e) => return Err(fence_io(fenced, e, "a journal write or flush failed")),
+        };
         tx.finish();
         for (id, mo) in &objs {
             meta.set(*id, *mo);
@@ -698,8 +707,8 @@ impl Mount {
         }
         *leader = new_leader;
         *ntx += 1;
-        if *ntx >= CHECKPOINT_NTX || dirty.len() as u64 >= CHECKPOINT_NSECT {
-            if let Err(e) = checkpoint_sectors(dev, meta, leader, *leader_bda, dirty, &ours) {
+        if pfs_journal::checkpoint_due(*ntx, dirty.len() as u64) {
+            if let Err(e) = checkpoint_sectors(&log, meta, leader, dirty, &ours) {
                 return Err(fence_io(fenced, e, "a checkpoint write or flush failed"));
             }
             *ntx = 0;
@@ -781,112 +790,31 @@ fn fence_io(fenced: &mut Option<String>, e: CoreError, why: &str) -> CoreError {
     e
 }
 
-/// Checkpoint after this many transactions (`trimgroup_ntx_threshold`).
-const CHECKPOINT_NTX: u64 = 20_000;
-/// Checkpoint after this many dirty sectors (`trimgroup_nsect_threshold`).
-const CHECKPOINT_NSECT: u64 = 32_768;
-
-/// Writes the dirty sectors home, flushes, advances the tail, flushes.
+/// Writes the dirty metaset sectors home and advances the journal's tail
+/// to its head (see [`pfs_journal::checkpoint`] for the order of writes and
+/// flushes); `guard` runs before anything is written and again before the
+/// leader record.
 fn checkpoint_sectors(
-    dev: &dyn Device,
+    log: &DeviceLog<'_>,
     meta: &MetaImage,
     leader: &mut LeaderRecord,
-    leader_bda: u64,
     dirty: &mut BTreeSet<u64>,
-    may_write: &dyn Fn(&LeaderRecord) -> Result<()>,
+    guard: pfs_journal::Guard<'_, CoreError>,
 ) -> Result<()> {
     if leader.tail_txid == leader.head_txid && dirty.is_empty() {
         return Ok(());
     }
-    may_write(leader)?;
-    let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
-    for &bda in dirty.iter() {
-        let objs = meta.sector_objects(bda)?;
-        sect.as_mut_slice()
-            .copy_from_slice(&pfs_format::metaset::encode_sector(&objs));
-        dev.write_at(sect.as_slice(), bda)?;
-    }
-    dev.sync()?;
-    may_write(leader)?;
-    let mut lr = *leader;
-    lr.tail_txid = lr.head_txid;
-    lr.tail_offset = lr.head_offset;
-    lr.seal();
-    write_leader(dev, leader_bda, &lr)?;
-    dev.sync()?;
-    *leader = lr;
+    let mut write_home = || -> Result<()> {
+        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+        for &bda in dirty.iter() {
+            let objs = meta.sector_objects(bda)?;
+            sect.as_mut_slice()
+                .copy_from_slice(&pfs_format::metaset::encode_sector(&objs));
+            log.dev.write_at(sect.as_slice(), bda)?;
+        }
+        Ok(())
+    };
+    *leader = pfs_journal::checkpoint(log, leader, &mut write_home, guard)?;
     dirty.clear();
     Ok(())
-}
-
-/// Appends one transaction's entries at the journal head (wrapping at the
-/// end), flushes, runs `before_leader` (which checks that this mount may
-/// still write), writes the advanced leader record, flushes. Returns the new
-/// leader record.
-fn append(
-    dev: &dyn Device,
-    journal_blocks: &[u64],
-    leader_bda: u64,
-    leader: &LeaderRecord,
-    objs: &[(pfs_format::ObjectId, pfs_format::MetaObjPhy)],
-    before_leader: &dyn Fn(&LeaderRecord) -> Result<()>,
-) -> Result<LeaderRecord> {
-    let txid = leader.head_txid.get() + 1;
-    let lsn0 = leader.head_lsn.get();
-    let size = leader.log_size.get();
-    let mut bytes = Vec::with_capacity(objs.len() * LOG_ENTRY_SIZE);
-    for (k, (id, mo)) in objs.iter().enumerate() {
-        let le = LogEntryPhy::new(
-            *mo,
-            *id,
-            txid as i64,
-            (lsn0 + k as u64 + 1) as i64,
-            k + 1 < objs.len(),
-        );
-        bytes.extend_from_slice(&le.to_bytes());
-    }
-    let head = leader.head_offset.get();
-    let first = ((size - head) as usize).min(bytes.len());
-    write_log(dev, journal_blocks, head, &bytes[..first])?;
-    if first < bytes.len() {
-        write_log(dev, journal_blocks, 0, &bytes[first..])?;
-    }
-    dev.sync()?;
-    crate::lease::stop_point("before-leader");
-    before_leader(leader)?;
-    let mut lr = *leader;
-    lr.head_txid.set(txid);
-    lr.head_lsn.set(lsn0 + objs.len() as u64);
-    lr.head_offset.set((head + bytes.len() as u64) % size);
-    lr.seal();
-    write_leader(dev, leader_bda, &lr)?;
-    dev.sync()?;
-    Ok(lr)
-}
-
-/// Writes journal bytes at journal offset `offset` (not across the end).
-fn write_log(dev: &dyn Device, blocks: &[u64], offset: u64, bytes: &[u8]) -> Result<()> {
-    let mut done = 0usize;
-    while done < bytes.len() {
-        let pos = offset + done as u64;
-        let blk = blocks
-            .get((pos / BLOCK_SIZE) as usize)
-            .copied()
-            .ok_or_else(|| {
-                CoreError::InvalidArgument(format!("journal offset {pos:#x} is past the journal"))
-            })?;
-        let in_blk = pos % BLOCK_SIZE;
-        let n = (bytes.len() - done).min((BLOCK_SIZE - in_blk) as usize);
-        dev.write_at(&bytes[done..done + n], blk * BLOCK_SIZE + in_blk)?;
-        done += n;
-    }
-    Ok(())
-}
-
-/// Writes the leader record's sector (the record, then zeros).
-pub(crate) fn write_leader(dev: &dyn Device, bda: u64, lr: &LeaderRecord) -> Result<()> {
-    let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
-    let bytes = lr.to_bytes();
-    sect.as_mut_slice()[..bytes.len()].copy_from_slice(&bytes);
-    dev.write_at(sect.as_slice(), bda)
 }

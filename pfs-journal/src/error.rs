@@ -37,4 +37,20 @@ pub enum JournalError {
         /// What was expected.
         what: String,
     },
+    /// A transaction larger than the whole journal.
+    #[error("transaction needs {need} bytes of journal, the journal holds {log_size}")]
+    TxTooLarge {
+        /// Bytes of log entries needed.
+        need: u64,
+        /// Journal size.
+        log_size: u64,
+    },
+    /// The journal has no room for the transaction until it is checkpointed.
+    #[error("journal full: transaction needs {need} bytes, {free} are free until a checkpoint")]
+    Full {
+        /// Bytes of log entries needed.
+        need: u64,
+        /// Bytes free.
+        free: u64,
+    },
 }

@@ -2,15 +2,29 @@
 //!
 //! The leader record says which part of the journal is committed: entries
 //! from `tail_offset` up to `head_offset` (wrapping at `log_size`), carrying
-//! transactions `(tail_txid, head_txid]`. This crate reads and checks that
-//! range through a [`LogStore`], which the layer owning the device provides.
+//! transactions `(tail_txid, head_txid]`. This crate owns everything about
+//! that circle: encoding a transaction's entries and the leader record that
+//! commits it ([`Append`]), the write and flush order of a commit
+//! ([`append`]) and of a checkpoint ([`checkpoint`]), reading and checking
+//! what is committed ([`committed_entries`], and [`span_entries`] for a
+//! reader catching up from an older head, see [`Span::since`]). All IO goes
+//! through a [`LogStore`], which the layer owning the device implements;
+//! [`MemLog`] is an in-memory one for tests.
 
 #![forbid(unsafe_code)]
 
-pub mod error;
-pub mod range;
-pub mod replay;
+mod append;
+mod error;
+mod mem;
+mod range;
+mod replay;
+mod span;
+mod store;
 
+pub use append::{checkpoint_due, checkpointed, used, Append, CHECKPOINT_NSECT, CHECKPOINT_NTX};
 pub use error::{JournalError, Result};
+pub use mem::MemLog;
 pub use range::LogRange;
-pub use replay::{committed_entries, Committed, LogStore};
+pub use replay::{committed_entries, span_entries, Committed};
+pub use span::Span;
+pub use store::{append, checkpoint, Guard, LogStore};

@@ -1,15 +1,10 @@
 //! Reading the committed entries, checked entry by entry and as a sequence.
 
-use crate::error::{JournalError, Result};
-use crate::range::LogRange;
+use crate::error::JournalError;
+use crate::span::Span;
+use crate::store::LogStore;
 use pfs_format::layout::LOG_ENTRY_SIZE;
 use pfs_format::{LeaderRecord, LogEntryPhy, ObjectId};
-
-/// Byte access to `.pfs-journal`, by journal offset.
-pub trait LogStore {
-    /// Fills `buf` from journal offset `offset` (never across the end).
-    fn read_log(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
-}
 
 /// One committed entry and where it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,24 +17,34 @@ pub struct Committed {
     pub id: ObjectId,
 }
 
-/// Reads and checks every entry in the leader's committed range on a device
-/// of `nchunk` chunks: each decodes and is checksummed, lsns run without gap
-/// up to `head_lsn`, txids rise by one per transaction up to `head_txid`, and
-/// the last entry closes its transaction. Any failure inside the committed
-/// range is an error naming the offset; IO errors propagate.
-pub fn committed_entries(
-    store: &dyn LogStore,
+/// Reads and checks every entry the leader record says is committed and
+/// not yet checkpointed (see [`span_entries`]).
+pub fn committed_entries<S: LogStore + ?Sized>(
+    store: &S,
     lr: &LeaderRecord,
     nchunk: u32,
-) -> Result<Vec<Committed>> {
-    let range = LogRange::of_leader(lr);
+) -> Result<Vec<Committed>, S::Error> {
+    span_entries(store, &Span::of_leader(lr), nchunk)
+}
+
+/// Reads and checks every entry of `span` on a device of `nchunk` chunks:
+/// each decodes and is checksummed, lsns run without gap up to `head_lsn`,
+/// txids rise by one per transaction up to `head_txid`, and the last entry
+/// closes its transaction. Any failure inside the span is an error naming
+/// the offset; IO errors propagate.
+pub fn span_entries<S: LogStore + ?Sized>(
+    store: &S,
+    span: &Span,
+    nchunk: u32,
+) -> Result<Vec<Committed>, S::Error> {
+    let range = span.range();
     let mut raw = Vec::with_capacity(range.len() as usize);
     for (off, len) in range.pieces() {
         let start = raw.len();
         raw.resize(start + len as usize, 0);
         store.read_log(off, &mut raw[start..])?;
     }
-    let (tail_txid, head_txid) = (lr.tail_txid.get(), lr.head_txid.get());
+    let (tail_txid, head_txid) = (span.tail_txid, span.head_txid);
     let mut out: Vec<Committed> = Vec::with_capacity(raw.len() / LOG_ENTRY_SIZE);
     for (bytes, offset) in raw.chunks_exact(LOG_ENTRY_SIZE).zip(range.slots()) {
         let (entry, id) =
@@ -49,7 +54,7 @@ pub fn committed_entries(
                 head_txid,
                 source: Box::new(source),
             })?;
-        let seq = |what: String| JournalError::Sequence { offset, what };
+        let seq = |what: String| S::Error::from(JournalError::Sequence { offset, what });
         let (txid, lsn) = (entry.le_txid.get() as u64, entry.le_lsn.get() as u64);
         match out.last() {
             None => {
@@ -81,7 +86,7 @@ pub fn committed_entries(
     }
     if let Some(last) = out.last() {
         let at = last.offset;
-        let seq = |what: String| JournalError::Sequence { offset: at, what };
+        let seq = |what: String| S::Error::from(JournalError::Sequence { offset: at, what });
         if last.entry.le_more.get() != 0 {
             return Err(seq(
                 "last committed entry leaves its transaction open".into()
@@ -93,18 +98,19 @@ pub fn committed_entries(
                 last.entry.le_txid.get()
             )));
         }
-        if last.entry.le_lsn.get() as u64 != lr.head_lsn.get() {
+        if last.entry.le_lsn.get() as u64 != span.head_lsn {
             return Err(seq(format!(
                 "last lsn {} but leader head_lsn {}",
                 last.entry.le_lsn.get(),
-                lr.head_lsn.get()
+                span.head_lsn
             )));
         }
     } else if tail_txid != head_txid {
         return Err(JournalError::Sequence {
             offset: range.tail,
             what: format!("no entries but txids {tail_txid}..{head_txid} are committed"),
-        });
+        }
+        .into());
     }
     Ok(out)
 }
@@ -114,14 +120,7 @@ mod tests {
     use super::*;
     use pfs_format::{MetaObjPhy, MetaType};
 
-    struct Mem(Vec<u8>);
-    impl LogStore for Mem {
-        fn read_log(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-            let s = offset as usize;
-            buf.copy_from_slice(&self.0[s..s + buf.len()]);
-            Ok(())
-        }
-    }
+    use crate::mem::MemLog as Mem;
 
     fn journal(txs: &[usize]) -> (Mem, LeaderRecord) {
         let size = 32 << 20;
@@ -142,7 +141,7 @@ mod tests {
         lr.head_offset.set(off as u64);
         lr.head_lsn.set(lsn as u64);
         lr.seal();
-        (Mem(mem), lr)
+        (Mem::from_bytes(mem, lr), lr)
     }
 
     #[test]
@@ -155,8 +154,8 @@ mod tests {
 
     #[test]
     fn damage_inside_the_range_is_reported_with_its_offset() {
-        let (mut mem, lr) = journal(&[3, 1, 2]);
-        mem.0[256 * 4 + 50] ^= 0xff;
+        let (mem, lr) = journal(&[3, 1, 2]);
+        mem.damage(256 * 4 + 50);
         match committed_entries(&mem, &lr, 1) {
             Err(JournalError::Corrupt { offset, .. }) => assert_eq!(offset, 1024),
             other => panic!("{other:?}"),

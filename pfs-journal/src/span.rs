@@ -1,0 +1,98 @@
+//! A committed stretch of the journal, by transaction and by offset.
+
+use crate::range::LogRange;
+use pfs_format::LeaderRecord;
+
+/// Transactions `(tail_txid, head_txid]`, whose entries lie from
+/// `tail_offset` up to `head_offset` (modulo `log_size`) and end at
+/// `head_lsn`.
+///
+/// A leader record describes one span (everything not yet checkpointed); a
+/// reader that replayed up to some head wants the span from that head to
+/// the writer's new one ([`Span::since`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The last transaction before the span.
+    pub tail_txid: u64,
+    /// Offset of the span's first entry.
+    pub tail_offset: u64,
+    /// The span's last transaction.
+    pub head_txid: u64,
+    /// Offset one past the span's last entry.
+    pub head_offset: u64,
+    /// lsn of the span's last entry (of the last entry before it when
+    /// empty).
+    pub head_lsn: u64,
+    /// Journal size in bytes.
+    pub log_size: u64,
+}
+
+impl Span {
+    /// The committed, not yet checkpointed span a leader record describes.
+    pub fn of_leader(lr: &LeaderRecord) -> Span {
+        Span {
+            tail_txid: lr.tail_txid.get(),
+            tail_offset: lr.tail_offset.get(),
+            head_txid: lr.head_txid.get(),
+            head_offset: lr.head_offset.get(),
+            head_lsn: lr.head_lsn.get(),
+            log_size: lr.log_size.get(),
+        }
+    }
+
+    /// What `new` committed after the head of `old`: `None` when the
+    /// journal no longer holds all of it (`new` checkpointed past `old`'s
+    /// head, or the journal was remade), so the reader must reload.
+    pub fn since(old: &LeaderRecord, new: &LeaderRecord) -> Option<Span> {
+        let fits = new.log_size == old.log_size
+            && new.tail_txid.get() <= old.head_txid.get()
+            && old.head_txid.get() <= new.head_txid.get();
+        fits.then(|| Span {
+            tail_txid: old.head_txid.get(),
+            tail_offset: old.head_offset.get(),
+            ..Span::of_leader(new)
+        })
+    }
+
+    /// The byte range of its entries.
+    pub fn range(&self) -> LogRange {
+        LogRange {
+            tail: self.tail_offset,
+            head: self.head_offset,
+            log_size: self.log_size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader(tail: (u64, u64), head: (u64, u64, u64)) -> LeaderRecord {
+        let mut lr = LeaderRecord::new(30, 1 << 25);
+        lr.tail_txid.set(tail.0);
+        lr.tail_offset.set(tail.1);
+        lr.head_txid.set(head.0);
+        lr.head_offset.set(head.1);
+        lr.head_lsn.set(head.2);
+        lr.seal();
+        lr
+    }
+
+    #[test]
+    fn catching_up_from_an_old_head() {
+        let old = leader((2, 512), (5, 2048, 40));
+        let new = leader((2, 512), (9, 4096, 60));
+        let s = Span::since(&old, &new).unwrap();
+        assert_eq!((s.tail_txid, s.tail_offset), (5, 2048));
+        assert_eq!((s.head_txid, s.head_offset, s.head_lsn), (9, 4096, 60));
+        // Checkpointed past what the reader has: reload.
+        let trimmed = leader((7, 3000), (9, 4096, 60));
+        assert!(Span::since(&old, &trimmed).is_none());
+        // The tail reaching exactly the reader's head is still fine.
+        let at = leader((5, 2048), (9, 4096, 60));
+        assert!(Span::since(&old, &at).is_some());
+        // A journal that went backwards (remade) is not a continuation.
+        assert!(Span::since(&new, &old).is_none());
+    }
+}
