@@ -333,8 +333,38 @@ impl LogStore for DeviceLog<'_> {
 /// Loads the metadata as a mounted reader sees it: metasets plus the
 /// committed journal.
 pub fn load_replayed(dev: &dyn Device) -> Result<(MetaImage, LeaderRecord)> {
-    let st = crate::mount::load_state(dev)?;
-    Ok((st.meta, st.leader))
+    let r = Replayed::load(dev)?;
+    Ok((r.meta, r.journal.leader))
+}
+
+/// Metadata with the committed journal applied, and what a mount needs to
+/// go on from there.
+pub(crate) struct Replayed<'a> {
+    /// Metasets plus the journal's committed entries.
+    pub(crate) meta: MetaImage,
+    /// The journal the entries came from.
+    pub(crate) journal: Journal<'a>,
+    /// Metaset sectors the applied entries changed (device addresses).
+    pub(crate) dirty: std::collections::BTreeSet<u64>,
+}
+
+impl<'a> Replayed<'a> {
+    /// Loads every metaset of `dev` and applies the committed journal.
+    pub(crate) fn load(dev: &'a dyn Device) -> Result<Replayed<'a>> {
+        let mut meta = MetaImage::load(dev)?;
+        let journal = Journal::locate(dev, &meta)?;
+        let entries = journal.committed(meta.nchunk)?;
+        meta.apply(&entries);
+        let dirty = entries
+            .iter()
+            .map(|c| c.entry.le_sector_bda.get())
+            .collect();
+        Ok(Replayed {
+            meta,
+            journal,
+            dirty,
+        })
+    }
 }
 
 const _: () = assert!(OBJS_PER_SECTOR == 32);

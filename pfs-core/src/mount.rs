@@ -11,7 +11,7 @@ use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
 use crate::hostlock::HostLock;
 use crate::lease::{Lease, Slots};
-use crate::meta::{DeviceLog, Journal, MetaImage};
+use crate::meta::{DeviceLog, MetaImage, Replayed};
 use crate::ns::{Entry, FileBlock};
 use crate::tx::Tx;
 use parking_lot::RwLock;
@@ -133,19 +133,13 @@ fn read_leader(dev: &dyn Device, bda: u64) -> Result<LeaderRecord> {
 
 /// Loads everything from the device: metasets, leader, committed journal.
 pub(crate) fn load_state(dev: &dyn Device) -> Result<State> {
-    let mut meta = MetaImage::load(dev)?;
-    let journal = Journal::locate(dev, &meta)?;
-    let entries = journal.committed(meta.nchunk)?;
-    meta.apply(&entries);
+    let r = Replayed::load(dev)?;
     Ok(State {
-        meta,
-        leader: journal.leader,
-        leader_bda: journal.leader_bda,
-        dirty: entries
-            .iter()
-            .map(|c| c.entry.le_sector_bda.get())
-            .collect(),
-        journal_blocks: journal.blocks,
+        meta: r.meta,
+        leader: r.journal.leader,
+        leader_bda: r.journal.leader_bda,
+        dirty: r.dirty,
+        journal_blocks: r.journal.blocks,
         alloc: None,
         ntx: 0,
         fenced: None,
