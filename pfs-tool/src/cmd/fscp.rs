@@ -133,10 +133,20 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
                 .iter()
                 .enumerate()
                 .filter(|(_, m)| m.is_used())
-                .map(|(i, m)| UsedBlock {
-                    chunk: c,
-                    oid: i as u32,
-                    holeoff: m.blktag().bt_holeoff.get(),
+                .map(|(i, m)| {
+                    // As the reference lists them: a tag without a hole
+                    // (holelen 0) is copied whole.
+                    let bt = m.blktag();
+                    let holeoff = if bt.bt_holelen.get() > 0 {
+                        bt.bt_holeoff.get()
+                    } else {
+                        i32::MAX
+                    };
+                    UsedBlock {
+                        chunk: c,
+                        oid: i as u32,
+                        holeoff,
+                    }
                 })
                 .collect()
         })
