@@ -39,6 +39,15 @@ pub trait Device: Send + Sync {
     fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
         write_zeros(self, offset, len)
     }
+    /// Tells the device that `len` bytes at `offset` hold nothing worth
+    /// keeping (BLKDISCARD on a block device, a punched hole in a file).
+    /// Afterwards the range may read as zeros or as its old bytes. Returns
+    /// `false` when the device cannot discard; the default discards
+    /// nothing.
+    fn discard(&self, offset: u64, len: u64) -> Result<bool> {
+        let _ = (offset, len);
+        Ok(false)
+    }
 }
 
 /// Zeroes a range with plain writes.
@@ -265,6 +274,20 @@ impl Device for FileDevice {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<bool> {
+        check_range(&self.name, self.len, offset, len as usize, "discard")?;
+        let r = if self.is_block {
+            sys::block_device_discard(&self.file, offset, len)
+        } else {
+            sys::file_punch_hole(&self.file, offset, len)
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
+            Err(e) => Err(CoreError::io(&self.name, "discard", offset, e)),
+        }
     }
 
     fn zero_range(&self, offset: u64, len: u64) -> Result<()> {

@@ -26,6 +26,7 @@ pub mod path;
 pub mod pbd;
 pub mod sim;
 mod sys;
+pub mod trim;
 mod tx;
 
 pub use device::{Device, FileDevice, MemDevice};

@@ -13,6 +13,8 @@ mod ioctls {
     nix::ioctl_read_bad!(blk_sszget, nix::request_code_none!(0x12, 104), libc_int);
     // BLKZEROOUT: _IO(0x12, 127), argument is a pointer to [start, len].
     nix::ioctl_write_ptr_bad!(blk_zeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
+    // BLKDISCARD: _IO(0x12, 119), argument is a pointer to [start, len].
+    nix::ioctl_write_ptr_bad!(blk_discard, nix::request_code_none!(0x12, 119), [u64; 2]);
     #[allow(non_camel_case_types)]
     type libc_int = i32;
 }
@@ -42,6 +44,31 @@ pub fn block_device_zeroout(file: &File, offset: u64, len: u64) -> io::Result<()
     // u64 values through the pointer, which points at `range`.
     unsafe { ioctls::blk_zeroout(file.as_raw_fd(), &range) }.map_err(io::Error::from)?;
     Ok(())
+}
+
+/// Discards `len` bytes at `offset` of a block device (BLKDISCARD).
+pub fn block_device_discard(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let range = [offset, len];
+    // SAFETY: the fd is open for the lifetime of `file`; BLKDISCARD reads two
+    // u64 values through the pointer, which points at `range`.
+    unsafe { ioctls::blk_discard(file.as_raw_fd(), &range) }.map_err(io::Error::from)?;
+    Ok(())
+}
+
+/// Deallocates `len` bytes at `offset` of a regular file, keeping its size
+/// (fallocate PUNCH_HOLE): the range reads as zeros afterwards.
+pub fn file_punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (off, n) = (
+        i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?,
+        i64::try_from(len).map_err(|_| io::Error::other("length too large"))?,
+    );
+    fallocate(
+        file.as_raw_fd(),
+        FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        off,
+        n,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Zeroes a range of a regular file without writing data: ZERO_RANGE, else

@@ -33,6 +33,7 @@ pub mod logentry;
 pub mod metaobj;
 pub mod metaset;
 pub mod objno;
+pub mod ossfile;
 pub mod reserved;
 
 pub use blktag::BlkTagPhy;

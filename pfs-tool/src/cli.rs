@@ -95,6 +95,96 @@ pub enum Command {
     Cp(CpArgs),
     /// WAL archiving: `push` for archive_command, `fetch` for restore_command.
     Archive(ArchiveArgs),
+    /// Back up chunks as a stream on stdout, or restore them from stdin.
+    ///
+    /// The stream is the reference's format byte for byte. A restore checks
+    /// the stream as it reads it and keeps the target's chunk headers blank
+    /// until the whole stream is in: a cut or damaged stream fails and
+    /// leaves a device that does not mount, never a half-restored one.
+    Chunk(ChunkArgs),
+    /// Copy a whole filesystem (used blocks and metadata) to another device.
+    Fscp(FscpArgs),
+    /// Discard free blocks (BLKDISCARD, or punched holes for files) when
+    /// /etc/polarfs.conf (or $PFS_CONFIG) sets diskdev_trim_enable=1.
+    Fstrim(FstrimArgs),
+    /// Print what is appended to a file, following the writer's journal.
+    Tail(TailArgs),
+}
+
+/// `chunk -m backup|restore -c start [-e end] [-f] pbd`.
+#[derive(Debug, Args)]
+pub struct ChunkArgs {
+    /// backup (a stream on stdout) or restore (from stdin).
+    #[arg(short = 'm', long = "mode")]
+    pub mode: String,
+    /// First chunk.
+    #[arg(short = 'c', long = "chunkid")]
+    pub chunkid: u64,
+    /// Chunk to stop before (default: the first chunk + 1).
+    #[arg(short = 'e', long = "endchunkid")]
+    pub endchunkid: Option<u64>,
+    /// Backup: allow chunks without used blocks; restore: overwrite chunks
+    /// that hold a PFS.
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
+    /// PBD name.
+    pub pbd: String,
+}
+
+/// `fscp [-w workers] [-n frags] [-c] [-S cluster] [-D cluster] src dst`.
+#[derive(Debug, Args)]
+pub struct FscpArgs {
+    /// IO workers, clamped to [2, 36] and to the number of chunks.
+    #[arg(short = 'w', long = "nworker", default_value_t = 2)]
+    pub nworker: i64,
+    /// 16 KiB fragments per IO, clamped to [8, 256].
+    #[arg(short = 'n', long = "nfrag", default_value_t = 8)]
+    pub nfrag: i64,
+    /// Read every copied block back from both devices and compare.
+    #[arg(short = 'c', long = "crc_check")]
+    pub crc_check: bool,
+    /// Source cluster (only "disk").
+    #[arg(short = 'S', long = "src_cluster")]
+    pub src_cluster: Option<String>,
+    /// Destination cluster (only "disk").
+    #[arg(short = 'D', long = "dst_cluster")]
+    pub dst_cluster: Option<String>,
+    /// Source PBD.
+    pub src: String,
+    /// Destination PBD.
+    pub dst: String,
+}
+
+/// `fstrim [-b begin] [-e end] [-a] [-q] pbd`.
+#[derive(Debug, Args)]
+pub struct FstrimArgs {
+    /// First chunk.
+    #[arg(short = 'b', long = "beginid", allow_hyphen_values = true)]
+    pub begin: Option<i64>,
+    /// Chunk to stop before (default: the last chunk + 1).
+    #[arg(short = 'e', long = "endid", allow_hyphen_values = true)]
+    pub end: Option<i64>,
+    /// Discard every free block, also those never used or discarded before.
+    #[arg(short = 'a', long = "all")]
+    pub all: bool,
+    /// Do not print the single-writer warning.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// PBD name.
+    pub pbd: String,
+}
+
+/// `tail [-f] [-n N] /pbd/path`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Accepted for compatibility (tail always follows).
+    #[arg(short = 'f')]
+    pub follow: bool,
+    /// Accepted for compatibility (ignored, as in the reference).
+    #[arg(short = 'n')]
+    pub lines: Option<String>,
+    /// `/<pbd>/<file>`.
+    pub path: String,
 }
 
 /// `cp [-r] [-f] [-S cluster] [-D cluster] [-s hostid] [-d hostid] SRC DST`.
@@ -422,6 +512,10 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Fsck(a) => cmd::inspect::fsck(&ctx, &a.pbd, out),
         Command::Cp(a) => cmd::cp::cp(&ctx, a, out),
         Command::Archive(a) => cmd::cp::archive(&ctx, a, out),
+        Command::Chunk(a) => cmd::chunk::chunk(&ctx, a, out),
+        Command::Fscp(a) => cmd::fscp::fscp(&ctx, a, out),
+        Command::Fstrim(a) => cmd::fstrim::fstrim(&ctx, a, out, err),
+        Command::Tail(a) => cmd::tail::tail(&ctx, a, out),
     };
     let _ = out.flush();
     match result {

@@ -9,12 +9,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod chunk;
 pub mod copy;
 pub mod cp;
 pub mod files;
+pub mod fscp;
+pub mod fstrim;
 pub mod inspect;
 pub mod mkfs;
 pub mod modify;
+pub mod tail;
 
 /// The C library's text for an errno, as the reference prints it.
 pub fn strerror(errno: i32) -> String {

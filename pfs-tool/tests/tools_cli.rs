@@ -1,0 +1,676 @@
+//! `chunk`, `fscp`, `fstrim` and `tail` against the reference's golden
+//! cases (`chunk-backup`, `fscp`, `fstrim`, `tail`), and where the
+//! reference is wrong (cut or damaged streams, copies onto the same or a
+//! too-small device), the clear failures we give instead.
+
+#![allow(clippy::unwrap_used)]
+
+use pfs_tests::{device_dir, expand, file_digest, golden_dir};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const PFS: &str = env!("CARGO_BIN_EXE_pfs");
+const MIB4: u64 = 4 << 20;
+/// Our writer lease sector in `.pfs-paxos` (block 1), which the reference
+/// never writes.
+const LEASE: std::ops::Range<u64> = (4 << 20) + 255 * 4096..(4 << 20) + 256 * 4096;
+
+fn pfs_cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(PFS);
+    c.env("TZ", "UTC")
+        .env("PFS_CONFIG", dir.join("no-such-polarfs.conf"))
+        .arg("--device-dir")
+        .arg(dir)
+        .args(args);
+    c
+}
+
+fn pfs(dir: &Path, args: &[&str]) -> Output {
+    pfs_cmd(dir, args).output().unwrap()
+}
+
+fn pfs_stdin(dir: &Path, args: &[&str], input: &Path) -> Output {
+    pfs_cmd(dir, args)
+        .stdin(fs::File::open(input).unwrap())
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pfs-tools-cli-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn sparse(path: &Path, size: u64) {
+    fs::File::create(path).unwrap().set_len(size).unwrap();
+}
+
+/// A sparse copy of an expanded golden image.
+fn sparse_copy(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp {}", from.display());
+}
+
+/// A golden backup stream, decompressed into `dir` (the corpus stores them
+/// xz-compressed; `xz` must be installed).
+fn stream(case: &str, name: &str, dir: &Path) -> PathBuf {
+    let out = dir.join(name);
+    let src = golden_dir()
+        .join(case)
+        .join("inputs")
+        .join(format!("{name}.xz"));
+    let st = Command::new("xz")
+        .arg("-dc")
+        .arg(&src)
+        .stdout(fs::File::create(&out).unwrap())
+        .status()
+        .expect("xz must be installed to expand the golden backup streams");
+    assert!(st.success(), "xz -dc {}", src.display());
+    out
+}
+
+/// Data windows (1 MiB) of a sparse file.
+fn data_windows(f: &fs::File, len: u64) -> Vec<u64> {
+    const WIN: u64 = 1 << 20;
+    let mut v = Vec::new();
+    let mut win = 0u64;
+    while win * WIN < len {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+        match nix::unistd::lseek(fd, (win * WIN) as i64, nix::unistd::Whence::SeekData) {
+            Ok(d) => {
+                win = d as u64 / WIN;
+                v.push(win);
+                win += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    v
+}
+
+/// Two sparse images hold the same bytes, our lease sector aside.
+fn assert_same_image(ours: &Path, golden: &Path) {
+    const WIN: u64 = 1 << 20;
+    let (a, b) = (
+        fs::File::open(ours).unwrap(),
+        fs::File::open(golden).unwrap(),
+    );
+    let len = a.metadata().unwrap().len();
+    assert_eq!(len, b.metadata().unwrap().len(), "image sizes");
+    let mut all = data_windows(&a, len);
+    all.extend(data_windows(&b, len));
+    all.sort_unstable();
+    all.dedup();
+    let (mut x, mut y) = (vec![0u8; WIN as usize], vec![0u8; WIN as usize]);
+    for w in all {
+        let at = w * WIN;
+        let n = (len - at).min(WIN) as usize;
+        a.read_exact_at(&mut x[..n], at).unwrap();
+        b.read_exact_at(&mut y[..n], at).unwrap();
+        if x[..n] == y[..n] {
+            continue;
+        }
+        for (i, (p, q)) in x[..n].iter().zip(&y[..n]).enumerate() {
+            let off = at + i as u64;
+            assert!(
+                p == q || LEASE.contains(&off),
+                "{} vs {}: byte {off:#x} (block {}) differs: ours {p:#x}, reference {q:#x}",
+                ours.display(),
+                golden.display(),
+                off / MIB4
+            );
+        }
+    }
+}
+
+fn read_block(path: &Path, blkno: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; MIB4 as usize];
+    fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut buf, blkno * MIB4)
+        .unwrap();
+    buf
+}
+
+fn golden_stdout(case: &str, id: &str) -> Vec<u8> {
+    fs::read(
+        golden_dir()
+            .join(case)
+            .join("outputs")
+            .join(format!("{id}.stdout")),
+    )
+    .unwrap()
+}
+
+// ---------------------------------------------------------------- chunk
+
+/// Compares our backup of the golden source with the reference's stream,
+/// reading both as they are made: equal outside each header's ctime and
+/// checksum (bytes 16..28).
+fn assert_backup_matches(dir: &Path, args: &[&str], golden_stream: &str) {
+    let mut ours: Child = pfs_cmd(dir, args).stdout(Stdio::piped()).spawn().unwrap();
+    let src = golden_dir()
+        .join("chunk-backup/inputs")
+        .join(format!("{golden_stream}.xz"));
+    let mut theirs = Command::new("xz")
+        .arg("-dc")
+        .arg(src)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("xz must be installed");
+    let (mut a, mut b) = (ours.stdout.take().unwrap(), theirs.stdout.take().unwrap());
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let mut pos = 0u64;
+    loop {
+        let n = read_up_to(&mut a, &mut x);
+        let m = read_up_to(&mut b, &mut y);
+        assert_eq!(
+            n, m,
+            "{golden_stream}: stream lengths differ near byte {pos}"
+        );
+        if n == 0 {
+            break;
+        }
+        if x[..n] == y[..n] {
+            pos += n as u64;
+            continue;
+        }
+        for i in 0..n {
+            let off = pos + i as u64;
+            if x[i] != y[i] {
+                let h = header_start(off);
+                assert!(
+                    h.is_some_and(|h| (16..28).contains(&(off - h))),
+                    "{golden_stream}: byte {off} differs: ours {:#x}, reference {:#x}",
+                    x[i],
+                    y[i]
+                );
+            }
+        }
+        pos += n as u64;
+    }
+    assert!(ours.wait().unwrap().success(), "pfs {args:?}");
+    assert!(theirs.wait().unwrap().success());
+    assert!(pos > 4096, "{golden_stream}: stream is empty");
+}
+
+/// The start of the header `off` falls in, if any: every chunk of the
+/// golden streams has 89 used blocks.
+fn header_start(off: u64) -> Option<u64> {
+    let per_chunk = 4096 + 4 * 89 + 89 * MIB4;
+    let h = off - off % per_chunk;
+    (off - h < 4096).then_some(h)
+}
+
+fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]).unwrap() {
+            0 => break,
+            k => n += k,
+        }
+    }
+    n
+}
+
+#[test]
+fn chunk_backup_streams_match_reference() {
+    let dir = device_dir("chunk-backup", &[("nvme1n1", "nvme1n1")]);
+    let before = file_digest(&dir.join("nvme1n1"));
+    let backup = ["chunk", "-m", "backup", "-c"];
+    assert_backup_matches(
+        &dir,
+        &[&backup[..], &["0", "nvme1n1"]].concat(),
+        "backup-c0.oss",
+    );
+    assert_backup_matches(
+        &dir,
+        &[&backup[..], &["2", "nvme1n1"]].concat(),
+        "backup-c2.oss",
+    );
+    assert_backup_matches(
+        &dir,
+        &[&backup[..], &["0", "-e", "3", "nvme1n1"]].concat(),
+        "backup-c0-e3.oss",
+    );
+    assert_eq!(before, file_digest(&dir.join("nvme1n1")), "backup wrote");
+}
+
+#[test]
+fn chunk_backup_failures_write_nothing_to_the_stream() {
+    let dir = device_dir("chunk-backup", &[("nvme1n1", "nvme1n1")]);
+    let zeros = scratch("backup-zeros");
+    sparse(&zeros.join("nvme2n1"), 30 << 30);
+    let _ = fs::remove_file(dir.join("nvme2n1"));
+    std::os::unix::fs::symlink(zeros.join("nvme2n1"), dir.join("nvme2n1")).unwrap();
+    for (args, code) in [
+        (vec!["chunk", "-m", "backup", "-c", "3", "nvme1n1"], 234),
+        (
+            vec!["chunk", "-m", "backup", "-c", "2", "-e", "4", "nvme1n1"],
+            234,
+        ),
+        (vec!["chunk", "-m", "backup", "-c", "0", "nvme2n1"], 5),
+        (vec!["chunk", "-m", "backup", "-c", "0", "1-1"], 247),
+    ] {
+        let o = pfs(&dir, &args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}");
+        assert!(o.stdout.is_empty(), "{args:?}: stdout is the stream");
+        assert!(!o.stderr.is_empty(), "{args:?}: says why");
+    }
+    let _ = fs::remove_file(dir.join("nvme2n1"));
+    let _ = fs::remove_dir_all(zeros);
+}
+
+#[test]
+fn chunk_restore_of_reference_stream_gives_reference_image() {
+    let dir = scratch("restore");
+    let s = stream("chunk-backup", "backup-c0-e3.oss", &dir);
+    let dev = dir.join("nvme2n1");
+    sparse(&dev, 30 << 30);
+    let args = ["chunk", "-m", "restore", "-c", "0", "-e", "3", "nvme2n1"];
+    let o = pfs_stdin(&dir, &args, &s);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout.is_empty());
+    let golden = expand("chunk-backup", "nvme2n1");
+    assert_same_image(&dev, &golden);
+    // Formatted now: without -f nothing changes (exit 16), with -f the same
+    // bytes are written again.
+    let o = pfs_stdin(&dir, &args, &s);
+    assert_eq!(o.status.code(), Some(16));
+    let forced = [
+        "chunk", "-m", "restore", "-f", "-c", "0", "-e", "3", "nvme2n1",
+    ];
+    assert!(pfs_stdin(&dir, &forced, &s).status.success());
+    assert_same_image(&dev, &golden);
+    let ls = pfs(&dir, &["ls", "/nvme2n1/"]);
+    assert_eq!(ls.stdout, golden_stdout("chunk-backup", "048-ls-dst"));
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn chunk_restore_refuses_bad_streams_and_never_looks_whole() {
+    let dir = scratch("restore-bad");
+    let full = stream("chunk-backup", "backup-c0-e3.oss", &dir);
+    let c0 = stream("chunk-backup", "backup-c0.oss", &dir);
+    let inputs = golden_dir().join("chunk-backup/inputs");
+    let dev = dir.join("nvme3n1");
+    sparse(&dev, 30 << 30);
+    let restore = |input: &Path, extra: &[&str]| {
+        let mut args = vec!["chunk", "-m", "restore", "-f"];
+        args.extend_from_slice(extra);
+        args.push("nvme3n1");
+        pfs_stdin(&dir, &args, input)
+    };
+    let refused = |o: &Output, what: &str| {
+        assert_eq!(o.status.code(), Some(234), "{what}");
+        assert_eq!(o.stdout, b"chunk failed: Invalid argument\n", "{what}");
+        assert!(!o.stderr.is_empty(), "{what}: says why");
+    };
+    // Nothing written for an empty, a garbage or a foreign stream.
+    let zero = file_digest(&dev);
+    refused(
+        &restore(&inputs.join("empty.bin"), &["-c", "0"]),
+        "empty stream",
+    );
+    refused(
+        &restore(&inputs.join("garbage.bin"), &["-c", "0"]),
+        "garbage",
+    );
+    refused(&restore(&c0, &["-c", "1"]), "chunk 0 stream as chunk 1");
+    assert_eq!(zero, file_digest(&dev), "a refused stream wrote");
+
+    // A good restore first, then a stream cut inside chunk 1: the device
+    // must not mount afterwards, and a full restore repairs it.
+    assert!(restore(&full, &["-c", "0", "-e", "3"]).status.success());
+    assert!(pfs(&dir, &["ls", "/nvme3n1/"]).status.success());
+    let cut = dir.join("cut.oss");
+    let per_chunk = 4096 + 4 * 89 + 89 * MIB4;
+    let mut f = fs::File::create(&cut).unwrap();
+    let mut r = fs::File::open(&full)
+        .unwrap()
+        .take(per_chunk + 4096 + 356 + 3 * MIB4);
+    std::io::copy(&mut r, &mut f).unwrap();
+    drop(f);
+    refused(&restore(&cut, &["-c", "0", "-e", "3"]), "cut stream");
+    let ls = pfs(&dir, &["ls", "/nvme3n1/"]);
+    assert_eq!(ls.status.code(), Some(5), "a half-restored device mounted");
+
+    // Damage inside chunk 0's metadata block (the last block of its part).
+    let damaged = dir.join("damaged.oss");
+    fs::copy(&c0, &damaged).unwrap();
+    let meta_block = 4096 + 356 + 88 * MIB4;
+    let f = fs::OpenOptions::new().write(true).open(&damaged).unwrap();
+    f.write_all_at(&[0x5a], meta_block + 0x2000 + 40).unwrap();
+    drop(f);
+    let small = dir.join("nvme4n1");
+    sparse(&small, 10 << 30);
+    let o = pfs_stdin(
+        &dir,
+        &["chunk", "-m", "restore", "-c", "0", "nvme4n1"],
+        &damaged,
+    );
+    refused(&o, "damaged metadata block");
+    assert_eq!(pfs(&dir, &["ls", "/nvme4n1/"]).status.code(), Some(5));
+
+    // More chunks than the device holds: refused before writing.
+    let before = file_digest(&small);
+    let o = pfs_stdin(
+        &dir,
+        &[
+            "chunk", "-m", "restore", "-f", "-c", "0", "-e", "3", "nvme4n1",
+        ],
+        &full,
+    );
+    refused(&o, "3 chunks onto 1");
+    assert_eq!(before, file_digest(&small));
+
+    assert!(restore(&full, &["-c", "0", "-e", "3"]).status.success());
+    assert_same_image(&dev, &expand("chunk-backup", "nvme2n1"));
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn chunk_backup_restore_round_trip_through_a_pipe() {
+    let src = device_dir("chunk-backup", &[("nvme1n1", "nvme1n1")]);
+    let dir = scratch("roundtrip");
+    sparse(&dir.join("nvme5n1"), 30 << 30);
+    let mut backup = pfs_cmd(
+        &src,
+        &["chunk", "-m", "backup", "-c", "0", "-e", "3", "nvme1n1"],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let restore = pfs_cmd(
+        &dir,
+        &["chunk", "-m", "restore", "-c", "0", "-e", "3", "nvme5n1"],
+    )
+    .stdin(backup.stdout.take().unwrap())
+    .output()
+    .unwrap();
+    assert!(backup.wait().unwrap().success());
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    assert_same_image(&dir.join("nvme5n1"), &expand("chunk-backup", "nvme2n1"));
+    let _ = fs::remove_dir_all(dir);
+}
+
+// ---------------------------------------------------------------- fscp
+
+/// The deterministic lines of fscp's stdout: all but the `\r` progress.
+fn fscp_lines(out: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(out)
+        .split(['\n', '\r'])
+        .filter(|l| {
+            !l.is_empty() && !l.contains("blocks have been copied") && !l.starts_with("crc check")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn fscp_copies_like_the_reference() {
+    let src = device_dir("fscp", &[("nvme1n1", "nvme1n1")]);
+    let dir = scratch("fscp");
+    std::os::unix::fs::symlink(src.join("nvme1n1"), dir.join("nvme1n1")).unwrap();
+    sparse(&dir.join("nvme2n1"), 20 << 30);
+    sparse(&dir.join("nvme3n1"), 30 << 30);
+    let src_digest = file_digest(&dir.join("nvme1n1"));
+
+    // Failures first, while the destinations are zeros.
+    let o = pfs(&dir, &["fscp", "nvme2n1", "nvme3n1"]);
+    assert_eq!(o.status.code(), Some(5), "source without PFS");
+    assert_eq!(o.stdout, golden_stdout("fscp", "026-fscp-unformatted-src"));
+    let o = pfs(&dir, &["fscp", "nvme3n1", "nvme2n1"]);
+    assert_eq!(o.status.code(), Some(255), "destination too small");
+    assert_eq!(
+        o.stdout,
+        b"pfs fscp failed!\nfscp failed: No space left on device\n"
+    );
+    let o = pfs(&dir, &["fscp", "nvme1n1", "nosuchdev"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(o
+        .stdout
+        .ends_with(b"fscp failed: No such file or directory\n"));
+    let o = pfs(&dir, &["fscp", "-w", "100", "nvme1n1", "nvme1n1"]);
+    assert_eq!(o.status.code(), Some(255), "same device twice");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("same device"));
+    let zeros = file_digest(&dir.join("nvme2n1"));
+    sparse(&dir.join("zeros"), 20 << 30);
+    assert_eq!(
+        zeros,
+        file_digest(&dir.join("zeros")),
+        "a refused fscp wrote"
+    );
+
+    let o = pfs(&dir, &["fscp", "nvme1n1", "nvme2n1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        fscp_lines(&o.stdout),
+        fscp_lines(&golden_stdout("fscp", "031-fscp-default"))
+    );
+    let golden2 = expand("fscp", "nvme2n1");
+    assert_same_image(&dir.join("nvme2n1"), &golden2);
+    let o = pfs(&dir, &["fscp", "-c", "nvme1n1", "nvme2n1"]);
+    assert!(o.status.success());
+    assert_eq!(
+        fscp_lines(&o.stdout),
+        fscp_lines(&golden_stdout("fscp", "033-fscp-c-again"))
+    );
+    let checks = String::from_utf8_lossy(&o.stdout)
+        .matches("crc check pass!")
+        .count();
+    assert_eq!(checks, 268, "every block with data is checked");
+    assert_same_image(&dir.join("nvme2n1"), &golden2);
+
+    let o = pfs(
+        &dir,
+        &["fscp", "-c", "-w", "2", "-n", "4", "nvme1n1", "nvme3n1"],
+    );
+    assert!(o.status.success());
+    assert_same_image(&dir.join("nvme3n1"), &expand("fscp", "nvme3n1-after-fscp"));
+    for (args, id) in [
+        (["ls", "/nvme2n1/"], "045-ls-dst"),
+        (["ls", "/nvme3n1/"], "037-ls-30GiB-copy"),
+    ] {
+        assert_eq!(pfs(&dir, &args).stdout, golden_stdout("fscp", id), "{id}");
+    }
+    assert_eq!(
+        src_digest,
+        file_digest(&dir.join("nvme1n1")),
+        "source changed"
+    );
+    let _ = fs::remove_dir_all(dir);
+}
+
+// ---------------------------------------------------------------- fstrim
+
+/// Used block numbers (device offset / 4 MiB) from `usedinfo -t b`.
+fn used_blocks(dir: &Path, pbd: &str) -> Vec<u64> {
+    let o = pfs(dir, &["usedinfo", "-t", "b", pbd]);
+    assert!(o.status.success());
+    let mut chunk = 0u64;
+    let mut v = Vec::new();
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        if let Some(rest) = line.strip_prefix("chunk ") {
+            chunk = rest.split_whitespace().next().unwrap().parse().unwrap();
+            continue;
+        }
+        for w in line.split_whitespace() {
+            let oid: u64 = w.parse().unwrap();
+            v.push(chunk * 2560 + oid);
+        }
+    }
+    v
+}
+
+fn fstrim_dir(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    let before = expand("fstrim", "nvme1n1-before");
+    for pbd in ["nvme1n1", "nvme2n1", "nvme3n1"] {
+        sparse_copy(&before, &dir.join(pbd));
+    }
+    dir
+}
+
+#[test]
+fn fstrim_journals_and_discards_like_the_reference() {
+    let dir = fstrim_dir("fstrim");
+    // B: chunk 1, then all chunks; no discards (no configuration).
+    let o = pfs(
+        &dir,
+        &["-H", "1", "fstrim", "-q", "-b", "1", "-e", "2", "nvme2n1"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing discarded: discards are off"));
+    let o = pfs(&dir, &["-H", "1", "fstrim", "nvme2n1"]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, golden_stdout("fstrim", "023-fstrim-H1"));
+    assert_same_image(&dir.join("nvme2n1"), &expand("fstrim", "nvme2n1"));
+
+    // C: discards on through a configuration file.
+    let conf = dir.join("polarfs.conf");
+    fs::write(&conf, "[common]\ndiskdev_trim_enable=1\n").unwrap();
+    let o = pfs_cmd(&dir, &["-H", "1", "fstrim", "-q", "nvme3n1"])
+        .env("PFS_CONFIG", &conf)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "blocks were discarded: nothing to explain"
+    );
+    assert_same_image(&dir.join("nvme3n1"), &expand("fstrim", "nvme3n1"));
+
+    // A: as shipped, then -a; its outputs and the later allocation.
+    let o = pfs(&dir, &["fstrim", "nvme1n1"]);
+    assert_eq!(o.stdout, golden_stdout("fstrim", "017-fstrim-no-H"));
+    let o = pfs(&dir, &["-H", "1", "fstrim", "-q", "-a", "nvme1n1"]);
+    assert!(o.status.success() && o.stdout.is_empty());
+    for (args, id) in [
+        (
+            vec!["-H", "1", "fstrim", "-q", "-b", "1", "-e", "1", "nvme1n1"],
+            "027-fstrim-empty-range",
+        ),
+        (
+            vec!["-H", "1", "fstrim", "-q", "-e", "3", "nvme1n1"],
+            "028-fstrim-end-beyond",
+        ),
+    ] {
+        let before = file_digest(&dir.join("nvme1n1"));
+        let o = pfs(&dir, &args);
+        assert_eq!(o.status.code(), Some(251), "{id}");
+        assert_eq!(o.stdout, golden_stdout("fstrim", id), "{id}");
+        assert_eq!(before, file_digest(&dir.join("nvme1n1")), "{id} wrote");
+    }
+    for (args, id) in [
+        (["dumple", "-b", "131", "nvme1n1"], "037-dumple-bt131-A"),
+        (["dumple", "-b", "2000", "nvme1n1"], "038-dumple-bt2000-A"),
+    ] {
+        let o = pfs(&dir, &args);
+        let (ours, theirs) = (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&golden_stdout("fstrim", id)).into_owned(),
+        );
+        // The reference's dumps include the later write; ours stop before
+        // it: compare the entries fstrim made.
+        let n = ours.lines().count();
+        assert!(n > 0, "{id}");
+        assert_eq!(
+            ours.lines().collect::<Vec<_>>(),
+            theirs.lines().take(n).collect::<Vec<_>>(),
+            "{id}"
+        );
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn fstrim_never_discards_a_used_block() {
+    let dir = fstrim_dir("fstrim-safety");
+    let before = expand("fstrim", "nvme1n1-before");
+    let used = used_blocks(&dir, "nvme1n1");
+    assert!(used.len() > 200, "used blocks listed");
+    let conf = dir.join("polarfs.conf");
+    fs::write(&conf, "[common]\ndiskdev_trim_enable=1\n").unwrap();
+    let o = pfs_cmd(&dir, &["-H", "1", "fstrim", "-q", "-a", "nvme1n1"])
+        .env("PFS_CONFIG", &conf)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = dir.join("nvme1n1");
+    for &b in &used {
+        if b == 1 || b == 2561 {
+            // The leader record and the journal: fstrim's own transactions.
+            continue;
+        }
+        assert!(
+            read_block(&after, b) == read_block(&before, b),
+            "used block {b} changed"
+        );
+    }
+    // Every freed block that held data is zeros now.
+    for b in [131u64, 132, 134, 2691, 2693] {
+        assert!(read_block(&after, b).iter().all(|&x| x == 0), "block {b}");
+    }
+    assert_eq!(used, used_blocks(&dir, "nvme1n1"), "allocation changed");
+    let o = pfs(&dir, &["read", "/nvme1n1/five.txt"]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout.len(), 5_247_201);
+    let _ = fs::remove_dir_all(dir);
+}
+
+// ---------------------------------------------------------------- tail
+
+#[test]
+fn tail_prints_appends_and_stops_on_signal() {
+    let dir = scratch("tail");
+    sparse(&dir.join("nvme1n1"), 10 << 30);
+    assert!(pfs(&dir, &["mkfs", "nvme1n1"]).status.success());
+    let inputs = golden_dir().join("tail/inputs");
+    let write = |args: &[&str], input: &str| {
+        let o = pfs_stdin(&dir, args, &inputs.join(input));
+        assert!(o.status.success(), "{args:?}");
+    };
+    write(&["write", "/nvme1n1/f"], "first.txt");
+    let o = pfs(&dir, &["tail", "/nvme1n1/missing"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert_eq!(o.stdout, golden_stdout("tail", "003-tail-missing"));
+
+    let mut t = pfs_cmd(&dir, &["tail", "-f", "-n", "3", "/nvme1n1/f"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    write(&["write", "-o", "70", "/nvme1n1/f"], "app1.txt");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    write(&["write", "-o", "83", "/nvme1n1/f"], "app2.txt");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    write(&["write", "-o", "0", "/nvme1n1/f"], "over.txt");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(t.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = t.wait().unwrap();
+    let mut got = Vec::new();
+    t.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+    assert_eq!(got, golden_stdout("tail", "006-tail-f"));
+    assert!(status.success(), "SIGINT is a clean stop: {status:?}");
+    let _ = fs::remove_dir_all(dir);
+}
