@@ -21,6 +21,8 @@ pub mod lease;
 pub mod meta;
 pub mod mkfs;
 pub mod mount;
+mod names;
+pub mod namespace;
 pub mod ns;
 pub mod path;
 pub mod pbd;
@@ -30,3 +32,8 @@ mod tx;
 
 pub use device::{Device, FileDevice, MemDevice};
 pub use error::{CoreError, Result};
+pub use file::{File, OpenOptions};
+pub use fsops::{FallocMode, MAX_FILE_SIZE};
+pub use mount::{Mode, Mount, MountOptions};
+pub use names::check_name;
+pub use namespace::{Attr, DirEntry, FileType, ReadDir};

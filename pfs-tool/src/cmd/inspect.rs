@@ -264,9 +264,12 @@ pub fn dumple(ctx: &Context, a: &DumpleArgs, out: &mut dyn Write) -> CmdResult {
 pub fn flushlog(ctx: &Context, pbd: &str) -> CmdResult {
     let f = fail("flushlog");
     let dev = ctx.open("flushlog", pbd, true)?;
-    let m =
-        pfs_core::mount::Mount::open(std::sync::Arc::new(dev), pfs_core::mount::Mode::ReadWrite)
-            .map_err(&f)?;
+    let opts = pfs_core::MountOptions {
+        lease_ms: super::lease_ms_from_env(),
+        ..pfs_core::MountOptions::default()
+    };
+    let m = pfs_core::Mount::open_with(std::sync::Arc::new(dev), pfs_core::Mode::ReadWrite, &opts)
+        .map_err(&f)?;
     m.checkpoint().map_err(&f)
 }
 

@@ -51,6 +51,16 @@ pub fn parse_path(cmd: &str, arg: &str, out: &mut dyn Write) -> Result<PfsPath, 
     }
 }
 
+/// The writer lease duration: `PFS_LEASE_MS` (at least 100) or the
+/// library's default.
+pub fn lease_ms_from_env() -> u32 {
+    std::env::var("PFS_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v: &u32| v >= 100)
+        .unwrap_or(pfs_core::lease::DEFAULT_LEASE_MS)
+}
+
 /// What every command gets from the global options.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -70,7 +80,7 @@ impl Context {
     }
 
     /// Mounts PBD `name` read-only or read-write with the global options.
-    pub fn mount(&self, command: &str, name: &str, mode: Mode) -> Result<Mount, Failure> {
+    pub fn mount(&self, command: &str, name: &str, mode: Mode) -> Result<Arc<Mount>, Failure> {
         self.mount_as(command, name, mode, self.hostid)
     }
 
@@ -81,15 +91,17 @@ impl Context {
         name: &str,
         mode: Mode,
         hostid: u64,
-    ) -> Result<Mount, Failure> {
+    ) -> Result<Arc<Mount>, Failure> {
         let dev = self.open(command, name, mode == Mode::ReadWrite)?;
         let opts = MountOptions {
             hostid,
             force: self.force,
             lock_path: (mode == Mode::ReadWrite)
                 .then(|| pbd::lock_path(name, self.device_dir.as_deref())),
-            ..MountOptions::default()
+            lease_ms: lease_ms_from_env(),
         };
-        Mount::open_with(Arc::new(dev), mode, &opts).map_err(|e| Failure::from_core(command, &e))
+        Mount::open_with(Arc::new(dev), mode, &opts)
+            .map(Arc::new)
+            .map_err(|e| Failure::from_core(command, &e))
     }
 }
