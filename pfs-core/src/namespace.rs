@@ -574,6 +574,10 @@ impl Mount {
     pub fn rename_path(&self, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<()> {
         let (from, to) = (from.as_ref(), to.as_ref());
         let (odir, oname) = self.resolve_parent(from)?;
+        // The source is looked for first (checked again under the
+        // transaction), so a missing source is reported as such.
+        self.lookup(odir, oname)
+            .map_err(|e| with_path(e, &lossy(from)))?;
         let (ndir, nname) = self.resolve_parent(to)?;
         self.rename(odir, oname, ndir, nname).map_err(|e| match e {
             CoreError::NotFound { .. } => CoreError::NotFound { path: lossy(from) },

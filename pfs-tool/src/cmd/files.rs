@@ -184,7 +184,7 @@ pub fn parse_arg(
 ) -> Result<u64, Failure> {
     let v = parse_c_u64(s)
         .ok_or_else(|| Failure::new(crate::exit::FAILURE, format!("{cmd}: bad {what} {s:?}")))?;
-    if s.trim_start().starts_with('-') && v != 0 || (v as i64) < 0 {
+    if s.trim_start().starts_with('-') && v != 0 {
         let e = CoreError::InvalidArgument(format!("{cmd}: {what} {s} is negative"));
         return Err(failed(cmd, out, &e));
     }
