@@ -35,6 +35,11 @@ fn main() {
         .unwrap_or_else(|e| die(e.to_string()));
     let dev: Arc<dyn Device> =
         Arc::new(FileDevice::open("bench", &path, true).unwrap_or_else(|e| die(e.to_string())));
+    let dev: Arc<dyn Device> = if std::env::var_os("PFS_BENCH_MEM").is_some() {
+        Arc::new(pfs_core::MemDevice::new("mem", 60 << 30))
+    } else {
+        dev
+    };
     mkfs(dev.as_ref(), &MkfsOptions::default()).unwrap_or_else(|e| die(e.to_string()));
     let m = Arc::new(
         Mount::open_with(

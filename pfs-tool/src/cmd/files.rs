@@ -3,7 +3,7 @@
 //! reference's `<cmd> failed: <reason>` line goes to stdout (scripts look
 //! for it) and a detailed message to stderr.
 
-use super::{failed, parse_path, strerror, Context};
+use super::{failed, parse_path, shown, strerror, Context};
 use crate::cli::{DuArgs, MapArgs, PathArg, ReadArgs, TreeArgs};
 use crate::exit::{CmdResult, Failure};
 use pfs_core::clock::ctime;
@@ -49,7 +49,9 @@ fn open_target(
 ) -> Result<(Arc<Mount>, PfsPath, u64), Failure> {
     let path = parse_path(cmd, arg, out)?;
     let m = mount_ro(ctx, cmd, &path)?;
-    let ino = m.resolve(&path.inner).map_err(|e| failed(cmd, out, &e))?;
+    let ino = m
+        .resolve(&path.inner)
+        .map_err(|e| failed(cmd, out, &shown(e, arg)))?;
     if must_be_dir && !m.getattr(ino).map_err(|e| failed(cmd, out, &e))?.is_dir() {
         let e = CoreError::NotDir {
             path: arg.to_owned(),

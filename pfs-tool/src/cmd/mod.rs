@@ -32,6 +32,20 @@ pub fn failed(cmd: &str, out: &mut dyn Write, e: &CoreError) -> Failure {
     Failure::from_core(cmd, e)
 }
 
+/// Names the path as the user gave it in an error about it.
+pub fn shown(e: CoreError, arg: &str) -> CoreError {
+    let path = arg.to_owned();
+    match e {
+        CoreError::NotFound { .. } => CoreError::NotFound { path },
+        CoreError::NotDir { .. } => CoreError::NotDir { path },
+        CoreError::IsDir { .. } => CoreError::IsDir { path },
+        CoreError::Exists { .. } => CoreError::Exists { path },
+        CoreError::NotEmpty { .. } => CoreError::NotEmpty { path },
+        CoreError::SystemFile { op, .. } => CoreError::SystemFile { path, op },
+        other => other,
+    }
+}
+
 /// Parses a `/<pbd>/<path>` argument. A malformed path (no PBD, longer than
 /// 4095 bytes) exits 22 as in the reference; a name over 255 bytes fails
 /// like any other bad name.

@@ -3,7 +3,7 @@
 //! host lock and the writer lease), runs, and unmounts; every change is
 //! committed to the journal before the command reports success.
 
-use super::{failed, parse_path, strerror, Context};
+use super::{failed, parse_path, shown, strerror, Context};
 use crate::cli::{FallocateArgs, MkdirArgs, PathArg, RenameArgs, RmArgs, TruncateArgs, WriteArgs};
 use crate::cmd::files::parse_arg;
 use crate::exit::{CmdResult, Failure};
@@ -30,20 +30,6 @@ pub fn touch(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     m.open_file(&p.inner, o)
         .map_err(|e| failed("touch", out, &shown(e, &a.path)))?;
     Ok(())
-}
-
-/// Names the path as the user gave it in an error about it.
-fn shown(e: CoreError, arg: &str) -> CoreError {
-    let path = arg.to_owned();
-    match e {
-        CoreError::NotFound { .. } => CoreError::NotFound { path },
-        CoreError::NotDir { .. } => CoreError::NotDir { path },
-        CoreError::IsDir { .. } => CoreError::IsDir { path },
-        CoreError::Exists { .. } => CoreError::Exists { path },
-        CoreError::NotEmpty { .. } => CoreError::NotEmpty { path },
-        CoreError::SystemFile { op, .. } => CoreError::SystemFile { path, op },
-        other => other,
-    }
 }
 
 /// `pfs mkdir [-p]`.
