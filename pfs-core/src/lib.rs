@@ -4,7 +4,12 @@
 //! - [`pbd`]: PBD names and the device paths they resolve to;
 //! - [`mkfs`], [`growfs`]: formatting exactly as the reference does;
 //! - [`meta`]: every chunk header and meta object of a device, read and
-//!   validated, with the journal's committed entries applied.
+//!   validated, with the journal's committed entries applied;
+//! - [`Mount`]: a mounted filesystem. Its namespace API speaks in inodes
+//!   and (directory inode, name) as front ends do (`lookup`, `create`,
+//!   `unlink`, `rmdir`, `rename`, `getattr`, `readdir`), with a thin path
+//!   layer over one resolver (`resolve`, `stat_path`, `create_dir_all` ...);
+//!   [`File`] is an owned open file with `Read`, `Write` and `Seek`.
 //!
 //! All `unsafe` code lives in the private `sys` module.
 
@@ -22,7 +27,7 @@ pub mod meta;
 pub mod mkfs;
 pub mod mount;
 mod names;
-pub mod namespace;
+mod namespace;
 pub mod ns;
 pub mod path;
 pub mod pbd;
