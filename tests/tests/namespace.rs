@@ -459,3 +459,26 @@ fn huge_orphans_are_reclaimed_quickly() {
     assert!(report.is_clean(), "{:?}", report.problems);
     drop(h);
 }
+
+/// An entry named `..` (as an older `mkdir -p` could make) on a crafted
+/// image is reported by fsck.
+#[test]
+fn fsck_reports_impossible_names() {
+    let dev = formatted();
+    let m = writer(&dev);
+    m.create(ROOT_INO, b"xx", FileType::Dir).unwrap();
+    drop(m);
+    let (mut meta, _) = pfs_core::meta::load_replayed(dev.as_ref()).unwrap();
+    assert!(pfs_core::fsck::check(&meta).is_clean());
+    let e = meta.find(ROOT_INO, b"xx").unwrap().unwrap();
+    let (id, mo) = meta.lookup(pfs_format::MetaType::DirEntry, e.deno).unwrap();
+    let mut mo = *mo;
+    mo.direntry_mut().de_name[..3].copy_from_slice(b"..\0");
+    meta.set(id, mo);
+    let report = pfs_core::fsck::check(&meta);
+    assert!(
+        report.problems.iter().any(|p| p.contains("\"..\"")),
+        "{:?}",
+        report.problems
+    );
+}
