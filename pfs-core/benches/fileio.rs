@@ -35,16 +35,23 @@ fn main() {
         .unwrap_or_else(|e| die(e.to_string()));
     let dev: Arc<dyn Device> =
         Arc::new(FileDevice::open("bench", &path, true).unwrap_or_else(|e| die(e.to_string())));
+    let dev: Arc<dyn Device> = if std::env::var_os("PFS_BENCH_MEM").is_some() {
+        Arc::new(pfs_core::MemDevice::new("mem", 60 << 30))
+    } else {
+        dev
+    };
     mkfs(dev.as_ref(), &MkfsOptions::default()).unwrap_or_else(|e| die(e.to_string()));
-    let m = Mount::open_with(
-        dev.clone(),
-        Mode::ReadWrite,
-        &MountOptions {
-            lease_ms: 600_000,
-            ..MountOptions::default()
-        },
-    )
-    .unwrap_or_else(|e| die(e.to_string()));
+    let m = Arc::new(
+        Mount::open_with(
+            dev.clone(),
+            Mode::ReadWrite,
+            &MountOptions {
+                lease_ms: 600_000,
+                ..MountOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| die(e.to_string())),
+    );
 
     // Creates.
     m.mkdir_path("/many").unwrap_or_else(|e| die(e.to_string()));
@@ -57,7 +64,7 @@ fn main() {
             write: true,
             ..OpenOptions::default()
         };
-        m.open_file(&format!("/many/f{i}"), o)
+        m.open_file(format!("/many/f{i}"), o)
             .unwrap_or_else(|e| die(e.to_string()));
     }
     let secs = t.elapsed().as_secs_f64();
@@ -82,16 +89,16 @@ fn main() {
     let t = Instant::now();
     let mut off = 0;
     while off < total {
-        f.pwrite(&buf, off).unwrap_or_else(|e| die(e.to_string()));
+        f.write_at(&buf, off).unwrap_or_else(|e| die(e.to_string()));
         off += 4 * MIB;
     }
-    f.fsync().unwrap_or_else(|e| die(e.to_string()));
+    f.sync_all().unwrap_or_else(|e| die(e.to_string()));
     let pfs_w = total as f64 / t.elapsed().as_secs_f64() / MIB as f64;
     let mut rbuf = vec![0u8; 4 * MIB as usize];
     let t = Instant::now();
     let mut off = 0;
     while off < total {
-        f.pread(&mut rbuf, off)
+        f.read_at(&mut rbuf, off)
             .unwrap_or_else(|e| die(e.to_string()));
         off += 4 * MIB;
     }

@@ -42,13 +42,6 @@ fn stats(label: &str, mut v: Vec<Duration>) {
     );
 }
 
-fn comps(p: &str) -> Vec<String> {
-    p.split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 fn main() {
     let dir: PathBuf = std::env::var_os("PFS_BENCH_DIR")
         .map(PathBuf::from)
@@ -91,13 +84,12 @@ fn main() {
     for i in 0..300 {
         let p = format!("/d{i}");
         let t = Instant::now();
-        w.mkdir(&comps(&p), false, &p)
-            .unwrap_or_else(|e| die(e.to_string()));
+        w.mkdir_path(&p).unwrap_or_else(|e| die(e.to_string()));
         let committed = Instant::now();
         commit.push(committed - t);
         // How long until a follower sees it.
         loop {
-            if r.resolve(&comps(&p), true, &p).is_ok() {
+            if r.resolve(&p).is_ok() {
                 break;
             }
         }

@@ -7,7 +7,11 @@ use std::io;
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong below the tool.
+///
+/// Front ends map it to an errno with [`CoreError::errno`] (or convert it
+/// into a [`std::io::Error`] carrying that errno).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CoreError {
     /// A device read, write, flush or control call failed.
     #[error("{op} on device {device} at offset {offset:#x} failed: {source}")]
@@ -150,6 +154,34 @@ pub enum CoreError {
     /// An argument out of range or inconsistent with the device.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A name no directory entry may have: empty, `.`, `..`, or holding
+    /// `/` or NUL (EINVAL).
+    #[error("{name:?}: invalid file name: {reason}")]
+    InvalidName {
+        /// The name, with bytes that are not UTF-8 replaced.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A change to `.pfs-paxos` or `.pfs-journal`, which hold the leader
+    /// record and the journal (EPERM).
+    #[error("{path}: is a PFS system file; {op} is not allowed")]
+    SystemFile {
+        /// The path or inode.
+        path: String,
+        /// What was refused (`write`, `truncate`, `rename` ...).
+        op: &'static str,
+    },
+    /// An offset or size past the largest a PFS file can have (EFBIG).
+    #[error("{what}: {value} is past the largest file size PFS allows ({max} bytes)")]
+    FileTooBig {
+        /// What was asked (`write`, `truncate` ...).
+        what: &'static str,
+        /// The offending end offset or size.
+        value: u128,
+        /// The limit, [`crate::MAX_FILE_SIZE`].
+        max: u64,
+    },
 }
 
 impl CoreError {
@@ -157,31 +189,34 @@ impl CoreError {
     pub fn errno(&self) -> i32 {
         match self {
             CoreError::Io { source, .. } | CoreError::Open { source, .. } => {
-                source.raw_os_error().unwrap_or(libc_eio())
+                source.raw_os_error().unwrap_or(libc::EIO)
             }
-            CoreError::BadPbdName { .. } | CoreError::InvalidArgument(_) => 22,
-            CoreError::DeviceTooSmall { .. } => 22,
+            CoreError::BadPbdName { .. }
+            | CoreError::InvalidArgument(_)
+            | CoreError::InvalidName { .. }
+            | CoreError::DeviceTooSmall { .. }
+            | CoreError::Host(_)
+            | CoreError::BadPath { .. } => libc::EINVAL,
             CoreError::Journal(
                 pfs_journal::JournalError::TxTooLarge { .. }
                 | pfs_journal::JournalError::Full { .. },
-            ) => 28,
-            CoreError::Format(_) | CoreError::NotFormatted { .. } | CoreError::Journal(_) => {
-                libc_eio()
-            }
-            CoreError::AlreadyFormatted { .. } => 16,
-            CoreError::NotFound { .. } => 2,
-            CoreError::ReadOnly => 30,
-            CoreError::BadHandle { .. } => 9,
-            CoreError::NoSpace { .. } => 28,
-            CoreError::Fenced { .. } => 5,
-            CoreError::Busy { .. } => 16,
-            CoreError::Host(_) => 22,
-            CoreError::NotDir { .. } => 20,
-            CoreError::Exists { .. } => 17,
-            CoreError::NotEmpty { .. } => 39,
-            CoreError::IsDir { .. } => 21,
-            CoreError::NameTooLong { .. } => 36,
-            CoreError::BadPath { .. } => 22,
+            ) => libc::ENOSPC,
+            CoreError::Format(_)
+            | CoreError::NotFormatted { .. }
+            | CoreError::Journal(_)
+            | CoreError::Fenced { .. } => libc::EIO,
+            CoreError::AlreadyFormatted { .. } | CoreError::Busy { .. } => libc::EBUSY,
+            CoreError::NotFound { .. } => libc::ENOENT,
+            CoreError::ReadOnly => libc::EROFS,
+            CoreError::BadHandle { .. } => libc::EBADF,
+            CoreError::NoSpace { .. } => libc::ENOSPC,
+            CoreError::NotDir { .. } => libc::ENOTDIR,
+            CoreError::Exists { .. } => libc::EEXIST,
+            CoreError::NotEmpty { .. } => libc::ENOTEMPTY,
+            CoreError::IsDir { .. } => libc::EISDIR,
+            CoreError::NameTooLong { .. } => libc::ENAMETOOLONG,
+            CoreError::SystemFile { .. } => libc::EPERM,
+            CoreError::FileTooBig { .. } => libc::EFBIG,
         }
     }
 
@@ -196,6 +231,21 @@ impl CoreError {
     }
 }
 
-const fn libc_eio() -> i32 {
-    5
+impl From<CoreError> for io::Error {
+    /// An IO error of the kind [`CoreError::errno`] maps to, wrapping the
+    /// core error (`get_ref()` and downcast give it back, and its errno);
+    /// a device's own OS error is passed through as it is.
+    fn from(e: CoreError) -> io::Error {
+        match e {
+            CoreError::Io { source, .. } | CoreError::Open { source, .. }
+                if source.raw_os_error().is_some() =>
+            {
+                source
+            }
+            other => {
+                let code = io::Error::from_raw_os_error(other.errno());
+                io::Error::new(code.kind(), other)
+            }
+        }
+    }
 }

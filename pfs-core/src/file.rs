@@ -1,16 +1,14 @@
-//! The file API: paths inside a mounted filesystem, open files with a
-//! position, POSIX-like calls.
-//!
-//! Paths here are inside the filesystem (`/dir/file`); empty components are
-//! ignored, a trailing `/` requires a directory.
+//! Open files: owned handles with a position, usable across calls and
+//! threads (a C descriptor or a FUSE file handle can hold one), with
+//! `std::io::{Read, Write, Seek}` for `File` and `&File`.
 
 use crate::error::{CoreError, Result};
-use crate::fsops::Extents;
-use crate::mount::{Mount, Stat};
-use crate::ns::Entry;
+use crate::fsops::{Extents, FallocMode};
+use crate::mount::Mount;
+use crate::namespace::{refuse_system, Attr, FileType};
 use parking_lot::Mutex;
-use pfs_format::layout::{MAX_NAME_LEN, MAX_PATH_LEN};
-use std::io::SeekFrom;
+use std::io::{self, SeekFrom};
+use std::sync::Arc;
 
 /// How to open a file (`O_CREAT`, `O_EXCL`, `O_TRUNC`, `O_APPEND`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,153 +25,87 @@ pub struct OpenOptions {
     pub write: bool,
 }
 
-/// How `fallocate` treats new blocks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FallocMode {
-    /// Do not change the file size (`FALLOC_FL_KEEP_SIZE`).
-    pub keep_size: bool,
-    /// Mark new blocks as written: their old bytes become visible
-    /// instead of zeros (`FALLOC_FL_NO_HIDE_STALE`, used by PolarDB for
-    /// files it initialises itself).
-    pub no_hide_stale: bool,
-}
-
-/// A parsed in-filesystem path.
-pub(crate) struct FsPath {
-    pub(crate) components: Vec<String>,
-    pub(crate) must_be_dir: bool,
-}
-
-pub(crate) fn parse(path: &str) -> Result<FsPath> {
-    if path.len() > MAX_PATH_LEN {
-        return Err(CoreError::NameTooLong {
-            path: path.to_owned(),
-        });
-    }
-    if !path.starts_with('/') {
-        return Err(CoreError::BadPath {
-            path: path.to_owned(),
-            reason: "paths inside a filesystem start with '/'",
-        });
-    }
-    let components: Vec<String> = path
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if components.iter().any(|c| c.len() > MAX_NAME_LEN) {
-        return Err(CoreError::NameTooLong {
-            path: path.to_owned(),
-        });
-    }
-    if components.iter().any(|c| c.contains('\0')) {
-        return Err(CoreError::BadPath {
-            path: path.to_owned(),
-            reason: "a name contains a NUL byte",
-        });
-    }
-    Ok(FsPath {
-        must_be_dir: path.ends_with('/'),
-        components,
-    })
-}
-
-/// An open file.
-pub struct File<'m> {
-    m: &'m Mount,
+/// An open file. It holds its mount, so it lives as long as needed; the
+/// inode of a file unlinked while open is freed when its last handle
+/// closes.
+pub struct File {
+    m: Arc<Mount>,
     ino: u64,
     opts: OpenOptions,
     pos: Mutex<u64>,
-    /// Extents written by `pwrite_deferred` and not yet committed.
+    /// Extents written by `write_at_deferred` and not yet committed.
     pending: Mutex<Extents>,
 }
 
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File")
+            .field("ino", &self.ino)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Mount {
-    /// Opens (and with `create`, creates) the file at `path`.
-    pub fn open_file(&self, path: &str, opts: OpenOptions) -> Result<File<'_>> {
-        let p = parse(path)?;
+    /// Opens (and with `create`, creates) the file at `path`. A directory
+    /// opens for reading only; `.pfs-paxos` and `.pfs-journal` never open
+    /// for writing.
+    pub fn open_file(self: &Arc<Self>, path: impl AsRef<[u8]>, opts: OpenOptions) -> Result<File> {
+        let path = path.as_ref();
         let ino = if opts.create {
-            self.create(&p.components, opts.exclusive, path)?
+            self.create_path_with(path, FileType::File, opts.exclusive)?
+                .0
         } else {
-            let ino = self.resolve(&p.components, p.must_be_dir, path)?;
-            if self.stat(ino)?.is_dir && opts.write {
+            self.resolve(path)?
+        };
+        self.open_ino(ino, opts).map_err(|e| match e {
+            CoreError::IsDir { .. } => CoreError::IsDir {
+                path: String::from_utf8_lossy(path).into_owned(),
+            },
+            CoreError::SystemFile { op, .. } => CoreError::SystemFile {
+                path: String::from_utf8_lossy(path).into_owned(),
+                op,
+            },
+            other => other,
+        })
+    }
+
+    /// Opens inode `ino` (`create` and `exclusive` are ignored).
+    pub fn open_ino(self: &Arc<Self>, ino: u64, opts: OpenOptions) -> Result<File> {
+        if opts.write {
+            refuse_system(ino, "opening it for writing", || format!("inode {ino}"))?;
+            if self.getattr(ino)?.is_dir() {
                 return Err(CoreError::IsDir {
-                    path: path.to_owned(),
+                    path: format!("inode {ino}"),
                 });
             }
-            ino
-        };
+        } else {
+            self.getattr(ino)?;
+        }
         self.open_count(ino, 1);
         let f = File {
-            m: self,
+            m: Arc::clone(self),
             ino,
             opts,
             pos: Mutex::new(0),
             pending: Mutex::new(Extents::default()),
         };
-        if opts.truncate && opts.write && f.m.stat(ino)?.size > 0 {
-            f.m.truncate_ino(ino, 0)?;
+        if opts.truncate && opts.write && f.m.getattr(ino)?.size > 0 {
+            f.m.truncate(ino, 0)?;
         }
         Ok(f)
     }
-
-    /// Attributes of the file or directory at `path`.
-    pub fn stat_path(&self, path: &str) -> Result<Stat> {
-        let p = parse(path)?;
-        let ino = self.resolve(&p.components, p.must_be_dir, path)?;
-        self.stat(ino)
-    }
-
-    /// Succeeds when `path` exists (PFS has no permissions: every existing
-    /// file is readable and, on the writer, writable).
-    pub fn access(&self, path: &str) -> Result<()> {
-        self.stat_path(path).map(|_| ())
-    }
-
-    /// Creates directory `path`.
-    pub fn mkdir_path(&self, path: &str) -> Result<()> {
-        let p = parse(path)?;
-        self.mkdir(&p.components, false, path).map(|_| ())
-    }
-
-    /// Removes empty directory `path`.
-    pub fn rmdir_path(&self, path: &str) -> Result<()> {
-        let p = parse(path)?;
-        self.rmdir(&p.components, path)
-    }
-
-    /// Removes file `path`. If it is open, the name goes at once and the
-    /// inode and blocks when the last handle closes.
-    pub fn unlink_path(&self, path: &str) -> Result<()> {
-        let p = parse(path)?;
-        self.unlink(&p.components, path)
-    }
-
-    /// Renames `from` to `to` atomically, replacing a target of the same kind.
-    pub fn rename_path(&self, from: &str, to: &str) -> Result<()> {
-        let (a, b) = (parse(from)?, parse(to)?);
-        self.rename(&a.components, &b.components, from, to)
-    }
-
-    /// A consistent snapshot of directory `path`'s entries (no `.`/`..`).
-    pub fn readdir(&self, path: &str) -> Result<Vec<Entry>> {
-        let p = parse(path)?;
-        let ino = self.resolve(&p.components, true, path)?;
-        self.read_dir(ino)
-    }
-
-    /// Sets the size of file `path`.
-    pub fn truncate_path(&self, path: &str, len: u64) -> Result<()> {
-        let p = parse(path)?;
-        let ino = self.resolve(&p.components, p.must_be_dir, path)?;
-        self.truncate_ino(ino, len)
-    }
 }
 
-impl File<'_> {
+impl File {
     /// The inode number.
     pub fn ino(&self) -> u64 {
         self.ino
+    }
+
+    /// The mount the file is on.
+    pub fn mount(&self) -> &Arc<Mount> {
+        &self.m
     }
 
     fn writable(&self) -> Result<()> {
@@ -186,66 +118,36 @@ impl File<'_> {
         }
     }
 
-    /// Reads at the position and advances it.
-    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
-        let mut pos = self.pos.lock();
-        let n = self.m.read(self.ino, *pos, buf)?;
-        *pos += n as u64;
-        Ok(n)
+    /// Reads at `off` without moving the position; returns the bytes read
+    /// (short only at end of file).
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.m.read_at(self.ino, buf, off)
     }
 
-    /// Reads at `off` without moving the position.
-    pub fn pread(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        self.m.read(self.ino, off, buf)
-    }
-
-    /// Writes at the position (the end with `append`) and advances it.
-    pub fn write(&self, data: &[u8]) -> Result<usize> {
+    /// Writes all of `buf` at `off` without moving the position; committed
+    /// when it returns.
+    pub fn write_at(&self, buf: &[u8], off: u64) -> Result<usize> {
         self.writable()?;
-        let mut pos = self.pos.lock();
-        if self.opts.append {
-            *pos = self.m.stat(self.ino)?.size;
-        }
-        let n = self.m.pwrite(self.ino, *pos, data)?;
-        *pos += n as u64;
-        Ok(n)
+        self.m.write_at(self.ino, buf, off)
     }
 
-    /// Writes at `off` without moving the position.
-    pub fn pwrite(&self, data: &[u8], off: u64) -> Result<usize> {
+    /// Writes at `off` like [`Self::write_at`], but leaves the new written
+    /// extent and size uncommitted until [`Self::commit`],
+    /// [`Self::sync_all`] or close: one transaction for many writes (bulk
+    /// copies). Until then readers (this handle included) see the file as
+    /// it was.
+    pub fn write_at_deferred(&self, buf: &[u8], off: u64) -> Result<usize> {
         self.writable()?;
-        self.m.pwrite(self.ino, off, data)
-    }
-
-    /// Moves the position.
-    pub fn seek(&self, to: SeekFrom) -> Result<u64> {
-        let mut pos = self.pos.lock();
-        let base = match to {
-            SeekFrom::Start(o) => Some(o),
-            SeekFrom::Current(d) => pos.checked_add_signed(d),
-            SeekFrom::End(d) => self.m.stat(self.ino)?.size.checked_add_signed(d),
-        };
-        *pos = base.ok_or_else(|| {
-            CoreError::InvalidArgument("seek before the start of the file".into())
-        })?;
-        Ok(*pos)
-    }
-
-    /// Writes at `off` like [`Self::pwrite`], but leaves the new written
-    /// extent and size uncommitted until [`Self::commit`], [`Self::fsync`]
-    /// or close: one transaction for many writes (bulk copies). Until then
-    /// readers (this handle included) see the file as it was.
-    pub fn pwrite_deferred(&self, data: &[u8], off: u64) -> Result<usize> {
-        self.writable()?;
-        if data.is_empty() {
+        crate::fsops::check_range("write", off, buf.len() as u64)?;
+        if buf.is_empty() {
             return Ok(0);
         }
         let mut p = self.pending.lock();
-        self.m.pwrite_data(self.ino, off, data, &mut p)?;
-        Ok(data.len())
+        self.m.write_data(self.ino, off, buf, &mut p)?;
+        Ok(buf.len())
     }
 
-    /// Commits what [`Self::pwrite_deferred`] wrote.
+    /// Commits what [`Self::write_at_deferred`] wrote.
     pub fn commit(&self) -> Result<()> {
         let mut p = self.pending.lock();
         if p.blocks.is_empty() && p.end == 0 {
@@ -257,34 +159,116 @@ impl File<'_> {
     }
 
     /// Commits pending writes and makes the file's data and all committed
-    /// metadata durable.
-    pub fn fsync(&self) -> Result<()> {
+    /// metadata durable (`fsync`).
+    pub fn sync_all(&self) -> Result<()> {
         self.commit()?;
         self.m.device().sync()
     }
 
-    /// Attributes of the open file.
-    pub fn fstat(&self) -> Result<Stat> {
-        self.m.stat(self.ino)
+    /// Attributes of the open file (`fstat`).
+    pub fn getattr(&self) -> Result<Attr> {
+        self.m.getattr(self.ino)
     }
 
     /// Sets the size (`ftruncate`).
     pub fn set_len(&self, len: u64) -> Result<()> {
         self.writable()?;
-        self.m.truncate_ino(self.ino, len)
+        self.m.truncate(self.ino, len)
     }
 
     /// Allocates blocks for `[off, off + len)` (`fallocate`).
     pub fn allocate(&self, off: u64, len: u64, mode: FallocMode) -> Result<()> {
         self.writable()?;
-        self.m.fallocate_mode(self.ino, off, len, mode)
+        self.m.fallocate(self.ino, off, len, mode)
+    }
+
+    fn read_pos(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut pos = self.pos.lock();
+        let n = self.m.read_at(self.ino, buf, *pos)?;
+        *pos += n as u64;
+        Ok(n)
+    }
+
+    fn write_pos(&self, buf: &[u8]) -> Result<usize> {
+        self.writable()?;
+        let mut pos = self.pos.lock();
+        if self.opts.append {
+            *pos = self.m.getattr(self.ino)?.size;
+        }
+        let n = self.m.write_at(self.ino, buf, *pos)?;
+        *pos += n as u64;
+        Ok(n)
+    }
+
+    fn seek_pos(&self, to: SeekFrom) -> Result<u64> {
+        let mut pos = self.pos.lock();
+        let new = match to {
+            SeekFrom::Start(o) => Some(o),
+            SeekFrom::Current(d) => pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.m.getattr(self.ino)?.size.checked_add_signed(d),
+        };
+        *pos = new
+            .filter(|&p| p <= crate::fsops::MAX_FILE_SIZE)
+            .ok_or_else(|| {
+                CoreError::InvalidArgument(
+                    "seek before the start of the file or past the largest file size".into(),
+                )
+            })?;
+        Ok(*pos)
     }
 }
 
-impl Drop for File<'_> {
+impl io::Read for &File {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(self.read_pos(buf)?)
+    }
+}
+
+impl io::Read for File {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl io::Write for &File {
+    /// Writes at the position (the end with `append`), committed when it
+    /// returns.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(self.write_pos(buf)?)
+    }
+
+    /// Commits deferred writes (durability needs [`File::sync_all`]).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(self.commit()?)
+    }
+}
+
+impl io::Write for File {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self).flush()
+    }
+}
+
+impl io::Seek for &File {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        Ok(self.seek_pos(to)?)
+    }
+}
+
+impl io::Seek for File {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        (&*self).seek(to)
+    }
+}
+
+impl Drop for File {
     fn drop(&mut self) {
         // Deferred writes are committed at close, as a file system would
-        // make them visible; errors surface through fsync, not here.
+        // make them visible; errors surface through sync_all, not here.
         let _ = self.commit();
         if self.m.open_count(self.ino, -1) == 0 {
             // The last handle of an unlinked file frees it; if that fails

@@ -70,6 +70,12 @@ pub fn check(meta: &MetaImage) -> FsckReport {
                 path,
                 if path.ends_with('/') { "" } else { "/" }
             );
+            if let Err(bad) = crate::names::check_name(&e.name) {
+                r.problems.push(format!(
+                    "directory {path}: entry {name:?} (direntry {}): {bad}",
+                    e.deno
+                ));
+            }
             seen_dentries.insert(e.deno);
             // Extension direntries of long names.
             let mut ext = meta

@@ -7,22 +7,18 @@ use crate::ns::FileBlock;
 use crate::tx::Tx;
 use pfs_format::direntry::split_name;
 use pfs_format::inode::{INODE_TYPE_DIR, INODE_TYPE_FILE, NO_DIRENTRY};
-use pfs_format::layout::{BLOCK_SIZE, OBJ_SIZE, ROOT_INO};
+use pfs_format::layout::{BLOCK_SIZE, OBJ_SIZE};
 use pfs_format::{FormatError, MetaType, ObjectId};
 use std::collections::BTreeMap;
 
 /// Largest size change one truncate transaction makes (`file_shrink_size`).
 const SHRINK_STEP: u64 = 10 << 30;
 
-fn name_error(e: FormatError, shown: &str) -> CoreError {
+fn name_error(e: FormatError, name: &[u8]) -> CoreError {
+    let name = String::from_utf8_lossy(name).into_owned();
     match e {
-        FormatError::NameTooLong { .. } => CoreError::NameTooLong {
-            path: shown.to_owned(),
-        },
-        FormatError::InvalidName { reason } => CoreError::BadPath {
-            path: shown.to_owned(),
-            reason,
-        },
+        FormatError::NameTooLong { .. } => CoreError::NameTooLong { path: name },
+        FormatError::InvalidName { reason } => CoreError::InvalidName { name, reason },
         other => other.into(),
     }
 }
@@ -74,8 +70,9 @@ fn link_extensions(tx: &mut Tx<'_>, exts: &[ObjectId]) {
 /// Adds entry `name` for a new inode to directory `dir` (`pfs_dir_add`):
 /// logs the new direntry, the new inode, the directory inode, any
 /// extension direntries of a long name, then the directory's old last entry.
-fn dir_add(tx: &mut Tx<'_>, dir: u64, name: &[u8], is_dir: bool, shown: &str) -> Result<u64> {
-    let pieces = split_name(name).map_err(|e| name_error(e, shown))?;
+pub(crate) fn dir_add(tx: &mut Tx<'_>, dir: u64, name: &[u8], is_dir: bool) -> Result<u64> {
+    crate::names::check_name(name)?;
+    let pieces = split_name(name).map_err(|e| name_error(e, name))?;
     let de_id = tx.alloc(MetaType::DirEntry)?;
     let in_id = tx.alloc(MetaType::Inode)?;
     let (dir_id, _) = tx.view_no(MetaType::Inode, dir)?;
@@ -127,7 +124,7 @@ fn dir_add(tx: &mut Tx<'_>, dir: u64, name: &[u8], is_dir: bool, shown: &str) ->
 /// Removes inode `ino`'s entry from directory `dir` (`pfs_dir_del`): logs
 /// the direntry, the inode (left orphaned), the directory inode, the
 /// neighbouring entries, then the freed extension direntries.
-fn dir_del(tx: &mut Tx<'_>, dir: u64, ino: u64) -> Result<()> {
+pub(crate) fn dir_del(tx: &mut Tx<'_>, dir: u64, ino: u64) -> Result<()> {
     let (in_id, in_mo) = tx.view_no(MetaType::Inode, ino)?;
     let (de_id, de_mo) = tx.view_no(MetaType::DirEntry, in_mo.inode().in_deno.get())?;
     let (dir_id, _) = tx.view_no(MetaType::Inode, dir)?;
@@ -158,7 +155,7 @@ fn dir_del(tx: &mut Tx<'_>, dir: u64, ino: u64) -> Result<()> {
 
 /// Frees an orphaned inode and any blocks it still has
 /// (`pfs_inodephy_release`).
-fn release_inode(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
+pub(crate) fn release_inode(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
     let (in_id, in_mo) = tx.view_no(MetaType::Inode, ino)?;
     tx.take(in_id);
     let mut next = in_mo.mo_next.get();
@@ -245,98 +242,28 @@ fn truncate_step(
     Ok(())
 }
 
+/// The largest size (and end of any write or allocation) a PFS file may
+/// have: 2^63 − 1 bytes, as the reference's `off_t` allows.
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+/// Refuses a range ending past [`MAX_FILE_SIZE`]; returns its end.
+pub(crate) fn check_range(what: &'static str, off: u64, len: u64) -> Result<u64> {
+    let end = u128::from(off) + u128::from(len);
+    if end > u128::from(MAX_FILE_SIZE) {
+        return Err(CoreError::FileTooBig {
+            what,
+            value: end,
+            max: MAX_FILE_SIZE,
+        });
+    }
+    Ok(end as u64)
+}
+
+fn refuse_system(ino: u64, op: &'static str) -> Result<()> {
+    crate::namespace::refuse_system(ino, op, || format!("inode {ino}"))
+}
+
 impl Mount {
-    /// Resolves all but the last component to a directory; returns it and
-    /// the last name.
-    fn parent_of<'p>(&self, components: &'p [String], shown: &str) -> Result<(u64, &'p str)> {
-        let (name, parent) = components.split_last().ok_or_else(|| CoreError::Exists {
-            path: shown.to_owned(),
-        })?;
-        if name == "." || name == ".." {
-            return Err(CoreError::Exists {
-                path: shown.to_owned(),
-            });
-        }
-        let dir = self.resolve(parent, true, shown)?;
-        Ok((dir, name.as_str()))
-    }
-
-    fn lookup_in(&self, dir: u64, name: &str) -> Result<Option<u64>> {
-        let st = self.state.read();
-        Ok(st.meta.find(dir, name.as_bytes())?.map(|e| e.ino))
-    }
-
-    /// Creates directory `components` (`mkdir`); with `parents`, creates
-    /// missing parents and accepts an existing directory (`mkdir -p`).
-    pub fn mkdir(&self, components: &[String], parents: bool, shown: &str) -> Result<u64> {
-        if parents {
-            let mut dir = ROOT_INO;
-            for c in components.iter().filter(|c| c.as_str() != ".") {
-                dir = match self.lookup_in(dir, c)? {
-                    Some(ino) => {
-                        if !self.stat(ino)?.is_dir {
-                            return Err(CoreError::NotDir {
-                                path: shown.to_owned(),
-                            });
-                        }
-                        ino
-                    }
-                    None => self.write_tx(|tx| dir_add(tx, dir, c.as_bytes(), true, shown))?,
-                };
-            }
-            return Ok(dir);
-        }
-        let (dir, name) = self.parent_of(components, shown)?;
-        if self.lookup_in(dir, name)?.is_some() {
-            return Err(CoreError::Exists {
-                path: shown.to_owned(),
-            });
-        }
-        self.write_tx(|tx| dir_add(tx, dir, name.as_bytes(), true, shown))
-    }
-
-    /// Creates file `components`, or opens it if it exists and `exclusive`
-    /// is false; returns its inode.
-    pub fn create(&self, components: &[String], exclusive: bool, shown: &str) -> Result<u64> {
-        let (dir, name) = self.parent_of(components, shown)?;
-        if let Some(ino) = self.lookup_in(dir, name)? {
-            if exclusive {
-                return Err(CoreError::Exists {
-                    path: shown.to_owned(),
-                });
-            }
-            if self.stat(ino)?.is_dir {
-                return Err(CoreError::IsDir {
-                    path: shown.to_owned(),
-                });
-            }
-            return Ok(ino);
-        }
-        self.write_tx(|tx| dir_add(tx, dir, name.as_bytes(), false, shown))
-    }
-
-    /// Removes file `components` and frees its inode and blocks.
-    pub fn unlink(&self, components: &[String], shown: &str) -> Result<()> {
-        let (dir, name) = self.parent_of(components, shown)?;
-        let ino = self
-            .lookup_in(dir, name)?
-            .ok_or_else(|| CoreError::NotFound {
-                path: shown.to_owned(),
-            })?;
-        if self.stat(ino)?.is_dir {
-            return Err(CoreError::IsDir {
-                path: shown.to_owned(),
-            });
-        }
-        self.write_tx(|tx| dir_del(tx, dir, ino))?;
-        if self.is_open(ino) {
-            // Freed when its last handle closes.
-            return Ok(());
-        }
-        self.truncate_ino(ino, 0)?;
-        self.write_tx(|tx| release_inode(tx, ino))
-    }
-
     /// Frees inode `ino` if it is an orphan (unlinked, no name left).
     pub(crate) fn release_if_orphan(&self, ino: u64) -> Result<()> {
         let orphan = {
@@ -347,8 +274,8 @@ impl Mount {
         if !orphan {
             return Ok(());
         }
-        if !self.stat(ino)?.is_dir {
-            self.truncate_ino(ino, 0)?;
+        if !self.getattr(ino)?.is_dir() {
+            self.shrink(ino, 0)?;
         }
         self.write_tx(|tx| release_inode(tx, ino))
     }
@@ -377,31 +304,35 @@ impl Mount {
         Ok(())
     }
 
-    /// `fallocate` with a mode (see [`crate::file::FallocMode`]).
-    pub fn fallocate_mode(
-        &self,
-        ino: u64,
-        off: u64,
-        len: u64,
-        mode: crate::file::FallocMode,
-    ) -> Result<()> {
+    /// Gives file `ino` blocks for `[off, off + len)` (`fallocate`); unless
+    /// `mode.keep_size`, grows the size to cover the range. New blocks read
+    /// as zeros unless `mode.no_hide_stale`. A range needing more blocks
+    /// than are free fails at once with `NoSpace`.
+    pub fn fallocate(&self, ino: u64, off: u64, len: u64, mode: FallocMode) -> Result<()> {
         if len == 0 {
             return Err(CoreError::InvalidArgument(
                 "fallocate: length must be positive".into(),
             ));
         }
-        let end = off
-            .checked_add(len)
-            .ok_or_else(|| CoreError::InvalidArgument("fallocate: range overflows".into()))?;
-        let st = self.stat(ino)?;
-        if st.is_dir {
+        let end = check_range("fallocate", off, len)?;
+        refuse_system(ino, "allocating space in it")?;
+        let st = self.getattr(ino)?;
+        if st.is_dir() {
             return Err(CoreError::IsDir {
                 path: format!("inode {ino}"),
             });
         }
         let blocks = self.blocks(ino)?;
+        let range = off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE);
+        let have = blocks.range(range.clone()).count() as u64;
+        let free = self.state.read().meta.counts(MetaType::BlkTag).0;
+        if range.end - range.start - have > free {
+            return Err(CoreError::NoSpace {
+                what: MetaType::BlkTag.name(),
+            });
+        }
         self.write_tx(|tx| {
-            for blkid in off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE) {
+            for blkid in range {
                 if !blocks.contains_key(&blkid) {
                     let bt = add_block(tx, ino, blkid)?;
                     if mode.no_hide_stale {
@@ -418,44 +349,41 @@ impl Mount {
         })
     }
 
-    /// Removes empty directory `components`.
-    pub fn rmdir(&self, components: &[String], shown: &str) -> Result<()> {
-        let (dir, name) = self.parent_of(components, shown)?;
-        let ino = self
-            .lookup_in(dir, name)?
-            .ok_or_else(|| CoreError::NotFound {
-                path: shown.to_owned(),
-            })?;
-        let st = self.stat(ino)?;
-        if !st.is_dir {
-            return Err(CoreError::NotDir {
-                path: shown.to_owned(),
-            });
-        }
-        if !self.read_dir(ino)?.is_empty() {
-            return Err(CoreError::NotEmpty {
-                path: shown.to_owned(),
-            });
-        }
-        self.write_tx(|tx| dir_del(tx, dir, ino))?;
-        self.write_tx(|tx| release_inode(tx, ino))
+    /// Sets the size of file `ino`, freeing blocks past the new end. A
+    /// shrink runs in steps of at most 10 GiB of file (one transaction
+    /// each, as the reference's); address space without blocks is skipped,
+    /// so the work follows the blocks the file has, and the size after any
+    /// step is consistent with the blocks left.
+    pub fn truncate(&self, ino: u64, len: u64) -> Result<()> {
+        check_range("truncate", len, 0)?;
+        refuse_system(ino, "truncating it")?;
+        self.shrink(ino, len)
     }
 
-    /// Sets the size of file `ino`, freeing blocks past the new end.
-    pub fn truncate_ino(&self, ino: u64, len: u64) -> Result<()> {
+    fn shrink(&self, ino: u64, len: u64) -> Result<()> {
         loop {
-            let st = self.stat(ino)?;
-            if st.is_dir {
+            let st = self.getattr(ino)?;
+            if st.is_dir() {
                 return Err(CoreError::IsDir {
                     path: format!("inode {ino}"),
                 });
             }
-            let step = if st.size > len && st.size - len > SHRINK_STEP {
+            let blocks = self.blocks(ino)?;
+            let mut step = if st.size > len && st.size - len > SHRINK_STEP {
                 st.size - SHRINK_STEP
             } else {
                 len
             };
-            let blocks = self.blocks(ino)?;
+            if blocks.range(step.div_ceil(BLOCK_SIZE)..).next().is_none() {
+                // Nothing to free down to `step`: go straight down to the
+                // end of the last block (or `len`).
+                let last_end = blocks
+                    .keys()
+                    .next_back()
+                    .map(|b| (b + 1) * BLOCK_SIZE)
+                    .unwrap_or(0);
+                step = step.min(last_end.max(len));
+            }
             self.write_tx(|tx| truncate_step(tx, ino, step, &blocks, st.size))?;
             if step == len {
                 return Ok(());
@@ -463,27 +391,19 @@ impl Mount {
         }
     }
 
-    /// Gives file `ino` blocks for `[off, off + len)`; unless `keep_size`,
-    /// grows the size to cover the range. New blocks read as zeros.
-    pub fn fallocate_ino(&self, ino: u64, off: u64, len: u64, keep_size: bool) -> Result<()> {
-        let mode = crate::file::FallocMode {
-            keep_size,
-            no_hide_stale: false,
-        };
-        self.fallocate_mode(ino, off, len, mode)
-    }
-
-    /// Writes `data` at `off` of file `ino`: allocates missing blocks (one
+    /// Writes `buf` at `off` of file `ino`: allocates missing blocks (one
     /// transaction), writes the data (zeroing any gap after a block's
     /// written part), then commits the new written extents and size.
-    pub fn pwrite(&self, ino: u64, off: u64, data: &[u8]) -> Result<usize> {
-        if data.is_empty() {
+    pub fn write_at(&self, ino: u64, buf: &[u8], off: u64) -> Result<usize> {
+        check_range("write", off, buf.len() as u64)?;
+        refuse_system(ino, "writing to it")?;
+        if buf.is_empty() {
             return Ok(0);
         }
         let mut pending = Extents::default();
-        self.pwrite_data(ino, off, data, &mut pending)?;
+        self.write_data(ino, off, buf, &mut pending)?;
         self.commit_extents(ino, &pending)?;
-        Ok(data.len())
+        Ok(buf.len())
     }
 
     /// The data half of a write: allocates missing blocks (one
@@ -491,24 +411,27 @@ impl Mount {
     /// gap after a block's written part) and records in `pending` how far
     /// each block's written part and the file now reach. Nothing about the
     /// new extents is committed until [`Self::commit_extents`].
-    pub(crate) fn pwrite_data(
+    pub(crate) fn write_data(
         &self,
         ino: u64,
         off: u64,
         data: &[u8],
         pending: &mut Extents,
     ) -> Result<()> {
-        let end = off
-            .checked_add(data.len() as u64)
-            .ok_or_else(|| CoreError::InvalidArgument("write: range overflows".into()))?;
-        if self.stat(ino)?.is_dir {
+        let end = check_range("write", off, data.len() as u64)?;
+        refuse_system(ino, "writing to it")?;
+        if self.getattr(ino)?.is_dir() {
             return Err(CoreError::IsDir {
                 path: format!("inode {ino}"),
             });
         }
         let blocks = self.blocks(ino)?;
         if (off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE)).any(|b| !blocks.contains_key(&b)) {
-            self.fallocate_ino(ino, off, data.len() as u64, true)?;
+            let mode = FallocMode {
+                keep_size: true,
+                no_hide_stale: false,
+            };
+            self.fallocate(ino, off, data.len() as u64, mode)?;
         }
         let blocks = self.blocks(ino)?;
         let mut pos = off;
@@ -541,9 +464,9 @@ impl Mount {
     }
 
     /// Commits the written extents and size recorded by
-    /// [`Self::pwrite_data`] in one transaction (nothing when nothing grew).
+    /// [`Self::write_data`] in one transaction (nothing when nothing grew).
     pub(crate) fn commit_extents(&self, ino: u64, pending: &Extents) -> Result<()> {
-        let size = self.stat(ino)?.size;
+        let size = self.getattr(ino)?.size;
         let blocks = self.blocks(ino)?;
         let grown: Vec<(ObjectId, u64)> = pending
             .blocks
@@ -569,6 +492,17 @@ impl Mount {
     }
 }
 
+/// How `fallocate` treats new blocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FallocMode {
+    /// Do not change the file size (`FALLOC_FL_KEEP_SIZE`).
+    pub keep_size: bool,
+    /// Mark new blocks as written: their old bytes become visible
+    /// instead of zeros (`FALLOC_FL_NO_HIDE_STALE`, used by PolarDB for
+    /// files it initialises itself).
+    pub no_hide_stale: bool,
+}
+
 /// Written extents not yet committed: how far each block's written part
 /// and the file reach after writes whose metadata is still pending.
 #[derive(Debug, Default, Clone)]
@@ -583,15 +517,15 @@ pub(crate) struct Extents {
 /// `newname` (`pfs_dir_move`): logs the old and new directory inodes, the
 /// entry (renamed in place), its inode, the old neighbours, the extension
 /// direntries the names need, then the new directory's old last entry.
-fn dir_move(
+pub(crate) fn dir_move(
     tx: &mut Tx<'_>,
     odir: u64,
     deno: u64,
     ndir: u64,
     newname: &[u8],
-    shown: &str,
 ) -> Result<()> {
-    let pieces = split_name(newname).map_err(|e| name_error(e, shown))?;
+    crate::names::check_name(newname)?;
+    let pieces = split_name(newname).map_err(|e| name_error(e, newname))?;
     let (odir_id, _) = tx.view_no(MetaType::Inode, odir)?;
     let (ndir_id, _) = tx.view_no(MetaType::Inode, ndir)?;
     let (de_id, de_mo) = tx.view_no(MetaType::DirEntry, deno)?;
@@ -653,86 +587,4 @@ fn dir_move(
     }
     tx.take(in_id).inode_mut().in_ctime.set(now);
     Ok(())
-}
-
-impl Mount {
-    /// Renames `from` to `to` atomically; an existing target of the same
-    /// kind (a file, or an empty directory) is replaced.
-    pub fn rename(
-        &self,
-        from: &[String],
-        to: &[String],
-        from_shown: &str,
-        to_shown: &str,
-    ) -> Result<()> {
-        let (odir, oname) = self.parent_of(from, from_shown)?;
-        let src = self
-            .lookup_in(odir, oname)?
-            .ok_or_else(|| CoreError::NotFound {
-                path: from_shown.to_owned(),
-            })?;
-        let (ndir, nname) = self.parent_of(to, to_shown)?;
-        let src_dir = self.stat(src)?.is_dir;
-        // A directory may not move into itself.
-        if src_dir {
-            let mut cur = ndir;
-            let st = self.state.read();
-            for _ in 0..4096 {
-                if cur == src {
-                    return Err(CoreError::InvalidArgument(format!(
-                        "rename: cannot move {from_shown} into itself ({to_shown})"
-                    )));
-                }
-                if cur == ROOT_INO {
-                    break;
-                }
-                let (_, i) = st.meta.inode(cur)?;
-                let (_, de) = st.meta.lookup(MetaType::DirEntry, i.in_deno.get())?;
-                cur = de.direntry().de_dirino.get() as u64;
-            }
-        }
-        let target = self.lookup_in(ndir, nname)?;
-        if target == Some(src) {
-            return Ok(());
-        }
-        if let Some(t) = target {
-            let t_dir = self.stat(t)?.is_dir;
-            if t_dir != src_dir {
-                return Err(if t_dir {
-                    CoreError::IsDir {
-                        path: to_shown.to_owned(),
-                    }
-                } else {
-                    CoreError::NotDir {
-                        path: to_shown.to_owned(),
-                    }
-                });
-            }
-            if t_dir && !self.read_dir(t)?.is_empty() {
-                return Err(CoreError::NotEmpty {
-                    path: to_shown.to_owned(),
-                });
-            }
-        }
-        let deno = self.state.read().meta.inode(src)?.1.in_deno.get();
-        self.write_tx(|tx| {
-            if let Some(t) = target {
-                dir_del(tx, ndir, t)?;
-            }
-            dir_move(tx, odir, deno, ndir, nname.as_bytes(), to_shown)
-        })?;
-        if let Some(t) = target {
-            self.truncate_ino_any(t)?;
-            self.write_tx(|tx| release_inode(tx, t))?;
-        }
-        Ok(())
-    }
-
-    /// Frees a replaced inode's blocks (files only).
-    fn truncate_ino_any(&self, ino: u64) -> Result<()> {
-        if self.stat(ino)?.is_dir {
-            return Ok(());
-        }
-        self.truncate_ino(ino, 0)
-    }
 }

@@ -22,6 +22,8 @@ pub struct MetaImage {
     pub chunks: Vec<ChunkPhy>,
     /// Objects by chunk, then type (block tags, direntries, inodes), then oid.
     sets: Vec<[Vec<MetaObjPhy>; 3]>,
+    /// Per-directory name index, kept in step by [`MetaImage::set`].
+    pub(crate) names: parking_lot::Mutex<crate::names::NameIndex>,
 }
 
 fn type_index(t: MetaType) -> usize {
@@ -93,6 +95,7 @@ impl MetaImage {
             nchunk,
             chunks,
             sets,
+            names: Default::default(),
         })
     }
 
@@ -107,9 +110,11 @@ impl MetaImage {
         Ok((id, self.get(id)))
     }
 
-    /// Replaces object `id`.
+    /// Replaces object `id` (and notes the change for the name index).
     pub fn set(&mut self, id: ObjectId, mo: MetaObjPhy) {
-        self.sets[id.chunk as usize][type_index(id.mtype)][id.oid as usize] = mo;
+        let slot = &mut self.sets[id.chunk as usize][type_index(id.mtype)][id.oid as usize];
+        self.names.get_mut().note(id, slot, &mo);
+        *slot = mo;
     }
 
     /// Objects of type `t` in `chunk`, by oid.

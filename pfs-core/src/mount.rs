@@ -12,7 +12,7 @@ use crate::error::{CoreError, Result};
 use crate::hostlock::HostLock;
 use crate::lease::{Lease, Slots};
 use crate::meta::{DeviceLog, MetaImage, Replayed};
-use crate::ns::{Entry, FileBlock};
+use crate::ns::FileBlock;
 use crate::tx::Tx;
 use parking_lot::RwLock;
 use pfs_format::layout::{BLOCK_SIZE, SECTOR_SIZE};
@@ -82,12 +82,15 @@ pub struct MountOptions {
 }
 
 impl Default for MountOptions {
+    /// Host id 0, no takeover, no host lock, the default lease duration
+    /// ([`crate::lease::DEFAULT_LEASE_MS`]). Nothing is read from the
+    /// environment.
     fn default() -> Self {
         MountOptions {
             hostid: 0,
             force: false,
             lock_path: None,
-            lease_ms: crate::lease::lease_ms_from_env(),
+            lease_ms: crate::lease::DEFAULT_LEASE_MS,
         }
     }
 }
@@ -192,6 +195,26 @@ impl Mount {
             }
             Ok(m)
         })
+    }
+
+    /// Unmounts: flushes the device (a writer), releases the writer lease
+    /// and the host lock. Reports a failed flush, or that writes had been
+    /// stopped (a failed write or a lost lease), which dropping the mount
+    /// cannot. Open [`crate::file::File`]s hold the mount, so they must be
+    /// closed first (`Arc::try_unwrap`).
+    pub fn unmount(self) -> Result<()> {
+        let fenced = self.state.read().fenced.clone();
+        let flushed = if self.lease.lock().is_some() {
+            self.dev.sync()
+        } else {
+            Ok(())
+        };
+        drop(self);
+        flushed?;
+        match fenced {
+            Some(reason) => Err(CoreError::Fenced { reason }),
+            None => Ok(()),
+        }
     }
 
     /// Adds `delta` to inode `ino`'s open count; returns the new count.
@@ -350,29 +373,6 @@ impl Mount {
     }
 }
 
-/// What `stat` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    /// Inode number.
-    pub ino: u64,
-    /// Whether it is a directory.
-    pub is_dir: bool,
-    /// Size in bytes (directories: 128 per entry).
-    pub size: u64,
-    /// Blocks owned.
-    pub nblock: u64,
-    /// Link count.
-    pub nlink: u64,
-    /// `in_atime` (a change counter, not an access time).
-    pub atime: u64,
-    /// Modification time, seconds.
-    pub mtime: u64,
-    /// Change time, seconds.
-    pub ctime: u64,
-    /// Birth time, microseconds.
-    pub btime: u64,
-}
-
 /// The error for an inode that was removed by the writer while in use here.
 fn gone(ino: u64) -> CoreError {
     CoreError::NotFound {
@@ -386,70 +386,6 @@ const DU_NBLK_LIMIT: u64 = 1;
 const DU_ROUND: u64 = 128 << 10;
 
 impl Mount {
-    /// Resolves path components (with `.` and `..`) to an inode; with
-    /// `must_be_dir` the target must be a directory.
-    pub fn resolve(&self, components: &[String], must_be_dir: bool, shown: &str) -> Result<u64> {
-        self.refresh()?;
-        let st = self.state.read();
-        let meta = &st.meta;
-        let mut stack: Vec<u64> = vec![pfs_format::layout::ROOT_INO];
-        for c in components {
-            let cur = *stack.last().unwrap_or(&pfs_format::layout::ROOT_INO);
-            if !meta.inode(cur)?.1.is_dir() {
-                return Err(CoreError::NotDir {
-                    path: shown.to_owned(),
-                });
-            }
-            match c.as_str() {
-                "." => {}
-                ".." => {
-                    if stack.len() > 1 {
-                        stack.pop();
-                    }
-                }
-                name => {
-                    let e =
-                        meta.find(cur, name.as_bytes())?
-                            .ok_or_else(|| CoreError::NotFound {
-                                path: shown.to_owned(),
-                            })?;
-                    stack.push(e.ino);
-                }
-            }
-        }
-        let ino = *stack.last().unwrap_or(&pfs_format::layout::ROOT_INO);
-        if must_be_dir && !meta.inode(ino)?.1.is_dir() {
-            return Err(CoreError::NotDir {
-                path: shown.to_owned(),
-            });
-        }
-        Ok(ino)
-    }
-
-    /// Attributes of inode `ino`.
-    pub fn stat(&self, ino: u64) -> Result<Stat> {
-        self.refresh()?;
-        let st = self.state.read();
-        let (_, i) = st.meta.inode(ino)?;
-        Ok(Stat {
-            ino,
-            is_dir: i.is_dir(),
-            size: i.in_size.get(),
-            nblock: i.in_nblock.get(),
-            nlink: i.in_nlink.get(),
-            atime: i.in_atime.get(),
-            mtime: i.in_mtime.get(),
-            ctime: i.in_ctime.get(),
-            btime: i.in_btime.get(),
-        })
-    }
-
-    /// Entries of directory `ino` in the order they were added.
-    pub fn read_dir(&self, ino: u64) -> Result<Vec<Entry>> {
-        self.refresh()?;
-        self.state.read().meta.read_dir(ino)
-    }
-
     /// Blocks of file `ino` by index inside the file.
     pub fn blocks(&self, ino: u64) -> Result<BTreeMap<u64, FileBlock>> {
         self.refresh()?;
@@ -459,7 +395,7 @@ impl Mount {
     /// Reads file `ino` at `off` into `buf`; returns the bytes read (short
     /// at end of file). Unallocated ranges and bytes past a block's written
     /// part read as zeros.
-    pub fn read(&self, ino: u64, off: u64, buf: &mut [u8]) -> Result<usize> {
+    pub fn read_at(&self, ino: u64, buf: &mut [u8], off: u64) -> Result<usize> {
         self.refresh()?;
         const ATTEMPTS: usize = 8;
         for _ in 0..ATTEMPTS {

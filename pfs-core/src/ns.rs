@@ -10,7 +10,7 @@ use crate::error::{CoreError, Result};
 use crate::meta::MetaImage;
 use pfs_format::blktag::NO_HOLE;
 use pfs_format::direntry::assemble_name;
-use pfs_format::layout::{BLOCK_SIZE, MAX_NAME_LEN, ROOT_INO};
+use pfs_format::layout::{BLOCK_SIZE, ROOT_INO};
 use pfs_format::{
     CorruptKind, Expected, FormatError, InodePhy, Location, MetaObjPhy, MetaType, ObjectId,
 };
@@ -40,7 +40,7 @@ pub struct FileBlock {
     pub holeoff: i32,
 }
 
-fn broken(t: MetaType, number: u64, what: &'static str, found: u64) -> CoreError {
+pub(crate) fn broken(t: MetaType, number: u64, what: &'static str, found: u64) -> CoreError {
     FormatError::Corrupt {
         kind: CorruptKind::DanglingObject,
         at: Box::new(Location::object(t, number)),
@@ -106,75 +106,45 @@ impl MetaImage {
         Ok(out)
     }
 
-    /// Looks `name` up in directory `dir`. Entries whose first 64-byte
-    /// name piece differs are skipped without assembling their names.
+    /// Looks `name` up in directory `dir` through the directory's name
+    /// index (built on first use, kept in step with every change).
     pub fn find(&self, dir: u64, name: &[u8]) -> Result<Option<Entry>> {
-        let (mo, inode) = self.inode(dir)?;
+        let (_, inode) = self.inode(dir)?;
         if !inode.is_dir() {
             return Err(CoreError::NotDir {
                 path: format!("inode {dir}"),
             });
         }
-        let head_len = name.len().min(pfs_format::layout::DE_NAME_SIZE);
-        let limit = u64::from(self.nchunk) * u64::from(MetaType::DirEntry.per_chunk());
-        let mut next = mo.mo_next.get();
-        let mut seen = 0u64;
-        while next != 0 {
-            let (_, de_mo) = self.lookup(MetaType::DirEntry, next)?;
-            let de = de_mo.direntry();
-            if !de_mo.is_used() || de.de_dirino.get() != dir as i64 || seen > limit {
-                return Err(broken(
-                    MetaType::DirEntry,
-                    next,
-                    "an entry of its directory's chain",
-                    dir,
-                ));
-            }
-            let piece = &de.de_name[..];
-            let candidate = piece[..head_len] == name[..head_len]
-                && (name.len() >= pfs_format::layout::DE_NAME_SIZE || piece[head_len] == 0);
-            if candidate {
-                let full = assemble_name(next, de, |n| {
-                    let id = ObjectId::from_number(MetaType::DirEntry, n, self.nchunk)?;
-                    Ok(*self.get(id).direntry())
-                })?;
-                if full == name {
-                    return Ok(Some(Entry {
-                        deno: next,
-                        name: full,
-                        ino: de.de_ino.get() as u64,
-                    }));
-                }
-            }
-            next = de_mo.mo_next.get();
-            seen += 1;
-        }
-        Ok(None)
+        self.names.lock().find(self, dir, name)
     }
 
-    /// Resolves path components from the root to an inode number.
-    pub fn resolve(&self, components: &[&[u8]], shown: &str) -> Result<u64> {
-        let mut ino = ROOT_INO;
-        for c in components {
-            if c.len() > MAX_NAME_LEN {
-                return Err(CoreError::NameTooLong {
-                    path: shown.to_owned(),
-                });
-            }
-            let (_, inode) = self.inode(ino)?;
-            if !inode.is_dir() {
-                return Err(CoreError::NotDir {
-                    path: shown.to_owned(),
-                });
-            }
-            ino = self
-                .find(ino, c)?
-                .ok_or_else(|| CoreError::NotFound {
-                    path: shown.to_owned(),
-                })?
-                .ino;
+    /// The full name of head direntry `deno`.
+    pub(crate) fn entry_name(&self, deno: u64) -> Result<Vec<u8>> {
+        let (_, mo) = self.lookup(MetaType::DirEntry, deno)?;
+        Ok(assemble_name(deno, mo.direntry(), |n| {
+            let id = ObjectId::from_number(MetaType::DirEntry, n, self.nchunk)?;
+            Ok(*self.get(id).direntry())
+        })?)
+    }
+
+    /// The directory holding directory `dir` (the root's parent is the
+    /// root).
+    pub fn parent(&self, dir: u64) -> Result<u64> {
+        if dir == ROOT_INO {
+            return Ok(ROOT_INO);
         }
-        Ok(ino)
+        let (_, i) = self.inode(dir)?;
+        let (_, de) = self.lookup(MetaType::DirEntry, i.in_deno.get())?;
+        let parent = de.direntry().de_dirino.get();
+        if !de.is_used() || de.direntry().de_ino.get() != dir as i64 || parent < 0 {
+            return Err(broken(
+                MetaType::Inode,
+                dir,
+                "a directory with an entry in its parent",
+                i.in_deno.get(),
+            ));
+        }
+        Ok(parent as u64)
     }
 
     /// The blocks of file `ino` by block index inside the file.

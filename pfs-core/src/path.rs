@@ -2,8 +2,10 @@
 //!
 //! As in the reference: after the first `/`, further leading slashes are
 //! skipped; the PBD name runs to the next `/`, which must exist (`/nvme1n1`
-//! alone is invalid, `/nvme1n1/` is the root); empty components are ignored;
-//! a trailing `/` means the target must be a directory.
+//! alone is invalid, `/nvme1n1/` is the root). What follows is the path
+//! inside the filesystem, which the mount's one resolver takes apart
+//! ([`crate::mount::Mount::resolve`]: empty components ignored, `.` and `..`
+//! followed, a trailing `/` requires a directory).
 
 use crate::error::{CoreError, Result};
 use pfs_format::layout::{MAX_NAME_LEN, MAX_PATH_LEN, MAX_PBD_NAME_LEN};
@@ -13,10 +15,9 @@ use pfs_format::layout::{MAX_NAME_LEN, MAX_PATH_LEN, MAX_PBD_NAME_LEN};
 pub struct PfsPath {
     /// The PBD name.
     pub pbd: String,
-    /// Components inside the filesystem (`.` and `..` kept).
-    pub components: Vec<String>,
-    /// Whether the path ended in `/` (the target must be a directory).
-    pub trailing_slash: bool,
+    /// The path inside the filesystem, from the `/` after the PBD name
+    /// (`/` for the root).
+    pub inner: String,
     /// The path as given, for messages.
     pub shown: String,
 }
@@ -44,19 +45,12 @@ impl PfsPath {
         if pbd.len() > MAX_PBD_NAME_LEN {
             return Err(CoreError::NameTooLong { path: s.to_owned() });
         }
-        let components: Vec<String> = inner
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if components.iter().any(|c| c.len() > MAX_NAME_LEN) {
+        if inner.split('/').any(|c| c.len() > MAX_NAME_LEN) {
             return Err(CoreError::NameTooLong { path: s.to_owned() });
         }
         Ok(PfsPath {
             pbd: pbd.to_owned(),
-            components,
-            // The in-filesystem path starts at the '/' after the PBD name.
-            trailing_slash: inner.is_empty() || inner.ends_with('/'),
+            inner: format!("/{inner}"),
             shown: s.to_owned(),
         })
     }
@@ -70,10 +64,9 @@ mod tests {
     fn parses_like_the_reference() {
         let p = PfsPath::parse("/nvme1n1/shared_data//pg_wal/0001").unwrap();
         assert_eq!(p.pbd, "nvme1n1");
-        assert_eq!(p.components, vec!["shared_data", "pg_wal", "0001"]);
-        assert!(!p.trailing_slash);
+        assert_eq!(p.inner, "/shared_data//pg_wal/0001");
         let root = PfsPath::parse("//nvme1n1/").unwrap();
-        assert!(root.components.is_empty() && root.trailing_slash);
+        assert_eq!(root.inner, "/");
         for bad in ["/d", "/nvme1n1", "/", "//", "nvme1n1/d"] {
             assert!(PfsPath::parse(bad).is_err(), "{bad}");
         }

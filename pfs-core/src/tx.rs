@@ -51,6 +51,12 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// The committed metadata the transaction starts from (what checks made
+    /// under the transaction must look at).
+    pub(crate) fn meta(&self) -> &'a MetaImage {
+        self.meta
+    }
+
     /// The object as this transaction sees it, without taking it.
     pub(crate) fn view(&self, id: ObjectId) -> MetaObjPhy {
         self.objs

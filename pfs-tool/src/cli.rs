@@ -268,9 +268,9 @@ pub struct WriteArgs {
 /// `truncate -l len path`.
 #[derive(Debug, Args)]
 pub struct TruncateArgs {
-    /// New size in bytes.
-    #[arg(short = 'l')]
-    pub length: u64,
+    /// New size in bytes (decimal, 0x hex or 0 octal).
+    #[arg(short = 'l', allow_hyphen_values = true)]
+    pub length: String,
     /// `/<pbd>/<file>`.
     pub path: String,
 }
@@ -278,12 +278,12 @@ pub struct TruncateArgs {
 /// `fallocate [-o off] -l len path`.
 #[derive(Debug, Args)]
 pub struct FallocateArgs {
-    /// Start of the range.
-    #[arg(short = 'o', default_value_t = 0)]
-    pub offset: u64,
+    /// Start of the range (decimal, 0x hex or 0 octal).
+    #[arg(short = 'o', allow_hyphen_values = true)]
+    pub offset: Option<String>,
     /// Length of the range.
-    #[arg(short = 'l')]
-    pub length: u64,
+    #[arg(short = 'l', allow_hyphen_values = true)]
+    pub length: String,
     /// `/<pbd>/<file>`.
     pub path: String,
 }
@@ -331,7 +331,7 @@ pub struct ReadArgs {
     /// Offset (decimal, 0x hex or 0 octal).
     #[arg(short = 'o', allow_hyphen_values = true)]
     pub offset: Option<String>,
-    /// Length (negative: to end of file).
+    /// Length (default: to end of file).
     #[arg(short = 'l', allow_hyphen_values = true)]
     pub length: Option<String>,
     /// `/<pbd>/<file>`.

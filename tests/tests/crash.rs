@@ -10,7 +10,7 @@
 use pfs_core::mkfs::{mkfs, MkfsOptions};
 use pfs_core::mount::{Mode, Mount, MountOptions};
 use pfs_core::sim::CrashDevice;
-use pfs_core::{Device, MemDevice};
+use pfs_core::{Device, FileType, MemDevice};
 use pfs_format::layout::CHUNK_SIZE;
 use std::sync::Arc;
 
@@ -26,15 +26,15 @@ fn snapshot(m: &Mount) -> Vec<Seen> {
 }
 
 fn walk(m: &Mount, dir: u64, prefix: &str, out: &mut Vec<Seen>) {
-    for e in m.read_dir(dir).unwrap() {
+    for e in m.readdir(dir).unwrap().collect::<Vec<_>>() {
         let path = format!("{prefix}/{}", String::from_utf8_lossy(&e.name));
-        let st = m.stat(e.ino).unwrap();
-        if st.is_dir {
+        let st = m.getattr(e.ino).unwrap();
+        if st.is_dir() {
             out.push((path.clone(), true, st.size, String::new()));
             walk(m, e.ino, &path, out);
         } else if e.ino > 2 {
             let mut buf = vec![0u8; st.size as usize];
-            let n = m.read(e.ino, 0, &mut buf).unwrap();
+            let n = m.read_at(e.ino, &mut buf, 0).unwrap();
             out.push((path, false, st.size, pfs_tests::sha256_hex(&buf[..n])));
         }
     }
@@ -46,13 +46,6 @@ fn opts() -> MountOptions {
         lease_ms: 3_600_000,
         ..MountOptions::default()
     }
-}
-
-fn comps(p: &str) -> Vec<String> {
-    p.split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Runs the workload; returns the snapshot after each operation and the
@@ -79,7 +72,7 @@ fn workload(m: &Mount, dev: &CrashDevice, record: bool) -> (Vec<Vec<Seen>>, Vec<
                 let parent = dirs[next() % dirs.len()].clone();
                 let d = format!("{parent}/d{i}");
                 dirs.push(d.clone());
-                m.mkdir(&comps(&d), false, &d).map(|_| ())
+                m.mkdir_path(&d).map(|_| ())
             }
             2 | 3 => {
                 let parent = dirs[next() % dirs.len()].clone();
@@ -90,27 +83,27 @@ fn workload(m: &Mount, dev: &CrashDevice, record: bool) -> (Vec<Vec<Seen>>, Vec<
                 };
                 let f = format!("{parent}/{name}");
                 files.push(f.clone());
-                m.create(&comps(&f), true, &f).map(|_| ())
+                m.create_path(&f, FileType::File).map(|_| ())
             }
             4 | 5 if !files.is_empty() => {
                 let f = files[next() % files.len()].clone();
-                let ino = m.resolve(&comps(&f), false, &f).unwrap();
-                let size = m.stat(ino).unwrap().size;
+                let ino = m.resolve(&f).unwrap();
+                let size = m.getattr(ino).unwrap().size;
                 let data: Vec<u8> = (0..(next() % 9000) + 1)
                     .map(|k| (k * 7 + i) as u8)
                     .collect();
-                m.pwrite(ino, size, &data).map(|_| ())
+                m.write_at(ino, &data, size).map(|_| ())
             }
             6 if !files.is_empty() => {
                 let f = files[next() % files.len()].clone();
-                let ino = m.resolve(&comps(&f), false, &f).unwrap();
-                let size = m.stat(ino).unwrap().size;
-                m.truncate_ino(ino, size / 2)
+                let ino = m.resolve(&f).unwrap();
+                let size = m.getattr(ino).unwrap().size;
+                m.truncate(ino, size / 2)
             }
             7 if !files.is_empty() => {
                 let k = next() % files.len();
                 let f = files.remove(k);
-                m.unlink(&comps(&f), &f)
+                m.unlink_path(&f)
             }
             8 if !files.is_empty() => {
                 let k = next() % files.len();
@@ -118,7 +111,7 @@ fn workload(m: &Mount, dev: &CrashDevice, record: bool) -> (Vec<Vec<Seen>>, Vec<
                 let parent = dirs[next() % dirs.len()].clone();
                 let to = format!("{parent}/r{i}");
                 files.push(to.clone());
-                m.rename(&comps(&f), &comps(&to), &f, &to)
+                m.rename_path(&f, &to)
             }
             _ => m.checkpoint(),
         };
@@ -186,8 +179,7 @@ fn every_crash_point_recovers_a_committed_state() {
                 // lease tests' business.)
                 img.write_at(&[0u8; 30 * 4096], (4 << 20) + 4096).unwrap();
                 let w = Mount::open_with(img.clone(), Mode::ReadWrite, &opts()).unwrap();
-                w.mkdir(&comps("/after-crash"), false, "/after-crash")
-                    .unwrap();
+                w.mkdir_path("/after-crash").unwrap();
                 drop(w);
                 let r = Mount::open_with(img, Mode::ReadOnly, &opts()).unwrap();
                 assert!(snapshot(&r)

@@ -204,7 +204,7 @@ impl Model {
     }
 }
 
-fn run(m: &Mount, op: &Op) -> Result<(), E> {
+fn run(m: &Arc<Mount>, op: &Op) -> Result<(), E> {
     let r = match op {
         Op::Create(p) => m
             .open_file(
@@ -224,10 +224,10 @@ fn run(m: &Mount, op: &Op) -> Result<(), E> {
                     ..OpenOptions::default()
                 },
             )
-            .and_then(|f| f.pwrite(data, *off).map(|_| ())),
+            .and_then(|f| f.write_at(data, *off).map(|_| ())),
         Op::Truncate(p, len) => m.truncate_path(p, *len),
         Op::Unlink(p) => m.unlink_path(p),
-        Op::Mkdir(p) => m.mkdir_path(p),
+        Op::Mkdir(p) => m.mkdir_path(p).map(|_| ()),
         Op::Rmdir(p) => m.rmdir_path(p),
         Op::Rename(a, b) => m.rename_path(a, b),
     };
@@ -240,18 +240,18 @@ fn tree(m: &Mount) -> BTreeMap<String, Node> {
     out.insert(String::new(), Node::Dir);
     let mut stack = vec![(0u64, String::new())];
     while let Some((dir, path)) = stack.pop() {
-        for e in m.read_dir(dir).unwrap() {
+        for e in m.readdir(dir).unwrap().collect::<Vec<_>>() {
             if e.ino == 1 || e.ino == 2 {
                 continue;
             }
             let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
-            let st = m.stat(e.ino).unwrap();
-            if st.is_dir {
+            let st = m.getattr(e.ino).unwrap();
+            if st.is_dir() {
                 out.insert(p.clone(), Node::Dir);
                 stack.push((e.ino, p));
             } else {
                 let mut v = vec![0u8; st.size as usize];
-                assert_eq!(m.read(e.ino, 0, &mut v).unwrap(), v.len());
+                assert_eq!(m.read_at(e.ino, &mut v, 0).unwrap(), v.len());
                 out.insert(p, Node::File(v));
             }
         }
@@ -273,7 +273,7 @@ fn check(ops: &[Op]) {
         lease_ms: 600_000,
         ..MountOptions::default()
     };
-    let m = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
+    let m = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap());
     let mut model = Model::new();
     for (i, op) in ops.iter().enumerate() {
         let want = model.apply(op);

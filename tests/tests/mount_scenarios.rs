@@ -7,17 +7,12 @@
 use pfs_core::mkfs::{mkfs, MkfsOptions};
 use pfs_core::mount::{Mode, Mount, MountOptions};
 use pfs_core::sim::FailingDevice;
+use pfs_core::FileType;
 use pfs_core::{CoreError, Device, MemDevice};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn comps(p: &str) -> Vec<String> {
-    p.split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 fn formatted(log_size: u64) -> Arc<dyn Device> {
     let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
@@ -41,10 +36,9 @@ fn host(hostid: u64, lease_ms: u32) -> MountOptions {
 }
 
 fn names(m: &Mount, dir: &str) -> Vec<String> {
-    let ino = m.resolve(&comps(dir), true, dir).unwrap();
-    m.read_dir(ino)
+    let ino = m.resolve(dir).unwrap();
+    m.readdir(ino)
         .unwrap()
-        .into_iter()
         .map(|e| String::from_utf8_lossy(&e.name).into_owned())
         .collect()
 }
@@ -53,7 +47,7 @@ fn names(m: &Mount, dir: &str) -> Vec<String> {
 fn second_writer_is_refused_naming_the_holder() {
     let dev = formatted(MIN_LOG_SIZE);
     let w1 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
-    w1.mkdir(&comps("/a"), false, "/a").unwrap();
+    w1.mkdir_path("/a").unwrap();
     match Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 60_000)) {
         Err(CoreError::Busy { what }) => assert!(what.contains("host 1"), "{what}"),
         Err(e) => panic!("wrong error: {e}"),
@@ -65,14 +59,14 @@ fn second_writer_is_refused_naming_the_holder() {
     // A clean unmount frees the lease.
     drop(w1);
     let w2 = Mount::open_with(dev, Mode::ReadWrite, &host(2, 60_000)).unwrap();
-    w2.mkdir(&comps("/b"), false, "/b").unwrap();
+    w2.mkdir_path("/b").unwrap();
 }
 
 #[test]
 fn forced_takeover_after_expiry_fences_the_stale_writer() {
     let dev = formatted(MIN_LOG_SIZE);
     let w1 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 400)).unwrap();
-    w1.mkdir(&comps("/one"), false, "/one").unwrap();
+    w1.mkdir_path("/one").unwrap();
     // While host 1 renews, even --force gives up after waiting.
     let started = Instant::now();
     let e = Mount::open_with(
@@ -103,14 +97,14 @@ fn forced_takeover_after_expiry_fences_the_stale_writer() {
         },
     )
     .unwrap();
-    w2.mkdir(&comps("/two"), false, "/two").unwrap();
+    w2.mkdir_path("/two").unwrap();
     // The stale writer's next commit is refused, and stays refused.
-    match w1.mkdir(&comps("/stale"), false, "/stale") {
+    match w1.mkdir_path("/stale") {
         Err(CoreError::Fenced { reason }) => assert!(reason.contains("host 2"), "{reason}"),
         other => panic!("stale writer committed: {other:?}"),
     }
     assert!(matches!(
-        w1.mkdir(&comps("/stale2"), false, "/stale2"),
+        w1.mkdir_path("/stale2"),
         Err(CoreError::Fenced { .. })
     ));
     drop(w1);
@@ -127,7 +121,7 @@ fn writer_without_lease_sees_foreign_commits_and_stops() {
     // stops writing instead of overwriting the other's entries.
     let dev = formatted(MIN_LOG_SIZE);
     let w1 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 400)).unwrap();
-    w1.mkdir(&comps("/w1"), false, "/w1").unwrap();
+    w1.mkdir_path("/w1").unwrap();
     w1.lease().unwrap().stop_renewing();
     // Without --force a silent holder is still refused; with it, host 2
     // waits the silence out and takes over.
@@ -144,11 +138,8 @@ fn writer_without_lease_sees_foreign_commits_and_stops() {
         },
     )
     .unwrap();
-    w2.mkdir(&comps("/x"), false, "/x").unwrap();
-    assert!(matches!(
-        w1.mkdir(&comps("/y"), false, "/y"),
-        Err(CoreError::Fenced { .. })
-    ));
+    w2.mkdir_path("/x").unwrap();
+    assert!(matches!(w1.mkdir_path("/y"), Err(CoreError::Fenced { .. })));
 }
 
 #[test]
@@ -167,28 +158,25 @@ fn follower_catches_up_and_reloads_after_checkpoint() {
     let dev = formatted(MIN_LOG_SIZE);
     let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
     let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2, 60_000)).unwrap();
-    w.mkdir(&comps("/a"), false, "/a").unwrap();
+    w.mkdir_path("/a").unwrap();
     assert_eq!(names(&r, "/"), vec![".pfs-paxos", ".pfs-journal", "a"]);
     // The writer checkpoints: the entries the reader has not seen are gone
     // from the journal's committed range; the reader reloads.
-    w.mkdir(&comps("/b"), false, "/b").unwrap();
+    w.mkdir_path("/b").unwrap();
     w.checkpoint().unwrap();
-    w.mkdir(&comps("/c"), false, "/c").unwrap();
+    w.mkdir_path("/c").unwrap();
     assert_eq!(
         names(&r, "/"),
         vec![".pfs-paxos", ".pfs-journal", "a", "b", "c"]
     );
-    let ino = w.create(&comps("/c/f"), true, "/c/f").unwrap();
-    w.pwrite(ino, 0, b"hello").unwrap();
-    let rino = r.resolve(&comps("/c/f"), false, "/c/f").unwrap();
+    let ino = w.create_path("/c/f", FileType::File).unwrap();
+    w.write_at(ino, b"hello", 0).unwrap();
+    let rino = r.resolve("/c/f").unwrap();
     let mut buf = [0u8; 16];
-    assert_eq!(r.read(rino, 0, &mut buf).unwrap(), 5);
+    assert_eq!(r.read_at(rino, &mut buf, 0).unwrap(), 5);
     assert_eq!(&buf[..5], b"hello");
     // A read-only mount refuses writes.
-    assert!(matches!(
-        r.mkdir(&comps("/no"), false, "/no"),
-        Err(CoreError::ReadOnly)
-    ));
+    assert!(matches!(r.mkdir_path("/no"), Err(CoreError::ReadOnly)));
 }
 
 #[test]
@@ -196,15 +184,16 @@ fn journal_wraps_many_times_without_loss() {
     let dev = formatted(MIN_LOG_SIZE);
     let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
     let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2, 60_000)).unwrap();
-    let ino = w.create(&comps("/big"), true, "/big").unwrap();
+    let ino = w.create_path("/big", FileType::File).unwrap();
     let mut wraps = 0u64;
     let mut last_head = w.leader().head_offset.get();
     let mut cycle = 0u64;
     while wraps < 6 {
         // ~1000 blocks in, then out: two transactions of ~1000 entries.
         let blocks = 900 + (cycle % 100);
-        w.fallocate_ino(ino, 0, blocks << 22, false).unwrap();
-        w.truncate_ino(ino, (cycle % 7) << 20).unwrap();
+        w.fallocate(ino, 0, blocks << 22, pfs_core::FallocMode::default())
+            .unwrap();
+        w.truncate(ino, (cycle % 7) << 20).unwrap();
         let head = w.leader().head_offset.get();
         if head < last_head {
             wraps += 1;
@@ -213,9 +202,7 @@ fn journal_wraps_many_times_without_loss() {
         cycle += 1;
         if cycle % 10 == 0 {
             // The follower keeps up whether or not the writer checkpointed.
-            let st = r
-                .stat(r.resolve(&comps("/big"), false, "/big").unwrap())
-                .unwrap();
+            let st = r.getattr(r.resolve("/big").unwrap()).unwrap();
             assert_eq!(st.size, ((cycle - 1) % 7) << 20);
         }
     }
@@ -225,9 +212,7 @@ fn journal_wraps_many_times_without_loss() {
     drop(w);
     for mode in [Mode::ReadOnly, Mode::ReadWrite] {
         let m = Mount::open_with(dev.clone(), mode, &host(1, 60_000)).unwrap();
-        let st = m
-            .stat(m.resolve(&comps("/big"), false, "/big").unwrap())
-            .unwrap();
+        let st = m.getattr(m.resolve("/big").unwrap()).unwrap();
         assert_eq!((st.size, st.nblock), (expect, nblock));
     }
 }
@@ -249,16 +234,13 @@ fn failing_device_stops_the_writer() {
         &host(1, 60_000),
     )
     .unwrap();
-    w.mkdir(&comps("/ok"), false, "/ok").unwrap();
+    w.mkdir_path("/ok").unwrap();
     dev.fail_after(1);
-    assert!(matches!(
-        w.mkdir(&comps("/bad"), false, "/bad"),
-        Err(CoreError::Io { .. })
-    ));
+    assert!(matches!(w.mkdir_path("/bad"), Err(CoreError::Io { .. })));
     // After a failed write the mount refuses further writes.
     dev.fail_after(u64::MAX / 2);
     assert!(matches!(
-        w.mkdir(&comps("/bad2"), false, "/bad2"),
+        w.mkdir_path("/bad2"),
         Err(CoreError::Fenced { .. })
     ));
     std::mem::forget(w);
@@ -276,7 +258,7 @@ fn read_write_mount_that_changes_nothing_writes_nothing() {
     };
     let before = snapshot(&dev);
     let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
-    assert!(w.mkdir(&comps("/"), false, "/").is_err());
+    assert!(w.mkdir_path("/").is_err());
     assert!(w.lease().is_none());
     drop(w);
     assert!(snapshot(&dev) == before);
@@ -288,7 +270,7 @@ fn background_follower_keeps_a_reader_current() {
     let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
     let r = Arc::new(Mount::open_with(dev, Mode::ReadOnly, &host(2, 60_000)).unwrap());
     let handle = r.spawn_follower(Duration::from_millis(5));
-    w.mkdir(&comps("/late"), false, "/late").unwrap();
+    w.mkdir_path("/late").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     // The leader record cached by the reader moves without any call on it.
     while r.leader().head_txid.get() == 0 {
@@ -324,9 +306,9 @@ fn many_threads_share_one_mount() {
                             },
                         )
                         .unwrap();
-                    f.write(&vec![t as u8; 1000 + i]).unwrap();
-                    f.write(b"end").unwrap();
-                    assert_eq!(f.fstat().unwrap().size, 1003 + i as u64);
+                    (&f).write_all(&vec![t as u8; 1000 + i]).unwrap();
+                    (&f).write_all(b"end").unwrap();
+                    assert_eq!(f.getattr().unwrap().size, 1003 + i as u64);
                 }
             })
         })
@@ -338,13 +320,13 @@ fn many_threads_share_one_mount() {
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!((report.dirs, report.files), (5, 102));
     drop(w);
-    let r = Mount::open_with(dev, Mode::ReadOnly, &host(2, 60_000)).unwrap();
+    let r = Arc::new(Mount::open_with(dev, Mode::ReadOnly, &host(2, 60_000)).unwrap());
     for t in 0..4u8 {
         let f = r
-            .open_file(&format!("/t{t}/f24"), Default::default())
+            .open_file(format!("/t{t}/f24"), Default::default())
             .unwrap();
         let mut buf = vec![0u8; 2000];
-        let n = f.read(&mut buf).unwrap();
+        let n = (&f).read(&mut buf).unwrap();
         assert_eq!(n, 1027);
         assert!(buf[..1024].iter().all(|&b| b == t) && &buf[1024..1027] == b"end");
     }
@@ -355,7 +337,7 @@ fn damaged_committed_entry_is_reported_with_its_place() {
     let dev = formatted(MIN_LOG_SIZE);
     let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
     for i in 0..5 {
-        w.mkdir(&comps(&format!("/d{i}")), false, "/d").unwrap();
+        w.mkdir_path(format!("/d{i}")).unwrap();
     }
     drop(w);
     // The journal's first block on a fresh 1-chunk device is block 2.

@@ -7,6 +7,7 @@
 
 use pfs_core::mkfs::{mkfs, MkfsOptions};
 use pfs_core::mount::{Mode, Mount, MountOptions};
+use pfs_core::FileType;
 use pfs_core::{Device, FileDevice};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
 use std::path::Path;
@@ -16,13 +17,6 @@ use std::time::{Duration, Instant};
 
 const ROUNDS: u64 = 150;
 const ENV: &str = "PFS_TWO_PROCESS_WRITER_IMAGE";
-
-fn comps(p: &str) -> Vec<String> {
-    p.split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 /// The writer's side; does nothing unless started by the reader test.
 #[test]
@@ -38,10 +32,10 @@ fn writer_child() {
     let m = Mount::open_with(dev, Mode::ReadWrite, &opts).unwrap();
     for i in 0..ROUNDS {
         let d = format!("/d{i}");
-        m.mkdir(&comps(&d), false, &d).unwrap();
+        m.mkdir_path(&d).unwrap();
         let f = format!("{d}/f");
-        let ino = m.create(&comps(&f), true, &f).unwrap();
-        m.pwrite(ino, 0, &[i as u8; 100]).unwrap();
+        let ino = m.create_path(&f, FileType::File).unwrap();
+        m.write_at(ino, &[i as u8; 100], 0).unwrap();
         if i % 50 == 49 {
             m.checkpoint().unwrap();
         }
@@ -50,7 +44,7 @@ fn writer_child() {
 
 /// Checks one observed state; returns how many rounds are visible.
 fn check_state(m: &Mount) -> u64 {
-    let root = m.read_dir(0).unwrap();
+    let root = m.readdir(0).unwrap().collect::<Vec<_>>();
     let names: Vec<String> = root
         .iter()
         .map(|e| String::from_utf8_lossy(&e.name).into_owned())
@@ -63,7 +57,7 @@ fn check_state(m: &Mount) -> u64 {
             format!("d{j}"),
             "directories appear in commit order"
         );
-        let inner = m.read_dir(e.ino).unwrap();
+        let inner = m.readdir(e.ino).unwrap().collect::<Vec<_>>();
         let complete = (j as u64) + 1 < k;
         if inner.is_empty() {
             assert!(!complete, "d{j} lost its file");
@@ -71,14 +65,14 @@ fn check_state(m: &Mount) -> u64 {
         }
         assert_eq!(inner.len(), 1);
         assert_eq!(inner[0].name, b"f");
-        let st = m.stat(inner[0].ino).unwrap();
+        let st = m.getattr(inner[0].ino).unwrap();
         if st.size == 0 {
             assert!(!complete, "d{j}/f lost its data");
             continue;
         }
         assert_eq!(st.size, 100);
         let mut buf = [0u8; 100];
-        assert_eq!(m.read(inner[0].ino, 0, &mut buf).unwrap(), 100);
+        assert_eq!(m.read_at(inner[0].ino, &mut buf, 0).unwrap(), 100);
         assert!(buf.iter().all(|&b| b == j as u8), "d{j}/f has torn data");
     }
     k
@@ -135,8 +129,8 @@ fn reader_follows_writer_process() {
             // One more look after the writer is done: everything is there.
             assert_eq!(check_state(&reader), ROUNDS);
             let last_dir = format!("/d{}/f", ROUNDS - 1);
-            let ino = reader.resolve(&comps(&last_dir), false, &last_dir).unwrap();
-            assert_eq!(reader.stat(ino).unwrap().size, 100);
+            let ino = reader.resolve(&last_dir).unwrap();
+            assert_eq!(reader.getattr(ino).unwrap().size, 100);
             break;
         }
         assert!(Instant::now() < deadline, "writer did not finish");

@@ -8,17 +8,18 @@
 //! 4 MiB buffers while the writer drains them.
 
 use pfs_core::device::AlignedBuf;
-use pfs_core::file::{FallocMode, File as PfsFile, OpenOptions};
 use pfs_core::lease::{node_id, pid_alive};
 use pfs_core::mount::Mount;
 use pfs_core::path::PfsPath;
 use pfs_core::CoreError;
+use pfs_core::{FallocMode, File as PfsFile, OpenOptions};
 use std::fs;
 use std::io::IsTerminal;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 
 /// Copy unit: 4 MiB, one PFS block.
 pub const CHUNK: usize = 4 << 20;
@@ -62,7 +63,7 @@ pub enum Place<'m> {
     /// A path inside a mounted PFS; `shown` is `/<pbd>/...` as given.
     Pfs {
         /// The mount.
-        mount: &'m Mount,
+        mount: &'m Arc<Mount>,
         /// Components inside the filesystem.
         comps: Vec<String>,
         /// The path as the user wrote it.
@@ -83,10 +84,15 @@ pub enum Kind {
 
 impl<'m> Place<'m> {
     /// A PFS place from a parsed path.
-    pub fn pfs(mount: &'m Mount, p: &PfsPath) -> Place<'m> {
+    pub fn pfs(mount: &'m Arc<Mount>, p: &PfsPath) -> Place<'m> {
         Place::Pfs {
             mount,
-            comps: p.components.clone(),
+            comps: p
+                .inner
+                .split('/')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
             shown: p.shown.clone(),
         }
     }
@@ -108,14 +114,10 @@ impl<'m> Place<'m> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Kind::Missing),
                 Err(e) => Err(io_err("cannot stat", p, e)),
             },
-            Place::Pfs {
-                mount,
-                comps,
-                shown,
-            } => match mount.resolve(comps, false, shown) {
+            Place::Pfs { mount, .. } => match mount.resolve(fs_path(self).unwrap_or_default()) {
                 Ok(ino) => {
-                    let st = mount.stat(ino)?;
-                    Ok(if st.is_dir {
+                    let st = mount.getattr(ino)?;
+                    Ok(if st.is_dir() {
                         Kind::Dir
                     } else {
                         Kind::File(st.size)
@@ -172,15 +174,10 @@ impl<'m> Place<'m> {
                 v.sort();
                 Ok(v)
             }
-            Place::Pfs {
-                mount,
-                comps,
-                shown,
-            } => {
-                let ino = mount.resolve(comps, true, shown)?;
+            Place::Pfs { mount, .. } => {
+                let ino = mount.resolve(format!("{}/", fs_path(self).unwrap_or_default()))?;
                 Ok(mount
-                    .read_dir(ino)?
-                    .into_iter()
+                    .readdir(ino)?
                     .filter(|e| !(ino == 0 && (e.ino == 1 || e.ino == 2)))
                     .map(|e| String::from_utf8_lossy(&e.name).into_owned())
                     .collect())
@@ -194,12 +191,8 @@ impl<'m> Place<'m> {
             Place::Local(p) => {
                 fs::create_dir(p).map_err(|e| io_err("cannot create directory", p, e))
             }
-            Place::Pfs {
-                mount,
-                comps,
-                shown,
-            } => mount
-                .mkdir(comps, false, shown)
+            Place::Pfs { mount, .. } => mount
+                .mkdir_path(fs_path(self).unwrap_or_default())
                 .map(|_| ())
                 .map_err(Into::into),
         }
@@ -209,7 +202,7 @@ impl<'m> Place<'m> {
 /// An open source.
 enum Reader<'a> {
     Local(fs::File),
-    Pfs(PfsFile<'a>),
+    Pfs(PfsFile, std::marker::PhantomData<&'a ()>),
 }
 
 impl Reader<'_> {
@@ -232,7 +225,7 @@ impl Reader<'_> {
                 }
                 Ok(n)
             }
-            Reader::Pfs(f) => Ok(f.pread(buf, off)?),
+            Reader::Pfs(f, _) => Ok(f.read_at(buf, off)?),
         }
     }
 }
@@ -288,12 +281,8 @@ pub fn copy_file(src: &Place<'_>, dst: &Place<'_>, progress: bool) -> Result<u64
             Place::Local(tp) => {
                 let _ = fs::remove_file(tp);
             }
-            Place::Pfs {
-                mount,
-                comps,
-                shown,
-            } => {
-                let _ = mount.unlink(comps, shown);
+            p @ Place::Pfs { mount, .. } => {
+                let _ = mount.unlink_path(fs_path(p).unwrap_or_default());
             }
         }
     }
@@ -329,12 +318,8 @@ fn remove_stale_temps(dir: &Place<'_>) {
             Place::Local(p) => {
                 let _ = fs::remove_file(p);
             }
-            Place::Pfs {
-                mount,
-                comps,
-                shown,
-            } => {
-                let _ = mount.unlink(&comps, &shown);
+            p @ Place::Pfs { mount, .. } => {
+                let _ = mount.unlink_path(fs_path(&p).unwrap_or_default());
             }
         }
     }
@@ -368,8 +353,9 @@ fn open_reader<'m>(p: &Place<'m>) -> Result<Reader<'m>, CopyError> {
         }
         Place::Pfs { mount, shown, .. } => Reader::Pfs(
             mount
-                .open_file(&fs_path(p).unwrap_or_default(), OpenOptions::default())
+                .open_file(fs_path(p).unwrap_or_default(), OpenOptions::default())
                 .map_err(|e| CopyError::from(e).with_path(shown))?,
+            std::marker::PhantomData,
         ),
     })
 }
@@ -485,7 +471,7 @@ fn copy_to_local(
 fn copy_to_pfs(
     reader: &Reader<'_>,
     size: u64,
-    mount: &Mount,
+    mount: &Arc<Mount>,
     tmp: &Place<'_>,
     dst: &Place<'_>,
     bar: bool,
@@ -519,29 +505,19 @@ fn copy_to_pfs(
                 },
             )?;
         }
-        out.pwrite_deferred(buf, off)
+        out.write_at_deferred(buf, off)
             .map(|_| ())
             .map_err(Into::into)
     })?;
-    out.fsync()?;
+    out.sync_all()?;
     drop(out);
-    let (
-        Place::Pfs {
-            comps: tc,
-            shown: ts,
-            ..
-        },
-        Place::Pfs {
-            comps: dc,
-            shown: ds,
-            ..
-        },
-    ) = (tmp, dst)
-    else {
+    let (Some(from), Some(to)) = (fs_path(tmp), fs_path(dst)) else {
         return Err(CopyError::new(22, "internal: not a PFS place"));
     };
     // One committed transaction swaps the new file in.
-    mount.rename(tc, dc, ts, ds)?;
+    mount
+        .rename_path(&from, &to)
+        .map_err(|e| CopyError::from(e).with_path(&dst.shown()))?;
     Ok(())
 }
 

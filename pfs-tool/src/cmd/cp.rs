@@ -15,6 +15,7 @@ use pfs_core::mount::{Mode, Mount};
 use pfs_core::path::PfsPath;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Whether `arg` names a file inside a PFS (see the module doc).
 pub fn is_pfs_path(arg: &str, device_dir: Option<&Path>) -> bool {
@@ -38,8 +39,8 @@ pub fn is_pfs_path(arg: &str, device_dir: Option<&Path>) -> bool {
 /// The mounts a copy needs: the destination's read-write, the source's
 /// read-only (or the same mount when both are on one device).
 struct Mounts {
-    src: Option<(PfsPath, Option<Mount>)>,
-    dst: Option<(PfsPath, Mount)>,
+    src: Option<(PfsPath, Option<Arc<Mount>>)>,
+    dst: Option<(PfsPath, Arc<Mount>)>,
 }
 
 impl Mounts {
@@ -122,7 +123,7 @@ fn same_place(a: &Place<'_>, b: &Place<'_>) -> bool {
                 comps: c2,
                 ..
             },
-        ) => std::ptr::eq(*m1, *m2) && c1 == c2,
+        ) => Arc::ptr_eq(m1, m2) && c1 == c2,
         _ => false,
     }
 }

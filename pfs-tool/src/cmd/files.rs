@@ -3,15 +3,17 @@
 //! reference's `<cmd> failed: <reason>` line goes to stdout (scripts look
 //! for it) and a detailed message to stderr.
 
-use super::{failed, parse_path, strerror, Context};
+use super::{failed, parse_path, shown, strerror, Context};
 use crate::cli::{DuArgs, MapArgs, PathArg, ReadArgs, TreeArgs};
 use crate::exit::{CmdResult, Failure};
 use pfs_core::clock::ctime;
-use pfs_core::mount::{Mode, Mount, Stat};
+use pfs_core::mount::{Mode, Mount};
 use pfs_core::path::PfsPath;
+use pfs_core::Attr;
 use pfs_core::CoreError;
 use pfs_format::layout::{BLKTAGS_PER_CHUNK, BLOCK_SIZE, CHUNK_SIZE};
 use std::io::Write;
+use std::sync::Arc;
 
 /// 512-byte units per 4 MiB block.
 const SECTORS_PER_BLOCK: u64 = BLOCK_SIZE / 512;
@@ -19,7 +21,7 @@ const SECTORS_PER_BLOCK: u64 = BLOCK_SIZE / 512;
 /// Mounts the PBD of `path` read-only.
 /// The mount answers every later call from the state it loaded, so the
 /// command sees one committed state even while a writer works.
-fn mount_ro(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> {
+fn mount_ro(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Arc<Mount>, Failure> {
     let m = ctx.mount(cmd, &path.pbd, Mode::ReadOnly)?;
     m.freeze();
     Ok(m)
@@ -48,23 +50,29 @@ fn open_target(
     arg: &str,
     must_be_dir: bool,
     out: &mut dyn Write,
-) -> Result<(Mount, PfsPath, u64), Failure> {
+) -> Result<(Arc<Mount>, PfsPath, u64), Failure> {
     let path = parse_path(cmd, arg, out)?;
     let m = mount_ro(ctx, cmd, &path)?;
     let ino = m
-        .resolve(&path.components, must_be_dir || path.trailing_slash, arg)
-        .map_err(|e| failed(cmd, out, &e))?;
+        .resolve(&path.inner)
+        .map_err(|e| failed(cmd, out, &shown(e, arg)))?;
+    if must_be_dir && !m.getattr(ino).map_err(|e| failed(cmd, out, &e))?.is_dir() {
+        let e = CoreError::NotDir {
+            path: arg.to_owned(),
+        };
+        return Err(failed(cmd, out, &e));
+    }
     Ok((m, path, ino))
 }
 
 /// `pfs ls`.
 pub fn ls(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     let (m, _, ino) = open_target(ctx, "ls", &a.path, true, out)?;
-    let entries = m.read_dir(ino).map_err(|e| failed("ls", out, &e))?;
+    let entries = m.readdir(ino).map_err(|e| failed("ls", out, &e))?;
     let mut total = 0u64;
     for e in entries {
-        let st = m.stat(e.ino).map_err(|err| failed("ls", out, &err))?;
-        let tag = if st.is_dir { "   Dir  " } else { "  File  " };
+        let st = m.getattr(e.ino).map_err(|err| failed("ls", out, &err))?;
+        let tag = if st.is_dir() { "   Dir  " } else { "  File  " };
         writeln!(
             out,
             "{tag}{:<4}  {:<16}  {}  {}",
@@ -101,15 +109,15 @@ fn walk_tree(
     ndir: &mut u64,
     nfile: &mut u64,
 ) -> CmdResult {
-    let entries = m.read_dir(dir).map_err(|e| failed("tree", out, &e))?;
+    let entries = m.readdir(dir).map_err(|e| failed("tree", out, &e))?;
     for e in entries {
-        let st = m.stat(e.ino).map_err(|err| failed("tree", out, &err))?;
+        let st = m.getattr(e.ino).map_err(|err| failed("tree", out, &err))?;
         let name = String::from_utf8_lossy(&e.name);
         let indent = " ".repeat(level);
         if verbose {
             // The reference prints ctime in both time columns.
             let t = ctime(st.ctime);
-            let ty = if st.is_dir { "Dir" } else { "File" };
+            let ty = if st.is_dir() { "Dir" } else { "File" };
             writeln!(
                 out,
                 "{indent}|-{name:<20}\t{ty}\t{:<10}\t{:<20}\t{t}\t{t}",
@@ -118,7 +126,7 @@ fn walk_tree(
         } else {
             writeln!(out, "{indent}|-{name}")?;
         }
-        if st.is_dir {
+        if st.is_dir() {
             *ndir += 1;
             walk_tree(m, e.ino, level + 1, verbose, out, ndir, nfile)?;
         } else {
@@ -131,8 +139,8 @@ fn walk_tree(
 /// `pfs stat`.
 pub fn stat(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     let (m, path, ino) = open_target(ctx, "stat", &a.path, false, out)?;
-    let st: Stat = m.stat(ino).map_err(|e| failed("stat", out, &e))?;
-    let tag = if st.is_dir { "   dir: " } else { "  file: " };
+    let st: Attr = m.getattr(ino).map_err(|e| failed("stat", out, &e))?;
+    let tag = if st.is_dir() { "   dir: " } else { "  file: " };
     writeln!(out, "{tag}{}", a.path)?;
     writeln!(
         out,
@@ -170,25 +178,44 @@ pub fn parse_c_u64(s: &str) -> Option<u64> {
     Some(if neg { v.wrapping_neg() } else { v })
 }
 
+/// Parses a numeric option as `strtoull` would; a negative value (or, with
+/// `positive`, zero) fails with EINVAL (`<cmd> failed: Invalid argument`),
+/// text that is not a number is a usage error.
+pub fn parse_arg(
+    cmd: &str,
+    what: &str,
+    s: &str,
+    positive: bool,
+    out: &mut dyn Write,
+) -> Result<u64, Failure> {
+    let v = parse_c_u64(s)
+        .ok_or_else(|| Failure::new(crate::exit::FAILURE, format!("{cmd}: bad {what} {s:?}")))?;
+    if s.trim_start().starts_with('-') && v != 0 {
+        let e = CoreError::InvalidArgument(format!("{cmd}: {what} {s} is negative"));
+        return Err(failed(cmd, out, &e));
+    }
+    if positive && v == 0 {
+        let e = CoreError::InvalidArgument(format!("{cmd}: {what} must be positive"));
+        return Err(failed(cmd, out, &e));
+    }
+    Ok(v)
+}
+
 /// `pfs read`.
 pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
     let off = match &a.offset {
-        Some(s) => parse_c_u64(s)
-            .ok_or_else(|| Failure::new(crate::exit::FAILURE, format!("read: bad offset {s:?}")))?,
+        Some(s) => parse_arg("read", "offset", s, false, out)?,
         None => 0,
     };
-    let len = match &a.length {
-        Some(s) => parse_c_u64(s)
-            .ok_or_else(|| Failure::new(crate::exit::FAILURE, format!("read: bad length {s:?}")))?,
-        None => u64::MAX,
+    let (len, to_eof) = match &a.length {
+        Some(s) => (parse_arg("read", "length", s, true, out)?, false),
+        None => (u64::MAX, true),
     };
-    let to_eof = (len as i64) < 0;
-    if (off as i64) < 0 {
-        let e = CoreError::InvalidArgument(format!("read: offset {} is negative", off as i64));
-        return Err(failed("read", out, &e));
-    }
     let (m, path, mut ino) = open_target(ctx, "read", &a.path, false, out)?;
-    if m.stat(ino).map_err(|e| failed("read", out, &e))?.is_dir {
+    if m.getattr(ino)
+        .map_err(|e| failed("read", out, &e))?
+        .is_dir()
+    {
         return Err(failed(
             "read",
             out,
@@ -210,14 +237,14 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
         if want == 0 {
             break;
         }
-        let n = match m.read(ino, pos, &mut buf[..want]) {
+        let n = match m.read_at(ino, &mut buf[..want], pos) {
             // Replaced by the writer before anything was printed: read the
             // file that has the name now.
             Err(CoreError::NotFound { .. }) if pos == off && retries < 3 => {
                 retries += 1;
                 ino = m
-                    .resolve(&path.components, path.trailing_slash, &a.path)
-                    .map_err(|e| failed("read", out, &e))?;
+                    .resolve(&path.inner)
+                    .map_err(|e| failed("read", out, &shown(e, &a.path)))?;
                 continue;
             }
             r => r.map_err(|e| failed("read", out, &e))?,
@@ -237,8 +264,8 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
 /// `pfs map`.
 pub fn map(ctx: &Context, a: &MapArgs, out: &mut dyn Write) -> CmdResult {
     let (m, _, ino) = open_target(ctx, "map", &a.path, false, out)?;
-    let st = m.stat(ino).map_err(|e| failed("map", out, &e))?;
-    if st.is_dir {
+    let st = m.getattr(ino).map_err(|e| failed("map", out, &e))?;
+    if st.is_dir() {
         let e = CoreError::IsDir {
             path: a.path.clone(),
         };
@@ -320,10 +347,10 @@ fn du_walk(
     all: bool,
     out: &mut dyn Write,
 ) -> Result<u64, Failure> {
-    let st = m.stat(ino).map_err(|e| failed("du", out, &e))?;
-    let usage = if st.is_dir {
+    let st = m.getattr(ino).map_err(|e| failed("du", out, &e))?;
+    let usage = if st.is_dir() {
         let mut sum = 0u64;
-        for e in m.read_dir(ino).map_err(|err| failed("du", out, &err))? {
+        for e in m.readdir(ino).map_err(|err| failed("du", out, &err))? {
             let child = format!("{path}/{}", String::from_utf8_lossy(&e.name));
             sum += du_walk(m, e.ino, &child, level + 1, depth, all, out)?;
         }
@@ -331,7 +358,7 @@ fn du_walk(
     } else {
         m.disk_usage(ino).map_err(|e| failed("du", out, &e))?
     };
-    if level <= depth && (level == 0 || st.is_dir || all) {
+    if level <= depth && (level == 0 || st.is_dir() || all) {
         writeln!(out, "{}\t{path}", usage >> 10)?;
     }
     Ok(usage)

@@ -36,6 +36,20 @@ pub fn failed(cmd: &str, out: &mut dyn Write, e: &CoreError) -> Failure {
     Failure::from_core(cmd, e)
 }
 
+/// Names the path as the user gave it in an error about it.
+pub fn shown(e: CoreError, arg: &str) -> CoreError {
+    let path = arg.to_owned();
+    match e {
+        CoreError::NotFound { .. } => CoreError::NotFound { path },
+        CoreError::NotDir { .. } => CoreError::NotDir { path },
+        CoreError::IsDir { .. } => CoreError::IsDir { path },
+        CoreError::Exists { .. } => CoreError::Exists { path },
+        CoreError::NotEmpty { .. } => CoreError::NotEmpty { path },
+        CoreError::SystemFile { op, .. } => CoreError::SystemFile { path, op },
+        other => other,
+    }
+}
+
 /// Parses a `/<pbd>/<path>` argument. A malformed path (no PBD, longer than
 /// 4095 bytes) exits 22 as in the reference; a name over 255 bytes fails
 /// like any other bad name.
@@ -53,6 +67,16 @@ pub fn parse_path(cmd: &str, arg: &str, out: &mut dyn Write) -> Result<PfsPath, 
         }
         Err(e) => Err(Failure::new(22, format!("{cmd}: {e}"))),
     }
+}
+
+/// The writer lease duration: `PFS_LEASE_MS` (at least 100) or the
+/// library's default.
+pub fn lease_ms_from_env() -> u32 {
+    std::env::var("PFS_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v: &u32| v >= 100)
+        .unwrap_or(pfs_core::lease::DEFAULT_LEASE_MS)
 }
 
 /// What every command gets from the global options.
@@ -89,7 +113,7 @@ impl Context {
     }
 
     /// Mounts PBD `name` read-only or read-write with the global options.
-    pub fn mount(&self, command: &str, name: &str, mode: Mode) -> Result<Mount, Failure> {
+    pub fn mount(&self, command: &str, name: &str, mode: Mode) -> Result<Arc<Mount>, Failure> {
         self.mount_as(command, name, mode, self.hostid)
     }
 
@@ -100,15 +124,17 @@ impl Context {
         name: &str,
         mode: Mode,
         hostid: u64,
-    ) -> Result<Mount, Failure> {
+    ) -> Result<Arc<Mount>, Failure> {
         let dev = self.open(command, name, mode == Mode::ReadWrite)?;
         let opts = MountOptions {
             hostid,
             force: self.force,
             lock_path: (mode == Mode::ReadWrite)
                 .then(|| pbd::lock_path(name, self.device_dir.as_deref())),
-            ..MountOptions::default()
+            lease_ms: lease_ms_from_env(),
         };
-        Mount::open_with(Arc::new(dev), mode, &opts).map_err(|e| Failure::from_core(command, &e))
+        Mount::open_with(Arc::new(dev), mode, &opts)
+            .map(Arc::new)
+            .map_err(|e| Failure::from_core(command, &e))
     }
 }

@@ -3,25 +3,26 @@
 //! host lock and the writer lease), runs, and unmounts; every change is
 //! committed to the journal before the command reports success.
 
-use super::{failed, parse_path, strerror, Context};
+use super::{failed, parse_path, shown, strerror, Context};
 use crate::cli::{FallocateArgs, MkdirArgs, PathArg, RenameArgs, RmArgs, TruncateArgs, WriteArgs};
-use crate::cmd::files::parse_c_u64;
+use crate::cmd::files::parse_arg;
 use crate::exit::{CmdResult, Failure};
 use pfs_core::mount::{Mode, Mount};
 use pfs_core::path::PfsPath;
-use pfs_core::CoreError;
+use pfs_core::{CoreError, FallocMode, OpenOptions};
 use pfs_format::layout::BLOCK_SIZE;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 /// Mounts the PBD of `path` read-write.
-fn mount_rw(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Mount, Failure> {
+fn mount_rw(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Arc<Mount>, Failure> {
     ctx.mount(cmd, &path.pbd, Mode::ReadWrite)
 }
 
-/// `pfs touch`.
+/// `pfs touch`: creates the file, or leaves an existing one as it is.
 pub fn touch(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     let p = parse_path("touch", &a.path, out)?;
-    if p.trailing_slash {
+    if p.inner.ends_with('/') {
         // A name with a trailing '/' names a directory: touch makes files.
         let e = CoreError::IsDir {
             path: a.path.clone(),
@@ -29,8 +30,12 @@ pub fn touch(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
         return Err(failed("touch", out, &e));
     }
     let m = mount_rw(ctx, "touch", &p)?;
-    m.create(&p.components, false, &a.path)
-        .map_err(|e| failed("touch", out, &e))?;
+    let o = OpenOptions {
+        create: true,
+        ..OpenOptions::default()
+    };
+    m.open_file(&p.inner, o)
+        .map_err(|e| failed("touch", out, &shown(e, &a.path)))?;
     Ok(())
 }
 
@@ -38,8 +43,12 @@ pub fn touch(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
 pub fn mkdir(ctx: &Context, a: &MkdirArgs, out: &mut dyn Write) -> CmdResult {
     let p = parse_path("mkdir", &a.path, out)?;
     let m = mount_rw(ctx, "mkdir", &p)?;
-    m.mkdir(&p.components, a.parents, &a.path)
-        .map_err(|e| failed("mkdir", out, &e))?;
+    if a.parents {
+        m.create_dir_all(&p.inner)
+    } else {
+        m.mkdir_path(&p.inner)
+    }
+    .map_err(|e| failed("mkdir", out, &shown(e, &a.path)))?;
     Ok(())
 }
 
@@ -60,18 +69,13 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// `pfs write [-o off] [-l len]`: stdin to a file, in 4 MiB pieces.
 pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn Write) -> CmdResult {
     let off = match &a.offset {
-        Some(s) => parse_c_u64(s).ok_or_else(|| {
-            Failure::new(crate::exit::FAILURE, format!("write: bad offset {s:?}"))
-        })?,
+        Some(s) => parse_arg("write", "offset", s, false, out)?,
         None => 0,
     };
-    let len = match &a.length {
-        Some(s) => parse_c_u64(s).ok_or_else(|| {
-            Failure::new(crate::exit::FAILURE, format!("write: bad length {s:?}"))
-        })?,
-        None => u64::MAX,
+    let (len, to_eof) = match &a.length {
+        Some(s) => (parse_arg("write", "length", s, true, out)?, false),
+        None => (u64::MAX, true),
     };
-    let to_eof = (len as i64) < 0;
     let p = parse_path("write", &a.path, out)?;
     let m = mount_rw(ctx, "write", &p)?;
     let report_fail = |out: &mut dyn Write, e: &CoreError| {
@@ -84,9 +88,14 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
         );
         Failure::from_core("write", e)
     };
-    let ino = m
-        .create(&p.components, false, &a.path)
-        .map_err(|e| failed("write", out, &e))?;
+    let o = OpenOptions {
+        create: true,
+        write: true,
+        ..OpenOptions::default()
+    };
+    let f = m
+        .open_file(&p.inner, o)
+        .map_err(|e| failed("write", out, &shown(e, &a.path)))?;
     let mut buf = vec![0u8; BLOCK_SIZE as usize];
     let mut pos = off;
     let mut left = len;
@@ -105,8 +114,8 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
         if n == 0 {
             break;
         }
-        m.pwrite(ino, pos, &buf[..n])
-            .map_err(|e| report_fail(out, &e))?;
+        f.write_at(&buf[..n], pos)
+            .map_err(|e| report_fail(out, &shown(e, &a.path)))?;
         pos += n as u64;
         if !to_eof {
             left -= n as u64;
@@ -123,41 +132,35 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
 
 /// `pfs truncate -l len`.
 pub fn truncate(ctx: &Context, a: &TruncateArgs, out: &mut dyn Write) -> CmdResult {
+    let len = parse_arg("truncate", "length", &a.length, false, out)?;
     let p = parse_path("truncate", &a.path, out)?;
     let m = mount_rw(ctx, "truncate", &p)?;
-    let ino = m
-        .resolve(&p.components, p.trailing_slash, &a.path)
-        .map_err(|e| failed("truncate", out, &e))?;
-    if m.stat(ino).map_err(|e| failed("truncate", out, &e))?.is_dir {
-        return Err(failed(
-            "truncate",
-            out,
-            &CoreError::IsDir {
-                path: a.path.clone(),
-            },
-        ));
-    }
-    m.truncate_ino(ino, a.length)
-        .map_err(|e| failed("truncate", out, &e))
+    m.truncate_path(&p.inner, len)
+        .map_err(|e| failed("truncate", out, &shown(e, &a.path)))
 }
 
 /// `pfs fallocate [-o off] -l len`.
 pub fn fallocate(ctx: &Context, a: &FallocateArgs, out: &mut dyn Write) -> CmdResult {
+    let off = match &a.offset {
+        Some(s) => parse_arg("fallocate", "offset", s, false, out)?,
+        None => 0,
+    };
+    let len = parse_arg("fallocate", "length", &a.length, true, out)?;
     let p = parse_path("fallocate", &a.path, out)?;
     let m = mount_rw(ctx, "fallocate", &p)?;
     let ino = m
-        .resolve(&p.components, p.trailing_slash, &a.path)
-        .map_err(|e| failed("fallocate", out, &e))?;
-    m.fallocate_ino(ino, a.offset, a.length, false)
-        .map_err(|e| failed("fallocate", out, &e))
+        .resolve(&p.inner)
+        .map_err(|e| failed("fallocate", out, &shown(e, &a.path)))?;
+    m.fallocate(ino, off, len, FallocMode::default())
+        .map_err(|e| failed("fallocate", out, &shown(e, &a.path)))
 }
 
 /// `pfs rmdir`.
 pub fn rmdir(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     let p = parse_path("rmdir", &a.path, out)?;
     let m = mount_rw(ctx, "rmdir", &p)?;
-    m.rmdir(&p.components, &a.path)
-        .map_err(|e| failed("rmdir", out, &e))
+    m.rmdir_path(&p.inner)
+        .map_err(|e| failed("rmdir", out, &shown(e, &a.path)))
 }
 
 /// `pfs rm [-r] path...`.
@@ -166,54 +169,64 @@ pub fn rm(ctx: &Context, a: &RmArgs, out: &mut dyn Write) -> CmdResult {
     for arg in &a.paths {
         let p = parse_path("rm", arg, out)?;
         let m = mount_rw(ctx, "rm", &p)?;
-        if let Err(f) = rm_one(&m, &p.components, arg, a.recursive, out) {
+        if let Err(f) = rm_path(&m, &p.inner, arg, a.recursive, out) {
             result = Err(f);
         }
     }
     result
 }
 
-fn rm_one(
+fn rm_path(
     m: &Mount,
-    comps: &[String],
-    shown: &str,
+    inner: &str,
+    shown_as: &str,
     recursive: bool,
     out: &mut dyn Write,
 ) -> CmdResult {
-    let ino = m
-        .resolve(comps, false, shown)
-        .map_err(|e| failed("rm", out, &e))?;
-    let st = m.stat(ino).map_err(|e| failed("rm", out, &e))?;
-    if !st.is_dir {
-        if ino == pfs_format::layout::PAXOS_FILE_INO || ino == pfs_format::layout::JOURNAL_FILE_INO
-        {
-            return Err(Failure::new(
-                crate::exit::FAILURE,
-                "rm: cannot remove paxos/journal file",
-            ));
-        }
-        return m.unlink(comps, shown).map_err(|e| failed("rm", out, &e));
+    let fail = |out: &mut dyn Write, e: CoreError| failed("rm", out, &shown(e, shown_as));
+    let ino = m.resolve(inner).map_err(|e| fail(out, e))?;
+    if ino == pfs_format::layout::ROOT_INO {
+        return Err(Failure::new(
+            crate::exit::FAILURE,
+            format!("rm: {shown_as} is the root directory"),
+        ));
+    }
+    let (dir, name) = m
+        .resolve_parent(inner.as_bytes())
+        .map_err(|e| fail(out, e))?;
+    rm_one(m, dir, name, shown_as, recursive, out)
+}
+
+fn rm_one(
+    m: &Mount,
+    dir: u64,
+    name: &[u8],
+    shown_as: &str,
+    recursive: bool,
+    out: &mut dyn Write,
+) -> CmdResult {
+    let fail = |out: &mut dyn Write, e: CoreError| failed("rm", out, &shown(e, shown_as));
+    let ino = m.lookup(dir, name).map_err(|e| fail(out, e))?;
+    let st = m.getattr(ino).map_err(|e| fail(out, e))?;
+    if !st.is_dir() {
+        return m.unlink(dir, name).map_err(|e| fail(out, e));
     }
     if !recursive {
-        let _ = writeln!(out, "rm failed: {}", strerror(21));
+        let e = CoreError::IsDir {
+            path: shown_as.to_owned(),
+        };
+        let _ = writeln!(out, "rm failed: {}", strerror(e.errno()));
         return Err(Failure::new(
             crate::exit::FAILURE,
-            format!("rm: {shown} is a directory (use -r)"),
+            format!("rm: {shown_as} is a directory (use -r)"),
         ));
     }
-    if comps.iter().all(|c| c == ".") {
-        return Err(Failure::new(
-            crate::exit::FAILURE,
-            format!("rm: {shown} is the root directory"),
-        ));
+    pfs_core::check_name(name).map_err(|e| fail(out, e))?;
+    for e in m.readdir(ino).map_err(|e| fail(out, e))? {
+        let child = format!("{shown_as}/{}", String::from_utf8_lossy(&e.name));
+        rm_one(m, ino, &e.name, &child, true, out)?;
     }
-    for e in m.read_dir(ino).map_err(|e| failed("rm", out, &e))? {
-        let name = String::from_utf8_lossy(&e.name).into_owned();
-        let mut child = comps.to_vec();
-        child.push(name.clone());
-        rm_one(m, &child, &format!("{shown}/{name}"), true, out)?;
-    }
-    m.rmdir(comps, shown).map_err(|e| failed("rm", out, &e))
+    m.rmdir(dir, name).map_err(|e| fail(out, e))
 }
 
 /// `pfs rename old new`.
@@ -227,6 +240,6 @@ pub fn rename(ctx: &Context, a: &RenameArgs, out: &mut dyn Write) -> CmdResult {
         ));
     }
     let m = mount_rw(ctx, "rename", &from)?;
-    m.rename(&from.components, &to.components, &a.from, &a.to)
+    m.rename_path(&from.inner, &to.inner)
         .map_err(|e| failed("rename", out, &e))
 }

@@ -45,11 +45,9 @@ pub fn tail(ctx: &Context, a: &TailArgs, out: &mut dyn Write) -> CmdResult {
 
     let p = parse_path("tail", &a.path, out)?;
     let m = ctx.mount("tail", &p.pbd, Mode::ReadOnly)?;
-    let ino = m
-        .resolve(&p.components, p.trailing_slash, &a.path)
-        .map_err(|e| failed("tail", out, &e))?;
-    let st = m.stat(ino).map_err(|e| failed("tail", out, &e))?;
-    if st.is_dir {
+    let ino = m.resolve(&p.inner).map_err(|e| failed("tail", out, &e))?;
+    let st = m.getattr(ino).map_err(|e| failed("tail", out, &e))?;
+    if st.is_dir() {
         return Err(failed(
             "tail",
             out,
@@ -61,7 +59,7 @@ pub fn tail(ctx: &Context, a: &TailArgs, out: &mut dyn Write) -> CmdResult {
     let mut seen = st.size;
     let mut buf = vec![0u8; PIECE];
     while !stop.load(Ordering::SeqCst) {
-        let size = m.stat(ino).map_err(|e| failed("tail", out, &e))?.size;
+        let size = m.getattr(ino).map_err(|e| failed("tail", out, &e))?.size;
         if size == seen {
             std::thread::sleep(POLL);
             continue;
@@ -70,7 +68,7 @@ pub fn tail(ctx: &Context, a: &TailArgs, out: &mut dyn Write) -> CmdResult {
         while pos < size && !stop.load(Ordering::SeqCst) {
             let want = ((size - pos) as usize).min(PIECE);
             let n = m
-                .read(ino, pos, &mut buf[..want])
+                .read_at(ino, &mut buf[..want], pos)
                 .map_err(|e| failed("tail", out, &e))?;
             if n == 0 {
                 break;

@@ -1,0 +1,613 @@
+//! The namespace API: inode based (`lookup(dir, name)`, `create(dir, name,
+//! kind)` ...), as a FUSE server or an SDK speaks it, and a thin path layer
+//! over one resolver.
+//!
+//! Names are bytes (they need not be UTF-8). Every change checks, inside
+//! its transaction (under the mount's metadata lock), what it depends on:
+//! two threads changing one directory through one [`Mount`] cannot both
+//! succeed where only one may.
+//!
+//! `.pfs-paxos` and `.pfs-journal` (inodes 1 and 2) hold the leader record
+//! and the journal: no operation renames, removes, writes, truncates or
+//! allocates them.
+
+use crate::error::{CoreError, Result};
+use crate::fsops::{dir_add, dir_del, dir_move, release_inode};
+use crate::meta::MetaImage;
+use crate::mount::Mount;
+use crate::names::check_name;
+use pfs_format::layout::{JOURNAL_FILE_INO, MAX_NAME_LEN, MAX_PATH_LEN, PAXOS_FILE_INO, ROOT_INO};
+
+/// The type of an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileType {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+}
+
+/// Attributes of an inode (`getattr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number (stable for the inode's life).
+    pub ino: u64,
+    /// File or directory.
+    pub kind: FileType,
+    /// Size in bytes (directories: 128 per entry).
+    pub size: u64,
+    /// 4 MiB blocks owned.
+    pub nblock: u64,
+    /// Link count.
+    pub nlink: u64,
+    /// `in_atime` (a change counter, not an access time).
+    pub atime: u64,
+    /// Modification time, seconds.
+    pub mtime: u64,
+    /// Change time, seconds.
+    pub ctime: u64,
+    /// Birth time, microseconds.
+    pub btime: u64,
+}
+
+impl Attr {
+    /// Whether it is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileType::Dir
+    }
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The name (any bytes but `/` and NUL).
+    pub name: Vec<u8>,
+    /// The inode it names.
+    pub ino: u64,
+    /// The inode's type.
+    pub kind: FileType,
+}
+
+/// The entries of a directory as of one committed state, in the order they
+/// were added (no `.` or `..`). Returned by [`Mount::readdir`].
+#[derive(Debug, Clone)]
+pub struct ReadDir {
+    entries: std::vec::IntoIter<DirEntry>,
+}
+
+impl Iterator for ReadDir {
+    type Item = DirEntry;
+    fn next(&mut self) -> Option<DirEntry> {
+        self.entries.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl ExactSizeIterator for ReadDir {}
+
+/// Whether `ino` is `.pfs-paxos` or `.pfs-journal`.
+pub(crate) fn is_system(ino: u64) -> bool {
+    ino == PAXOS_FILE_INO || ino == JOURNAL_FILE_INO
+}
+
+/// Refuses `op` on a system file.
+pub(crate) fn refuse_system(
+    ino: u64,
+    op: &'static str,
+    shown: impl FnOnce() -> String,
+) -> Result<()> {
+    if is_system(ino) {
+        return Err(CoreError::SystemFile { path: shown(), op });
+    }
+    Ok(())
+}
+
+fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+fn attr_of(meta: &MetaImage, ino: u64) -> Result<Attr> {
+    let (_, i) = meta.inode(ino)?;
+    Ok(Attr {
+        ino,
+        kind: if i.is_dir() {
+            FileType::Dir
+        } else {
+            FileType::File
+        },
+        size: i.in_size.get(),
+        nblock: i.in_nblock.get(),
+        nlink: i.in_nlink.get(),
+        atime: i.in_atime.get(),
+        mtime: i.in_mtime.get(),
+        ctime: i.in_ctime.get(),
+        btime: i.in_btime.get(),
+    })
+}
+
+/// One step of resolution: `.` is `dir`, `..` its parent (the root's is the
+/// root), anything else a name in `dir`. `None` when there is no such name.
+fn step(meta: &MetaImage, dir: u64, name: &[u8]) -> Result<Option<u64>> {
+    if !meta.inode(dir)?.1.is_dir() {
+        return Err(CoreError::NotDir {
+            path: format!("inode {dir}"),
+        });
+    }
+    match name {
+        b"." => Ok(Some(dir)),
+        b".." => meta.parent(dir).map(Some),
+        _ => {
+            if name.len() > MAX_NAME_LEN {
+                return Err(CoreError::NameTooLong { path: lossy(name) });
+            }
+            if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
+                return Err(check_name(name).err().unwrap_or(CoreError::InvalidName {
+                    name: lossy(name),
+                    reason: "not a name",
+                }));
+            }
+            Ok(meta.find(dir, name)?.map(|e| e.ino))
+        }
+    }
+}
+
+/// `name` in `dir`, or `NotFound`.
+fn lookup_in(meta: &MetaImage, dir: u64, name: &[u8]) -> Result<u64> {
+    step(meta, dir, name)?.ok_or_else(|| CoreError::NotFound { path: lossy(name) })
+}
+
+/// Whether `ino` is `dir` or lies below it.
+fn is_within(meta: &MetaImage, ino: u64, dir: u64) -> Result<bool> {
+    let mut cur = ino;
+    // A chain longer than the inodes a device can have is a cycle.
+    let limit = u64::from(meta.nchunk) * u64::from(pfs_format::layout::INODES_PER_CHUNK);
+    for _ in 0..=limit {
+        if cur == dir {
+            return Ok(true);
+        }
+        if cur == ROOT_INO {
+            return Ok(false);
+        }
+        cur = meta.parent(cur)?;
+    }
+    Err(crate::ns::broken(
+        pfs_format::MetaType::Inode,
+        ino,
+        "a directory chain that reaches the root",
+        limit,
+    ))
+}
+
+/// Creates `name` in `dir` in one transaction, checking under it that the
+/// name is free. With `exclusive` false an existing file is returned
+/// instead (`(ino, false)`).
+fn create_in(
+    m: &Mount,
+    dir: u64,
+    name: &[u8],
+    kind: FileType,
+    exclusive: bool,
+) -> Result<(u64, bool)> {
+    check_name(name)?;
+    m.write_tx(|tx| {
+        let meta = tx.meta();
+        if let Some(ino) = step(meta, dir, name)? {
+            if exclusive {
+                return Err(CoreError::Exists { path: lossy(name) });
+            }
+            return match (kind, meta.inode(ino)?.1.is_dir()) {
+                (FileType::File, true) => Err(CoreError::IsDir { path: lossy(name) }),
+                (FileType::Dir, false) => Err(CoreError::NotDir { path: lossy(name) }),
+                _ => Ok((ino, false)),
+            };
+        }
+        let ino = dir_add(tx, dir, name, kind == FileType::Dir)?;
+        Ok((ino, true))
+    })
+}
+
+impl Mount {
+    /// The inode `name` names in directory `dir`; `.` and `..` are `dir`
+    /// and its parent.
+    pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<u64> {
+        self.refresh()?;
+        lookup_in(&self.state.read().meta, dir, name)
+    }
+
+    /// Attributes of inode `ino`.
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        self.refresh()?;
+        attr_of(&self.state.read().meta, ino)
+    }
+
+    /// The entries of directory `dir`, as of one committed state.
+    pub fn readdir(&self, dir: u64) -> Result<ReadDir> {
+        self.refresh()?;
+        let st = self.state.read();
+        let entries = st
+            .meta
+            .read_dir(dir)?
+            .into_iter()
+            .map(|e| {
+                let kind = attr_of(&st.meta, e.ino)?.kind;
+                Ok(DirEntry {
+                    name: e.name,
+                    ino: e.ino,
+                    kind,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ReadDir {
+            entries: entries.into_iter(),
+        })
+    }
+
+    /// Creates a file or directory `name` in `dir`; returns its inode.
+    /// Fails with `Exists` if the name is taken, `InvalidName` or
+    /// `NameTooLong` for a name no entry may have.
+    pub fn create(&self, dir: u64, name: &[u8], kind: FileType) -> Result<u64> {
+        create_in(self, dir, name, kind, true).map(|(ino, _)| ino)
+    }
+
+    /// Removes file `name` from `dir`. If the file is open, its inode and
+    /// blocks stay until the last handle closes.
+    pub fn unlink(&self, dir: u64, name: &[u8]) -> Result<()> {
+        let ino = self.write_tx(|tx| {
+            let meta = tx.meta();
+            let ino = lookup_in(meta, dir, name)?;
+            refuse_system(ino, "removing it", || lossy(name))?;
+            if meta.inode(ino)?.1.is_dir() {
+                return Err(CoreError::IsDir { path: lossy(name) });
+            }
+            dir_del(tx, dir, ino)?;
+            Ok(ino)
+        })?;
+        self.release_unlinked(ino)
+    }
+
+    /// Frees a file whose name is gone, unless a handle still has it open.
+    fn release_unlinked(&self, ino: u64) -> Result<()> {
+        if self.is_open(ino) {
+            // Freed when its last handle closes.
+            return Ok(());
+        }
+        self.release_if_orphan(ino)
+    }
+
+    /// Removes empty directory `name` from `dir`.
+    pub fn rmdir(&self, dir: u64, name: &[u8]) -> Result<()> {
+        check_name(name)?;
+        let ino = self.write_tx(|tx| {
+            let meta = tx.meta();
+            let ino = lookup_in(meta, dir, name)?;
+            let (mo, i) = meta.inode(ino)?;
+            if !i.is_dir() {
+                return Err(CoreError::NotDir { path: lossy(name) });
+            }
+            if mo.mo_next.get() != 0 {
+                return Err(CoreError::NotEmpty { path: lossy(name) });
+            }
+            dir_del(tx, dir, ino)?;
+            Ok(ino)
+        })?;
+        self.write_tx(|tx| release_inode(tx, ino))
+    }
+
+    /// Renames `old_name` in `old_dir` to `new_name` in `new_dir`, in one
+    /// transaction. An existing target is replaced when POSIX allows it (a
+    /// file by a file, an empty directory by a directory); a directory
+    /// cannot move below itself.
+    pub fn rename(
+        &self,
+        old_dir: u64,
+        old_name: &[u8],
+        new_dir: u64,
+        new_name: &[u8],
+    ) -> Result<()> {
+        check_name(old_name)?;
+        check_name(new_name)?;
+        let replaced = self.write_tx(|tx| {
+            let meta = tx.meta();
+            let src = lookup_in(meta, old_dir, old_name)?;
+            refuse_system(src, "renaming it", || lossy(old_name))?;
+            let src_dir = meta.inode(src)?.1.is_dir();
+            if src_dir && is_within(meta, new_dir, src)? {
+                return Err(CoreError::InvalidArgument(format!(
+                    "rename: cannot move {} below itself",
+                    lossy(old_name)
+                )));
+            }
+            let target = step(meta, new_dir, new_name)?;
+            if target == Some(src) {
+                return Ok(None);
+            }
+            if let Some(t) = target {
+                refuse_system(t, "replacing it", || lossy(new_name))?;
+                let (t_mo, t_i) = meta.inode(t)?;
+                match (t_i.is_dir(), src_dir) {
+                    (true, false) => {
+                        return Err(CoreError::IsDir {
+                            path: lossy(new_name),
+                        })
+                    }
+                    (false, true) => {
+                        return Err(CoreError::NotDir {
+                            path: lossy(new_name),
+                        })
+                    }
+                    (true, true) if t_mo.mo_next.get() != 0 => {
+                        return Err(CoreError::NotEmpty {
+                            path: lossy(new_name),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            let deno = meta.inode(src)?.1.in_deno.get();
+            if let Some(t) = target {
+                dir_del(tx, new_dir, t)?;
+            }
+            dir_move(tx, old_dir, deno, new_dir, new_name)?;
+            Ok(target)
+        })?;
+        match replaced {
+            Some(t) => self.release_unlinked(t),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A path inside a filesystem, split.
+struct Split<'p> {
+    components: Vec<&'p [u8]>,
+    /// Ends in `/`: the target must be a directory.
+    must_be_dir: bool,
+    shown: String,
+}
+
+/// Splits an in-filesystem path (`/dir/file`): it starts with `/`, empty
+/// components are ignored, a trailing `/` requires a directory.
+fn split(path: &[u8]) -> Result<Split<'_>> {
+    let shown = lossy(path);
+    if path.len() > MAX_PATH_LEN {
+        return Err(CoreError::NameTooLong { path: shown });
+    }
+    if path.first() != Some(&b'/') {
+        return Err(CoreError::BadPath {
+            path: shown,
+            reason: "paths inside a filesystem start with '/'",
+        });
+    }
+    if path.contains(&0) {
+        return Err(CoreError::BadPath {
+            path: shown,
+            reason: "a path cannot contain a NUL byte",
+        });
+    }
+    let components: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    if components.iter().any(|c| c.len() > MAX_NAME_LEN) {
+        return Err(CoreError::NameTooLong { path: shown });
+    }
+    Ok(Split {
+        components,
+        must_be_dir: path.ends_with(b"/"),
+        shown,
+    })
+}
+
+/// Puts the whole path in a lookup error that names only one component.
+fn with_path(e: CoreError, shown: &str) -> CoreError {
+    match e {
+        CoreError::NotFound { .. } => CoreError::NotFound {
+            path: shown.to_owned(),
+        },
+        CoreError::NotDir { .. } => CoreError::NotDir {
+            path: shown.to_owned(),
+        },
+        CoreError::NameTooLong { .. } => CoreError::NameTooLong {
+            path: shown.to_owned(),
+        },
+        other => other,
+    }
+}
+
+/// Resolves components from the root in one committed state: the one
+/// resolver every path operation uses.
+fn walk(meta: &MetaImage, components: &[&[u8]], must_be_dir: bool) -> Result<u64> {
+    let mut ino = ROOT_INO;
+    for c in components {
+        ino = lookup_in(meta, ino, c)?;
+    }
+    if must_be_dir && !meta.inode(ino)?.1.is_dir() {
+        return Err(CoreError::NotDir {
+            path: format!("inode {ino}"),
+        });
+    }
+    Ok(ino)
+}
+
+impl Mount {
+    /// Resolves an in-filesystem path (`/dir/file`, `.` and `..` allowed;
+    /// a trailing `/` requires a directory) to an inode.
+    pub fn resolve(&self, path: impl AsRef<[u8]>) -> Result<u64> {
+        let p = split(path.as_ref())?;
+        self.refresh()?;
+        walk(&self.state.read().meta, &p.components, p.must_be_dir)
+            .map_err(|e| with_path(e, &p.shown))
+    }
+
+    /// Resolves all but the last component of `path` to a directory;
+    /// returns it and the last component. The root alone has no last
+    /// component (`Exists`, as creating it would be).
+    pub fn resolve_parent<'p>(&self, path: &'p [u8]) -> Result<(u64, &'p [u8])> {
+        let p = split(path)?;
+        let (last, parents) = p.components.split_last().ok_or_else(|| CoreError::Exists {
+            path: p.shown.clone(),
+        })?;
+        self.refresh()?;
+        let dir =
+            walk(&self.state.read().meta, parents, true).map_err(|e| with_path(e, &p.shown))?;
+        Ok((dir, last))
+    }
+
+    /// Attributes of the file or directory at `path`.
+    pub fn stat_path(&self, path: impl AsRef<[u8]>) -> Result<Attr> {
+        let ino = self.resolve(path)?;
+        self.getattr(ino)
+    }
+
+    /// Succeeds when `path` exists (PFS has no permissions: every existing
+    /// file is readable and, on the writer, writable).
+    pub fn access(&self, path: impl AsRef<[u8]>) -> Result<()> {
+        self.resolve(path).map(|_| ())
+    }
+
+    /// The entries of directory `path` (see [`Mount::readdir`]).
+    pub fn readdir_path(&self, path: impl AsRef<[u8]>) -> Result<ReadDir> {
+        let p = path.as_ref();
+        let ino = self.resolve(p)?;
+        if !self.getattr(ino)?.is_dir() {
+            return Err(CoreError::NotDir { path: lossy(p) });
+        }
+        self.readdir(ino)
+    }
+
+    /// Creates a file or directory at `path`; `.` or `..` as the last
+    /// component, or the root, is `Exists`.
+    pub fn create_path(&self, path: impl AsRef<[u8]>, kind: FileType) -> Result<u64> {
+        self.create_path_with(path.as_ref(), kind, true)
+            .map(|(ino, _)| ino)
+    }
+
+    /// Like [`Mount::create_path`]; with `exclusive` false an existing file
+    /// is returned instead. Returns the inode and whether it was created.
+    pub(crate) fn create_path_with(
+        &self,
+        path: &[u8],
+        kind: FileType,
+        exclusive: bool,
+    ) -> Result<(u64, bool)> {
+        let shown = lossy(path);
+        let (dir, name) = self.resolve_parent(path)?;
+        if name == b"." || name == b".." {
+            return Err(CoreError::Exists { path: shown });
+        }
+        if kind == FileType::File && path.ends_with(b"/") {
+            return Err(match self.lookup(dir, name) {
+                Ok(ino) if !self.getattr(ino)?.is_dir() => CoreError::NotDir { path: shown },
+                _ => CoreError::IsDir { path: shown },
+            });
+        }
+        if !exclusive && kind == FileType::File {
+            // An existing file is opened without a transaction (and so on a
+            // read-only mount too).
+            if let Ok(ino) = self.lookup(dir, name) {
+                if self.getattr(ino)?.is_dir() {
+                    return Err(CoreError::IsDir { path: shown });
+                }
+                return Ok((ino, false));
+            }
+        }
+        create_in(self, dir, name, kind, exclusive).map_err(|e| match e {
+            CoreError::Exists { .. } => CoreError::Exists { path: shown },
+            CoreError::IsDir { .. } => CoreError::IsDir { path: shown },
+            CoreError::NotDir { .. } => CoreError::NotDir { path: shown },
+            other => other,
+        })
+    }
+
+    /// Creates directory `path`.
+    pub fn mkdir_path(&self, path: impl AsRef<[u8]>) -> Result<u64> {
+        self.create_path(path, FileType::Dir)
+    }
+
+    /// Creates directory `path` and any missing parents; an existing
+    /// directory is fine (`mkdir -p`). `.` and `..` move as in any path:
+    /// `/a/../b` creates `/a` and `/b`.
+    pub fn create_dir_all(&self, path: impl AsRef<[u8]>) -> Result<u64> {
+        let p = split(path.as_ref())?;
+        let mut dir = ROOT_INO;
+        for c in &p.components {
+            dir = match self.lookup(dir, c) {
+                Ok(ino) => ino,
+                Err(CoreError::NotFound { .. }) => {
+                    create_in(self, dir, c, FileType::Dir, false).map(|(ino, _)| ino)?
+                }
+                Err(e) => return Err(with_path(e, &p.shown)),
+            };
+            if !self.getattr(dir)?.is_dir() {
+                return Err(CoreError::NotDir { path: p.shown });
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Removes empty directory `path`.
+    pub fn rmdir_path(&self, path: impl AsRef<[u8]>) -> Result<()> {
+        let path = path.as_ref();
+        let (dir, name) = self.resolve_parent(path)?;
+        self.rmdir(dir, name)
+            .map_err(|e| with_path(e, &lossy(path)))
+    }
+
+    /// Removes file `path` (see [`Mount::unlink`]).
+    pub fn unlink_path(&self, path: impl AsRef<[u8]>) -> Result<()> {
+        let path = path.as_ref();
+        let shown = lossy(path);
+        let (dir, name) = self.resolve_parent(path)?;
+        if path.ends_with(b"/") {
+            return Err(CoreError::IsDir { path: shown });
+        }
+        self.unlink(dir, name).map_err(|e| match e {
+            CoreError::IsDir { .. } => CoreError::IsDir { path: shown },
+            CoreError::SystemFile { op, .. } => CoreError::SystemFile { path: shown, op },
+            other => with_path(other, &shown),
+        })
+    }
+
+    /// Renames `from` to `to` (see [`Mount::rename`]).
+    pub fn rename_path(&self, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<()> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        let (odir, oname) = self.resolve_parent(from)?;
+        // The source is looked for first (checked again under the
+        // transaction), so a missing source is reported as such.
+        self.lookup(odir, oname)
+            .map_err(|e| with_path(e, &lossy(from)))?;
+        let (ndir, nname) = self.resolve_parent(to)?;
+        self.rename(odir, oname, ndir, nname).map_err(|e| match e {
+            CoreError::NotFound { .. } => CoreError::NotFound { path: lossy(from) },
+            CoreError::SystemFile { op, path } => CoreError::SystemFile {
+                path: if path.as_bytes() == oname {
+                    lossy(from)
+                } else {
+                    lossy(to)
+                },
+                op,
+            },
+            CoreError::IsDir { .. } => CoreError::IsDir { path: lossy(to) },
+            CoreError::NotDir { .. } => CoreError::NotDir { path: lossy(to) },
+            CoreError::NotEmpty { .. } => CoreError::NotEmpty { path: lossy(to) },
+            CoreError::Exists { .. } => CoreError::Exists { path: lossy(to) },
+            other => other,
+        })
+    }
+
+    /// Sets the size of file `path` (see [`Mount::truncate`]).
+    pub fn truncate_path(&self, path: impl AsRef<[u8]>, len: u64) -> Result<()> {
+        let path = path.as_ref();
+        let ino = self.resolve(path)?;
+        self.truncate(ino, len).map_err(|e| match e {
+            CoreError::IsDir { .. } => CoreError::IsDir { path: lossy(path) },
+            CoreError::SystemFile { op, .. } => CoreError::SystemFile {
+                path: lossy(path),
+                op,
+            },
+            other => other,
+        })
+    }
+}

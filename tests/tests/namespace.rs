@@ -1,0 +1,484 @@
+//! The inode-based namespace API as front ends use it: lookups, creates,
+//! renames and listings by (directory inode, name); names as bytes and the
+//! names no entry may have; the name index kept in step on the writer and
+//! on a following reader; threads racing through one mount; owned file
+//! handles with the std IO traits; system files; sizes and shrinking.
+
+#![allow(clippy::unwrap_used)]
+
+use pfs_core::mkfs::{mkfs, MkfsOptions};
+use pfs_core::sim::{CrashDevice, FailingDevice};
+use pfs_core::{
+    CoreError, Device, FileType, MemDevice, Mode, Mount, MountOptions, OpenOptions, MAX_FILE_SIZE,
+};
+use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE, ROOT_INO};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn formatted() -> Arc<dyn Device> {
+    let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
+    mkfs(
+        dev.as_ref(),
+        &MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        },
+    )
+    .unwrap();
+    dev
+}
+
+fn opts(hostid: u64) -> MountOptions {
+    MountOptions {
+        hostid,
+        lease_ms: 60_000,
+        ..MountOptions::default()
+    }
+}
+
+fn writer(dev: &Arc<dyn Device>) -> Arc<Mount> {
+    Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(1)).unwrap())
+}
+
+fn errno<T: std::fmt::Debug>(r: Result<T, CoreError>) -> i32 {
+    r.unwrap_err().errno()
+}
+
+fn names(m: &Mount, dir: u64) -> Vec<Vec<u8>> {
+    m.readdir(dir).unwrap().map(|e| e.name).collect()
+}
+
+#[test]
+fn inode_api() {
+    let dev = formatted();
+    let m = writer(&dev);
+    let d = m.create(ROOT_INO, b"d", FileType::Dir).unwrap();
+    let f = m.create(d, b"f", FileType::File).unwrap();
+    assert_eq!(m.lookup(ROOT_INO, b"d").unwrap(), d);
+    assert_eq!(m.lookup(d, b"f").unwrap(), f);
+    assert_eq!(m.lookup(d, b".").unwrap(), d);
+    assert_eq!(m.lookup(d, b"..").unwrap(), ROOT_INO);
+    assert_eq!(m.lookup(ROOT_INO, b"..").unwrap(), ROOT_INO);
+    assert_eq!(m.getattr(d).unwrap().kind, FileType::Dir);
+    assert_eq!(m.getattr(f).unwrap().kind, FileType::File);
+    assert_eq!(errno(m.create(d, b"f", FileType::File)), libc::EEXIST);
+    assert_eq!(errno(m.lookup(d, b"nope")), libc::ENOENT);
+    assert_eq!(errno(m.lookup(f, b"x")), libc::ENOTDIR);
+    let listing: Vec<_> = m.readdir(ROOT_INO).unwrap().collect();
+    let last = listing.last().unwrap();
+    assert_eq!(
+        (&last.name[..], last.ino, last.kind),
+        (&b"d"[..], d, FileType::Dir)
+    );
+    assert_eq!(m.readdir(d).unwrap().len(), 1);
+
+    // Renames: replace a file, replace an empty directory, refuse the rest.
+    let g = m.create(d, b"g", FileType::File).unwrap();
+    m.write_at(g, b"new", 0).unwrap();
+    m.rename(d, b"g", d, b"f").unwrap();
+    assert_eq!(m.lookup(d, b"f").unwrap(), g);
+    assert!(m.getattr(f).is_err(), "the replaced inode is freed");
+    assert_eq!(names(&m, d), vec![b"f".to_vec()]);
+    let e = m.create(ROOT_INO, b"e", FileType::Dir).unwrap();
+    let e2 = m.create(ROOT_INO, b"e2", FileType::Dir).unwrap();
+    m.rename(ROOT_INO, b"e2", ROOT_INO, b"e").unwrap();
+    assert_eq!(m.lookup(ROOT_INO, b"e").unwrap(), e2);
+    assert_ne!(e, e2);
+    // A directory with entries replaces an empty one, not the reverse.
+    m.rename(ROOT_INO, b"d", ROOT_INO, b"e").unwrap();
+    m.create(ROOT_INO, b"d2", FileType::Dir).unwrap();
+    assert_eq!(
+        errno(m.rename(ROOT_INO, b"d2", ROOT_INO, b"e")),
+        libc::ENOTEMPTY
+    );
+    let d = m.lookup(ROOT_INO, b"e").unwrap();
+    m.create(ROOT_INO, b"x", FileType::File).unwrap();
+    assert_eq!(
+        errno(m.rename(ROOT_INO, b"x", ROOT_INO, b"e")),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno(m.rename(ROOT_INO, b"e", ROOT_INO, b"x")),
+        libc::ENOTDIR
+    );
+    let sub = m.create(d, b"sub", FileType::Dir).unwrap();
+    assert_eq!(errno(m.rename(ROOT_INO, b"e", sub, b"e")), libc::EINVAL);
+    assert_eq!(errno(m.rename(ROOT_INO, b"e", d, b"e")), libc::EINVAL);
+    assert_eq!(errno(m.unlink(ROOT_INO, b"e")), libc::EISDIR);
+    assert_eq!(errno(m.rmdir(ROOT_INO, b"x")), libc::ENOTDIR);
+    assert_eq!(errno(m.rmdir(ROOT_INO, b"e")), libc::ENOTEMPTY);
+    m.rmdir(d, b"sub").unwrap();
+    assert!(m.fsck().unwrap().is_clean());
+}
+
+#[test]
+fn names_are_bytes_and_impossible_names_are_refused() {
+    let dev = formatted();
+    let m = writer(&dev);
+    for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
+        assert_eq!(
+            errno(m.create(ROOT_INO, bad, FileType::File)),
+            libc::EINVAL,
+            "{bad:?}"
+        );
+        assert_eq!(
+            errno(m.create(ROOT_INO, bad, FileType::Dir)),
+            libc::EINVAL,
+            "{bad:?}"
+        );
+    }
+    let long = vec![b'n'; 256];
+    assert_eq!(
+        errno(m.create(ROOT_INO, &long, FileType::File)),
+        libc::ENAMETOOLONG
+    );
+    m.create(ROOT_INO, b"ok", FileType::File).unwrap();
+    for bad in [&b".."[..], b".", b"", b"a/b"] {
+        assert_eq!(
+            errno(m.rename(ROOT_INO, b"ok", ROOT_INO, bad)),
+            libc::EINVAL,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        errno(m.rename(ROOT_INO, b"ok", ROOT_INO, &long)),
+        libc::ENAMETOOLONG
+    );
+    // Any other bytes make a name, up to 255 of them.
+    let latin1 = b"caf\xe9 \xff\xfe".to_vec();
+    let max = vec![0xc3u8; 255];
+    let a = m.create(ROOT_INO, &latin1, FileType::File).unwrap();
+    let b = m.create(ROOT_INO, &max, FileType::Dir).unwrap();
+    assert_eq!(m.lookup(ROOT_INO, &latin1).unwrap(), a);
+    assert_eq!(m.lookup(ROOT_INO, &max).unwrap(), b);
+    drop(m);
+    let r = Mount::open_with(dev, Mode::ReadOnly, &opts(2)).unwrap();
+    let listed = names(&r, ROOT_INO);
+    assert!(listed.contains(&latin1) && listed.contains(&max));
+    assert_eq!(r.lookup(ROOT_INO, &latin1).unwrap(), a);
+    // Paths are bytes too.
+    let mut p = b"/".to_vec();
+    p.extend_from_slice(&max);
+    assert_eq!(r.resolve(&p).unwrap(), b);
+}
+
+#[test]
+fn dot_dot_is_followed_never_created() {
+    let dev = formatted();
+    let m = writer(&dev);
+    m.create_dir_all("/a/../b/./c/..").unwrap();
+    let a = m.resolve("/a").unwrap();
+    assert!(names(&m, a).is_empty());
+    let b = m.resolve("/b/").unwrap();
+    assert_eq!(names(&m, b), vec![b"c".to_vec()]);
+    assert_eq!(m.resolve("/b/c/../../a").unwrap(), a);
+    assert_eq!(m.resolve("/../../b").unwrap(), b);
+    assert_eq!(errno(m.mkdir_path("/a/..")), libc::EEXIST);
+    assert_eq!(errno(m.create_path("/a/.", FileType::File)), libc::EEXIST);
+    assert_eq!(errno(m.rmdir_path("/b/c/..")), libc::EINVAL);
+    assert_eq!(errno(m.unlink_path("/b/..")), libc::EISDIR);
+    assert!(m.fsck().unwrap().is_clean());
+}
+
+/// Every name the writer and a following reader find agrees with a walk of
+/// the directory, through creates, in-place renames of long names (which
+/// change only extension pieces), moves, replacements and unlinks.
+#[test]
+fn name_index_follows_commits_and_replay() {
+    let dev = formatted();
+    let w = writer(&dev);
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &opts(2)).unwrap();
+    let d = w.create(ROOT_INO, b"d", FileType::Dir).unwrap();
+    let other = w.create(ROOT_INO, b"o", FileType::Dir).unwrap();
+    let long = |tag: &str| format!("{}{tag}", "L".repeat(100)).into_bytes();
+    let mut inos = Vec::new();
+    for i in 0..300 {
+        inos.push(
+            w.create(d, format!("f{i}").as_bytes(), FileType::File)
+                .unwrap(),
+        );
+    }
+    let l1 = w.create(d, &long("one"), FileType::File).unwrap();
+    // Both mounts index the directory now.
+    assert_eq!(w.lookup(d, b"f7").unwrap(), inos[7]);
+    assert_eq!(r.lookup(d, b"f7").unwrap(), inos[7]);
+    assert_eq!(r.lookup(d, &long("one")).unwrap(), l1);
+    w.rename(d, &long("one"), d, &long("two")).unwrap();
+    w.rename(d, b"f1", other, b"g1").unwrap();
+    w.rename(d, b"f2", d, b"f3").unwrap();
+    w.unlink(d, b"f4").unwrap();
+    let f5 = w.create(d, b"f5-new", FileType::File).unwrap();
+    w.rename(d, b"f5-new", d, b"f5").unwrap();
+    for m in [&*w, &r] {
+        assert_eq!(errno(m.lookup(d, &long("one"))), libc::ENOENT);
+        assert_eq!(m.lookup(d, &long("two")).unwrap(), l1);
+        assert_eq!(errno(m.lookup(d, b"f1")), libc::ENOENT);
+        assert_eq!(m.lookup(other, b"g1").unwrap(), inos[1]);
+        assert_eq!(errno(m.lookup(d, b"f2")), libc::ENOENT);
+        assert_eq!(m.lookup(d, b"f3").unwrap(), inos[2]);
+        assert_eq!(errno(m.lookup(d, b"f4")), libc::ENOENT);
+        assert_eq!(m.lookup(d, b"f5").unwrap(), f5);
+        assert_eq!(errno(m.lookup(d, b"f5-new")), libc::ENOENT);
+        // Every listed name looks up to its listed inode.
+        for e in m.readdir(d).unwrap() {
+            assert_eq!(m.lookup(d, &e.name).unwrap(), e.ino);
+        }
+    }
+    // A checkpoint makes the reader reload instead of replay; still right.
+    w.checkpoint().unwrap();
+    w.rmdir(ROOT_INO, b"o").unwrap_err();
+    w.unlink(other, b"g1").unwrap();
+    w.rmdir(ROOT_INO, b"o").unwrap();
+    let o2 = w.create(ROOT_INO, b"o", FileType::Dir).unwrap();
+    assert_eq!(errno(r.lookup(o2, b"g1")), libc::ENOENT);
+    assert_eq!(errno(w.lookup(o2, b"g1")), libc::ENOENT);
+}
+
+/// Threads changing one directory through one mount: of competing changes
+/// only one can win, and the filesystem stays consistent.
+#[test]
+fn racing_threads_cannot_both_win() {
+    let dev = formatted();
+    let m = writer(&dev);
+    let d = m.create(ROOT_INO, b"d", FileType::Dir).unwrap();
+    let race = |f: &(dyn Fn(usize) -> Result<(), CoreError> + Sync)| -> Vec<i32> {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8).map(|t| s.spawn(move || f(t))).collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap().err().map(|e| e.errno()).unwrap_or(0))
+                .collect()
+        })
+    };
+    for round in 0..5 {
+        let name = format!("same{round}");
+        let r = race(&|_| m.create(d, name.as_bytes(), FileType::File).map(|_| ()));
+        assert_eq!(r.iter().filter(|&&e| e == 0).count(), 1, "{r:?}");
+        assert!(r.iter().all(|&e| e == 0 || e == libc::EEXIST), "{r:?}");
+        let r = race(&|t| m.rename(d, name.as_bytes(), d, format!("to{round}-{t}").as_bytes()));
+        assert_eq!(r.iter().filter(|&&e| e == 0).count(), 1, "{r:?}");
+        let moved = names(&m, d)
+            .into_iter()
+            .find(|n| n.starts_with(format!("to{round}-").as_bytes()))
+            .unwrap();
+        let r = race(&|_| m.unlink(d, &moved));
+        assert_eq!(r.iter().filter(|&&e| e == 0).count(), 1, "{r:?}");
+        assert!(r.iter().all(|&e| e == 0 || e == libc::ENOENT), "{r:?}");
+    }
+    assert!(names(&m, d).is_empty());
+    let report = m.fsck().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+#[test]
+fn owned_handles_and_std_io() {
+    let dev = formatted();
+    let m = writer(&dev);
+    let create = OpenOptions {
+        create: true,
+        write: true,
+        ..OpenOptions::default()
+    };
+    let mut f = m.open_file("/f", create).unwrap();
+    let g = m.open_file("/f", OpenOptions::default()).unwrap();
+    drop(m); // the handles keep the mount
+    f.write_all(b"hello, ").unwrap();
+    (&f).write_all(b"world").unwrap();
+    f.seek(SeekFrom::Start(7)).unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "world");
+    let mut all = Vec::new();
+    (&g).read_to_end(&mut all).unwrap();
+    assert_eq!(all, b"hello, world");
+    assert_eq!((&g).seek(SeekFrom::End(-5)).unwrap(), 7);
+    assert!((&g).seek(SeekFrom::Current(-100)).is_err());
+    f.write_at(b"W", 7).unwrap();
+    let mut buf = [0u8; 5];
+    assert_eq!(g.read_at(&mut buf, 7).unwrap(), 5);
+    assert_eq!(&buf, b"World");
+    // A read-only handle refuses writes; errors carry their errno.
+    let e = (&g).write(b"x").unwrap_err();
+    let core = e.get_ref().unwrap().downcast_ref::<CoreError>().unwrap();
+    assert_eq!(core.errno(), libc::EBADF);
+    let m = Arc::clone(f.mount());
+    let e: std::io::Error = m.resolve("/missing").unwrap_err().into();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    // Unlinked while open: readable until the last handle closes.
+    m.unlink_path("/f").unwrap();
+    let ino = f.ino();
+    drop(f);
+    assert_eq!(g.read_at(&mut buf, 0).unwrap(), 5);
+    assert_eq!(&buf, b"hello");
+    drop(g);
+    assert!(m.getattr(ino).is_err(), "freed at the last close");
+    // Unmount releases the lease: another host takes the device at once.
+    let m = Arc::try_unwrap(m).ok().unwrap();
+    m.unmount().unwrap();
+    let start = Instant::now();
+    let w2 = Mount::open_with(dev, Mode::ReadWrite, &opts(2)).unwrap();
+    w2.create_path("/after", FileType::File).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn unmount_reports_stopped_writes() {
+    let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
+    mkfs(
+        dev.as_ref(),
+        &MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        },
+    )
+    .unwrap();
+    let m = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(1)).unwrap();
+    m.create_path("/a", FileType::File).unwrap();
+    dev.fail_after(0);
+    assert!(m.create_path("/b", FileType::File).is_err());
+    let e = m.unmount().unwrap_err();
+    assert_eq!(e.errno(), libc::EIO, "{e}");
+}
+
+#[test]
+fn system_files_are_refused_in_the_core() {
+    let dev = formatted();
+    let m = writer(&dev);
+    for (name, ino) in [(&b".pfs-paxos"[..], 1u64), (b".pfs-journal", 2)] {
+        assert_eq!(m.lookup(ROOT_INO, name).unwrap(), ino);
+        assert_eq!(errno(m.write_at(ino, b"x", 0)), libc::EPERM);
+        assert_eq!(errno(m.truncate(ino, 0)), libc::EPERM);
+        assert_eq!(
+            errno(m.fallocate(ino, 0, 1, Default::default())),
+            libc::EPERM
+        );
+        assert_eq!(errno(m.unlink(ROOT_INO, name)), libc::EPERM);
+        assert_eq!(
+            errno(m.rename(ROOT_INO, name, ROOT_INO, b"moved")),
+            libc::EPERM
+        );
+        m.create(ROOT_INO, b"x", FileType::File).unwrap();
+        assert_eq!(errno(m.rename(ROOT_INO, b"x", ROOT_INO, name)), libc::EPERM);
+        m.unlink(ROOT_INO, b"x").unwrap();
+        let w = OpenOptions {
+            write: true,
+            ..OpenOptions::default()
+        };
+        let mut path = b"/".to_vec();
+        path.extend_from_slice(name);
+        assert_eq!(errno(m.open_file(&path, w)), libc::EPERM);
+        // Reading stays possible.
+        let f = m.open_file(&path, OpenOptions::default()).unwrap();
+        let mut buf = [0u8; 8];
+        f.read_at(&mut buf, 0).unwrap();
+    }
+    assert!(m.fsck().unwrap().is_clean());
+}
+
+#[test]
+fn sizes_are_bounded_and_shrinking_follows_the_blocks() {
+    let dev = formatted();
+    let m = writer(&dev);
+    let f = m.create(ROOT_INO, b"f", FileType::File).unwrap();
+    assert_eq!(errno(m.write_at(f, b"x", MAX_FILE_SIZE)), libc::EFBIG);
+    assert_eq!(errno(m.write_at(f, b"", u64::MAX)), libc::EFBIG);
+    assert_eq!(errno(m.truncate(f, MAX_FILE_SIZE + 1)), libc::EFBIG);
+    assert_eq!(
+        errno(m.fallocate(f, MAX_FILE_SIZE, 1, Default::default())),
+        libc::EFBIG
+    );
+    assert_eq!(
+        errno(m.fallocate(f, 0, 0, Default::default())),
+        libc::EINVAL
+    );
+    assert_eq!(
+        errno(m.fallocate(f, 0, 1 << 62, Default::default())),
+        libc::ENOSPC,
+        "refused up front, not block by block"
+    );
+    assert_eq!(m.getattr(f).unwrap().size, 0);
+    // The largest size is fine; sparse blocks far apart shrink away in a
+    // few transactions.
+    m.truncate(f, MAX_FILE_SIZE).unwrap();
+    m.write_at(f, b"a", 0).unwrap();
+    m.write_at(f, b"b", 1 << 40).unwrap();
+    m.write_at(f, b"c", 1 << 62).unwrap();
+    let before = m.leader().head_txid.get();
+    let start = Instant::now();
+    m.truncate(f, 1).unwrap();
+    let txs = m.leader().head_txid.get() - before;
+    assert!(txs <= 8, "{txs} transactions");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let st = m.getattr(f).unwrap();
+    assert_eq!((st.size, st.nblock), (1, 1));
+}
+
+/// A file unlinked while open whose writer then went away is an orphan;
+/// the next writer reclaims it at mount, in time that follows its blocks
+/// even when its size is huge.
+#[test]
+fn huge_orphans_are_reclaimed_quickly() {
+    let dev = Arc::new(CrashDevice::new("crash", CHUNK_SIZE, u64::MAX));
+    mkfs(
+        dev.as_ref(),
+        &MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        },
+    )
+    .unwrap();
+    let short = |hostid, force| MountOptions {
+        hostid,
+        force,
+        lease_ms: 300,
+        ..MountOptions::default()
+    };
+    let m = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &short(1, false)).unwrap());
+    let create = OpenOptions {
+        create: true,
+        write: true,
+        ..OpenOptions::default()
+    };
+    let h = m.open_file("/orphan", create).unwrap();
+    h.write_at(b"z", 1 << 62).unwrap();
+    h.write_at(b"a", 0).unwrap();
+    let ino = h.ino();
+    m.unlink_path("/orphan").unwrap();
+    assert!(m.getattr(ino).is_ok(), "open: not freed yet");
+    // The device as the writer left it, handle still open.
+    let image: Arc<dyn Device> = Arc::new(dev.crash_image(&|_| true).unwrap());
+    let start = Instant::now();
+    let again = Mount::open_with(image, Mode::ReadWrite, &short(2, true)).unwrap();
+    assert!(again.getattr(ino).is_err(), "orphan reclaimed");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    let report = again.fsck().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    drop(h);
+}
+
+/// An entry named `..` (as an older `mkdir -p` could make) on a crafted
+/// image is reported by fsck.
+#[test]
+fn fsck_reports_impossible_names() {
+    let dev = formatted();
+    let m = writer(&dev);
+    m.create(ROOT_INO, b"xx", FileType::Dir).unwrap();
+    drop(m);
+    let (mut meta, _) = pfs_core::meta::load_replayed(dev.as_ref()).unwrap();
+    assert!(pfs_core::fsck::check(&meta).is_clean());
+    let e = meta.find(ROOT_INO, b"xx").unwrap().unwrap();
+    let (id, mo) = meta.lookup(pfs_format::MetaType::DirEntry, e.deno).unwrap();
+    let mut mo = *mo;
+    mo.direntry_mut().de_name[..3].copy_from_slice(b"..\0");
+    meta.set(id, mo);
+    let report = pfs_core::fsck::check(&meta);
+    assert!(
+        report.problems.iter().any(|p| p.contains("\"..\"")),
+        "{:?}",
+        report.problems
+    );
+}
