@@ -46,6 +46,9 @@ pub fn check_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Changes noted without a lookup in between before the index is dropped.
+const MAX_TOUCHED: usize = 1 << 20;
+
 /// Name → head direntry number, per directory, for the directories looked
 /// up so far.
 #[derive(Default)]
@@ -63,6 +66,13 @@ impl NameIndex {
         match id.mtype {
             MetaType::DirEntry => {
                 if self.dirs.is_empty() {
+                    return;
+                }
+                if self.touched.len() >= MAX_TOUCHED {
+                    // Nobody looked anything up for a long stretch of
+                    // changes (a follower only replaying): start over
+                    // rather than keep a growing list.
+                    *self = NameIndex::default();
                     return;
                 }
                 self.touched.push(id.number());

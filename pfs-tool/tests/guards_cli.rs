@@ -103,6 +103,8 @@ fn still_healthy(dir: &Path) {
         String::from_utf8_lossy(&fsck.stdout),
         String::from_utf8_lossy(&fsck.stderr)
     );
+    // Every test ends here: the scratch directory goes.
+    let _ = fs::remove_dir_all(dir);
 }
 
 #[test]
