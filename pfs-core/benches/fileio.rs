@@ -10,10 +10,10 @@
 
 #![allow(missing_docs)]
 
-use pfs_core::file::OpenOptions;
-use pfs_core::mkfs::{mkfs, MkfsOptions};
-use pfs_core::mount::{Mode, Mount, MountOptions};
+use pfs_core::OpenOptions;
+use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{Device, FileDevice};
+use pfs_core::{Mode, Mount, MountOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;

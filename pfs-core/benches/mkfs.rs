@@ -7,8 +7,8 @@
 
 #![allow(missing_docs)]
 
-use pfs_core::mkfs::{mkfs, MkfsOptions};
 use pfs_core::FileDevice;
+use pfs_core::{mkfs, MkfsOptions};
 use std::time::{Duration, Instant};
 
 fn main() {

@@ -6,9 +6,9 @@
 
 #![allow(missing_docs)]
 
-use pfs_core::mkfs::{mkfs, MkfsOptions};
-use pfs_core::mount::{Mode, Mount, MountOptions};
+use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{Device, FileDevice};
+use pfs_core::{Mode, Mount, MountOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -149,9 +149,4 @@ impl Allocator {
             self.ready.push_back(id);
         }
     }
-
-    /// Free objects of type `t` over the device.
-    pub fn nfree(&self, t: MetaType) -> u64 {
-        self.types[idx(t)].free.iter().map(|s| s.len() as u64).sum()
-    }
 }

@@ -11,18 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Default lease duration (the tool's `PFS_LEASE_MS` overrides it).
+/// Default writer lease duration, in milliseconds.
 pub const DEFAULT_LEASE_MS: u32 = 10_000;
-
-/// The lease duration the tool uses: `PFS_LEASE_MS` when set to at least
-/// 100, else [`DEFAULT_LEASE_MS`].
-pub fn lease_ms_from_env() -> u32 {
-    std::env::var("PFS_LEASE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&v: &u32| v >= 100)
-        .unwrap_or(DEFAULT_LEASE_MS)
-}
 
 /// Milliseconds on this machine's monotonic clock (since a process-wide
 /// origin). Only ever compared with other readings of this process.

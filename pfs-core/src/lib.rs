@@ -1,45 +1,119 @@
-//! PFS devices, formatting, and (in later layers) mount, namespace and file IO.
+//! PFS, the shared-disk filesystem of PolarDB, as a library: devices,
+//! formatting, mounting (one writer, many following readers), the
+//! namespace and file IO.
 //!
-//! - [`device`]: the [`Device`] trait, block-device/file and memory devices;
-//! - [`pbd`]: PBD names and the device paths they resolve to;
-//! - [`mkfs`], [`growfs`]: formatting exactly as the reference does;
-//! - [`meta`]: every chunk header and meta object of a device, read and
-//!   validated, with the journal's committed entries applied;
-//! - [`Mount`]: a mounted filesystem. Its namespace API speaks in inodes
-//!   and (directory inode, name) as front ends do (`lookup`, `create`,
-//!   `unlink`, `rmdir`, `rename`, `getattr`, `readdir`), with a thin path
-//!   layer over one resolver (`resolve`, `stat_path`, `create_dir_all` ...);
-//!   [`File`] is an owned open file with `Read`, `Write` and `Seek`.
+//! - [`Device`]: block devices and files ([`FileDevice`], O_DIRECT on block
+//!   devices) and memory ([`MemDevice`]); [`pbd`] maps PBD names to them;
+//! - [`mkfs()`], [`growfs()`]: formatting exactly as the reference does;
+//! - [`Mount`]: a mounted filesystem. A read-write mount is the single
+//!   writer (it takes the writer lease at its first write, see [`Lease`]);
+//!   read-only mounts follow it through the journal. Its namespace API
+//!   speaks in inodes and (directory inode, name) as front ends do
+//!   (`lookup`, `create`, `unlink`, `rmdir`, `rename`, `getattr`,
+//!   `readdir`), with a thin path layer over one resolver (`resolve`,
+//!   `stat_path`, `create_dir_all` ...); [`File`] is an owned open file
+//!   with `Read`, `Write` and `Seek`;
+//! - [`CoreError`]: every error, with the errno it maps to and a conversion
+//!   into [`std::io::Error`];
+//! - [`inspect`]: raw metadata for the tool's inspection commands.
 //!
 //! All `unsafe` code lives in the private `sys` module.
+//!
+//! # Example
+//!
+//! Format a (memory) device, mount it as the writer, make a directory and
+//! a file, and read it back:
+//!
+//! ```
+//! use pfs_core::{mkfs, Mode, MemDevice, Mount, MountOptions, MkfsOptions, OpenOptions};
+//! use std::io::{Read, Write};
+//! use std::sync::Arc;
+//!
+//! let dev = Arc::new(MemDevice::new("nvme1n1", 10 << 30));
+//! mkfs(dev.as_ref(), &MkfsOptions::default())?;
+//! let m = Arc::new(Mount::open_with(dev, Mode::ReadWrite, &MountOptions {
+//!     hostid: 1,
+//!     ..MountOptions::default()
+//! })?);
+//! m.mkdir_path("/wal")?;
+//! let mut f = m.open_file("/wal/000000010000000000000001", OpenOptions {
+//!     create: true,
+//!     write: true,
+//!     ..OpenOptions::default()
+//! })?;
+//! f.write_all(b"hello")?;
+//! f.sync_all()?;
+//! let mut back = String::new();
+//! m.open_file("/wal/000000010000000000000001", OpenOptions::default())?
+//!     .read_to_string(&mut back)?;
+//! assert_eq!(back, "hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-pub mod alloc;
-pub mod clock;
-pub mod device;
-pub mod error;
-pub mod file;
-pub mod fsck;
-pub mod fsops;
-pub mod growfs;
-pub mod hostlock;
-pub mod lease;
-pub mod meta;
-pub mod mkfs;
-pub mod mount;
+#![deny(unsafe_code)]
+
+mod alloc;
+mod clock;
+mod device;
+mod error;
+mod file;
+mod fsck;
+mod fsops;
+mod growfs;
+mod hostlock;
+mod lease;
+mod meta;
+mod mkfs;
+mod mount;
 mod names;
 mod namespace;
-pub mod ns;
-pub mod path;
+mod ns;
+mod path;
 pub mod pbd;
-pub mod sim;
+#[cfg(any(test, feature = "testing"))]
+mod sim;
+#[allow(unsafe_code)]
 mod sys;
-pub mod trim;
+mod trim;
 mod tx;
 
-pub use device::{Device, FileDevice, MemDevice};
+pub use device::{write_zeros, AlignedBuf, Device, FileDevice, MemDevice, DIRECT_IO_ALIGN};
 pub use error::{CoreError, Result};
 pub use file::{File, OpenOptions};
+pub use fsck::FsckReport;
 pub use fsops::{FallocMode, MAX_FILE_SIZE};
+pub use growfs::{growfs, GrowfsOptions};
+pub use hostlock::HostLock;
+pub use lease::{node_id, pid_alive, Lease, DEFAULT_LEASE_MS};
+pub use mkfs::{
+    auto_log_size, chunk_is_formatted, chunks_of, mkfs, mkfs_with_clock, MkfsClock, MkfsOptions,
+    MkfsSummary, DEFAULT_LOG_SIZE, DEFAULT_NUM_HOSTS,
+};
 pub use mount::{Mode, Mount, MountOptions};
 pub use names::check_name;
 pub use namespace::{Attr, DirEntry, FileType, ReadDir};
+pub use ns::FileBlock;
+pub use path::PfsPath;
+pub use trim::TrimReport;
+
+/// The README's examples, compiled as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+/// Raw metadata as it is on disk, for the tool's inspection commands
+/// (`dumpfs`, `dumple`, `info`, `usedinfo`) and for tests: not the API a
+/// program should build on (that is [`Mount`]).
+pub mod inspect {
+    pub use crate::clock::{ctime, now_secs};
+    pub use crate::fsck::check as fsck_image;
+    pub use crate::meta::{load_replayed, read_chunk0, DeviceLog, Journal, MetaImage};
+    pub use crate::ns::Entry;
+}
+
+/// Devices that simulate a crash at a chosen flush or fail chosen requests,
+/// for crash and failure tests (feature `testing`).
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::sim::{CrashDevice, FailingDevice};
+}

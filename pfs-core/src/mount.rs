@@ -274,7 +274,7 @@ impl Mount {
     /// state it has now, so a command that makes several calls (list a
     /// directory, then stat each entry) works on one state: an entry the
     /// writer deletes meanwhile is simply still there, never half gone.
-    /// File data stays exact: [`Mount::read`] checks that the writer did
+    /// File data stays exact: [`Mount::read_at`] checks that the writer did
     /// not free the blocks it read, catching up only when it did.
     pub fn freeze(&self) {
         self.frozen

@@ -365,10 +365,10 @@ pub struct DuArgs {
 #[derive(Debug, Args)]
 pub struct MkfsArgs {
     /// Number of hosts that may mount, 1..=254.
-    #[arg(short = 'u', long = "num-users", default_value_t = pfs_core::mkfs::DEFAULT_NUM_HOSTS)]
+    #[arg(short = 'u', long = "num-users", default_value_t = pfs_core::DEFAULT_NUM_HOSTS)]
     pub num_hosts: u64,
     /// Journal size in bytes (0: sized from the device), 32 MiB..=1 GiB.
-    #[arg(short = 'l', long = "log-size", default_value_t = pfs_core::mkfs::DEFAULT_LOG_SIZE)]
+    #[arg(short = 'l', long = "log-size", default_value_t = pfs_core::DEFAULT_LOG_SIZE)]
     pub log_size: u64,
     /// Sector size; only 4096 is supported.
     #[arg(short = 's', long = "sector-size", default_value_t = 4096)]

@@ -7,10 +7,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use pfs_core::mkfs::{mkfs, MkfsOptions};
-use pfs_core::mount::{Mode, Mount, MountOptions};
-use pfs_core::sim::CrashDevice;
+use pfs_core::testing::CrashDevice;
+use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{Device, FileType, MemDevice};
+use pfs_core::{Mode, Mount, MountOptions};
 use pfs_format::layout::CHUNK_SIZE;
 use std::sync::Arc;
 

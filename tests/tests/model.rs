@@ -7,10 +7,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use pfs_core::file::OpenOptions;
-use pfs_core::mkfs::{mkfs, MkfsOptions};
-use pfs_core::mount::{Mode, Mount, MountOptions};
+use pfs_core::OpenOptions;
+use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{CoreError, Device, MemDevice};
+use pfs_core::{Mode, Mount, MountOptions};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
 use proptest::prelude::*;
 use std::collections::BTreeMap;

@@ -4,11 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use pfs_core::mkfs::{mkfs, MkfsOptions};
-use pfs_core::mount::{Mode, Mount, MountOptions};
-use pfs_core::sim::FailingDevice;
+use pfs_core::testing::FailingDevice;
 use pfs_core::FileType;
+use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{CoreError, Device, MemDevice};
+use pfs_core::{Mode, Mount, MountOptions};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -299,7 +299,7 @@ fn many_threads_share_one_mount() {
                     let f = w
                         .open_file(
                             &p,
-                            pfs_core::file::OpenOptions {
+                            pfs_core::OpenOptions {
                                 create: true,
                                 write: true,
                                 ..Default::default()

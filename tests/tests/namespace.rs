@@ -6,8 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use pfs_core::mkfs::{mkfs, MkfsOptions};
-use pfs_core::sim::{CrashDevice, FailingDevice};
+use pfs_core::testing::{CrashDevice, FailingDevice};
+use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{
     CoreError, Device, FileType, MemDevice, Mode, Mount, MountOptions, OpenOptions, MAX_FILE_SIZE,
 };
@@ -468,14 +468,14 @@ fn fsck_reports_impossible_names() {
     let m = writer(&dev);
     m.create(ROOT_INO, b"xx", FileType::Dir).unwrap();
     drop(m);
-    let (mut meta, _) = pfs_core::meta::load_replayed(dev.as_ref()).unwrap();
-    assert!(pfs_core::fsck::check(&meta).is_clean());
+    let (mut meta, _) = pfs_core::inspect::load_replayed(dev.as_ref()).unwrap();
+    assert!(pfs_core::inspect::fsck_image(&meta).is_clean());
     let e = meta.find(ROOT_INO, b"xx").unwrap().unwrap();
     let (id, mo) = meta.lookup(pfs_format::MetaType::DirEntry, e.deno).unwrap();
     let mut mo = *mo;
     mo.direntry_mut().de_name[..3].copy_from_slice(b"..\0");
     meta.set(id, mo);
-    let report = pfs_core::fsck::check(&meta);
+    let report = pfs_core::inspect::fsck_image(&meta);
     assert!(
         report.problems.iter().any(|p| p.contains("\"..\"")),
         "{:?}",

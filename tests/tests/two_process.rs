@@ -5,10 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use pfs_core::mkfs::{mkfs, MkfsOptions};
-use pfs_core::mount::{Mode, Mount, MountOptions};
 use pfs_core::FileType;
+use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{Device, FileDevice};
+use pfs_core::{Mode, Mount, MountOptions};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
 use std::path::Path;
 use std::process::Command;

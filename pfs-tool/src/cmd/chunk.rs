@@ -15,8 +15,8 @@
 use super::Context;
 use crate::cli::ChunkArgs;
 use crate::exit::{CmdResult, Failure};
-use pfs_core::device::AlignedBuf;
-use pfs_core::meta::load_replayed;
+use pfs_core::inspect::load_replayed;
+use pfs_core::AlignedBuf;
 use pfs_core::{CoreError, Device, FileDevice};
 use pfs_format::layout::{
     chunk_base, BLKTAGS_PER_CHUNK, BLKTAG_SET_OFFSET, BLOCK_SIZE, CHUNK_SIZE, DIRENTRY_SET_OFFSET,
@@ -84,7 +84,7 @@ pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
 }
 
 /// Used block indexes of chunk `c` in stream order (descending).
-fn used_blocks(meta: &pfs_core::meta::MetaImage, c: u32) -> Vec<u32> {
+fn used_blocks(meta: &pfs_core::inspect::MetaImage, c: u32) -> Vec<u32> {
     if c >= meta.nchunk {
         return Vec::new();
     }

@@ -7,11 +7,11 @@
 //! under the final name. Reading and writing overlap: a reader thread fills
 //! 4 MiB buffers while the writer drains them.
 
-use pfs_core::device::AlignedBuf;
-use pfs_core::lease::{node_id, pid_alive};
-use pfs_core::mount::Mount;
-use pfs_core::path::PfsPath;
+use pfs_core::AlignedBuf;
 use pfs_core::CoreError;
+use pfs_core::Mount;
+use pfs_core::PfsPath;
+use pfs_core::{node_id, pid_alive};
 use pfs_core::{FallocMode, File as PfsFile, OpenOptions};
 use std::fs;
 use std::io::IsTerminal;

@@ -6,11 +6,11 @@
 use super::{failed, parse_path, shown, strerror, Context};
 use crate::cli::{DuArgs, MapArgs, PathArg, ReadArgs, TreeArgs};
 use crate::exit::{CmdResult, Failure};
-use pfs_core::clock::ctime;
-use pfs_core::mount::{Mode, Mount};
-use pfs_core::path::PfsPath;
+use pfs_core::inspect::ctime;
 use pfs_core::Attr;
 use pfs_core::CoreError;
+use pfs_core::PfsPath;
+use pfs_core::{Mode, Mount};
 use pfs_format::layout::{BLKTAGS_PER_CHUNK, BLOCK_SIZE, CHUNK_SIZE};
 use std::io::Write;
 use std::sync::Arc;

@@ -13,9 +13,9 @@
 use super::{strerror, Context};
 use crate::cli::FscpArgs;
 use crate::exit::{CmdResult, Failure, FAILURE};
-use pfs_core::device::AlignedBuf;
-use pfs_core::hostlock::HostLock;
-use pfs_core::meta::load_replayed;
+use pfs_core::inspect::load_replayed;
+use pfs_core::AlignedBuf;
+use pfs_core::HostLock;
 use pfs_core::{pbd, CoreError, Device, FileDevice};
 use pfs_format::layout::{BLKTAGS_PER_CHUNK, BLOCK_SIZE, CHUNK_SIZE, FRAG_SIZE, SECTOR_SIZE};
 use pfs_format::MetaType;

@@ -10,8 +10,8 @@
 use super::{failed, strerror, Context};
 use crate::cli::FstrimArgs;
 use crate::exit::{CmdResult, Failure};
-use pfs_core::mount::Mode;
 use pfs_core::CoreError;
+use pfs_core::Mode;
 use std::io::Write;
 use std::path::PathBuf;
 

@@ -5,7 +5,7 @@ use super::Context;
 use crate::cli::{DumpfsArgs, DumpleArgs, UsedinfoArgs};
 use crate::dump;
 use crate::exit::{CmdResult, Failure};
-use pfs_core::meta::{load_replayed, read_chunk0, Journal, MetaImage};
+use pfs_core::inspect::{load_replayed, read_chunk0, Journal, MetaImage};
 use pfs_core::{CoreError, Device};
 use pfs_format::layout::{CHUNK_SIZE, LOG_ENTRY_SIZE};
 use pfs_format::{LogEntryPhy, MetaType};
@@ -263,13 +263,13 @@ pub fn dumple(ctx: &Context, a: &DumpleArgs, out: &mut dyn Write) -> CmdResult {
 /// `pfs flushlog`: mount read-write and checkpoint the journal.
 pub fn flushlog(ctx: &Context, pbd: &str) -> CmdResult {
     let f = fail("flushlog");
-    let m = ctx.mount("flushlog", pbd, pfs_core::mount::Mode::ReadWrite)?;
+    let m = ctx.mount("flushlog", pbd, pfs_core::Mode::ReadWrite)?;
     m.checkpoint().map_err(&f)
 }
 
 /// `pfs fsck`: check the metadata; exit 0 only when it is consistent.
 pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
-    let m = ctx.mount("fsck", pbd, pfs_core::mount::Mode::ReadOnly)?;
+    let m = ctx.mount("fsck", pbd, pfs_core::Mode::ReadOnly)?;
     let r = m.fsck().map_err(fail("fsck"))?;
     writeln!(
         out,

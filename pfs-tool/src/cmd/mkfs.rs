@@ -3,8 +3,8 @@
 use super::Context;
 use crate::cli::{GrowfsArgs, MkfsArgs};
 use crate::exit::{CmdResult, Failure};
-use pfs_core::growfs::{growfs as core_growfs, GrowfsOptions};
-use pfs_core::mkfs::{mkfs as core_mkfs, MkfsOptions};
+use pfs_core::{growfs as core_growfs, GrowfsOptions};
+use pfs_core::{mkfs as core_mkfs, MkfsOptions};
 use pfs_format::layout::CHUNK_SIZE;
 use pfs_format::MetaType;
 use std::io::Write;
@@ -53,7 +53,7 @@ pub fn mkfs(ctx: &Context, a: &MkfsArgs, out: &mut dyn Write, err: &mut dyn Writ
             ),
         ));
     }
-    let run = || -> Result<pfs_core::mkfs::MkfsSummary, Failure> {
+    let run = || -> Result<pfs_core::MkfsSummary, Failure> {
         let dev = ctx.open("mkfs", &a.pbd, true)?;
         // The whole host-lock file, as the reference's mkfs takes it: no
         // writer of either tool may run on this machine meanwhile.

@@ -1,10 +1,10 @@
 //! The commands.
 
 use crate::exit::Failure;
-use pfs_core::mount::{Mode, Mount, MountOptions};
-use pfs_core::path::PfsPath;
 use pfs_core::CoreError;
+use pfs_core::PfsPath;
 use pfs_core::{pbd, FileDevice};
+use pfs_core::{Mode, Mount, MountOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,7 +76,7 @@ pub fn lease_ms_from_env() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&v: &u32| v >= 100)
-        .unwrap_or(pfs_core::lease::DEFAULT_LEASE_MS)
+        .unwrap_or(pfs_core::DEFAULT_LEASE_MS)
 }
 
 /// What every command gets from the global options.
@@ -104,12 +104,9 @@ impl Context {
         command: &str,
         name: &str,
         hostid: u64,
-    ) -> Result<pfs_core::hostlock::HostLock, Failure> {
-        pfs_core::hostlock::HostLock::acquire(
-            &pbd::lock_path(name, self.device_dir.as_deref()),
-            hostid,
-        )
-        .map_err(|e| Failure::from_core(command, &e))
+    ) -> Result<pfs_core::HostLock, Failure> {
+        pfs_core::HostLock::acquire(&pbd::lock_path(name, self.device_dir.as_deref()), hostid)
+            .map_err(|e| Failure::from_core(command, &e))
     }
 
     /// Mounts PBD `name` read-only or read-write with the global options.

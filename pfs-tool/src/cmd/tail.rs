@@ -12,7 +12,7 @@ use super::{failed, parse_path, Context};
 use crate::cli::TailArgs;
 use crate::exit::{CmdResult, Failure};
 use nix::sys::signal::{SigSet, Signal};
-use pfs_core::mount::Mode;
+use pfs_core::Mode;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
