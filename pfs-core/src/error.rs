@@ -70,6 +70,21 @@ pub enum CoreError {
         /// Size needed.
         need: u64,
     },
+    /// Metadata that validates object by object but is impossible as a
+    /// whole: a chain or directory tree that loops or runs longer than the
+    /// device's objects, a name no operation can make, an unknown inode
+    /// type, a size beyond what PFS can address.
+    #[error("corrupt metadata on device {device}: {object} {number}: {problem}")]
+    Corrupt {
+        /// PBD name.
+        device: String,
+        /// Type of the object the problem is found at.
+        object: pfs_format::MetaType,
+        /// Its number (`mo_number`).
+        number: u64,
+        /// What is wrong.
+        problem: String,
+    },
     /// The journal's committed range is damaged.
     #[error(transparent)]
     Journal(#[from] pfs_journal::JournalError),
@@ -169,9 +184,10 @@ impl CoreError {
             }
             CoreError::BadPbdName { .. } | CoreError::InvalidArgument(_) => 22,
             CoreError::DeviceTooSmall { .. } => 22,
-            CoreError::Format(_) | CoreError::NotFormatted { .. } | CoreError::Journal(_) => {
-                libc_eio()
-            }
+            CoreError::Format(_)
+            | CoreError::NotFormatted { .. }
+            | CoreError::Journal(_)
+            | CoreError::Corrupt { .. } => libc_eio(),
             CoreError::AlreadyFormatted { .. } => 16,
             CoreError::NotFound { .. } => 2,
             CoreError::ReadOnly => 30,

@@ -1,6 +1,7 @@
 //! Namespace and file changes, each a transaction shaped as the reference
 //! shapes it, so the journal gets the same entries in the same order.
 
+use crate::chain::{ChainStart, Link, MAX_DEPTH};
 use crate::error::{CoreError, Result};
 use crate::mount::Mount;
 use crate::ns::FileBlock;
@@ -24,6 +25,20 @@ fn name_error(e: FormatError, shown: &str) -> CoreError {
             reason,
         },
         other => other.into(),
+    }
+}
+
+/// Most extension direntries a name can have.
+const NAME_EXTS: u64 = pfs_format::direntry::MAX_NAME_PIECES as u64 - 1;
+
+/// The extension chain of the name headed by direntry `de`.
+fn ext_start(de: ObjectId, mo: &pfs_format::MetaObjPhy) -> ChainStart {
+    ChainStart {
+        t: MetaType::DirEntry,
+        link: Link::Ext,
+        first: mo.direntry().de_extdeno.get(),
+        owner_type: MetaType::DirEntry,
+        owner: de.number(),
     }
 }
 
@@ -140,14 +155,9 @@ fn dir_del(tx: &mut Tx<'_>, dir: u64, ino: u64) -> Result<()> {
         d.in_size
             .set(d.in_size.get().saturating_sub(OBJ_SIZE as u64));
     }
-    let mut ext = de_mo.direntry().de_extdeno.get();
-    let mut guard = 0;
-    while ext != 0 && guard < pfs_format::direntry::MAX_NAME_PIECES {
-        let (ext_id, ext_mo) = tx.view_no(MetaType::DirEntry, ext)?;
+    for (ext_id, _) in tx.chain(ext_start(de_id, &de_mo), NAME_EXTS)? {
         tx.take(ext_id);
         tx.free(ext_id);
-        ext = ext_mo.direntry().de_extdeno.get();
-        guard += 1;
     }
     tx.free(de_id);
     let i = tx.take(in_id).inode_mut();
@@ -161,12 +171,16 @@ fn dir_del(tx: &mut Tx<'_>, dir: u64, ino: u64) -> Result<()> {
 fn release_inode(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
     let (in_id, in_mo) = tx.view_no(MetaType::Inode, ino)?;
     tx.take(in_id);
-    let mut next = in_mo.mo_next.get();
-    while next != 0 {
-        let (bt_id, bt_mo) = tx.view_no(MetaType::BlkTag, next)?;
+    let start = ChainStart {
+        t: MetaType::BlkTag,
+        link: Link::Next,
+        first: in_mo.mo_next.get(),
+        owner_type: MetaType::Inode,
+        owner: ino,
+    };
+    for (bt_id, _) in tx.chain(start, u64::MAX)? {
         tx.take(bt_id);
         tx.free(bt_id);
-        next = bt_mo.mo_next.get();
     }
     tx.free(in_id);
     Ok(())
@@ -347,7 +361,7 @@ impl Mount {
         if !orphan {
             return Ok(());
         }
-        if !self.stat(ino)?.is_dir {
+        if !self.raw_attrs(ino)?.0 {
             self.truncate_ino(ino, 0)?;
         }
         self.write_tx(|tx| release_inode(tx, ino))
@@ -444,23 +458,40 @@ impl Mount {
     /// Sets the size of file `ino`, freeing blocks past the new end.
     pub fn truncate_ino(&self, ino: u64, len: u64) -> Result<()> {
         loop {
-            let st = self.stat(ino)?;
-            if st.is_dir {
+            // Raw attributes: a damaged size must still shrink (orphans
+            // are freed this way), so no sanity check refuses it here.
+            let (is_dir, size) = self.raw_attrs(ino)?;
+            if is_dir {
                 return Err(CoreError::IsDir {
                     path: format!("inode {ino}"),
                 });
             }
-            let step = if st.size > len && st.size - len > SHRINK_STEP {
-                st.size - SHRINK_STEP
+            let blocks = self.blocks(ino)?;
+            let mut step = if size > len && size - len > SHRINK_STEP {
+                size - SHRINK_STEP
             } else {
                 len
             };
-            let blocks = self.blocks(ino)?;
-            self.write_tx(|tx| truncate_step(tx, ino, step, &blocks, st.size))?;
+            // Nothing to free above the last block: one step gets there,
+            // so the work follows the blocks that exist, not the size.
+            let top = blocks
+                .keys()
+                .next_back()
+                .map_or(0, |b| (b + 1).saturating_mul(BLOCK_SIZE));
+            step = step.min(top.max(len));
+            self.write_tx(|tx| truncate_step(tx, ino, step, &blocks, size))?;
             if step == len {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether inode `ino` is a directory, and its size, as stored.
+    fn raw_attrs(&self, ino: u64) -> Result<(bool, u64)> {
+        self.refresh()?;
+        let st = self.state.read();
+        let (_, i) = st.meta.inode(ino)?;
+        Ok((i.is_dir(), i.in_size.get()))
     }
 
     /// Gives file `ino` blocks for `[off, off + len)`; unless `keep_size`,
@@ -609,17 +640,11 @@ fn dir_move(
         o.in_mtime.set(now);
     }
     // Rename in place: reuse, extend or cut the extension chain.
-    let mut old_exts = Vec::new();
-    let mut ext = de_mo.direntry().de_extdeno.get();
-    while ext != 0 && old_exts.len() < pfs_format::direntry::MAX_NAME_PIECES {
-        old_exts.push(ext);
-        ext = tx
-            .view_no(MetaType::DirEntry, ext)?
-            .1
-            .direntry()
-            .de_extdeno
-            .get();
-    }
+    let old_exts: Vec<u64> = tx
+        .chain(ext_start(de_id, &de_mo), NAME_EXTS)?
+        .into_iter()
+        .map(|(id, _)| id.number())
+        .collect();
     let mut exts: Vec<ObjectId> = Vec::new();
     for (k, piece) in pieces[1..].iter().enumerate() {
         let id = match old_exts.get(k) {
@@ -677,7 +702,8 @@ impl Mount {
         if src_dir {
             let mut cur = ndir;
             let st = self.state.read();
-            for _ in 0..4096 {
+            let mut steps = 0u64;
+            loop {
                 if cur == src {
                     return Err(CoreError::InvalidArgument(format!(
                         "rename: cannot move {from_shown} into itself ({to_shown})"
@@ -685,6 +711,16 @@ impl Mount {
                 }
                 if cur == ROOT_INO {
                     break;
+                }
+                // A tree deeper than any path can be is a loop of
+                // directories.
+                steps += 1;
+                if steps > MAX_DEPTH {
+                    return Err(st.meta.corrupt(
+                        MetaType::Inode,
+                        ndir,
+                        "its parent directories do not lead back to the root",
+                    ));
                 }
                 let (_, i) = st.meta.inode(cur)?;
                 let (_, de) = st.meta.lookup(MetaType::DirEntry, i.in_deno.get())?;

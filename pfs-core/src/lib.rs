@@ -9,6 +9,7 @@
 //! All `unsafe` code lives in the private `sys` module.
 
 pub mod alloc;
+pub mod chain;
 pub mod clock;
 pub mod device;
 pub mod error;

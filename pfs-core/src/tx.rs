@@ -51,6 +51,20 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Walks chain `start` as this transaction sees it (see
+    /// [`crate::chain::Chain`]) and returns its objects.
+    pub(crate) fn chain(
+        &self,
+        start: crate::chain::ChainStart,
+        at_most: u64,
+    ) -> Result<Vec<(ObjectId, MetaObjPhy)>> {
+        crate::chain::Chain::new(self.meta.device(), self.meta.nchunk, start, |t, n| {
+            self.view_no(t, n)
+        })
+        .at_most(at_most)
+        .collect()
+    }
+
     /// The object as this transaction sees it, without taking it.
     pub(crate) fn view(&self, id: ObjectId) -> MetaObjPhy {
         self.objs

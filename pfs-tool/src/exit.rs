@@ -36,7 +36,10 @@ impl Failure {
     pub fn from_core(command: &str, e: &CoreError) -> Failure {
         let code = match e {
             CoreError::AlreadyFormatted { .. } => 16,
-            CoreError::NotFormatted { .. } | CoreError::Format(_) | CoreError::Journal(_) => 5,
+            CoreError::NotFormatted { .. }
+            | CoreError::Format(_)
+            | CoreError::Journal(_)
+            | CoreError::Corrupt { .. } => 5,
             _ if command == "mkfs" || command == "growfs" => (256 - e.errno().clamp(1, 255)) as u8,
             _ => FAILURE,
         };

@@ -108,7 +108,7 @@ pub fn edit_object(
     let bda = id.sector_bda();
     let mut buf = pfs_core::device::AlignedBuf::new(SECTOR_SIZE as usize);
     dev.read_at(buf.as_mut_slice(), bda).expect("read sector");
-    let sect = (id.oid / OBJS_PER_SECTOR) as u32;
+    let sect = id.oid / OBJS_PER_SECTOR;
     let mut objs = decode_sector(buf.as_slice(), t, id.chunk, sect).expect("decode sector");
     let mo = &mut objs[id.index_in_sector() as usize];
     edit(mo);

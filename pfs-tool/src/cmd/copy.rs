@@ -178,13 +178,31 @@ impl<'m> Place<'m> {
                 shown,
             } => {
                 let ino = mount.resolve(comps, true, shown)?;
-                Ok(mount
-                    .read_dir(ino)?
+                let entries = mount.read_dir(ino)?;
+                // A damaged entry named `..` (or holding '/') would lead
+                // the copy out of its tree, on either side.
+                let guard = pfs_core::chain::TreeGuard::new(mount.device().name());
+                for e in &entries {
+                    guard.check_name(e)?;
+                }
+                Ok(entries
                     .into_iter()
                     .filter(|e| !(ino == 0 && (e.ino == 1 || e.ino == 2)))
                     .map(|e| String::from_utf8_lossy(&e.name).into_owned())
                     .collect())
             }
+        }
+    }
+
+    /// Inode of this PFS directory (`None` for a local path).
+    pub fn pfs_ino(&self) -> Result<Option<u64>, CopyError> {
+        match self {
+            Place::Local(_) => Ok(None),
+            Place::Pfs {
+                mount,
+                comps,
+                shown,
+            } => Ok(Some(mount.resolve(comps, true, shown)?)),
         }
     }
 

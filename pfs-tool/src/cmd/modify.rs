@@ -7,6 +7,7 @@ use super::{failed, parse_path, strerror, Context};
 use crate::cli::{FallocateArgs, MkdirArgs, PathArg, RenameArgs, RmArgs, TruncateArgs, WriteArgs};
 use crate::cmd::files::parse_c_u64;
 use crate::exit::{CmdResult, Failure};
+use pfs_core::chain::TreeGuard;
 use pfs_core::mount::{Mode, Mount};
 use pfs_core::path::PfsPath;
 use pfs_core::CoreError;
@@ -159,18 +160,23 @@ pub fn rm(ctx: &Context, a: &RmArgs, out: &mut dyn Write) -> CmdResult {
     for arg in &a.paths {
         let p = parse_path("rm", arg, out)?;
         let m = mount_rw(ctx, "rm", &p)?;
-        if let Err(f) = rm_one(&m, &p.components, arg, a.recursive, out) {
+        let mut guard = TreeGuard::new(m.device().name());
+        if let Err(f) = rm_one(&m, &p.components, arg, a.recursive, &mut guard, out) {
             result = Err(f);
         }
     }
     result
 }
 
+/// Removes `comps`; with `recursive`, a directory's entries first. The
+/// guard keeps the recursion finite on a damaged tree, and refuses names
+/// that would lead a path out of it (`..`).
 fn rm_one(
     m: &Mount,
     comps: &[String],
     shown: &str,
     recursive: bool,
+    guard: &mut TreeGuard,
     out: &mut dyn Write,
 ) -> CmdResult {
     let ino = m
@@ -200,11 +206,19 @@ fn rm_one(
             format!("rm: {shown} is the root directory"),
         ));
     }
-    for e in m.read_dir(ino).map_err(|e| failed("rm", out, &e))? {
+    guard
+        .enter(ino, comps.len() as u64)
+        .map_err(|e| failed("rm", out, &e))?;
+    let entries = m.read_dir(ino).map_err(|e| failed("rm", out, &e))?;
+    // Every name is checked before anything is removed.
+    for e in &entries {
+        guard.check_name(e).map_err(|err| failed("rm", out, &err))?;
+    }
+    for e in entries {
         let name = String::from_utf8_lossy(&e.name).into_owned();
         let mut child = comps.to_vec();
         child.push(name.clone());
-        rm_one(m, &child, &format!("{shown}/{name}"), true, out)?;
+        rm_one(m, &child, &format!("{shown}/{name}"), true, guard, out)?;
     }
     m.rmdir(comps, shown).map_err(|e| failed("rm", out, &e))
 }
