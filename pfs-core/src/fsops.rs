@@ -486,6 +486,20 @@ impl Mount {
         }
     }
 
+    /// Fails unless this mount may write: read-write and not stopped by
+    /// a failed write or flush.
+    fn check_writing(&self) -> Result<()> {
+        if self.mode() != crate::mount::Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
+        }
+        match &self.state.read().fenced {
+            Some(why) => Err(CoreError::Fenced {
+                reason: why.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Whether inode `ino` is a directory, and its size, as stored.
     fn raw_attrs(&self, ino: u64) -> Result<(bool, u64)> {
         self.refresh()?;
@@ -537,6 +551,9 @@ impl Mount {
                 path: format!("inode {ino}"),
             });
         }
+        // Data goes straight to the blocks, outside any transaction: a
+        // stopped mount must not write it either.
+        self.check_writing()?;
         let blocks = self.blocks(ino)?;
         if (off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE)).any(|b| !blocks.contains_key(&b)) {
             self.fallocate_ino(ino, off, data.len() as u64, true)?;
