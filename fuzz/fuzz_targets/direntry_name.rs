@@ -16,9 +16,7 @@ fuzz_target!(|data: &[u8]| {
             table
                 .get(n as usize)
                 .copied()
-                .ok_or(FormatError::InvalidName {
-                    reason: "no such direntry",
-                })
+                .ok_or(FormatError::InvalidName { reason: "no such direntry" })
         });
     }
     if let Ok(pieces) = split_name(data) {
