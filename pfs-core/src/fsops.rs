@@ -337,7 +337,9 @@ impl Mount {
             .ok_or_else(|| CoreError::NotFound {
                 path: shown.to_owned(),
             })?;
-        if self.stat(ino)?.is_dir {
+        // Raw attributes: a file with a damaged size or type can still be
+        // removed.
+        if self.raw_attrs(ino)?.0 {
             return Err(CoreError::IsDir {
                 path: shown.to_owned(),
             });

@@ -284,6 +284,17 @@ fn rm_r_never_follows_a_dot_dot_entry_out_of_its_tree() {
 }
 
 #[test]
+fn a_file_with_an_impossible_size_can_still_be_removed() {
+    let (work, img) = image("huge-rm");
+    Damage::HugeSize.apply(&img);
+    let r = run(&work, &["rm", "/nvme9n1/d3/top"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = run(&work, &["fsck", PBD]);
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    let _ = fs::remove_dir_all(&work);
+}
+
+#[test]
 fn link_count_zero() {
     every_command(Damage::NlinkZero, "/d1/g", "/d1", &["fsck"]);
 }

@@ -182,8 +182,14 @@ fn rm_one(
     let ino = m
         .resolve(comps, false, shown)
         .map_err(|e| failed("rm", out, &e))?;
-    let st = m.stat(ino).map_err(|e| failed("rm", out, &e))?;
-    if !st.is_dir {
+    let is_dir = match m.stat(ino) {
+        Ok(st) => st.is_dir,
+        // A damaged file (impossible size or type) can still be removed:
+        // unlink checks the stored type itself and refuses a directory.
+        Err(CoreError::Corrupt { .. }) => false,
+        Err(e) => return Err(failed("rm", out, &e)),
+    };
+    if !is_dir {
         if ino == pfs_format::layout::PAXOS_FILE_INO || ino == pfs_format::layout::JOURNAL_FILE_INO
         {
             return Err(Failure::new(
