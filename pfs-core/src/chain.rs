@@ -58,10 +58,10 @@ pub struct ChainStart {
 
 /// A walk over one chain; yields each object (a copy) with its id, then
 /// ends, or yields one error and ends.
-pub struct Chain<F> {
+pub struct Chain<'a, F> {
     fetch: F,
     start: ChainStart,
-    device: String,
+    device: &'a str,
     next: u64,
     limit: u64,
     steps: u64,
@@ -73,17 +73,17 @@ pub struct Chain<F> {
     done: bool,
 }
 
-impl<F> Chain<F>
+impl<'a, F> Chain<'a, F>
 where
     F: FnMut(MetaType, u64) -> Result<(ObjectId, MetaObjPhy)>,
 {
     /// A walk of `start` on a device named `device` with `nchunk` chunks,
     /// reading objects through `fetch`.
-    pub fn new(device: &str, nchunk: u32, start: ChainStart, fetch: F) -> Chain<F> {
+    pub fn new(device: &'a str, nchunk: u32, start: ChainStart, fetch: F) -> Chain<'a, F> {
         Chain {
             fetch,
             start,
-            device: device.to_owned(),
+            device,
             next: start.first,
             limit: u64::from(nchunk) * u64::from(start.t.per_chunk()),
             steps: 0,
@@ -102,7 +102,7 @@ where
 
     fn corrupt(&self, problem: String) -> CoreError {
         CoreError::Corrupt {
-            device: self.device.clone(),
+            device: self.device.to_owned(),
             object: self.start.owner_type,
             number: self.start.owner,
             problem,
@@ -136,7 +136,7 @@ where
     }
 }
 
-impl<F> Iterator for Chain<F>
+impl<F> Iterator for Chain<'_, F>
 where
     F: FnMut(MetaType, u64) -> Result<(ObjectId, MetaObjPhy)>,
 {
@@ -163,7 +163,7 @@ where
 
 /// A chain read from a [`MetaImage`].
 pub type MetaChain<'a> =
-    Chain<Box<dyn FnMut(MetaType, u64) -> Result<(ObjectId, MetaObjPhy)> + 'a>>;
+    Chain<'a, Box<dyn FnMut(MetaType, u64) -> Result<(ObjectId, MetaObjPhy)> + 'a>>;
 
 impl MetaImage {
     /// Walks the chain `start` over this metadata (see [`Chain`]).
