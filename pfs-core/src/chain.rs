@@ -12,6 +12,7 @@
 use crate::error::{CoreError, Result};
 use crate::meta::MetaImage;
 use pfs_format::{MetaObjPhy, MetaType, ObjectId};
+use std::borrow::Borrow;
 
 /// Which field links an object to the next one of its chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +57,39 @@ pub struct ChainStart {
     pub owner: u64,
 }
 
-/// A walk over one chain; yields each object (a copy) with its id, then
-/// ends, or yields one error and ends.
+/// Where a [`Chain`] reads its objects: metadata as loaded (objects by
+/// reference), or anything else through [`FromFn`] (a transaction's view,
+/// objects by value).
+pub trait Fetch {
+    /// What a fetch yields.
+    type Obj: Borrow<MetaObjPhy>;
+    /// The object of type `t` numbered `n`.
+    fn fetch(&mut self, t: MetaType, n: u64) -> Result<(ObjectId, Self::Obj)>;
+}
+
+impl<'m> Fetch for &'m MetaImage {
+    type Obj = &'m MetaObjPhy;
+    fn fetch(&mut self, t: MetaType, n: u64) -> Result<(ObjectId, &'m MetaObjPhy)> {
+        self.lookup(t, n)
+    }
+}
+
+/// A [`Fetch`] made of a closure.
+pub struct FromFn<F>(pub F);
+
+impl<F, T> Fetch for FromFn<F>
+where
+    F: FnMut(MetaType, u64) -> Result<(ObjectId, T)>,
+    T: Borrow<MetaObjPhy>,
+{
+    type Obj = T;
+    fn fetch(&mut self, t: MetaType, n: u64) -> Result<(ObjectId, T)> {
+        (self.0)(t, n)
+    }
+}
+
+/// A walk over one chain; yields each object with its id, then ends, or
+/// yields one error and ends.
 pub struct Chain<'a, F> {
     fetch: F,
     start: ChainStart,
@@ -73,10 +105,7 @@ pub struct Chain<'a, F> {
     done: bool,
 }
 
-impl<'a, F> Chain<'a, F>
-where
-    F: FnMut(MetaType, u64) -> Result<(ObjectId, MetaObjPhy)>,
-{
+impl<'a, F: Fetch> Chain<'a, F> {
     /// A walk of `start` on a device named `device` with `nchunk` chunks,
     /// reading objects through `fetch`.
     pub fn new(device: &'a str, nchunk: u32, start: ChainStart, fetch: F) -> Chain<'a, F> {
@@ -136,21 +165,20 @@ where
     }
 }
 
-impl<F> Iterator for Chain<'_, F>
-where
-    F: FnMut(MetaType, u64) -> Result<(ObjectId, MetaObjPhy)>,
-{
-    type Item = Result<(ObjectId, MetaObjPhy)>;
+impl<F: Fetch> Iterator for Chain<'_, F> {
+    type Item = Result<(ObjectId, F::Obj)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done || self.next == 0 {
             return None;
         }
         let n = self.next;
-        let step = self.check(n).and_then(|()| (self.fetch)(self.start.t, n));
+        let step = self
+            .check(n)
+            .and_then(|()| self.fetch.fetch(self.start.t, n));
         match step {
             Ok((id, mo)) => {
-                self.next = self.start.link.follow(&mo);
+                self.next = self.start.link.follow(mo.borrow());
                 Some(Ok((id, mo)))
             }
             Err(e) => {
@@ -162,18 +190,12 @@ where
 }
 
 /// A chain read from a [`MetaImage`].
-pub type MetaChain<'a> =
-    Chain<'a, Box<dyn FnMut(MetaType, u64) -> Result<(ObjectId, MetaObjPhy)> + 'a>>;
+pub type MetaChain<'a> = Chain<'a, &'a MetaImage>;
 
 impl MetaImage {
     /// Walks the chain `start` over this metadata (see [`Chain`]).
     pub fn chain(&self, start: ChainStart) -> MetaChain<'_> {
-        Chain::new(
-            self.device(),
-            self.nchunk,
-            start,
-            Box::new(move |t, n| self.lookup(t, n).map(|(id, mo)| (id, *mo))),
-        )
+        Chain::new(self.device(), self.nchunk, start, self)
     }
 
     /// The block tags of inode `ino`'s chain, in chain order.
@@ -308,12 +330,17 @@ mod tests {
             owner_type: MetaType::Inode,
             owner: 9,
         };
-        Chain::new("dev", nchunk, start, |t, n| {
-            let id = ObjectId::from_number(t, n, nchunk)?;
-            let mut mo = MetaObjPhy::new_free(id);
-            mo.mo_next.set(map.get(&n).copied().unwrap_or(0));
-            Ok((id, mo))
-        })
+        Chain::new(
+            "dev",
+            nchunk,
+            start,
+            FromFn(|t, n| {
+                let id = ObjectId::from_number(t, n, nchunk)?;
+                let mut mo = MetaObjPhy::new_free(id);
+                mo.mo_next.set(map.get(&n).copied().unwrap_or(0));
+                Ok((id, mo))
+            }),
+        )
         .map(|r| r.map(|(id, _)| id.number()))
         .collect()
     }
@@ -382,12 +409,17 @@ mod tests {
             owner: 9,
         };
         let map: HashMap<u64, u64> = links.into_iter().collect();
-        let r: Result<Vec<_>> = Chain::new("dev", 1, start, |t, n| {
-            let id = ObjectId::from_number(t, n, 1)?;
-            let mut mo = MetaObjPhy::new_free(id);
-            mo.mo_next.set(map.get(&n).copied().unwrap_or(0));
-            Ok((id, mo))
-        })
+        let r: Result<Vec<_>> = Chain::new(
+            "dev",
+            1,
+            start,
+            FromFn(|t, n| {
+                let id = ObjectId::from_number(t, n, 1)?;
+                let mut mo = MetaObjPhy::new_free(id);
+                mo.mo_next.set(map.get(&n).copied().unwrap_or(0));
+                Ok((id, mo))
+            }),
+        )
         .at_most(10)
         .collect();
         let e = r.unwrap_err().to_string();

@@ -62,7 +62,7 @@ impl MetaImage {
     /// The full name of the entry headed by direntry `deno`, its extension
     /// chain walked through the checked [`crate::chain::Chain`].
     pub fn entry_name(&self, deno: u64, de: &DirEntryPhy) -> Result<Vec<u8>> {
-        let exts: Vec<(ObjectId, MetaObjPhy)> = self
+        let exts: Vec<(ObjectId, &MetaObjPhy)> = self
             .ext_chain(deno, de.de_extdeno.get())
             .at_most(pfs_format::direntry::MAX_NAME_PIECES as u64 - 1)
             .collect::<Result<_>>()?;

@@ -58,11 +58,10 @@ impl<'a> Tx<'a> {
         start: crate::chain::ChainStart,
         at_most: u64,
     ) -> Result<Vec<(ObjectId, MetaObjPhy)>> {
-        crate::chain::Chain::new(self.meta.device(), self.meta.nchunk, start, |t, n| {
-            self.view_no(t, n)
-        })
-        .at_most(at_most)
-        .collect()
+        let fetch = crate::chain::FromFn(|t, n| self.view_no(t, n));
+        crate::chain::Chain::new(self.meta.device(), self.meta.nchunk, start, fetch)
+            .at_most(at_most)
+            .collect()
     }
 
     /// The object as this transaction sees it, without taking it.
