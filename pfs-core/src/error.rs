@@ -74,6 +74,21 @@ pub enum CoreError {
         /// Size needed.
         need: u64,
     },
+    /// Metadata that validates object by object but is impossible as a
+    /// whole: a chain or directory tree that loops or runs longer than the
+    /// device's objects, a name no operation can make, an unknown inode
+    /// type, a size beyond what PFS can address.
+    #[error("corrupt metadata on device {device}: {object} {number}: {problem}")]
+    Corrupt {
+        /// PBD name.
+        device: String,
+        /// Type of the object the problem is found at.
+        object: pfs_format::MetaType,
+        /// Its number (`mo_number`).
+        number: u64,
+        /// What is wrong.
+        problem: String,
+    },
     /// The journal's committed range is damaged.
     #[error(transparent)]
     Journal(#[from] pfs_journal::JournalError),
@@ -204,6 +219,7 @@ impl CoreError {
             CoreError::Format(_)
             | CoreError::NotFormatted { .. }
             | CoreError::Journal(_)
+            | CoreError::Corrupt { .. }
             | CoreError::Fenced { .. } => libc::EIO,
             CoreError::AlreadyFormatted { .. } | CoreError::Busy { .. } => libc::EBUSY,
             CoreError::NotFound { .. } => libc::ENOENT,

@@ -1,12 +1,20 @@
 //! A consistency check of a filesystem's metadata (the reference has none):
 //! every used object reachable, block tags matching their files, no block
-//! owned twice, sizes and counts right.
+//! owned twice, sizes and counts right, names and types possible, no chain
+//! or directory loop. Every problem is listed; none stops the check.
+//!
+//! What is legitimately allowed and so not reported: a size beyond the
+//! file's last block (holes; `truncate` up), blocks past the end of file
+//! (`fallocate` with `FALLOC_FL_KEEP_SIZE`, the reference's default).
 
-use crate::meta::MetaImage;
+use crate::chain::impossible_name;
+use crate::device::Device;
+use crate::meta::{Journal, MetaImage};
+use crate::ns::MAX_FILE_SIZE;
 use pfs_format::inode::NO_DIRENTRY;
 use pfs_format::layout::{JOURNAL_FILE_INO, OBJ_SIZE, PAXOS_FILE_INO, ROOT_INO};
 use pfs_format::{MetaType, ObjectId};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// What the check found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,12 +38,48 @@ impl FsckReport {
     }
 }
 
+/// Checks the device: loads every metaset without stopping at a damaged
+/// object (each one is a problem of the report), replays the committed
+/// journal, then runs [`check`].
+pub fn check_device(dev: &dyn Device) -> crate::error::Result<FsckReport> {
+    let (mut meta, load_problems) = MetaImage::load_lenient(dev)?;
+    let journal = Journal::locate(dev, &meta)?;
+    let entries = journal.committed(meta.nchunk)?;
+    meta.apply(&entries);
+    let mut r = check(&meta);
+    let mut problems = load_problems;
+    problems.append(&mut r.problems);
+    r.problems = problems;
+    Ok(r)
+}
+
+/// Checks one inode's own fields.
+fn check_inode(ino: u64, i: &pfs_format::InodePhy, at: &str, problems: &mut Vec<String>) {
+    if !i.is_dir() && !i.is_file() {
+        problems.push(format!(
+            "{at}: inode {ino} has unknown inode type {}",
+            i.in_type
+        ));
+    }
+    if i.in_nlink.get() == 0 {
+        problems.push(format!("{at}: inode {ino} is linked but has nlink 0"));
+    }
+    if i.is_file() && i.in_size.get() > MAX_FILE_SIZE {
+        problems.push(format!(
+            "{at}: inode {ino} has size {}, beyond the largest file size PFS can address",
+            i.in_size.get()
+        ));
+    }
+}
+
 /// Checks `meta` (as replayed from the journal).
 pub fn check(meta: &MetaImage) -> FsckReport {
     let mut r = FsckReport::default();
     let mut seen_inodes: BTreeSet<u64> = BTreeSet::new();
     let mut seen_dentries: BTreeSet<u64> = BTreeSet::new();
     let mut block_owner: HashMap<ObjectId, u64> = HashMap::new();
+    // Directories to visit; each inode is pushed once at most (a second
+    // name is reported, not followed), so the walk ends on any tree.
     let mut stack = vec![(ROOT_INO, "/".to_owned())];
     seen_inodes.insert(ROOT_INO);
     seen_dentries.insert(0);
@@ -63,7 +107,8 @@ pub fn check(meta: &MetaImage) -> FsckReport {
                 ));
             }
         }
-        for e in entries {
+        let mut names: HashSet<&[u8]> = HashSet::new();
+        for e in &entries {
             let name = String::from_utf8_lossy(&e.name).into_owned();
             let child = format!(
                 "{}{}{name}",
@@ -77,20 +122,37 @@ pub fn check(meta: &MetaImage) -> FsckReport {
                 ));
             }
             seen_dentries.insert(e.deno);
-            // Extension direntries of long names.
-            let mut ext = meta
-                .lookup(MetaType::DirEntry, e.deno)
-                .map(|(_, mo)| mo.direntry().de_extdeno.get())
-                .unwrap_or(0);
-            while ext != 0 && seen_dentries.insert(ext) {
-                ext = meta
-                    .lookup(MetaType::DirEntry, ext)
-                    .map(|(_, mo)| mo.direntry().de_extdeno.get())
-                    .unwrap_or(0);
+            if let Some(why) = impossible_name(&e.name) {
+                r.problems.push(format!(
+                    "directory {path}: direntry {} has an impossible name {name:?}: {why}",
+                    e.deno
+                ));
+            }
+            if !names.insert(&e.name) {
+                r.problems.push(format!(
+                    "directory {path}: duplicate name {name:?} (direntry {})",
+                    e.deno
+                ));
+            }
+            // Extension direntries of long names (read_dir walked them).
+            if let Ok((_, mo)) = meta.lookup(MetaType::DirEntry, e.deno) {
+                for ext in meta.ext_chain(e.deno, mo.direntry().de_extdeno.get()) {
+                    match ext {
+                        Ok((id, _)) => {
+                            seen_dentries.insert(id.number());
+                        }
+                        Err(err) => {
+                            r.problems.push(format!("{child}: {err}"));
+                            break;
+                        }
+                    }
+                }
             }
             if !seen_inodes.insert(e.ino) {
-                r.problems
-                    .push(format!("{child}: inode {} has a second name", e.ino));
+                r.problems.push(format!(
+                    "{child}: inode {} has a second name (a directory cycle if it is an ancestor)",
+                    e.ino
+                ));
                 continue;
             }
             let (_, inode) = match meta.inode(e.ino) {
@@ -100,6 +162,7 @@ pub fn check(meta: &MetaImage) -> FsckReport {
                     continue;
                 }
             };
+            check_inode(e.ino, inode, &child, &mut r.problems);
             if inode.in_deno.get() != e.deno {
                 r.problems.push(format!(
                     "{child}: inode {} names direntry {} but is named by {}",
@@ -152,10 +215,13 @@ pub fn check(meta: &MetaImage) -> FsckReport {
                         if mo.inode().in_deno.get() == NO_DIRENTRY {
                             r.orphans.push(n);
                             // Its blocks are accounted to it.
-                            if let Ok(blocks) = meta.blocks(n) {
-                                for b in blocks.values() {
-                                    block_owner.insert(b.btno, n);
+                            match meta.blocks(n) {
+                                Ok(blocks) => {
+                                    for b in blocks.values() {
+                                        block_owner.insert(b.btno, n);
+                                    }
                                 }
+                                Err(err) => r.problems.push(format!("orphaned inode {n}: {err}")),
                             }
                         } else {
                             r.problems

@@ -1,6 +1,7 @@
 //! Namespace and file changes, each a transaction shaped as the reference
 //! shapes it, so the journal gets the same entries in the same order.
 
+use crate::chain::{ChainStart, Link};
 use crate::error::{CoreError, Result};
 use crate::mount::Mount;
 use crate::ns::FileBlock;
@@ -20,6 +21,20 @@ fn name_error(e: FormatError, name: &[u8]) -> CoreError {
         FormatError::NameTooLong { .. } => CoreError::NameTooLong { path: name },
         FormatError::InvalidName { reason } => CoreError::InvalidName { name, reason },
         other => other.into(),
+    }
+}
+
+/// Most extension direntries a name can have.
+const NAME_EXTS: u64 = pfs_format::direntry::MAX_NAME_PIECES as u64 - 1;
+
+/// The extension chain of the name headed by direntry `de`.
+fn ext_start(de: ObjectId, mo: &pfs_format::MetaObjPhy) -> ChainStart {
+    ChainStart {
+        t: MetaType::DirEntry,
+        link: Link::Ext,
+        first: mo.direntry().de_extdeno.get(),
+        owner_type: MetaType::DirEntry,
+        owner: de.number(),
     }
 }
 
@@ -137,14 +152,9 @@ pub(crate) fn dir_del(tx: &mut Tx<'_>, dir: u64, ino: u64) -> Result<()> {
         d.in_size
             .set(d.in_size.get().saturating_sub(OBJ_SIZE as u64));
     }
-    let mut ext = de_mo.direntry().de_extdeno.get();
-    let mut guard = 0;
-    while ext != 0 && guard < pfs_format::direntry::MAX_NAME_PIECES {
-        let (ext_id, ext_mo) = tx.view_no(MetaType::DirEntry, ext)?;
+    for (ext_id, _) in tx.chain(ext_start(de_id, &de_mo), NAME_EXTS)? {
         tx.take(ext_id);
         tx.free(ext_id);
-        ext = ext_mo.direntry().de_extdeno.get();
-        guard += 1;
     }
     tx.free(de_id);
     let i = tx.take(in_id).inode_mut();
@@ -158,12 +168,16 @@ pub(crate) fn dir_del(tx: &mut Tx<'_>, dir: u64, ino: u64) -> Result<()> {
 pub(crate) fn release_inode(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
     let (in_id, in_mo) = tx.view_no(MetaType::Inode, ino)?;
     tx.take(in_id);
-    let mut next = in_mo.mo_next.get();
-    while next != 0 {
-        let (bt_id, bt_mo) = tx.view_no(MetaType::BlkTag, next)?;
+    let start = ChainStart {
+        t: MetaType::BlkTag,
+        link: Link::Next,
+        first: in_mo.mo_next.get(),
+        owner_type: MetaType::Inode,
+        owner: ino,
+    };
+    for (bt_id, _) in tx.chain(start, u64::MAX)? {
         tx.take(bt_id);
         tx.free(bt_id);
-        next = bt_mo.mo_next.get();
     }
     tx.free(in_id);
     Ok(())
@@ -274,7 +288,7 @@ impl Mount {
         if !orphan {
             return Ok(());
         }
-        if !self.getattr(ino)?.is_dir() {
+        if !self.raw_attrs(ino)?.0 {
             self.shrink(ino, 0)?;
         }
         self.write_tx(|tx| release_inode(tx, ino))
@@ -362,33 +376,54 @@ impl Mount {
 
     fn shrink(&self, ino: u64, len: u64) -> Result<()> {
         loop {
-            let st = self.getattr(ino)?;
-            if st.is_dir() {
+            // Raw attributes: a damaged size must still shrink (orphans
+            // are freed this way), so no sanity check refuses it here.
+            let (is_dir, size) = self.raw_attrs(ino)?;
+            if is_dir {
                 return Err(CoreError::IsDir {
                     path: format!("inode {ino}"),
                 });
             }
             let blocks = self.blocks(ino)?;
-            let mut step = if st.size > len && st.size - len > SHRINK_STEP {
-                st.size - SHRINK_STEP
+            let mut step = if size > len && size - len > SHRINK_STEP {
+                size - SHRINK_STEP
             } else {
                 len
             };
-            if blocks.range(step.div_ceil(BLOCK_SIZE)..).next().is_none() {
-                // Nothing to free down to `step`: go straight down to the
-                // end of the last block (or `len`).
-                let last_end = blocks
-                    .keys()
-                    .next_back()
-                    .map(|b| (b + 1) * BLOCK_SIZE)
-                    .unwrap_or(0);
-                step = step.min(last_end.max(len));
-            }
-            self.write_tx(|tx| truncate_step(tx, ino, step, &blocks, st.size))?;
+            // Nothing to free above the last block: one step gets there,
+            // so the work follows the blocks that exist, not the size.
+            let top = blocks
+                .keys()
+                .next_back()
+                .map_or(0, |b| (b + 1).saturating_mul(BLOCK_SIZE));
+            step = step.min(top.max(len));
+            self.write_tx(|tx| truncate_step(tx, ino, step, &blocks, size))?;
             if step == len {
                 return Ok(());
             }
         }
+    }
+
+    /// Fails unless this mount may write: read-write and not stopped by
+    /// a failed write or flush.
+    fn check_writing(&self) -> Result<()> {
+        if self.mode() != crate::mount::Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
+        }
+        match &self.state.read().fenced {
+            Some(why) => Err(CoreError::Fenced {
+                reason: why.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether inode `ino` is a directory, and its size, as stored.
+    pub(crate) fn raw_attrs(&self, ino: u64) -> Result<(bool, u64)> {
+        self.refresh()?;
+        let st = self.state.read();
+        let (_, i) = st.meta.inode(ino)?;
+        Ok((i.is_dir(), i.in_size.get()))
     }
 
     /// Writes `buf` at `off` of file `ino`: allocates missing blocks (one
@@ -425,6 +460,9 @@ impl Mount {
                 path: format!("inode {ino}"),
             });
         }
+        // Data goes straight to the blocks, outside any transaction: a
+        // stopped mount must not write it either.
+        self.check_writing()?;
         let blocks = self.blocks(ino)?;
         if (off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE)).any(|b| !blocks.contains_key(&b)) {
             let mode = FallocMode {
@@ -543,17 +581,11 @@ pub(crate) fn dir_move(
         o.in_mtime.set(now);
     }
     // Rename in place: reuse, extend or cut the extension chain.
-    let mut old_exts = Vec::new();
-    let mut ext = de_mo.direntry().de_extdeno.get();
-    while ext != 0 && old_exts.len() < pfs_format::direntry::MAX_NAME_PIECES {
-        old_exts.push(ext);
-        ext = tx
-            .view_no(MetaType::DirEntry, ext)?
-            .1
-            .direntry()
-            .de_extdeno
-            .get();
-    }
+    let old_exts: Vec<u64> = tx
+        .chain(ext_start(de_id, &de_mo), NAME_EXTS)?
+        .into_iter()
+        .map(|(id, _)| id.number())
+        .collect();
     let mut exts: Vec<ObjectId> = Vec::new();
     for (k, piece) in pieces[1..].iter().enumerate() {
         let id = match old_exts.get(k) {

@@ -53,6 +53,7 @@
 #![deny(unsafe_code)]
 
 mod alloc;
+mod chain;
 mod clock;
 mod device;
 mod error;
@@ -77,6 +78,7 @@ mod sys;
 mod trim;
 mod tx;
 
+pub use chain::{TreeGuard, MAX_DEPTH};
 pub use device::{write_zeros, AlignedBuf, Device, FileDevice, MemDevice, DIRECT_IO_ALIGN};
 pub use error::{CoreError, Result};
 pub use file::{File, OpenOptions};
@@ -106,7 +108,7 @@ pub struct ReadmeDoctests;
 /// program should build on (that is [`Mount`]).
 pub mod inspect {
     pub use crate::clock::{ctime, now_secs};
-    pub use crate::fsck::check as fsck_image;
+    pub use crate::fsck::{check as fsck_image, check_device as fsck_device};
     pub use crate::meta::{load_replayed, read_chunk0, DeviceLog, Journal, MetaImage};
     pub use crate::ns::Entry;
 }

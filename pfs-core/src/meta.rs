@@ -4,8 +4,8 @@
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
 use pfs_format::layout::{
-    BLOCK_SIZE, CHUNK_SIZE, JOURNAL_FILE_INO, META_END_OFFSET, OBJS_PER_SECTOR, PAXOS_FILE_INO,
-    SECTOR_SIZE,
+    BLOCK_SIZE, CHUNK_SIZE, JOURNAL_FILE_INO, META_END_OFFSET, OBJS_PER_SECTOR, OBJ_SIZE,
+    PAXOS_FILE_INO, SECTOR_SIZE,
 };
 use pfs_format::metaset::decode_sector;
 use pfs_format::{
@@ -24,6 +24,8 @@ pub struct MetaImage {
     sets: Vec<[Vec<MetaObjPhy>; 3]>,
     /// Per-directory name index, kept in step by [`MetaImage::set`].
     pub(crate) names: parking_lot::Mutex<crate::names::NameIndex>,
+    /// Name of the device the metadata was read from.
+    device: String,
 }
 
 fn type_index(t: MetaType) -> usize {
@@ -55,6 +57,21 @@ impl MetaImage {
     /// Loads every chunk's header and metasets as they are on the device
     /// (without the journal). Every header and object is validated.
     pub fn load(dev: &dyn Device) -> Result<MetaImage> {
+        MetaImage::load_with(dev, None)
+    }
+
+    /// Loads like [`MetaImage::load`], but a meta object that fails
+    /// validation (checksum, number, type) does not stop the load: it is
+    /// described in the returned list and read as its raw bytes when they
+    /// still name the right object, as a free object otherwise. For
+    /// checkers that report every problem; chunk headers must be valid.
+    pub fn load_lenient(dev: &dyn Device) -> Result<(MetaImage, Vec<String>)> {
+        let mut problems = Vec::new();
+        let meta = MetaImage::load_with(dev, Some(&mut problems))?;
+        Ok((meta, problems))
+    }
+
+    fn load_with(dev: &dyn Device, mut lenient: Option<&mut Vec<String>>) -> Result<MetaImage> {
         let name = dev.name();
         let ck0 = read_chunk0(dev)?;
         let nchunk = ck0.ck_nchunk.get();
@@ -82,10 +99,18 @@ impl MetaImage {
                 objs.reserve(t.per_chunk() as usize);
                 for sect in 0..t.nsect() {
                     let at = (t.set_offset() + u64::from(sect) * SECTOR_SIZE) as usize;
-                    let decoded =
-                        decode_sector(&bytes[at..at + SECTOR_SIZE as usize], t, chunk, sect)
-                            .map_err(|e| e.on_device(name))?;
-                    objs.extend_from_slice(&decoded);
+                    let raw = &bytes[at..at + SECTOR_SIZE as usize];
+                    match (decode_sector(raw, t, chunk, sect), lenient.as_deref_mut()) {
+                        (Ok(decoded), _) => objs.extend_from_slice(&decoded),
+                        (Err(e), None) => return Err(e.on_device(name).into()),
+                        (Err(_), Some(problems)) => {
+                            let first = sect * OBJS_PER_SECTOR;
+                            for (i, bytes) in raw.chunks_exact(OBJ_SIZE).enumerate() {
+                                let id = ObjectId::new(t, chunk, first + i as u32)?;
+                                objs.push(lenient_object(bytes, id, name, problems));
+                            }
+                        }
+                    }
                 }
             }
             chunks.push(ck);
@@ -96,7 +121,23 @@ impl MetaImage {
             chunks,
             sets,
             names: Default::default(),
+            device: name.to_owned(),
         })
+    }
+
+    /// Name of the device the metadata was read from.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// A [`CoreError::Corrupt`] about object `number` of type `t`.
+    pub fn corrupt(&self, t: MetaType, number: u64, problem: impl Into<String>) -> CoreError {
+        CoreError::Corrupt {
+            device: self.device.clone(),
+            object: t,
+            number,
+            problem: problem.into(),
+        }
     }
 
     /// The object `id`.
@@ -138,22 +179,19 @@ impl MetaImage {
     pub fn file_blocks(&self, ino: u64) -> Result<Vec<u64>> {
         let (_, inode) = self.lookup(MetaType::Inode, ino)?;
         let mut blocks: Vec<(i64, u64)> = Vec::new();
-        let mut next = inode.mo_next.get();
-        let limit = u64::from(self.nchunk) * u64::from(MetaType::BlkTag.per_chunk());
-        while next != 0 {
-            let (id, bt) = self.lookup(MetaType::BlkTag, next)?;
+        for r in self.blktag_chain(ino, inode.mo_next.get()) {
+            let (id, bt) = r?;
             let tag = bt.blktag();
-            if !bt.is_used() || tag.bt_ino.get() != ino as i64 || blocks.len() as u64 > limit {
+            if !bt.is_used() || tag.bt_ino.get() != ino as i64 {
                 return Err(FormatError::Corrupt {
                     kind: CorruptKind::DanglingObject,
-                    at: Box::new(Location::object(MetaType::BlkTag, next)),
+                    at: Box::new(Location::object(MetaType::BlkTag, id.number())),
                     expected: Expected::Value(ino),
                     found: tag.bt_ino.get() as u64,
                 }
                 .into());
             }
             blocks.push((tag.bt_blkid.get(), id.block_number().unwrap_or(0)));
-            next = bt.mo_next.get();
         }
         blocks.sort_unstable();
         Ok(blocks.into_iter().map(|(_, b)| b).collect())
@@ -184,6 +222,29 @@ impl MetaImage {
     pub fn apply(&mut self, entries: &[Committed]) {
         for c in entries {
             self.set(c.id, c.entry.le_obj_val);
+        }
+    }
+}
+
+/// Object `id` from its bytes, any failure recorded in `problems`.
+fn lenient_object(
+    bytes: &[u8],
+    id: ObjectId,
+    device: &str,
+    problems: &mut Vec<String>,
+) -> MetaObjPhy {
+    match MetaObjPhy::decode(bytes, id) {
+        Ok(mo) => mo,
+        Err(e) => {
+            problems.push(e.on_device(device).to_string());
+            MetaObjPhy::from_bytes(bytes)
+                .ok()
+                .filter(|mo| {
+                    mo.mo_number.get() == id.number()
+                        && mo.mo_type == id.mtype.raw()
+                        && mo.mo_used <= 1
+                })
+                .unwrap_or_else(|| MetaObjPhy::new_free(id))
         }
     }
 }

@@ -402,6 +402,7 @@ impl Mount {
             let (size, blocks, seen, bda) = {
                 let st = self.state.read();
                 let (_, i) = st.meta.inode(ino).map_err(|_| gone(ino))?;
+                st.meta.check_attrs(ino, i)?;
                 if i.is_dir() {
                     return Err(CoreError::IsDir {
                         path: format!("inode {ino}"),
@@ -487,12 +488,9 @@ impl Mount {
         }
         let soft = i.in_size.get().div_ceil(BLOCK_SIZE);
         let mut sum = 0u64;
-        let mut next = st.meta.inode(ino)?.0.mo_next.get();
-        let mut guard = 0u64;
-        while next != 0
-            && guard <= u64::from(st.meta.nchunk) * u64::from(pfs_format::layout::BLKTAGS_PER_CHUNK)
-        {
-            let (_, bt_mo) = st.meta.lookup(pfs_format::MetaType::BlkTag, next)?;
+        let first = st.meta.inode(ino)?.0.mo_next.get();
+        for r in st.meta.blktag_chain(ino, first) {
+            let (_, bt_mo) = r?;
             let bt = bt_mo.blktag();
             if (bt.bt_blkid.get() as u64) < soft {
                 sum += BLOCK_SIZE
@@ -500,8 +498,6 @@ impl Mount {
                         .unwrap_or(0)
                         .min(BLOCK_SIZE);
             }
-            next = bt_mo.mo_next.get();
-            guard += 1;
         }
         Ok(sum.div_ceil(DU_ROUND) * DU_ROUND)
     }

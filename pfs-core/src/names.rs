@@ -131,7 +131,7 @@ impl NameIndex {
             if !self.dirs.contains_key(&dir) {
                 continue;
             }
-            match meta.entry_name(deno) {
+            match meta.head_name(deno) {
                 Ok(name) => {
                     let names = self.dirs.entry(dir).or_default();
                     // The first entry of a name wins, as a walk would find.

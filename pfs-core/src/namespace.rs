@@ -110,6 +110,7 @@ fn lossy(name: &[u8]) -> String {
 
 fn attr_of(meta: &MetaImage, ino: u64) -> Result<Attr> {
     let (_, i) = meta.inode(ino)?;
+    meta.check_attrs(ino, i)?;
     Ok(Attr {
         ino,
         kind: if i.is_dir() {

@@ -12,7 +12,8 @@ use pfs_format::blktag::NO_HOLE;
 use pfs_format::direntry::assemble_name;
 use pfs_format::layout::{BLOCK_SIZE, ROOT_INO};
 use pfs_format::{
-    CorruptKind, Expected, FormatError, InodePhy, Location, MetaObjPhy, MetaType, ObjectId,
+    CorruptKind, DirEntryPhy, Expected, FormatError, InodePhy, Location, MetaObjPhy, MetaType,
+    ObjectId,
 };
 use std::collections::BTreeMap;
 
@@ -50,7 +51,31 @@ pub(crate) fn broken(t: MetaType, number: u64, what: &'static str, found: u64) -
     .into()
 }
 
+/// Largest file size PFS can address: `off_t`'s maximum, as the
+/// reference's API checks offsets against it.
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+/// Largest block index a file can have.
+pub const MAX_BLKID: u64 = MAX_FILE_SIZE / BLOCK_SIZE;
+
 impl MetaImage {
+    /// The full name of the entry headed by direntry `deno`, its extension
+    /// chain walked through the checked [`crate::chain::Chain`].
+    pub fn entry_name(&self, deno: u64, de: &DirEntryPhy) -> Result<Vec<u8>> {
+        let exts: Vec<(ObjectId, &MetaObjPhy)> = self
+            .ext_chain(deno, de.de_extdeno.get())
+            .at_most(pfs_format::direntry::MAX_NAME_PIECES as u64 - 1)
+            .collect::<Result<_>>()?;
+        Ok(assemble_name(deno, de, |n| {
+            exts.iter()
+                .find(|(id, _)| id.number() == n)
+                .map(|(_, mo)| *mo.direntry())
+                .ok_or(FormatError::InvalidName {
+                    reason: "extension direntry missing",
+                })
+        })?)
+    }
+
     /// The used inode `ino`.
     pub fn inode(&self, ino: u64) -> Result<(&MetaObjPhy, &InodePhy)> {
         let (_, mo) = self.lookup(MetaType::Inode, ino)?;
@@ -58,6 +83,29 @@ impl MetaImage {
             return Err(broken(MetaType::Inode, ino, "an inode in use", 0));
         }
         Ok((mo, mo.inode()))
+    }
+
+    /// Checks what every use of an inode's attributes relies on: a known
+    /// type, and for files a size PFS can address.
+    pub fn check_attrs(&self, ino: u64, i: &InodePhy) -> Result<()> {
+        if !i.is_dir() && !i.is_file() {
+            return Err(self.corrupt(
+                MetaType::Inode,
+                ino,
+                format!("unknown inode type {}", i.in_type),
+            ));
+        }
+        if i.is_file() && i.in_size.get() > MAX_FILE_SIZE {
+            return Err(self.corrupt(
+                MetaType::Inode,
+                ino,
+                format!(
+                    "size {} is beyond the largest file size PFS can address ({MAX_FILE_SIZE})",
+                    i.in_size.get()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The entries of directory `dir`, in the order they were added.
@@ -68,12 +116,11 @@ impl MetaImage {
                 path: format!("inode {dir}"),
             });
         }
-        let limit = u64::from(self.nchunk) * u64::from(MetaType::DirEntry.per_chunk());
         let mut out = Vec::new();
-        let mut next = mo.mo_next.get();
         let mut prev = 0u64;
-        while next != 0 {
-            let (_, de_mo) = self.lookup(MetaType::DirEntry, next)?;
+        for r in self.entry_chain(dir, mo.mo_next.get()) {
+            let (id, de_mo) = r?;
+            let next = id.number();
             let de = de_mo.direntry();
             if !de_mo.is_used() || de.de_dirino.get() != dir as i64 || de_mo.mo_prev.get() != prev {
                 return Err(broken(
@@ -83,25 +130,13 @@ impl MetaImage {
                     dir,
                 ));
             }
-            if out.len() as u64 >= limit {
-                return Err(broken(
-                    MetaType::Inode,
-                    dir,
-                    "a directory chain without a cycle",
-                    limit,
-                ));
-            }
-            let name = assemble_name(next, de, |n| {
-                let id = ObjectId::from_number(MetaType::DirEntry, n, self.nchunk)?;
-                Ok(*self.get(id).direntry())
-            })?;
+            let name = self.entry_name(next, de)?;
             out.push(Entry {
                 deno: next,
                 name,
                 ino: de.de_ino.get() as u64,
             });
             prev = next;
-            next = de_mo.mo_next.get();
         }
         Ok(out)
     }
@@ -119,12 +154,9 @@ impl MetaImage {
     }
 
     /// The full name of head direntry `deno`.
-    pub(crate) fn entry_name(&self, deno: u64) -> Result<Vec<u8>> {
+    pub(crate) fn head_name(&self, deno: u64) -> Result<Vec<u8>> {
         let (_, mo) = self.lookup(MetaType::DirEntry, deno)?;
-        Ok(assemble_name(deno, mo.direntry(), |n| {
-            let id = ObjectId::from_number(MetaType::DirEntry, n, self.nchunk)?;
-            Ok(*self.get(id).direntry())
-        })?)
+        self.entry_name(deno, mo.direntry())
     }
 
     /// The directory holding directory `dir` (the root's parent is the
@@ -150,19 +182,21 @@ impl MetaImage {
     /// The blocks of file `ino` by block index inside the file.
     pub fn blocks(&self, ino: u64) -> Result<BTreeMap<u64, FileBlock>> {
         let (mo, _) = self.inode(ino)?;
-        let limit = u64::from(self.nchunk) * u64::from(MetaType::BlkTag.per_chunk());
         let mut out = BTreeMap::new();
-        let mut next = mo.mo_next.get();
-        while next != 0 {
-            let (id, bt_mo) = self.lookup(MetaType::BlkTag, next)?;
+        for r in self.blktag_chain(ino, mo.mo_next.get()) {
+            let (id, bt_mo) = r?;
+            let next = id.number();
             let bt = bt_mo.blktag();
             let blkid = bt.bt_blkid.get();
-            if !bt_mo.is_used()
-                || bt.bt_ino.get() != ino as i64
-                || blkid < 0
-                || out.len() as u64 >= limit
-            {
+            if !bt_mo.is_used() || bt.bt_ino.get() != ino as i64 || blkid < 0 {
                 return Err(broken(MetaType::BlkTag, next, "a block of this file", ino));
+            }
+            if blkid as u64 > MAX_BLKID {
+                return Err(self.corrupt(
+                    MetaType::BlkTag,
+                    next,
+                    format!("block index {blkid} of inode {ino} lies past the largest file offset PFS allows"),
+                ));
             }
             let holeoff = bt.data_end();
             let data_end = if holeoff == NO_HOLE {
@@ -190,7 +224,6 @@ impl MetaImage {
                     blkid as u64,
                 ));
             }
-            next = bt_mo.mo_next.get();
         }
         Ok(out)
     }

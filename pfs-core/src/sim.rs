@@ -1,5 +1,5 @@
 //! Devices for recovery tests: one that simulates a crash at the k-th
-//! flush, one whose n-th write fails.
+//! flush, one whose writes, flushes or reads fail from the n-th on.
 
 use crate::device::{Device, MemDevice};
 use crate::error::{CoreError, Result};
@@ -123,12 +123,45 @@ impl Device for CrashDevice {
     }
 }
 
-/// A memory device whose `fail_at`-th write (1-based) and every later one
-/// fail with EIO, as a dying disk would.
+/// A memory device that fails on request, as a dying disk would: from the
+/// `n`-th write, flush or read on (each counted separately, 1-based),
+/// every one of that kind fails with EIO until [`FailingDevice::heal`].
 pub struct FailingDevice {
     inner: MemDevice,
-    writes: AtomicU64,
+    writes: Counter,
+    syncs: Counter,
+    reads: Counter,
+}
+
+/// Calls of one kind so far, and the first one that fails.
+struct Counter {
+    done: AtomicU64,
     fail_at: AtomicU64,
+}
+
+impl Counter {
+    fn new() -> Counter {
+        Counter {
+            done: AtomicU64::new(0),
+            fail_at: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn fail_after(&self, n: u64) {
+        let now = self.done.load(Ordering::SeqCst);
+        self.fail_at
+            .store(now.saturating_add(n.max(1)), Ordering::SeqCst);
+    }
+
+    /// Counts one call; whether it fails.
+    fn fails(&self) -> bool {
+        let n = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        n >= self.fail_at.load(Ordering::SeqCst)
+    }
+}
+
+fn eio(dev: &MemDevice, op: &'static str, offset: u64) -> CoreError {
+    CoreError::io(dev.name(), op, offset, std::io::Error::from_raw_os_error(5))
 }
 
 impl FailingDevice {
@@ -136,15 +169,37 @@ impl FailingDevice {
     pub fn new(name: &str, len: u64) -> FailingDevice {
         FailingDevice {
             inner: MemDevice::new(name, len),
-            writes: AtomicU64::new(0),
-            fail_at: AtomicU64::new(u64::MAX),
+            writes: Counter::new(),
+            syncs: Counter::new(),
+            reads: Counter::new(),
         }
     }
 
     /// Makes the `n`-th write from now fail (and all after it).
     pub fn fail_after(&self, n: u64) {
-        let now = self.writes.load(Ordering::SeqCst);
-        self.fail_at.store(now + n, Ordering::SeqCst);
+        self.writes.fail_after(n);
+    }
+
+    /// Makes the `n`-th flush from now fail (and all after it).
+    pub fn fail_sync_after(&self, n: u64) {
+        self.syncs.fail_after(n);
+    }
+
+    /// Makes the `n`-th read from now fail (and all after it).
+    pub fn fail_read_after(&self, n: u64) {
+        self.reads.fail_after(n);
+    }
+
+    /// Stops failing: every later call of every kind succeeds.
+    pub fn heal(&self) {
+        for c in [&self.writes, &self.syncs, &self.reads] {
+            c.fail_at.store(u64::MAX, Ordering::SeqCst);
+        }
+    }
+
+    /// Writes (and zeroed ranges) attempted so far, failed ones included.
+    pub fn writes(&self) -> u64 {
+        self.writes.done.load(Ordering::SeqCst)
     }
 
     /// The underlying bytes.
@@ -155,23 +210,23 @@ impl FailingDevice {
 
 impl Device for FailingDevice {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        if self.reads.fails() {
+            return Err(eio(&self.inner, "read", offset));
+        }
         self.inner.read_at(buf, offset)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        if n >= self.fail_at.load(Ordering::SeqCst) {
-            return Err(CoreError::io(
-                self.inner.name(),
-                "write",
-                offset,
-                std::io::Error::from_raw_os_error(5),
-            ));
+        if self.writes.fails() {
+            return Err(eio(&self.inner, "write", offset));
         }
         self.inner.write_at(buf, offset)
     }
 
     fn sync(&self) -> Result<()> {
+        if self.syncs.fails() {
+            return Err(eio(&self.inner, "flush", 0));
+        }
         Ok(())
     }
 
@@ -188,6 +243,9 @@ impl Device for FailingDevice {
     }
 
     fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
+        if self.writes.fails() {
+            return Err(eio(&self.inner, "zero range", offset));
+        }
         self.inner.zero_range(offset, len)
     }
 }

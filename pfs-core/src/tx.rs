@@ -51,10 +51,22 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// The committed metadata the transaction starts from (what checks made
-    /// under the transaction must look at).
+    /// The metadata this transaction started from.
     pub(crate) fn meta(&self) -> &'a MetaImage {
         self.meta
+    }
+
+    /// Walks chain `start` as this transaction sees it (see
+    /// [`crate::chain::Chain`]) and returns its objects.
+    pub(crate) fn chain(
+        &self,
+        start: crate::chain::ChainStart,
+        at_most: u64,
+    ) -> Result<Vec<(ObjectId, MetaObjPhy)>> {
+        let fetch = crate::chain::FromFn(|t, n| self.view_no(t, n));
+        crate::chain::Chain::new(self.meta.device(), self.meta.nchunk, start, fetch)
+            .at_most(at_most)
+            .collect()
     }
 
     /// The object as this transaction sees it, without taking it.

@@ -40,6 +40,7 @@ impl Failure {
             CoreError::NotFormatted { .. }
             | CoreError::Format(_)
             | CoreError::Journal(_)
+            | CoreError::Corrupt { .. }
             | CoreError::Fenced { .. } => 5,
             _ if command == "mkfs" || command == "growfs" => (256 - e.errno().clamp(1, 255)) as u8,
             _ => FAILURE,

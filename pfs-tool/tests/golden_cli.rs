@@ -493,10 +493,36 @@ fn golden_images_pass_fsck() {
         ("grown", &[("nvme1n1", "nvme1n1")]),
         ("populated", &[("nvme1n1", "nvme1n1")]),
         ("populated", &[("nvme1n1-flushlog", "nvme1n1")]),
+        ("populated", &[("nvme1n1-before-cp", "nvme1n1")]),
         (
             "cross-pbd",
             &[("nvme1n1", "nvme1n1"), ("nvme2n1", "nvme2n1")],
         ),
+        // chunk-backup's nvme3n1 is the target of refused restores (a
+        // 20 GiB device whose chunk 0 claims 3 chunks), not a filesystem.
+        (
+            "chunk-backup",
+            &[("nvme1n1", "nvme1n1"), ("nvme2n1", "nvme2n1")],
+        ),
+        (
+            "fscp",
+            &[
+                ("nvme1n1", "nvme1n1"),
+                ("nvme2n1", "nvme2n1"),
+                ("nvme3n1", "nvme3n1"),
+            ],
+        ),
+        ("fscp", &[("nvme3n1-after-fscp", "nvme3n1")]),
+        (
+            "fstrim",
+            &[
+                ("nvme1n1", "nvme1n1"),
+                ("nvme2n1", "nvme2n1"),
+                ("nvme3n1", "nvme3n1"),
+            ],
+        ),
+        ("fstrim", &[("nvme1n1-before", "nvme1n1")]),
+        ("tail", &[("nvme1n1", "nvme1n1")]),
     ];
     for (case, devices) in cases {
         let dir = device_dir(case, devices);

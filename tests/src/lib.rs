@@ -2,6 +2,8 @@
 //! expanding the reference's golden images, and reading the outputs the
 //! reference tool printed beside them.
 
+pub mod crafted;
+
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;

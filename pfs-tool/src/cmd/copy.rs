@@ -176,12 +176,29 @@ impl<'m> Place<'m> {
             }
             Place::Pfs { mount, .. } => {
                 let ino = mount.resolve(format!("{}/", fs_path(self).unwrap_or_default()))?;
-                Ok(mount
-                    .readdir(ino)?
+                let entries: Vec<_> = mount.readdir(ino)?.collect();
+                // A damaged entry named `..` (or holding '/') would lead
+                // the copy out of its tree, on either side.
+                let guard = pfs_core::TreeGuard::new(mount.device().name());
+                for e in &entries {
+                    guard.check_name(ino, &e.name)?;
+                }
+                Ok(entries
+                    .into_iter()
                     .filter(|e| !(ino == 0 && (e.ino == 1 || e.ino == 2)))
                     .map(|e| String::from_utf8_lossy(&e.name).into_owned())
                     .collect())
             }
+        }
+    }
+
+    /// Inode of this PFS directory (`None` for a local path).
+    pub fn pfs_ino(&self) -> Result<Option<u64>, CopyError> {
+        match self {
+            Place::Local(_) => Ok(None),
+            Place::Pfs { mount, .. } => Ok(Some(
+                mount.resolve(format!("{}/", fs_path(self).unwrap_or_default()))?,
+            )),
         }
     }
 

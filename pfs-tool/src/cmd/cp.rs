@@ -11,8 +11,7 @@ use crate::cli::{ArchiveArgs, ArchiveCmd, CpArgs};
 use crate::cmd::copy::{copy_file, same_content, CopyError, Kind, Place};
 use crate::cmd::strerror;
 use crate::exit::{CmdResult, Failure};
-use pfs_core::PfsPath;
-use pfs_core::{Mode, Mount};
+use pfs_core::{Mode, Mount, PfsPath, TreeGuard, MAX_DEPTH};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -133,6 +132,13 @@ struct CopyOpts {
     force: bool,
 }
 
+/// Keeps a recursive copy finite: a PFS source directory is entered once
+/// (a damaged tree may loop), and no copy goes deeper than a path can.
+struct CopyWalk {
+    guard: TreeGuard,
+    depth: u64,
+}
+
 /// The reference's `do_copy`: a file onto a directory goes inside it; a
 /// directory needs `-r` and goes inside an existing directory the first
 /// time; an existing file needs `-f`.
@@ -141,6 +147,7 @@ fn do_copy(
     dst: &Place<'_>,
     first: bool,
     o: &CopyOpts,
+    walk: &mut CopyWalk,
     out: &mut dyn Write,
 ) -> Result<(), CopyError> {
     let skind = src.kind()?;
@@ -227,9 +234,21 @@ fn do_copy(
                     format!("cannot copy {} into itself", src.shown()),
                 ));
             }
-            for name in src.list()? {
-                do_copy(&src.join(&name), &dst.join(&name), false, o, out)?;
+            match src.pfs_ino()? {
+                Some(ino) => walk.guard.enter(ino, walk.depth).map_err(CopyError::from)?,
+                None if walk.depth > MAX_DEPTH => {
+                    return Err(CopyError::new(
+                        40,
+                        format!("{} lies too deep to copy (a loop?)", src.shown()),
+                    ))
+                }
+                None => {}
             }
+            walk.depth += 1;
+            for name in src.list()? {
+                do_copy(&src.join(&name), &dst.join(&name), false, o, walk, out)?;
+            }
+            walk.depth -= 1;
             Ok(())
         }
     }
@@ -265,7 +284,15 @@ pub fn cp(ctx: &Context, a: &CpArgs, out: &mut dyn Write) -> CmdResult {
         recursive: a.recursive,
         force: a.force || a.recursive,
     };
-    do_copy(&src, &dst, true, &o, out).map_err(|e| report(out, e))
+    let device = match &src {
+        Place::Pfs { mount, .. } => mount.device().name().to_owned(),
+        Place::Local(_) => String::new(),
+    };
+    let mut walk = CopyWalk {
+        guard: TreeGuard::new(&device),
+        depth: 0,
+    };
+    do_copy(&src, &dst, true, &o, &mut walk, out).map_err(|e| report(out, e))
 }
 
 /// `pfs archive push|fetch`.

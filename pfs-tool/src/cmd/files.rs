@@ -7,9 +7,9 @@ use super::{failed, parse_path, shown, strerror, Context};
 use crate::cli::{DuArgs, MapArgs, PathArg, ReadArgs, TreeArgs};
 use crate::exit::{CmdResult, Failure};
 use pfs_core::inspect::ctime;
-use pfs_core::Attr;
 use pfs_core::CoreError;
 use pfs_core::PfsPath;
+use pfs_core::{Attr, TreeGuard};
 use pfs_core::{Mode, Mount};
 use pfs_format::layout::{BLKTAGS_PER_CHUNK, BLOCK_SIZE, CHUNK_SIZE};
 use std::io::Write;
@@ -93,28 +93,43 @@ pub fn tree(ctx: &Context, a: &TreeArgs, out: &mut dyn Write) -> CmdResult {
     if a.verbose {
         writeln!(out, "name\t\t\ttype\tinode\t\tsize\t\t\tctime\t\t\t\tmtime")?;
     }
-    let (mut ndir, mut nfile) = (0u64, 0u64);
-    walk_tree(&m, ino, 0, a.verbose, out, &mut ndir, &mut nfile)?;
+    let mut guard = TreeGuard::new(m.device().name());
+    guard.enter(ino, 0).map_err(|e| failed("tree", out, &e))?;
+    let mut w = TreeWalk {
+        guard,
+        verbose: a.verbose,
+        ndir: 0,
+        nfile: 0,
+    };
+    walk_tree(&m, ino, 0, &mut w, out)?;
     writeln!(out)?;
-    writeln!(out, "{ndir} directories, {nfile} files")?;
+    writeln!(out, "{} directories, {} files", w.ndir, w.nfile)?;
     Ok(())
 }
 
+/// State of a `tree` walk.
+struct TreeWalk {
+    guard: TreeGuard,
+    verbose: bool,
+    ndir: u64,
+    nfile: u64,
+}
+
+/// Prints directory `dir`'s subtree; the guard keeps the recursion as deep
+/// as the tree really is (a loop is an error, not a stack overflow).
 fn walk_tree(
     m: &Mount,
     dir: u64,
     level: usize,
-    verbose: bool,
+    w: &mut TreeWalk,
     out: &mut dyn Write,
-    ndir: &mut u64,
-    nfile: &mut u64,
 ) -> CmdResult {
     let entries = m.readdir(dir).map_err(|e| failed("tree", out, &e))?;
     for e in entries {
         let st = m.getattr(e.ino).map_err(|err| failed("tree", out, &err))?;
         let name = String::from_utf8_lossy(&e.name);
         let indent = " ".repeat(level);
-        if verbose {
+        if w.verbose {
             // The reference prints ctime in both time columns.
             let t = ctime(st.ctime);
             let ty = if st.is_dir() { "Dir" } else { "File" };
@@ -127,10 +142,13 @@ fn walk_tree(
             writeln!(out, "{indent}|-{name}")?;
         }
         if st.is_dir() {
-            *ndir += 1;
-            walk_tree(m, e.ino, level + 1, verbose, out, ndir, nfile)?;
+            w.ndir += 1;
+            w.guard
+                .enter(e.ino, level as u64 + 1)
+                .map_err(|err| failed("tree", out, &err))?;
+            walk_tree(m, e.ino, level + 1, w, out)?;
         } else {
-            *nfile += 1;
+            w.nfile += 1;
         }
     }
     Ok(())
@@ -272,7 +290,9 @@ pub fn map(ctx: &Context, a: &MapArgs, out: &mut dyn Write) -> CmdResult {
         let _ = writeln!(out, "map failed: {}", strerror(e.errno()));
         return Err(Failure::new(235, format!("map: {e}")));
     }
-    let offsets: Vec<u64> = match a.offset {
+    // One offset, or the start of every block (lazily: a sparse file may
+    // span far more blocks than it has).
+    let (first, count) = match a.offset {
         Some(o) if o >= 0 => {
             if o as u64 >= st.size {
                 let _ = writeln!(out, "map failed: {}", strerror(22));
@@ -281,13 +301,12 @@ pub fn map(ctx: &Context, a: &MapArgs, out: &mut dyn Write) -> CmdResult {
                     format!("map: offset {o} is not below the file size {}", st.size),
                 ));
             }
-            vec![o as u64]
+            (o as u64, 1)
         }
-        _ => (0..st.size.div_ceil(BLOCK_SIZE))
-            .map(|i| i * BLOCK_SIZE)
-            .collect(),
+        _ => (0, st.size.div_ceil(BLOCK_SIZE)),
     };
-    if offsets.is_empty() {
+    let offsets = (0..count).map(|i| first + i * BLOCK_SIZE);
+    if count == 0 {
         let e = CoreError::InvalidArgument(format!("map: {} is empty: it has no blocks", a.path));
         return Err(failed("map", out, &e));
     }
@@ -334,10 +353,12 @@ pub fn du(ctx: &Context, a: &DuArgs, out: &mut dyn Write) -> CmdResult {
         None => u64::MAX,
     };
     let (m, _, ino) = open_target(ctx, "du", &a.path, false, out)?;
-    du_walk(&m, ino, &a.path, 0, depth, a.all, out)?;
+    let mut guard = TreeGuard::new(m.device().name());
+    du_walk(&m, ino, &a.path, 0, depth, a.all, &mut guard, out)?;
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn du_walk(
     m: &Mount,
     ino: u64,
@@ -345,14 +366,16 @@ fn du_walk(
     level: u64,
     depth: u64,
     all: bool,
+    guard: &mut TreeGuard,
     out: &mut dyn Write,
 ) -> Result<u64, Failure> {
     let st = m.getattr(ino).map_err(|e| failed("du", out, &e))?;
     let usage = if st.is_dir() {
+        guard.enter(ino, level).map_err(|e| failed("du", out, &e))?;
         let mut sum = 0u64;
         for e in m.readdir(ino).map_err(|err| failed("du", out, &err))? {
             let child = format!("{path}/{}", String::from_utf8_lossy(&e.name));
-            sum += du_walk(m, e.ino, &child, level + 1, depth, all, out)?;
+            sum += du_walk(m, e.ino, &child, level + 1, depth, all, guard, out)?;
         }
         sum
     } else {

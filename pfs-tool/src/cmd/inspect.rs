@@ -269,8 +269,9 @@ pub fn flushlog(ctx: &Context, pbd: &str) -> CmdResult {
 
 /// `pfs fsck`: check the metadata; exit 0 only when it is consistent.
 pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
-    let m = ctx.mount("fsck", pbd, pfs_core::Mode::ReadOnly)?;
-    let r = m.fsck().map_err(fail("fsck"))?;
+    // No mount: a damaged object must not stop the check at the first one.
+    let dev = ctx.open("fsck", pbd, false)?;
+    let r = pfs_core::inspect::fsck_device(&dev).map_err(fail("fsck"))?;
     writeln!(
         out,
         "{pbd}: {} directories, {} files, {} blocks, {} orphaned inodes",

@@ -7,9 +7,8 @@ use super::{failed, parse_path, shown, strerror, Context};
 use crate::cli::{FallocateArgs, MkdirArgs, PathArg, RenameArgs, RmArgs, TruncateArgs, WriteArgs};
 use crate::cmd::files::parse_arg;
 use crate::exit::{CmdResult, Failure};
-use pfs_core::PfsPath;
 use pfs_core::{CoreError, FallocMode, OpenOptions};
-use pfs_core::{Mode, Mount};
+use pfs_core::{Mode, Mount, PfsPath, TreeGuard};
 use pfs_format::layout::BLOCK_SIZE;
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -169,18 +168,23 @@ pub fn rm(ctx: &Context, a: &RmArgs, out: &mut dyn Write) -> CmdResult {
     for arg in &a.paths {
         let p = parse_path("rm", arg, out)?;
         let m = mount_rw(ctx, "rm", &p)?;
-        if let Err(f) = rm_path(&m, &p.inner, arg, a.recursive, out) {
+        let mut guard = TreeGuard::new(m.device().name());
+        if let Err(f) = rm_path(&m, &p.inner, arg, a.recursive, &mut guard, out) {
             result = Err(f);
         }
     }
     result
 }
 
+/// Removes `inner`; with `recursive`, a directory's entries first. The
+/// guard keeps the recursion finite on a damaged tree, and refuses names
+/// that would lead a path out of it (`..`).
 fn rm_path(
     m: &Mount,
     inner: &str,
     shown_as: &str,
     recursive: bool,
+    guard: &mut TreeGuard,
     out: &mut dyn Write,
 ) -> CmdResult {
     let fail = |out: &mut dyn Write, e: CoreError| failed("rm", out, &shown(e, shown_as));
@@ -194,21 +198,30 @@ fn rm_path(
     let (dir, name) = m
         .resolve_parent(inner.as_bytes())
         .map_err(|e| fail(out, e))?;
-    rm_one(m, dir, name, shown_as, recursive, out)
+    rm_one(m, dir, name, shown_as, recursive, guard, 0, out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn rm_one(
     m: &Mount,
     dir: u64,
     name: &[u8],
     shown_as: &str,
     recursive: bool,
+    guard: &mut TreeGuard,
+    depth: u64,
     out: &mut dyn Write,
 ) -> CmdResult {
     let fail = |out: &mut dyn Write, e: CoreError| failed("rm", out, &shown(e, shown_as));
     let ino = m.lookup(dir, name).map_err(|e| fail(out, e))?;
-    let st = m.getattr(ino).map_err(|e| fail(out, e))?;
-    if !st.is_dir() {
+    let is_dir = match m.getattr(ino) {
+        Ok(st) => st.is_dir(),
+        // A damaged file (impossible size or type) can still be removed:
+        // unlink checks the stored type itself and refuses a directory.
+        Err(CoreError::Corrupt { .. }) => false,
+        Err(e) => return Err(fail(out, e)),
+    };
+    if !is_dir {
         return m.unlink(dir, name).map_err(|e| fail(out, e));
     }
     if !recursive {
@@ -221,10 +234,17 @@ fn rm_one(
             format!("rm: {shown_as} is a directory (use -r)"),
         ));
     }
-    pfs_core::check_name(name).map_err(|e| fail(out, e))?;
-    for e in m.readdir(ino).map_err(|e| fail(out, e))? {
+    guard.enter(ino, depth).map_err(|e| fail(out, e))?;
+    let entries: Vec<_> = m.readdir(ino).map_err(|e| fail(out, e))?.collect();
+    // Every name is checked before anything is removed.
+    for e in &entries {
+        guard
+            .check_name(ino, &e.name)
+            .map_err(|err| fail(out, err))?;
+    }
+    for e in entries {
         let child = format!("{shown_as}/{}", String::from_utf8_lossy(&e.name));
-        rm_one(m, ino, &e.name, &child, true, out)?;
+        rm_one(m, ino, &e.name, &child, true, guard, depth + 1, out)?;
     }
     m.rmdir(dir, name).map_err(|e| fail(out, e))
 }

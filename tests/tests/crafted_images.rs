@@ -1,0 +1,176 @@
+//! Crafted damaged images at the library level: every chain walk ends with
+//! `CoreError::Corrupt` naming the device and object, fsck names each kind
+//! of damage (and goes on past bad checksums), and a writer can still
+//! remove a file whose size is impossible, in one short step. The same
+//! images go through the real `pfs` binary in `pfs-tool/tests/crafted_cli.rs`.
+
+#![allow(clippy::unwrap_used)]
+
+use pfs_core::inspect::fsck_device as check_device;
+use pfs_core::{CoreError, Device, FileDevice};
+use pfs_core::{Mode, Mount, MountOptions};
+use pfs_format::MetaType;
+use pfs_tests::crafted::{build_base, edit_object, long_name, lookup, Damage};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn image(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("pfs-crafted-lib-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("img");
+    build_base(&img);
+    (dir, img)
+}
+
+fn mount(img: &Path, mode: Mode) -> Mount {
+    let dev: Arc<dyn Device> =
+        Arc::new(FileDevice::open("img", img, mode == Mode::ReadWrite).unwrap());
+    Mount::open_with(dev, mode, &MountOptions::default()).unwrap()
+}
+
+fn fsck_problems(img: &Path) -> Vec<String> {
+    let dev = FileDevice::open("img", img, false).unwrap();
+    check_device(&dev).unwrap().problems
+}
+
+/// The corruption error of `r`, or a panic saying what came instead.
+fn corrupt<T: std::fmt::Debug>(r: pfs_core::Result<T>) -> (MetaType, u64, String) {
+    match r {
+        Err(CoreError::Corrupt {
+            device,
+            object,
+            number,
+            problem,
+        }) => {
+            assert_eq!(device, "img");
+            (object, number, problem)
+        }
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+#[test]
+fn base_image_is_clean() {
+    let (dir, img) = image("clean");
+    assert!(fsck_problems(&img).is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn block_tag_cycle_ends_every_block_walk() {
+    let (dir, img) = image("btcycle");
+    let (ino, _, _) = lookup(&img, "/d3/top");
+    Damage::BlockTagCycle.apply(&img);
+    let m = mount(&img, Mode::ReadOnly);
+    let (object, number, problem) = corrupt(m.blocks(ino));
+    assert_eq!((object, number), (MetaType::Inode, ino));
+    assert!(problem.contains("block-tag chain has a cycle"), "{problem}");
+    corrupt(m.read_at(ino, &mut [0u8; 16], 0));
+    let p = fsck_problems(&img);
+    assert!(p.iter().any(|l| l.contains("cycle")), "{p:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn directory_entry_cycle_ends_lookups() {
+    let (dir, img) = image("decycle");
+    let (d1, _, _) = lookup(&img, "/d1");
+    Damage::DirEntryCycle.apply(&img);
+    let m = mount(&img, Mode::ReadOnly);
+    // A lookup of a missing name walks the whole chain.
+    let (object, number, problem) = corrupt(m.resolve("/d1/missing"));
+    assert_eq!((object, number), (MetaType::Inode, d1));
+    assert!(
+        problem.contains("directory entry chain has a cycle"),
+        "{problem}"
+    );
+    assert!(m.readdir(d1).is_err());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn extension_chain_cycle_ends_name_assembly() {
+    let (dir, img) = image("extcycle");
+    let long = format!("/d1/{}", long_name());
+    let (_, head, _) = lookup(&img, &long);
+    let (d1, _, _) = lookup(&img, "/d1");
+    // The long name's first extension links to itself.
+    let dev = FileDevice::open("img", &img, false).unwrap();
+    let meta = pfs_core::inspect::MetaImage::load(&dev).unwrap();
+    let ext = meta
+        .lookup(MetaType::DirEntry, head)
+        .unwrap()
+        .1
+        .direntry()
+        .de_extdeno
+        .get();
+    drop(meta);
+    assert_ne!(ext, 0, "a 100-byte name has an extension");
+    edit_object(&img, MetaType::DirEntry, ext, true, |mo| {
+        mo.direntry_mut().de_extdeno.set(ext);
+    });
+    let m = mount(&img, Mode::ReadOnly);
+    let (object, number, problem) = corrupt(m.readdir(d1));
+    assert_eq!((object, number), (MetaType::DirEntry, head));
+    assert!(problem.contains("name extension chain"), "{problem}");
+    assert!(!fsck_problems(&img).is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn fsck_names_each_kind_of_damage() {
+    let cases: [(Damage, &str); 8] = [
+        (Damage::EntryToParent, "second name"),
+        (Damage::BlockTagCycle, "has a cycle"),
+        (Damage::DirEntryCycle, "directory /d1"),
+        (Damage::HugeSize, "beyond the largest file size"),
+        (Damage::DuplicateName, "duplicate name \"h\""),
+        (Damage::DotDotName, "impossible name \"..\""),
+        (Damage::NlinkZero, "nlink 0"),
+        (Damage::UnknownType, "unknown inode type 7"),
+    ];
+    for (d, needle) in cases {
+        let (dir, img) = image(&format!("fsck-{d:?}"));
+        d.apply(&img);
+        let p = fsck_problems(&img);
+        assert!(
+            p.iter().any(|l| l.contains(needle)),
+            "{d:?}: no problem line contains {needle:?}: {p:#?}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn fsck_goes_on_past_bad_checksums() {
+    let (dir, img) = image("checksums");
+    let (g, _, _) = lookup(&img, "/d1/g");
+    Damage::DuplicateName.apply(&img);
+    // Stale checksums in two sectors: an inode in use and a free direntry.
+    edit_object(&img, MetaType::Inode, g, false, |mo| {
+        mo.inode_mut().in_size.set(1)
+    });
+    edit_object(&img, MetaType::DirEntry, 100, false, |mo| {
+        mo.mo_version.set(5)
+    });
+    let p = fsck_problems(&img);
+    let bad = p.iter().filter(|l| l.contains("checksum")).count();
+    assert_eq!(bad, 2, "{p:#?}");
+    assert!(p.iter().any(|l| l.contains("duplicate name")), "{p:#?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_file_with_an_impossible_size_is_removed_in_one_short_step() {
+    let (dir, img) = image("huge-rm");
+    Damage::HugeSize.apply(&img);
+    let m = mount(&img, Mode::ReadWrite);
+    let t = Instant::now();
+    m.unlink_path("/d3/top").unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    drop(m);
+    assert!(fsck_problems(&img).is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}

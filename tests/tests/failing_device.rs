@@ -1,0 +1,121 @@
+//! A device that fails flushes and reads on request: a failed flush stops
+//! every later write of the mount (the device gets no further write at
+//! all) until it is mounted again, and a failed read is an error, never a
+//! panic or a half-loaded state.
+
+#![allow(clippy::unwrap_used)]
+
+use pfs_core::testing::FailingDevice;
+use pfs_core::{mkfs, MkfsOptions};
+use pfs_core::{CoreError, Device};
+use pfs_core::{Mode, Mount, MountOptions};
+use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+use std::sync::Arc;
+
+fn device() -> Arc<FailingDevice> {
+    let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
+    mkfs(
+        dev.as_ref(),
+        &MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        },
+    )
+    .unwrap();
+    dev
+}
+
+fn opts(hostid: u64) -> MountOptions {
+    MountOptions {
+        hostid,
+        lease_ms: 60_000,
+        ..MountOptions::default()
+    }
+}
+
+fn names(m: &Mount) -> Vec<String> {
+    m.readdir(0)
+        .unwrap()
+        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+        .collect()
+}
+
+#[test]
+fn failed_flush_stops_all_later_writes_until_remount() {
+    let dev = device();
+    let w = Mount::open_with(dev.clone() as Arc<dyn Device>, Mode::ReadWrite, &opts(1)).unwrap();
+    w.mkdir_path("/ok").unwrap();
+    let ino = w.create_path("/ok/f", pfs_core::FileType::File).unwrap();
+    w.write_at(ino, b"before", 0).unwrap();
+
+    dev.fail_sync_after(1);
+    match w.mkdir_path("/bad") {
+        Err(CoreError::Io { op, .. }) => assert_eq!(op, "flush"),
+        other => panic!("a failed flush must fail the commit: {other:?}"),
+    }
+    // The disk is fine again, but the mount no longer trusts what it wrote:
+    // every kind of change is refused and nothing reaches the device.
+    dev.heal();
+    let writes = dev.writes();
+    let fenced = |r: pfs_core::Result<()>, what: &str| match r {
+        Err(CoreError::Fenced { .. }) => {}
+        other => panic!("{what} after a failed flush: {other:?}"),
+    };
+    fenced(w.mkdir_path("/bad2").map(|_| ()), "mkdir");
+    fenced(w.write_at(ino, b"after!", 0).map(|_| ()), "pwrite");
+    fenced(w.truncate(ino, 0), "truncate");
+    fenced(w.unlink_path("/ok/f"), "unlink");
+    fenced(w.checkpoint(), "checkpoint");
+    assert_eq!(dev.writes(), writes, "a fenced mount wrote to the device");
+    // Reads still work on the stopped mount, and show the last commit.
+    assert_eq!(names(&w), vec![".pfs-paxos", ".pfs-journal", "ok"]);
+    drop(w);
+
+    // A new mount replays what was committed and writes again.
+    let w = Mount::open_with(dev.clone() as Arc<dyn Device>, Mode::ReadWrite, &opts(1)).unwrap();
+    assert_eq!(names(&w), vec![".pfs-paxos", ".pfs-journal", "ok"]);
+    let mut buf = [0u8; 6];
+    assert_eq!(w.read_at(ino, &mut buf, 0).unwrap(), 6);
+    assert_eq!(&buf, b"before");
+    w.mkdir_path("/again").unwrap();
+    drop(w);
+    let r = Mount::open_with(dev as Arc<dyn Device>, Mode::ReadOnly, &opts(2)).unwrap();
+    assert_eq!(names(&r), vec![".pfs-paxos", ".pfs-journal", "ok", "again"]);
+    assert!(r.fsck().unwrap().is_clean());
+}
+
+#[test]
+fn failed_reads_are_errors_at_every_step() {
+    let dev = device();
+    {
+        let w =
+            Mount::open_with(dev.clone() as Arc<dyn Device>, Mode::ReadWrite, &opts(1)).unwrap();
+        let ino = w.create_path("/f", pfs_core::FileType::File).unwrap();
+        w.write_at(ino, &[7u8; 5000], 0).unwrap();
+    }
+    // Fail the k-th read of a mount and a file read, for every k the
+    // whole sequence makes: each is an IO error, then healing recovers.
+    let mut k = 1;
+    loop {
+        dev.fail_read_after(k);
+        let r = Mount::open_with(dev.clone() as Arc<dyn Device>, Mode::ReadOnly, &opts(2))
+            .and_then(|m| {
+                let ino = m.resolve("/f")?;
+                let mut buf = vec![0u8; 5000];
+                m.read_at(ino, &mut buf, 0)?;
+                Ok(buf)
+            });
+        dev.heal();
+        match r {
+            Ok(buf) => {
+                assert_eq!(buf, vec![7u8; 5000]);
+                break;
+            }
+            Err(CoreError::Io { op, .. }) => assert_eq!(op, "read", "k = {k}"),
+            Err(e) => panic!("read {k} failing gave {e}"),
+        }
+        k += 1;
+        assert!(k < 10_000, "the sequence never ends");
+    }
+    assert!(k > 3, "mount and read take several reads ({k})");
+}
