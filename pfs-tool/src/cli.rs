@@ -87,11 +87,15 @@ pub enum Command {
     Fsck(PbdArg),
     /// Copy files or trees between local paths and PFS paths (durably).
     ///
-    /// An argument is a PFS path when it is /<pbd>/... and <pbd> looks like a
-    /// device (nvme…, loop…, sd…, sf…, vd…, mapper_…, pangu-…, or a leading
-    /// digit) or names a device in the device directory; anything else is
-    /// local. Each file is written under a temporary name, flushed, then
-    /// renamed into place.
+    /// An argument /<name>/... is a PFS path when /dev/<name> is a block
+    /// device (or <name> is in the device directory), whatever the name:
+    /// rbd0, dm-3, xvdb, nbd0, md0, sdb1 work as well as nvme1n1. When a
+    /// local directory /<name> exists too, the device wins only if it holds
+    /// a PFS. When neither exists, reference-style device names (nvme…,
+    /// loop…, sd…, sf…, vd…, mapper_…, pangu-…, a leading digit) are taken
+    /// as PFS paths and anything else is an error naming both places.
+    /// Each file is written under a temporary name, flushed, then renamed
+    /// into place.
     Cp(CpArgs),
     /// WAL archiving: `push` for archive_command, `fetch` for restore_command.
     Archive(ArchiveArgs),
