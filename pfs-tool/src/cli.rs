@@ -30,6 +30,10 @@ pub struct Cli {
     /// (waits for it to expire).
     #[arg(long = "force")]
     pub force: bool,
+    /// One JSON document on stdout instead of text (ls, stat, tree, du,
+    /// info, fsck, usedinfo).
+    #[arg(long = "json", global = true)]
+    pub json: bool,
     /// Directory holding the devices (files named after their PBD).
     #[arg(long = "device-dir", env = "PFS_DEVICE_DIR", value_name = "DIR")]
     pub device_dir: Option<PathBuf>,
@@ -491,6 +495,28 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         hostid: u64::from(cli.hostid),
         force: cli.force,
     };
+    if cli.json {
+        let r = match &cli.command {
+            Command::Ls(a) => Some(cmd::json::ls(&ctx, a, out)),
+            Command::Stat(a) => Some(cmd::json::stat(&ctx, a, out)),
+            Command::Tree(a) => Some(cmd::json::tree(&ctx, a, out)),
+            Command::Du(a) => Some(cmd::json::du(&ctx, a, out)),
+            Command::Info(a) => Some(cmd::json::info(&ctx, &a.pbd, out)),
+            Command::Fsck(a) => Some(cmd::json::fsck(&ctx, &a.pbd, out)),
+            Command::Usedinfo(a) => Some(cmd::json::usedinfo(&ctx, a, out)),
+            _ => None,
+        };
+        let _ = out.flush();
+        return match r {
+            Some(Ok(())) => 0,
+            Some(Err(f)) => f.report(err),
+            None => Failure::new(
+                USAGE,
+                "--json is for ls, stat, tree, du, info, fsck and usedinfo",
+            )
+            .report(err),
+        };
+    }
     let result = match &cli.command {
         Command::Mkfs(a) => cmd::mkfs::mkfs(&ctx, a, out, err),
         Command::Growfs(a) => cmd::mkfs::growfs(&ctx, a, out),
