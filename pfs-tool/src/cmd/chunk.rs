@@ -72,6 +72,13 @@ pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
         Mode::Backup => backup(&open(false)?, &a.pbd, start, end, a.force, out),
         Mode::Restore => {
             let dev = open(true)?;
+            // No writer of this machine may have the device mounted while
+            // it is overwritten (the reference's host lock, whole file).
+            let _lock = pfs_core::hostlock::HostLock::acquire(
+                &pfs_core::pbd::lock_path(&a.pbd, ctx.device_dir.as_deref()),
+                0,
+            )
+            .map_err(|e| Failure::new(EXIT_EBUSY, format!("chunk: {e}")))?;
             let r = restore(&dev, start, end, a.force, &mut std::io::stdin().lock());
             if let Err(f) = &r {
                 if f.code == EXIT_EINVAL {
