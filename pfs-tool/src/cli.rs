@@ -30,6 +30,10 @@ pub struct Cli {
     /// (waits for it to expire).
     #[arg(long = "force")]
     pub force: bool,
+    /// One JSON document on stdout instead of text (ls, stat, tree, du,
+    /// info, fsck, usedinfo).
+    #[arg(long = "json", global = true)]
+    pub json: bool,
     /// Directory holding the devices (files named after their PBD).
     #[arg(long = "device-dir", env = "PFS_DEVICE_DIR", value_name = "DIR")]
     pub device_dir: Option<PathBuf>,
@@ -87,11 +91,15 @@ pub enum Command {
     Fsck(PbdArg),
     /// Copy files or trees between local paths and PFS paths (durably).
     ///
-    /// An argument is a PFS path when it is /<pbd>/... and <pbd> looks like a
-    /// device (nvme…, loop…, sd…, sf…, vd…, mapper_…, pangu-…, or a leading
-    /// digit) or names a device in the device directory; anything else is
-    /// local. Each file is written under a temporary name, flushed, then
-    /// renamed into place.
+    /// An argument /<name>/... is a PFS path when /dev/<name> is a block
+    /// device (or <name> is in the device directory), whatever the name:
+    /// rbd0, dm-3, xvdb, nbd0, md0, sdb1 work as well as nvme1n1. When a
+    /// local directory /<name> exists too, the device wins only if it holds
+    /// a PFS. When neither exists, reference-style device names (nvme…,
+    /// loop…, sd…, sf…, vd…, mapper_…, pangu-…, a leading digit) are taken
+    /// as PFS paths and anything else is an error naming both places.
+    /// Each file is written under a temporary name, flushed, then renamed
+    /// into place.
     Cp(CpArgs),
     /// WAL archiving: `push` for archive_command, `fetch` for restore_command.
     Archive(ArchiveArgs),
@@ -487,6 +495,28 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         hostid: u64::from(cli.hostid),
         force: cli.force,
     };
+    if cli.json {
+        let r = match &cli.command {
+            Command::Ls(a) => Some(cmd::json::ls(&ctx, a, out)),
+            Command::Stat(a) => Some(cmd::json::stat(&ctx, a, out)),
+            Command::Tree(a) => Some(cmd::json::tree(&ctx, a, out)),
+            Command::Du(a) => Some(cmd::json::du(&ctx, a, out)),
+            Command::Info(a) => Some(cmd::json::info(&ctx, &a.pbd, out)),
+            Command::Fsck(a) => Some(cmd::json::fsck(&ctx, &a.pbd, out)),
+            Command::Usedinfo(a) => Some(cmd::json::usedinfo(&ctx, a, out)),
+            _ => None,
+        };
+        let _ = out.flush();
+        return match r {
+            Some(Ok(())) => 0,
+            Some(Err(f)) => f.report(err),
+            None => Failure::new(
+                USAGE,
+                "--json is for ls, stat, tree, du, info, fsck and usedinfo",
+            )
+            .report(err),
+        };
+    }
     let result = match &cli.command {
         Command::Mkfs(a) => cmd::mkfs::mkfs(&ctx, a, out, err),
         Command::Growfs(a) => cmd::mkfs::growfs(&ctx, a, out),

@@ -72,6 +72,13 @@ pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
         Mode::Backup => backup(&open(false)?, &a.pbd, start, end, a.force, out),
         Mode::Restore => {
             let dev = open(true)?;
+            // No writer of this machine may have the device mounted while
+            // it is overwritten (the reference's host lock, whole file).
+            let _lock = pfs_core::HostLock::acquire(
+                &pfs_core::pbd::lock_path(&a.pbd, ctx.device_dir.as_deref()),
+                0,
+            )
+            .map_err(|e| Failure::new(EXIT_EBUSY, format!("chunk: {e}")))?;
             let r = restore(&dev, start, end, a.force, &mut std::io::stdin().lock());
             if let Err(f) = &r {
                 if f.code == EXIT_EINVAL {
@@ -293,6 +300,8 @@ fn restore(dev: &FileDevice, start: u64, end: u64, force: bool, input: &mut dyn 
         }
     }
     let mut blank_done = false;
+    // The filesystem's chunk count, from the stream, for the closing note.
+    let mut fs_nchunk = 0u32;
     let mut headers: Vec<(u64, AlignedBuf)> = Vec::new();
     let mut block = AlignedBuf::new(BLOCK_SIZE as usize);
     for c in start..end {
@@ -309,6 +318,7 @@ fn restore(dev: &FileDevice, start: u64, end: u64, force: bool, input: &mut dyn 
         }
         let h = OssHeader::decode(&hb)
             .map_err(|e| damaged(blank_done, &format!("chunk {c}'s stream header: {e}")))?;
+        fs_nchunk = h.oss_nchunk;
         if u64::from(h.oss_ckid) != c {
             return Err(damaged(
                 blank_done,
@@ -389,6 +399,12 @@ fn restore(dev: &FileDevice, start: u64, end: u64, force: bool, input: &mut dyn 
             .map_err(|e| einval(e.to_string()))?;
     }
     dev.sync().map_err(|e| einval(e.to_string()))?;
+    if start > 0 || end < u64::from(fs_nchunk) {
+        eprintln!(
+            "pfs: chunk: restored chunks [{start}, {end}) of a filesystem of {fs_nchunk} \
+             chunk(s); it mounts once all of them are restored"
+        );
+    }
     Ok(())
 }
 

@@ -1,10 +1,14 @@
 //! `pfs cp` and `pfs archive`: copies between local paths and PFS paths,
 //! on one device or across two.
 //!
-//! An argument is a PFS path when it is `/<pbd>/...` and `<pbd>` looks like
-//! a device name, as the reference decides (`nvme…`, `loop…`, `sd…`, `sf…`,
-//! `vd…`, `mapper_…`, `pangu-…`, or starting with a digit), or names a
-//! device in the device directory. Anything else is a local path.
+//! An argument `/<name>/...` is a PFS path when `/dev/<name>` is a block
+//! device (or `<name>` is in the device directory), whatever the name looks
+//! like (`rbd0`, `dm-3`, `xvdb`, `nbd0`, `md0`, `sdb1`, ...). When a local
+//! directory `/<name>` exists too, the device wins only if it holds a PFS.
+//! When neither exists, names the reference takes for devices (`nvme…`,
+//! `loop…`, `sd…`, `sf…`, `vd…`, `mapper_…`, `pangu-…`, a leading digit)
+//! are PFS paths (the mount then says which device is missing); any other
+//! is an error naming both places looked at. Relative paths are local.
 
 use super::Context;
 use crate::cli::{ArchiveArgs, ArchiveCmd, CpArgs};
@@ -16,23 +20,57 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Whether `arg` names a file inside a PFS (see the module doc).
-pub fn is_pfs_path(arg: &str, device_dir: Option<&Path>) -> bool {
+/// Whether `arg` names a file inside a PFS (see the module doc); an
+/// absolute path that is neither a device's nor a local one is an error
+/// naming both places looked at.
+pub fn classify(arg: &str, device_dir: Option<&Path>) -> Result<bool, String> {
     let Some(rest) = arg.strip_prefix('/') else {
-        return false;
+        return Ok(false);
     };
     let rest = rest.trim_start_matches('/');
     let Some((first, _)) = rest.split_once('/') else {
-        return false;
+        return Ok(false);
     };
-    if first.is_empty() {
-        return false;
+    if first.is_empty() || first == "." || first == ".." {
+        return Ok(false);
     }
-    let looks = first.starts_with(|c: char| c.is_ascii_digit())
-        || ["nvme", "loop", "sd", "sf", "vd", "mapper_", "pangu-"]
-            .iter()
-            .any(|p| first.starts_with(p));
-    looks || device_dir.is_some_and(|d| d.join(first).exists())
+    let dev = pfs_core::pbd::device_path(first, device_dir).ok();
+    let dev_exists = dev.as_deref().is_some_and(|p| match device_dir {
+        Some(_) => p.exists(),
+        None => std::fs::metadata(p)
+            .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+            .unwrap_or(false),
+    });
+    let local = Path::new("/").join(first);
+    let local_exists = std::fs::symlink_metadata(&local).is_ok();
+    match (dev_exists, local_exists) {
+        (true, false) => Ok(true),
+        (true, true) => Ok(holds_pfs(first, device_dir)),
+        (false, true) => Ok(false),
+        (false, false) => {
+            let looks = first.starts_with(|c: char| c.is_ascii_digit())
+                || ["nvme", "loop", "sd", "sf", "vd", "mapper_", "pangu-"]
+                    .iter()
+                    .any(|p| first.starts_with(p));
+            if looks {
+                return Ok(true);
+            }
+            let dev_shown = dev
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| format!("/dev/{first}"));
+            Err(format!(
+                "{arg}: no device {dev_shown} (for a PFS path) and no local {} (for a local path)",
+                local.display()
+            ))
+        }
+    }
+}
+
+/// Whether the device of PBD `name` holds a PFS (chunk 0's header).
+fn holds_pfs(name: &str, device_dir: Option<&Path>) -> bool {
+    pfs_core::pbd::open_pbd(name, device_dir, false)
+        .and_then(|d| pfs_core::inspect::read_chunk0(&d))
+        .is_ok()
 }
 
 /// The mounts a copy needs: the destination's read-write, the source's
@@ -54,14 +92,17 @@ impl Mounts {
         let dir = ctx.device_dir.as_deref();
         let parse =
             |a: &str| PfsPath::parse(a).map_err(|e| Failure::new(22, format!("{cmd}: {e}")));
-        let dst = if is_pfs_path(dst, dir) {
+        let class = |a: &str| {
+            classify(a, dir).map_err(|m| Failure::new(crate::exit::FAILURE, format!("{cmd}: {m}")))
+        };
+        let dst = if class(dst)? {
             let p = parse(dst)?;
             let m = ctx.mount_as(cmd, &p.pbd, Mode::ReadWrite, dst_host)?;
             Some((p, m))
         } else {
             None
         };
-        let src = if is_pfs_path(src, dir) {
+        let src = if class(src)? {
             let p = parse(src)?;
             let same = dst.as_ref().is_some_and(|(d, _)| d.pbd == p.pbd);
             let m = if same {
@@ -352,32 +393,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classifies_paths_like_the_reference() {
+    fn classifies_paths() {
+        // Names the reference takes for devices, with no such device here.
         for p in [
             "/nvme1n1/x",
             "/nvme3n1/archive/0001",
             "/loop0/a",
-            "/sda/b",
-            "/vdb/c",
+            "/vdzz/c",
             "/mapper_vg/d",
             "/1/x",
             "/pangu-a/b",
         ] {
-            assert!(is_pfs_path(p, None), "{p}");
+            assert_eq!(classify(p, None), Ok(true), "{p}");
         }
-        for p in [
-            "/tmp/x",
-            "/data/arch/0001",
-            "relative",
-            "/nvme1n1",
-            "/",
-            "//",
-        ] {
-            assert!(!is_pfs_path(p, None), "{p}");
+        for p in ["/tmp/x", "relative", "/nvme1n1", "/", "//", "/./x"] {
+            assert_eq!(classify(p, None), Ok(false), "{p}");
         }
-        assert!(is_pfs_path(
-            "/nvme1n1/shared_data//pg_wal/000000010000000000000001",
-            None
-        ));
+        assert_eq!(
+            classify(
+                "/nvme1n1/shared_data//pg_wal/000000010000000000000001",
+                None
+            ),
+            Ok(true)
+        );
+        // Any name in the device directory; neither place is an error.
+        let dir = std::env::temp_dir().join(format!("pfs-cp-classify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        std::fs::write(dir.join("rbd0"), b"").unwrap_or_default();
+        assert_eq!(classify("/rbd0/x", Some(&dir)), Ok(true));
+        let e = classify("/no-such-place-xyz/x", Some(&dir)).unwrap_err();
+        assert!(
+            e.contains("no-such-place-xyz") && e.contains("local"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

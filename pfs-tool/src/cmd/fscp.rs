@@ -20,8 +20,8 @@ use pfs_core::{pbd, CoreError, Device, FileDevice};
 use pfs_format::layout::{BLKTAGS_PER_CHUNK, BLOCK_SIZE, CHUNK_SIZE, FRAG_SIZE, SECTOR_SIZE};
 use pfs_format::MetaType;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Mutex;
 
 /// Worker count limits of the reference.
 const NWORKER: (i64, i64) = (2, 36);
@@ -158,15 +158,14 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
         a.src,
         chunks.len()
     )?;
+    let total: usize = chunks.iter().map(Vec::len).sum();
     let nworker = a
         .nworker
         .clamp(NWORKER.0, NWORKER.1)
-        .min(chunks.len() as i64)
-        .max(1) as usize;
+        .min(total.max(1) as i64) as usize;
     // -n only bounded the reference's IO size; we copy each range in one IO.
     let _nfrag = a.nfrag.clamp(NFRAG.0, NFRAG.1);
     writeln!(out, "start {nworker} I/O workers")?;
-    let total: usize = chunks.iter().map(Vec::len).sum();
     writeln!(
         out,
         "[2] send {} chunk copy tasks, {total} used blks",
@@ -187,32 +186,61 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
         dst.sync().map_err(io)?;
     }
 
-    let queue = Mutex::new(chunks.iter().collect::<Vec<_>>().into_iter());
+    // Workers take blocks (not whole chunks) from one list, so even a
+    // one-chunk device keeps reads and writes of several blocks in flight.
+    let tasks: Vec<(usize, &UsedBlock)> = chunks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.iter().map(move |b| (i, b)))
+        .collect();
+    let remaining: Vec<AtomicUsize> = chunks.iter().map(|c| AtomicUsize::new(c.len())).collect();
+    let next_copy = AtomicUsize::new(0);
+    let next_check = AtomicUsize::new(0);
+    let copied_all = AtomicUsize::new(0);
+    let abort = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<Event>();
     let result: Result<(), String> = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for _ in 0..nworker {
             let tx = tx.clone();
-            let (queue, src, dst) = (&queue, &src, &dst);
+            let (src, dst, tasks, remaining) = (&src, &dst, &tasks, &remaining);
+            let (next_copy, next_check) = (&next_copy, &next_check);
+            let (copied_all, abort) = (&copied_all, &abort);
             let check = a.crc_check;
             handles.push(s.spawn(move || -> Result<(), String> {
                 let mut buf = AlignedBuf::new(BLOCK_SIZE as usize);
                 let mut back = AlignedBuf::new(BLOCK_SIZE as usize);
-                loop {
-                    let next = queue.lock().map_err(|_| "worker queue poisoned")?.next();
-                    let Some(blocks) = next else { return Ok(()) };
-                    for b in blocks {
-                        copy_block(src, dst, b, &mut buf).map_err(|e| e.to_string())?;
-                        let _ = tx.send(Event::Copied);
+                while let Some(&(ci, b)) = tasks.get(next_copy.fetch_add(1, Ordering::SeqCst)) {
+                    if abort.load(Ordering::SeqCst) {
+                        return Ok(());
                     }
-                    let _ = tx.send(Event::ChunkDone);
-                    if check {
-                        for b in blocks.iter().filter(|b| b.holeoff > 0) {
-                            let crc = check_block(src, dst, b, &mut buf, &mut back)?;
-                            let _ = tx.send(Event::Checked(*b, crc));
-                        }
+                    if let Err(e) = copy_block(src, dst, b, &mut buf) {
+                        abort.store(true, Ordering::SeqCst);
+                        return Err(e.to_string());
+                    }
+                    let _ = tx.send(Event::Copied);
+                    if remaining[ci].fetch_sub(1, Ordering::SeqCst) == 1 {
+                        let _ = tx.send(Event::ChunkDone);
+                    }
+                    copied_all.fetch_add(1, Ordering::SeqCst);
+                }
+                if !check {
+                    return Ok(());
+                }
+                // Checks start once every block is on the destination.
+                while copied_all.load(Ordering::SeqCst) < tasks.len() {
+                    if abort.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                while let Some(&(_, b)) = tasks.get(next_check.fetch_add(1, Ordering::SeqCst)) {
+                    if b.holeoff > 0 {
+                        let crc = check_block(src, dst, b, &mut buf, &mut back)?;
+                        let _ = tx.send(Event::Checked(*b, crc));
                     }
                 }
+                Ok(())
             }));
         }
         drop(tx);

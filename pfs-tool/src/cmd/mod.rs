@@ -16,6 +16,7 @@ pub mod files;
 pub mod fscp;
 pub mod fstrim;
 pub mod inspect;
+pub mod json;
 pub mod mkfs;
 pub mod modify;
 pub mod tail;

@@ -1,0 +1,359 @@
+//! `--json`: one JSON document on stdout for `ls`, `stat`, `tree`, `du`,
+//! `info`, `fsck` and `usedinfo`, with the facts of the text output as
+//! typed values (times as integer seconds since the epoch, sizes in bytes,
+//! inode numbers). The JSON is written by hand: the shapes are small and
+//! fixed, and the only escaping needed is that of strings.
+//!
+//! Failures are reported as without `--json` (the reference's
+//! `<cmd> failed:` line, a message on stderr, a non-zero exit), so a script
+//! checks the exit code before parsing.
+
+use super::{failed, parse_path, Context};
+use crate::cli::{DuArgs, PathArg, TreeArgs, UsedinfoArgs};
+use crate::exit::{CmdResult, Failure};
+use pfs_core::inspect::load_replayed;
+use pfs_core::{Attr, Mode, Mount, TreeGuard};
+use pfs_format::MetaType;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::Arc;
+
+/// 512-byte sectors per 4 MiB block, as `ls` and `stat` count them.
+const SECTORS_PER_BLOCK: u64 = 8192;
+
+/// A JSON string literal for `s` (lossy for names that are not UTF-8).
+pub fn string(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn kind(st: &Attr) -> &'static str {
+    if st.is_dir() {
+        "dir"
+    } else {
+        "file"
+    }
+}
+
+/// The fields every object of the namespace carries.
+fn stat_fields(st: &Attr) -> String {
+    format!(
+        "\"type\":\"{}\",\"ino\":{},\"size\":{},\"blocks\":{},\"nlink\":{},\"atime\":{},\"mtime\":{},\"ctime\":{},\"btime\":{}",
+        kind(st),
+        st.ino,
+        st.size,
+        st.nblock * SECTORS_PER_BLOCK,
+        st.nlink,
+        st.atime,
+        st.mtime,
+        st.ctime,
+        st.btime
+    )
+}
+
+fn open(
+    ctx: &Context,
+    cmd: &str,
+    arg: &str,
+    must_be_dir: bool,
+    out: &mut dyn Write,
+) -> Result<(Arc<Mount>, u64), Failure> {
+    let path = parse_path(cmd, arg, out)?;
+    let m = ctx.mount(cmd, &path.pbd, Mode::ReadOnly)?;
+    // One committed state for the whole document.
+    m.freeze();
+    let ino = m
+        .resolve(&path.inner)
+        .map_err(|e| failed(cmd, out, &super::shown(e, arg)))?;
+    if must_be_dir && !m.getattr(ino).map_err(|e| failed(cmd, out, &e))?.is_dir() {
+        let e = pfs_core::CoreError::NotDir {
+            path: arg.to_owned(),
+        };
+        return Err(failed(cmd, out, &e));
+    }
+    Ok((m, ino))
+}
+
+/// `ls --json`: `{"path", "entries": [{"name", "type", "ino", "size",
+/// "blocks", "nlink", "atime", "mtime", "ctime", "btime"}], "total_blocks"}`
+/// (blocks in 512-byte units, as the text's total).
+pub fn ls(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
+    let (m, ino) = open(ctx, "ls", &a.path, true, out)?;
+    let entries = m.readdir(ino).map_err(|e| failed("ls", out, &e))?;
+    let mut items = Vec::new();
+    let mut total = 0u64;
+    for e in entries {
+        let st = m.getattr(e.ino).map_err(|err| failed("ls", out, &err))?;
+        total += st.nblock * SECTORS_PER_BLOCK;
+        items.push(format!(
+            "{{\"name\":{},{}}}",
+            string(&String::from_utf8_lossy(&e.name)),
+            stat_fields(&st)
+        ));
+    }
+    writeln!(
+        out,
+        "{{\"path\":{},\"entries\":[{}],\"total_blocks\":{total}}}",
+        string(&a.path),
+        items.join(",")
+    )?;
+    Ok(())
+}
+
+/// `stat --json`: `{"path", "pbd", "type", "ino", "size", "blocks",
+/// "nlink", "atime", "mtime", "ctime", "btime"}`.
+pub fn stat(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
+    let path = parse_path("stat", &a.path, out)?;
+    let (m, ino) = open(ctx, "stat", &a.path, false, out)?;
+    let st = m.getattr(ino).map_err(|e| failed("stat", out, &e))?;
+    writeln!(
+        out,
+        "{{\"path\":{},\"pbd\":{},{}}}",
+        string(&a.path),
+        string(&path.pbd),
+        stat_fields(&st)
+    )?;
+    Ok(())
+}
+
+/// `tree --json`: `{"path", "directories", "files", "children": [...]}`,
+/// each child `{"name", <stat fields>, "children": [...]}` (directories
+/// only have `children`).
+pub fn tree(ctx: &Context, a: &TreeArgs, out: &mut dyn Write) -> CmdResult {
+    let (m, ino) = open(ctx, "tree", &a.path, true, out)?;
+    let (mut ndir, mut nfile) = (0u64, 0u64);
+    let mut guard = TreeGuard::new(m.device().name());
+    guard.enter(ino, 0).map_err(|e| failed("tree", out, &e))?;
+    let walk = &mut TreeWalk {
+        guard: &mut guard,
+        ndir: &mut ndir,
+        nfile: &mut nfile,
+    };
+    let children = tree_children(&m, ino, 0, walk, out)?;
+    writeln!(
+        out,
+        "{{\"path\":{},\"directories\":{ndir},\"files\":{nfile},\"children\":{children}}}",
+        string(&a.path)
+    )?;
+    Ok(())
+}
+
+/// Counters and the loop guard of a tree walk.
+struct TreeWalk<'a> {
+    guard: &'a mut TreeGuard,
+    ndir: &'a mut u64,
+    nfile: &'a mut u64,
+}
+
+fn tree_children(
+    m: &Mount,
+    dir: u64,
+    level: u64,
+    w: &mut TreeWalk<'_>,
+    out: &mut dyn Write,
+) -> Result<String, Failure> {
+    let mut items = Vec::new();
+    for e in m.readdir(dir).map_err(|err| failed("tree", out, &err))? {
+        w.guard
+            .check_name(dir, &e.name)
+            .map_err(|err| failed("tree", out, &err))?;
+        let st = m.getattr(e.ino).map_err(|err| failed("tree", out, &err))?;
+        let name = string(&String::from_utf8_lossy(&e.name));
+        if st.is_dir() {
+            *w.ndir += 1;
+            w.guard
+                .enter(e.ino, level + 1)
+                .map_err(|err| failed("tree", out, &err))?;
+            let sub = tree_children(m, e.ino, level + 1, w, out)?;
+            items.push(format!(
+                "{{\"name\":{name},{},\"children\":{sub}}}",
+                stat_fields(&st)
+            ));
+        } else {
+            *w.nfile += 1;
+            items.push(format!("{{\"name\":{name},{}}}", stat_fields(&st)));
+        }
+    }
+    Ok(format!("[{}]", items.join(",")))
+}
+
+/// `du --json`: `{"entries": [{"path", "bytes", "kib"}]}` in the text's
+/// order (children before their directory).
+pub fn du(ctx: &Context, a: &DuArgs, out: &mut dyn Write) -> CmdResult {
+    let depth = match a.depth {
+        Some(d) if d < 0 => {
+            return Err(Failure::new(
+                crate::exit::FAILURE,
+                format!("du: invalid depth {d}"),
+            ))
+        }
+        Some(d) => d as u64,
+        None => u64::MAX,
+    };
+    let (m, ino) = open(ctx, "du", &a.path, false, out)?;
+    let mut items = Vec::new();
+    let mut guard = TreeGuard::new(m.device().name());
+    let walk = &mut DuWalk {
+        depth,
+        all: a.all,
+        guard: &mut guard,
+        items: &mut items,
+    };
+    du_walk(&m, ino, &a.path, 0, walk, out)?;
+    writeln!(out, "{{\"entries\":[{}]}}", items.join(","))?;
+    Ok(())
+}
+
+/// What a `du` walk carries along.
+struct DuWalk<'a> {
+    depth: u64,
+    all: bool,
+    guard: &'a mut TreeGuard,
+    items: &'a mut Vec<String>,
+}
+
+fn du_walk(
+    m: &Mount,
+    ino: u64,
+    path: &str,
+    level: u64,
+    w: &mut DuWalk<'_>,
+    out: &mut dyn Write,
+) -> Result<u64, Failure> {
+    let st = m.getattr(ino).map_err(|e| failed("du", out, &e))?;
+    let usage = if st.is_dir() {
+        w.guard
+            .enter(ino, level)
+            .map_err(|e| failed("du", out, &e))?;
+        let mut sum = 0u64;
+        for e in m.readdir(ino).map_err(|err| failed("du", out, &err))? {
+            w.guard
+                .check_name(ino, &e.name)
+                .map_err(|err| failed("du", out, &err))?;
+            let child = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+            sum += du_walk(m, e.ino, &child, level + 1, w, out)?;
+        }
+        sum
+    } else {
+        m.disk_usage(ino).map_err(|e| failed("du", out, &e))?
+    };
+    if level <= w.depth && (level == 0 || st.is_dir() || w.all) {
+        w.items.push(format!(
+            "{{\"path\":{},\"type\":\"{}\",\"bytes\":{usage},\"kib\":{}}}",
+            string(path),
+            kind(&st),
+            usage >> 10
+        ));
+    }
+    Ok(usage)
+}
+
+/// `info --json`: `{"pbd", "nchunk", "blktag": {"total", "free", "used"},
+/// "direntry": {...}, "inode": {...}}`.
+pub fn info(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
+    let dev = ctx.open("info", pbd, false)?;
+    let (meta, _) = load_replayed(&dev).map_err(|e| Failure::from_core("info", &e))?;
+    let mut parts = Vec::new();
+    for (t, key) in MetaType::ALL.iter().zip(["blktag", "direntry", "inode"]) {
+        let (free, used) = meta.counts(*t);
+        parts.push(format!(
+            "\"{key}\":{{\"total\":{},\"free\":{free},\"used\":{used}}}",
+            free + used
+        ));
+    }
+    writeln!(
+        out,
+        "{{\"pbd\":{},\"nchunk\":{},{}}}",
+        string(pbd),
+        meta.nchunk,
+        parts.join(",")
+    )?;
+    Ok(())
+}
+
+/// `usedinfo --json`: `{"pbd", "type": "blktag"|"direntry"|"inode",
+/// "chunks": [{"chunk", "used": [oid, ...]}]}`.
+pub fn usedinfo(ctx: &Context, a: &UsedinfoArgs, out: &mut dyn Write) -> CmdResult {
+    let (t, key) = match a.mtype.as_str() {
+        "b" => (MetaType::BlkTag, "blktag"),
+        "d" => (MetaType::DirEntry, "direntry"),
+        _ => (MetaType::Inode, "inode"),
+    };
+    let dev = ctx.open("usedinfo", &a.pbd, false)?;
+    let (meta, _) = load_replayed(&dev).map_err(|e| Failure::from_core("usedinfo", &e))?;
+    let n = u64::from(meta.nchunk);
+    let begin = a.begin.unwrap_or(0);
+    let end = a.end.filter(|&e| e <= n).unwrap_or(n);
+    let mut chunks = Vec::new();
+    for c in begin..end {
+        let used: Vec<String> = meta
+            .objects(c as u32, t)
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.is_used())
+            .map(|(i, _)| i.to_string())
+            .collect();
+        chunks.push(format!("{{\"chunk\":{c},\"used\":[{}]}}", used.join(",")));
+    }
+    writeln!(
+        out,
+        "{{\"pbd\":{},\"type\":\"{key}\",\"chunks\":[{}]}}",
+        string(&a.pbd),
+        chunks.join(",")
+    )?;
+    Ok(())
+}
+
+/// `fsck --json`: `{"pbd", "directories", "files", "blocks",
+/// "orphaned_inodes": [ino, ...], "problems": [text, ...], "clean"}`; exits
+/// 5 when not clean, as the text form does.
+pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
+    let m = ctx.mount("fsck", pbd, Mode::ReadOnly)?;
+    let r = m.fsck().map_err(|e| Failure::from_core("fsck", &e))?;
+    let orphans: Vec<String> = r.orphans.iter().map(u64::to_string).collect();
+    let problems: Vec<String> = r.problems.iter().map(|p| string(p)).collect();
+    writeln!(
+        out,
+        "{{\"pbd\":{},\"directories\":{},\"files\":{},\"blocks\":{},\"orphaned_inodes\":[{}],\"problems\":[{}],\"clean\":{}}}",
+        string(pbd),
+        r.dirs,
+        r.files,
+        r.blocks,
+        orphans.join(","),
+        problems.join(","),
+        r.is_clean()
+    )?;
+    if r.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            5,
+            format!("fsck: {pbd}: {} problem(s) found", r.problems.len()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::string;
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
+    }
+}
