@@ -9,11 +9,31 @@ mod cmd;
 mod dump;
 mod exit;
 
-fn main() -> ExitCode {
+/// Stack of the thread that runs the command. `tree`, `du` and `rm -r`
+/// recurse once per directory level, and a tree is at most 2047 levels deep
+/// (a 4095-byte path; deeper is refused as corruption): a few MiB in a
+/// debug build. The margin keeps that true whatever the main thread's
+/// stack limit is; only the pages used are ever committed.
+const COMMAND_STACK: usize = 64 << 20;
+
+fn run() -> u8 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let code = cli::run(&args, &mut stdout.lock(), &mut stderr.lock());
     let _ = std::io::stdout().flush();
+    code
+}
+
+fn main() -> ExitCode {
+    let code = match std::thread::Builder::new()
+        .name("pfs".into())
+        .stack_size(COMMAND_STACK)
+        .spawn(run)
+    {
+        Ok(t) => t.join().unwrap_or(exit::FAILURE),
+        // No thread (a tight memory limit): run on this one.
+        Err(_) => run(),
+    };
     ExitCode::from(code)
 }

@@ -39,6 +39,11 @@ struct Run {
 
 /// Runs `pfs` under `prlimit` with the time limit; kills it when late.
 fn run(dir: &Path, args: &[&str]) -> Run {
+    run_for(dir, args, TIME_LIMIT)
+}
+
+/// [`run`] with another time limit.
+fn run_for(dir: &Path, args: &[&str], limit: Duration) -> Run {
     let out_path = dir.join("stdout");
     let err_path = dir.join("stderr");
     let start = Instant::now();
@@ -58,10 +63,10 @@ fn run(dir: &Path, args: &[&str]) -> Run {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        if start.elapsed() > TIME_LIMIT {
+        if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("pfs {args:?} still running after {TIME_LIMIT:?}: killed");
+            panic!("pfs {args:?} still running after {limit:?}: killed");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -355,5 +360,42 @@ fn fsck_lists_every_problem() {
         problems.iter().filter(|l| l.contains("checksum")).count() >= 2,
         "both bad checksums: {all}"
     );
+    let _ = fs::remove_dir_all(&work);
+}
+
+/// A tree about as deep as a path can name (2000 levels of one-letter
+/// names; 2047 is the limit, a one-chunk device has 2048 direntries): every
+/// walk gets through it without running out of stack (cp -r used to).
+#[test]
+fn deepest_possible_tree_is_walked_without_stack_overflow() {
+    use pfs_core::mount::{Mode, Mount, MountOptions};
+    use pfs_core::{Device, FileDevice};
+    let (work, img) = image("deep");
+    let depth = 2000;
+    assert!(depth <= pfs_core::chain::MAX_DEPTH as usize);
+    {
+        let dev: std::sync::Arc<dyn Device> =
+            std::sync::Arc::new(FileDevice::open("img", &img, true).unwrap());
+        let m = Mount::open_with(dev, Mode::ReadWrite, &MountOptions::default()).unwrap();
+        let mut comps: Vec<String> = Vec::new();
+        for _ in 0..depth {
+            comps.push("a".into());
+            m.mkdir(&comps, false, "deep").unwrap();
+        }
+    }
+    let local = work.join("copy-out");
+    let local_s = local.to_string_lossy().into_owned();
+    for args in [
+        vec!["tree", "/nvme9n1/"],
+        vec!["du", "/nvme9n1/"],
+        vec!["fsck", PBD],
+        vec!["cp", "-r", "/nvme9n1/a", &local_s],
+        vec!["rm", "-r", "/nvme9n1/a"],
+    ] {
+        // cp and rm resolve each level's path from the root: quadratic in
+        // the depth, slow but bounded.
+        let r = run_for(&work, &args, Duration::from_secs(300));
+        assert_eq!(r.code, Some(0), "{args:?}: {:?} {}", r.signal, r.stderr);
+    }
     let _ = fs::remove_dir_all(&work);
 }

@@ -177,20 +177,68 @@ struct CopyOpts {
 /// (a damaged tree may loop), and no copy goes deeper than a path can.
 struct CopyWalk {
     guard: TreeGuard,
+}
+
+/// A directory being copied: where from, where to, the names left.
+struct Frame<'m> {
+    src: Place<'m>,
+    dst: Place<'m>,
+    names: std::vec::IntoIter<String>,
     depth: u64,
 }
 
-/// The reference's `do_copy`: a file onto a directory goes inside it; a
-/// directory needs `-r` and goes inside an existing directory the first
-/// time; an existing file needs `-f`.
-fn do_copy(
-    src: &Place<'_>,
-    dst: &Place<'_>,
-    first: bool,
+/// Copies `src` to `dst` (see [`copy_one`]), directories depth first in
+/// their own order, with an explicit stack instead of recursion: a tree
+/// as deep as a path allows needs no deep native stack.
+fn do_copy<'m>(
+    src: &Place<'m>,
+    dst: &Place<'m>,
     o: &CopyOpts,
     walk: &mut CopyWalk,
     out: &mut dyn Write,
 ) -> Result<(), CopyError> {
+    let mut stack: Vec<Frame<'m>> = Vec::new();
+    if let Some((d, names)) = copy_one(src, dst, true, 0, o, walk, out)? {
+        stack.push(Frame {
+            src: src.clone(),
+            dst: d,
+            names: names.into_iter(),
+            depth: 0,
+        });
+    }
+    while let Some(top) = stack.last_mut() {
+        let Some(name) = top.names.next() else {
+            stack.pop();
+            continue;
+        };
+        let (s, d, depth) = (top.src.join(&name), top.dst.join(&name), top.depth + 1);
+        if let Some((d, names)) = copy_one(&s, &d, false, depth, o, walk, out)? {
+            stack.push(Frame {
+                src: s,
+                dst: d,
+                names: names.into_iter(),
+                depth,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One step of the reference's `do_copy`: a file onto a directory goes
+/// inside it; a directory needs `-r` and goes inside an existing directory
+/// the first time; an existing file needs `-f`. A file is copied; for a
+/// directory (`depth` below the copy's start) the destination is made and
+/// returned with the names to copy into it.
+#[allow(clippy::too_many_arguments)]
+fn copy_one<'m>(
+    src: &Place<'m>,
+    dst: &Place<'m>,
+    first: bool,
+    depth: u64,
+    o: &CopyOpts,
+    walk: &mut CopyWalk,
+    out: &mut dyn Write,
+) -> Result<Option<(Place<'m>, Vec<String>)>, CopyError> {
     let skind = src.kind()?;
     let mut dst = dst.clone();
     match skind {
@@ -242,7 +290,7 @@ fn do_copy(
                 src.shown(),
                 dst.shown()
             );
-            Ok(())
+            Ok(None)
         }
         Kind::Dir => {
             if !o.recursive {
@@ -276,8 +324,8 @@ fn do_copy(
                 ));
             }
             match src.pfs_ino()? {
-                Some(ino) => walk.guard.enter(ino, walk.depth).map_err(CopyError::from)?,
-                None if walk.depth > MAX_DEPTH => {
+                Some(ino) => walk.guard.enter(ino, depth).map_err(CopyError::from)?,
+                None if depth > MAX_DEPTH => {
                     return Err(CopyError::new(
                         40,
                         format!("{} lies too deep to copy (a loop?)", src.shown()),
@@ -285,12 +333,7 @@ fn do_copy(
                 }
                 None => {}
             }
-            walk.depth += 1;
-            for name in src.list()? {
-                do_copy(&src.join(&name), &dst.join(&name), false, o, walk, out)?;
-            }
-            walk.depth -= 1;
-            Ok(())
+            Ok(Some((dst, src.list()?)))
         }
     }
 }
@@ -331,9 +374,8 @@ pub fn cp(ctx: &Context, a: &CpArgs, out: &mut dyn Write) -> CmdResult {
     };
     let mut walk = CopyWalk {
         guard: TreeGuard::new(&device),
-        depth: 0,
     };
-    do_copy(&src, &dst, true, &o, &mut walk, out).map_err(|e| report(out, e))
+    do_copy(&src, &dst, &o, &mut walk, out).map_err(|e| report(out, e))
 }
 
 /// `pfs archive push|fetch`.
