@@ -415,22 +415,58 @@ pub(crate) struct Replayed<'a> {
 }
 
 impl<'a> Replayed<'a> {
-    /// Loads every metaset of `dev` and applies the committed journal.
+    /// Loads every metaset of `dev` and applies the committed journal, as
+    /// of one committed state even while a writer works: a checkpoint that
+    /// runs while the metasets are read rewrites some of them and moves the
+    /// journal's tail, so the journal no longer holds what the older
+    /// sectors miss; the load is then made again.
     pub(crate) fn load(dev: &'a dyn Device) -> Result<Replayed<'a>> {
-        let mut meta = MetaImage::load(dev)?;
-        let journal = Journal::locate(dev, &meta)?;
-        let entries = journal.committed(meta.nchunk)?;
-        meta.apply(&entries);
-        let dirty = entries
-            .iter()
-            .map(|c| c.entry.le_sector_bda.get())
-            .collect();
-        Ok(Replayed {
-            meta,
-            journal,
-            dirty,
+        // `.pfs-paxos` starts at block 1 on every device mkfs made; the
+        // metasets confirm it (or correct it) below.
+        let mut leader_bda = BLOCK_SIZE;
+        for _ in 0..LOAD_ATTEMPTS {
+            let log = |bda| DeviceLog {
+                dev,
+                blocks: &[],
+                leader_bda: bda,
+            };
+            let before = log(leader_bda).read_leader().ok();
+            let mut meta = MetaImage::load(dev)?;
+            let journal = Journal::locate(dev, &meta)?;
+            leader_bda = journal.leader_bda;
+            let tail = journal.leader.tail_txid.get();
+            if before.map(|l| l.tail_txid.get()) != Some(tail) {
+                continue;
+            }
+            let entries = journal.committed(meta.nchunk);
+            // The entries read are the committed ones only if no checkpoint
+            // let the writer reuse their space meanwhile.
+            let after = log(leader_bda).read_leader()?;
+            if after.tail_txid.get() != tail {
+                continue;
+            }
+            let entries = entries?;
+            meta.apply(&entries);
+            let dirty = entries
+                .iter()
+                .map(|c| c.entry.le_sector_bda.get())
+                .collect();
+            return Ok(Replayed {
+                meta,
+                journal,
+                dirty,
+            });
+        }
+        Err(CoreError::Busy {
+            what: format!(
+                "device {}: the writer checkpointed during each of {LOAD_ATTEMPTS} attempts to load the metadata",
+                dev.name()
+            ),
         })
     }
 }
+
+/// How often a load is tried while checkpoints keep changing the metasets.
+const LOAD_ATTEMPTS: usize = 8;
 
 const _: () = assert!(OBJS_PER_SECTOR == 32);

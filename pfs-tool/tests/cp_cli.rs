@@ -354,6 +354,41 @@ fn archive_push_and_fetch_follow_the_postgres_contracts() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // Only "not archived" exits 1: a fetch from a device that is not there
+    // is an error PostgreSQL must not take for the end of the archive.
+    let o = pfs(
+        &dir,
+        &[
+            "archive",
+            "fetch",
+            "/nvme7n1/archive/000000010000000000000002",
+            &back.display().to_string(),
+        ],
+    );
+    assert_ne!(o.status.code(), Some(1));
+    assert_ne!(o.status.code(), Some(0));
+    // A push into a missing directory names the directory, never a
+    // temporary file of ours; both directions.
+    for dst in [
+        "/nvme1n1/no-such-dir/000000010000000000000002".to_owned(),
+        dir.join("no-such-dir/000000010000000000000002")
+            .display()
+            .to_string(),
+    ] {
+        let src = if dst.starts_with("/nvme1n1") {
+            s.clone()
+        } else {
+            "/nvme1n1/archive/000000010000000000000002".to_owned()
+        };
+        let o = pfs(&dir, &["archive", "push", &src, &dst]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{dst}");
+        assert!(
+            err.contains("no-such-dir") && err.contains("does not exist"),
+            "{err}"
+        );
+        assert!(!err.contains(".pfscp"), "{err}");
+    }
     // Local archive directory too.
     let arch = dir.join("localarch");
     fs::create_dir_all(&arch).unwrap();

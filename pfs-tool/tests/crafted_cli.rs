@@ -368,19 +368,18 @@ fn fsck_lists_every_problem() {
 /// walk gets through it without running out of stack (cp -r used to).
 #[test]
 fn deepest_possible_tree_is_walked_without_stack_overflow() {
-    use pfs_core::mount::{Mode, Mount, MountOptions};
     use pfs_core::{Device, FileDevice};
+    use pfs_core::{Mode, Mount, MountOptions};
     let (work, img) = image("deep");
     let depth = 2000;
-    assert!(depth <= pfs_core::chain::MAX_DEPTH as usize);
+    assert!(depth <= pfs_core::MAX_DEPTH as usize);
     {
         let dev: std::sync::Arc<dyn Device> =
             std::sync::Arc::new(FileDevice::open("img", &img, true).unwrap());
         let m = Mount::open_with(dev, Mode::ReadWrite, &MountOptions::default()).unwrap();
-        let mut comps: Vec<String> = Vec::new();
+        let mut dir = pfs_format::layout::ROOT_INO;
         for _ in 0..depth {
-            comps.push("a".into());
-            m.mkdir(&comps, false, "deep").unwrap();
+            dir = m.create(dir, b"a", pfs_core::FileType::Dir).unwrap();
         }
     }
     let local = work.join("copy-out");

@@ -14,9 +14,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 const MIB4: u64 = 4 << 20;
-/// Our writer lease sector in `.pfs-paxos` (block 1), which the reference
-/// never writes.
-const LEASE: std::ops::Range<u64> = (4 << 20) + 255 * 4096..(4 << 20) + 256 * 4096;
+/// The writer-lease slots: sectors 1..=255 of `.pfs-paxos` (block 1), which
+/// the reference only zeroes at mkfs.
+const LEASE: std::ops::Range<u64> = (4 << 20) + 4096..(4 << 20) + 256 * 4096;
 
 fn pfs_cmd(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(PFS);

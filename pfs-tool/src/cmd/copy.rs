@@ -282,6 +282,31 @@ pub fn copy_file(src: &Place<'_>, dst: &Place<'_>, progress: bool) -> Result<u64
     let reader = open_reader(src)?;
     let tmp_leaf = tmp_name();
     let dir = parent_of(dst);
+    // The temporary file is ours; a missing or wrong directory is the
+    // user's, so name that.
+    match dir.kind()? {
+        Kind::Dir => {}
+        Kind::Missing => {
+            return Err(CopyError::new(
+                2,
+                format!(
+                    "cannot copy to {}: directory {} does not exist",
+                    dst.shown(),
+                    dir.shown()
+                ),
+            ))
+        }
+        Kind::File(_) => {
+            return Err(CopyError::new(
+                20,
+                format!(
+                    "cannot copy to {}: {} is not a directory",
+                    dst.shown(),
+                    dir.shown()
+                ),
+            ))
+        }
+    }
     remove_stale_temps(&dir);
     let tmp = dir.join(&tmp_leaf);
     let bar = progress && size >= (64 << 20) && std::io::stderr().is_terminal();
@@ -357,7 +382,10 @@ fn parent_of<'m>(p: &Place<'m>) -> Place<'m> {
         } => Place::Pfs {
             mount,
             comps: comps[..comps.len().saturating_sub(1)].to_vec(),
-            shown: shown.clone(),
+            shown: match shown.trim_end_matches('/').rsplit_once('/') {
+                Some((d, _)) if !d.is_empty() => d.to_owned(),
+                _ => shown.clone(),
+            },
         },
     }
 }
