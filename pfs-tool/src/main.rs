@@ -8,6 +8,7 @@ mod cli;
 mod cmd;
 mod dump;
 mod exit;
+mod fuse;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
