@@ -621,3 +621,276 @@ fn sigterm_unmounts_and_keeps_everything() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The newest installed PostgreSQL's bin directory, if any.
+fn pg_bin() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("postgres").exists() && p.join("pg_receivewal").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Runs a program as user postgres; panics with its output on failure.
+fn as_pg(prog: &Path, args: &[&str]) -> String {
+    let o = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{} {args:?}: {}\n{}",
+        prog.display(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// A PostgreSQL server run by user postgres; stopped when dropped.
+struct Pg {
+    bin: PathBuf,
+    data: PathBuf,
+    sock: PathBuf,
+    port: u16,
+}
+
+impl Pg {
+    fn sql(&self, sql: &str) -> String {
+        let port = self.port.to_string();
+        let sock = self.sock.display().to_string();
+        as_pg(
+            &self.bin.join("psql"),
+            &[
+                "-X", "-A", "-t", "-h", &sock, "-p", &port, "-d", "postgres", "-c", sql,
+            ],
+        )
+    }
+
+    fn configure(&self, conf: &str) {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(conf.as_bytes()))
+            .unwrap();
+    }
+
+    fn start(&self) {
+        let data = self.data.display().to_string();
+        let log = self.data.with_extension("log").display().to_string();
+        as_pg(
+            &self.bin.join("pg_ctl"),
+            &["-D", &data, "-l", &log, "-w", "-t", "60", "start"],
+        );
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"])
+            .output();
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn pg_receivewal_streams_into_the_mount() {
+    if !fuse_ok("pg_receivewal_streams_into_the_mount") {
+        return;
+    }
+    let Some(bin) = pg_bin() else {
+        eprintln!("note: pg_receivewal_streams_into_the_mount skipped: no PostgreSQL server");
+        return;
+    };
+    let disk = Disk::new("pgwal");
+    let sock = disk.dir.join("sock");
+    fs::create_dir_all(&sock).unwrap();
+    for d in [&disk.dir, &sock] {
+        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    }
+    // allow_other: the restoring server (user postgres) reads the mount.
+    let m = disk.mount("1", &["-o", "allow_other"], "mnt");
+    fs::create_dir(m.path("wal")).unwrap();
+
+    let primary = Pg {
+        bin: bin.clone(),
+        data: disk.dir.join("primary"),
+        sock: sock.clone(),
+        port: free_port(),
+    };
+    let data = primary.data.display().to_string();
+    as_pg(
+        &bin.join("initdb"),
+        &["-D", &data, "--auth=trust", "-U", "postgres", "--no-sync"],
+    );
+    primary.configure(&format!(
+        "port = {}\nlisten_addresses = ''\nunix_socket_directories = '{}'\nwal_level = replica\nmax_wal_senders = 4\n",
+        primary.port,
+        sock.display()
+    ));
+    primary.start();
+    primary.sql("create table t (i int, pad text)");
+    primary.sql("insert into t select g, repeat('x', 200) from generate_series(1, 1000) g");
+    // pg_receivewal (run as root: it is an ordinary client) streams into
+    // the mount, through a slot so the server keeps what it has not sent.
+    primary.sql("select pg_create_physical_replication_slot('recv', true)");
+    let mut recv = Command::new(bin.join("pg_receivewal"))
+        .arg("-D")
+        .arg(m.path("wal"))
+        .arg("-h")
+        .arg(&sock)
+        .args([
+            "-p",
+            &primary.port.to_string(),
+            "-U",
+            "postgres",
+            "-n",
+            "-S",
+            "recv",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("pg_receivewal starting a segment", 60, || {
+        fs::read_dir(m.path("wal")).unwrap().next().is_some()
+    });
+    // The base backup's checkpoint is in what pg_receivewal streams.
+    let base = disk.dir.join("base");
+    as_pg(
+        &bin.join("pg_basebackup"),
+        &[
+            "-h",
+            &sock.display().to_string(),
+            "-p",
+            &primary.port.to_string(),
+            "-D",
+            &base.display().to_string(),
+            "-X",
+            "none",
+            "-c",
+            "fast",
+        ],
+    );
+    let mut last = String::new();
+    for round in 0..4 {
+        primary.sql(&format!(
+            "insert into t select g, repeat('y', 300) from generate_series({}, {}) g",
+            10_000 * (round + 1),
+            10_000 * (round + 1) + 4999
+        ));
+        last = primary.sql("select pg_walfile_name(pg_current_wal_lsn())");
+        primary.sql("select pg_switch_wal()");
+    }
+    let expected: u64 = primary.sql("select count(*) from t").parse().unwrap();
+    assert_eq!(expected, 21_000);
+    wait_for(
+        "pg_receivewal completing the last switched segment",
+        120,
+        || m.path(&format!("wal/{last}")).exists(),
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(recv.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let st = recv.wait().unwrap();
+    let mut errs = String::new();
+    let _ = std::io::Read::read_to_string(recv.stderr.as_mut().unwrap(), &mut errs);
+    assert!(st.success(), "pg_receivewal: {st}: {errs}");
+
+    // Every completed segment still in pg_wal has the server's bytes,
+    // through the mount and through the tool.
+    let mut segments: Vec<String> = fs::read_dir(m.path("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.len() == 24)
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 4, "{segments:?}");
+    let listing = String::from_utf8(disk.ok(&["ls", &format!("/{PBD}/wal")])).unwrap();
+    let mut compared = 0;
+    for name in &segments {
+        assert!(
+            listing.contains(name.as_str()),
+            "pfs ls lacks {name}: {listing}"
+        );
+        let through_mount = fs::read(m.path(&format!("wal/{name}"))).unwrap();
+        assert_eq!(through_mount.len(), 16 << 20, "{name}");
+        assert_eq!(
+            disk.ok(&["read", &format!("/{PBD}/wal/{name}")]),
+            through_mount,
+            "{name}"
+        );
+        if let Ok(local) = fs::read(primary.data.join("pg_wal").join(name)) {
+            if local == through_mount {
+                compared += 1;
+            } else {
+                // Only a recycled segment may differ.
+                assert!(*name > last, "{name} differs from the server's");
+            }
+        }
+    }
+    assert!(compared >= 1, "no segment could be compared with pg_wal");
+    primary.stop();
+    drop(primary);
+
+    // Point-in-time restore: restore_command copies from the mount.
+    let restored = Pg {
+        bin: bin.clone(),
+        data: base.clone(),
+        sock: sock.clone(),
+        port: free_port(),
+    };
+    restored.configure(&format!(
+        "port = {}\nrestore_command = 'cp {}/%f %p'\n",
+        restored.port,
+        m.path("wal").display()
+    ));
+    fs::write(base.join("recovery.signal"), b"").unwrap();
+    let _ = Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(base.join("recovery.signal"))
+        .status();
+    restored.start();
+    wait_for("recovery", 120, || {
+        restored.sql("select pg_is_in_recovery()") == "f"
+    });
+    let count: u64 = restored.sql("select count(*) from t").parse().unwrap();
+    assert_eq!(count, expected, "rows after the point-in-time restore");
+    restored.stop();
+    drop(restored);
+    m.umount();
+    disk.fsck_clean();
+}
