@@ -162,16 +162,17 @@ impl PfsFs {
         }
     }
 
-    /// Commits the uncommitted writes to `ino`, if any.
+    /// Commits the uncommitted writes to `ino`, if any (cheap when there
+    /// are none).
     fn settle(&self, ino: u64) -> CoreResult<()> {
         let file = {
             let mut files = self.files.lock();
             match files.get_mut(&ino) {
-                Some(o) if o.dirty > 0 => {
+                Some(o) => {
                     o.dirty = 0;
                     Arc::clone(&o.file)
                 }
-                _ => return Ok(()),
+                None => return Ok(()),
             }
         };
         file.commit()

@@ -17,6 +17,7 @@ use fuser::{Config, MountOption, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 use pfs_core::Mode;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -227,9 +228,70 @@ fn raw_stderr(mut buf: &[u8]) {
 }
 
 /// `pfs umount`: `fusermount3 -u`, or `umount` where fusermount3 is
-/// missing.
+/// missing; then waits (up to a minute) for the serving `pfs mount`
+/// process to commit, flush, release the lease and exit, so the device can
+/// be mounted again at once.
 pub fn umount(a: &UmountArgs) -> CmdResult {
     let mp = &a.mountpoint;
+    let servers = servers_of(mp);
+    unmount_path(mp)?;
+    let t = std::time::Instant::now();
+    while servers
+        .iter()
+        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        if t.elapsed() > Duration::from_secs(60) {
+            return Err(Failure::new(
+                FAILURE,
+                format!(
+                    "umount: {} is unmounted but its server (pid {servers:?}) has not exited",
+                    mp.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Processes of this program serving `mp`: `... mount ... <mp>` with the
+/// same directory once resolved against their working directory.
+fn servers_of(mp: &std::path::Path) -> Vec<u32> {
+    let (Ok(want), Ok(me)) = (mp.canonicalize(), std::env::current_exe()) else {
+        return Vec::new();
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for e in procs.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("exe")).ok().as_ref() != Some(&me) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .collect();
+        if !args.iter().any(|a| *a == b"mount") {
+            continue;
+        }
+        let Some(last) = args.last() else { continue };
+        let last = std::path::Path::new(std::ffi::OsStr::from_bytes(last));
+        let full = e.path().join("cwd").join(last);
+        if full.canonicalize().ok().as_ref() == Some(&want) || last == want {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn unmount_path(mp: &std::path::Path) -> CmdResult {
     let tries: [(&str, &[&str]); 2] = [("fusermount3", &["-u"]), ("umount", &[])];
     for (prog, args) in tries {
         match Command::new(prog)
