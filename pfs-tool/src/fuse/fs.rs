@@ -7,6 +7,8 @@
 //! FUSE inode numbers are PFS inode numbers plus one, so the FUSE root (1)
 //! is the PFS root (0) and every number is stable for the inode's life.
 //!
+//! A file being written gets its blocks ahead (as much again as it has, up
+//! to [`ALLOC_AHEAD`]; what is left past the end goes back on close).
 //! Writes go straight to the device with [`File::write_at_deferred`]; their
 //! extents and the new size are committed in one transaction on `flush`
 //! (every `close`), `fsync`, `release`, before anything looks at the file
@@ -38,6 +40,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// transaction stays far below the smallest journal.
 pub const COMMIT_EVERY: u64 = 256 << 20;
 
+/// The most a write allocates ahead of the file's end.
+pub const ALLOC_AHEAD: u64 = 64 << 20;
+
 /// Largest write the kernel may send (it caps this at its own limit,
 /// 1 MiB with the default `max_pages`).
 pub const MAX_WRITE: u32 = 8 << 20;
@@ -56,6 +61,12 @@ struct Open {
     handles: usize,
     /// Bytes written since the last commit.
     dirty: u64,
+    /// Blocks are known to exist below this offset (allocated ahead by
+    /// writes through this open file).
+    alloc_end: u64,
+    /// Writes allocated blocks past the written end, to be given back
+    /// when the file closes.
+    ahead: bool,
 }
 
 /// A directory listing taken at `opendir`, served in pieces by `readdir`.
@@ -218,6 +229,8 @@ impl PfsFs {
                     file: Arc::new(file),
                     handles: 1,
                     dirty: 0,
+                    alloc_end: 0,
+                    ahead: false,
                 },
             );
         }
@@ -230,7 +243,7 @@ impl PfsFs {
             });
         }
         if write && flags & libc::O_TRUNC != 0 {
-            if let Err(e) = self.m()?.truncate(ino, 0) {
+            if let Err(e) = self.set_size(ino, 0) {
                 let _ = self.close_handle(ino);
                 return Err(e);
             }
@@ -254,13 +267,69 @@ impl PfsFs {
             }
         };
         match last {
-            Some(o) => {
-                let r = o.file.commit();
-                drop(o);
-                r
-            }
+            Some(o) => self.finish(ino, o),
             None => Ok(()),
         }
+    }
+
+    /// Closes the last handle of `ino`: commits, then gives back blocks
+    /// allocated ahead past the end.
+    fn finish(&self, ino: u64, o: Open) -> CoreResult<()> {
+        o.file.commit()?;
+        if o.ahead {
+            let m = self.m()?;
+            let size = m.getattr(ino)?.size;
+            if o.alloc_end > size.next_multiple_of(BLOCK_SIZE) {
+                m.truncate(ino, size)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the size (`truncate`, `O_TRUNC`) after committing what is
+    /// pending.
+    fn set_size(&self, ino: u64, len: u64) -> CoreResult<()> {
+        self.settle(ino)?;
+        if let Some(o) = self.files.lock().get_mut(&ino) {
+            o.alloc_end = o.alloc_end.min(len - len % BLOCK_SIZE);
+        }
+        self.m()?.truncate(ino, len)
+    }
+
+    /// Makes sure the blocks of `[off, end)` exist, allocating ahead of a
+    /// file that is being written: as much again as the file already has
+    /// before `off`, up to [`ALLOC_AHEAD`], so a sequential writer costs
+    /// one allocating transaction per up to 64 MiB instead of one per
+    /// block.
+    fn reserve(&self, ino: u64, file: &File, off: u64, end: u64) -> CoreResult<()> {
+        let known = self.files.lock().get(&ino).map_or(0, |o| o.alloc_end);
+        if end <= known {
+            return Ok(());
+        }
+        let start = off - off % BLOCK_SIZE;
+        let mut extra = start.min(ALLOC_AHEAD);
+        let blocks = self.m()?.blocks(ino)?;
+        let stop = loop {
+            let stop = end.next_multiple_of(BLOCK_SIZE).saturating_add(extra);
+            if (start / BLOCK_SIZE..stop / BLOCK_SIZE).all(|b| blocks.contains_key(&b)) {
+                break stop;
+            }
+            let mode = FallocMode {
+                keep_size: true,
+                no_hide_stale: false,
+            };
+            match file.allocate(start, stop - start, mode) {
+                Ok(()) => break stop,
+                // Too little room to allocate ahead: just what is written.
+                Err(CoreError::NoSpace { .. }) if extra > 0 => extra = 0,
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(o) = self.files.lock().get_mut(&ino) {
+            o.alloc_end = o.alloc_end.max(stop);
+            o.ahead |= extra > 0;
+        }
+        Ok(())
     }
 
     fn entry(&self, ino: u64, reply: ReplyEntry) {
@@ -273,8 +342,7 @@ impl PfsFs {
     fn do_setattr(&self, ino: u64, size: Option<u64>) -> CoreResult<FileAttr> {
         if let Some(len) = size {
             self.writable()?;
-            self.settle(ino)?;
-            self.m()?.truncate(ino, len)?;
+            self.set_size(ino, len)?;
         }
         self.getattr_of(ino)
     }
@@ -282,6 +350,11 @@ impl PfsFs {
     fn do_write(&self, fh: FileHandle, off: u64, data: &[u8]) -> CoreResult<usize> {
         self.writable()?;
         let (ino, file) = self.file_of(fh)?;
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= pfs_core::MAX_FILE_SIZE)
+            .ok_or_else(|| CoreError::InvalidArgument("write past the largest file size".into()))?;
+        self.reserve(ino, &file, off, end)?;
         let n = file.write_at_deferred(data, off)?;
         let commit = {
             let mut files = self.files.lock();
@@ -377,10 +450,16 @@ impl Filesystem for PfsFs {
     }
 
     fn destroy(&mut self) {
-        let r = self.settle_all();
+        let mut r = self.settle_all();
         self.dirs.lock().clear();
         self.handles.lock().clear();
-        self.files.lock().clear();
+        let open: Vec<(u64, Open)> = self.files.lock().drain().collect();
+        for (ino, o) in open {
+            let done = self.finish(ino, o);
+            if r.is_ok() {
+                r = done;
+            }
+        }
         let Some(m) = self.mount.take() else { return };
         let r = r.and_then(|()| match Arc::try_unwrap(m) {
             Ok(m) => m.unmount(),

@@ -181,7 +181,17 @@ fn serve(
         if let Ok(sig) = signals.wait() {
             log(&format!("{sig}: unmounting {mountpoint}"));
             if let Err(e) = unmounter.unmount() {
-                log(&format!("cannot unmount {mountpoint}: {e}"));
+                // Busy (open files, a working directory): detach it now;
+                // the server ends when the last user lets go.
+                log(&format!("{mountpoint}: {e}; detaching it (lazy unmount)"));
+                let lazy = Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(&mountpoint)
+                    .stdin(Stdio::null())
+                    .output();
+                if !lazy.is_ok_and(|o| o.status.success()) {
+                    log(&format!("cannot unmount {mountpoint}"));
+                }
             }
         }
     });
