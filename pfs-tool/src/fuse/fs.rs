@@ -164,7 +164,9 @@ impl PfsFs {
             crtime: UNIX_EPOCH + Duration::from_micros(a.btime),
             kind: kind(a.kind),
             perm: if a.is_dir() { 0o755 } else { 0o644 },
-            nlink: if a.is_dir() { 2 } else { a.nlink.max(1) as u32 },
+            // Directories: 1, the usual "not counted" (PFS keeps no
+            // subdirectory count), so tools do not infer leaves from it.
+            nlink: if a.is_dir() { 1 } else { a.nlink.max(1) as u32 },
             uid: self.uid,
             gid: self.gid,
             rdev: 0,
