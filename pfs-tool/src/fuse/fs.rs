@@ -61,8 +61,8 @@ struct Open {
     handles: usize,
     /// Bytes written since the last commit.
     dirty: u64,
-    /// Blocks are known to exist below this offset (allocated ahead by
-    /// writes through this open file).
+    /// End of the last range allocated ahead; a write ending below it
+    /// leaves any allocation it needs (a hole) to the core.
     alloc_end: u64,
     /// Writes allocated blocks past the written end, to be given back
     /// when the file closes.
