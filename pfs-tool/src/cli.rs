@@ -117,6 +117,41 @@ pub enum Command {
     Fstrim(FstrimArgs),
     /// Print what is appended to a file, following the writer's journal.
     Tail(TailArgs),
+    /// Mount the filesystem with FUSE (in the background unless -f).
+    ///
+    /// A read-write mount is the single writer; a read-only mount (-r, with
+    /// another host id) follows the writer and shows its changes within a
+    /// second. PFS stores no owner, mode or settable times: chmod, chown and
+    /// utimes succeed and change nothing.
+    Mount(MountArgs),
+    /// Unmount a FUSE mount (fusermount3 -u).
+    Umount(UmountArgs),
+}
+
+/// `mount [-r] [-f] [-o opts] pbd mountpoint`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Mount read-only, following the writer.
+    #[arg(short = 'r', long = "read-only")]
+    pub read_only: bool,
+    /// Stay in the foreground (log to stderr).
+    #[arg(short = 'f', long = "foreground")]
+    pub foreground: bool,
+    /// FUSE options: allow_other, allow_root, default_permissions, noatime,
+    /// noexec, ro (with -r), rw.
+    #[arg(short = 'o', value_name = "OPTS")]
+    pub options: Vec<String>,
+    /// PBD name.
+    pub pbd: String,
+    /// Directory to mount on.
+    pub mountpoint: PathBuf,
+}
+
+/// `umount mountpoint`.
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// The mount point.
+    pub mountpoint: PathBuf,
 }
 
 /// `chunk -m backup|restore -c start [-e end] [-f] pbd`.
@@ -546,6 +581,8 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Fscp(a) => cmd::fscp::fscp(&ctx, a, out),
         Command::Fstrim(a) => cmd::fstrim::fstrim(&ctx, a, out, err),
         Command::Tail(a) => cmd::tail::tail(&ctx, a, out),
+        Command::Mount(a) => crate::fuse::mount(&ctx, a, out),
+        Command::Umount(a) => crate::fuse::umount(a),
     };
     let _ = out.flush();
     match result {

@@ -1,0 +1,337 @@
+//! `pfs mount` and `pfs umount`: a PFS as a FUSE filesystem, served by
+//! the core library in the mounting process (no daemon behind it).
+//!
+//! In the background (the default) the command starts itself again as the
+//! serving process, waits until the mount is up or has failed, forwards
+//! that process's errors and exits with its code; the serving process then
+//! runs detached in its own session. SIGTERM and SIGINT unmount cleanly:
+//! every open file's extents are committed, the device is flushed and the
+//! writer lease released.
+
+mod fs;
+
+use crate::cli::{MountArgs, UmountArgs};
+use crate::cmd::Context;
+use crate::exit::{CmdResult, Failure, FAILURE, USAGE};
+use fuser::{Config, MountOption, SessionACL};
+use nix::sys::signal::{SigSet, Signal};
+use pfs_core::Mode;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Set in the environment of the serving process a background mount
+/// starts; it reports "ready" on stdout once the mount is up.
+const CHILD_ENV: &str = "PFS_MOUNT_SERVE";
+
+/// What the serving process prints when the mount is up.
+const READY: &str = "ready";
+
+/// How often a read-only mount catches up with the writer between
+/// requests.
+const FOLLOW_EVERY: Duration = Duration::from_millis(200);
+
+/// Request threads.
+const THREADS: usize = 4;
+
+/// The FUSE options of `-o` and the mode.
+fn fuse_config(a: &MountArgs) -> Result<Config, Failure> {
+    let mut cfg = Config::default();
+    cfg.mount_options = vec![
+        MountOption::FSName(format!("pfs:{}", a.pbd)),
+        MountOption::Subtype("pfs".into()),
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    cfg.acl = SessionACL::Owner;
+    cfg.n_threads = Some(THREADS);
+    if a.read_only {
+        cfg.mount_options.push(MountOption::RO);
+    }
+    for o in a.options.iter().flat_map(|o| o.split(',')) {
+        match o {
+            "" | "rw" => {}
+            "ro" if a.read_only => {}
+            "ro" => {
+                return Err(Failure::new(
+                    USAGE,
+                    "mount: use -r for a read-only mount (-o ro alone would still take the writer lease)",
+                ))
+            }
+            "allow_other" => cfg.acl = SessionACL::All,
+            "allow_root" => cfg.acl = SessionACL::RootAndOwner,
+            "default_permissions" => cfg.mount_options.push(MountOption::DefaultPermissions),
+            "noatime" => cfg.mount_options.push(MountOption::NoAtime),
+            "noexec" => cfg.mount_options.push(MountOption::NoExec),
+            other => {
+                return Err(Failure::new(
+                    USAGE,
+                    format!(
+                        "mount: unknown option {other:?} (known: ro, rw, allow_other, \
+                         allow_root, default_permissions, noatime, noexec)"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// `pfs mount`.
+pub fn mount(ctx: &Context, a: &MountArgs, out: &mut dyn Write) -> CmdResult {
+    let cfg = fuse_config(a)?;
+    if !a.mountpoint.is_dir() {
+        return Err(Failure::new(
+            FAILURE,
+            format!("mount: {}: not a directory", a.mountpoint.display()),
+        ));
+    }
+    let child = std::env::var_os(CHILD_ENV).is_some();
+    if !a.foreground && !child {
+        return detach();
+    }
+    serve(ctx, a, &cfg, child, out)
+}
+
+/// Starts this command again as the serving process and waits until it
+/// says the mount is up, or exits.
+fn detach() -> CmdResult {
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(FAILURE, format!("mount: cannot find this program: {e}")))?;
+    let mut child = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure::new(FAILURE, format!("mount: cannot start the server: {e}")))?;
+    let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(Failure::new(FAILURE, "mount: no pipe to the server"));
+    };
+    // Its errors before it detaches are ours.
+    let fwd = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            raw_stderr(&buf[..n]);
+        }
+    });
+    let mut line = String::new();
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    if line.trim_end() == READY {
+        return Ok(());
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Failure::new(FAILURE, format!("mount: waiting for the server: {e}")))?;
+    let _ = fwd.join();
+    let code = status.code().unwrap_or(i32::from(FAILURE)).clamp(1, 255) as u8;
+    Err(Failure::new(code, String::new()))
+}
+
+/// Mounts and serves until unmounted.
+fn serve(
+    ctx: &Context,
+    a: &MountArgs,
+    cfg: &Config,
+    child: bool,
+    out: &mut dyn Write,
+) -> CmdResult {
+    if child {
+        // Out of the caller's session: its terminal's signals are not ours.
+        let _ = nix::unistd::setsid();
+    }
+    // Every thread started from here on leaves SIGINT and SIGTERM to the
+    // one that waits for them.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals
+        .thread_block()
+        .map_err(|e| Failure::new(FAILURE, format!("mount: cannot block signals: {e}")))?;
+    let mode = if a.read_only {
+        Mode::ReadOnly
+    } else {
+        Mode::ReadWrite
+    };
+    let m = ctx.mount("mount", &a.pbd, mode)?;
+    if mode == Mode::ReadOnly {
+        let _ = m.spawn_follower(FOLLOW_EVERY);
+    }
+    // Files appear owned by whoever mounted (the owner of /proc/self).
+    let (uid, gid) = std::fs::metadata("/proc/self")
+        .map(|md| (md.uid(), md.gid()))
+        .unwrap_or((0, 0));
+    let fs = fs::PfsFs::new(m, uid, gid);
+    let unmount_error = std::sync::Arc::clone(&fs.unmount_error);
+    let mut session = fuser::Session::new(fs, &a.mountpoint, cfg).map_err(|e| {
+        Failure::new(
+            FAILURE,
+            format!("mount: cannot mount on {}: {e}", a.mountpoint.display()),
+        )
+    })?;
+    let mut unmounter = session.unmount_callable();
+    let mountpoint = a.mountpoint.display().to_string();
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            log(&format!("{sig}: unmounting {mountpoint}"));
+            if let Err(e) = unmounter.unmount() {
+                // Busy (open files, a working directory): detach it now;
+                // the server ends when the last user lets go.
+                log(&format!("{mountpoint}: {e}; detaching it (lazy unmount)"));
+                let lazy = Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(&mountpoint)
+                    .stdin(Stdio::null())
+                    .output();
+                if !lazy.is_ok_and(|o| o.status.success()) {
+                    log(&format!("cannot unmount {mountpoint}"));
+                }
+            }
+        }
+    });
+    if child {
+        let _ = writeln!(out, "{READY}");
+        let _ = out.flush();
+        quiet();
+    }
+    let r = session.run();
+    if let Some(e) = unmount_error.lock().take() {
+        return Err(Failure::new(5, format!("mount: {e}")));
+    }
+    r.map_err(|e| Failure::new(FAILURE, format!("mount: serving: {e}")))
+}
+
+/// Points stdin, stdout and stderr of the detached server at /dev/null.
+fn quiet() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+}
+
+/// Writes a line to stderr (the foreground log; /dev/null once detached).
+pub(crate) fn log(msg: &str) {
+    raw_stderr(format!("pfs mount: {msg}\n").as_bytes());
+}
+
+/// Writes to fd 2 directly: the main thread holds the lock of
+/// `std::io::stderr()` while a command runs.
+fn raw_stderr(mut buf: &[u8]) {
+    while !buf.is_empty() {
+        match nix::unistd::write(std::io::stderr(), buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf = &buf[n..],
+        }
+    }
+}
+
+/// `pfs umount`: `fusermount3 -u`, or `umount` where fusermount3 is
+/// missing; then waits (up to a minute) for the serving `pfs mount`
+/// process to commit, flush, release the lease and exit, so the device can
+/// be mounted again at once.
+pub fn umount(a: &UmountArgs) -> CmdResult {
+    let mp = &a.mountpoint;
+    let servers = servers_of(mp);
+    unmount_path(mp)?;
+    let t = std::time::Instant::now();
+    while servers
+        .iter()
+        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        if t.elapsed() > Duration::from_secs(60) {
+            return Err(Failure::new(
+                FAILURE,
+                format!(
+                    "umount: {} is unmounted but its server (pid {servers:?}) has not exited",
+                    mp.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Processes of this program serving `mp`: `... mount ... <mp>` with the
+/// same directory once resolved against their working directory.
+fn servers_of(mp: &std::path::Path) -> Vec<u32> {
+    let (Ok(want), Ok(me)) = (mp.canonicalize(), std::env::current_exe()) else {
+        return Vec::new();
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for e in procs.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("exe")).ok().as_ref() != Some(&me) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .collect();
+        if !args.iter().any(|a| *a == b"mount") {
+            continue;
+        }
+        let Some(last) = args.last() else { continue };
+        let last = std::path::Path::new(std::ffi::OsStr::from_bytes(last));
+        let full = e.path().join("cwd").join(last);
+        if full.canonicalize().ok().as_ref() == Some(&want) || last == want {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn unmount_path(mp: &std::path::Path) -> CmdResult {
+    let tries: [(&str, &[&str]); 2] = [("fusermount3", &["-u"]), ("umount", &[])];
+    for (prog, args) in tries {
+        match Command::new(prog)
+            .args(args)
+            .arg(mp)
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(o) if o.status.success() => return Ok(()),
+            Ok(o) => {
+                return Err(Failure::new(
+                    FAILURE,
+                    format!(
+                        "umount: {}: {}",
+                        mp.display(),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(Failure::new(
+                    FAILURE,
+                    format!("umount: cannot run {prog}: {e}"),
+                ))
+            }
+        }
+    }
+    Err(Failure::new(
+        FAILURE,
+        "umount: neither fusermount3 nor umount is installed",
+    ))
+}

@@ -1,0 +1,896 @@
+//! `pfs mount`: ordinary programs (std::fs, rsync, tar) use a PFS through
+//! FUSE; the results are checked with the tool's own commands and fsck.
+//!
+//! Needs root and /dev/fuse (and fusermount3, rsync, tar, which `.ci/run`
+//! installs). Where they are missing each test prints a note and passes.
+//! Every mount is unmounted by a guard, also when a test fails.
+
+#![allow(clippy::unwrap_used)]
+
+use pfs_tests::file_digest;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PFS: &str = env!("CARGO_BIN_EXE_pfs");
+const PBD: &str = "loop7";
+
+/// `n` reproducible pseudo-random bytes for `seed` (xorshift: fast in
+/// debug builds too).
+fn gen_input(seed: &str, n: usize) -> Vec<u8> {
+    let mut x = seed.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Whether FUSE mounts can run here; prints why not.
+fn fuse_ok(test: &str) -> bool {
+    let root = fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    let dev = Path::new("/dev/fuse").exists();
+    if !root || !dev {
+        eprintln!("note: {test} skipped: needs root and /dev/fuse");
+        return false;
+    }
+    true
+}
+
+/// A device file with a fresh PFS, and a directory for mount points.
+struct Disk {
+    dir: PathBuf,
+}
+
+impl Disk {
+    fn new(name: &str) -> Disk {
+        let dir = std::env::temp_dir().join(format!("pfs-fuse-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("dev")).unwrap();
+        let f = fs::File::create(dir.join("dev").join(PBD)).unwrap();
+        f.set_len(10 << 30).unwrap();
+        let d = Disk { dir };
+        d.ok(&["mkfs", PBD]);
+        d
+    }
+
+    fn pfs(&self, args: &[&str]) -> Output {
+        Command::new(PFS)
+            .arg("--device-dir")
+            .arg(self.dir.join("dev"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs pfs; panics unless it succeeds; returns stdout.
+    fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let o = self.pfs(args);
+        assert!(
+            o.status.success(),
+            "pfs {args:?}: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    }
+
+    fn fsck_clean(&self) {
+        let out = String::from_utf8(self.ok(&["fsck", PBD])).unwrap();
+        assert!(out.contains("clean"), "fsck: {out}");
+    }
+
+    fn mountpoint(&self, name: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// Mounts in the background (the default); `extra` goes before the
+    /// PBD (`-r`).
+    fn mount(&self, hostid: &str, extra: &[&str], name: &str) -> Mounted {
+        let mp = self.mountpoint(name);
+        let mut args = vec!["-H", hostid, "mount"];
+        args.extend_from_slice(extra);
+        args.push(PBD);
+        let mps = mp.display().to_string();
+        args.push(&mps);
+        self.ok(&args);
+        assert!(is_mounted(&mp), "{} is not mounted", mp.display());
+        Mounted { mp, child: None }
+    }
+
+    /// Mounts in the foreground as a child process (so it can be killed).
+    fn mount_fg(&self, hostid: &str, name: &str) -> Mounted {
+        let mp = self.mountpoint(name);
+        let child = Command::new(PFS)
+            .arg("--device-dir")
+            .arg(self.dir.join("dev"))
+            .args(["-H", hostid, "mount", "-f", PBD])
+            .arg(&mp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut m = Mounted {
+            mp,
+            child: Some(child),
+        };
+        let t = Instant::now();
+        while !is_mounted(&m.mp) {
+            if let Some(st) = m.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("pfs mount -f exited with {st}");
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "mount timed out");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn is_mounted(mp: &Path) -> bool {
+    let want = mp.display().to_string();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// A mount; unmounted (lazily, if need be) when dropped.
+struct Mounted {
+    mp: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mounted {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.mp.join(rel)
+    }
+
+    /// `pfs umount`, then waits for the server to finish (the foreground
+    /// child, or the lease being released).
+    fn umount(mut self) {
+        let o = Command::new(PFS)
+            .arg("umount")
+            .arg(&self.mp)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "pfs umount: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!is_mounted(&self.mp));
+        if let Some(mut c) = self.child.take() {
+            let st = c.wait().unwrap();
+            assert!(st.success(), "mount server exited with {st}");
+        }
+        wait_servers_gone(&self.mp);
+    }
+}
+
+/// Waits until no `pfs ... mount` process serves `mp` any more.
+fn wait_servers_gone(mp: &Path) {
+    let want = mp.display().to_string();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        let alive = fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
+                    args.contains(&&b"mount"[..]) && args.contains(&want.as_bytes())
+                })
+                .unwrap_or(false)
+        });
+        if !alive {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the server of {want} did not exit");
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if is_mounted(&self.mp) {
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(&self.mp)
+                .status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+#[test]
+fn posix_operations_match_the_tool() {
+    if !fuse_ok("posix_operations_match_the_tool") {
+        return;
+    }
+    let disk = Disk::new("posix");
+    let m = disk.mount("1", &[], "mnt");
+    fs::create_dir_all(m.path("d1/d2")).unwrap();
+    fs::write(m.path("d1/d2/hello"), b"hello world\n").unwrap();
+    let big = gen_input("fuse-big", 9 << 20 | 12345);
+    fs::write(m.path("d1/big"), &big).unwrap();
+    assert_eq!(fs::read(m.path("d1/big")).unwrap(), big);
+    assert_eq!(
+        fs::metadata(m.path("d1/big")).unwrap().len(),
+        big.len() as u64
+    );
+
+    // Appending through a second handle while the first is open.
+    {
+        let mut a = fs::OpenOptions::new()
+            .append(true)
+            .open(m.path("d1/d2/hello"))
+            .unwrap();
+        a.write_all(b"more\n").unwrap();
+        assert_eq!(
+            fs::read(m.path("d1/d2/hello")).unwrap(),
+            b"hello world\nmore\n"
+        );
+    }
+    // rename, replacing a file; rename a directory.
+    fs::write(m.path("victim"), b"old").unwrap();
+    fs::write(m.path("newer"), b"new contents").unwrap();
+    fs::rename(m.path("newer"), m.path("victim")).unwrap();
+    assert_eq!(fs::read(m.path("victim")).unwrap(), b"new contents");
+    assert!(!m.path("newer").exists());
+    fs::rename(m.path("d1/d2"), m.path("d3")).unwrap();
+    assert_eq!(
+        fs::read(m.path("d3/hello")).unwrap(),
+        b"hello world\nmore\n"
+    );
+    // truncate, fallocate, unlink, rmdir.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("d1/big"))
+        .unwrap();
+    f.set_len(5_000_000).unwrap();
+    nix::fcntl::fallocate(
+        std::os::fd::AsRawFd::as_raw_fd(&f),
+        nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        0,
+        20 << 20,
+    )
+    .unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(fs::metadata(m.path("d1/big")).unwrap().len(), 5_000_000);
+    fs::write(m.path("gone"), b"x").unwrap();
+    fs::remove_file(m.path("gone")).unwrap();
+    fs::create_dir(m.path("empty")).unwrap();
+    fs::remove_dir(m.path("empty")).unwrap();
+
+    // Errors as errno.
+    assert_eq!(errno_of(fs::remove_dir(m.path("d3"))), libc::ENOTEMPTY);
+    assert_eq!(errno_of(fs::create_dir(m.path("d3"))), libc::EEXIST);
+    assert_eq!(errno_of(fs::read(m.path("nope"))), libc::ENOENT);
+    let long = "n".repeat(256);
+    assert_eq!(errno_of(fs::write(m.path(&long), b"")), libc::ENAMETOOLONG);
+    let ok_long = "L".repeat(255);
+    fs::write(m.path(&ok_long), b"long name").unwrap();
+    for sys in [".pfs-journal", ".pfs-paxos"] {
+        assert_eq!(errno_of(fs::remove_file(m.path(sys))), libc::EPERM, "{sys}");
+        assert_eq!(
+            errno_of(fs::OpenOptions::new().write(true).open(m.path(sys))),
+            libc::EPERM,
+            "{sys}"
+        );
+    }
+    // chmod, chown and utimes are accepted (and not stored).
+    fs::set_permissions(
+        m.path("victim"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(m.path("victim"), Some(0), Some(0)).unwrap();
+    fs::File::open(m.path("victim"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    // statfs: the device's real size and free space (4 MiB blocks).
+    let st = nix::sys::statvfs::statvfs(&m.mp).unwrap();
+    assert_eq!(st.block_size(), 4 << 20);
+    assert_eq!(st.blocks() * st.block_size(), 10 << 30);
+    assert!(st.blocks_free() > 0 && st.blocks_free() < st.blocks());
+
+    // readdir with types.
+    let mut names: Vec<(String, bool)> = fs::read_dir(&m.mp)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                e.file_type().unwrap().is_dir(),
+            )
+        })
+        .collect();
+    names.sort();
+    let mut want = vec![
+        (".pfs-journal".to_owned(), false),
+        (".pfs-paxos".to_owned(), false),
+        ("d1".to_owned(), true),
+        ("d3".to_owned(), true),
+        ("victim".to_owned(), false),
+        (ok_long.clone(), false),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+    m.umount();
+
+    // The tool sees the same.
+    let ls = String::from_utf8(disk.ok(&["ls", &format!("/{PBD}/d1")])).unwrap();
+    assert!(ls.contains(" big\n") && !ls.contains("d2"), "{ls}");
+    assert_eq!(
+        disk.ok(&["read", &format!("/{PBD}/d3/hello")]),
+        b"hello world\nmore\n"
+    );
+    assert_eq!(
+        disk.ok(&["read", &format!("/{PBD}/d1/big")]),
+        &big[..5_000_000]
+    );
+    assert_eq!(
+        disk.ok(&["read", &format!("/{PBD}/{ok_long}")]),
+        b"long name"
+    );
+    disk.fsck_clean();
+}
+
+/// Builds a tree of `n` files in nested directories, 0 bytes to ~20 MiB,
+/// some with long names.
+fn make_tree(root: &Path, n: usize) {
+    for i in 0..n {
+        let dir = root.join(format!("lvl{}/sub{}", i % 7, i % 3));
+        fs::create_dir_all(&dir).unwrap();
+        let size = match i % 50 {
+            0 if i % 150 == 0 => 20 << 20,
+            0 => 9 << 20,
+            1 => 4 << 20,
+            2 => (4 << 20) + 1,
+            3 => 0,
+            _ => (i * 7919) % 300_000,
+        };
+        let name = if i % 10 == 0 {
+            format!("{i}-{}", "long-name-".repeat(24))
+        } else {
+            format!("file-{i}.dat")
+        };
+        fs::write(dir.join(name), gen_input(&format!("tree-{i}"), size)).unwrap();
+    }
+    fs::create_dir_all(root.join("empty/dir/chain")).unwrap();
+}
+
+/// Relative path → content digest (directories: "dir") of everything below `root`.
+fn checksums(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if rel.starts_with(".pfs-") {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                out.insert(rel, "dir".into());
+                walk(root, &p, out);
+            } else {
+                out.insert(rel, format!("{:016x}", file_digest(&p)));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn run(cmd: &mut Command) {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn rsync_and_tar_round_trip() {
+    if !fuse_ok("rsync_and_tar_round_trip") {
+        return;
+    }
+    let disk = Disk::new("rsync");
+    let src = disk.dir.join("src");
+    make_tree(&src, 300);
+    let want = checksums(&src);
+    assert!(want.len() > 300);
+
+    let m = disk.mount("1", &[], "mnt");
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg(format!("{}/", src.display()))
+        .arg(m.path("r/")));
+    fs::create_dir(m.path("t")).unwrap();
+    run(Command::new("sh").arg("-c").arg(format!(
+        "tar -C '{}' -cf - . | tar -C '{}' -xf -",
+        src.display(),
+        m.path("t").display()
+    )));
+    assert_eq!(checksums(&m.path("r")), want);
+    assert_eq!(checksums(&m.path("t")), want);
+    m.umount();
+    disk.fsck_clean();
+
+    // After a remount, out again with both tools.
+    let m = disk.mount("1", &[], "mnt");
+    let out_r = disk.dir.join("out-rsync");
+    let out_t = disk.dir.join("out-tar");
+    fs::create_dir_all(&out_t).unwrap();
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg(format!("{}/", m.path("r").display()))
+        .arg(&out_r));
+    run(Command::new("sh").arg("-c").arg(format!(
+        "tar -C '{}' -cf - . | tar -C '{}' -xf -",
+        m.path("t").display(),
+        out_t.display()
+    )));
+    assert_eq!(checksums(&out_r), want);
+    assert_eq!(checksums(&out_t), want);
+    // A second rsync finds nothing to change and fails nowhere.
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg("--delete")
+        .arg(format!("{}/", src.display()))
+        .arg(m.path("r/")));
+    m.umount();
+    disk.fsck_clean();
+}
+
+#[test]
+fn read_only_mount_follows_the_writer() {
+    if !fuse_ok("read_only_mount_follows_the_writer") {
+        return;
+    }
+    let disk = Disk::new("follow");
+    let w = disk.mount("1", &[], "rw");
+    let r = disk.mount("2", &["-r"], "ro");
+    for i in 0..5 {
+        let name = format!("new-{i}");
+        let body = gen_input(&name, 100_000 * (i + 1));
+        fs::create_dir_all(w.path("dir")).unwrap();
+        let mut f = fs::File::create(w.path(&format!("dir/{name}"))).unwrap();
+        f.write_all(&body).unwrap();
+        drop(f);
+        let t = Instant::now();
+        loop {
+            if let Ok(got) = fs::read(r.path(&format!("dir/{name}"))) {
+                if got == body {
+                    break;
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(1),
+                "{name} not seen by the read-only mount within a second"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // A removal shows too.
+    fs::remove_file(w.path("dir/new-0")).unwrap();
+    let t = Instant::now();
+    while r.path("dir/new-0").exists() {
+        assert!(t.elapsed() < Duration::from_secs(1), "removal not seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Writes through the read-only mount fail with EROFS.
+    assert_eq!(errno_of(fs::write(r.path("x"), b"x")), libc::EROFS);
+    assert_eq!(errno_of(fs::create_dir(r.path("d"))), libc::EROFS);
+    assert_eq!(errno_of(fs::remove_file(r.path("dir/new-1"))), libc::EROFS);
+    assert_eq!(
+        errno_of(fs::OpenOptions::new().write(true).open(r.path("dir/new-1"))),
+        libc::EROFS
+    );
+    r.umount();
+    w.umount();
+    disk.fsck_clean();
+}
+
+#[test]
+fn sigkill_during_a_copy_leaves_fsynced_files() {
+    if !fuse_ok("sigkill_during_a_copy_leaves_fsynced_files") {
+        return;
+    }
+    let disk = Disk::new("kill");
+    let mut m = disk.mount_fg("1", "mnt");
+    // Files acknowledged by fsync.
+    let mut kept = BTreeMap::new();
+    fs::create_dir(m.path("safe")).unwrap();
+    for i in 0..20 {
+        let body = gen_input(&format!("safe-{i}"), 37_000 * i + 5);
+        let p = m.path(&format!("safe/f{i}"));
+        let mut f = fs::File::create(&p).unwrap();
+        f.write_all(&body).unwrap();
+        f.sync_all().unwrap();
+        kept.insert(format!("f{i}"), body);
+    }
+    // fsyncdir makes the names durable too.
+    fs::File::open(m.path("safe")).unwrap().sync_all().unwrap();
+    // A copy still running when the server dies.
+    let src = disk.dir.join("src");
+    make_tree(&src, 120);
+    let mut copy = Command::new("rsync")
+        .arg("-a")
+        .arg(format!("{}/", src.display()))
+        .arg(m.path("busy/"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let mut server = m.child.take().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = copy.wait();
+    run(Command::new("fusermount3").args(["-u", "-z"]).arg(&m.mp));
+    drop(m);
+    disk.fsck_clean();
+
+    // The next mount on this machine takes the lease over at once.
+    let t = Instant::now();
+    let m = disk.mount("1", &[], "mnt");
+    fs::write(m.path("after"), b"written after the takeover").unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    for (name, body) in &kept {
+        assert_eq!(
+            &fs::read(m.path(&format!("safe/{name}"))).unwrap(),
+            body,
+            "{name}"
+        );
+    }
+    m.umount();
+    disk.fsck_clean();
+}
+
+#[test]
+fn sigterm_unmounts_and_keeps_everything() {
+    if !fuse_ok("sigterm_unmounts_and_keeps_everything") {
+        return;
+    }
+    let disk = Disk::new("term");
+    let mut m = disk.mount_fg("1", "mnt");
+    let body = gen_input("term", 6 << 20);
+    fs::write(m.path("file"), &body).unwrap();
+    let mut server = m.child.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = server.wait().unwrap();
+    assert!(st.success(), "server exited with {st}");
+    assert!(!is_mounted(&m.mp));
+    drop(m);
+    assert_eq!(disk.ok(&["read", &format!("/{PBD}/file")]), body);
+    disk.fsck_clean();
+    // A mount error is reported before the command detaches.
+    let o = disk.pfs(&["mount", PBD, "/nonexistent/mountpoint"]);
+    assert!(!o.status.success());
+    assert!(!o.stderr.is_empty());
+    let o = disk.pfs(&["mount", "loop9", disk.dir.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("loop9"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The newest installed PostgreSQL's bin directory, if any.
+fn pg_bin() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("postgres").exists() && p.join("pg_receivewal").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Runs a program as user postgres; panics with its output on failure.
+fn as_pg(prog: &Path, args: &[&str]) -> String {
+    let o = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{} {args:?}: {}\n{}",
+        prog.display(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// A PostgreSQL server run by user postgres; stopped when dropped.
+struct Pg {
+    bin: PathBuf,
+    data: PathBuf,
+    sock: PathBuf,
+    port: u16,
+}
+
+impl Pg {
+    fn sql(&self, sql: &str) -> String {
+        let port = self.port.to_string();
+        let sock = self.sock.display().to_string();
+        as_pg(
+            &self.bin.join("psql"),
+            &[
+                "-X", "-A", "-t", "-h", &sock, "-p", &port, "-d", "postgres", "-c", sql,
+            ],
+        )
+    }
+
+    fn configure(&self, conf: &str) {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(conf.as_bytes()))
+            .unwrap();
+    }
+
+    fn start(&self) {
+        let data = self.data.display().to_string();
+        let log = self.data.with_extension("log").display().to_string();
+        as_pg(
+            &self.bin.join("pg_ctl"),
+            &["-D", &data, "-l", &log, "-w", "-t", "60", "start"],
+        );
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"])
+            .output();
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn pg_receivewal_streams_into_the_mount() {
+    if !fuse_ok("pg_receivewal_streams_into_the_mount") {
+        return;
+    }
+    let Some(bin) = pg_bin() else {
+        eprintln!("note: pg_receivewal_streams_into_the_mount skipped: no PostgreSQL server");
+        return;
+    };
+    let disk = Disk::new("pgwal");
+    let sock = disk.dir.join("sock");
+    fs::create_dir_all(&sock).unwrap();
+    for d in [&disk.dir, &sock] {
+        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    }
+    // allow_other: the restoring server (user postgres) reads the mount.
+    let m = disk.mount("1", &["-o", "allow_other"], "mnt");
+    fs::create_dir(m.path("wal")).unwrap();
+
+    let primary = Pg {
+        bin: bin.clone(),
+        data: disk.dir.join("primary"),
+        sock: sock.clone(),
+        port: free_port(),
+    };
+    let data = primary.data.display().to_string();
+    as_pg(
+        &bin.join("initdb"),
+        &["-D", &data, "--auth=trust", "-U", "postgres", "--no-sync"],
+    );
+    primary.configure(&format!(
+        "port = {}\nlisten_addresses = ''\nunix_socket_directories = '{}'\nwal_level = replica\nmax_wal_senders = 4\n",
+        primary.port,
+        sock.display()
+    ));
+    primary.start();
+    primary.sql("create table t (i int, pad text)");
+    primary.sql("insert into t select g, repeat('x', 200) from generate_series(1, 1000) g");
+    // pg_receivewal (run as root: it is an ordinary client) streams into
+    // the mount, through a slot so the server keeps what it has not sent.
+    primary.sql("select pg_create_physical_replication_slot('recv', true)");
+    let mut recv = Command::new(bin.join("pg_receivewal"))
+        .arg("-D")
+        .arg(m.path("wal"))
+        .arg("-h")
+        .arg(&sock)
+        .args([
+            "-p",
+            &primary.port.to_string(),
+            "-U",
+            "postgres",
+            "-n",
+            "-S",
+            "recv",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("pg_receivewal starting a segment", 60, || {
+        fs::read_dir(m.path("wal")).unwrap().next().is_some()
+    });
+    // The base backup's checkpoint is in what pg_receivewal streams.
+    let base = disk.dir.join("base");
+    as_pg(
+        &bin.join("pg_basebackup"),
+        &[
+            "-h",
+            &sock.display().to_string(),
+            "-p",
+            &primary.port.to_string(),
+            "-D",
+            &base.display().to_string(),
+            "-X",
+            "none",
+            "-c",
+            "fast",
+        ],
+    );
+    let mut last = String::new();
+    for round in 0..4 {
+        primary.sql(&format!(
+            "insert into t select g, repeat('y', 300) from generate_series({}, {}) g",
+            10_000 * (round + 1),
+            10_000 * (round + 1) + 4999
+        ));
+        last = primary.sql("select pg_walfile_name(pg_current_wal_lsn())");
+        primary.sql("select pg_switch_wal()");
+    }
+    let expected: u64 = primary.sql("select count(*) from t").parse().unwrap();
+    assert_eq!(expected, 21_000);
+    wait_for(
+        "pg_receivewal completing the last switched segment",
+        120,
+        || m.path(&format!("wal/{last}")).exists(),
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(recv.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let st = recv.wait().unwrap();
+    let mut errs = String::new();
+    let _ = std::io::Read::read_to_string(recv.stderr.as_mut().unwrap(), &mut errs);
+    assert!(st.success(), "pg_receivewal: {st}: {errs}");
+
+    // Every completed segment still in pg_wal has the server's bytes,
+    // through the mount and through the tool.
+    let mut segments: Vec<String> = fs::read_dir(m.path("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.len() == 24)
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 4, "{segments:?}");
+    let listing = String::from_utf8(disk.ok(&["ls", &format!("/{PBD}/wal")])).unwrap();
+    let mut compared = 0;
+    for name in &segments {
+        assert!(
+            listing.contains(name.as_str()),
+            "pfs ls lacks {name}: {listing}"
+        );
+        let through_mount = fs::read(m.path(&format!("wal/{name}"))).unwrap();
+        assert_eq!(through_mount.len(), 16 << 20, "{name}");
+        assert_eq!(
+            disk.ok(&["read", &format!("/{PBD}/wal/{name}")]),
+            through_mount,
+            "{name}"
+        );
+        if let Ok(local) = fs::read(primary.data.join("pg_wal").join(name)) {
+            if local == through_mount {
+                compared += 1;
+            } else {
+                // Only a recycled segment may differ.
+                assert!(*name > last, "{name} differs from the server's");
+            }
+        }
+    }
+    assert!(compared >= 1, "no segment could be compared with pg_wal");
+    primary.stop();
+    drop(primary);
+
+    // Point-in-time restore: restore_command copies from the mount.
+    let restored = Pg {
+        bin: bin.clone(),
+        data: base.clone(),
+        sock: sock.clone(),
+        port: free_port(),
+    };
+    restored.configure(&format!(
+        "port = {}\nrestore_command = 'cp {}/%f %p'\n",
+        restored.port,
+        m.path("wal").display()
+    ));
+    fs::write(base.join("recovery.signal"), b"").unwrap();
+    let _ = Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(base.join("recovery.signal"))
+        .status();
+    restored.start();
+    wait_for("recovery", 120, || {
+        restored.sql("select pg_is_in_recovery()") == "f"
+    });
+    let count: u64 = restored.sql("select count(*) from t").parse().unwrap();
+    assert_eq!(count, expected, "rows after the point-in-time restore");
+    restored.stop();
+    drop(restored);
+    m.umount();
+    disk.fsck_clean();
+}
