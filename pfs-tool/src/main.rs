@@ -32,7 +32,17 @@ fn main() -> ExitCode {
         .stack_size(COMMAND_STACK)
         .spawn(run)
     {
-        Ok(t) => t.join().unwrap_or(exit::FAILURE),
+        Ok(t) => {
+            // Termination signals go to the command's thread, which either
+            // dies of them as a process would or takes them itself (`tail`,
+            // `mount`): this waiting thread must not be the one to get them.
+            let mut sigs = nix::sys::signal::SigSet::empty();
+            sigs.add(nix::sys::signal::Signal::SIGINT);
+            sigs.add(nix::sys::signal::Signal::SIGTERM);
+            sigs.add(nix::sys::signal::Signal::SIGHUP);
+            let _ = sigs.thread_block();
+            t.join().unwrap_or(exit::FAILURE)
+        }
         // No thread (a tight memory limit): run on this one.
         Err(_) => run(),
     };

@@ -258,7 +258,7 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
         let n = match m.read_at(ino, &mut buf[..want], pos) {
             // Replaced by the writer before anything was printed: read the
             // file that has the name now.
-            Err(CoreError::NotFound { .. }) if pos == off && retries < 3 => {
+            Err(CoreError::NotFound { .. }) if pos == off && retries < 16 => {
                 retries += 1;
                 ino = m
                     .resolve(&path.inner)
