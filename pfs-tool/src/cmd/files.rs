@@ -230,10 +230,11 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
         None => (u64::MAX, true),
     };
     let (m, path, mut ino) = open_target(ctx, "read", &a.path, false, out)?;
-    if m.getattr(ino)
-        .map_err(|e| failed("read", out, &e))?
-        .is_dir()
-    {
+    let attr = m.getattr(ino).map_err(|e| failed("read", out, &e))?;
+    // The size in the state the command reads: no read past it is needed
+    // to find the end (the file may be replaced after its last byte).
+    let mut size = attr.size;
+    if attr.is_dir() {
         return Err(failed(
             "read",
             out,
@@ -252,7 +253,7 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
         } else {
             left.min(BLOCK_SIZE)
         } as usize;
-        if want == 0 {
+        if want == 0 || pos >= size {
             break;
         }
         let n = match m.read_at(ino, &mut buf[..want], pos) {
@@ -263,6 +264,7 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
                 ino = m
                     .resolve(&path.inner)
                     .map_err(|e| failed("read", out, &shown(e, &a.path)))?;
+                size = m.getattr(ino).map_err(|e| failed("read", out, &e))?.size;
                 continue;
             }
             r => r.map_err(|e| failed("read", out, &e))?,
