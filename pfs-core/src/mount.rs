@@ -644,7 +644,27 @@ impl Mount {
 }
 
 impl Mount {
-    /// The lease a write needs, taken at this mount's first write.
+    /// Takes the writer lease now rather than at the first write, for a
+    /// writer that should hold it for as long as it is mounted (a FUSE
+    /// mount): a second writer is then refused from the start. Writes only
+    /// this host's lease slot; the mount catches up with anything committed
+    /// before it took the lease.
+    pub fn take_lease(&self) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
+        }
+        self.refresh()?;
+        let (leader, bda) = {
+            let st = self.state.read();
+            (st.leader, st.leader_bda)
+        };
+        let (_, first) = self.lease_for_write(&leader, bda)?;
+        if first && read_leader(self.dev.as_ref(), bda)? != leader {
+            self.reload()?;
+        }
+        Ok(())
+    }
+
     /// The lease a write needs, taken at this mount's first write; `true`
     /// when it was taken just now.
     fn lease_for_write(

@@ -486,6 +486,17 @@ fn read_only_mount_follows_the_writer() {
     }
     let disk = Disk::new("follow");
     let w = disk.mount("1", &[], "rw");
+    // The read-write mount is the single writer from the start: a second
+    // one (another host id) is refused before it mounts anything.
+    let mp2 = disk.mountpoint("rw2");
+    let o = disk.pfs(&["-H", "3", "mount", PBD, &mp2.display().to_string()]);
+    assert_eq!(
+        o.status.code(),
+        Some(16),
+        "second writer: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!is_mounted(&mp2));
     let r = disk.mount("2", &["-r"], "ro");
     for i in 0..5 {
         let name = format!("new-{i}");

@@ -162,6 +162,10 @@ fn serve(
     let m = ctx.mount("mount", &a.pbd, mode)?;
     if mode == Mode::ReadOnly {
         let _ = m.spawn_follower(FOLLOW_EVERY);
+    } else {
+        // The single writer for as long as it is mounted.
+        m.take_lease()
+            .map_err(|e| Failure::from_core("mount", &e))?;
     }
     // Files appear owned by whoever mounted (the owner of /proc/self).
     let (uid, gid) = std::fs::metadata("/proc/self")
