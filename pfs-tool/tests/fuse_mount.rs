@@ -376,6 +376,7 @@ fn make_tree(root: &Path, n: usize) {
         let dir = root.join(format!("lvl{}/sub{}", i % 7, i % 3));
         fs::create_dir_all(&dir).unwrap();
         let size = match i % 50 {
+            0 if i == 0 => 50 << 20,
             0 if i % 150 == 0 => 20 << 20,
             0 => 9 << 20,
             1 => 4 << 20,
