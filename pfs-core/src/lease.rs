@@ -364,6 +364,14 @@ impl Lease {
         if v.may_write(now) {
             return Ok(());
         }
+        // A stall (a slow flush, a paused process) is not a takeover: take
+        // the lease again as a newcomer would, our held slot standing for
+        // the intent, and go on if no other host claims it. Anything another
+        // writer committed meanwhile is still caught by the commit's check
+        // of the leader record.
+        if self.lost.lock().is_none() && matches!(self.revalidate(), Ok(true)) {
+            return Ok(());
+        }
         let mut why = format!(
             "the writer lease ran out {} ms after its last renewal (the process or the device stalled)",
             now.saturating_sub(v.renewed_at_ms)
@@ -379,6 +387,25 @@ impl Lease {
         }
         *self.lost.lock() = Some(why.clone());
         Err(CoreError::Fenced { reason: why })
+    }
+
+    /// Writes a new heartbeat, then reads every slot: valid again when no
+    /// other host claims the lease (see [`Lease::check`]).
+    fn revalidate(&self) -> Result<bool> {
+        let started = mono_ms();
+        {
+            let mut c = self.counter.lock();
+            *c += 1;
+            let rec = LeaseRecord::new(&self.writer, SlotState::Held, *c, wall_ms());
+            self.slots.write(self.dev.as_ref(), &rec)?;
+        }
+        let all = self.slots.read_all(self.dev.as_ref())?;
+        if !live_claims(&all, self.writer.token, &mut Watch::new()).is_empty() {
+            return Ok(false);
+        }
+        let mut v = self.validity.lock();
+        v.renewed_at_ms = v.renewed_at_ms.max(started);
+        Ok(v.may_write(mono_ms()))
     }
 
     /// How long (ms) writes may still start without another renewal.
