@@ -304,14 +304,12 @@ impl TreeGuard {
 }
 
 /// Why `name` cannot be the name of a directory entry, if it cannot: `.`,
-/// `..`, empty, holding `/` or NUL, longer than 255 bytes.
+/// `..`, empty, holding `/` or NUL, longer than 255 bytes (the rule of
+/// [`crate::check_name`], which every operation that makes a name applies).
 pub fn impossible_name(name: &[u8]) -> Option<&'static str> {
-    if name == b"." || name == b".." {
-        return Some("'.' and '..' are not stored names");
-    }
-    match pfs_format::direntry::check_name(name) {
+    match crate::names::check_name(name) {
         Ok(()) => None,
-        Err(pfs_format::FormatError::InvalidName { reason }) => Some(reason),
+        Err(CoreError::InvalidName { reason, .. }) => Some(reason),
         Err(_) => Some("longer than 255 bytes"),
     }
 }

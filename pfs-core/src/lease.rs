@@ -68,6 +68,18 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
+    /// The slots of the filesystem whose leader record `leader` sits at
+    /// device address `paxos_bda` (one per host id up to its `num_hosts`).
+    pub(crate) fn of(leader: &pfs_format::LeaderRecord, paxos_bda: u64) -> Slots {
+        Slots {
+            paxos_bda,
+            nhosts: leader
+                .num_hosts
+                .get()
+                .clamp(1, pfs_format::layout::MAX_HOSTS) as u32,
+        }
+    }
+
     fn bda(&self, hostid: u32) -> u64 {
         self.paxos_bda + slot_offset(hostid)
     }
@@ -454,14 +466,7 @@ pub(crate) fn stop_point(point: &str) {
 pub(crate) fn refuse_live_writer(dev: &dyn Device) -> Result<()> {
     let found = crate::meta::MetaImage::load(dev).and_then(|meta| {
         let j = crate::meta::Journal::locate(dev, &meta)?;
-        Ok(Slots {
-            paxos_bda: j.leader_bda,
-            nhosts: j
-                .leader
-                .num_hosts
-                .get()
-                .clamp(1, pfs_format::layout::MAX_HOSTS) as u32,
-        })
+        Ok(Slots::of(&j.leader, j.leader_bda))
     });
     match found {
         Ok(slots) => ensure_no_writer(dev, slots),

@@ -55,14 +55,7 @@ pub(crate) struct State {
 impl State {
     /// Where the writer-lease slots are.
     pub(crate) fn slots(&self) -> Slots {
-        Slots {
-            paxos_bda: self.leader_bda,
-            nhosts: self
-                .leader
-                .num_hosts
-                .get()
-                .clamp(1, pfs_format::layout::MAX_HOSTS) as u32,
-        }
+        Slots::of(&self.leader, self.leader_bda)
     }
 }
 
@@ -677,16 +670,9 @@ impl Mount {
             return Ok((Arc::clone(l), false));
         }
         crate::lease::stop_point("acquire");
-        let slots = Slots {
-            paxos_bda: leader_bda,
-            nhosts: leader
-                .num_hosts
-                .get()
-                .clamp(1, pfs_format::layout::MAX_HOSTS) as u32,
-        };
         let l = Lease::acquire(
             Arc::clone(&self.dev),
-            slots,
+            Slots::of(leader, leader_bda),
             self.hostid as u32,
             self.lease_ms,
             self.force,
