@@ -130,6 +130,7 @@ impl Context {
             lock_path: (mode == Mode::ReadWrite)
                 .then(|| pbd::lock_path(name, self.device_dir.as_deref())),
             lease_ms: lease_ms_from_env(),
+            ..MountOptions::default()
         };
         Mount::open_with(Arc::new(dev), mode, &opts)
             .map(Arc::new)
