@@ -519,12 +519,23 @@ impl Mount {
         if grown.is_empty() && pending.end <= size {
             return Ok(());
         }
+        // Other handles of the file may commit between the reads above and
+        // this transaction: extents and size are compared again inside it,
+        // so a commit only ever grows them.
         self.write_tx(|tx| {
             for (bt, new_end) in &grown {
-                let b = tx.take(*bt).blktag_mut();
-                b.bt_holeoff.set(*new_end as i32);
-                b.bt_holelen.set((BLOCK_SIZE - new_end) as i32);
+                let now = match tx.view(*bt).blktag().data_end() {
+                    pfs_format::blktag::NO_HOLE => BLOCK_SIZE,
+                    h => u64::try_from(h).unwrap_or(0).min(BLOCK_SIZE),
+                };
+                if *new_end > now {
+                    let b = tx.take(*bt).blktag_mut();
+                    b.bt_holeoff.set(*new_end as i32);
+                    b.bt_holelen.set((BLOCK_SIZE - new_end) as i32);
+                }
             }
+            let (_, i) = tx.view_no(MetaType::Inode, ino)?;
+            let size = i.inode().in_size.get();
             change_inode(tx, ino, size.max(pending.end), true)
         })
     }
