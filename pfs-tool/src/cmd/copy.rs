@@ -561,13 +561,7 @@ fn pump(
                 break;
             }
             if bar {
-                let done = written.load(Ordering::Relaxed);
-                let pct = done * 100 / size.max(1);
-                eprint!(
-                    "\r[{:<50}] {pct:>3}% {} MiB",
-                    "#".repeat((pct / 2) as usize),
-                    done >> 20
-                );
+                progress(written.load(Ordering::Relaxed), size);
             }
         }
         // Closing the queues lets the writers finish what they hold; the
@@ -583,6 +577,7 @@ fn pump(
             }
         }
         if bar {
+            progress(written.load(Ordering::Relaxed), size);
             eprintln!();
         }
         result?;
@@ -592,6 +587,16 @@ fn pump(
             Err(CopyError::new(5, "the copy stopped early"))
         }
     })
+}
+
+/// Draws the progress bar on stderr.
+fn progress(done: u64, size: u64) {
+    let pct = done * 100 / size.max(1);
+    eprint!(
+        "\r[{:<50}] {pct:>3}% {} MiB",
+        "#".repeat((pct / 2) as usize),
+        done >> 20
+    );
 }
 
 fn copy_to_local(
