@@ -421,14 +421,18 @@ fn fs_path(p: &Place<'_>) -> Option<String> {
 /// so several reads are in flight: one read's latency (and the small
 /// leader-record reads a read-only PFS mount makes around each read) no
 /// longer paces the whole copy.
-const READERS: usize = 3;
+const READERS: usize = 4;
 
 /// Writer threads of a copy; pieces go to them in turn, so several writes
 /// are in flight too.
 const WRITERS: usize = 2;
 
-/// Buffers each reader may have filled and not yet had back.
-const READ_AHEAD: usize = 2;
+/// Filled buffers each reader may have waiting for the writers (it has at
+/// most one more, being filled): with a deep queue a copy keeps going
+/// while other work delays some of its threads. A reader makes a new
+/// buffer only when none has come back, so at most 80 MiB are in use, and
+/// far less when the writes keep up.
+const READ_AHEAD: usize = 4;
 
 /// A filled buffer on its way from a reader to a writer.
 struct Piece {
@@ -476,16 +480,20 @@ fn pump(
                 let mut made = 0;
                 let mut off = (k * CHUNK) as u64;
                 while off < size {
-                    // A new buffer while under the quota, else one the
-                    // writers are done with (none: the copy is over).
-                    let mut buf = if made <= READ_AHEAD {
-                        made += 1;
-                        AlignedBuf::new(CHUNK)
-                    } else {
-                        match free_rx.recv() {
+                    // A buffer the writers are done with; a new one only
+                    // when none is back yet and the quota allows (so a
+                    // copy whose writes keep up uses few), else wait for
+                    // one (none coming: the copy is over).
+                    let mut buf = match free_rx.try_recv() {
+                        Ok(b) => b,
+                        Err(_) if made <= READ_AHEAD => {
+                            made += 1;
+                            AlignedBuf::new(CHUNK)
+                        }
+                        Err(_) => match free_rx.recv() {
                             Ok(b) => b,
                             Err(_) => return,
-                        }
+                        },
                     };
                     let len = CHUNK.min((size - off) as usize);
                     let r = match reader.read_at(&mut buf.as_mut_slice()[..len], off) {
