@@ -565,9 +565,11 @@ impl Mount {
         if grown.is_empty() && pending.end <= size {
             return Ok(());
         }
+        // Other handles of the file, or other processes of a shared host,
+        // may commit between the reads above and this transaction: extents
+        // and size are compared again inside it, so a commit only ever
+        // grows them.
         self.write_tx(|tx| {
-            // As of this transaction: another process of a shared host may
-            // have grown the file or its blocks' written parts meanwhile.
             let blocks = tx.meta().blocks(ino)?;
             let size = tx.meta().inode(ino)?.1.in_size.get();
             for (bt, new_end) in &grown {

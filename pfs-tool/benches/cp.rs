@@ -3,7 +3,11 @@
 //! same run. Uses direct-IO loop devices when `losetup` can make them
 //! (root), sparse files otherwise (and says so).
 //!
-//! `cargo bench -p pfs-tool --bench cp` (`PFS_BENCH_MIB` changes the size).
+//! `cargo bench -p pfs-tool --bench cp` (`PFS_BENCH_MIB` changes the size,
+//! `PFS_BENCH_ROUNDS` the number of rounds, 3 by default; each round runs
+//! every copy and its dd once, and the best of each is reported;
+//! `PFS_BENCH_LOAD=N` keeps N threads busy computing throughout, to see
+//! the copies with other work running).
 
 #![allow(missing_docs)]
 
@@ -48,10 +52,30 @@ impl Drop for Loops {
 }
 
 fn main() {
-    let mib: u64 = std::env::var("PFS_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let env = |k: &str, d: u64| -> u64 {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let mib = env("PFS_BENCH_MIB", 1024);
+    let rounds = env("PFS_BENCH_ROUNDS", 3).max(1);
+    let load = env("PFS_BENCH_LOAD", 0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..load)
+        .map(|i| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = i.wrapping_add(1);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for _ in 0..100_000 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    }
+                    std::hint::black_box(x);
+                }
+            })
+        })
+        .collect();
     let dir = std::env::temp_dir().join(format!("pfs-bench-cp-{}", std::process::id()));
     let devs = dir.join("devs");
     std::fs::create_dir_all(&devs).unwrap_or_else(|e| die(e.to_string()));
@@ -145,7 +169,8 @@ fn main() {
     let raw_local = dir.join("raw.bin");
     let back = dir.join("back.bin");
     let mut best = [f64::MAX; 6];
-    for round in 0..2 {
+    let mbps = |secs: f64| mib as f64 / secs;
+    for round in 0..rounds {
         let _ = std::fs::remove_file(&raw_local);
         let _ = std::fs::remove_file(&back);
         if round > 0 {
@@ -182,12 +207,33 @@ fn main() {
                 "/nvme3n1/big",
             ])),
         ];
+        println!(
+            "round {}: MiB/s ours/dd: local -> PFS {:.0}/{:.0}, PFS -> local {:.0}/{:.0}, \
+             PFS -> PFS {:.0}/{:.0}",
+            round + 1,
+            mbps(t[1]),
+            mbps(t[0]),
+            mbps(t[3]),
+            mbps(t[2]),
+            mbps(t[5]),
+            mbps(t[4])
+        );
         for (b, t) in best.iter_mut().zip(t) {
             *b = b.min(t);
         }
     }
-    let mbps = |secs: f64| mib as f64 / secs;
-    println!("devices: {kind}; {mib} MiB per copy; best of 2 rounds");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for b in busy {
+        let _ = b.join();
+    }
+    println!(
+        "devices: {kind}; {mib} MiB per copy; best of {rounds} rounds{}",
+        if load > 0 {
+            format!("; {load} busy threads running")
+        } else {
+            String::new()
+        }
+    );
     for (name, raw, ours) in [
         ("local -> PFS          ", best[0], best[1]),
         ("PFS -> local          ", best[2], best[3]),

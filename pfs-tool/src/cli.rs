@@ -508,6 +508,9 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
+            if let Some(code) = crate::usage::report(args, &e, out, err) {
+                return code;
+            }
             let code = if e.use_stderr() { USAGE } else { 0 };
             let text = e.render().to_string();
             if e.use_stderr() {

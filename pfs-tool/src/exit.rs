@@ -2,9 +2,10 @@
 //! command.
 //!
 //! Codes follow the reference where it has a meaningful one: 1 for usage
-//! errors, 16 (EBUSY) for formatting a formatted device or a device another
-//! writer holds, 5 (EIO) for a device that holds no PFS, corrupt metadata or
-//! a writer that had to stop, `256 - errno` for other mkfs/growfs failures
+//! errors (`chunk`, `fscp`, `fstrim` and `tail` report theirs as the
+//! reference does, see `usage.rs`), 16 (EBUSY) for formatting a formatted
+//! device or a device another writer holds, 5 (EIO) for a device that holds
+//! no PFS, corrupt metadata or a writer that had to stop, `256 - errno` for other mkfs/growfs failures
 //! (234 for EINVAL), 255 otherwise.
 
 use pfs_core::CoreError;

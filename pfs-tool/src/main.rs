@@ -9,6 +9,7 @@ mod cmd;
 mod dump;
 mod exit;
 mod fuse;
+mod usage;
 
 /// Stack of the thread that runs the command. `tree`, `du` and `rm -r`
 /// recurse once per directory level, and a tree is at most 2047 levels deep

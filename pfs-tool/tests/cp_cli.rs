@@ -500,3 +500,133 @@ fn pfs_read(dir: &Path, p: &str) -> Vec<u8> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     o.stdout
 }
+
+/// Runs `pfs` like [`pfs`], in `cwd`, killing it if it takes longer than
+/// `limit` (a copy pipeline that waits forever fails the test instead of
+/// hanging it).
+fn pfs_within(dir: &Path, cwd: &Path, args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(PFS)
+        .env("TZ", "UTC")
+        .current_dir(cwd)
+        .arg("--device-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("pfs {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn pipelined_copies_are_exact_at_every_size() {
+    // Sizes around the 4 MiB pieces and the reader and writer counts of
+    // the pipeline (pieces go to readers and writers in turn), in all
+    // three directions, the last one into a bare relative name.
+    let dir = scratch("sizes");
+    device(&dir, "nvme1n1");
+    device(&dir, "nvme3n1");
+    let out = dir.join("out");
+    fs::create_dir_all(&out).unwrap();
+    const M: usize = 4 << 20;
+    let limit = Duration::from_secs(120);
+    for (k, size) in [
+        0,
+        1,
+        4095,
+        M - 1,
+        M,
+        M + 1,
+        2 * M + 4096,
+        3 * M,
+        5 * M - 7,
+        7 * M + 12345,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = gen_input(&format!("size-{size}"), size);
+        let src = dir.join(format!("src-{k}"));
+        fs::write(&src, &data).unwrap();
+        let (a, b) = (format!("/nvme1n1/f{k}"), format!("/nvme3n1/f{k}"));
+        let leaf = format!("back-{k}");
+        for (from, to) in [
+            (src.display().to_string(), a.clone()),
+            (a.clone(), b.clone()),
+            (b.clone(), leaf.clone()),
+        ] {
+            let o = pfs_within(&dir, &out, &["cp", &from, &to], limit);
+            assert!(
+                o.status.success(),
+                "cp {from} {to} ({size} bytes): {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        assert_eq!(pfs_read(&dir, &a), data, "{size} bytes to PFS");
+        assert_eq!(pfs_read(&dir, &b), data, "{size} bytes across devices");
+        assert_eq!(
+            fs::read(out.join(&leaf)).unwrap(),
+            data,
+            "{size} bytes back to a local file"
+        );
+        let st = ok(&dir, &["stat", &b]);
+        assert!(st.contains(&format!("size: {size}")), "{st}");
+    }
+    for d in ["nvme1n1", "nvme3n1"] {
+        assert!(ok(&dir, &["fsck", d]).ends_with("clean\n"));
+        assert!(!ok(&dir, &["ls", &format!("/{d}/")]).contains(".pfscp-"));
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_copy_that_cannot_get_its_blocks_stops_cleanly() {
+    // The destination has 2 free blocks; the copy needs 6. Its readers are
+    // already filling buffers when the allocation fails: the copy must
+    // stop (not wait for them forever), say why, and leave nothing.
+    let dir = scratch("nospace");
+    device(&dir, "nvme1n1");
+    device(&dir, "nvme3n1");
+    let free: u64 = 2302;
+    ok(&dir, &["touch", "/nvme3n1/filler"]);
+    ok(
+        &dir,
+        &[
+            "fallocate",
+            "-l",
+            &((free - 2) * (4 << 20)).to_string(),
+            "/nvme3n1/filler",
+        ],
+    );
+    let data = gen_input("nospace", 23 << 20);
+    let src = dir.join("src");
+    fs::write(&src, &data).unwrap();
+    ok(&dir, &["cp", &src.display().to_string(), "/nvme1n1/f"]);
+    let limit = Duration::from_secs(60);
+    for from in [src.display().to_string(), "/nvme1n1/f".to_owned()] {
+        let o = pfs_within(&dir, &dir, &["cp", &from, "/nvme3n1/f"], limit);
+        assert_eq!(o.status.code(), Some(255), "cp {from}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "cp failed: No space left on device\n"
+        );
+        assert!(!ok(&dir, &["ls", "/nvme3n1/"]).contains(".pfscp-"));
+        assert!(!ok(&dir, &["ls", "/nvme3n1/"]).contains(" f\n"));
+    }
+    // The blocks the failed copies took are free again: with the filler
+    // gone the same copy succeeds.
+    ok(&dir, &["rm", "/nvme3n1/filler"]);
+    ok(&dir, &["cp", "/nvme1n1/f", "/nvme3n1/f"]);
+    assert_eq!(pfs_read(&dir, "/nvme3n1/f"), data);
+    assert!(ok(&dir, &["fsck", "nvme3n1"]).ends_with("clean\n"));
+    fs::remove_dir_all(&dir).unwrap();
+}

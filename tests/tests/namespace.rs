@@ -322,6 +322,54 @@ fn owned_handles_and_std_io() {
 }
 
 #[test]
+fn handles_writing_one_file_from_threads_keep_every_extent() {
+    // Several handles extend one file at once, each writing whole blocks of
+    // its own and committing after each: whatever order the commits take,
+    // the file ends at the furthest write and every block holds its bytes.
+    let dev = formatted();
+    let m = writer(&dev);
+    const BLOCK: usize = 4 << 20;
+    const THREADS: usize = 4;
+    const EACH: usize = 6;
+    let create = OpenOptions {
+        create: true,
+        write: true,
+        ..OpenOptions::default()
+    };
+    drop(m.open_file("/f", create).unwrap());
+    let w = OpenOptions {
+        write: true,
+        ..OpenOptions::default()
+    };
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let f = m.open_file("/f", w).unwrap();
+            s.spawn(move || {
+                for i in 0..EACH {
+                    let n = i * THREADS + t;
+                    let data = vec![n as u8 + 1; BLOCK];
+                    if i % 2 == 0 {
+                        f.write_at(&data, (n * BLOCK) as u64).unwrap();
+                    } else {
+                        f.write_at_deferred(&data, (n * BLOCK) as u64).unwrap();
+                        f.commit().unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let f = m.open_file("/f", OpenOptions::default()).unwrap();
+    assert_eq!(f.getattr().unwrap().size, (THREADS * EACH * BLOCK) as u64);
+    let mut buf = vec![0u8; BLOCK];
+    for n in 0..THREADS * EACH {
+        assert_eq!(f.read_at(&mut buf, (n * BLOCK) as u64).unwrap(), BLOCK);
+        assert!(buf.iter().all(|&b| b == n as u8 + 1), "block {n}");
+    }
+    let report = m.fsck().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+#[test]
 fn unmount_reports_stopped_writes() {
     let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
     mkfs(

@@ -44,6 +44,13 @@ enum Mode {
     Restore,
 }
 
+/// A usage error found after parsing: the reference's usage on stdout (as
+/// its option parser fails), exit 255, and what was wrong on stderr.
+fn usage(out: &mut dyn Write, message: String) -> Failure {
+    let _ = out.write_all(crate::usage::CHUNK.as_bytes());
+    Failure::new(crate::usage::EXIT, message)
+}
+
 /// `pfs chunk`.
 pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
     let mode = if a.mode.starts_with("backup") {
@@ -51,16 +58,16 @@ pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
     } else if a.mode.starts_with("restore") {
         Mode::Restore
     } else {
-        return Err(Failure::new(
-            crate::exit::USAGE,
+        return Err(usage(
+            out,
             format!("chunk: unknown mode {:?}; use backup or restore", a.mode),
         ));
     };
     let start = a.chunkid;
     let end = a.endchunkid.unwrap_or(start.saturating_add(1));
     if end <= start {
-        return Err(Failure::new(
-            crate::exit::USAGE,
+        return Err(usage(
+            out,
             format!("chunk: end chunk {end} must be greater than the start chunk {start}"),
         ));
     }

@@ -4,8 +4,10 @@
 //! then renames it over the final name (on PFS the rename is one committed
 //! transaction; locally the directory is flushed too). A copy cut short at
 //! any point leaves the old destination, or none, never a partial file
-//! under the final name. Reading and writing overlap: a reader thread fills
-//! 4 MiB buffers while the writer drains them.
+//! under the final name. Reading and writing overlap, on one device or two:
+//! reader threads fill a few reused 4 MiB buffers each while writer threads
+//! drain them (see [`pump`]), so several reads and several writes are in
+//! flight at once.
 
 use pfs_core::AlignedBuf;
 use pfs_core::CoreError;
@@ -384,8 +386,10 @@ fn remove_stale_temps(dir: &Place<'_>) {
 /// The directory holding a place.
 fn parent_of<'m>(p: &Place<'m>) -> Place<'m> {
     match p {
+        // A bare relative name (`cp /nvme1n1/f out`) lives in `.`.
         Place::Local(lp) => Place::Local(
             lp.parent()
+                .filter(|d| !d.as_os_str().is_empty())
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| PathBuf::from(".")),
         ),
@@ -438,62 +442,194 @@ fn dir_path(p: &Place<'_>) -> Vec<u8> {
     path
 }
 
-/// Streams `size` bytes of `reader` to `write(buf, off)` with a reader
-/// thread one buffer ahead.
+/// Reader threads of a copy. Each reads every `READERS`-th 4 MiB piece,
+/// so several reads are in flight: one read's latency (and the small
+/// leader-record reads a read-only PFS mount makes around each read) no
+/// longer paces the whole copy.
+const READERS: usize = 4;
+
+/// Writer threads of a copy; pieces go to them in turn, so several writes
+/// are in flight too.
+const WRITERS: usize = 2;
+
+/// Filled buffers each reader may have waiting for the writers (it has at
+/// most one more, being filled): with a deep queue a copy keeps going
+/// while other work delays some of its threads. A reader makes a new
+/// buffer only when none has come back, so at most 80 MiB are in use, and
+/// far less when the writes keep up.
+const READ_AHEAD: usize = 4;
+
+/// A filled buffer on its way from a reader to a writer.
+struct Piece {
+    buf: AlignedBuf,
+    off: u64,
+    len: usize,
+    /// The reader the buffer goes back to.
+    reader: usize,
+}
+
+/// Streams `size` bytes of `reader` to `write(w, buf, off)` through
+/// [`READERS`] reader threads and [`WRITERS`] writer threads (`w` is the
+/// writer's number, for destinations with a handle per writer). The
+/// pieces are handed out in file order, and `before(off)` runs before the
+/// piece at `off` is handed to a writer (with no other `before` running),
+/// so the destination can prepare ranges ahead of the writes. Every byte
+/// is written once `pump` returns `Ok`; on an error the copy stops soon
+/// and the first error is returned.
+///
+/// Each reader fills its own few 4 MiB buffers (aligned for direct IO, so
+/// neither side needs a bounce copy) and gets them back from the writers,
+/// so memory stays bounded whatever the speeds of the two sides.
 fn pump(
     reader: &Reader<'_>,
     size: u64,
     bar: bool,
-    mut write: impl FnMut(&[u8], u64) -> Result<(), CopyError>,
+    mut before: impl FnMut(u64) -> Result<(), CopyError>,
+    write: impl Fn(usize, &[u8], u64) -> Result<(), CopyError> + Sync,
 ) -> Result<(), CopyError> {
+    type Filled = Result<Piece, CopyError>;
+    let pieces = size.div_ceil(CHUNK as u64);
+    let nreaders = (READERS as u64).min(pieces).max(1) as usize;
+    let nwriters = (WRITERS as u64).min(pieces).max(1) as usize;
+    let written = AtomicU64::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
-        // Buffers aligned for direct IO, so neither side needs a bounce copy.
-        let (tx, rx) = mpsc::sync_channel::<Result<(AlignedBuf, u64), CopyError>>(8);
-        s.spawn(move || {
-            let mut off = 0u64;
-            while off < size {
-                let mut buf = AlignedBuf::new(CHUNK.min((size - off) as usize));
-                let r = reader.read_at(buf.as_mut_slice(), off).and_then(|n| {
-                    if n == buf.len() {
-                        Ok(buf)
-                    } else {
-                        Err(CopyError::new(
+        let mut filled = Vec::with_capacity(nreaders);
+        let mut free = Vec::with_capacity(nreaders);
+        for k in 0..nreaders {
+            let (full_tx, full_rx) = mpsc::sync_channel::<Filled>(READ_AHEAD);
+            let (free_tx, free_rx) = mpsc::channel::<AlignedBuf>();
+            filled.push(full_rx);
+            free.push(free_tx);
+            s.spawn(move || {
+                let mut made = 0;
+                let mut off = (k * CHUNK) as u64;
+                while off < size {
+                    // A buffer the writers are done with; a new one only
+                    // when none is back yet and the quota allows (so a
+                    // copy whose writes keep up uses few), else wait for
+                    // one (none coming: the copy is over).
+                    let mut buf = match free_rx.try_recv() {
+                        Ok(b) => b,
+                        Err(_) if made <= READ_AHEAD => {
+                            made += 1;
+                            AlignedBuf::new(CHUNK)
+                        }
+                        Err(_) => match free_rx.recv() {
+                            Ok(b) => b,
+                            Err(_) => return,
+                        },
+                    };
+                    let len = CHUNK.min((size - off) as usize);
+                    let r = match reader.read_at(&mut buf.as_mut_slice()[..len], off) {
+                        Ok(n) if n == len => Ok(Piece {
+                            buf,
+                            off,
+                            len,
+                            reader: k,
+                        }),
+                        Ok(_) => Err(CopyError::new(
                             5,
                             "the source shrank while it was being copied",
-                        ))
+                        )),
+                        Err(e) => Err(e),
+                    };
+                    let stop = r.is_err();
+                    if full_tx.send(r).is_err() || stop {
+                        return;
                     }
-                });
-                let failed = r.is_err();
-                if tx.send(r.map(|b| (b, off))).is_err() || failed {
-                    return;
+                    off += (nreaders * CHUNK) as u64;
                 }
-                off += CHUNK as u64;
+            });
+        }
+        let mut work = Vec::with_capacity(nwriters);
+        let mut writers = Vec::with_capacity(nwriters);
+        for w in 0..nwriters {
+            let (tx, rx) = mpsc::sync_channel::<Piece>(READ_AHEAD);
+            work.push(tx);
+            let (free, write, written, failed) = (free.clone(), &write, &written, &failed);
+            writers.push(s.spawn(move || {
+                let mut result = Ok(());
+                // After a failure the writer keeps taking pieces (without
+                // writing them) so every buffer goes back to its reader
+                // and nobody waits for one forever.
+                for p in rx {
+                    if result.is_ok() {
+                        result = write(w, &p.buf.as_slice()[..p.len], p.off);
+                        match &result {
+                            Ok(()) => {
+                                written.fetch_add(p.len as u64, Ordering::Relaxed);
+                            }
+                            Err(_) => failed.store(true, Ordering::Relaxed),
+                        }
+                    }
+                    // A reader that has finished wants no buffer back.
+                    let _ = free[p.reader].send(p.buf);
+                }
+                result
+            }));
+        }
+        drop(free);
+        let mut result = Ok(());
+        for i in 0..pieces {
+            if failed.load(Ordering::Relaxed) {
+                break;
             }
-        });
-        let mut done = 0u64;
-        for item in rx {
-            let (buf, off) = item?;
-            let buf = buf.as_slice();
-            write(buf, off)?;
-            done += buf.len() as u64;
+            let piece = match filled[(i % nreaders as u64) as usize].recv() {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    result = Err(e);
+                    break;
+                }
+                Err(_) => {
+                    result = Err(CopyError::new(5, "a copy reader stopped early"));
+                    break;
+                }
+            };
+            if let Err(e) = before(piece.off) {
+                result = Err(e);
+                break;
+            }
+            if work[(i % nwriters as u64) as usize].send(piece).is_err() {
+                break;
+            }
             if bar {
-                let pct = done * 100 / size.max(1);
-                eprint!(
-                    "\r[{:<50}] {pct:>3}% {} MiB",
-                    "#".repeat((pct / 2) as usize),
-                    done >> 20
-                );
+                progress(written.load(Ordering::Relaxed), size);
+            }
+        }
+        // Closing the queues lets the writers finish what they hold; the
+        // readers stop once nothing takes their pieces.
+        drop(work);
+        drop(filled);
+        for h in writers {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(CopyError::new(5, "a copy writer panicked")));
+            if result.is_ok() {
+                result = r;
             }
         }
         if bar {
+            progress(written.load(Ordering::Relaxed), size);
             eprintln!();
         }
-        if done == size {
+        result?;
+        if written.load(Ordering::Relaxed) == size {
             Ok(())
         } else {
             Err(CopyError::new(5, "the copy stopped early"))
         }
     })
+}
+
+/// Draws the progress bar on stderr.
+fn progress(done: u64, size: u64) {
+    let pct = done * 100 / size.max(1);
+    eprint!(
+        "\r[{:<50}] {pct:>3}% {} MiB",
+        "#".repeat((pct / 2) as usize),
+        done >> 20
+    );
 }
 
 fn copy_to_local(
@@ -516,15 +652,21 @@ fn copy_to_local(
         .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
         .open(tmp)
         .ok();
-    pump(reader, size, bar, |buf, off| {
-        let aligned =
-            buf.len() % 4096 == 0 && off % 4096 == 0 && (buf.as_ptr() as usize) % 4096 == 0;
-        match (&direct, aligned) {
-            (Some(d), true) => d.write_all_at(buf, off),
-            _ => out.write_all_at(buf, off),
-        }
-        .map_err(|e| io_err("cannot write", tmp, e))
-    })?;
+    pump(
+        reader,
+        size,
+        bar,
+        |_| Ok(()),
+        |_, buf, off| {
+            let aligned =
+                buf.len() % 4096 == 0 && off % 4096 == 0 && (buf.as_ptr() as usize) % 4096 == 0;
+            match (&direct, aligned) {
+                (Some(d), true) => d.write_all_at(buf, off),
+                _ => out.write_all_at(buf, off),
+            }
+            .map_err(|e| io_err("cannot write", tmp, e))
+        },
+    )?;
     out.sync_all().map_err(|e| io_err("cannot flush", tmp, e))?;
     drop(direct);
     drop(out);
@@ -547,7 +689,7 @@ fn copy_to_pfs(
     bar: bool,
 ) -> Result<(), CopyError> {
     let tmp_path = fs_path(tmp).unwrap_or_default();
-    let out = mount.open_file(
+    let first = mount.open_file(
         &tmp_path,
         OpenOptions {
             create: true,
@@ -556,17 +698,37 @@ fn copy_to_pfs(
             ..OpenOptions::default()
         },
     )?;
-    // Per GiB: one transaction gives the file its blocks, the data goes
-    // straight to them, and one more commits the written extents and size
-    // (transactions stay far below the smallest journal).
+    // A handle per writer: each keeps its own deferred extents, so the
+    // writers' data IO does not wait for one another.
+    let mut outs = vec![first];
+    for _ in 1..WRITERS {
+        outs.push(mount.open_ino(
+            outs[0].ino(),
+            OpenOptions {
+                write: true,
+                ..OpenOptions::default()
+            },
+        )?);
+    }
+    // Per GiB: one transaction gives the file its blocks before any data
+    // goes there, the data goes straight to them, and the written extents
+    // and size are committed a GiB at a time (transactions stay far below
+    // the smallest journal). Each writer writes whole blocks the
+    // allocation made, so no write depends on another's.
     const SLICE: u64 = 1 << 30;
-    pump(reader, size, bar, |buf, off| {
-        if off % SLICE == 0 {
-            if off > 0 {
+    pump(
+        reader,
+        size,
+        bar,
+        |off| {
+            if off % SLICE != 0 {
+                return Ok(());
+            }
+            for out in &outs {
                 out.commit()?;
             }
             let len = SLICE.min(size - off);
-            out.allocate(
+            outs[0].allocate(
                 off,
                 len,
                 FallocMode {
@@ -574,13 +736,22 @@ fn copy_to_pfs(
                     no_hide_stale: false,
                 },
             )?;
-        }
-        out.write_at_deferred(buf, off)
-            .map(|_| ())
-            .map_err(Into::into)
-    })?;
-    out.sync_all()?;
-    drop(out);
+            Ok(())
+        },
+        |w, buf, off| {
+            outs[w]
+                .write_at_deferred(buf, off)
+                .map(|_| ())
+                .map_err(Into::into)
+        },
+    )?;
+    // Everything is written: commit every writer's extents, then flush the
+    // device once before the file may take its name.
+    for out in &outs {
+        out.commit()?;
+    }
+    outs[0].sync_all()?;
+    drop(outs);
     let (Some(from), Some(to)) = (fs_path(tmp), fs_path(dst)) else {
         return Err(CopyError::new(22, "internal: not a PFS place"));
     };

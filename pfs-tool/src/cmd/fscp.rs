@@ -87,9 +87,13 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
             ));
         }
     }
+    // A device that does not open gets the usage first, as in the
+    // reference (it checks both names before anything else).
     let open = |name: &str, w: bool, out: &mut dyn Write| {
-        pbd::open_pbd(name, ctx.device_dir.as_deref(), w)
-            .map_err(|e| fail(out, e.errno(), e.to_string()))
+        pbd::open_pbd(name, ctx.device_dir.as_deref(), w).map_err(|e| {
+            let _ = out.write_all(crate::usage::FSCP.as_bytes());
+            fail(out, e.errno(), e.to_string())
+        })
     };
     let src = open(&a.src, false, out)?;
     let dst = open(&a.dst, true, out)?;
