@@ -548,11 +548,17 @@ impl Mount {
     pub fn read_at(&self, ino: u64, buf: &mut [u8], off: u64) -> Result<usize> {
         self.refresh()?;
         const ATTEMPTS: usize = 8;
+        // The file being read, by its birth time: an inode number freed and
+        // given to a new file meanwhile is another file.
+        let mut born = None;
         for _ in 0..ATTEMPTS {
             let version = self.machine_version();
             let (size, blocks, seen, bda) = {
                 let st = self.state.read();
                 let (_, i) = st.meta.inode(ino).map_err(|_| gone(ino))?;
+                if *born.get_or_insert(i.in_btime.get()) != i.in_btime.get() {
+                    return Err(gone(ino));
+                }
                 st.meta.check_attrs(ino, i)?;
                 if i.is_dir() {
                     return Err(CoreError::IsDir {
@@ -585,6 +591,9 @@ impl Mount {
             self.catch_up()?;
             let st = self.state.read();
             let (_, i) = st.meta.inode(ino).map_err(|_| gone(ino))?;
+            if born != Some(i.in_btime.get()) {
+                return Err(gone(ino));
+            }
             let after = st.meta.blocks(ino)?;
             let range = off / BLOCK_SIZE..=(off + n as u64).div_ceil(BLOCK_SIZE);
             if i.in_size.get() >= off + n as u64
