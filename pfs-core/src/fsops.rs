@@ -453,13 +453,15 @@ impl Mount {
             return Ok(0);
         }
         // A write that extends the file or a block's written part zeroes
-        // the gap before it and commits the new extent: on a shared mount
-        // no other process of the host may do the same to this block at
-        // the same time, so the host's transaction lock is held around it.
-        let _host = match self.is_shared() && self.extends(ino, off, buf.len() as u64)? {
+        // the gap before it and commits the new extent: no other thread (or,
+        // on a shared mount, process of the host) may do the same to this
+        // block at the same time, so a lock is held around it.
+        let extends = self.extends(ino, off, buf.len() as u64)?;
+        let _host = match extends && self.is_shared() {
             true => self.host_tx()?,
             false => None,
         };
+        let _local = (extends && !self.is_shared()).then(|| self.extending.lock());
         let mut pending = Extents::default();
         self.write_data(ino, off, buf, &mut pending)?;
         self.commit_extents(ino, &pending)?;

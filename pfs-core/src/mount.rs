@@ -129,6 +129,9 @@ pub struct Mount {
     share: Option<Arc<Share>>,
     /// The share's commit counter as of the state this mount has.
     seen: AtomicU64,
+    /// Held by a write that extends a file or a block's written part (in a
+    /// mount that is not shared; a shared one holds the host's lock).
+    pub(crate) extending: parking_lot::Mutex<()>,
 }
 
 impl Drop for Mount {
@@ -280,6 +283,7 @@ impl Mount {
             frozen: std::sync::atomic::AtomicBool::new(false),
             share,
             seen: AtomicU64::new(seen),
+            extending: parking_lot::Mutex::new(()),
         })
         .and_then(|m| {
             if m.mode == Mode::ReadWrite {
