@@ -530,3 +530,33 @@ fn fsck_reports_impossible_names() {
         report.problems
     );
 }
+
+#[test]
+fn threads_extending_one_block_keep_each_others_bytes() {
+    let dev = formatted();
+    let m = writer(&dev);
+    for round in 0..200u8 {
+        let ino = m
+            .create(ROOT_INO, format!("pages{round}").as_bytes(), FileType::File)
+            .unwrap();
+        std::thread::scope(|s| {
+            for k in 0..4u8 {
+                let m = &m;
+                s.spawn(move || {
+                    let page = vec![round.wrapping_mul(7).wrapping_add(k + 1); 8192];
+                    m.write_at(ino, &page, u64::from(k) * 8192).unwrap();
+                });
+            }
+        });
+        let mut back = vec![0u8; 4 * 8192];
+        assert_eq!(m.read_at(ino, &mut back, 0).unwrap(), back.len());
+        for k in 0..4u8 {
+            let want = round.wrapping_mul(7).wrapping_add(k + 1);
+            let page = &back[usize::from(k) * 8192..usize::from(k + 1) * 8192];
+            assert!(
+                page.iter().all(|&b| b == want),
+                "round {round}: page {k} lost bytes to another thread's write"
+            );
+        }
+    }
+}
