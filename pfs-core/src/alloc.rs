@@ -140,6 +140,50 @@ impl Allocator {
         }
     }
 
+    /// Takes in object `id` as another process of this host committed it
+    /// (`mo` is its new content): used objects leave the free pool, free
+    /// ones join it, block tags by their discard status.
+    pub fn observe(&mut self, id: ObjectId, mo: &pfs_format::MetaObjPhy) {
+        let Some(set) = self.types[idx(id.mtype)].free.get_mut(id.chunk as usize) else {
+            return;
+        };
+        let ready_at = |q: &VecDeque<ObjectId>| q.iter().position(|r| *r == id);
+        if mo.is_used() {
+            set.remove(&id.oid);
+            if id.mtype == MetaType::BlkTag {
+                if let Some(pos) = ready_at(&self.ready) {
+                    self.ready.remove(pos);
+                }
+                self.in_progress.remove(&id);
+            }
+            return;
+        }
+        set.insert(id.oid);
+        if id.mtype != MetaType::BlkTag {
+            return;
+        }
+        match mo.blktag().bt_dstatus.get() {
+            dstatus::READY => {
+                self.in_progress.remove(&id);
+                if ready_at(&self.ready).is_none() {
+                    self.ready.push_back(id);
+                }
+            }
+            dstatus::IN_PROGRESS => {
+                if let Some(pos) = ready_at(&self.ready) {
+                    self.ready.remove(pos);
+                }
+                self.in_progress.insert(id);
+            }
+            _ => {
+                if let Some(pos) = ready_at(&self.ready) {
+                    self.ready.remove(pos);
+                }
+                self.in_progress.remove(&id);
+            }
+        }
+    }
+
     /// Returns `id` to the free pool; block tags become READY.
     pub fn free(&mut self, id: ObjectId) {
         if let Some(set) = self.types[idx(id.mtype)].free.get_mut(id.chunk as usize) {

@@ -280,6 +280,9 @@ fn refuse_system(ino: u64, op: &'static str) -> Result<()> {
 impl Mount {
     /// Frees inode `ino` if it is an orphan (unlinked, no name left).
     pub(crate) fn release_if_orphan(&self, ino: u64) -> Result<()> {
+        // Decided and done as one step among the processes of a shared
+        // host (another may be freeing the same orphan).
+        let _host = self.host_tx()?;
         let orphan = {
             let st = self.state.read();
             let (mo, i) = st.meta.inode(ino)?;
@@ -313,7 +316,11 @@ impl Mount {
             v
         };
         for ino in orphans {
-            self.release_if_orphan(ino)?;
+            // Still open in another process of this machine (a shared
+            // mount): that process frees it when it closes it.
+            if !self.is_open(ino) {
+                self.release_if_orphan(ino)?;
+            }
         }
         Ok(())
     }
@@ -346,6 +353,10 @@ impl Mount {
             });
         }
         self.write_tx(|tx| {
+            // As of this transaction (a shared host's other processes may
+            // have added blocks since we looked).
+            let blocks = tx.meta().blocks(ino)?;
+            let size = tx.meta().inode(ino)?.1.in_size.get();
             for blkid in range {
                 if !blocks.contains_key(&blkid) {
                     let bt = add_block(tx, ino, blkid)?;
@@ -356,7 +367,7 @@ impl Mount {
                     }
                 }
             }
-            if !mode.keep_size && end > st.size {
+            if !mode.keep_size && end > size {
                 change_inode(tx, ino, end, false)?;
             }
             Ok(())
@@ -397,7 +408,13 @@ impl Mount {
                 .next_back()
                 .map_or(0, |b| (b + 1).saturating_mul(BLOCK_SIZE));
             step = step.min(top.max(len));
-            self.write_tx(|tx| truncate_step(tx, ino, step, &blocks, size))?;
+            // Decided again from the transaction's state: another process
+            // of a shared host may have committed since we looked.
+            self.write_tx(|tx| {
+                let blocks = tx.meta().blocks(ino)?;
+                let size = tx.meta().inode(ino)?.1.in_size.get();
+                truncate_step(tx, ino, step, &blocks, size)
+            })?;
             if step == len {
                 return Ok(());
             }
@@ -435,10 +452,39 @@ impl Mount {
         if buf.is_empty() {
             return Ok(0);
         }
+        // A write that extends the file or a block's written part zeroes
+        // the gap before it and commits the new extent: on a shared mount
+        // no other process of the host may do the same to this block at
+        // the same time, so the host's transaction lock is held around it.
+        let _host = match self.is_shared() && self.extends(ino, off, buf.len() as u64)? {
+            true => self.host_tx()?,
+            false => None,
+        };
         let mut pending = Extents::default();
         self.write_data(ino, off, buf, &mut pending)?;
         self.commit_extents(ino, &pending)?;
         Ok(buf.len())
+    }
+
+    /// Whether writing `len` bytes at `off` of file `ino` grows the file,
+    /// allocates a block or extends a block's written part.
+    fn extends(&self, ino: u64, off: u64, len: u64) -> Result<bool> {
+        let end = check_range("write", off, len)?;
+        if end > self.getattr(ino)?.size {
+            return Ok(true);
+        }
+        let blocks = self.blocks(ino)?;
+        let mut pos = off;
+        while pos < end {
+            let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);
+            let n = (end - pos).min(BLOCK_SIZE - in_blk);
+            match blocks.get(&blkid) {
+                Some(b) if in_blk + n <= b.data_end => {}
+                _ => return Ok(true),
+            }
+            pos += n;
+        }
+        Ok(false)
     }
 
     /// The data half of a write: allocates missing blocks (one
@@ -520,10 +566,17 @@ impl Mount {
             return Ok(());
         }
         self.write_tx(|tx| {
+            // As of this transaction: another process of a shared host may
+            // have grown the file or its blocks' written parts meanwhile.
+            let blocks = tx.meta().blocks(ino)?;
+            let size = tx.meta().inode(ino)?.1.in_size.get();
             for (bt, new_end) in &grown {
-                let b = tx.take(*bt).blktag_mut();
-                b.bt_holeoff.set(*new_end as i32);
-                b.bt_holelen.set((BLOCK_SIZE - new_end) as i32);
+                let now = blocks.values().find(|b| b.btno == *bt);
+                if now.is_some_and(|b| *new_end > b.data_end) {
+                    let b = tx.take(*bt).blktag_mut();
+                    b.bt_holeoff.set(*new_end as i32);
+                    b.bt_holelen.set((BLOCK_SIZE - new_end) as i32);
+                }
             }
             change_inode(tx, ino, size.max(pending.end), true)
         })

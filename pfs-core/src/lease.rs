@@ -4,6 +4,7 @@
 
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
+use crate::share::Share;
 use parking_lot::{Condvar, Mutex};
 use pfs_format::layout::SECTOR_SIZE;
 use pfs_paxos::lease::{slot_offset, LeaseRecord, Liveness, SlotState, Validity, Watch, Writer};
@@ -14,11 +15,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Default writer lease duration, in milliseconds.
 pub const DEFAULT_LEASE_MS: u32 = 10_000;
 
-/// Milliseconds on this machine's monotonic clock (since a process-wide
-/// origin). Only ever compared with other readings of this process.
+/// Milliseconds on this machine's `CLOCK_MONOTONIC` (since boot, one clock
+/// for every process of the machine). Never compared with other machines'.
 pub(crate) fn mono_ms() -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(t) => t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000,
+        Err(_) => {
+            // Not expected on Linux; a process-local clock is still monotonic.
+            static ORIGIN: OnceLock<Instant> = OnceLock::new();
+            ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64 + (1 << 40)
+        }
+    }
 }
 
 fn wall_ms() -> u64 {
@@ -126,15 +133,25 @@ impl Claim {
     }
 }
 
-/// The live claims of hosts other than the one holding `my_token`.
-fn live_claims(slots: &[Option<LeaseRecord>], my_token: u64, watch: &mut Watch) -> Vec<Claim> {
+/// The live claims of hosts other than the one holding `my_token`. With
+/// `sibling`, that host id's slot as a shared mount of this machine wrote
+/// it (pid 0) is ours too: the processes sharing a host are one writer.
+fn live_claims(
+    slots: &[Option<LeaseRecord>],
+    my_token: u64,
+    sibling: Option<u32>,
+    watch: &mut Watch,
+) -> Vec<Claim> {
     let (me, now) = (node_id(), mono_ms());
     slots
         .iter()
         .flatten()
         .filter(|r| r.token.get() != my_token)
+        .filter(|r| !(Some(r.hostid.get()) == sibling && r.node.get() == me && r.pid.get() == 0))
         .filter_map(|r| {
-            let local_dead = r.node.get() == me && !pid_alive(r.pid.get());
+            // Shared mounts (several processes per host) write pid 0: only
+            // their heartbeat tells.
+            let local_dead = r.node.get() == me && r.pid.get() != 0 && !pid_alive(r.pid.get());
             match watch.judge(r, now, local_dead) {
                 Liveness::Alive => Some(Claim {
                     rec: *r,
@@ -155,13 +172,14 @@ pub(crate) fn wait_free(
     dev: &dyn Device,
     slots: Slots,
     my_token: u64,
+    sibling: Option<u32>,
     force: bool,
     watch: &mut Watch,
 ) -> Result<()> {
     let started = mono_ms();
     loop {
         let all = slots.read_all(dev)?;
-        let claims = live_claims(&all, my_token, watch);
+        let claims = live_claims(&all, my_token, sibling, watch);
         let Some(first) = claims.iter().find(|c| c.held).or(claims.first()) else {
             return Ok(());
         };
@@ -203,7 +221,7 @@ pub(crate) fn ensure_no_writer(dev: &dyn Device, slots: Slots) -> Result<()> {
     let mut first_beats = std::collections::HashMap::new();
     loop {
         let all = slots.read_all(dev)?;
-        let claims = live_claims(&all, 0, &mut watch);
+        let claims = live_claims(&all, 0, None, &mut watch);
         if claims.is_empty() {
             return Ok(());
         }
@@ -229,7 +247,12 @@ pub(crate) fn ensure_no_writer(dev: &dyn Device, slots: Slots) -> Result<()> {
 pub struct Lease {
     dev: Arc<dyn Device>,
     slots: Slots,
-    writer: Writer,
+    /// Our slot's writer; its token changes only to join the lease another
+    /// process of this machine took for the same host id.
+    writer: Mutex<Writer>,
+    /// Shared with the other processes of this machine mounted with the
+    /// same host id, when the mount is shared.
+    share: Option<Arc<Share>>,
     counter: Mutex<u64>,
     validity: Mutex<Validity>,
     lost: Mutex<Option<String>>,
@@ -240,7 +263,7 @@ pub struct Lease {
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
-            .field("hostid", &self.writer.hostid)
+            .field("hostid", &self.writer.lock().hostid)
             .field("validity", &*self.validity.lock())
             .field("lost", &*self.lost.lock())
             .finish()
@@ -253,6 +276,11 @@ const MAX_ROUNDS: u32 = 64;
 impl Lease {
     /// Takes the lease for `hostid` with the two-phase protocol (see
     /// [`pfs_paxos::lease`]), then renews it in the background.
+    ///
+    /// With `share`, the processes of this machine mounted with `hostid`
+    /// are one writer: the caller holds the host's transaction lock, uses
+    /// the token another of them took the lease with (so their slot is no
+    /// rival), and publishes its renewals for them.
     pub(crate) fn acquire(
         dev: Arc<dyn Device>,
         slots: Slots,
@@ -260,36 +288,55 @@ impl Lease {
         duration_ms: u32,
         force: bool,
         watch: &mut Watch,
+        share: Option<Arc<Share>>,
     ) -> Result<Arc<Lease>> {
+        let shared_token = share
+            .as_ref()
+            .map(|s| s.lease(u64::from(hostid)).0)
+            .filter(|&t| t != 0);
         let writer = Writer {
             hostid,
-            token: random_u64() | 1,
-            pid: std::process::id(),
+            token: shared_token.unwrap_or_else(|| random_u64() | 1),
+            pid: if share.is_some() {
+                0
+            } else {
+                std::process::id()
+            },
             node: node_id(),
             duration_ms,
         };
         let mut counter = random_u64() >> 16;
+        let next = |c: &mut u64| {
+            *c = match &share {
+                Some(s) => s.next_counter(u64::from(hostid), *c),
+                None => *c + 1,
+            };
+            *c
+        };
         let mut round = 0u32;
         loop {
-            wait_free(dev.as_ref(), slots, writer.token, force, watch)?;
-            counter += 1;
+            let sibling = share.is_some().then_some(hostid);
+            wait_free(dev.as_ref(), slots, writer.token, sibling, force, watch)?;
             slots.write(
                 dev.as_ref(),
-                &LeaseRecord::new(&writer, SlotState::Intent, counter, wall_ms()),
+                &LeaseRecord::new(&writer, SlotState::Intent, next(&mut counter), wall_ms()),
             )?;
             let all = slots.read_all(dev.as_ref())?;
-            let rivals = live_claims(&all, writer.token, watch);
+            let rivals = live_claims(&all, writer.token, sibling, watch);
             if rivals.is_empty() {
-                counter += 1;
                 let started = mono_ms();
                 slots.write(
                     dev.as_ref(),
-                    &LeaseRecord::new(&writer, SlotState::Held, counter, wall_ms()),
+                    &LeaseRecord::new(&writer, SlotState::Held, next(&mut counter), wall_ms()),
                 )?;
+                if let Some(s) = &share {
+                    s.set_lease(u64::from(hostid), writer.token, started);
+                }
                 let lease = Arc::new(Lease {
                     dev,
                     slots,
-                    writer,
+                    writer: Mutex::new(writer),
+                    share,
                     counter: Mutex::new(counter),
                     validity: Mutex::new(Validity {
                         renewed_at_ms: started,
@@ -309,10 +356,9 @@ impl Lease {
             }
             // Someone else is taking it at the same time: withdraw, wait a
             // random while, and look again.
-            counter += 1;
             slots.write(
                 dev.as_ref(),
-                &LeaseRecord::new(&writer, SlotState::Idle, counter, wall_ms()),
+                &LeaseRecord::new(&writer, SlotState::Idle, next(&mut counter), wall_ms()),
             )?;
             round += 1;
             if round >= MAX_ROUNDS {
@@ -331,7 +377,7 @@ impl Lease {
 
     fn renew_loop(&self) {
         let (lock, cv) = &*self.stop;
-        let period = Duration::from_millis((u64::from(self.writer.duration_ms) / 4).max(20));
+        let period = Duration::from_millis((u64::from(self.duration_ms()) / 4).max(20));
         let mut stopped = lock.lock();
         while !*stopped {
             cv.wait_for(&mut stopped, period);
@@ -344,17 +390,54 @@ impl Lease {
         }
     }
 
+    fn duration_ms(&self) -> u32 {
+        self.writer.lock().duration_ms
+    }
+
+    /// Our next heartbeat record in `state`.
+    fn record(&self, state: SlotState) -> LeaseRecord {
+        let w = *self.writer.lock();
+        let mut c = self.counter.lock();
+        *c = match &self.share {
+            Some(s) => s.next_counter(u64::from(w.hostid), *c),
+            None => *c + 1,
+        };
+        LeaseRecord::new(&w, state, *c, wall_ms())
+    }
+
+    /// Takes in a renewal another process of this machine made of the
+    /// lease we share (a shared mount); `true` when one came in recently
+    /// enough that ours can wait.
+    fn take_shared_renewal(&self) -> bool {
+        let Some(s) = &self.share else {
+            return false;
+        };
+        let mut w = self.writer.lock();
+        let (token, renewed) = s.lease(u64::from(w.hostid));
+        if token == 0 {
+            return false;
+        }
+        if token != w.token {
+            // Another process of this host took the lease again (ours had
+            // run out): it is the host's now, and ours with it.
+            w.token = token;
+        }
+        let mut v = self.validity.lock();
+        v.renewed_at_ms = v.renewed_at_ms.max(renewed);
+        mono_ms().saturating_sub(renewed) < v.duration_ms / 8
+    }
+
     /// Writes a new heartbeat, if the lease has not run out meanwhile.
     fn renew(&self) -> Result<()> {
         self.check()?;
-        let mut c = self.counter.lock();
-        *c += 1;
+        if self.take_shared_renewal() {
+            return Ok(());
+        }
         let started = mono_ms();
-        let rec = LeaseRecord::new(&self.writer, SlotState::Held, *c, wall_ms());
+        let rec = self.record(SlotState::Held);
         match self.slots.write(self.dev.as_ref(), &rec) {
             Ok(()) => {
-                let mut v = self.validity.lock();
-                v.renewed_at_ms = v.renewed_at_ms.max(started);
+                self.published(started);
                 Ok(())
             }
             Err(e) => {
@@ -371,6 +454,7 @@ impl Lease {
         if let Some(why) = self.lost.lock().clone() {
             return Err(CoreError::Fenced { reason: why });
         }
+        self.take_shared_renewal();
         let v = *self.validity.lock();
         let now = mono_ms();
         if v.may_write(now) {
@@ -390,7 +474,7 @@ impl Lease {
         );
         let mut watch = Watch::new();
         if let Ok(all) = self.slots.read_all(self.dev.as_ref()) {
-            if let Some(c) = live_claims(&all, self.writer.token, &mut watch)
+            if let Some(c) = live_claims(&all, self.token(), self.sibling(), &mut watch)
                 .iter()
                 .find(|c| c.held)
             {
@@ -405,19 +489,34 @@ impl Lease {
     /// other host claims the lease (see [`Lease::check`]).
     fn revalidate(&self) -> Result<bool> {
         let started = mono_ms();
-        {
-            let mut c = self.counter.lock();
-            *c += 1;
-            let rec = LeaseRecord::new(&self.writer, SlotState::Held, *c, wall_ms());
-            self.slots.write(self.dev.as_ref(), &rec)?;
-        }
+        let rec = self.record(SlotState::Held);
+        self.slots.write(self.dev.as_ref(), &rec)?;
         let all = self.slots.read_all(self.dev.as_ref())?;
-        if !live_claims(&all, self.writer.token, &mut Watch::new()).is_empty() {
+        if !live_claims(&all, self.token(), self.sibling(), &mut Watch::new()).is_empty() {
             return Ok(false);
         }
+        self.published(started);
+        Ok(self.validity.lock().may_write(mono_ms()))
+    }
+
+    fn token(&self) -> u64 {
+        self.writer.lock().token
+    }
+
+    /// The host id whose slot the processes sharing this lease write.
+    fn sibling(&self) -> Option<u32> {
+        self.share.as_ref().map(|_| self.writer.lock().hostid)
+    }
+
+    /// Counts a heartbeat written at `started` (and tells the processes
+    /// sharing the lease).
+    fn published(&self, started: u64) {
         let mut v = self.validity.lock();
         v.renewed_at_ms = v.renewed_at_ms.max(started);
-        Ok(v.may_write(mono_ms()))
+        if let Some(s) = &self.share {
+            let w = self.writer.lock();
+            s.set_lease(u64::from(w.hostid), w.token, started);
+        }
     }
 
     /// How long (ms) writes may still start without another renewal.
@@ -425,14 +524,20 @@ impl Lease {
         self.validity.lock().left_ms(mono_ms())
     }
 
-    /// Stops renewing and marks the slot idle.
+    /// Stops renewing and marks the slot idle. A shared lease stays with
+    /// the host while another process of this machine is mounted with it.
     pub fn release(&self) {
         self.stop_renewing();
-        let mut c = self.counter.lock();
-        *c += 1;
-        let rec = LeaseRecord::new(&self.writer, SlotState::Idle, *c, wall_ms());
-        let _ = self.slots.write(self.dev.as_ref(), &rec);
         *self.lost.lock() = Some("the writer lease was released".into());
+        if let Some(s) = &self.share {
+            let hostid = u64::from(self.writer.lock().hostid);
+            if s.others_mounted(hostid) {
+                return;
+            }
+            s.clear_lease(hostid);
+        }
+        let rec = self.record(SlotState::Idle);
+        let _ = self.slots.write(self.dev.as_ref(), &rec);
     }
 
     /// Stops renewing without releasing (simulates a writer that hangs).

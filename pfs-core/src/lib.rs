@@ -71,6 +71,7 @@ mod namespace;
 mod ns;
 mod path;
 pub mod pbd;
+mod share;
 #[cfg(any(test, feature = "testing"))]
 mod sim;
 #[allow(unsafe_code)]

@@ -441,7 +441,13 @@ impl<'a> Replayed<'a> {
             let entries = journal.committed(meta.nchunk);
             // The entries read are the committed ones only if no checkpoint
             // let the writer reuse their space meanwhile.
-            let after = log(leader_bda).read_leader()?;
+            // A record torn by a concurrent rewrite is read again with
+            // the next attempt.
+            let after = match log(leader_bda).read_leader() {
+                Ok(l) => l,
+                Err(CoreError::Format(_)) => continue,
+                Err(e) => return Err(e),
+            };
             if after.tail_txid.get() != tail {
                 continue;
             }

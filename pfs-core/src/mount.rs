@@ -13,6 +13,7 @@ use crate::hostlock::HostLock;
 use crate::lease::{Lease, Slots};
 use crate::meta::{DeviceLog, MetaImage, Replayed};
 use crate::ns::FileBlock;
+use crate::share::Share;
 use crate::tx::Tx;
 use parking_lot::RwLock;
 use pfs_format::layout::{BLOCK_SIZE, SECTOR_SIZE};
@@ -20,6 +21,7 @@ use pfs_format::LeaderRecord;
 use pfs_journal::{JournalError, LogStore, Span};
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// How a filesystem is mounted.
@@ -62,7 +64,9 @@ impl State {
 /// How to mount, beyond the mode.
 #[derive(Debug, Clone)]
 pub struct MountOptions {
-    /// Host id; 0 means the tool's default, the leader's `num_hosts`.
+    /// Host id; 0 means the tool's default, the leader's `num_hosts` — or,
+    /// for a [`MountOptions::shared`] read-write mount, the host of this
+    /// machine that holds the writer lease, if one does.
     pub hostid: u64,
     /// Take over an expired writer lease held by another mount (waiting
     /// for it to expire).
@@ -72,6 +76,17 @@ pub struct MountOptions {
     pub lock_path: Option<std::path::PathBuf>,
     /// Writer lease duration in milliseconds.
     pub lease_ms: u32,
+    /// This process is one of several on this machine that mount the
+    /// device at once (the C SDK's processes, forked or not): read-write
+    /// mounts with the same host id are one writer that shares the host's
+    /// lease and commits one transaction at a time, and every call sees
+    /// what the others committed before it started. They meet in the
+    /// file [`MountOptions::share_path`].
+    pub shared: bool,
+    /// Where shared mounts of this device meet (see
+    /// [`crate::pbd::share_path`]); `None` means
+    /// `/var/run/pfs/<device name>.pfs-rs-share`.
+    pub share_path: Option<std::path::PathBuf>,
 }
 
 impl Default for MountOptions {
@@ -84,6 +99,8 @@ impl Default for MountOptions {
             force: false,
             lock_path: None,
             lease_ms: crate::lease::DEFAULT_LEASE_MS,
+            shared: false,
+            share_path: None,
         }
     }
 }
@@ -108,6 +125,10 @@ pub struct Mount {
     open_files: parking_lot::Mutex<std::collections::HashMap<u64, usize>>,
     /// Set by [`Mount::freeze`]: calls stop catching up with the writer.
     frozen: std::sync::atomic::AtomicBool,
+    /// What a shared mount shares with the other processes of the machine.
+    share: Option<Arc<Share>>,
+    /// The share's commit counter as of the state this mount has.
+    seen: AtomicU64,
 }
 
 impl Drop for Mount {
@@ -115,16 +136,32 @@ impl Drop for Mount {
         if let Some(l) = self.lease.lock().take() {
             l.release();
         }
+        if let (Some(s), Mode::ReadWrite) = (&self.share, self.mode) {
+            s.leave(self.hostid);
+        }
     }
 }
 
+/// Reads the leader record. A sector read while another process writes
+/// it may come back torn (files are not written atomically per sector), so
+/// a record whose checksum fails is read again a few times before that
+/// counts as damage.
 fn read_leader(dev: &dyn Device, bda: u64) -> Result<LeaderRecord> {
-    DeviceLog {
+    let log = DeviceLog {
         dev,
         blocks: &[],
         leader_bda: bda,
+    };
+    let mut tries = 0;
+    loop {
+        match log.read_leader() {
+            Err(CoreError::Format(_)) if tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1 << tries));
+            }
+            r => return r,
+        }
     }
-    .read_leader()
 }
 
 /// Loads everything from the device: metasets, leader, committed journal.
@@ -142,6 +179,23 @@ pub(crate) fn load_state(dev: &dyn Device) -> Result<State> {
     })
 }
 
+/// [`load_state`] for a shared mount: when the host's other processes
+/// checkpoint during every attempt, the load is made once more holding the
+/// transaction lock of the host that writes on this machine (or of
+/// `hostid`), so none can.
+fn load_state_shared(dev: &dyn Device, share: Option<&Share>, hostid: u64) -> Result<State> {
+    match (load_state(dev), share) {
+        (Err(CoreError::Busy { .. }), Some(s)) => {
+            let writer = s
+                .live_host(crate::lease::mono_ms(), u64::from(u32::MAX))
+                .unwrap_or(hostid);
+            let _lock = s.lock_tx(writer)?;
+            load_state(dev)
+        }
+        (r, _) => r,
+    }
+}
+
 impl Mount {
     /// Mounts `dev`: loads every chunk's metasets, finds the leader record
     /// and replays the committed journal.
@@ -153,19 +207,62 @@ impl Mount {
     /// (when a lock path is given) and the writer lease, then loads the
     /// metadata as of the latest commit.
     pub fn open_with(dev: Arc<dyn Device>, mode: Mode, opts: &MountOptions) -> Result<Mount> {
-        let mut state = load_state(dev.as_ref())?;
-        let hostid = pfs_paxos::HostId::resolve(opts.hostid, &state.leader)?.get();
+        let share = match opts.shared {
+            true => {
+                let path = opts.share_path.clone().unwrap_or_else(|| {
+                    std::path::Path::new("/var/run/pfs")
+                        .join(format!("{}.pfs-rs-share", dev.name().replace('/', "_")))
+                });
+                Some(Share::open(&path)?)
+            }
+            false => None,
+        };
+        let seen = share.as_ref().map_or(0, |s| s.version());
+        let mut state = load_state_shared(dev.as_ref(), share.as_deref(), opts.hostid)?;
+        // A shared read-write mount with host id 0 (a tool of the host
+        // that runs the database) writes as the host of this machine that
+        // holds the lease, as the reference's tools do through its daemon.
+        let joined = match (&share, mode, opts.hostid) {
+            (Some(s), Mode::ReadWrite, 0) => {
+                s.live_host(crate::lease::mono_ms(), u64::from(opts.lease_ms))
+            }
+            _ => None,
+        };
+        let hostid =
+            pfs_paxos::HostId::resolve(joined.unwrap_or(opts.hostid), &state.leader)?.get();
         let mut lock = None;
         let mut watch = pfs_paxos::Watch::new();
         if mode == Mode::ReadWrite {
-            if let Some(p) = &opts.lock_path {
-                lock = Some(HostLock::acquire(p, hostid)?);
+            if let Some(s) = &share {
+                s.join(hostid)?;
             }
-            crate::lease::wait_free(dev.as_ref(), state.slots(), 0, opts.force, &mut watch)?;
+            // Leaves the share again if the mount fails below.
+            let member = MemberGuard(share.as_deref().map(|s| (s, hostid)));
+            if let Some(p) = &opts.lock_path {
+                match HostLock::acquire(p, hostid) {
+                    Ok(l) => lock = Some(l),
+                    // Another process of this machine mounted with the same
+                    // host id holds it for the host.
+                    Err(_) if share.as_ref().is_some_and(|s| s.others_mounted(hostid)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // The lease the other processes of this host hold is ours too.
+            let own = share.as_ref().map_or(0, |s| s.lease(hostid).0);
+            let sibling = share.as_ref().map(|_| hostid as u32);
+            crate::lease::wait_free(
+                dev.as_ref(),
+                state.slots(),
+                own,
+                sibling,
+                opts.force,
+                &mut watch,
+            )?;
+            std::mem::forget(member);
             // Someone may have committed while we waited.
             let now = read_leader(dev.as_ref(), state.leader_bda)?;
             if now != state.leader {
-                state = load_state(dev.as_ref())?;
+                state = load_state_shared(dev.as_ref(), share.as_deref(), hostid)?;
             }
             state.alloc = Some(Allocator::build(&state.meta));
         }
@@ -181,6 +278,8 @@ impl Mount {
             _lock: lock,
             open_files: parking_lot::Mutex::new(std::collections::HashMap::new()),
             frozen: std::sync::atomic::AtomicBool::new(false),
+            share,
+            seen: AtomicU64::new(seen),
         })
         .and_then(|m| {
             if m.mode == Mode::ReadWrite {
@@ -214,17 +313,27 @@ impl Mount {
     pub(crate) fn open_count(&self, ino: u64, delta: i64) -> usize {
         let mut map = self.open_files.lock();
         let c = map.entry(ino).or_insert(0);
+        let before = *c;
         *c = (*c as i64 + delta).max(0) as usize;
         let now = *c;
         if now == 0 {
             map.remove(&ino);
         }
+        if let Some(s) = &self.share {
+            if before == 0 && now > 0 {
+                s.mark_open(ino, 1);
+            } else if before > 0 && now == 0 {
+                s.mark_open(ino, -1);
+            }
+        }
         now
     }
 
-    /// Whether inode `ino` has open handles.
+    /// Whether inode `ino` has open handles, here or (shared mounts) in
+    /// another process of this machine.
     pub(crate) fn is_open(&self, ino: u64) -> bool {
         self.open_files.lock().contains_key(&ino)
+            || self.share.as_ref().is_some_and(|s| s.open_elsewhere(ino))
     }
 
     /// The host id this mount uses.
@@ -276,11 +385,45 @@ impl Mount {
 
     /// Whether another writer may change the device under this mount.
     fn others_may_write(&self) -> bool {
-        self.mode == Mode::ReadOnly || self.lease.lock().is_none()
+        self.mode == Mode::ReadOnly || self.share.is_some() || self.lease.lock().is_none()
+    }
+
+    /// For a shared read-write mount whose host holds the writer lease on
+    /// this machine: the share's commit counter, which then counts every
+    /// commit to the device.
+    fn machine_version(&self) -> Option<u64> {
+        let s = self.share.as_ref()?;
+        if self.mode != Mode::ReadWrite {
+            return None;
+        }
+        let v = s.version();
+        let (token, renewed) = s.lease(self.hostid);
+        let valid = pfs_paxos::lease::Validity {
+            renewed_at_ms: renewed,
+            duration_ms: u64::from(self.lease_ms),
+        };
+        (token != 0 && valid.may_write(crate::lease::mono_ms())).then_some(v)
     }
 
     fn catch_up(&self) -> Result<()> {
-        if self.mode == Mode::ReadWrite {
+        match self.machine_version() {
+            Some(v) if v == self.seen.load(Ordering::Acquire) => Ok(()),
+            _ => self.catch_up_device(),
+        }
+    }
+
+    /// Catches up by reading the leader record from the device.
+    fn catch_up_device(&self) -> Result<()> {
+        let version = self.share.as_ref().map(|s| s.version());
+        self.catch_up_from_device()?;
+        if let Some(v) = version {
+            self.seen.store(v, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn catch_up_from_device(&self) -> Result<()> {
+        if self.mode == Mode::ReadWrite && self.share.is_none() {
             if self.lease.lock().is_some() {
                 return Ok(());
             }
@@ -299,6 +442,14 @@ impl Mount {
         };
         let new = read_leader(self.dev.as_ref(), bda)?;
         if new.head_txid.get() == old.head_txid.get() && new.head_lsn.get() == old.head_lsn.get() {
+            if self.mode == Mode::ReadWrite && new != old {
+                // Checkpointed by another process of this host: the next
+                // leader record we write must carry the tail it moved.
+                let mut st = self.state.write();
+                if st.leader == old {
+                    st.leader = new;
+                }
+            }
             return Ok(());
         }
         let Some(span) = Span::since(&old, &new) else {
@@ -326,6 +477,12 @@ impl Mount {
             return self.reload();
         }
         st.meta.apply(&entries);
+        if let Some(a) = st.alloc.as_mut() {
+            // Another process of this host committed these.
+            for c in &entries {
+                a.observe(c.id, &c.entry.le_obj_val);
+            }
+        }
         st.dirty
             .extend(entries.iter().map(|c| c.entry.le_sector_bda.get()));
         st.leader = new;
@@ -351,7 +508,7 @@ impl Mount {
 
     /// Drops all in-memory metadata and loads it again from the device.
     pub fn reload(&self) -> Result<()> {
-        let mut fresh = load_state(self.dev.as_ref())?;
+        let mut fresh = load_state_shared(self.dev.as_ref(), self.share.as_deref(), self.hostid)?;
         if self.mode == Mode::ReadWrite {
             fresh.alloc = Some(Allocator::build(&fresh.meta));
         }
@@ -392,6 +549,7 @@ impl Mount {
         self.refresh()?;
         const ATTEMPTS: usize = 8;
         for _ in 0..ATTEMPTS {
+            let version = self.machine_version();
             let (size, blocks, seen, bda) = {
                 let st = self.state.read();
                 let (_, i) = st.meta.inode(ino).map_err(|_| gone(ino))?;
@@ -410,6 +568,10 @@ impl Mount {
             };
             let n = self.read_blocks(&blocks, size, off, buf)?;
             if !self.others_may_write() {
+                return Ok(n);
+            }
+            // Nothing committed on this machine, which holds the lease.
+            if version.is_some() && version == self.machine_version() {
                 return Ok(n);
             }
             // The bytes are the file's if the writer committed nothing since
@@ -503,6 +665,7 @@ impl Mount {
         if self.mode != Mode::ReadWrite {
             return Err(CoreError::ReadOnly);
         }
+        let _host = self.host_tx()?;
         let mut guard = self.state.write();
         let st = &mut *guard;
         if let Some(why) = &st.fenced {
@@ -529,6 +692,7 @@ impl Mount {
         match r {
             Ok(()) => {
                 st.ntx = 0;
+                self.committed();
                 Ok(())
             }
             Err(e) => Err(fence_io(
@@ -547,6 +711,7 @@ impl Mount {
         if self.mode != Mode::ReadWrite {
             return Err(CoreError::ReadOnly);
         }
+        let _host = self.host_tx()?;
         self.refresh()?;
         let dev = self.dev.as_ref();
         let mut guard = self.state.write();
@@ -626,11 +791,13 @@ impl Mount {
         }
         *leader = new_leader;
         *ntx += 1;
+        self.committed();
         if pfs_journal::checkpoint_due(*ntx, dirty.len() as u64) {
             if let Err(e) = checkpoint_sectors(&log, meta, leader, dirty, &ours) {
                 return Err(fence_io(fenced, e, "a checkpoint write or flush failed"));
             }
             *ntx = 0;
+            self.committed();
         }
         Ok(r)
     }
@@ -646,6 +813,7 @@ impl Mount {
         if self.mode != Mode::ReadWrite {
             return Err(CoreError::ReadOnly);
         }
+        let _host = self.host_tx()?;
         self.refresh()?;
         let (leader, bda) = {
             let st = self.state.read();
@@ -677,9 +845,60 @@ impl Mount {
             self.lease_ms,
             self.force,
             &mut self.watch.lock(),
+            self.share.clone(),
         )?;
         *held = Some(Arc::clone(&l));
         Ok((l, true))
+    }
+}
+
+impl Mount {
+    /// A shared mount's turn to write among the processes of its host on
+    /// this machine (the host's transaction lock), caught up with what they
+    /// committed; `None` for a mount that is not shared.
+    pub(crate) fn host_tx(&self) -> Result<Option<crate::share::TxLock<'_>>> {
+        let Some(s) = &self.share else {
+            return Ok(None);
+        };
+        let lock = s.lock_tx(self.hostid)?;
+        if lock.outermost() {
+            self.catch_up_device()?;
+        }
+        Ok(Some(lock))
+    }
+
+    /// For a [`MountOptions::shared`] mount: whether another process of
+    /// this machine is mounted read-write with the same host id (say, a
+    /// parent remounted read-write after it forked this process, which may
+    /// then mount read-write too and share its lease).
+    pub fn host_has_writer(&self) -> bool {
+        self.share
+            .as_ref()
+            .is_some_and(|s| s.others_mounted(self.hostid))
+    }
+
+    /// Whether this mount is shared with other processes of this machine.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.share.is_some()
+    }
+
+    /// Tells the other processes of this machine that the device changed
+    /// (a shared mount, after a commit or checkpoint).
+    fn committed(&self) {
+        if let Some(s) = &self.share {
+            self.seen.store(s.bump(), Ordering::Release);
+        }
+    }
+}
+
+/// Leaves the share's members on drop (a mount that failed half-way).
+struct MemberGuard<'a>(Option<(&'a Share, u64)>);
+
+impl Drop for MemberGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((s, h)) = self.0 {
+            s.leave(h);
+        }
     }
 }
 

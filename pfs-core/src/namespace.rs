@@ -255,6 +255,9 @@ impl Mount {
     /// Removes file `name` from `dir`. If the file is open, its inode and
     /// blocks stay until the last handle closes.
     pub fn unlink(&self, dir: u64, name: &[u8]) -> Result<()> {
+        // Its transactions and the freeing that follows them are one step
+        // among the processes of a shared host.
+        let _host = self.host_tx()?;
         let ino = self.write_tx(|tx| {
             let meta = tx.meta();
             let ino = lookup_in(meta, dir, name)?;
@@ -280,6 +283,9 @@ impl Mount {
     /// Removes empty directory `name` from `dir`.
     pub fn rmdir(&self, dir: u64, name: &[u8]) -> Result<()> {
         check_name(name)?;
+        // Its transactions and the freeing that follows them are one step
+        // among the processes of a shared host.
+        let _host = self.host_tx()?;
         let ino = self.write_tx(|tx| {
             let meta = tx.meta();
             let ino = lookup_in(meta, dir, name)?;
@@ -309,6 +315,9 @@ impl Mount {
     ) -> Result<()> {
         check_name(old_name)?;
         check_name(new_name)?;
+        // Its transactions and the freeing that follows them are one step
+        // among the processes of a shared host.
+        let _host = self.host_tx()?;
         let replaced = self.write_tx(|tx| {
             let meta = tx.meta();
             let src = lookup_in(meta, old_dir, old_name)?;

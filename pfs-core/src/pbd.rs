@@ -65,6 +65,16 @@ pub fn lock_path(name: &str, device_dir: Option<&Path>) -> PathBuf {
     }
 }
 
+/// Where the processes of this machine that mount PBD `name` shared (see
+/// [`crate::MountOptions::shared`]) meet: next to its host-lock file,
+/// `/var/run/pfs/<name>.pfs-rs-share` or `<dir>/.<name>.pfs-rs-share`.
+pub fn share_path(name: &str, device_dir: Option<&Path>) -> PathBuf {
+    match device_dir {
+        Some(dir) => dir.join(format!(".{name}.pfs-rs-share")),
+        None => Path::new("/var/run/pfs").join(format!("{name}.pfs-rs-share")),
+    }
+}
+
 /// Opens the device of PBD `name`.
 pub fn open_pbd(name: &str, device_dir: Option<&Path>, writable: bool) -> Result<FileDevice> {
     let path = device_path(name, device_dir)?;

@@ -146,3 +146,22 @@ pub fn local_time(secs: i64) -> Option<LocalTime> {
         wday: tm.tm_wday,
     })
 }
+
+/// The 64-bit word at byte `offset` of a shared memory mapping, for
+/// atomic access by every process that maps the same file. `None` when the
+/// word does not lie inside the mapping or is not 8-byte aligned.
+pub fn shared_u64(map: &memmap2::MmapRaw, offset: usize) -> Option<&std::sync::atomic::AtomicU64> {
+    if offset % 8 != 0 || offset.checked_add(8)? > map.len() {
+        return None;
+    }
+    let base = map.as_mut_ptr();
+    if (base as usize) % 8 != 0 {
+        return None;
+    }
+    // SAFETY: the word lies inside the mapping (checked above) and is 8-byte
+    // aligned (page-aligned base plus a multiple of 8); the mapping lives as
+    // long as `map`, which the returned reference borrows. The memory is
+    // only ever accessed through atomics, by this and other processes, so
+    // no non-atomic access races with it.
+    Some(unsafe { &*(base.add(offset) as *const std::sync::atomic::AtomicU64) })
+}

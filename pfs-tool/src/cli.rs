@@ -227,7 +227,7 @@ pub struct TailArgs {
     #[arg(short = 'n')]
     pub lines: Option<String>,
     /// `/<pbd>/<file>`.
-    pub path: String,
+    pub path: OsString,
 }
 
 /// `cp [-r] [-f] [-S cluster] [-D cluster] [-s hostid] [-d hostid] SRC DST`.
@@ -252,9 +252,9 @@ pub struct CpArgs {
     #[arg(short = 'd', long = "dst_hostid")]
     pub dst_hostid: Option<u64>,
     /// Source path.
-    pub src: String,
+    pub src: OsString,
     /// Destination path.
-    pub dst: String,
+    pub dst: OsString,
 }
 
 /// `archive push|fetch`.
@@ -272,16 +272,16 @@ pub enum ArchiveCmd {
     /// identical existing copy is success; a different one is an error.
     Push {
         /// The segment (%p).
-        src: String,
+        src: OsString,
         /// Its place in the archive (<archive_dir>/%f).
-        dst: String,
+        dst: OsString,
     },
     /// restore_command: copy a segment back; a missing one exits 1 quietly.
     Fetch {
         /// The archived segment (<archive_dir>/%f).
-        src: String,
+        src: OsString,
         /// Where PostgreSQL wants it (%p).
-        dst: String,
+        dst: OsString,
     },
 }
 
@@ -292,7 +292,7 @@ pub struct MkdirArgs {
     #[arg(short = 'p')]
     pub parents: bool,
     /// `/<pbd>/<dir>`.
-    pub path: String,
+    pub path: OsString,
 }
 
 /// `write [-o off] [-l len] path`.
@@ -305,7 +305,7 @@ pub struct WriteArgs {
     #[arg(short = 'l', allow_hyphen_values = true)]
     pub length: Option<String>,
     /// `/<pbd>/<file>`.
-    pub path: String,
+    pub path: OsString,
 }
 
 /// `truncate -l len path`.
@@ -315,7 +315,7 @@ pub struct TruncateArgs {
     #[arg(short = 'l', allow_hyphen_values = true)]
     pub length: String,
     /// `/<pbd>/<file>`.
-    pub path: String,
+    pub path: OsString,
 }
 
 /// `fallocate [-o off] -l len path`.
@@ -328,7 +328,7 @@ pub struct FallocateArgs {
     #[arg(short = 'l', allow_hyphen_values = true)]
     pub length: String,
     /// `/<pbd>/<file>`.
-    pub path: String,
+    pub path: OsString,
 }
 
 /// `rm [-r] path...`.
@@ -339,23 +339,23 @@ pub struct RmArgs {
     pub recursive: bool,
     /// `/<pbd>/<path>`.
     #[arg(required = true)]
-    pub paths: Vec<String>,
+    pub paths: Vec<OsString>,
 }
 
 /// `rename old new`.
 #[derive(Debug, Args)]
 pub struct RenameArgs {
     /// `/<pbd>/<old>`.
-    pub from: String,
+    pub from: OsString,
     /// `/<pbd>/<new>`.
-    pub to: String,
+    pub to: OsString,
 }
 
 /// A lone PFS path.
 #[derive(Debug, Args)]
 pub struct PathArg {
     /// `/<pbd>/<path>`.
-    pub path: String,
+    pub path: OsString,
 }
 
 /// `tree [-v] path`.
@@ -365,7 +365,7 @@ pub struct TreeArgs {
     #[arg(short = 'v')]
     pub verbose: bool,
     /// `/<pbd>/<dir>`.
-    pub path: String,
+    pub path: OsString,
 }
 
 /// `read [-o off] [-l len] path`.
@@ -378,7 +378,7 @@ pub struct ReadArgs {
     #[arg(short = 'l', allow_hyphen_values = true)]
     pub length: Option<String>,
     /// `/<pbd>/<file>`.
-    pub path: String,
+    pub path: OsString,
 }
 
 /// `map [-o off] path`.
@@ -388,7 +388,7 @@ pub struct MapArgs {
     #[arg(short = 'o', long = "offset", allow_hyphen_values = true)]
     pub offset: Option<i64>,
     /// `/<pbd>/<file>`.
-    pub path: String,
+    pub path: OsString,
 }
 
 /// `du [-a] [-d depth] path`.
@@ -401,7 +401,7 @@ pub struct DuArgs {
     #[arg(short = 'd', allow_hyphen_values = true)]
     pub depth: Option<i64>,
     /// `/<pbd>/<path>`.
-    pub path: String,
+    pub path: OsString,
 }
 
 /// `mkfs [-u num] [-l size] [-f] pbd`.

@@ -16,6 +16,16 @@ pub fn field(
     writeln!(out, "{:>indent$}{name:<10} {value}", " ")
 }
 
+/// One `name value` line whose value is bytes written as they are (a
+/// direntry's name piece, which need not be UTF-8, printed as the
+/// reference's `%.64s` does).
+pub fn field_bytes(out: &mut dyn Write, level: usize, name: &str, value: &[u8]) -> io::Result<()> {
+    let indent = (2 * level).max(1);
+    write!(out, "{:>indent$}{name:<10} ", " ")?;
+    out.write_all(value)?;
+    writeln!(out)
+}
+
 /// `pfs_metaobj_dump`.
 pub fn metaobj(out: &mut dyn Write, mo: &MetaObjPhy, level: usize) -> io::Result<()> {
     match mo.mtype() {
@@ -43,7 +53,7 @@ pub fn metaobj(out: &mut dyn Write, mo: &MetaObjPhy, level: usize) -> io::Result
             field(out, level, "mo_next", mo.mo_next.get())?;
             field(out, level, "mo_prev", mo.mo_prev.get())?;
             let (piece, _) = de.name_piece();
-            field(out, level + 1, "de_name", String::from_utf8_lossy(piece))?;
+            field_bytes(out, level + 1, "de_name", piece)?;
             if de.is_ext() {
                 field(out, level + 1, "de_headdeno", de.de_headdeno())?;
             } else {

@@ -906,3 +906,52 @@ fn pg_receivewal_streams_into_the_mount() {
     m.umount();
     disk.fsck_clean();
 }
+
+#[test]
+fn names_that_are_not_utf8_pass_through_the_mount() {
+    if !fuse_ok("names_that_are_not_utf8_pass_through_the_mount") {
+        return;
+    }
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let name = |b: &'static [u8]| OsStr::from_bytes(b);
+    let disk = Disk::new("nonutf8");
+    let m = disk.mount("1", &[], "mnt");
+    fs::create_dir(m.mp.join(name(b"\xff\xfe"))).unwrap();
+    fs::write(m.mp.join(name(b"\xff\xfe/caf\xe9")), b"through fuse").unwrap();
+    fs::write(m.mp.join(name(b"old\xe8")), b"x").unwrap();
+    fs::rename(m.mp.join(name(b"old\xe8")), m.mp.join(name(b"new\xe8"))).unwrap();
+    let mut got: Vec<Vec<u8>> = fs::read_dir(m.mp.join(name(b"\xff\xfe")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_vec())
+        .collect();
+    got.sort();
+    assert_eq!(got, [b"caf\xe9".to_vec()]);
+    assert_eq!(
+        fs::read(m.mp.join(name(b"\xff\xfe/caf\xe9"))).unwrap(),
+        b"through fuse"
+    );
+    m.umount();
+
+    // The tool lists the names byte for byte and reads through them.
+    let ls = disk.ok(&["ls", &format!("/{PBD}/")]);
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(&ls, b"  \xff\xfe\n"),
+        "{}",
+        String::from_utf8_lossy(&ls)
+    );
+    assert!(has(&ls, b"  new\xe8\n") && !has(&ls, b"  old\xe8\n"));
+    let o = Command::new(PFS)
+        .arg("--device-dir")
+        .arg(disk.dir.join("dev"))
+        .arg("read")
+        .arg(OsStr::from_bytes(
+            &[b"/", PBD.as_bytes(), b"/\xff\xfe/caf\xe9"].concat(),
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, b"through fuse");
+    disk.fsck_clean();
+}

@@ -13,8 +13,10 @@ use pfs_core::Mount;
 use pfs_core::PfsPath;
 use pfs_core::{node_id, pid_alive};
 use pfs_core::{FallocMode, File as PfsFile, OpenOptions};
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::IsTerminal;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +57,8 @@ fn io_err(what: &str, p: &Path, e: std::io::Error) -> CopyError {
     )
 }
 
-/// One side of a copy.
+/// One side of a copy. Names are bytes on both sides (they need not be
+/// UTF-8).
 #[derive(Clone)]
 pub enum Place<'m> {
     /// A local path.
@@ -65,9 +68,9 @@ pub enum Place<'m> {
         /// The mount.
         mount: &'m Arc<Mount>,
         /// Components inside the filesystem.
-        comps: Vec<String>,
-        /// The path as the user wrote it.
-        shown: String,
+        comps: Vec<Vec<u8>>,
+        /// The path as the user wrote it, byte for byte.
+        shown: Vec<u8>,
     },
 }
 
@@ -88,20 +91,26 @@ impl<'m> Place<'m> {
         Place::Pfs {
             mount,
             comps: p
-                .inner
-                .split('/')
+                .inner()
+                .split(|&b| b == b'/')
                 .filter(|c| !c.is_empty())
-                .map(str::to_owned)
+                .map(<[u8]>::to_vec)
                 .collect(),
-            shown: p.shown.clone(),
+            shown: p.as_bytes().to_vec(),
         }
     }
 
-    /// The path as shown to the user.
+    /// The path for a message (bytes that are not UTF-8 shown as U+FFFD).
     pub fn shown(&self) -> String {
+        String::from_utf8_lossy(self.shown_bytes()).into_owned()
+    }
+
+    /// The path as the user gave it (and the names below it as stored),
+    /// byte for byte.
+    pub fn shown_bytes(&self) -> &[u8] {
         match self {
-            Place::Local(p) => p.display().to_string(),
-            Place::Pfs { shown, .. } => shown.clone(),
+            Place::Local(p) => p.as_os_str().as_bytes(),
+            Place::Pfs { shown, .. } => shown,
         }
     }
 
@@ -130,32 +139,36 @@ impl<'m> Place<'m> {
     }
 
     /// The place `name` inside this one.
-    pub fn join(&self, name: &str) -> Place<'m> {
+    pub fn join(&self, name: &[u8]) -> Place<'m> {
         match self {
-            Place::Local(p) => Place::Local(p.join(name)),
+            Place::Local(p) => Place::Local(p.join(OsStr::from_bytes(name))),
             Place::Pfs {
                 mount,
                 comps,
                 shown,
             } => {
                 let mut c = comps.clone();
-                c.push(name.to_owned());
-                let sep = if shown.ends_with('/') { "" } else { "/" };
+                c.push(name.to_vec());
+                let mut shown = shown.clone();
+                if !shown.ends_with(b"/") {
+                    shown.push(b'/');
+                }
+                shown.extend_from_slice(name);
                 Place::Pfs {
                     mount,
                     comps: c,
-                    shown: format!("{shown}{sep}{name}"),
+                    shown,
                 }
             }
         }
     }
 
     /// The last component.
-    pub fn basename(&self) -> String {
+    pub fn basename(&self) -> Vec<u8> {
         match self {
             Place::Local(p) => p
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
+                .map(|n| n.as_bytes().to_vec())
                 .unwrap_or_default(),
             Place::Pfs { comps, .. } => comps.last().cloned().unwrap_or_default(),
         }
@@ -163,19 +176,19 @@ impl<'m> Place<'m> {
 
     /// Names in a directory, in its order (PFS) or sorted (local); PFS's own
     /// `.pfs-paxos` and `.pfs-journal` are left out.
-    pub fn list(&self) -> Result<Vec<String>, CopyError> {
+    pub fn list(&self) -> Result<Vec<Vec<u8>>, CopyError> {
         match self {
             Place::Local(p) => {
-                let mut v: Vec<String> = fs::read_dir(p)
+                let mut v: Vec<Vec<u8>> = fs::read_dir(p)
                     .map_err(|e| io_err("cannot list", p, e))?
                     .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .map(|e| OsString::into_vec(e.file_name()))
                     .collect();
                 v.sort();
                 Ok(v)
             }
             Place::Pfs { mount, .. } => {
-                let ino = mount.resolve(format!("{}/", fs_path(self).unwrap_or_default()))?;
+                let ino = mount.resolve(dir_path(self))?;
                 let entries: Vec<_> = mount.readdir(ino)?.collect();
                 // A damaged entry named `..` (or holding '/') would lead
                 // the copy out of its tree, on either side.
@@ -186,7 +199,7 @@ impl<'m> Place<'m> {
                 Ok(entries
                     .into_iter()
                     .filter(|e| !(ino == 0 && (e.ino == 1 || e.ino == 2)))
-                    .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+                    .map(|e| e.name)
                     .collect())
             }
         }
@@ -196,9 +209,7 @@ impl<'m> Place<'m> {
     pub fn pfs_ino(&self) -> Result<Option<u64>, CopyError> {
         match self {
             Place::Local(_) => Ok(None),
-            Place::Pfs { mount, .. } => Ok(Some(
-                mount.resolve(format!("{}/", fs_path(self).unwrap_or_default()))?,
-            )),
+            Place::Pfs { mount, .. } => Ok(Some(mount.resolve(dir_path(self))?)),
         }
     }
 
@@ -308,7 +319,7 @@ pub fn copy_file(src: &Place<'_>, dst: &Place<'_>, progress: bool) -> Result<u64
         }
     }
     remove_stale_temps(&dir);
-    let tmp = dir.join(&tmp_leaf);
+    let tmp = dir.join(tmp_leaf.as_bytes());
     let bar = progress && size >= (64 << 20) && std::io::stderr().is_terminal();
     let result = match (&tmp, dst) {
         (Place::Local(tp), Place::Local(fp)) => copy_to_local(&reader, size, tp, fp, bar),
@@ -343,7 +354,10 @@ fn remove_stale_temps(dir: &Place<'_>) {
     let Ok(names) = dir.list() else { return };
     let me = format!("{:08x}", node_id());
     for name in names {
-        let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
+        let Some(rest) = name
+            .strip_prefix(TMP_PREFIX.as_bytes())
+            .and_then(|r| std::str::from_utf8(r).ok())
+        else {
             continue;
         };
         let mut parts = rest.split('-');
@@ -382,9 +396,12 @@ fn parent_of<'m>(p: &Place<'m>) -> Place<'m> {
         } => Place::Pfs {
             mount,
             comps: comps[..comps.len().saturating_sub(1)].to_vec(),
-            shown: match shown.trim_end_matches('/').rsplit_once('/') {
-                Some((d, _)) if !d.is_empty() => d.to_owned(),
-                _ => shown.clone(),
+            shown: {
+                let end = shown.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+                match shown[..end].iter().rposition(|&b| b == b'/') {
+                    Some(i) if i > 0 => shown[..i].to_vec(),
+                    _ => shown.clone(),
+                }
             },
         },
     }
@@ -396,21 +413,29 @@ fn open_reader<'m>(p: &Place<'m>) -> Result<Reader<'m>, CopyError> {
         Place::Local(lp) => {
             Reader::Local(fs::File::open(lp).map_err(|e| io_err("cannot open", lp, e))?)
         }
-        Place::Pfs { mount, shown, .. } => Reader::Pfs(
+        Place::Pfs { mount, .. } => Reader::Pfs(
             mount
                 .open_file(fs_path(p).unwrap_or_default(), OpenOptions::default())
-                .map_err(|e| CopyError::from(e).with_path(shown))?,
+                .map_err(|e| CopyError::from(e).with_path(&p.shown()))?,
             std::marker::PhantomData,
         ),
     })
 }
 
 /// The in-filesystem path of a PFS place.
-fn fs_path(p: &Place<'_>) -> Option<String> {
+fn fs_path(p: &Place<'_>) -> Option<Vec<u8>> {
     match p {
-        Place::Pfs { comps, .. } => Some(format!("/{}", comps.join("/"))),
+        Place::Pfs { comps, .. } => Some([b"/".as_slice(), &comps.join(&b'/')].concat()),
         Place::Local(_) => None,
     }
+}
+
+/// The in-filesystem path of a PFS place with a trailing `/` (it must be a
+/// directory).
+fn dir_path(p: &Place<'_>) -> Vec<u8> {
+    let mut path = fs_path(p).unwrap_or_default();
+    path.push(b'/');
+    path
 }
 
 /// Streams `size` bytes of `reader` to `write(buf, off)` with a reader

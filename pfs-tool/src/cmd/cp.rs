@@ -10,25 +10,32 @@
 //! are PFS paths (the mount then says which device is missing); any other
 //! is an error naming both places looked at. Relative paths are local.
 
-use super::Context;
+use super::{lossy, Context};
 use crate::cli::{ArchiveArgs, ArchiveCmd, CpArgs};
 use crate::cmd::copy::{copy_file, same_content, CopyError, Kind, Place};
 use crate::cmd::strerror;
 use crate::exit::{CmdResult, Failure};
 use pfs_core::{Mode, Mount, PfsPath, TreeGuard, MAX_DEPTH};
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Whether `arg` names a file inside a PFS (see the module doc); an
 /// absolute path that is neither a device's nor a local one is an error
-/// naming both places looked at.
-pub fn classify(arg: &str, device_dir: Option<&Path>) -> Result<bool, String> {
-    let Some(rest) = arg.strip_prefix('/') else {
+/// naming both places looked at. The first component names a device
+/// only if it is UTF-8 (the rest may be any bytes).
+pub fn classify(arg: &OsStr, device_dir: Option<&Path>) -> Result<bool, String> {
+    let Some(rest) = arg.as_bytes().strip_prefix(b"/") else {
         return Ok(false);
     };
-    let rest = rest.trim_start_matches('/');
-    let Some((first, _)) = rest.split_once('/') else {
+    let start = rest.iter().position(|&b| b != b'/').unwrap_or(rest.len());
+    let rest = &rest[start..];
+    let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+        return Ok(false);
+    };
+    let Ok(first) = std::str::from_utf8(&rest[..slash]) else {
         return Ok(false);
     };
     if first.is_empty() || first == "." || first == ".." {
@@ -59,7 +66,8 @@ pub fn classify(arg: &str, device_dir: Option<&Path>) -> Result<bool, String> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| format!("/dev/{first}"));
             Err(format!(
-                "{arg}: no device {dev_shown} (for a PFS path) and no local {} (for a local path)",
+                "{}: no device {dev_shown} (for a PFS path) and no local {} (for a local path)",
+                lossy(arg),
                 local.display()
             ))
         }
@@ -84,15 +92,15 @@ impl Mounts {
     fn new(
         ctx: &Context,
         cmd: &str,
-        src: &str,
-        dst: &str,
+        src: &OsStr,
+        dst: &OsStr,
         src_host: u64,
         dst_host: u64,
     ) -> Result<Mounts, Failure> {
         let dir = ctx.device_dir.as_deref();
         let parse =
-            |a: &str| PfsPath::parse(a).map_err(|e| Failure::new(22, format!("{cmd}: {e}")));
-        let class = |a: &str| {
+            |a: &OsStr| PfsPath::parse_os(a).map_err(|e| Failure::new(22, format!("{cmd}: {e}")));
+        let class = |a: &OsStr| {
             classify(a, dir).map_err(|m| Failure::new(crate::exit::FAILURE, format!("{cmd}: {m}")))
         };
         let dst = if class(dst)? {
@@ -117,7 +125,7 @@ impl Mounts {
         Ok(Mounts { src, dst })
     }
 
-    fn src_place(&self, arg: &str) -> Place<'_> {
+    fn src_place(&self, arg: &OsStr) -> Place<'_> {
         match &self.src {
             Some((p, Some(m))) => Place::pfs(m, p),
             Some((p, None)) => match &self.dst {
@@ -128,7 +136,7 @@ impl Mounts {
         }
     }
 
-    fn dst_place(&self, arg: &str) -> Place<'_> {
+    fn dst_place(&self, arg: &OsStr) -> Place<'_> {
         match &self.dst {
             Some((p, m)) => Place::pfs(m, p),
             None => Place::Local(PathBuf::from(arg)),
@@ -179,11 +187,14 @@ struct CopyWalk {
     guard: TreeGuard,
 }
 
+/// A name in a directory: bytes, which need not be UTF-8.
+type Name = Vec<u8>;
+
 /// A directory being copied: where from, where to, the names left.
 struct Frame<'m> {
     src: Place<'m>,
     dst: Place<'m>,
-    names: std::vec::IntoIter<String>,
+    names: std::vec::IntoIter<Name>,
     depth: u64,
 }
 
@@ -238,7 +249,7 @@ fn copy_one<'m>(
     o: &CopyOpts,
     walk: &mut CopyWalk,
     out: &mut dyn Write,
-) -> Result<Option<(Place<'m>, Vec<String>)>, CopyError> {
+) -> Result<Option<(Place<'m>, Vec<Name>)>, CopyError> {
     let skind = src.kind()?;
     let mut dst = dst.clone();
     match skind {
@@ -284,12 +295,12 @@ fn copy_one<'m>(
                 ));
             }
             copy_file(src, &dst, true)?;
-            let _ = writeln!(
-                out,
-                "copy file from {} to {} succeeded",
-                src.shown(),
-                dst.shown()
-            );
+            // Paths byte for byte, as the reference prints them.
+            let _ = out.write_all(b"copy file from ");
+            let _ = out.write_all(src.shown_bytes());
+            let _ = out.write_all(b" to ");
+            let _ = out.write_all(dst.shown_bytes());
+            let _ = out.write_all(b" succeeded\n");
             Ok(None)
         }
         Kind::Dir => {
@@ -385,29 +396,34 @@ pub fn archive(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResult
     let fail = |msg: String| Failure::new(crate::exit::FAILURE, format!("archive: {msg}"));
     match &a.cmd {
         ArchiveCmd::Push { src, dst } => {
+            let (src, dst) = (src.as_os_str(), dst.as_os_str());
             let mounts = Mounts::new(ctx, "archive", src, dst, ctx.hostid, ctx.hostid)?;
             let (s, d) = (mounts.src_place(src), mounts.dst_place(dst));
             match s.kind().map_err(|e| fail(e.message))? {
                 Kind::File(_) => {}
-                Kind::Dir => return Err(fail(format!("{src} is a directory"))),
-                Kind::Missing => return Err(fail(format!("{src}: no such file"))),
+                Kind::Dir => return Err(fail(format!("{} is a directory", lossy(src)))),
+                Kind::Missing => return Err(fail(format!("{}: no such file", lossy(src)))),
             }
             match d.kind().map_err(|e| fail(e.message))? {
                 Kind::Missing => {}
                 Kind::Dir => {
                     return Err(fail(format!(
-                        "{dst} is a directory; give the archived file's full path"
+                        "{} is a directory; give the archived file's full path",
+                        lossy(dst)
                     )))
                 }
                 Kind::File(_) => {
                     // PostgreSQL retries a segment after a crash: an
                     // identical copy is success, anything else is an alarm.
                     return if same_content(&s, &d).map_err(|e| fail(e.message))? {
-                        let _ = writeln!(out, "{dst} is already archived with identical content");
+                        let _ = out.write_all(dst.as_bytes());
+                        let _ = writeln!(out, " is already archived with identical content");
                         Ok(())
                     } else {
                         Err(fail(format!(
-                            "{dst} already exists with DIFFERENT content than {src}; refusing to overwrite an archived file"
+                            "{} already exists with DIFFERENT content than {}; refusing to overwrite an archived file",
+                            lossy(dst),
+                            lossy(src)
                         )))
                     };
                 }
@@ -416,13 +432,14 @@ pub fn archive(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResult
             Ok(())
         }
         ArchiveCmd::Fetch { src, dst } => {
+            let (src, dst) = (src.as_os_str(), dst.as_os_str());
             let mounts = Mounts::new(ctx, "archive", src, dst, ctx.hostid, ctx.hostid)?;
             let (s, d) = (mounts.src_place(src), mounts.dst_place(dst));
             match s.kind().map_err(|e| fail(e.message))? {
                 Kind::File(_) => {}
                 // restore_command contract: a missing file is a quiet failure.
                 Kind::Missing => return Err(Failure::new(crate::exit::USAGE, String::new())),
-                Kind::Dir => return Err(fail(format!("{src} is a directory"))),
+                Kind::Dir => return Err(fail(format!("{} is a directory", lossy(src)))),
             }
             copy_file(&s, &d, false).map_err(|e| fail(e.message))?;
             Ok(())
@@ -446,14 +463,14 @@ mod tests {
             "/1/x",
             "/pangu-a/b",
         ] {
-            assert_eq!(classify(p, None), Ok(true), "{p}");
+            assert_eq!(classify(OsStr::new(p), None), Ok(true), "{p}");
         }
         for p in ["/tmp/x", "relative", "/nvme1n1", "/", "//", "/./x"] {
-            assert_eq!(classify(p, None), Ok(false), "{p}");
+            assert_eq!(classify(OsStr::new(p), None), Ok(false), "{p}");
         }
         assert_eq!(
             classify(
-                "/nvme1n1/shared_data//pg_wal/000000010000000000000001",
+                OsStr::new("/nvme1n1/shared_data//pg_wal/000000010000000000000001"),
                 None
             ),
             Ok(true)
@@ -462,11 +479,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pfs-cp-classify-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_default();
         std::fs::write(dir.join("rbd0"), b"").unwrap_or_default();
-        assert_eq!(classify("/rbd0/x", Some(&dir)), Ok(true));
-        let e = classify("/no-such-place-xyz/x", Some(&dir)).unwrap_err();
+        assert_eq!(classify(OsStr::new("/rbd0/x"), Some(&dir)), Ok(true));
+        let e = classify(OsStr::new("/no-such-place-xyz/x"), Some(&dir)).unwrap_err();
         assert!(
             e.contains("no-such-place-xyz") && e.contains("local"),
             "{e}"
+        );
+        // A first component that is not UTF-8 is no device name.
+        assert_eq!(
+            classify(OsStr::from_bytes(b"/caf\xe9/x"), Some(&dir)),
+            Ok(false)
+        );
+        assert_eq!(
+            classify(OsStr::from_bytes(b"/rbd0/caf\xe9"), Some(&dir)),
+            Ok(true)
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

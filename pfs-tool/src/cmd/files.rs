@@ -3,7 +3,7 @@
 //! reference's `<cmd> failed: <reason>` line goes to stdout (scripts look
 //! for it) and a detailed message to stderr.
 
-use super::{failed, parse_path, shown, strerror, Context};
+use super::{failed, lossy, parse_path, shown, strerror, Context};
 use crate::cli::{DuArgs, MapArgs, PathArg, ReadArgs, TreeArgs};
 use crate::exit::{CmdResult, Failure};
 use pfs_core::inspect::ctime;
@@ -12,7 +12,9 @@ use pfs_core::PfsPath;
 use pfs_core::{Attr, TreeGuard};
 use pfs_core::{Mode, Mount};
 use pfs_format::layout::{BLKTAGS_PER_CHUNK, BLOCK_SIZE, CHUNK_SIZE};
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 /// 512-byte units per 4 MiB block.
@@ -47,19 +49,17 @@ fn pbd_number(name: &str) -> u64 {
 fn open_target(
     ctx: &Context,
     cmd: &str,
-    arg: &str,
+    arg: &OsStr,
     must_be_dir: bool,
     out: &mut dyn Write,
 ) -> Result<(Arc<Mount>, PfsPath, u64), Failure> {
     let path = parse_path(cmd, arg, out)?;
     let m = mount_ro(ctx, cmd, &path)?;
     let ino = m
-        .resolve(&path.inner)
+        .resolve(path.inner())
         .map_err(|e| failed(cmd, out, &shown(e, arg)))?;
     if must_be_dir && !m.getattr(ino).map_err(|e| failed(cmd, out, &e))?.is_dir() {
-        let e = CoreError::NotDir {
-            path: arg.to_owned(),
-        };
+        let e = CoreError::NotDir { path: lossy(arg) };
         return Err(failed(cmd, out, &e));
     }
     Ok((m, path, ino))
@@ -73,14 +73,17 @@ pub fn ls(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     for e in entries {
         let st = m.getattr(e.ino).map_err(|err| failed("ls", out, &err))?;
         let tag = if st.is_dir() { "   Dir  " } else { "  File  " };
-        writeln!(
+        // The name as stored, byte for byte (the reference prints it
+        // with %s).
+        write!(
             out,
-            "{tag}{:<4}  {:<16}  {}  {}",
+            "{tag}{:<4}  {:<16}  {}  ",
             st.nlink,
             st.size,
-            ctime(st.mtime),
-            String::from_utf8_lossy(&e.name)
+            ctime(st.mtime)
         )?;
+        out.write_all(&e.name)?;
+        writeln!(out)?;
         total += st.nblock * SECTORS_PER_BLOCK;
     }
     writeln!(out, "total {total} (unit: 512Bytes)")?;
@@ -127,19 +130,19 @@ fn walk_tree(
     let entries = m.readdir(dir).map_err(|e| failed("tree", out, &e))?;
     for e in entries {
         let st = m.getattr(e.ino).map_err(|err| failed("tree", out, &err))?;
-        let name = String::from_utf8_lossy(&e.name);
         let indent = " ".repeat(level);
+        // Names are written as stored, byte for byte, and padded by bytes
+        // as the reference's %-20s does.
+        write!(out, "{indent}|-")?;
+        out.write_all(&e.name)?;
         if w.verbose {
             // The reference prints ctime in both time columns.
             let t = ctime(st.ctime);
             let ty = if st.is_dir() { "Dir" } else { "File" };
-            writeln!(
-                out,
-                "{indent}|-{name:<20}\t{ty}\t{:<10}\t{:<20}\t{t}\t{t}",
-                e.ino, st.size
-            )?;
+            let pad = " ".repeat(20usize.saturating_sub(e.name.len()));
+            writeln!(out, "{pad}\t{ty}\t{:<10}\t{:<20}\t{t}\t{t}", e.ino, st.size)?;
         } else {
-            writeln!(out, "{indent}|-{name}")?;
+            writeln!(out)?;
         }
         if st.is_dir() {
             w.ndir += 1;
@@ -159,7 +162,9 @@ pub fn stat(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     let (m, path, ino) = open_target(ctx, "stat", &a.path, false, out)?;
     let st: Attr = m.getattr(ino).map_err(|e| failed("stat", out, &e))?;
     let tag = if st.is_dir() { "   dir: " } else { "  file: " };
-    writeln!(out, "{tag}{}", a.path)?;
+    write!(out, "{tag}")?;
+    out.write_all(a.path.as_bytes())?;
+    writeln!(out)?;
     writeln!(
         out,
         "  size: {:<15}\tblocks: {}",
@@ -239,7 +244,7 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
             "read",
             out,
             &CoreError::IsDir {
-                path: a.path.clone(),
+                path: lossy(&a.path),
             },
         ));
     }
@@ -262,7 +267,7 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
             Err(CoreError::NotFound { .. }) if pos == off && retries < 16 => {
                 retries += 1;
                 ino = m
-                    .resolve(&path.inner)
+                    .resolve(path.inner())
                     .map_err(|e| failed("read", out, &shown(e, &a.path)))?;
                 size = m.getattr(ino).map_err(|e| failed("read", out, &e))?.size;
                 continue;
@@ -287,7 +292,7 @@ pub fn map(ctx: &Context, a: &MapArgs, out: &mut dyn Write) -> CmdResult {
     let st = m.getattr(ino).map_err(|e| failed("map", out, &e))?;
     if st.is_dir() {
         let e = CoreError::IsDir {
-            path: a.path.clone(),
+            path: lossy(&a.path),
         };
         let _ = writeln!(out, "map failed: {}", strerror(e.errno()));
         return Err(Failure::new(235, format!("map: {e}")));
@@ -309,7 +314,10 @@ pub fn map(ctx: &Context, a: &MapArgs, out: &mut dyn Write) -> CmdResult {
     };
     let offsets = (0..count).map(|i| first + i * BLOCK_SIZE);
     if count == 0 {
-        let e = CoreError::InvalidArgument(format!("map: {} is empty: it has no blocks", a.path));
+        let e = CoreError::InvalidArgument(format!(
+            "map: {} is empty: it has no blocks",
+            lossy(&a.path)
+        ));
         return Err(failed("map", out, &e));
     }
     let blocks = m.blocks(ino).map_err(|e| failed("map", out, &e))?;
@@ -356,7 +364,7 @@ pub fn du(ctx: &Context, a: &DuArgs, out: &mut dyn Write) -> CmdResult {
     };
     let (m, _, ino) = open_target(ctx, "du", &a.path, false, out)?;
     let mut guard = TreeGuard::new(m.device().name());
-    du_walk(&m, ino, &a.path, 0, depth, a.all, &mut guard, out)?;
+    du_walk(&m, ino, a.path.as_bytes(), 0, depth, a.all, &mut guard, out)?;
     Ok(())
 }
 
@@ -364,7 +372,7 @@ pub fn du(ctx: &Context, a: &DuArgs, out: &mut dyn Write) -> CmdResult {
 fn du_walk(
     m: &Mount,
     ino: u64,
-    path: &str,
+    path: &[u8],
     level: u64,
     depth: u64,
     all: bool,
@@ -376,7 +384,7 @@ fn du_walk(
         guard.enter(ino, level).map_err(|e| failed("du", out, &e))?;
         let mut sum = 0u64;
         for e in m.readdir(ino).map_err(|err| failed("du", out, &err))? {
-            let child = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+            let child = [path, b"/", &e.name].concat();
             sum += du_walk(m, e.ino, &child, level + 1, depth, all, guard, out)?;
         }
         sum
@@ -384,7 +392,10 @@ fn du_walk(
         m.disk_usage(ino).map_err(|e| failed("du", out, &e))?
     };
     if level <= depth && (level == 0 || st.is_dir() || all) {
-        writeln!(out, "{}\t{path}", usage >> 10)?;
+        // The path as given and the names as stored, byte for byte.
+        write!(out, "{}\t", usage >> 10)?;
+        out.write_all(path)?;
+        writeln!(out)?;
     }
     Ok(usage)
 }

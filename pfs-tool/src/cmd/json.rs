@@ -4,6 +4,13 @@
 //! inode numbers). The JSON is written by hand: the shapes are small and
 //! fixed, and the only escaping needed is that of strings.
 //!
+//! Names and paths are bytes and need not be UTF-8. One that is UTF-8 is
+//! a plain string (`"name":"café"`); one that is not is a string with each
+//! invalid byte sequence replaced by U+FFFD, followed by the same key with
+//! `_bytes` holding the exact bytes (`"name":"caf\ufffd",
+//! "name_bytes":[99,97,102,233]`). A script that must handle every name
+//! takes `<key>_bytes` when it is present.
+//!
 //! Failures are reported as without `--json` (the reference's
 //! `<cmd> failed:` line, a message on stderr, a non-zero exit), so a script
 //! checks the exit code before parsing.
@@ -14,8 +21,10 @@ use crate::exit::{CmdResult, Failure};
 use pfs_core::inspect::load_replayed;
 use pfs_core::{Attr, Mode, Mount, TreeGuard};
 use pfs_format::MetaType;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 /// 512-byte sectors per 4 MiB block, as `ls` and `stat` count them.
@@ -40,6 +49,22 @@ pub fn string(s: &str) -> String {
     }
     o.push('"');
     o
+}
+
+/// `"key":<string>` for a name or path of bytes, plus `"key_bytes":[...]`
+/// with the exact bytes when they are not UTF-8 (see the module doc).
+pub fn bytes_field(key: &str, b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => format!("\"{key}\":{}", string(s)),
+        Err(_) => {
+            let list: Vec<String> = b.iter().map(u8::to_string).collect();
+            format!(
+                "\"{key}\":{},\"{key}_bytes\":[{}]",
+                string(&String::from_utf8_lossy(b)),
+                list.join(",")
+            )
+        }
+    }
 }
 
 fn kind(st: &Attr) -> &'static str {
@@ -69,7 +94,7 @@ fn stat_fields(st: &Attr) -> String {
 fn open(
     ctx: &Context,
     cmd: &str,
-    arg: &str,
+    arg: &OsStr,
     must_be_dir: bool,
     out: &mut dyn Write,
 ) -> Result<(Arc<Mount>, u64), Failure> {
@@ -78,11 +103,11 @@ fn open(
     // One committed state for the whole document.
     m.freeze();
     let ino = m
-        .resolve(&path.inner)
+        .resolve(path.inner())
         .map_err(|e| failed(cmd, out, &super::shown(e, arg)))?;
     if must_be_dir && !m.getattr(ino).map_err(|e| failed(cmd, out, &e))?.is_dir() {
         let e = pfs_core::CoreError::NotDir {
-            path: arg.to_owned(),
+            path: super::lossy(arg),
         };
         return Err(failed(cmd, out, &e));
     }
@@ -91,7 +116,8 @@ fn open(
 
 /// `ls --json`: `{"path", "entries": [{"name", "type", "ino", "size",
 /// "blocks", "nlink", "atime", "mtime", "ctime", "btime"}], "total_blocks"}`
-/// (blocks in 512-byte units, as the text's total).
+/// (blocks in 512-byte units, as the text's total; `path_bytes` and
+/// `name_bytes` for names that are not UTF-8).
 pub fn ls(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     let (m, ino) = open(ctx, "ls", &a.path, true, out)?;
     let entries = m.readdir(ino).map_err(|e| failed("ls", out, &e))?;
@@ -101,15 +127,15 @@ pub fn ls(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
         let st = m.getattr(e.ino).map_err(|err| failed("ls", out, &err))?;
         total += st.nblock * SECTORS_PER_BLOCK;
         items.push(format!(
-            "{{\"name\":{},{}}}",
-            string(&String::from_utf8_lossy(&e.name)),
+            "{{{},{}}}",
+            bytes_field("name", &e.name),
             stat_fields(&st)
         ));
     }
     writeln!(
         out,
-        "{{\"path\":{},\"entries\":[{}],\"total_blocks\":{total}}}",
-        string(&a.path),
+        "{{{},\"entries\":[{}],\"total_blocks\":{total}}}",
+        bytes_field("path", a.path.as_bytes()),
         items.join(",")
     )?;
     Ok(())
@@ -123,8 +149,8 @@ pub fn stat(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     let st = m.getattr(ino).map_err(|e| failed("stat", out, &e))?;
     writeln!(
         out,
-        "{{\"path\":{},\"pbd\":{},{}}}",
-        string(&a.path),
+        "{{{},\"pbd\":{},{}}}",
+        bytes_field("path", a.path.as_bytes()),
         string(&path.pbd),
         stat_fields(&st)
     )?;
@@ -147,8 +173,8 @@ pub fn tree(ctx: &Context, a: &TreeArgs, out: &mut dyn Write) -> CmdResult {
     let children = tree_children(&m, ino, 0, walk, out)?;
     writeln!(
         out,
-        "{{\"path\":{},\"directories\":{ndir},\"files\":{nfile},\"children\":{children}}}",
-        string(&a.path)
+        "{{{},\"directories\":{ndir},\"files\":{nfile},\"children\":{children}}}",
+        bytes_field("path", a.path.as_bytes())
     )?;
     Ok(())
 }
@@ -173,7 +199,7 @@ fn tree_children(
             .check_name(dir, &e.name)
             .map_err(|err| failed("tree", out, &err))?;
         let st = m.getattr(e.ino).map_err(|err| failed("tree", out, &err))?;
-        let name = string(&String::from_utf8_lossy(&e.name));
+        let name = bytes_field("name", &e.name);
         if st.is_dir() {
             *w.ndir += 1;
             w.guard
@@ -181,12 +207,12 @@ fn tree_children(
                 .map_err(|err| failed("tree", out, &err))?;
             let sub = tree_children(m, e.ino, level + 1, w, out)?;
             items.push(format!(
-                "{{\"name\":{name},{},\"children\":{sub}}}",
+                "{{{name},{},\"children\":{sub}}}",
                 stat_fields(&st)
             ));
         } else {
             *w.nfile += 1;
-            items.push(format!("{{\"name\":{name},{}}}", stat_fields(&st)));
+            items.push(format!("{{{name},{}}}", stat_fields(&st)));
         }
     }
     Ok(format!("[{}]", items.join(",")))
@@ -214,7 +240,7 @@ pub fn du(ctx: &Context, a: &DuArgs, out: &mut dyn Write) -> CmdResult {
         guard: &mut guard,
         items: &mut items,
     };
-    du_walk(&m, ino, &a.path, 0, walk, out)?;
+    du_walk(&m, ino, a.path.as_bytes(), 0, walk, out)?;
     writeln!(out, "{{\"entries\":[{}]}}", items.join(","))?;
     Ok(())
 }
@@ -230,7 +256,7 @@ struct DuWalk<'a> {
 fn du_walk(
     m: &Mount,
     ino: u64,
-    path: &str,
+    path: &[u8],
     level: u64,
     w: &mut DuWalk<'_>,
     out: &mut dyn Write,
@@ -245,7 +271,7 @@ fn du_walk(
             w.guard
                 .check_name(ino, &e.name)
                 .map_err(|err| failed("du", out, &err))?;
-            let child = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+            let child = [path, b"/", &e.name].concat();
             sum += du_walk(m, e.ino, &child, level + 1, w, out)?;
         }
         sum
@@ -254,8 +280,8 @@ fn du_walk(
     };
     if level <= w.depth && (level == 0 || st.is_dir() || w.all) {
         w.items.push(format!(
-            "{{\"path\":{},\"type\":\"{}\",\"bytes\":{usage},\"kib\":{}}}",
-            string(path),
+            "{{{},\"type\":\"{}\",\"bytes\":{usage},\"kib\":{}}}",
+            bytes_field("path", path),
             kind(&st),
             usage >> 10
         ));
@@ -350,10 +376,19 @@ pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
 
 #[cfg(test)]
 mod tests {
-    use super::string;
+    use super::{bytes_field, string};
 
     #[test]
     fn strings_are_escaped() {
         assert_eq!(string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_carry_their_bytes() {
+        assert_eq!(bytes_field("name", "é\"".as_bytes()), "\"name\":\"é\\\"\"");
+        assert_eq!(
+            bytes_field("name", b"caf\xe9"),
+            "\"name\":\"caf\u{fffd}\",\"name_bytes\":[99,97,102,233]"
+        );
     }
 }

@@ -5,7 +5,9 @@ use pfs_core::CoreError;
 use pfs_core::PfsPath;
 use pfs_core::{pbd, FileDevice};
 use pfs_core::{Mode, Mount, MountOptions};
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -37,9 +39,14 @@ pub fn failed(cmd: &str, out: &mut dyn Write, e: &CoreError) -> Failure {
     Failure::from_core(cmd, e)
 }
 
+/// An argument for a message (bytes that are not UTF-8 shown as U+FFFD).
+pub fn lossy(arg: &OsStr) -> String {
+    arg.to_string_lossy().into_owned()
+}
+
 /// Names the path as the user gave it in an error about it.
-pub fn shown(e: CoreError, arg: &str) -> CoreError {
-    let path = arg.to_owned();
+pub fn shown(e: CoreError, arg: &OsStr) -> CoreError {
+    let path = lossy(arg);
     match e {
         CoreError::NotFound { .. } => CoreError::NotFound { path },
         CoreError::NotDir { .. } => CoreError::NotDir { path },
@@ -54,16 +61,22 @@ pub fn shown(e: CoreError, arg: &str) -> CoreError {
 /// Parses a `/<pbd>/<path>` argument. A malformed path (no PBD, longer than
 /// 4095 bytes) exits 22 as in the reference; a name over 255 bytes fails
 /// like any other bad name.
-pub fn parse_path(cmd: &str, arg: &str, out: &mut dyn Write) -> Result<PfsPath, Failure> {
-    if !arg.starts_with('/') {
+pub fn parse_path(cmd: &str, arg: &OsStr, out: &mut dyn Write) -> Result<PfsPath, Failure> {
+    let bytes = arg.as_bytes();
+    if !bytes.starts_with(b"/") {
         return Err(Failure::new(
             crate::exit::FAILURE,
-            format!("{cmd}: {arg}: not a PFS path; use /<pbd>/<path>, e.g. /nvme1n1/dir/file"),
+            format!(
+                "{cmd}: {}: not a PFS path; use /<pbd>/<path>, e.g. /nvme1n1/dir/file",
+                lossy(arg)
+            ),
         ));
     }
-    match PfsPath::parse(arg) {
+    match PfsPath::parse(bytes) {
         Ok(p) => Ok(p),
-        Err(e @ CoreError::NameTooLong { .. }) if arg.len() <= pfs_format::layout::MAX_PATH_LEN => {
+        Err(e @ CoreError::NameTooLong { .. })
+            if bytes.len() <= pfs_format::layout::MAX_PATH_LEN =>
+        {
             Err(failed(cmd, out, &e))
         }
         Err(e) => Err(Failure::new(22, format!("{cmd}: {e}"))),
@@ -130,6 +143,7 @@ impl Context {
             lock_path: (mode == Mode::ReadWrite)
                 .then(|| pbd::lock_path(name, self.device_dir.as_deref())),
             lease_ms: lease_ms_from_env(),
+            ..MountOptions::default()
         };
         Mount::open_with(Arc::new(dev), mode, &opts)
             .map(Arc::new)

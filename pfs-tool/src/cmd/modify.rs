@@ -3,7 +3,7 @@
 //! host lock and the writer lease), runs, and unmounts; every change is
 //! committed to the journal before the command reports success.
 
-use super::{failed, parse_path, shown, strerror, Context};
+use super::{failed, lossy, parse_path, shown, strerror, Context};
 use crate::cli::{FallocateArgs, MkdirArgs, PathArg, RenameArgs, RmArgs, TruncateArgs, WriteArgs};
 use crate::cmd::files::parse_arg;
 use crate::exit::{CmdResult, Failure};
@@ -11,6 +11,7 @@ use pfs_core::{CoreError, FallocMode, OpenOptions};
 use pfs_core::{Mode, Mount, PfsPath, TreeGuard};
 use pfs_format::layout::BLOCK_SIZE;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 /// Mounts the PBD of `path` read-write.
@@ -21,10 +22,10 @@ fn mount_rw(ctx: &Context, cmd: &str, path: &PfsPath) -> Result<Arc<Mount>, Fail
 /// `pfs touch`: creates the file, or leaves an existing one as it is.
 pub fn touch(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     let p = parse_path("touch", &a.path, out)?;
-    if p.inner.ends_with('/') {
+    if p.inner().ends_with(b"/") {
         // A name with a trailing '/' names a directory: touch makes files.
         let e = CoreError::IsDir {
-            path: a.path.clone(),
+            path: lossy(&a.path),
         };
         return Err(failed("touch", out, &e));
     }
@@ -33,7 +34,7 @@ pub fn touch(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
         create: true,
         ..OpenOptions::default()
     };
-    m.open_file(&p.inner, o)
+    m.open_file(p.inner(), o)
         .map_err(|e| failed("touch", out, &shown(e, &a.path)))?;
     Ok(())
 }
@@ -43,9 +44,9 @@ pub fn mkdir(ctx: &Context, a: &MkdirArgs, out: &mut dyn Write) -> CmdResult {
     let p = parse_path("mkdir", &a.path, out)?;
     let m = mount_rw(ctx, "mkdir", &p)?;
     if a.parents {
-        m.create_dir_all(&p.inner)
+        m.create_dir_all(p.inner())
     } else {
-        m.mkdir_path(&p.inner)
+        m.mkdir_path(p.inner())
     }
     .map_err(|e| failed("mkdir", out, &shown(e, &a.path)))?;
     Ok(())
@@ -77,14 +78,15 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
     };
     let p = parse_path("write", &a.path, out)?;
     let m = mount_rw(ctx, "write", &p)?;
+    // The path goes out byte for byte, as the reference prints it.
     let report_fail = |out: &mut dyn Write, e: &CoreError| {
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "\x1b[40;31m[  FAIL  ]\x1b[0m Write {off} offset, {} bytes to file {}, errinfo={}",
-            len as i64,
-            a.path,
-            strerror(e.errno())
+            "\x1b[40;31m[  FAIL  ]\x1b[0m Write {off} offset, {} bytes to file ",
+            len as i64
         );
+        let _ = out.write_all(a.path.as_bytes());
+        let _ = writeln!(out, ", errinfo={}", strerror(e.errno()));
         Failure::from_core("write", e)
     };
     let o = OpenOptions {
@@ -93,7 +95,7 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
         ..OpenOptions::default()
     };
     let f = m
-        .open_file(&p.inner, o)
+        .open_file(p.inner(), o)
         .map_err(|e| failed("write", out, &shown(e, &a.path)))?;
     let mut buf = vec![0u8; BLOCK_SIZE as usize];
     let mut pos = off;
@@ -120,12 +122,13 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
             left -= n as u64;
         }
     }
-    writeln!(
+    write!(
         out,
-        "\x1b[40;32m[   OK   ]\x1b[0m Write {off} offset, {} bytes to file {}",
-        pos - off,
-        a.path
+        "\x1b[40;32m[   OK   ]\x1b[0m Write {off} offset, {} bytes to file ",
+        pos - off
     )?;
+    out.write_all(a.path.as_bytes())?;
+    writeln!(out)?;
     Ok(())
 }
 
@@ -134,7 +137,7 @@ pub fn truncate(ctx: &Context, a: &TruncateArgs, out: &mut dyn Write) -> CmdResu
     let len = parse_arg("truncate", "length", &a.length, false, out)?;
     let p = parse_path("truncate", &a.path, out)?;
     let m = mount_rw(ctx, "truncate", &p)?;
-    m.truncate_path(&p.inner, len)
+    m.truncate_path(p.inner(), len)
         .map_err(|e| failed("truncate", out, &shown(e, &a.path)))
 }
 
@@ -148,7 +151,7 @@ pub fn fallocate(ctx: &Context, a: &FallocateArgs, out: &mut dyn Write) -> CmdRe
     let p = parse_path("fallocate", &a.path, out)?;
     let m = mount_rw(ctx, "fallocate", &p)?;
     let ino = m
-        .resolve(&p.inner)
+        .resolve(p.inner())
         .map_err(|e| failed("fallocate", out, &shown(e, &a.path)))?;
     m.fallocate(ino, off, len, FallocMode::default())
         .map_err(|e| failed("fallocate", out, &shown(e, &a.path)))
@@ -158,7 +161,7 @@ pub fn fallocate(ctx: &Context, a: &FallocateArgs, out: &mut dyn Write) -> CmdRe
 pub fn rmdir(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
     let p = parse_path("rmdir", &a.path, out)?;
     let m = mount_rw(ctx, "rmdir", &p)?;
-    m.rmdir_path(&p.inner)
+    m.rmdir_path(p.inner())
         .map_err(|e| failed("rmdir", out, &shown(e, &a.path)))
 }
 
@@ -169,7 +172,7 @@ pub fn rm(ctx: &Context, a: &RmArgs, out: &mut dyn Write) -> CmdResult {
         let p = parse_path("rm", arg, out)?;
         let m = mount_rw(ctx, "rm", &p)?;
         let mut guard = TreeGuard::new(m.device().name());
-        if let Err(f) = rm_path(&m, &p.inner, arg, a.recursive, &mut guard, out) {
+        if let Err(f) = rm_path(&m, p.inner(), &lossy(arg), a.recursive, &mut guard, out) {
             result = Err(f);
         }
     }
@@ -181,13 +184,15 @@ pub fn rm(ctx: &Context, a: &RmArgs, out: &mut dyn Write) -> CmdResult {
 /// that would lead a path out of it (`..`).
 fn rm_path(
     m: &Mount,
-    inner: &str,
+    inner: &[u8],
     shown_as: &str,
     recursive: bool,
     guard: &mut TreeGuard,
     out: &mut dyn Write,
 ) -> CmdResult {
-    let fail = |out: &mut dyn Write, e: CoreError| failed("rm", out, &shown(e, shown_as));
+    let fail = |out: &mut dyn Write, e: CoreError| {
+        failed("rm", out, &shown(e, std::ffi::OsStr::new(shown_as)))
+    };
     let ino = m.resolve(inner).map_err(|e| fail(out, e))?;
     if ino == pfs_format::layout::ROOT_INO {
         return Err(Failure::new(
@@ -195,9 +200,7 @@ fn rm_path(
             format!("rm: {shown_as} is the root directory"),
         ));
     }
-    let (dir, name) = m
-        .resolve_parent(inner.as_bytes())
-        .map_err(|e| fail(out, e))?;
+    let (dir, name) = m.resolve_parent(inner).map_err(|e| fail(out, e))?;
     rm_one(m, dir, name, shown_as, recursive, guard, 0, out)
 }
 
@@ -212,7 +215,9 @@ fn rm_one(
     depth: u64,
     out: &mut dyn Write,
 ) -> CmdResult {
-    let fail = |out: &mut dyn Write, e: CoreError| failed("rm", out, &shown(e, shown_as));
+    let fail = |out: &mut dyn Write, e: CoreError| {
+        failed("rm", out, &shown(e, std::ffi::OsStr::new(shown_as)))
+    };
     let ino = m.lookup(dir, name).map_err(|e| fail(out, e))?;
     let is_dir = match m.getattr(ino) {
         Ok(st) => st.is_dir(),
@@ -256,10 +261,10 @@ pub fn rename(ctx: &Context, a: &RenameArgs, out: &mut dyn Write) -> CmdResult {
     if from.pbd != to.pbd {
         return Err(Failure::new(
             crate::exit::FAILURE,
-            format!("rename: {} and {} are on different devices", a.from, a.to),
+            format!("rename: {from} and {to} are on different devices"),
         ));
     }
     let m = mount_rw(ctx, "rename", &from)?;
-    m.rename_path(&from.inner, &to.inner)
+    m.rename_path(from.inner(), to.inner())
         .map_err(|e| failed("rename", out, &e))
 }

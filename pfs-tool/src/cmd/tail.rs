@@ -45,14 +45,14 @@ pub fn tail(ctx: &Context, a: &TailArgs, out: &mut dyn Write) -> CmdResult {
 
     let p = parse_path("tail", &a.path, out)?;
     let m = ctx.mount("tail", &p.pbd, Mode::ReadOnly)?;
-    let ino = m.resolve(&p.inner).map_err(|e| failed("tail", out, &e))?;
+    let ino = m.resolve(p.inner()).map_err(|e| failed("tail", out, &e))?;
     let st = m.getattr(ino).map_err(|e| failed("tail", out, &e))?;
     if st.is_dir() {
         return Err(failed(
             "tail",
             out,
             &pfs_core::CoreError::IsDir {
-                path: a.path.clone(),
+                path: super::lossy(&a.path),
             },
         ));
     }

@@ -1,0 +1,391 @@
+//! What the processes of one machine that mount the same PBD share, when
+//! they mount it with [`crate::MountOptions::shared`] (the C SDK does):
+//! a small file ([`crate::pbd::share_path`]), mapped into every process.
+//!
+//! - A commit counter. A writer bumps it after each commit (and
+//!   checkpoint); a call of another process compares it with the value it
+//!   last caught up to, so it sees every commit of this machine without
+//!   reading the device.
+//! - Per host id, the writer lease as this machine holds it: the token its
+//!   slot carries, the time of the last renewal on `CLOCK_MONOTONIC` (one
+//!   clock for all processes of a boot), and the heartbeat counter. A
+//!   process of a host whose lease another process of the machine holds
+//!   joins that lease instead of competing with it.
+//! - Byte-range locks (`fcntl`, owned by the process, so a killed process
+//!   never leaves one behind and a forked child does not inherit them):
+//!   the host's transaction lock, one at a time per host id; a read lock
+//!   per host id held by every process mounted with it ("members"); and a
+//!   read lock per open inode, so that a file one process has open is not
+//!   freed when another unlinks it.
+
+use crate::error::{CoreError, Result};
+use memmap2::MmapRaw;
+use parking_lot::{Mutex, ReentrantMutex, ReentrantMutexGuard};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+/// Size of the shared file.
+const FILE_LEN: u64 = 16 << 10;
+const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR1");
+const OFF_MAGIC: usize = 0;
+const OFF_BOOT: usize = 8;
+const OFF_VERSION: usize = 16;
+/// Per-host words start here, `HOST_STRIDE` bytes per host id.
+const OFF_HOSTS: usize = 64;
+const HOST_STRIDE: usize = 32;
+const H_TOKEN: usize = 0;
+const H_RENEWED: usize = 8;
+const H_COUNTER: usize = 16;
+/// Highest host id the file has room for.
+const MAX_HOSTID: u64 = ((FILE_LEN as usize - OFF_HOSTS) / HOST_STRIDE - 1) as u64;
+
+/// Lock ranges (byte offsets in the file; locks may lie past its end).
+const LOCK_INIT: i64 = 1 << 20;
+const LOCK_TX: i64 = 2 << 20;
+const LOCK_MEMBER: i64 = 3 << 20;
+const LOCK_OPEN: i64 = 1 << 32;
+
+/// The shared state of one PBD on this machine, as seen by this process.
+pub(crate) struct Share {
+    file: File,
+    map: MmapRaw,
+    path: PathBuf,
+    /// The in-process half of the transaction lock (fcntl locks do not
+    /// exclude threads of one process), with how deep the holding thread
+    /// has taken it: a write that extends a file holds it around the
+    /// transactions it makes.
+    tx: ReentrantMutex<Cell<u32>>,
+    /// Mounts of this process per host id holding the member lock.
+    members: Mutex<HashMap<u64, usize>>,
+    /// Handles of this process per open inode holding its lock.
+    open: Mutex<HashMap<u64, usize>>,
+}
+
+impl std::fmt::Debug for Share {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Share").field("path", &self.path).finish()
+    }
+}
+
+/// One `Share` per file per process, so that closing one mount's file
+/// never drops the locks another mount of the process holds.
+static OPEN_SHARES: Mutex<Vec<(PathBuf, u32, Weak<Share>)>> = Mutex::new(Vec::new());
+
+/// A stable number for this boot of the machine (`CLOCK_MONOTONIC` values
+/// are comparable only within one boot).
+fn boot_id() -> u64 {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    u64::from(pfs_format::checksum::pfs_crc32c(id.trim().as_bytes())) | 1 << 40
+}
+
+fn flock(kind: i32, start: i64, len: i64) -> libc::flock {
+    libc::flock {
+        l_type: kind as i16,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: start,
+        l_len: len,
+        l_pid: 0,
+    }
+}
+
+impl Share {
+    /// Opens (creating it and its directory when needed) the shared file
+    /// at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Arc<Share>> {
+        let path = path.to_path_buf();
+        let pid = std::process::id();
+        let mut all = OPEN_SHARES.lock();
+        all.retain(|(_, p, w)| *p == pid && w.strong_count() > 0);
+        if let Some(s) = all
+            .iter()
+            .find(|(p, _, _)| *p == path)
+            .and_then(|(_, _, w)| w.upgrade())
+        {
+            return Ok(s);
+        }
+        let io = |what: &'static str, e: std::io::Error| {
+            CoreError::io(&path.display().to_string(), what, 0, e)
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o666)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| io("open", e))?;
+        let _ =
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let share = Share {
+            map: {
+                let len = file.metadata().map_err(|e| io("stat", e))?.len();
+                if len < FILE_LEN {
+                    file.set_len(FILE_LEN).map_err(|e| io("size", e))?;
+                }
+                MmapRaw::map_raw(&file).map_err(|e| io("map", e))?
+            },
+            file,
+            path: path.clone(),
+            tx: ReentrantMutex::new(Cell::new(0)),
+            members: Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
+        };
+        share.init()?;
+        let share = Arc::new(share);
+        all.push((path, pid, Arc::downgrade(&share)));
+        Ok(share)
+    }
+
+    fn word(&self, off: usize) -> &AtomicU64 {
+        static ZERO: AtomicU64 = AtomicU64::new(0);
+        crate::sys::shared_u64(&self.map, off).unwrap_or(&ZERO)
+    }
+
+    fn host_word(&self, hostid: u64, field: usize) -> &AtomicU64 {
+        self.word(OFF_HOSTS + hostid.min(MAX_HOSTID) as usize * HOST_STRIDE + field)
+    }
+
+    /// Sets the file up for this boot: what a previous boot left (clock
+    /// readings, lease tokens) means nothing now.
+    fn init(&self) -> Result<()> {
+        let boot = boot_id();
+        if self.word(OFF_MAGIC).load(Ordering::Acquire) == MAGIC
+            && self.word(OFF_BOOT).load(Ordering::Acquire) == boot
+        {
+            return Ok(());
+        }
+        self.lock(libc::F_WRLCK, LOCK_INIT, 1, true)?;
+        if self.word(OFF_MAGIC).load(Ordering::Acquire) != MAGIC
+            || self.word(OFF_BOOT).load(Ordering::Acquire) != boot
+        {
+            for off in (OFF_BOOT..FILE_LEN as usize).step_by(8) {
+                self.word(off).store(0, Ordering::Relaxed);
+            }
+            self.word(OFF_BOOT).store(boot, Ordering::Release);
+            self.word(OFF_MAGIC).store(MAGIC, Ordering::Release);
+        }
+        self.unlock(LOCK_INIT, 1);
+        Ok(())
+    }
+
+    fn lock(&self, kind: i32, start: i64, len: i64, wait: bool) -> Result<bool> {
+        let fl = flock(kind, start, len);
+        loop {
+            let arg = if wait {
+                nix::fcntl::FcntlArg::F_SETLKW(&fl)
+            } else {
+                nix::fcntl::FcntlArg::F_SETLK(&fl)
+            };
+            match nix::fcntl::fcntl(self.file.as_raw_fd(), arg) {
+                Ok(_) => return Ok(true),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) if !wait => {
+                    return Ok(false)
+                }
+                Err(e) => {
+                    return Err(CoreError::io(
+                        &self.path.display().to_string(),
+                        "lock a range of",
+                        start as u64,
+                        std::io::Error::from(e),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn unlock(&self, start: i64, len: i64) {
+        let fl = flock(libc::F_UNLCK, start, len);
+        let _ = nix::fcntl::fcntl(self.file.as_raw_fd(), nix::fcntl::FcntlArg::F_SETLK(&fl));
+    }
+
+    /// Whether another process holds a lock on `[start, start + len)`.
+    fn held_elsewhere(&self, start: i64, len: i64) -> bool {
+        let mut fl = flock(libc::F_WRLCK, start, len);
+        match nix::fcntl::fcntl(
+            self.file.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_GETLK(&mut fl),
+        ) {
+            Ok(_) => i32::from(fl.l_type) != libc::F_UNLCK,
+            // Cannot tell: assume someone does (the safe answer for every
+            // caller: keep a file, keep a lease).
+            Err(_) => true,
+        }
+    }
+
+    /// Takes host `hostid`'s transaction lock, waiting for the other
+    /// processes (and threads) of this machine that hold it. A thread that
+    /// holds it already takes it again at once.
+    pub(crate) fn lock_tx(&self, hostid: u64) -> Result<TxLock<'_>> {
+        let inner = self.tx.lock();
+        if inner.get() == 0 {
+            self.lock(
+                libc::F_WRLCK,
+                LOCK_TX + hostid.min(MAX_HOSTID) as i64,
+                1,
+                true,
+            )?;
+        }
+        inner.set(inner.get() + 1);
+        Ok(TxLock {
+            share: self,
+            hostid,
+            inner,
+        })
+    }
+
+    /// Counts this process as mounted with `hostid` (until [`Self::leave`]).
+    pub(crate) fn join(&self, hostid: u64) -> Result<()> {
+        let mut m = self.members.lock();
+        let n = m.entry(hostid).or_insert(0);
+        if *n == 0 {
+            self.lock(
+                libc::F_RDLCK,
+                LOCK_MEMBER + hostid.min(MAX_HOSTID) as i64,
+                1,
+                true,
+            )?;
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Undoes [`Self::join`].
+    pub(crate) fn leave(&self, hostid: u64) {
+        let mut m = self.members.lock();
+        if let Some(n) = m.get_mut(&hostid) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&hostid);
+                self.unlock(LOCK_MEMBER + hostid.min(MAX_HOSTID) as i64, 1);
+            }
+        }
+    }
+
+    /// Whether another process of this machine is mounted with `hostid`.
+    pub(crate) fn others_mounted(&self, hostid: u64) -> bool {
+        self.held_elsewhere(LOCK_MEMBER + hostid.min(MAX_HOSTID) as i64, 1)
+    }
+
+    /// Marks inode `ino` open in this process (`delta` 1) or closed (-1).
+    pub(crate) fn mark_open(&self, ino: u64, delta: i64) {
+        let Ok(at) = i64::try_from(ino).map(|i| LOCK_OPEN.saturating_add(i)) else {
+            return;
+        };
+        let mut m = self.open.lock();
+        let n = m.entry(ino).or_insert(0);
+        if delta > 0 {
+            if *n == 0 {
+                // Best effort: a failure only loses the protection.
+                let _ = self.lock(libc::F_RDLCK, at, 1, true);
+            }
+            *n += 1;
+        } else if *n > 0 {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ino);
+                self.unlock(at, 1);
+            }
+        }
+    }
+
+    /// Whether another process of this machine has inode `ino` open.
+    pub(crate) fn open_elsewhere(&self, ino: u64) -> bool {
+        match i64::try_from(ino) {
+            Ok(i) => self.held_elsewhere(LOCK_OPEN.saturating_add(i), 1),
+            Err(_) => false,
+        }
+    }
+
+    /// The commit counter.
+    pub(crate) fn version(&self) -> u64 {
+        self.word(OFF_VERSION).load(Ordering::Acquire)
+    }
+
+    /// Counts a commit or checkpoint made by this process; returns the new
+    /// value.
+    pub(crate) fn bump(&self) -> u64 {
+        self.word(OFF_VERSION).fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The lease host `hostid` holds on this machine: its token and the
+    /// `CLOCK_MONOTONIC` millisecond of its last renewal (0 when none).
+    pub(crate) fn lease(&self, hostid: u64) -> (u64, u64) {
+        (
+            self.host_word(hostid, H_TOKEN).load(Ordering::Acquire),
+            self.host_word(hostid, H_RENEWED).load(Ordering::Acquire),
+        )
+    }
+
+    /// Records that host `hostid` holds the lease with `token`, renewed at
+    /// `renewed_ms` (or later).
+    pub(crate) fn set_lease(&self, hostid: u64, token: u64, renewed_ms: u64) {
+        let tok = self.host_word(hostid, H_TOKEN);
+        if tok.swap(token, Ordering::AcqRel) != token {
+            self.host_word(hostid, H_RENEWED)
+                .store(renewed_ms, Ordering::Release);
+        } else {
+            self.host_word(hostid, H_RENEWED)
+                .fetch_max(renewed_ms, Ordering::AcqRel);
+        }
+    }
+
+    /// The host id whose lease this machine holds and renewed at most
+    /// `within_ms` ago, if any.
+    pub(crate) fn live_host(&self, now_ms: u64, within_ms: u64) -> Option<u64> {
+        (1..=MAX_HOSTID).find(|&h| {
+            let (token, renewed) = self.lease(h);
+            token != 0 && renewed != 0 && now_ms.saturating_sub(renewed) < within_ms
+        })
+    }
+
+    /// Forgets host `hostid`'s lease (released).
+    pub(crate) fn clear_lease(&self, hostid: u64) {
+        self.host_word(hostid, H_RENEWED)
+            .store(0, Ordering::Release);
+        self.host_word(hostid, H_TOKEN).store(0, Ordering::Release);
+    }
+
+    /// The next heartbeat counter of host `hostid`, shared by its
+    /// processes so the slot's counter only ever grows.
+    pub(crate) fn next_counter(&self, hostid: u64, at_least: u64) -> u64 {
+        let w = self.host_word(hostid, H_COUNTER);
+        w.fetch_max(at_least, Ordering::AcqRel);
+        w.fetch_add(1, Ordering::AcqRel) + 1
+    }
+}
+
+/// Host `hostid`'s transaction lock, held until dropped.
+pub(crate) struct TxLock<'a> {
+    share: &'a Share,
+    hostid: u64,
+    inner: ReentrantMutexGuard<'a, Cell<u32>>,
+}
+
+impl TxLock<'_> {
+    /// Whether this is the outermost hold of the lock by its thread.
+    pub(crate) fn outermost(&self) -> bool {
+        self.inner.get() == 1
+    }
+}
+
+impl Drop for TxLock<'_> {
+    fn drop(&mut self) {
+        let depth = self.inner.get().saturating_sub(1);
+        self.inner.set(depth);
+        if depth == 0 {
+            self.share
+                .unlock(LOCK_TX + self.hostid.min(MAX_HOSTID) as i64, 1);
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Several processes of one machine mounting one device read-write with
+//! the same host id (`MountOptions::shared`, as the C SDK's processes do):
+//! they write at the same time, each sees the others' commits as soon as
+//! they are made, nothing any of them acknowledged is lost, and one killed
+//! in the middle of its work stops nobody.
+//!
+//! The processes are this test binary run again with an environment
+//! variable naming their role.
+
+#![allow(clippy::unwrap_used)]
+
+use pfs_core::{mkfs, Device, FileDevice, FileType, MkfsOptions, Mode, Mount, MountOptions};
+use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "PFS_SHARED_TEST_ROLE";
+const IMAGE: &str = "PFS_SHARED_TEST_IMAGE";
+
+fn options(image: &Path, hostid: u64) -> MountOptions {
+    MountOptions {
+        hostid,
+        shared: true,
+        share_path: Some(image.with_extension("share")),
+        lease_ms: 2_000,
+        ..MountOptions::default()
+    }
+}
+
+fn mount(image: &Path, mode: Mode, hostid: u64) -> Arc<Mount> {
+    let dev: Arc<dyn Device> =
+        Arc::new(FileDevice::open("img", image, mode == Mode::ReadWrite).unwrap());
+    Arc::new(Mount::open_with(dev, mode, &options(image, hostid)).unwrap())
+}
+
+fn image(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pfs-shared-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(CHUNK_SIZE)
+        .unwrap();
+    let dev = FileDevice::open("img", &img, true).unwrap();
+    mkfs(
+        &dev,
+        &MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        },
+    )
+    .unwrap();
+    img
+}
+
+fn spawn(role: &str, img: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(ROLE, role)
+        .env(IMAGE, img)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The bytes child `k` writes as its `i`-th file.
+fn data(k: u64, i: u64) -> Vec<u8> {
+    let len = 1 + ((k * 7919 + i * 104_729) % 20_000) as usize;
+    (0..len)
+        .map(|j| (j as u64 * 31 + k * 7 + i) as u8)
+        .collect()
+}
+
+/// The 8 KiB page child `k` writes at its `i`-th slot of `/common`.
+fn page(k: u64, i: u64) -> Vec<u8> {
+    vec![((k * 37 + i % 50) % 255) as u8 + 1; 8192]
+}
+
+/// A child: works for its time, printing each acknowledged step.
+#[test]
+fn child() {
+    let Some(role) = std::env::var_os(ROLE) else {
+        return;
+    };
+    let role = role.into_string().unwrap();
+    let img = PathBuf::from(std::env::var_os(IMAGE).unwrap());
+    let mut parts = role.split(':');
+    let kind = parts.next().unwrap();
+    let k: u64 = parts.next().unwrap().parse().unwrap();
+    let secs: u64 = parts.next().unwrap().parse().unwrap();
+    let m = mount(&img, Mode::ReadWrite, 1);
+    let out = std::io::stdout();
+    let say = |line: String| {
+        let mut o = out.lock();
+        writeln!(o, "{line}").unwrap();
+        o.flush().unwrap();
+    };
+    say("ready".into());
+    match kind {
+        "worker" => {
+            m.create_dir_all("/shared").unwrap();
+            let common = match m.create_path("/common", FileType::File) {
+                Ok(ino) => ino,
+                Err(_) => m.resolve("/common").unwrap(),
+            };
+            let until = Instant::now() + Duration::from_secs(secs);
+            let mut i = 0u64;
+            while Instant::now() < until {
+                let name = format!("/shared/c{k}-{i}");
+                let ino = m.create_path(&name, FileType::File).unwrap();
+                m.write_at(ino, &data(k, i), 0).unwrap();
+                let slot = (i * 8 + k) * 8192;
+                m.write_at(common, &page(k, i), slot).unwrap();
+                match i % 3 {
+                    0 => {
+                        m.rename_path(&name, format!("/shared/r{k}-{i}")).unwrap();
+                        say(format!("file r{k}-{i} {k} {i}"));
+                    }
+                    1 => {
+                        m.unlink_path(&name).unwrap();
+                        say(format!("gone c{k}-{i}"));
+                    }
+                    _ => say(format!("file c{k}-{i} {k} {i}")),
+                }
+                say(format!("page {k} {i}"));
+                i += 1;
+            }
+        }
+        "maker" => {
+            // Makes a file, says so, and waits for the next line.
+            let stdin = std::io::stdin();
+            for i in 0..secs {
+                let name = format!("/made{i}");
+                let ino = m.create_path(&name, FileType::File).unwrap();
+                m.write_at(ino, &data(k, i), 0).unwrap();
+                say(format!("made {name}"));
+                let mut line = String::new();
+                stdin.lock().read_line(&mut line).unwrap();
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+    say("done".into());
+}
+
+/// What the workers acknowledged.
+#[derive(Default)]
+struct Acked {
+    files: BTreeMap<String, (u64, u64)>,
+    gone: Vec<String>,
+    pages: Vec<(u64, u64)>,
+}
+
+fn collect(child: Child, acked: &mut Acked) -> (std::process::ExitStatus, bool) {
+    let mut child = child;
+    let out = child.stdout.take().unwrap();
+    let mut done = false;
+    for line in BufReader::new(out).lines() {
+        let line = line.unwrap();
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["file", name, k, i] => {
+                acked
+                    .files
+                    .insert(name.to_string(), (k.parse().unwrap(), i.parse().unwrap()));
+            }
+            ["gone", name] => acked.gone.push(name.to_string()),
+            ["page", k, i] => acked.pages.push((k.parse().unwrap(), i.parse().unwrap())),
+            ["done"] => done = true,
+            _ => {}
+        }
+    }
+    (child.wait().unwrap(), done)
+}
+
+fn verify(img: &Path, acked: &Acked) {
+    let m = mount(img, Mode::ReadOnly, 2);
+    for (name, (k, i)) in &acked.files {
+        let ino = m
+            .resolve(format!("/shared/{name}"))
+            .unwrap_or_else(|e| panic!("acknowledged /shared/{name} is missing: {e}"));
+        let want = data(*k, *i);
+        let mut got = vec![0u8; want.len() + 10];
+        let n = m.read_at(ino, &mut got, 0).unwrap();
+        let attr = m.getattr(ino).unwrap();
+        assert_eq!(
+            n,
+            want.len(),
+            "{name}: inode {ino}, {attr:?}, fsck {:?}",
+            m.fsck()
+        );
+        assert!(got[..want.len()] == want[..], "{name} has the wrong bytes");
+    }
+    for name in &acked.gone {
+        assert!(
+            m.resolve(format!("/shared/{name}")).is_err(),
+            "{name} came back"
+        );
+    }
+    let common = m.resolve("/common").unwrap();
+    for (k, i) in &acked.pages {
+        let mut got = vec![0u8; 8192];
+        let off = (i * 8 + k) * 8192;
+        assert_eq!(m.read_at(common, &mut got, off).unwrap(), 8192);
+        let bad = got.iter().zip(page(*k, *i)).position(|(a, b)| *a != b);
+        assert_eq!(bad, None, "page {k}/{i} of /common differs at this byte");
+    }
+    let report = m.fsck().unwrap();
+    assert!(report.is_clean(), "fsck: {report:?}");
+}
+
+#[test]
+fn processes_of_one_host_write_together() {
+    let img = image("together");
+    let children: Vec<Child> = (0..4)
+        .map(|k| spawn(&format!("worker:{k}:4"), &img))
+        .collect();
+    let mut acked = Acked::default();
+    for c in children {
+        let (status, done) = collect(c, &mut acked);
+        assert!(status.success() && done, "a worker failed: {status}");
+    }
+    assert!(
+        acked.files.len() > 20,
+        "too little work: {}",
+        acked.files.len()
+    );
+    verify(&img, &acked);
+}
+
+#[test]
+fn a_killed_process_stops_nobody() {
+    let img = image("killed");
+    let mut victim = spawn("worker:0:30", &img);
+    let others: Vec<Child> = (1..3)
+        .map(|k| spawn(&format!("worker:{k}:4"), &img))
+        .collect();
+    // Let the victim work a while, then kill it wherever it is.
+    let out = victim.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut acked = Acked::default();
+        let lines: Vec<String> = BufReader::new(out).lines().map_while(|l| l.ok()).collect();
+        for line in lines {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            match w.as_slice() {
+                ["file", name, k, i] => {
+                    acked
+                        .files
+                        .insert(name.to_string(), (k.parse().unwrap(), i.parse().unwrap()));
+                }
+                ["gone", name] => acked.gone.push(name.to_string()),
+                ["page", k, i] => acked.pages.push((k.parse().unwrap(), i.parse().unwrap())),
+                _ => {}
+            }
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let mut acked = reader.join().unwrap();
+    assert!(
+        !acked.files.is_empty(),
+        "the victim did nothing before it was killed"
+    );
+    for c in others {
+        let (status, done) = collect(c, &mut acked);
+        assert!(
+            status.success() && done,
+            "a worker failed after the kill: {status}"
+        );
+    }
+    // A process started after the kill writes too.
+    let (status, done) = collect(spawn("worker:5:1", &img), &mut acked);
+    assert!(status.success() && done, "a later worker failed: {status}");
+    verify(&img, &acked);
+}
+
+#[test]
+fn a_commit_is_seen_by_the_next_call_of_another_process() {
+    let img = image("seen");
+    let here = mount(&img, Mode::ReadWrite, 1);
+    // This process writes first, so the host holds the lease on this
+    // machine and its commits are counted in the share.
+    here.mkdir_path("/d").unwrap();
+    let mut maker = spawn("maker:3:20", &img);
+    let mut input = maker.stdin.take();
+    let out = maker.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let mut seen = 0;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(name) = line.strip_prefix("made ") {
+            let ino = here
+                .resolve(name)
+                .unwrap_or_else(|e| panic!("{name}, made by another process, is not seen: {e}"));
+            let size = here.getattr(ino).unwrap().size;
+            assert_eq!(size, data(3, seen).len() as u64, "{name}");
+            seen += 1;
+            if let Some(i) = input.as_mut() {
+                let _ = writeln!(i);
+            }
+        }
+        if line == "done" {
+            break;
+        }
+    }
+    drop(input);
+    assert!(maker.wait().unwrap().success());
+    assert_eq!(seen, 20);
+    // And this process writes after it, on the state it made.
+    here.mkdir_path("/after").unwrap();
+    assert!(here.resolve("/made19").is_ok());
+}
+
+#[test]
+fn a_tool_mounting_with_host_id_0_writes_as_the_host_holding_the_lease() {
+    let img = image("tool");
+    let db = mount(&img, Mode::ReadWrite, 1);
+    db.mkdir_path("/base").unwrap();
+    let tool = mount(&img, Mode::ReadWrite, 0);
+    assert_eq!(tool.hostid(), 1, "the tool joins the host that writes");
+    tool.mkdir_path("/base/from-tool").unwrap();
+    assert!(db.resolve("/base/from-tool").is_ok());
+    db.mkdir_path("/base/from-db").unwrap();
+    assert!(tool.resolve("/base/from-db").is_ok());
+    // A read-only mount of another host id follows both.
+    let replica = mount(&img, Mode::ReadOnly, 2);
+    assert!(replica.resolve("/base/from-tool").is_ok());
+    assert!(replica.resolve("/base/from-db").is_ok());
+}
