@@ -71,6 +71,10 @@ pub fn mount_options(pbdname: &str, hostid: u64, flags: i32) -> MountOptions {
             .and_then(|v| v.parse::<u32>().ok())
             .filter(|&v| v >= 100)
             .unwrap_or(pfs_core::DEFAULT_LEASE_MS),
+        // Every SDK process is one of possibly several of this machine
+        // (forked or started apart) mounting the PBD.
+        shared: true,
+        share_path: Some(pbd::share_path(pbdname, dir.as_deref())),
     }
 }
 
