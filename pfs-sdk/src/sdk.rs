@@ -822,3 +822,44 @@ pub fn readdir(d: &mut DirStream) -> Result<Option<&libc::dirent>> {
     ent.d_name[n] = 0;
     Ok(Some(&d.ent))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_pbd_and_inner_path() {
+        let (p, i) = split_pbd(b"/1-1/a/b").unwrap();
+        assert_eq!((p, i.as_slice()), (&b"1-1"[..], &b"/a/b"[..]));
+        let (p, i) = split_pbd(b"//1-1").unwrap();
+        assert_eq!((p, i.as_slice()), (&b"1-1"[..], &b"/"[..]));
+        assert_eq!(split_pbd(b"/").unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(split_pbd(b"rel").unwrap_err().errno(), libc::EINVAL);
+        let long = format!("/1-1/{}", "n".repeat(256));
+        assert_eq!(
+            split_pbd(long.as_bytes()).unwrap_err().errno(),
+            libc::ENAMETOOLONG
+        );
+        let long_pbd = format!("/{}/x", "p".repeat(64));
+        assert_eq!(
+            split_pbd(long_pbd.as_bytes()).unwrap_err().errno(),
+            libc::ENAMETOOLONG
+        );
+    }
+
+    #[test]
+    fn descriptors_carry_the_valid_bit() {
+        assert_eq!(raw_fd((1 << 30) | 7).unwrap(), 7);
+        assert_eq!(raw_fd(7).unwrap_err().errno(), libc::EBADF);
+        assert_eq!(raw_fd(-1).unwrap_err().errno(), libc::EBADF);
+    }
+
+    #[test]
+    fn flags_map_to_mount_options() {
+        let o = mount_options("1-1", 3, PFS_RDWR | MNTFLG_PAXOS_BYFORCE);
+        assert!(o.force && o.shared && o.lock_path.is_some());
+        assert_eq!(o.hostid, 3);
+        let o = mount_options("1-1", 0, PFS_RD);
+        assert!(!o.force && o.lock_path.is_none());
+    }
+}

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "pfsd_sdk.h"
@@ -332,6 +333,43 @@ enospc(void)
 	}
 }
 
+static void
+forked_children(void)
+{
+	struct stat st;
+	int status;
+	/* PFSD_SDK_THREADS: a child has no mount. */
+	pfsd_set_mode(PFSD_SDK_THREADS);
+	pid_t c = fork();
+	CHECK(c >= 0);
+	if (c == 0) {
+		FAILS(pfsd_stat(P(""), &st), ENODEV);
+		_exit(0);
+	}
+	CHECK(waitpid(c, &status, 0) == c && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	pfsd_set_mode(PFSD_SDK_PROCESS);
+	/* PFSD_SDK_PROCESS: a child mounts again; inherited descriptors are
+	 * invalid there; the parent sees the child's change at once. */
+	int fd = pfsd_creat(P("parent-file"), 0644);
+	CHECK(fd >= 0);
+	c = fork();
+	CHECK(c >= 0);
+	if (c == 0) {
+		FAILS(pfsd_write(fd, "x", 1), EBADF);
+		int cfd = pfsd_creat(P("child-file"), 0644);
+		CHECK(cfd >= 0);
+		CHECK(pfsd_write(cfd, "from child", 10) == 10);
+		CHECK(pfsd_close(cfd) == 0);
+		_exit(0);
+	}
+	CHECK(waitpid(c, &status, 0) == c && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(pfsd_write(fd, "parent", 6) == 6);
+	CHECK(pfsd_close(fd) == 0);
+	CHECK(pfsd_stat(P("child-file"), &st) == 0 && st.st_size == 10);
+	CHECK(pfsd_unlink(P("child-file")) == 0);
+	CHECK(pfsd_unlink(P("parent-file")) == 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -359,6 +397,7 @@ main(int argc, char **argv)
 	errors();
 	directories();
 	rename_unlink();
+	forked_children();
 	emfile();
 	enospc();
 
