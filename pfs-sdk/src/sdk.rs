@@ -151,6 +151,8 @@ struct Mounted {
 pub struct State {
     mounted: Option<Mounted>,
     fds: Vec<Option<Arc<OpenFd>>>,
+    /// Free slots of `fds` below its length.
+    free: Vec<usize>,
     nopen: usize,
     cwd: Option<Vec<u8>>,
     /// Changes whenever descriptors and directory streams become invalid.
@@ -160,6 +162,7 @@ pub struct State {
 static STATE: ForkLock<State> = ForkLock::new(State {
     mounted: None,
     fds: Vec::new(),
+    free: Vec::new(),
     nopen: 0,
     cwd: None,
     epoch: 0,
@@ -187,6 +190,7 @@ impl State {
             // The shared word stays mapped; `Mounted` holds no other resource.
         }
         std::mem::forget(std::mem::take(&mut self.fds));
+        self.free.clear();
         self.nopen = 0;
         self.epoch += 1;
     }
@@ -235,7 +239,7 @@ impl State {
         };
         let fresh = mount_pbd(&m.pbd, m.hostid, flags)?;
         let rw = flags & MNTFLG_WR != 0;
-        for slot in self.fds.iter_mut() {
+        for (i, slot) in self.fds.iter_mut().enumerate() {
             let Some(old) = slot.take() else { continue };
             let opts = OpenOptions {
                 write: old.write && rw && !old.dir,
@@ -254,6 +258,7 @@ impl State {
                 }));
             } else {
                 self.nopen -= 1;
+                self.free.push(i);
             }
         }
         m.mount = fresh;
@@ -310,8 +315,7 @@ impl State {
     }
 
     fn insert(&mut self, f: OpenFd) -> Result<i32> {
-        let free = self.fds.iter().position(Option::is_none);
-        let idx = match free {
+        let idx = match self.free.pop() {
             Some(i) => i,
             None if self.fds.len() < MAX_FDS => {
                 self.fds.push(None);
@@ -403,6 +407,7 @@ pub fn umount(pbdname: &str) -> Result<()> {
         return refuse(libc::ENODEV, "that PBD is not mounted");
     }
     let fds = std::mem::take(&mut st.fds);
+    st.free.clear();
     st.nopen = 0;
     st.epoch += 1;
     let m = st.mounted.take();
@@ -512,6 +517,7 @@ pub fn close(fd: i32) -> Result<()> {
     match st.fds.get_mut(raw).and_then(Option::take) {
         Some(f) => {
             st.nopen -= 1;
+            st.free.push(raw);
             drop(st);
             drop(f);
             Ok(())
