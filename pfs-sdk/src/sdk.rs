@@ -4,8 +4,9 @@
 //!
 //! # Fork
 //!
-//! The state records the pid of the process that mounted. When a call
-//! finds another pid, it runs in a forked child: the inherited mount and
+//! A fork handler counts the forks a process went through as a child, and
+//! the state records that count when it mounts. When a call finds another
+//! count, it runs in a forked child: the inherited mount and
 //! descriptors are leaked on purpose (dropping the mount would release the
 //! writer lease the parent still holds, and closing a descriptor would
 //! touch the parent's bookkeeping), and the child mounts the PBD again with
@@ -142,7 +143,8 @@ struct Mounted {
     hostid: i32,
     flags: i32,
     mount: Arc<Mount>,
-    pid: u32,
+    /// [`crate::sys::fork_generation`] when this process mounted.
+    generation: u64,
     /// The tree's promoted flags (0: none), see the module comment.
     promoted: SharedWord,
 }
@@ -202,8 +204,8 @@ impl State {
         let Some(m) = &self.mounted else {
             return Ok(());
         };
-        let me = std::process::id();
-        if m.pid != me {
+        let me = crate::sys::fork_generation();
+        if m.generation != me {
             let (pbdname, hostid, promoted) = (m.pbd.clone(), m.hostid, m.promoted.clone());
             let flags = match promoted.get() {
                 0 => m.flags,
@@ -219,7 +221,7 @@ impl State {
                 hostid,
                 flags,
                 mount,
-                pid: me,
+                generation: me,
                 promoted,
             });
             return Ok(());
@@ -394,7 +396,7 @@ pub fn mount(pbdname: &str, hostid: i32, flags: i32) -> Result<()> {
         hostid,
         flags,
         mount,
-        pid: std::process::id(),
+        generation: crate::sys::fork_generation(),
         promoted,
     });
     Ok(())

@@ -9,7 +9,7 @@ use pfs_core::{Attr, FileType};
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_ulong, CStr};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 /// A lock that a fork cannot leave held: the fork handlers take it before
 /// `fork` and release it in both processes afterwards. It spins and then
@@ -94,18 +94,38 @@ extern "C" fn before_fork() {
     sdk::state_lock().acquire();
 }
 
-extern "C" fn after_fork() {
+extern "C" fn after_fork_parent() {
     sdk::state_lock().release();
+}
+
+/// Forks this process has gone through (as a child), since the handlers
+/// were registered.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork_child() {
+    FORKS.fetch_add(1, Ordering::SeqCst);
+    sdk::state_lock().release();
+}
+
+/// Changes in a child each time it is forked: the state compares it with
+/// the value it had when it mounted, with no system call.
+pub fn fork_generation() -> u64 {
+    FORKS.load(Ordering::SeqCst)
 }
 
 /// Registers the fork handlers (once per process).
 pub fn register_fork_handlers() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: the handlers are plain functions that only flip an atomic
-        // flag, which is async-signal-safe as a fork handler must be.
-        let rc =
-            unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+        // SAFETY: the handlers are plain functions that only touch atomics,
+        // which is async-signal-safe as a fork handler must be.
+        let rc = unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_parent),
+                Some(after_fork_child),
+            )
+        };
         // A failure (ENOMEM) leaves forks unguarded, as without handlers.
         let _ = rc;
     });

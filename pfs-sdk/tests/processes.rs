@@ -74,12 +74,15 @@ fn separate_processes_write_concurrently() {
     let dev = TestDev::new(1);
     let logs = logdir("separate");
     let l = logs.to_str().unwrap();
-    let children = vec![
+    let mut children = vec![
         spawn(&dev, &["work", "1", DB_FLAGS, "p1", "4000", l]),
         spawn(&dev, &["work", "1", DB_FLAGS, "p2", "4000", l]),
         spawn(&dev, &["work", "1", DB_FLAGS, "p3", "4000", l]),
-        spawn(&dev, &["work", "0", TOOL_RW, "t1", "4000", l]),
     ];
+    // A tool joins the host that writes, so it starts once the database
+    // processes hold the lease (as tools run next to a running database).
+    std::thread::sleep(Duration::from_millis(700));
+    children.push(spawn(&dev, &["work", "0", TOOL_RW, "t1", "3000", l]));
     for (i, c) in children.into_iter().enumerate() {
         wait_ok(&format!("worker {i}"), c);
     }
