@@ -101,6 +101,9 @@ prefill(int fd, int sdk)
 
 /* Metadata calls in directory /<pbd>/m<id> for secs: returns calls/s of
  * create+close, stat, rename (in that order in out[]). */
+/* A 10 GiB chunk has 2048 inodes: the processes share 1600 files. */
+static int maxfiles = 1600;
+
 static void
 meta(int id, double out[3])
 {
@@ -111,7 +114,7 @@ meta(int id, double out[3])
 	struct stat st;
 	int n = 0;
 	double t0 = now();
-	while (now() - t0 < secs) {
+	while (now() - t0 < secs && n < maxfiles) {
 		snprintf(a, sizeof a, "%s/f%d", dir, n++);
 		int fd = pfsd_open(a, O_CREAT | O_RDWR, 0644);
 		CHECK(fd >= 0 && pfsd_close(fd) == 0);
@@ -144,6 +147,8 @@ meta_procs(int procs, double total[3])
 {
 	int p[2];
 	CHECK(pipe(p) == 0);
+	fflush(stdout);
+	maxfiles = 1600 / procs;
 	for (int i = 0; i < procs; i++) {
 		pid_t c = fork();
 		CHECK(c >= 0);
