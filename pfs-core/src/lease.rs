@@ -511,8 +511,12 @@ impl Lease {
     /// Counts a heartbeat written at `started` (and tells the processes
     /// sharing the lease).
     fn published(&self, started: u64) {
-        let mut v = self.validity.lock();
-        v.renewed_at_ms = v.renewed_at_ms.max(started);
+        {
+            // Released before `writer` is taken: `take_shared_renewal`
+            // takes the two the other way round.
+            let mut v = self.validity.lock();
+            v.renewed_at_ms = v.renewed_at_ms.max(started);
+        }
         if let Some(s) = &self.share {
             let w = self.writer.lock();
             s.set_lease(u64::from(w.hostid), w.token, started);

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Benchmark of libpfsd (not a test): 8 KiB random pread/pwrite through the
+# SDK on a direct-IO loop device next to the same IO on a second, raw
+# direct-IO loop device (backed by the same filesystem), then metadata
+# calls per second from 1 and 8 processes. Needs root (losetup).
+# Usage: pfs-sdk/benches/run.sh [threads (8)] [seconds per figure (5)]
+set -euo pipefail
+threads=${1:-8}
+seconds=${2:-5}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+work=$(mktemp -d /var/tmp/pfsd-bench.XXXXXX)
+loops=()
+cleanup() {
+    for l in "${loops[@]}"; do losetup -d "$l" || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$here/../install.sh" "$work/prefix" >/dev/null
+cargo build --release --locked -q -p pfs-tool --manifest-path "$root/Cargo.toml"
+pfs="$root/target/release/pfs"
+truncate -s 11G "$work/pfs.img" "$work/raw.img"
+pfsdev=$(losetup --direct-io=on -f --show "$work/pfs.img")
+loops+=("$pfsdev")
+rawdev=$(losetup --direct-io=on -f --show "$work/raw.img")
+loops+=("$rawdev")
+pbd=$(basename "$pfsdev")
+mkdir -p /var/run/pfs
+"$pfs" mkfs "$pbd" >/dev/null
+cc -O2 -Wall -I"$work/prefix/include" "$here/sdk_bench.c" -o "$work/sdk_bench" \
+    -L"$work/prefix/lib" -Wl,-rpath,"$work/prefix/lib" -lpfsd -lpthread
+echo "devices: PFS on $pfsdev, raw $rawdev (loop, direct IO, sparse files)"
+"$work/sdk_bench" "$pbd" "$rawdev" "$threads" "$seconds"

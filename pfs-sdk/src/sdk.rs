@@ -1,0 +1,873 @@
+//! The SDK in safe Rust: the process's one mount, its descriptor table and
+//! working directory, and every call of `pfsd_sdk.h` in terms of
+//! `pfs-core`. The `sys` module only converts C arguments and results.
+//!
+//! # Fork
+//!
+//! A fork handler counts the forks a process went through as a child, and
+//! the state records that count when it mounts. When a call finds another
+//! count, it runs in a forked child: the inherited mount and
+//! descriptors are leaked on purpose (dropping the mount would release the
+//! writer lease the parent still holds, and closing a descriptor would
+//! touch the parent's bookkeeping), and the child mounts the PBD again with
+//! the same arguments. Inherited descriptors and directory streams then
+//! fail with `EBADF`.
+//!
+//! # Remount
+//!
+//! `pfsd_remount` turns a read-only mount read-write. Processes forked
+//! before it have mounts of their own, so the promotion is published in a
+//! word of shared anonymous memory created at `pfsd_mount` and inherited by
+//! every child: each call of any process of the tree compares it with its
+//! own flags and, on a read-only mount, mounts again read-write first.
+
+use crate::error::{refuse, Result};
+use crate::sys::{ForkLock, SharedWord};
+use pfs_core::{pbd, Attr, CoreError, DirEntry, FallocMode, File, Mode, Mount, MountOptions};
+use pfs_core::{FileType, OpenOptions};
+use pfs_format::layout::MAX_NAME_LEN;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Mount flag: read.
+pub const MNTFLG_RD: i32 = 0x1;
+/// Mount flag: write.
+pub const MNTFLG_WR: i32 = 0x2;
+/// Mount flag: journal (always set by `PFS_RD` and `PFS_RDWR`).
+pub const MNTFLG_LOG: i32 = 0x10;
+/// Mount flag: a tool mounts, with the filesystem's default host id.
+pub const MNTFLG_TOOL: i32 = 0x1000;
+/// Mount flag: take the writer lease over from a silent holder.
+pub const MNTFLG_PAXOS_BYFORCE: i32 = 0x20_0000;
+/// `PFS_RD`: read-only.
+pub const PFS_RD: i32 = MNTFLG_RD | MNTFLG_LOG;
+/// `PFS_RDWR`: read-write.
+pub const PFS_RDWR: i32 = MNTFLG_RD | MNTFLG_WR | MNTFLG_LOG;
+/// SDK mode: threads of one process; a forked child has no mount.
+pub const PFSD_SDK_THREADS: i32 = 0;
+/// SDK mode (default): processes; a forked child mounts again.
+pub const PFSD_SDK_PROCESS: i32 = 1;
+/// Longest path, with its NUL.
+pub const PFS_MAX_PATHLEN: usize = 4096;
+/// Bit 30 marks the SDK's descriptors.
+pub const PFSD_FD_VALIDBIT: u32 = 30;
+/// Open descriptors per process, as in the reference.
+pub const MAX_FDS: usize = 102_400;
+/// `pfsd_meta_version_get()`.
+pub const META_VERSION: u64 = 2;
+/// `fallocate` mode bits the SDK knows.
+pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+/// Allocate without zeroing (stale data may show).
+pub const FALLOC_FL_NO_HIDE_STALE: i32 = 0x04;
+
+/// The one place mount options are made from the SDK's arguments.
+pub fn mount_options(pbdname: &str, hostid: u64, flags: i32) -> MountOptions {
+    let dir = pbd::device_dir_from_env();
+    MountOptions {
+        hostid,
+        force: flags & MNTFLG_PAXOS_BYFORCE != 0,
+        lock_path: (flags & MNTFLG_WR != 0).then(|| pbd::lock_path(pbdname, dir.as_deref())),
+        lease_ms: std::env::var("PFS_LEASE_MS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|&v| v >= 100)
+            .unwrap_or(pfs_core::DEFAULT_LEASE_MS),
+        // Every SDK process is one of possibly several of this machine
+        // (forked or started apart) mounting the PBD.
+        shared: true,
+        share_path: Some(pbd::share_path(pbdname, dir.as_deref())),
+    }
+}
+
+/// Mounts PBD `pbdname` as the flags say.
+fn mount_pbd(pbdname: &str, hostid: i32, flags: i32) -> Result<Arc<Mount>> {
+    let hostid = match u64::try_from(hostid) {
+        Ok(_) if flags & MNTFLG_TOOL != 0 => 0,
+        Ok(h) => h,
+        Err(_) => return refuse(libc::EINVAL, "negative host id"),
+    };
+    let writable = flags & MNTFLG_WR != 0;
+    let mode = if writable {
+        Mode::ReadWrite
+    } else {
+        Mode::ReadOnly
+    };
+    let dir = pbd::device_dir_from_env();
+    let dev = pbd::open_pbd(pbdname, dir.as_deref(), writable)?;
+    let opts = mount_options(pbdname, hostid, flags);
+    Ok(Arc::new(Mount::open_with(Arc::new(dev), mode, &opts)?))
+}
+
+/// An open descriptor.
+pub struct OpenFd {
+    file: File,
+    /// Opened for reading (`O_RDONLY`/`O_RDWR`).
+    read: bool,
+    /// Opened for writing (`O_WRONLY`/`O_RDWR`).
+    write: bool,
+    /// The handle itself may write (false on a read-only mount).
+    core_write: bool,
+    append: bool,
+    dir: bool,
+    pos: Mutex<u64>,
+}
+
+impl OpenFd {
+    fn pos(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.pos.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_write(&self) -> Result<()> {
+        if !self.write || self.dir {
+            refuse(libc::EBADF, "descriptor not open for writing")
+        } else if !self.core_write {
+            refuse(libc::EROFS, "the PBD is mounted read-only")
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_read(&self) -> Result<()> {
+        if self.dir {
+            refuse(libc::EISDIR, "descriptor is a directory")
+        } else if !self.read {
+            refuse(libc::EBADF, "descriptor not open for reading")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+struct Mounted {
+    pbd: String,
+    hostid: i32,
+    flags: i32,
+    mount: Arc<Mount>,
+    /// [`crate::sys::fork_generation`] when this process mounted.
+    generation: u64,
+    /// The tree's promoted flags (0: none), see the module comment.
+    promoted: SharedWord,
+}
+
+/// Everything the SDK keeps per process.
+pub struct State {
+    mounted: Option<Mounted>,
+    fds: Vec<Option<Arc<OpenFd>>>,
+    /// Free slots of `fds` below its length.
+    free: Vec<usize>,
+    nopen: usize,
+    cwd: Option<Vec<u8>>,
+    /// Changes whenever descriptors and directory streams become invalid.
+    epoch: u64,
+}
+
+static STATE: ForkLock<State> = ForkLock::new(State {
+    mounted: None,
+    fds: Vec::new(),
+    free: Vec::new(),
+    nopen: 0,
+    cwd: None,
+    epoch: 0,
+});
+
+static SDK_MODE: AtomicI32 = AtomicI32::new(PFSD_SDK_PROCESS);
+
+/// The lock over the SDK's state, for the `sys` module's fork handlers.
+pub(crate) fn state_lock() -> &'static ForkLock<State> {
+    &STATE
+}
+
+/// `pfsd_set_mode`.
+pub fn set_mode(mode: i32) {
+    if mode == PFSD_SDK_THREADS || mode == PFSD_SDK_PROCESS {
+        SDK_MODE.store(mode, Ordering::Relaxed);
+    }
+}
+
+impl State {
+    /// Forgets everything the process inherited from its parent.
+    fn leak_inherited(&mut self) {
+        if let Some(m) = self.mounted.take() {
+            std::mem::forget(m.mount);
+            // The shared word stays mapped; `Mounted` holds no other resource.
+        }
+        std::mem::forget(std::mem::take(&mut self.fds));
+        self.free.clear();
+        self.nopen = 0;
+        self.epoch += 1;
+    }
+
+    /// Brings the state up to date with the process it runs in: after a
+    /// fork, mounts again; after a promotion elsewhere in the process tree,
+    /// mounts read-write.
+    fn ensure(&mut self) -> Result<()> {
+        let Some(m) = &self.mounted else {
+            return Ok(());
+        };
+        let me = crate::sys::fork_generation();
+        if m.generation != me {
+            let (pbdname, hostid, promoted) = (m.pbd.clone(), m.hostid, m.promoted.clone());
+            let flags = match promoted.get() {
+                0 => m.flags,
+                p => p,
+            };
+            self.leak_inherited();
+            if SDK_MODE.load(Ordering::Relaxed) == PFSD_SDK_THREADS {
+                return Ok(());
+            }
+            let mount = mount_pbd(&pbdname, hostid, flags)?;
+            self.mounted = Some(Mounted {
+                pbd: pbdname,
+                hostid,
+                flags,
+                mount,
+                generation: me,
+                promoted,
+            });
+            return Ok(());
+        }
+        let p = m.promoted.get();
+        if m.flags & MNTFLG_WR == 0 && p & MNTFLG_WR != 0 {
+            self.remount_as(p)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the mount by one with `flags`, reopening every descriptor
+    /// on it (a descriptor whose file cannot be reopened becomes invalid).
+    fn remount_as(&mut self, flags: i32) -> Result<()> {
+        let Some(m) = &mut self.mounted else {
+            return refuse(libc::ENODEV, "no PBD is mounted");
+        };
+        let fresh = mount_pbd(&m.pbd, m.hostid, flags)?;
+        let rw = flags & MNTFLG_WR != 0;
+        for (i, slot) in self.fds.iter_mut().enumerate() {
+            let Some(old) = slot.take() else { continue };
+            let opts = OpenOptions {
+                write: old.write && rw && !old.dir,
+                append: old.append,
+                ..OpenOptions::default()
+            };
+            if let Ok(file) = fresh.open_ino(old.file.ino(), opts) {
+                *slot = Some(Arc::new(OpenFd {
+                    file,
+                    read: old.read,
+                    write: old.write,
+                    core_write: opts.write,
+                    append: old.append,
+                    dir: old.dir,
+                    pos: Mutex::new(*old.pos()),
+                }));
+            } else {
+                self.nopen -= 1;
+                self.free.push(i);
+            }
+        }
+        m.mount = fresh;
+        m.flags = flags;
+        Ok(())
+    }
+
+    fn mounted(&self) -> Result<&Mounted> {
+        self.mounted
+            .as_ref()
+            .map_or_else(|| refuse(libc::ENODEV, "no PBD is mounted"), Ok)
+    }
+
+    /// The absolute form of `path` (relative paths start at the working
+    /// directory).
+    fn absolute(&self, path: &[u8]) -> Result<Vec<u8>> {
+        if path.is_empty() {
+            return refuse(libc::EINVAL, "empty path");
+        }
+        let abs = if path[0] == b'/' {
+            path.to_vec()
+        } else {
+            let Some(cwd) = &self.cwd else {
+                return refuse(libc::ENOENT, "relative path and no working directory");
+            };
+            let mut a = cwd.clone();
+            a.push(b'/');
+            a.extend_from_slice(path);
+            a
+        };
+        if abs.len() >= PFS_MAX_PATHLEN {
+            return refuse(libc::ENAMETOOLONG, "path too long");
+        }
+        Ok(abs)
+    }
+
+    /// Resolves `path` to the mount and the path inside the filesystem.
+    fn locate(&self, path: &[u8]) -> Result<(Arc<Mount>, Vec<u8>)> {
+        let abs = self.absolute(path)?;
+        let (pbdname, inner) = split_pbd(&abs)?;
+        let m = self.mounted()?;
+        if m.pbd.as_bytes() != pbdname {
+            return refuse(libc::ENODEV, "path is on another PBD than the mounted one");
+        }
+        Ok((Arc::clone(&m.mount), inner))
+    }
+
+    fn fd(&self, fd: i32) -> Result<Arc<OpenFd>> {
+        let raw = raw_fd(fd)?;
+        match self.fds.get(raw) {
+            Some(Some(f)) => Ok(Arc::clone(f)),
+            _ => refuse(libc::EBADF, "bad descriptor"),
+        }
+    }
+
+    fn insert(&mut self, f: OpenFd) -> Result<i32> {
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None if self.fds.len() < MAX_FDS => {
+                self.fds.push(None);
+                self.fds.len() - 1
+            }
+            None => return refuse(libc::EMFILE, "too many open descriptors"),
+        };
+        self.fds[idx] = Some(Arc::new(f));
+        self.nopen += 1;
+        let raw = i32::try_from(idx).map_err(|_| crate::error::SdkError::Refused {
+            errno: libc::EMFILE,
+            what: "too many open descriptors",
+        })?;
+        Ok(raw | (1 << PFSD_FD_VALIDBIT))
+    }
+}
+
+/// The table index of an SDK descriptor.
+fn raw_fd(fd: i32) -> Result<usize> {
+    if fd < 0 || fd & (1 << PFSD_FD_VALIDBIT) == 0 {
+        return refuse(libc::EBADF, "not an SDK descriptor");
+    }
+    Ok((fd & !(1 << PFSD_FD_VALIDBIT)) as usize)
+}
+
+/// Splits `/<pbd>/<path>` into the PBD name and the inner path (`/` for
+/// `/<pbd>` and `/<pbd>/`). Names longer than PFS allows fail with
+/// `ENAMETOOLONG` before any lookup.
+fn split_pbd(abs: &[u8]) -> Result<(&[u8], Vec<u8>)> {
+    let rest = match abs.iter().position(|&b| b != b'/') {
+        Some(i) if i > 0 => &abs[i..],
+        _ => return refuse(libc::EINVAL, "not a PFS path"),
+    };
+    let (pbdname, inner) = match rest.iter().position(|&b| b == b'/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, &b"/"[..]),
+    };
+    if pbdname.len() > pfs_format::layout::MAX_PBD_NAME_LEN {
+        return refuse(libc::ENAMETOOLONG, "PBD name too long");
+    }
+    if inner.split(|&b| b == b'/').any(|c| c.len() > MAX_NAME_LEN) {
+        return refuse(libc::ENAMETOOLONG, "file name too long");
+    }
+    Ok((pbdname, inner.to_vec()))
+}
+
+/// The state, brought up to date with the process (see [`State::ensure`]).
+fn state() -> Result<crate::sys::ForkGuard<'static, State>> {
+    let mut st = STATE.lock();
+    st.ensure()?;
+    Ok(st)
+}
+
+fn locate(path: &[u8]) -> Result<(Arc<Mount>, Vec<u8>)> {
+    state()?.locate(path)
+}
+
+fn get_fd(fd: i32) -> Result<Arc<OpenFd>> {
+    raw_fd(fd)?;
+    state()?.fd(fd)
+}
+
+/// `pfsd_mount` (and `pfsd_sdk_init`): mounts PBD `pbdname` unless a PBD
+/// is mounted already (then it does nothing, as the reference).
+pub fn mount(pbdname: &str, hostid: i32, flags: i32) -> Result<()> {
+    let mut st = state()?;
+    if st.mounted.is_some() {
+        return Ok(());
+    }
+    crate::sys::register_fork_handlers();
+    pbd::check_pbd_name(pbdname)?;
+    let promoted = SharedWord::new()?;
+    let mount = mount_pbd(pbdname, hostid, flags)?;
+    st.mounted = Some(Mounted {
+        pbd: pbdname.to_owned(),
+        hostid,
+        flags,
+        mount,
+        generation: crate::sys::fork_generation(),
+        promoted,
+    });
+    Ok(())
+}
+
+/// `pfsd_umount`: closes every descriptor and unmounts.
+pub fn umount(pbdname: &str) -> Result<()> {
+    let mut st = state()?;
+    if st.mounted()?.pbd != pbdname {
+        return refuse(libc::ENODEV, "that PBD is not mounted");
+    }
+    let fds = std::mem::take(&mut st.fds);
+    st.free.clear();
+    st.nopen = 0;
+    st.epoch += 1;
+    let m = st.mounted.take();
+    drop(st);
+    drop(fds);
+    if let Some(m) = m {
+        if let Ok(mount) = Arc::try_unwrap(m.mount) {
+            mount.unmount()?;
+        }
+    }
+    Ok(())
+}
+
+/// `pfsd_remount`: makes a read-only mount read-write, for this process
+/// and, lazily, every process of its tree.
+pub fn remount(pbdname: &str, hostid: i32, flags: i32) -> Result<()> {
+    let mut st = state()?;
+    let m = st.mounted()?;
+    if m.pbd != pbdname {
+        return refuse(libc::ENODEV, "that PBD is not mounted");
+    }
+    if m.hostid != hostid {
+        return refuse(libc::EINVAL, "remount with another host id");
+    }
+    if m.flags & MNTFLG_WR != 0 {
+        return refuse(libc::EINVAL, "already mounted read-write");
+    }
+    let promoted = m.promoted.clone();
+    st.remount_as(flags)?;
+    promoted.set(flags);
+    Ok(())
+}
+
+/// `pfsd_mount_growfs`: grows the filesystem to the device's size.
+pub fn growfs(pbdname: &str) -> Result<()> {
+    let st = state()?;
+    let m = st.mounted()?;
+    if m.pbd != pbdname {
+        return refuse(libc::ENODEV, "that PBD is not mounted");
+    }
+    if m.flags & MNTFLG_WR == 0 {
+        return refuse(libc::EROFS, "the PBD is mounted read-only");
+    }
+    let dir = pbd::device_dir_from_env();
+    let dev = pbd::open_pbd(pbdname, dir.as_deref(), true)?;
+    let old = u64::from(m.mount.with_meta(|meta| meta.nchunk)?);
+    let new = u64::from(pfs_core::chunks_of(pbdname, pfs_core::Device::len(&dev))?);
+    if new > old {
+        pfs_core::growfs(
+            &dev,
+            pfs_core::GrowfsOptions {
+                old_nchunk: old,
+                new_nchunk: new,
+                force: false,
+            },
+        )?;
+        m.mount.reload()?;
+    }
+    Ok(())
+}
+
+/// `pfsd_abort_request`: nothing is ever waiting on a daemon.
+pub fn abort_request() -> Result<()> {
+    state()?.mounted().map(|_| ())
+}
+
+/// `pfsd_open`.
+pub fn open(path: &[u8], flags: i32) -> Result<i32> {
+    let (m, inner) = locate(path)?;
+    let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+    let create = flags & libc::O_CREAT != 0;
+    let exclusive = create && flags & libc::O_EXCL != 0;
+    let truncate = flags & libc::O_TRUNC != 0 && write;
+    let append = flags & libc::O_APPEND != 0;
+    let rw = m.mode() == Mode::ReadWrite;
+    if !rw && (truncate || exclusive || (create && m.resolve(&inner).is_err())) {
+        return refuse(libc::EROFS, "the PBD is mounted read-only");
+    }
+    let opts = OpenOptions {
+        create: create && rw,
+        exclusive,
+        truncate: truncate && rw,
+        append,
+        write: write && rw,
+    };
+    let file = m.open_file(&inner, opts)?;
+    let dir = file.getattr()?.is_dir();
+    if flags & libc::O_DIRECTORY != 0 && !dir {
+        return refuse(libc::ENOTDIR, "not a directory");
+    }
+    let fd = OpenFd {
+        file,
+        read: flags & libc::O_ACCMODE != libc::O_WRONLY,
+        write,
+        core_write: opts.write,
+        append,
+        dir,
+        pos: Mutex::new(0),
+    };
+    state()?.insert(fd)
+}
+
+/// `pfsd_close`.
+pub fn close(fd: i32) -> Result<()> {
+    let raw = raw_fd(fd)?;
+    let mut st = state()?;
+    match st.fds.get_mut(raw).and_then(Option::take) {
+        Some(f) => {
+            st.nopen -= 1;
+            st.free.push(raw);
+            drop(st);
+            drop(f);
+            Ok(())
+        }
+        None => refuse(libc::EBADF, "bad descriptor"),
+    }
+}
+
+/// `pfsd_read`.
+pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize> {
+    let f = get_fd(fd)?;
+    f.check_read()?;
+    let mut pos = f.pos();
+    let n = f.file.read_at(buf, *pos)?;
+    *pos += n as u64;
+    Ok(n)
+}
+
+fn offset(off: i64) -> Result<u64> {
+    u64::try_from(off).map_or_else(|_| refuse(libc::EINVAL, "negative offset"), Ok)
+}
+
+/// `pfsd_pread`.
+pub fn pread(fd: i32, buf: &mut [u8], off: i64) -> Result<usize> {
+    let f = get_fd(fd)?;
+    f.check_read()?;
+    let off = offset(off)?;
+    Ok(f.file.read_at(buf, off)?)
+}
+
+fn write_at_end(f: &OpenFd, buf: &[u8]) -> Result<u64> {
+    let end = f.file.getattr()?.size;
+    f.file.write_at(buf, end)?;
+    Ok(end + buf.len() as u64)
+}
+
+/// `pfsd_write`.
+pub fn write(fd: i32, buf: &[u8]) -> Result<usize> {
+    let f = get_fd(fd)?;
+    f.check_write()?;
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    let mut pos = f.pos();
+    if f.append {
+        *pos = write_at_end(&f, buf)?;
+    } else {
+        f.file.write_at(buf, *pos)?;
+        *pos += buf.len() as u64;
+    }
+    Ok(buf.len())
+}
+
+/// `pfsd_pwrite` (with `O_APPEND` it appends, as Linux does).
+pub fn pwrite(fd: i32, buf: &[u8], off: i64) -> Result<usize> {
+    let f = get_fd(fd)?;
+    f.check_write()?;
+    let off = offset(off)?;
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    if f.append {
+        write_at_end(&f, buf)?;
+    } else {
+        f.file.write_at(buf, off)?;
+    }
+    Ok(buf.len())
+}
+
+/// `pfsd_lseek`.
+pub fn lseek(fd: i32, off: i64, whence: i32) -> Result<i64> {
+    if fd < 0 {
+        return refuse(libc::EINVAL, "negative descriptor");
+    }
+    let f = get_fd(fd)?;
+    let mut pos = f.pos();
+    let base = match whence {
+        libc::SEEK_SET => 0,
+        libc::SEEK_CUR => *pos,
+        libc::SEEK_END => f.file.getattr()?.size,
+        _ => return refuse(libc::EINVAL, "bad whence"),
+    };
+    let base = i64::try_from(base).map_or_else(|_| refuse(libc::EOVERFLOW, "offset"), Ok)?;
+    let new = match base.checked_add(off) {
+        Some(n) if n >= 0 => n,
+        Some(_) => return refuse(libc::EINVAL, "negative resulting offset"),
+        None => return refuse(libc::EOVERFLOW, "offset overflows"),
+    };
+    *pos = new as u64;
+    Ok(new)
+}
+
+/// `pfsd_fsync`: commits and flushes the device.
+pub fn fsync(fd: i32) -> Result<()> {
+    let f = get_fd(fd)?;
+    if f.core_write {
+        f.file.sync_all()?;
+    }
+    Ok(())
+}
+
+/// `pfsd_ftruncate`.
+pub fn ftruncate(fd: i32, len: i64) -> Result<()> {
+    if fd < 0 {
+        return refuse(libc::EBADF, "negative descriptor");
+    }
+    let len = offset(len)?;
+    let f = get_fd(fd)?;
+    f.check_write()?;
+    Ok(f.file.set_len(len)?)
+}
+
+/// `pfsd_fallocate`.
+pub fn fallocate(fd: i32, mode: i32, off: i64, len: i64) -> Result<()> {
+    if fd < 0 {
+        return refuse(libc::EBADF, "negative descriptor");
+    }
+    if off < 0 || len <= 0 {
+        return refuse(libc::EINVAL, "bad range");
+    }
+    if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_NO_HIDE_STALE) != 0 {
+        return refuse(libc::EOPNOTSUPP, "unsupported fallocate mode");
+    }
+    let f = get_fd(fd)?;
+    f.check_write()?;
+    let fm = FallocMode {
+        keep_size: mode & FALLOC_FL_KEEP_SIZE != 0,
+        no_hide_stale: mode & FALLOC_FL_NO_HIDE_STALE != 0,
+    };
+    Ok(f.file.allocate(off as u64, len as u64, fm)?)
+}
+
+/// `pfsd_fstat`.
+pub fn fstat(fd: i32) -> Result<Attr> {
+    if fd < 0 {
+        return refuse(libc::EBADF, "negative descriptor");
+    }
+    Ok(get_fd(fd)?.file.getattr()?)
+}
+
+/// `pfsd_stat`.
+pub fn stat(path: &[u8]) -> Result<Attr> {
+    let (m, inner) = locate(path)?;
+    Ok(m.stat_path(&inner)?)
+}
+
+/// `pfsd_truncate`.
+pub fn truncate(path: &[u8], len: i64) -> Result<()> {
+    let len = offset(len)?;
+    let (m, inner) = locate(path)?;
+    Ok(m.truncate_path(&inner, len)?)
+}
+
+/// `pfsd_unlink`.
+pub fn unlink(path: &[u8]) -> Result<()> {
+    let (m, inner) = locate(path)?;
+    Ok(m.unlink_path(&inner)?)
+}
+
+/// `pfsd_rename`: both paths on the mounted PBD (`EXDEV` across PBDs).
+pub fn rename(from: &[u8], to: &[u8]) -> Result<()> {
+    let st = state()?;
+    let (a, b) = (st.absolute(from)?, st.absolute(to)?);
+    if split_pbd(&a)?.0 != split_pbd(&b)?.0 {
+        return refuse(libc::EXDEV, "rename across PBDs");
+    }
+    let (m, from) = st.locate(&a)?;
+    let (_, to) = st.locate(&b)?;
+    drop(st);
+    Ok(m.rename_path(&from, &to)?)
+}
+
+/// `pfsd_mkdir`.
+pub fn mkdir(path: &[u8]) -> Result<()> {
+    let (m, inner) = locate(path)?;
+    m.mkdir_path(&inner)?;
+    Ok(())
+}
+
+/// `pfsd_rmdir`.
+pub fn rmdir(path: &[u8]) -> Result<()> {
+    let (m, inner) = locate(path)?;
+    Ok(m.rmdir_path(&inner)?)
+}
+
+/// `pfsd_access`: existence; `W_OK` on a read-only mount is `EROFS`.
+pub fn access(path: &[u8], amode: i32) -> Result<()> {
+    if amode != libc::F_OK && amode & (libc::R_OK | libc::W_OK | libc::X_OK) == 0 {
+        return refuse(libc::EINVAL, "bad access mode");
+    }
+    let (m, inner) = locate(path)?;
+    m.access(&inner)?;
+    if amode & libc::W_OK != 0 && m.mode() != Mode::ReadWrite {
+        return refuse(libc::EROFS, "the PBD is mounted read-only");
+    }
+    Ok(())
+}
+
+/// `pfsd_chmod`, `pfsd_chown`: the path must exist; nothing changes.
+pub fn exists(path: &[u8]) -> Result<()> {
+    let (m, inner) = locate(path)?;
+    Ok(m.access(&inner)?)
+}
+
+/// `pfsd_fchmod`: the descriptor must be valid; nothing changes.
+pub fn fd_exists(fd: i32) -> Result<()> {
+    get_fd(fd).map(|_| ())
+}
+
+/// `pfsd_chdir`: sets the working directory for relative paths.
+pub fn chdir(path: &[u8]) -> Result<()> {
+    let mut st = state()?;
+    let abs = st.absolute(path)?;
+    let (m, inner) = st.locate(&abs)?;
+    let (pbdname, _) = split_pbd(&abs)?;
+    if !m.stat_path(&inner)?.is_dir() {
+        return Err(CoreError::NotDir {
+            path: String::from_utf8_lossy(path).into_owned(),
+        }
+        .into());
+    }
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in inner.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut cwd = vec![b'/'];
+    cwd.extend_from_slice(pbdname);
+    for p in &parts {
+        cwd.push(b'/');
+        cwd.extend_from_slice(p);
+    }
+    if parts.is_empty() {
+        cwd.push(b'/');
+    }
+    if cwd.len() >= PFS_MAX_PATHLEN {
+        return refuse(libc::ENAMETOOLONG, "path too long");
+    }
+    st.cwd = Some(cwd);
+    Ok(())
+}
+
+/// `pfsd_getcwd`: the working directory, if it fits `size` bytes with its
+/// NUL (`ERANGE` otherwise, `ENOENT` if none was set).
+pub fn getcwd(size: usize) -> Result<Vec<u8>> {
+    let st = STATE.lock();
+    match &st.cwd {
+        None => refuse(libc::ENOENT, "no working directory"),
+        Some(c) if c.len() >= size.min(PFS_MAX_PATHLEN) => refuse(libc::ERANGE, "buffer too small"),
+        Some(c) => Ok(c.clone()),
+    }
+}
+
+/// An open directory stream (`DIR *`).
+pub struct DirStream {
+    epoch: u64,
+    entries: std::vec::IntoIter<DirEntry>,
+    /// The entry `pfsd_readdir` returns a pointer to.
+    pub(crate) ent: libc::dirent,
+}
+
+/// `pfsd_opendir`: reads the directory's entries as of one committed
+/// state.
+pub fn opendir(path: &[u8]) -> Result<Box<DirStream>> {
+    let (m, inner) = locate(path)?;
+    let entries: Vec<DirEntry> = m.readdir_path(&inner)?.collect();
+    let epoch = STATE.lock().epoch;
+    Ok(Box::new(DirStream {
+        epoch,
+        entries: entries.into_iter(),
+        ent: libc::dirent {
+            d_ino: 0,
+            d_off: 0,
+            d_reclen: 0,
+            d_type: 0,
+            d_name: [0; 256],
+        },
+    }))
+}
+
+/// `pfsd_readdir`: the next entry, filled into the stream's own `dirent`;
+/// `None` at the end. A stream from before a fork or an unmount fails with
+/// `EBADF`.
+pub fn readdir(d: &mut DirStream) -> Result<Option<&libc::dirent>> {
+    if state()?.epoch != d.epoch {
+        return refuse(libc::EBADF, "directory stream of another mount");
+    }
+    let Some(e) = d.entries.next() else {
+        return Ok(None);
+    };
+    let ent = &mut d.ent;
+    ent.d_ino = e.ino;
+    ent.d_off += 1;
+    ent.d_reclen = std::mem::size_of::<libc::dirent>() as u16;
+    ent.d_type = match e.kind {
+        FileType::Dir => libc::DT_DIR,
+        FileType::File => libc::DT_REG,
+    };
+    let n = e.name.len().min(ent.d_name.len() - 1);
+    for (dst, &src) in ent.d_name.iter_mut().zip(&e.name[..n]) {
+        *dst = src as libc::c_char;
+    }
+    ent.d_name[n] = 0;
+    Ok(Some(&d.ent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_pbd_and_inner_path() {
+        let (p, i) = split_pbd(b"/1-1/a/b").unwrap();
+        assert_eq!((p, i.as_slice()), (&b"1-1"[..], &b"/a/b"[..]));
+        let (p, i) = split_pbd(b"//1-1").unwrap();
+        assert_eq!((p, i.as_slice()), (&b"1-1"[..], &b"/"[..]));
+        assert_eq!(split_pbd(b"/").unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(split_pbd(b"rel").unwrap_err().errno(), libc::EINVAL);
+        let long = format!("/1-1/{}", "n".repeat(256));
+        assert_eq!(
+            split_pbd(long.as_bytes()).unwrap_err().errno(),
+            libc::ENAMETOOLONG
+        );
+        let long_pbd = format!("/{}/x", "p".repeat(64));
+        assert_eq!(
+            split_pbd(long_pbd.as_bytes()).unwrap_err().errno(),
+            libc::ENAMETOOLONG
+        );
+    }
+
+    #[test]
+    fn descriptors_carry_the_valid_bit() {
+        assert_eq!(raw_fd((1 << 30) | 7).unwrap(), 7);
+        assert_eq!(raw_fd(7).unwrap_err().errno(), libc::EBADF);
+        assert_eq!(raw_fd(-1).unwrap_err().errno(), libc::EBADF);
+    }
+
+    #[test]
+    fn flags_map_to_mount_options() {
+        let o = mount_options("1-1", 3, PFS_RDWR | MNTFLG_PAXOS_BYFORCE);
+        assert!(o.force && o.shared && o.lock_path.is_some());
+        assert_eq!(o.hostid, 3);
+        let o = mount_options("1-1", 0, PFS_RD);
+        assert!(!o.force && o.lock_path.is_none());
+    }
+}

@@ -1,0 +1,26 @@
+//! The C API test program (`tests/c/api.c`): every function and the errno
+//! cases of the contract, linked with the shared library and with the
+//! static archive.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::{assert_ok, program, Link, TestDev};
+
+fn api(link: Link) {
+    let dev = TestDev::new(1);
+    let out = dev.run(&program("api", link), &[]);
+    assert_ok("api", &out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    dev.fsck();
+}
+
+#[test]
+fn api_shared_library() {
+    api(Link::Shared);
+}
+
+#[test]
+fn api_static_archive() {
+    api(Link::Static);
+}

@@ -1,0 +1,146 @@
+//! Several processes on one PBD through the C API: children forked by a
+//! process that mounted, separately started writers with mixed host ids
+//! and flags, a writer killed by SIGKILL mid-operation, a read-only
+//! follower on another host id, and a remount that promotes a read-only
+//! mount and the children forked before it. Each worker logs what the
+//! library acknowledged; the verifier (`tests/c/workload.c`) checks every
+//! acknowledged change byte for byte, and fsck checks the filesystem.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::{assert_ok, program, scratch, Link, TestDev};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+/// `PFS_RDWR | PFS_PAXOS_BYFORCE`, as the database mounts.
+const DB_FLAGS: &str = "0x200013";
+/// `PFS_TOOL | PFS_RDWR`, as its tools mount.
+const TOOL_RW: &str = "0x1013";
+/// `PFS_RD`.
+const RD: &str = "0x11";
+
+fn logdir(name: &str) -> PathBuf {
+    let d = scratch().join(format!("logs-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn spawn(dev: &TestDev, args: &[&str]) -> Child {
+    dev.command(&program("workload", Link::Shared))
+        .arg(&dev.pbd)
+        .args(args)
+        .env("PFS_LEASE_MS", "1000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_ok(what: &str, c: Child) {
+    let out = c.wait_with_output().unwrap();
+    assert_ok(what, &out);
+}
+
+fn verify(dev: &TestDev, logs: &Path, lenient: &[&str]) -> String {
+    let mut args = vec!["verify", "2", RD, logs.to_str().unwrap()];
+    args.extend_from_slice(lenient);
+    let out = dev.run(&program("workload", Link::Shared), &args);
+    assert_ok("verify", &out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn forked_children_write_concurrently() {
+    let dev = TestDev::new(1);
+    let logs = logdir("fork");
+    let out = dev
+        .command(&program("workload", Link::Static))
+        .arg(&dev.pbd)
+        .args(["fork", "1", DB_FLAGS, "8", "4000", logs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ok("fork workload", &out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("of 8 workers"), "{said}");
+    verify(&dev, &logs, &[]);
+    dev.fsck();
+}
+
+#[test]
+fn separate_processes_write_concurrently() {
+    let dev = TestDev::new(1);
+    let logs = logdir("separate");
+    let l = logs.to_str().unwrap();
+    let mut children = vec![
+        spawn(&dev, &["work", "1", DB_FLAGS, "p1", "4000", l]),
+        spawn(&dev, &["work", "1", DB_FLAGS, "p2", "4000", l]),
+        spawn(&dev, &["work", "1", DB_FLAGS, "p3", "4000", l]),
+    ];
+    // A tool joins the host that writes, so it starts once the database
+    // processes hold the lease (as tools run next to a running database).
+    std::thread::sleep(Duration::from_millis(700));
+    children.push(spawn(&dev, &["work", "0", TOOL_RW, "t1", "3000", l]));
+    for (i, c) in children.into_iter().enumerate() {
+        wait_ok(&format!("worker {i}"), c);
+    }
+    let said = verify(&dev, &logs, &[]);
+    assert!(said.contains("of 4 workers"), "{said}");
+    dev.fsck();
+}
+
+#[test]
+fn a_writer_killed_mid_operation_loses_nothing_acknowledged() {
+    let dev = TestDev::new(1);
+    let logs = logdir("kill");
+    let l = logs.to_str().unwrap();
+    let mut victim = spawn(&dev, &["work", "1", DB_FLAGS, "v", "0", l]);
+    let other = spawn(&dev, &["work", "1", DB_FLAGS, "o", "3000", l]);
+    std::thread::sleep(Duration::from_millis(1500));
+    victim.kill().unwrap();
+    let st = victim.wait().unwrap();
+    assert!(!st.success(), "the victim ran to its end before the kill");
+    wait_ok("surviving worker", other);
+    // The next process recovers on its own and writes.
+    let after = spawn(&dev, &["work", "1", DB_FLAGS, "n", "1000", l]);
+    wait_ok("worker after the kill", after);
+    let said = verify(&dev, &logs, &["v"]);
+    assert!(said.contains("of 3 workers"), "{said}");
+    dev.fsck();
+}
+
+#[test]
+fn a_read_only_mount_on_another_host_follows_a_writer() {
+    let dev = TestDev::new(1);
+    let logs = logdir("follow");
+    let l = logs.to_str().unwrap();
+    let writer = spawn(&dev, &["work", "1", DB_FLAGS, "a", "3000", l]);
+    std::thread::sleep(Duration::from_millis(200));
+    let follower = spawn(&dev, &["follow", "2", RD, l, "a"]);
+    wait_ok("writer", writer);
+    let out = follower.wait_with_output().unwrap();
+    assert_ok("follower", &out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("followed"), "{said}");
+    verify(&dev, &logs, &[]);
+    dev.fsck();
+}
+
+#[test]
+fn remount_promotes_the_process_and_children_forked_before() {
+    for link in [Link::Shared, Link::Static] {
+        let dev = TestDev::new(1);
+        let logs = logdir(&format!("remount-{link:?}"));
+        let setup = spawn(
+            &dev,
+            &["work", "1", DB_FLAGS, "s", "200", logs.to_str().unwrap()],
+        );
+        wait_ok("setup", setup);
+        let out = dev.run(&program("remount", link), &[]);
+        assert_ok("remount", &out);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+        dev.fsck();
+    }
+}
