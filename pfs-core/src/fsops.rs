@@ -343,7 +343,7 @@ impl Mount {
                 path: format!("inode {ino}"),
             });
         }
-        let blocks = self.blocks(ino)?;
+        let blocks = self.block_map(ino)?;
         let range = off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE);
         let have = blocks.range(range.clone()).count() as u64;
         let free = self.state.read().meta.counts(MetaType::BlkTag).0;
@@ -395,7 +395,7 @@ impl Mount {
                     path: format!("inode {ino}"),
                 });
             }
-            let blocks = self.blocks(ino)?;
+            let blocks = self.block_map(ino)?;
             let mut step = if size > len && size - len > SHRINK_STEP {
                 size - SHRINK_STEP
             } else {
@@ -475,7 +475,7 @@ impl Mount {
         if end > self.getattr(ino)?.size {
             return Ok(true);
         }
-        let blocks = self.blocks(ino)?;
+        let blocks = self.block_map(ino)?;
         let mut pos = off;
         while pos < end {
             let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);
@@ -511,7 +511,7 @@ impl Mount {
         // Data goes straight to the blocks, outside any transaction: a
         // stopped mount must not write it either.
         self.check_writing()?;
-        let blocks = self.blocks(ino)?;
+        let blocks = self.block_map(ino)?;
         if (off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE)).any(|b| !blocks.contains_key(&b)) {
             let mode = FallocMode {
                 keep_size: true,
@@ -519,7 +519,7 @@ impl Mount {
             };
             self.fallocate(ino, off, data.len() as u64, mode)?;
         }
-        let blocks = self.blocks(ino)?;
+        let blocks = self.block_map(ino)?;
         let mut pos = off;
         while pos < end {
             let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);
@@ -553,7 +553,7 @@ impl Mount {
     /// [`Self::write_data`] in one transaction (nothing when nothing grew).
     pub(crate) fn commit_extents(&self, ino: u64, pending: &Extents) -> Result<()> {
         let size = self.getattr(ino)?.size;
-        let blocks = self.blocks(ino)?;
+        let blocks = self.block_map(ino)?;
         let grown: Vec<(ObjectId, u64)> = pending
             .blocks
             .iter()

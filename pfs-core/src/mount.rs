@@ -52,7 +52,24 @@ pub(crate) struct State {
     /// Set after a failed write or flush, or when another writer was seen:
     /// no further writes until remounted.
     pub(crate) fenced: Option<String>,
+    /// Changes whenever the metadata may have changed (see [`next_gen`]):
+    /// what was worked out from it under an older value is stale.
+    pub(crate) gen: u64,
 }
+
+/// A number no state of this process had before.
+fn next_gen() -> u64 {
+    static GEN: AtomicU64 = AtomicU64::new(1);
+    GEN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Block maps of files worked out from the metadata, kept while it does
+/// not change, so reads and writes of data do not walk a file's block
+/// chain each time.
+type BlockCache = std::collections::HashMap<u64, (u64, Arc<BTreeMap<u64, FileBlock>>)>;
+
+/// How many files' block maps are kept.
+const BLOCK_CACHE_FILES: usize = 4096;
 
 impl State {
     /// Where the writer-lease slots are.
@@ -132,6 +149,8 @@ pub struct Mount {
     /// Held by a write that extends a file or a block's written part (in a
     /// mount that is not shared; a shared one holds the host's lock).
     pub(crate) extending: parking_lot::Mutex<()>,
+    /// See [`BlockCache`].
+    block_cache: parking_lot::Mutex<BlockCache>,
 }
 
 impl Drop for Mount {
@@ -179,6 +198,7 @@ pub(crate) fn load_state(dev: &dyn Device) -> Result<State> {
         alloc: None,
         ntx: 0,
         fenced: None,
+        gen: next_gen(),
     })
 }
 
@@ -284,6 +304,7 @@ impl Mount {
             share,
             seen: AtomicU64::new(seen),
             extending: parking_lot::Mutex::new(()),
+            block_cache: parking_lot::Mutex::new(BlockCache::new()),
         })
         .and_then(|m| {
             if m.mode == Mode::ReadWrite {
@@ -450,6 +471,7 @@ impl Mount {
                 // Checkpointed by another process of this host: the next
                 // leader record we write must carry the tail it moved.
                 let mut st = self.state.write();
+                st.gen = next_gen();
                 if st.leader == old {
                     st.leader = new;
                 }
@@ -462,6 +484,7 @@ impl Mount {
             return self.reload();
         };
         let mut st = self.state.write();
+        st.gen = next_gen();
         let log = DeviceLog {
             dev: self.dev.as_ref(),
             blocks: &st.journal_blocks,
@@ -542,8 +565,34 @@ const DU_ROUND: u64 = 128 << 10;
 impl Mount {
     /// Blocks of file `ino` by index inside the file.
     pub fn blocks(&self, ino: u64) -> Result<BTreeMap<u64, FileBlock>> {
+        Ok((*self.block_map(ino)?).clone())
+    }
+
+    /// [`Mount::blocks`], shared from the cache while the metadata does
+    /// not change.
+    pub(crate) fn block_map(&self, ino: u64) -> Result<Arc<BTreeMap<u64, FileBlock>>> {
         self.refresh()?;
-        self.state.read().meta.blocks(ino)
+        let st = self.state.read();
+        self.cached_blocks(&st, ino)
+    }
+
+    /// The block map of `ino` in state `st` (which the caller holds).
+    fn cached_blocks(&self, st: &State, ino: u64) -> Result<Arc<BTreeMap<u64, FileBlock>>> {
+        let mut cache = self.block_cache.lock();
+        if let Some((gen, map)) = cache.get(&ino) {
+            if *gen == st.gen {
+                return Ok(Arc::clone(map));
+            }
+        }
+        let map = Arc::new(st.meta.blocks(ino)?);
+        if cache.len() >= BLOCK_CACHE_FILES {
+            cache.retain(|_, (gen, _)| *gen == st.gen);
+            if cache.len() >= BLOCK_CACHE_FILES {
+                cache.clear();
+            }
+        }
+        cache.insert(ino, (st.gen, Arc::clone(&map)));
+        Ok(map)
     }
 
     /// Reads file `ino` at `off` into `buf`; returns the bytes read (short
@@ -571,7 +620,7 @@ impl Mount {
                 }
                 (
                     i.in_size.get(),
-                    st.meta.blocks(ino)?,
+                    self.cached_blocks(&st, ino)?,
                     st.leader,
                     st.leader_bda,
                 )
@@ -598,7 +647,7 @@ impl Mount {
             if born != Some(i.in_btime.get()) {
                 return Err(gone(ino));
             }
-            let after = st.meta.blocks(ino)?;
+            let after = self.cached_blocks(&st, ino)?;
             let range = off / BLOCK_SIZE..=(off + n as u64).div_ceil(BLOCK_SIZE);
             if i.in_size.get() >= off + n as u64
                 && blocks.range(range.clone()).eq(after.range(range))
@@ -680,6 +729,7 @@ impl Mount {
         }
         let _host = self.host_tx()?;
         let mut guard = self.state.write();
+        guard.gen = next_gen();
         let st = &mut *guard;
         if let Some(why) = &st.fenced {
             return Err(CoreError::Fenced {
@@ -728,6 +778,7 @@ impl Mount {
         self.refresh()?;
         let dev = self.dev.as_ref();
         let mut guard = self.state.write();
+        guard.gen = next_gen();
         let State {
             meta,
             leader,
@@ -737,6 +788,7 @@ impl Mount {
             alloc,
             ntx,
             fenced,
+            gen: _,
         } = &mut *guard;
         if let Some(why) = fenced {
             return Err(CoreError::Fenced {
