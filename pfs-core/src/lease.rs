@@ -5,7 +5,7 @@
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
 use crate::share::Share;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use pfs_format::layout::SECTOR_SIZE;
 use pfs_paxos::lease::{slot_offset, LeaseRecord, Liveness, SlotState, Validity, Watch, Writer};
 use std::sync::{Arc, OnceLock};
@@ -256,7 +256,13 @@ pub struct Lease {
     counter: Mutex<u64>,
     validity: Mutex<Validity>,
     lost: Mutex<Option<String>>,
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    /// Set to stop the renewal thread, which waits on the condition
+    /// variable between renewals. These are the standard library's, which
+    /// wait on the objects themselves: a process forked while the thread
+    /// waits inherits no record of it (parking_lot keeps waiting threads in
+    /// a process-wide table, which a forked child would inherit with
+    /// threads that no longer exist in it).
+    stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
     renewer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -343,7 +349,7 @@ impl Lease {
                         duration_ms: u64::from(duration_ms),
                     }),
                     lost: Mutex::new(None),
-                    stop: Arc::new((Mutex::new(false), Condvar::new())),
+                    stop: Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new())),
                     renewer: Mutex::new(None),
                 });
                 let me = Arc::clone(&lease);
@@ -378,9 +384,12 @@ impl Lease {
     fn renew_loop(&self) {
         let (lock, cv) = &*self.stop;
         let period = Duration::from_millis((u64::from(self.duration_ms()) / 4).max(20));
-        let mut stopped = lock.lock();
+        let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
         while !*stopped {
-            cv.wait_for(&mut stopped, period);
+            stopped = match cv.wait_timeout(stopped, period) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
             if *stopped {
                 break;
             }
@@ -547,7 +556,7 @@ impl Lease {
     /// Stops renewing without releasing (simulates a writer that hangs).
     pub fn stop_renewing(&self) {
         let (lock, cv) = &*self.stop;
-        *lock.lock() = true;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cv.notify_all();
         if let Some(h) = self.renewer.lock().take() {
             if h.thread().id() != std::thread::current().id() {
