@@ -158,8 +158,16 @@ pub fn device_dir(case: &str, devices: &[(&str, &str)]) -> PathBuf {
         let raw = expand(case, image);
         let link = dir.join(pbd);
         if fs::read_link(&link).ok().as_deref() != Some(raw.as_path()) {
-            let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(&raw, &link).expect("link device");
+            // Made under a name of this thread's, then renamed into place:
+            // tests running at once may set up the same directory.
+            let tmp = dir.join(format!(
+                ".{pbd}.{}.{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&raw, &tmp).expect("link device");
+            fs::rename(&tmp, &link).expect("link device");
         }
     }
     dir
