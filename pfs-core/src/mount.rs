@@ -232,10 +232,10 @@ impl Mount {
     pub fn open_with(dev: Arc<dyn Device>, mode: Mode, opts: &MountOptions) -> Result<Mount> {
         let share = match opts.shared {
             true => {
-                let path = opts.share_path.clone().unwrap_or_else(|| {
-                    std::path::Path::new("/var/run/pfs")
-                        .join(format!("{}.pfs-rs-share", dev.name().replace('/', "_")))
-                });
+                let path = opts
+                    .share_path
+                    .clone()
+                    .unwrap_or_else(|| crate::pbd::share_path(&dev.name().replace('/', "_"), None));
                 Some(Share::open(&path)?)
             }
             false => None,

@@ -157,24 +157,30 @@ struct Acked {
     pages: Vec<(u64, u64)>,
 }
 
+impl Acked {
+    /// Takes in one line a worker printed; `true` for its last ("done").
+    fn take(&mut self, line: &str) -> bool {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["file", name, k, i] => {
+                self.files
+                    .insert(name.to_string(), (k.parse().unwrap(), i.parse().unwrap()));
+            }
+            ["gone", name] => self.gone.push(name.to_string()),
+            ["page", k, i] => self.pages.push((k.parse().unwrap(), i.parse().unwrap())),
+            ["done"] => return true,
+            _ => {}
+        }
+        false
+    }
+}
+
 fn collect(child: Child, acked: &mut Acked) -> (std::process::ExitStatus, bool) {
     let mut child = child;
     let out = child.stdout.take().unwrap();
     let mut done = false;
     for line in BufReader::new(out).lines() {
-        let line = line.unwrap();
-        let w: Vec<&str> = line.split_whitespace().collect();
-        match w.as_slice() {
-            ["file", name, k, i] => {
-                acked
-                    .files
-                    .insert(name.to_string(), (k.parse().unwrap(), i.parse().unwrap()));
-            }
-            ["gone", name] => acked.gone.push(name.to_string()),
-            ["page", k, i] => acked.pages.push((k.parse().unwrap(), i.parse().unwrap())),
-            ["done"] => done = true,
-            _ => {}
-        }
+        done |= acked.take(&line.unwrap());
     }
     (child.wait().unwrap(), done)
 }
@@ -245,19 +251,8 @@ fn a_killed_process_stops_nobody() {
     let out = victim.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut acked = Acked::default();
-        let lines: Vec<String> = BufReader::new(out).lines().map_while(|l| l.ok()).collect();
-        for line in lines {
-            let w: Vec<&str> = line.split_whitespace().collect();
-            match w.as_slice() {
-                ["file", name, k, i] => {
-                    acked
-                        .files
-                        .insert(name.to_string(), (k.parse().unwrap(), i.parse().unwrap()));
-                }
-                ["gone", name] => acked.gone.push(name.to_string()),
-                ["page", k, i] => acked.pages.push((k.parse().unwrap(), i.parse().unwrap())),
-                _ => {}
-            }
+        for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+            acked.take(&line);
         }
         acked
     });
