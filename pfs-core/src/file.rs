@@ -4,7 +4,7 @@
 
 use crate::error::{CoreError, Result};
 use crate::fsops::{Extents, FallocMode};
-use crate::mount::Mount;
+use crate::mount::{gone, Mount};
 use crate::namespace::{refuse_system, Attr, FileType};
 use parking_lot::Mutex;
 use std::io::{self, SeekFrom};
@@ -31,6 +31,9 @@ pub struct OpenOptions {
 pub struct File {
     m: Arc<Mount>,
     ino: u64,
+    /// The file's birth time: after the writer of another host frees the
+    /// inode, its number may name a newer file, which is not this one.
+    born: u64,
     opts: OpenOptions,
     pos: Mutex<u64>,
     /// Extents written by `write_at_deferred` and not yet committed.
@@ -74,18 +77,18 @@ impl Mount {
     pub fn open_ino(self: &Arc<Self>, ino: u64, opts: OpenOptions) -> Result<File> {
         if opts.write {
             refuse_system(ino, "opening it for writing", || format!("inode {ino}"))?;
-            if self.getattr(ino)?.is_dir() {
-                return Err(CoreError::IsDir {
-                    path: format!("inode {ino}"),
-                });
-            }
-        } else {
-            self.getattr(ino)?;
+        }
+        let attr = self.getattr(ino)?;
+        if opts.write && attr.is_dir() {
+            return Err(CoreError::IsDir {
+                path: format!("inode {ino}"),
+            });
         }
         self.open_count(ino, 1);
         let f = File {
             m: Arc::clone(self),
             ino,
+            born: attr.btime,
             opts,
             pos: Mutex::new(0),
             pending: Mutex::new(Extents::default()),
@@ -121,7 +124,7 @@ impl File {
     /// Reads at `off` without moving the position; returns the bytes read
     /// (short only at end of file).
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        self.m.read_at(self.ino, buf, off)
+        self.m.read_born_at(self.ino, self.born, buf, off)
     }
 
     /// Writes all of `buf` at `off` without moving the position; committed
@@ -167,7 +170,11 @@ impl File {
 
     /// Attributes of the open file (`fstat`).
     pub fn getattr(&self) -> Result<Attr> {
-        self.m.getattr(self.ino)
+        let attr = self.m.getattr(self.ino)?;
+        if attr.btime != self.born {
+            return Err(gone(self.ino));
+        }
+        Ok(attr)
     }
 
     /// Sets the size (`ftruncate`).
@@ -184,7 +191,7 @@ impl File {
 
     fn read_pos(&self, buf: &mut [u8]) -> Result<usize> {
         let mut pos = self.pos.lock();
-        let n = self.m.read_at(self.ino, buf, *pos)?;
+        let n = self.m.read_born_at(self.ino, self.born, buf, *pos)?;
         *pos += n as u64;
         Ok(n)
     }

@@ -16,6 +16,7 @@ use crate::ns::FileBlock;
 use crate::share::Share;
 use crate::tx::Tx;
 use parking_lot::RwLock;
+use pfs_format::inode::NO_DIRENTRY;
 use pfs_format::layout::{BLOCK_SIZE, SECTOR_SIZE};
 use pfs_format::LeaderRecord;
 use pfs_journal::{JournalError, LogStore, Span};
@@ -551,7 +552,8 @@ impl Mount {
 }
 
 /// The error for an inode that was removed by the writer while in use here.
-fn gone(ino: u64) -> CoreError {
+/// The error for an inode the writer removed.
+pub(crate) fn gone(ino: u64) -> CoreError {
     CoreError::NotFound {
         path: format!("inode {ino} (removed by the writer)"),
     }
@@ -598,12 +600,34 @@ impl Mount {
     /// Reads file `ino` at `off` into `buf`; returns the bytes read (short
     /// at end of file). Unallocated ranges and bytes past a block's written
     /// part read as zeros.
+    ///
+    /// The file is the one `ino` names in the newest state this mount has
+    /// seen; a caller that looked the file up earlier should use
+    /// [`Mount::read_born_at`], which notices that the number was reused.
     pub fn read_at(&self, ino: u64, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.read_inode_at(ino, None, buf, off)
+    }
+
+    /// [`Mount::read_at`] of the file born at `btime` ([`Attr::btime`]):
+    /// [`CoreError::NotFound`] if the writer removed it, even when its inode
+    /// number already names a newer file.
+    ///
+    /// [`Attr::btime`]: crate::Attr::btime
+    pub fn read_born_at(&self, ino: u64, btime: u64, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.read_inode_at(ino, Some(btime), buf, off)
+    }
+
+    fn read_inode_at(
+        &self,
+        ino: u64,
+        mut born: Option<u64>,
+        buf: &mut [u8],
+        off: u64,
+    ) -> Result<usize> {
         self.refresh()?;
         const ATTEMPTS: usize = 8;
         // The file being read, by its birth time: an inode number freed and
         // given to a new file meanwhile is another file.
-        let mut born = None;
         for _ in 0..ATTEMPTS {
             let version = self.machine_version();
             let (size, blocks, seen, bda) = {
@@ -653,6 +677,12 @@ impl Mount {
                 && blocks.range(range.clone()).eq(after.range(range))
             {
                 return Ok(n);
+            }
+            // Unlinked, and its writer is cutting it down to free it (a
+            // reader elsewhere does not keep it alive): its bytes are gone,
+            // not shorter.
+            if i.in_deno.get() == NO_DIRENTRY && i.in_size.get() < off + n as u64 {
+                return Err(gone(ino));
             }
         }
         Err(CoreError::Busy {

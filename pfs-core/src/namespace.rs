@@ -465,10 +465,15 @@ impl Mount {
         Ok((dir, last))
     }
 
-    /// Attributes of the file or directory at `path`.
+    /// Attributes of the file or directory at `path`, both looked up in
+    /// one committed state (so `ino` and `btime` name the same file).
     pub fn stat_path(&self, path: impl AsRef<[u8]>) -> Result<Attr> {
-        let ino = self.resolve(path)?;
-        self.getattr(ino)
+        let p = split(path.as_ref())?;
+        self.refresh()?;
+        let st = self.state.read();
+        let ino =
+            walk(&st.meta, &p.components, p.must_be_dir).map_err(|e| with_path(e, &p.shown))?;
+        attr_of(&st.meta, ino)
     }
 
     /// Succeeds when `path` exists (PFS has no permissions: every existing

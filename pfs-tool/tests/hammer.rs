@@ -218,7 +218,18 @@ fn reader(dir: PathBuf, stop: Arc<AtomicBool>) -> u64 {
             if args[0] == "read" {
                 let text = String::from_utf8_lossy(&o.stdout);
                 let first = text.lines().next().unwrap_or("");
-                assert!(first.starts_with("rot version "), "read /rot: {first:?}");
+                if !first.starts_with("rot version ") {
+                    // What the file looks like now tells a reader's slip
+                    // from a lost write.
+                    let again = pfs(&dir, &["read", "/nvme1n1/rot"], None);
+                    let stat = pfs(&dir, &["stat", "/nvme1n1/rot"], None);
+                    panic!(
+                        "read /rot: {first:?} (stderr {:?}); read again: {:?}; stat: {}",
+                        String::from_utf8_lossy(&o.stderr),
+                        String::from_utf8_lossy(&again.stdout).lines().next(),
+                        String::from_utf8_lossy(&stat.stdout)
+                    );
+                }
                 assert!(
                     text.lines().all(|l| l == first),
                     "read /rot: a mixture of versions"

@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use pfs_core::testing::FailingDevice;
-use pfs_core::FileType;
 use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{CoreError, Device, MemDevice};
+use pfs_core::{FileType, OpenOptions};
 use pfs_core::{Mode, Mount, MountOptions};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
 use std::io::{Read, Write};
@@ -354,4 +354,66 @@ fn damaged_committed_entry_is_reported_with_its_place() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a corrupt journal mounted"),
     }
+}
+
+#[test]
+fn follower_reading_a_replaced_file_finds_it_gone_never_short() {
+    let dev = formatted(MIN_LOG_SIZE);
+    let w = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap());
+    let old = w.create_path("/rot", FileType::File).unwrap();
+    w.write_at(old, &[b'a'; 10_000], 0).unwrap();
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2, 60_000)).unwrap();
+    // The tool's way: one state for the lookup and every later call.
+    r.freeze();
+    let seen = r.stat_path("/rot").unwrap();
+    assert_eq!((seen.ino, seen.size), (old, 10_000));
+
+    // The writer replaces /rot; the old file, still open on the writer,
+    // becomes an orphan, which is then cut to nothing (as freeing it does).
+    let held = w
+        .open_file(
+            "/rot",
+            OpenOptions {
+                write: true,
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap();
+    let new = w.create_path("/rot.tmp", FileType::File).unwrap();
+    w.write_at(new, &[b'b'; 5_000], 0).unwrap();
+    w.rename_path("/rot.tmp", "/rot").unwrap();
+    held.set_len(0).unwrap();
+
+    // Read through the name it had: the file is gone, not empty.
+    let mut buf = vec![0u8; 20_000];
+    match r.read_born_at(seen.ino, seen.btime, &mut buf, 0) {
+        Err(CoreError::NotFound { .. }) => {}
+        other => panic!("the replaced file read as {other:?}"),
+    }
+    // The name leads to the new file, whole.
+    let now = r.stat_path("/rot").unwrap();
+    assert_eq!((now.ino, now.size), (new, 5_000));
+    let n = r.read_born_at(now.ino, now.btime, &mut buf, 0).unwrap();
+    assert_eq!(&buf[..n], &[b'b'; 5_000][..]);
+
+    // A follower's open file is the file, not its inode number: after the
+    // writer frees it and gives the number to a new file, the handle finds
+    // it gone while the number reads the newcomer.
+    let r = Arc::new(Mount::open_with(dev, Mode::ReadOnly, &host(2, 60_000)).unwrap());
+    let f = r.open_file("/rot", OpenOptions::default()).unwrap();
+    assert_eq!(f.read_at(&mut buf, 0).unwrap(), 5_000);
+    drop(held);
+    w.unlink_path("/rot").unwrap();
+    // Freed numbers are given out first-freed-first: the old /rot's, then
+    // this one's.
+    assert_eq!(w.create_path("/first", FileType::File).unwrap(), old);
+    let reborn = w.create_path("/other", FileType::File).unwrap();
+    w.write_at(reborn, b"someone else", 0).unwrap();
+    assert_eq!(reborn, new, "the freed inode number is given out again");
+    assert!(matches!(
+        f.read_at(&mut buf, 0),
+        Err(CoreError::NotFound { .. })
+    ));
+    assert!(matches!(f.getattr(), Err(CoreError::NotFound { .. })));
+    assert_eq!(r.read_at(new, &mut buf, 0).unwrap(), 12);
 }

@@ -234,11 +234,17 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
         Some(s) => (parse_arg("read", "length", s, true, out)?, false),
         None => (u64::MAX, true),
     };
-    let (m, path, mut ino) = open_target(ctx, "read", &a.path, false, out)?;
-    let attr = m.getattr(ino).map_err(|e| failed("read", out, &e))?;
+    let path = parse_path("read", &a.path, out)?;
+    let m = mount_ro(ctx, "read", &path)?;
+    // The inode and its size and birth from one state: the name may be
+    // given to another file at any time.
+    let attr = m
+        .stat_path(path.inner())
+        .map_err(|e| failed("read", out, &shown(e, &a.path)))?;
+    let mut ino = attr.ino;
     // The size in the state the command reads: no read past it is needed
     // to find the end (the file may be replaced after its last byte).
-    let mut size = attr.size;
+    let (mut size, mut born) = (attr.size, attr.btime);
     if attr.is_dir() {
         return Err(failed(
             "read",
@@ -261,15 +267,15 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
         if want == 0 || pos >= size {
             break;
         }
-        let n = match m.read_at(ino, &mut buf[..want], pos) {
+        let n = match m.read_born_at(ino, born, &mut buf[..want], pos) {
             // Replaced by the writer before anything was printed: read the
             // file that has the name now.
             Err(CoreError::NotFound { .. }) if pos == off && retries < 16 => {
                 retries += 1;
-                ino = m
-                    .resolve(path.inner())
+                let attr = m
+                    .stat_path(path.inner())
                     .map_err(|e| failed("read", out, &shown(e, &a.path)))?;
-                size = m.getattr(ino).map_err(|e| failed("read", out, &e))?.size;
+                (ino, size, born) = (attr.ino, attr.size, attr.btime);
                 continue;
             }
             r => r.map_err(|e| failed("read", out, &e))?,
