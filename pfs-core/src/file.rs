@@ -146,6 +146,7 @@ impl File {
             return Ok(0);
         }
         let mut p = self.pending.lock();
+        let _data = self.m.data_lock(self.ino, false)?;
         self.m.write_data(self.ino, off, buf, &mut p)?;
         Ok(buf.len())
     }

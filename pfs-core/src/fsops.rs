@@ -382,6 +382,8 @@ impl Mount {
     pub fn truncate(&self, ino: u64, len: u64) -> Result<()> {
         check_range("truncate", len, 0)?;
         refuse_system(ino, "truncating it")?;
+        // No write may be on its way to a block this frees.
+        let _data = self.data_lock(ino, true)?;
         self.shrink(ino, len)
     }
 
@@ -452,6 +454,8 @@ impl Mount {
         if buf.is_empty() {
             return Ok(0);
         }
+        // No truncate frees the blocks this writes to until it is done.
+        let _data = self.data_lock(ino, false)?;
         // A write that extends the file or a block's written part zeroes
         // the gap before it and commits the new extent: no other thread (or,
         // on a shared mount, process of the host) may do the same to this

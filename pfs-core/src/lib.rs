@@ -55,6 +55,7 @@
 mod alloc;
 mod chain;
 mod clock;
+mod datalock;
 mod device;
 mod error;
 mod file;

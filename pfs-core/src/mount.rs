@@ -150,6 +150,9 @@ pub struct Mount {
     /// Held by a write that extends a file or a block's written part (in a
     /// mount that is not shared; a shared one holds the host's lock).
     pub(crate) extending: parking_lot::Mutex<()>,
+    /// Data locks of a mount that is not shared (a shared one uses its
+    /// share's, common to the process): see [`crate::datalock`].
+    data_locks: crate::datalock::Stripes,
     /// See [`BlockCache`].
     block_cache: parking_lot::Mutex<BlockCache>,
 }
@@ -305,6 +308,7 @@ impl Mount {
             share,
             seen: AtomicU64::new(seen),
             extending: parking_lot::Mutex::new(()),
+            data_locks: Default::default(),
             block_cache: parking_lot::Mutex::new(BlockCache::new()),
         })
         .and_then(|m| {
@@ -951,6 +955,19 @@ impl Mount {
     /// A shared mount's turn to write among the processes of its host on
     /// this machine (the host's transaction lock), caught up with what they
     /// committed; `None` for a mount that is not shared.
+    /// Takes inode `ino`'s data lock: shared around a write's data,
+    /// `exclusive` around a truncate (see [`crate::datalock`]). Taken
+    /// before the host's transaction lock, never while holding it.
+    pub(crate) fn data_lock(
+        &self,
+        ino: u64,
+        exclusive: bool,
+    ) -> Result<crate::datalock::DataGuard<'_>> {
+        let share = self.share.as_deref();
+        let stripes = share.map_or(&self.data_locks, |s| &s.stripes);
+        crate::datalock::DataGuard::take(stripes, share, ino, exclusive)
+    }
+
     pub(crate) fn host_tx(&self) -> Result<Option<crate::share::TxLock<'_>>> {
         let Some(s) = &self.share else {
             return Ok(None);

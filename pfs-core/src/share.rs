@@ -50,6 +50,7 @@ const LOCK_INIT: i64 = 1 << 20;
 const LOCK_TX: i64 = 2 << 20;
 const LOCK_MEMBER: i64 = 3 << 20;
 const LOCK_OPEN: i64 = 1 << 32;
+const LOCK_DATA: i64 = 1 << 40;
 
 /// The shared state of one PBD on this machine, as seen by this process.
 pub(crate) struct Share {
@@ -65,6 +66,11 @@ pub(crate) struct Share {
     members: Mutex<HashMap<u64, usize>>,
     /// Handles of this process per open inode holding its lock.
     open: Mutex<HashMap<u64, usize>>,
+    /// Writes of this process per inode holding its data lock shared.
+    writing: Mutex<HashMap<u64, usize>>,
+    /// The in-process half of the data locks, shared by every mount of
+    /// this process on the PBD.
+    pub(crate) stripes: crate::datalock::Stripes,
 }
 
 impl std::fmt::Debug for Share {
@@ -139,6 +145,8 @@ impl Share {
             tx: ReentrantMutex::new(Cell::new(0)),
             members: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
+            writing: Mutex::new(HashMap::new()),
+            stripes: Default::default(),
         };
         share.init()?;
         let share = Arc::new(share);
@@ -191,6 +199,14 @@ impl Share {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) if !wait => {
                     return Ok(false)
+                }
+                // The kernel finds cycles between processes, not threads:
+                // a thread waiting for the transaction lock while another
+                // of its process holds a data lock looks like a deadlock
+                // to it. Locks are always taken in one order, so the wait
+                // ends; wait on.
+                Err(nix::errno::Errno::EDEADLK) if wait => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
                 }
                 Err(e) => {
                     return Err(CoreError::io(
@@ -299,6 +315,53 @@ impl Share {
         }
     }
 
+    /// Takes inode `ino`'s data lock among the processes of this machine:
+    /// shared for a write (the process holds one byte-range read lock for
+    /// all its threads writing the file), or alone for a truncate (whose
+    /// thread holds the in-process lock alone, so this process has no
+    /// shared hold on it).
+    pub(crate) fn lock_data(&self, ino: u64, exclusive: bool) -> Result<()> {
+        let at = data_at(ino);
+        if exclusive {
+            self.lock(libc::F_WRLCK, at, 1, true)?;
+            return Ok(());
+        }
+        loop {
+            let mut m = self.writing.lock();
+            let n = m.entry(ino).or_insert(0);
+            if *n > 0 || self.lock(libc::F_RDLCK, at, 1, false)? {
+                *n += 1;
+                return Ok(());
+            }
+            if *n == 0 {
+                m.remove(&ino);
+            }
+            drop(m);
+            // Another process truncates the file: wait for it without
+            // holding up this process's other writes, then count this one
+            // under the map's lock (a thread of ours may have dropped the
+            // process's hold meanwhile, so it is taken again there).
+            self.lock(libc::F_RDLCK, at, 1, true)?;
+        }
+    }
+
+    /// Undoes [`Self::lock_data`].
+    pub(crate) fn unlock_data(&self, ino: u64, exclusive: bool) {
+        let at = data_at(ino);
+        if exclusive {
+            self.unlock(at, 1);
+            return;
+        }
+        let mut m = self.writing.lock();
+        if let Some(n) = m.get_mut(&ino) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ino);
+                self.unlock(at, 1);
+            }
+        }
+    }
+
     /// Whether another process of this machine has inode `ino` open.
     pub(crate) fn open_elsewhere(&self, ino: u64) -> bool {
         match i64::try_from(ino) {
@@ -363,6 +426,14 @@ impl Share {
         w.fetch_max(at_least, Ordering::AcqRel);
         w.fetch_add(1, Ordering::AcqRel) + 1
     }
+}
+
+/// Where inode `ino`'s data lock lies in the shared file.
+fn data_at(ino: u64) -> i64 {
+    i64::try_from(ino)
+        .ok()
+        .and_then(|i| LOCK_DATA.checked_add(i))
+        .unwrap_or(i64::MAX - 1)
 }
 
 /// Host `hostid`'s transaction lock, held until dropped.

@@ -560,3 +560,105 @@ fn threads_extending_one_block_keep_each_others_bytes() {
         }
     }
 }
+
+/// A device that holds back the first write of a marked pattern until told
+/// to go on: a write caught between looking up its block and landing.
+struct StallingDevice {
+    inner: MemDevice,
+    /// Writes whose first byte is this are held back (once).
+    mark: u8,
+    stalled: std::sync::Mutex<bool>,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Device for StallingDevice {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> pfs_core::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> pfs_core::Result<()> {
+        if buf.first() == Some(&self.mark)
+            && !std::mem::replace(&mut *self.stalled.lock().unwrap(), true)
+        {
+            self.entered.send(()).unwrap();
+            // Held until released, or a while when nothing releases it (a
+            // truncate that rightly waits for this write).
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_millis(500));
+        }
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> pfs_core::Result<()> {
+        self.inner.sync()
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+}
+
+#[test]
+fn a_truncate_waits_for_writes_so_freed_blocks_get_no_stale_bytes() {
+    let (entered, entered_rx) = std::sync::mpsc::sync_channel(1);
+    let (release_tx, release) = std::sync::mpsc::channel();
+    let dev = Arc::new(StallingDevice {
+        inner: MemDevice::new("stall", CHUNK_SIZE),
+        mark: b'W',
+        stalled: std::sync::Mutex::new(false),
+        entered,
+        release: std::sync::Mutex::new(release),
+    });
+    mkfs(
+        dev.as_ref(),
+        &MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        },
+    )
+    .unwrap();
+    let dev: Arc<dyn Device> = dev;
+    let m = writer(&dev);
+    let f = m.create(ROOT_INO, b"f", FileType::File).unwrap();
+    m.write_at(f, &[b'f'; 8192], 0).unwrap();
+
+    // A write inside the file's size: it finds its block, then stalls on
+    // its way to the device.
+    let w = {
+        let m = m.clone();
+        std::thread::spawn(move || m.write_at(f, &[b'W'; 4096], 0))
+    };
+    entered_rx.recv().unwrap();
+    // Meanwhile the file is cut to nothing and another file grows into the
+    // block it freed (freed blocks are given out first).
+    let t = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            m.truncate(f, 0).unwrap();
+            let g = m.create(ROOT_INO, b"g", FileType::File).unwrap();
+            m.write_at(g, &[b'g'; 8192], 0).unwrap();
+            g
+        })
+    };
+    // The truncate must wait for the stalled write; give it the chance not
+    // to, then let the write land.
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = release_tx.send(());
+    w.join().unwrap().unwrap();
+    let g = t.join().unwrap();
+    let mut buf = vec![0u8; 8192];
+    assert_eq!(m.read_at(g, &mut buf, 0).unwrap(), 8192);
+    assert!(
+        buf.iter().all(|&b| b == b'g'),
+        "another file's write landed in g's block"
+    );
+    assert_eq!(m.getattr(f).unwrap().size, 0);
+    assert!(m.fsck().unwrap().is_clean());
+}

@@ -144,9 +144,60 @@ fn child() {
                 stdin.lock().read_line(&mut line).unwrap();
             }
         }
+        "staller" => {
+            // A write inside /f's size that stalls between finding its
+            // block and landing (see StallOnce).
+            drop(m);
+            let file = FileDevice::open("img", &img, true).unwrap();
+            let dev: Arc<dyn Device> = Arc::new(StallOnce {
+                inner: file,
+                stalled: std::sync::atomic::AtomicBool::new(false),
+            });
+            let m = Mount::open_with(dev, Mode::ReadWrite, &options(&img, 1)).unwrap();
+            let f = m.resolve("/f").unwrap();
+            m.write_at(f, &[b'W'; 4096], 0).unwrap();
+            say("wrote".into());
+        }
         other => panic!("unknown role {other}"),
     }
     say("done".into());
+}
+
+/// A device whose first write of `W` bytes says "stalled" on stdout and
+/// waits half a second before it lands.
+struct StallOnce {
+    inner: FileDevice,
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+impl Device for StallOnce {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> pfs_core::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> pfs_core::Result<()> {
+        if buf.first() == Some(&b'W')
+            && !self.stalled.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let mut o = std::io::stdout().lock();
+            writeln!(o, "stalled").unwrap();
+            o.flush().unwrap();
+            drop(o);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> pfs_core::Result<()> {
+        self.inner.sync()
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
 }
 
 /// What the workers acknowledged.
@@ -329,4 +380,39 @@ fn a_tool_mounting_with_host_id_0_writes_as_the_host_holding_the_lease() {
     let replica = mount(&img, Mode::ReadOnly, 2);
     assert!(replica.resolve("/base/from-tool").is_ok());
     assert!(replica.resolve("/base/from-db").is_ok());
+}
+
+#[test]
+fn a_truncate_in_one_process_waits_for_a_write_in_another() {
+    let img = image("truncate");
+    let m = mount(&img, Mode::ReadWrite, 1);
+    let f = m.create_path("/f", FileType::File).unwrap();
+    m.write_at(f, &[b'f'; 8192], 0).unwrap();
+    let mut child = spawn("staller:0:0", &img);
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        // The test harness's own words ("test child ... " comes first on
+        // the child's first line).
+        .map(|l| l.rsplit(" ... ").next().unwrap_or("").to_owned())
+        .filter(|l| !l.is_empty() && !l.starts_with("running "));
+    assert_eq!(lines.next().unwrap(), "ready");
+    assert_eq!(lines.next().unwrap(), "stalled");
+    // The other process's write found its block and is on its way. Cutting
+    // the file frees the block, and the next file to grow gets it: the
+    // truncate must wait for that write, or its bytes land in /g.
+    m.truncate(f, 0).unwrap();
+    let g = m.create_path("/g", FileType::File).unwrap();
+    m.write_at(g, &[b'g'; 8192], 0).unwrap();
+    assert_eq!(lines.next().unwrap(), "wrote");
+    assert!(child.wait().unwrap().success());
+    let mut buf = vec![0u8; 8192];
+    assert_eq!(m.read_at(g, &mut buf, 0).unwrap(), 8192);
+    assert!(
+        buf.iter().all(|&b| b == b'g'),
+        "the other process's write landed in /g's block"
+    );
+    assert!(m.fsck().unwrap().is_clean());
+    drop(m);
+    std::fs::remove_dir_all(img.parent().unwrap()).unwrap();
 }
