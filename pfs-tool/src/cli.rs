@@ -137,6 +137,11 @@ pub struct MountArgs {
     /// Stay in the foreground (log to stderr).
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
+    /// Where the server logs (appended): errors the kernel only sees as
+    /// EIO, and unmounting. Default in the background:
+    /// /var/log/pfs/mount-<pbd>.log; in the foreground: stderr.
+    #[arg(long = "log", value_name = "FILE")]
+    pub log: Option<PathBuf>,
     /// FUSE options: allow_other, allow_root, default_permissions, noatime,
     /// noexec, ro (with -r), rw.
     #[arg(short = 'o', value_name = "OPTS")]

@@ -190,25 +190,34 @@ impl Mounted {
     }
 }
 
-/// Waits until no `pfs ... mount` process serves `mp` any more.
-fn wait_servers_gone(mp: &Path) {
+/// The pids of the `pfs ... mount` processes serving `mp`.
+fn servers(mp: &Path) -> Vec<i32> {
     let want = mp.display().to_string();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(20) {
-        let alive = fs::read_dir("/proc").unwrap().flatten().any(|e| {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
             fs::read(e.path().join("cmdline"))
                 .map(|c| {
                     let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
                     args.contains(&&b"mount"[..]) && args.contains(&want.as_bytes())
                 })
                 .unwrap_or(false)
-        });
-        if !alive {
+        })
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Waits until no `pfs ... mount` process serves `mp` any more.
+fn wait_servers_gone(mp: &Path) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        if servers(mp).is_empty() {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("the server of {want} did not exit");
+    panic!("the server of {} did not exit", mp.display());
 }
 
 impl Drop for Mounted {
@@ -632,6 +641,52 @@ fn sigterm_unmounts_and_keeps_everything() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn a_background_server_logs_to_its_file() {
+    if !fuse_ok("a_background_server_logs_to_its_file") {
+        return;
+    }
+    let disk = Disk::new("log");
+    let log = disk.dir.join("server.log");
+    let logs = log.display().to_string();
+    let m = disk.mount("1", &["--log", &logs], "mnt");
+    fs::write(m.path("f"), b"logged").unwrap();
+    let pids = servers(&m.mp);
+    assert_eq!(pids.len(), 1, "one server serves the mount: {pids:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0]),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait_servers_gone(&m.mp);
+    assert!(!is_mounted(&m.mp));
+    let text = fs::read_to_string(&log).unwrap();
+    let want = format!(
+        "pfs mount[{}]: SIGTERM: unmounting {}",
+        pids[0],
+        m.mp.display()
+    );
+    assert!(text.contains(&want), "the log says {text:?}");
+    drop(m);
+    assert_eq!(disk.ok(&["read", &format!("/{PBD}/f")]), b"logged");
+    // A log that cannot be opened fails the mount before it detaches.
+    let mp = disk.mountpoint("mnt2");
+    let o = disk.pfs(&[
+        "mount",
+        "--log",
+        "/nonexistent/dir/server.log",
+        PBD,
+        mp.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot open the log"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!is_mounted(&mp));
 }
 
 /// The newest installed PostgreSQL's bin directory, if any.

@@ -18,7 +18,7 @@ use nix::sys::signal::{SigSet, Signal};
 use pfs_core::Mode;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -32,6 +32,9 @@ const READY: &str = "ready";
 /// How often a read-only mount catches up with the writer between
 /// requests.
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
+
+/// Directory of the background server's default log.
+const LOG_DIR: &str = "/var/log/pfs";
 
 /// Request threads.
 const THREADS: usize = 4;
@@ -154,6 +157,7 @@ fn serve(
     signals
         .thread_block()
         .map_err(|e| Failure::new(FAILURE, format!("mount: cannot block signals: {e}")))?;
+    let log_file = open_log(a, child)?;
     let mode = if a.read_only {
         Mode::ReadOnly
     } else {
@@ -202,7 +206,9 @@ fn serve(
     if child {
         let _ = writeln!(out, "{READY}");
         let _ = out.flush();
-        quiet();
+        quiet(log_file.as_ref());
+    } else if let Some(f) = &log_file {
+        redirect(f, &[2]);
     }
     let r = session.run();
     if let Some(e) = unmount_error.lock().take() {
@@ -211,23 +217,69 @@ fn serve(
     r.map_err(|e| Failure::new(FAILURE, format!("mount: serving: {e}")))
 }
 
-/// Points stdin, stdout and stderr of the detached server at /dev/null.
-fn quiet() {
-    use std::os::fd::AsRawFd;
+/// The log file the server writes to: `--log`, or in the background the
+/// default under [`LOG_DIR`] (a warning, and no log, if it cannot be made);
+/// `None` in the foreground without `--log` (stderr).
+fn open_log(a: &MountArgs, child: bool) -> Result<Option<std::fs::File>, Failure> {
+    let open = |path: &std::path::Path| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(path)
+    };
+    match &a.log {
+        Some(path) => open(path).map(Some).map_err(|e| {
+            Failure::new(
+                FAILURE,
+                format!("mount: cannot open the log {}: {e}", path.display()),
+            )
+        }),
+        None if child => {
+            let path = std::path::Path::new(LOG_DIR).join(format!("mount-{}.log", a.pbd));
+            match std::fs::create_dir_all(LOG_DIR).and_then(|()| open(&path)) {
+                Ok(f) => Ok(Some(f)),
+                Err(e) => {
+                    log(&format!(
+                        "warning: cannot open the log {}: {e}; the server will log nothing \
+                         (use --log FILE)",
+                        path.display()
+                    ));
+                    Ok(None)
+                }
+            }
+        }
+        None => Ok(None),
+    }
+}
+
+/// Points file descriptors `fds` at `file`.
+fn redirect(file: &impl std::os::fd::AsRawFd, fds: &[i32]) {
+    for &fd in fds {
+        let _ = nix::unistd::dup2(file.as_raw_fd(), fd);
+    }
+}
+
+/// Points stdin and stdout of the detached server at /dev/null, and
+/// stderr at its log (or /dev/null without one).
+fn quiet(log_file: Option<&std::fs::File>) {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
     {
-        for fd in 0..3 {
-            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
-        }
+        redirect(&null, &[0, 1, 2]);
+    }
+    if let Some(f) = log_file {
+        redirect(f, &[2]);
     }
 }
 
-/// Writes a line to stderr (the foreground log; /dev/null once detached).
+/// Writes a line to stderr (the foreground log, or the server's log file),
+/// with the time.
 pub(crate) fn log(msg: &str) {
-    raw_stderr(format!("pfs mount: {msg}\n").as_bytes());
+    let now = pfs_core::inspect::ctime(pfs_core::inspect::now_secs());
+    raw_stderr(format!("{now} pfs mount[{}]: {msg}\n", std::process::id()).as_bytes());
 }
 
 /// Writes to fd 2 directly: the main thread holds the lock of
