@@ -115,9 +115,10 @@ pub mod inspect {
     pub use crate::ns::Entry;
 }
 
-/// Devices that simulate a crash at a chosen flush or fail chosen requests,
-/// for crash and failure tests (feature `testing`).
+/// Devices that simulate a crash at a chosen flush, fail chosen requests
+/// or hold a write back, for crash, failure and race tests (feature
+/// `testing`).
 #[cfg(feature = "testing")]
 pub mod testing {
-    pub use crate::sim::{CrashDevice, FailingDevice};
+    pub use crate::sim::{CrashDevice, FailingDevice, StallingDevice};
 }

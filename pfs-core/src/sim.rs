@@ -1,5 +1,6 @@
-//! Devices for recovery tests: one that simulates a crash at the k-th
-//! flush, one whose writes, flushes or reads fail from the n-th on.
+//! Devices for recovery and race tests: one that simulates a crash at the
+//! k-th flush, one whose writes, flushes or reads fail from the n-th on,
+//! one that holds back a chosen write.
 
 use crate::device::{Device, MemDevice};
 use crate::error::{CoreError, Result};
@@ -247,5 +248,57 @@ impl Device for FailingDevice {
             return Err(eio(&self.inner, "zero range", offset));
         }
         self.inner.zero_range(offset, len)
+    }
+}
+
+/// A device that holds back one write: the first whose bytes start with
+/// `mark` runs a hook (which may wait) before it lands, as a write caught
+/// between looking up its block and reaching the disk would.
+pub struct StallingDevice<D> {
+    inner: D,
+    mark: u8,
+    stalled: std::sync::atomic::AtomicBool,
+    hook: Box<dyn Fn() + Send + Sync>,
+}
+
+impl<D: Device> StallingDevice<D> {
+    /// Wraps `inner`; `hook` runs once, before the first write starting
+    /// with `mark` lands.
+    pub fn new(inner: D, mark: u8, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        StallingDevice {
+            inner,
+            mark,
+            stalled: std::sync::atomic::AtomicBool::new(false),
+            hook: Box::new(hook),
+        }
+    }
+}
+
+impl<D: Device> Device for StallingDevice<D> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        if buf.first() == Some(&self.mark) && !self.stalled.swap(true, Ordering::SeqCst) {
+            (self.hook)();
+        }
+        self.inner.write_at(buf, offset)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
     }
 }

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use pfs_core::testing::{CrashDevice, FailingDevice};
+use pfs_core::testing::{CrashDevice, FailingDevice, StallingDevice};
 use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{
     CoreError, Device, FileType, MemDevice, Mode, Mount, MountOptions, OpenOptions, MAX_FILE_SIZE,
@@ -16,16 +16,21 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn formatted() -> Arc<dyn Device> {
-    let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
+/// Makes a filesystem with the smallest journal on `dev`.
+fn format(dev: &dyn Device) {
     mkfs(
-        dev.as_ref(),
+        dev,
         &MkfsOptions {
             log_size: MIN_LOG_SIZE,
             ..MkfsOptions::default()
         },
     )
     .unwrap();
+}
+
+fn formatted() -> Arc<dyn Device> {
+    let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
+    format(dev.as_ref());
     dev
 }
 
@@ -372,14 +377,7 @@ fn handles_writing_one_file_from_threads_keep_every_extent() {
 #[test]
 fn unmount_reports_stopped_writes() {
     let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
+    format(dev.as_ref());
     let m = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(1)).unwrap();
     m.create_path("/a", FileType::File).unwrap();
     dev.fail_after(0);
@@ -467,14 +465,7 @@ fn sizes_are_bounded_and_shrinking_follows_the_blocks() {
 #[test]
 fn huge_orphans_are_reclaimed_quickly() {
     let dev = Arc::new(CrashDevice::new("crash", CHUNK_SIZE, u64::MAX));
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
+    format(dev.as_ref());
     let short = |hostid, force| MountOptions {
         hostid,
         force,
@@ -561,69 +552,25 @@ fn threads_extending_one_block_keep_each_others_bytes() {
     }
 }
 
-/// A device that holds back the first write of a marked pattern until told
-/// to go on: a write caught between looking up its block and landing.
-struct StallingDevice {
-    inner: MemDevice,
-    /// Writes whose first byte is this are held back (once).
-    mark: u8,
-    stalled: std::sync::Mutex<bool>,
-    entered: std::sync::mpsc::SyncSender<()>,
-    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
-}
-
-impl Device for StallingDevice {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> pfs_core::Result<()> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> pfs_core::Result<()> {
-        if buf.first() == Some(&self.mark)
-            && !std::mem::replace(&mut *self.stalled.lock().unwrap(), true)
-        {
-            self.entered.send(()).unwrap();
-            // Held until released, or a while when nothing releases it (a
-            // truncate that rightly waits for this write).
-            let _ = self
-                .release
-                .lock()
-                .unwrap()
-                .recv_timeout(Duration::from_millis(500));
-        }
-        self.inner.write_at(buf, offset)
-    }
-    fn sync(&self) -> pfs_core::Result<()> {
-        self.inner.sync()
-    }
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn sector_size(&self) -> u32 {
-        self.inner.sector_size()
-    }
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-}
-
 #[test]
 fn a_truncate_waits_for_writes_so_freed_blocks_get_no_stale_bytes() {
     let (entered, entered_rx) = std::sync::mpsc::sync_channel(1);
-    let (release_tx, release) = std::sync::mpsc::channel();
-    let dev = Arc::new(StallingDevice {
-        inner: MemDevice::new("stall", CHUNK_SIZE),
-        mark: b'W',
-        stalled: std::sync::Mutex::new(false),
-        entered,
-        release: std::sync::Mutex::new(release),
-    });
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let release = std::sync::Mutex::new(release);
+    let dev = Arc::new(StallingDevice::new(
+        MemDevice::new("stall", CHUNK_SIZE),
+        b'W',
+        move || {
+            entered.send(()).unwrap();
+            // Held until released, or a while when nothing releases it (a
+            // truncate that rightly waits for this write).
+            let _ = release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_millis(500));
         },
-    )
-    .unwrap();
+    ));
+    format(dev.as_ref());
     let dev: Arc<dyn Device> = dev;
     let m = writer(&dev);
     let f = m.create(ROOT_INO, b"f", FileType::File).unwrap();

@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_core::testing::StallingDevice;
 use pfs_core::{mkfs, Device, FileDevice, FileType, MkfsOptions, Mode, Mount, MountOptions};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
 use std::collections::BTreeMap;
@@ -146,13 +147,17 @@ fn child() {
         }
         "staller" => {
             // A write inside /f's size that stalls between finding its
-            // block and landing (see StallOnce).
+            // block and landing: it says "stalled" and lands half a second
+            // later.
             drop(m);
             let file = FileDevice::open("img", &img, true).unwrap();
-            let dev: Arc<dyn Device> = Arc::new(StallOnce {
-                inner: file,
-                stalled: std::sync::atomic::AtomicBool::new(false),
-            });
+            let dev: Arc<dyn Device> = Arc::new(StallingDevice::new(file, b'W', || {
+                let mut o = std::io::stdout().lock();
+                writeln!(o, "stalled").unwrap();
+                o.flush().unwrap();
+                drop(o);
+                std::thread::sleep(Duration::from_millis(500));
+            }));
             let m = Mount::open_with(dev, Mode::ReadWrite, &options(&img, 1)).unwrap();
             let f = m.resolve("/f").unwrap();
             m.write_at(f, &[b'W'; 4096], 0).unwrap();
@@ -161,43 +166,6 @@ fn child() {
         other => panic!("unknown role {other}"),
     }
     say("done".into());
-}
-
-/// A device whose first write of `W` bytes says "stalled" on stdout and
-/// waits half a second before it lands.
-struct StallOnce {
-    inner: FileDevice,
-    stalled: std::sync::atomic::AtomicBool,
-}
-
-impl Device for StallOnce {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> pfs_core::Result<()> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> pfs_core::Result<()> {
-        if buf.first() == Some(&b'W')
-            && !self.stalled.swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
-            let mut o = std::io::stdout().lock();
-            writeln!(o, "stalled").unwrap();
-            o.flush().unwrap();
-            drop(o);
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        self.inner.write_at(buf, offset)
-    }
-    fn sync(&self) -> pfs_core::Result<()> {
-        self.inner.sync()
-    }
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn sector_size(&self) -> u32 {
-        self.inner.sector_size()
-    }
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
 }
 
 /// What the workers acknowledged.
