@@ -125,6 +125,17 @@ impl MetaImage {
         })
     }
 
+    /// An image of no chunks, standing in for one that was moved out.
+    pub(crate) fn hollow(device: &str) -> MetaImage {
+        MetaImage {
+            nchunk: 0,
+            chunks: Vec::new(),
+            sets: Vec::new(),
+            names: Default::default(),
+            device: device.to_owned(),
+        }
+    }
+
     /// Name of the device the metadata was read from.
     pub fn device(&self) -> &str {
         &self.device

@@ -223,6 +223,62 @@ fn load_state_shared(dev: &dyn Device, share: Option<&Share>, hostid: u64) -> Re
     }
 }
 
+/// Brings `st` from its leader record to `new` with the entries the
+/// journal holds between them. `false` when it no longer holds them all (a
+/// checkpoint moved past `st`, or the writer reused the space while they
+/// were read): `st` is unchanged and must be loaded again.
+fn advance(dev: &dyn Device, st: &mut State, new: LeaderRecord) -> Result<bool> {
+    let old = st.leader;
+    let Some(span) = Span::since(&old, &new) else {
+        return Ok(false);
+    };
+    let log = DeviceLog {
+        dev,
+        blocks: &st.journal_blocks,
+        leader_bda: st.leader_bda,
+    };
+    let Ok(entries) = pfs_journal::span_entries(&log, &span, st.meta.nchunk) else {
+        return Ok(false);
+    };
+    if Span::since(&old, &read_leader(dev, st.leader_bda)?).is_none() {
+        return Ok(false);
+    }
+    st.gen = next_gen();
+    st.meta.apply(&entries);
+    if let Some(a) = st.alloc.as_mut() {
+        // Another process of this host committed these.
+        for c in &entries {
+            a.observe(c.id, &c.entry.le_obj_val);
+        }
+    }
+    st.dirty
+        .extend(entries.iter().map(|c| c.entry.le_sector_bda.get()));
+    st.leader = new;
+    Ok(true)
+}
+
+/// `st` brought up to the device's latest commit: advanced when the
+/// journal allows, loaded again otherwise.
+fn resume(dev: &dyn Device, mut st: State, share: Option<&Share>, hostid: u64) -> Result<State> {
+    let now = read_leader(dev, st.leader_bda)?;
+    if now == st.leader {
+        return Ok(st);
+    }
+    if now.head_txid.get() == st.leader.head_txid.get()
+        && now.head_lsn.get() == st.leader.head_lsn.get()
+    {
+        // Only checkpointed: nothing to apply, and nothing left to write
+        // back either.
+        st.leader = now;
+        st.dirty.clear();
+        return Ok(st);
+    }
+    if advance(dev, &mut st, now)? {
+        return Ok(st);
+    }
+    load_state_shared(dev, share, hostid)
+}
+
 impl Mount {
     /// Mounts `dev`: loads every chunk's metasets, finds the leader record
     /// and replays the committed journal.
@@ -234,6 +290,64 @@ impl Mount {
     /// (when a lock path is given) and the writer lease, then loads the
     /// metadata as of the latest commit.
     pub fn open_with(dev: Arc<dyn Device>, mode: Mode, opts: &MountOptions) -> Result<Mount> {
+        Mount::open_from(dev, mode, opts, None)
+    }
+
+    /// Mounts in a forked child, starting from the metadata of `parent`,
+    /// the mount the child inherited: no metadata is loaded, only what the
+    /// journal committed since the fork is read (unless a checkpoint moved
+    /// past it, or `parent`'s state was locked by a thread at the fork,
+    /// then everything is loaded as [`Mount::open_with`] does). The
+    /// inherited memory stays shared with the parent until it changes.
+    ///
+    /// `parent` is consumed and never dropped: its lease, locks and
+    /// threads belong to the parent process. Call this only in a child
+    /// process, with the options of the same device.
+    pub fn open_after_fork(
+        dev: Arc<dyn Device>,
+        mode: Mode,
+        opts: &MountOptions,
+        parent: Arc<Mount>,
+    ) -> Result<Mount> {
+        let start = parent.take_state_for_child(dev.name());
+        std::mem::forget(parent);
+        Mount::open_from(dev, mode, opts, start)
+    }
+
+    /// The state of this (inherited) mount, taken out for a child's mount:
+    /// `None` when a thread of the parent held it at the fork (it may be
+    /// half changed) or it is another device's. Leaves this mount hollow.
+    fn take_state_for_child(&self, device: &str) -> Option<State> {
+        let mut guard = self.state.try_write()?;
+        if guard.meta.device() != device {
+            return None;
+        }
+        let hollow = State {
+            meta: MetaImage::hollow(device),
+            leader: guard.leader,
+            leader_bda: guard.leader_bda,
+            journal_blocks: Vec::new(),
+            dirty: BTreeSet::new(),
+            alloc: None,
+            ntx: 0,
+            fenced: None,
+            gen: next_gen(),
+        };
+        let mut st = std::mem::replace(&mut *guard, hollow);
+        // Locks inside it may have been held by the parent's threads.
+        st.meta.names = parking_lot::Mutex::new(Default::default());
+        st.fenced = None;
+        st.ntx = 0;
+        st.gen = next_gen();
+        Some(st)
+    }
+
+    fn open_from(
+        dev: Arc<dyn Device>,
+        mode: Mode,
+        opts: &MountOptions,
+        start: Option<State>,
+    ) -> Result<Mount> {
         let share = match opts.shared {
             true => {
                 let path = opts
@@ -245,7 +359,15 @@ impl Mount {
             false => None,
         };
         let seen = share.as_ref().map_or(0, |s| s.version());
-        let mut state = load_state_shared(dev.as_ref(), share.as_deref(), opts.hostid)?;
+        let mut state = match start {
+            Some(mut st) => {
+                if mode == Mode::ReadOnly {
+                    st.alloc = None;
+                }
+                resume(dev.as_ref(), st, share.as_deref(), opts.hostid)?
+            }
+            None => load_state_shared(dev.as_ref(), share.as_deref(), opts.hostid)?,
+        };
         // A shared read-write mount with host id 0 (a tool of the host
         // that runs the database) writes as the host of this machine that
         // holds the lease, as the reference's tools do through its daemon.
@@ -287,11 +409,10 @@ impl Mount {
             )?;
             std::mem::forget(member);
             // Someone may have committed while we waited.
-            let now = read_leader(dev.as_ref(), state.leader_bda)?;
-            if now != state.leader {
-                state = load_state_shared(dev.as_ref(), share.as_deref(), hostid)?;
+            state = resume(dev.as_ref(), state, share.as_deref(), hostid)?;
+            if state.alloc.is_none() {
+                state.alloc = Some(Allocator::build(&state.meta));
             }
-            state.alloc = Some(Allocator::build(&state.meta));
         }
         Ok(Mount {
             dev,
@@ -483,41 +604,14 @@ impl Mount {
             }
             return Ok(());
         }
-        let Some(span) = Span::since(&old, &new) else {
-            // Checkpointed past what we replayed: the entries we miss are
-            // gone from the journal but in the metasets now.
-            return self.reload();
-        };
         let mut st = self.state.write();
-        st.gen = next_gen();
-        let log = DeviceLog {
-            dev: self.dev.as_ref(),
-            blocks: &st.journal_blocks,
-            leader_bda: bda,
-        };
-        let entries = match pfs_journal::span_entries(&log, &span, st.meta.nchunk) {
-            Ok(e) => e,
-            Err(_) => {
-                drop(st);
-                return self.reload();
-            }
-        };
-        // The writer may have reused the space while we read it.
-        let check = read_leader(self.dev.as_ref(), bda)?;
-        if Span::since(&old, &check).is_none() {
+        if !advance(self.dev.as_ref(), &mut st, new)? {
+            // Checkpointed past what we replayed (the entries we miss are
+            // gone from the journal but in the metasets now), or the
+            // writer reused the space while we read it.
             drop(st);
             return self.reload();
         }
-        st.meta.apply(&entries);
-        if let Some(a) = st.alloc.as_mut() {
-            // Another process of this host committed these.
-            for c in &entries {
-                a.observe(c.id, &c.entry.le_obj_val);
-            }
-        }
-        st.dirty
-            .extend(entries.iter().map(|c| c.entry.le_sector_bda.get()));
-        st.leader = new;
         Ok(())
     }
 
@@ -556,7 +650,6 @@ impl Mount {
 }
 
 /// The error for an inode that was removed by the writer while in use here.
-/// The error for an inode the writer removed.
 pub(crate) fn gone(ino: u64) -> CoreError {
     CoreError::NotFound {
         path: format!("inode {ino} (removed by the writer)"),
@@ -1080,4 +1173,118 @@ fn checkpoint_sectors(
     *leader = pfs_journal::checkpoint(log, leader, &mut write_home, guard)?;
     dirty.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemDevice;
+    use crate::mkfs::{mkfs, MkfsOptions};
+    use crate::namespace::FileType;
+    use pfs_format::layout::{CHUNK_SIZE, INODE_SET_OFFSET, MIN_LOG_SIZE};
+
+    fn host(hostid: u64) -> MountOptions {
+        MountOptions {
+            hostid,
+            lease_ms: 60_000,
+            ..MountOptions::default()
+        }
+    }
+
+    fn read_all(m: &Mount, path: &str) -> Vec<u8> {
+        let ino = m.resolve(path).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let n = m.read_at(ino, &mut buf, 0).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    /// A device whose last inode sector of chunk 0 (never used by a small
+    /// filesystem) is garbage: loading the metadata fails on it, so a
+    /// mount that succeeds did not load it.
+    fn spoil(dev: &MemDevice) -> Vec<u8> {
+        let at = INODE_SET_OFFSET + 15 * SECTOR_SIZE;
+        let mut saved = vec![0u8; SECTOR_SIZE as usize];
+        dev.read_at(&mut saved, at).unwrap();
+        dev.write_at(&vec![0xEE; SECTOR_SIZE as usize], at).unwrap();
+        saved
+    }
+
+    #[test]
+    fn a_forked_child_starts_from_its_parents_metadata() {
+        let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
+        let opts = MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        };
+        mkfs(dev.as_ref(), &opts).unwrap();
+        let shared: Arc<dyn Device> = dev.clone();
+        let w = Mount::open_with(shared.clone(), Mode::ReadWrite, &host(1)).unwrap();
+        let a = w.create_path("/a", FileType::File).unwrap();
+        w.write_at(a, b"before the fork", 0).unwrap();
+        let parent = Arc::new(Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap());
+        assert_eq!(read_all(&parent, "/a"), b"before the fork");
+        // After the fork the writer goes on.
+        let b = w.create_path("/b", FileType::File).unwrap();
+        w.write_at(b, b"after the fork", 0).unwrap();
+        let saved = spoil(&dev);
+        assert!(Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).is_err());
+
+        // The child reads only the journal: the spoiled sector is never
+        // read, and it sees both files.
+        let child =
+            Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), parent).unwrap();
+        assert_eq!(read_all(&child, "/a"), b"before the fork");
+        assert_eq!(read_all(&child, "/b"), b"after the fork");
+
+        // A child may also be the writer (a promoted replica's backend):
+        // it takes over from the writer once that one is gone.
+        drop(w);
+        let child = Arc::new(child);
+        let writer =
+            Mount::open_after_fork(shared.clone(), Mode::ReadWrite, &host(1), child).unwrap();
+        writer.mkdir_path("/made-by-the-child").unwrap();
+        dev.write_at(&saved, INODE_SET_OFFSET + 15 * SECTOR_SIZE)
+            .unwrap();
+        assert!(writer.fsck().unwrap().is_clean());
+        let fresh = Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap();
+        assert_eq!(read_all(&fresh, "/b"), b"after the fork");
+        assert!(fresh.resolve("/made-by-the-child").is_ok());
+    }
+
+    #[test]
+    fn a_child_loads_everything_when_its_parents_state_was_busy_or_checkpointed() {
+        let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
+        let opts = MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        };
+        mkfs(dev.as_ref(), &opts).unwrap();
+        let shared: Arc<dyn Device> = dev.clone();
+        let w = Mount::open_with(shared.clone(), Mode::ReadWrite, &host(1)).unwrap();
+        w.mkdir_path("/d").unwrap();
+
+        // A thread of the parent held the state at the fork: it may be half
+        // changed, so the child loads (and meets the spoiled sector).
+        let parent = Arc::new(Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap());
+        let held = parent.state.read();
+        let saved = spoil(&dev);
+        let p2 = Arc::clone(&parent);
+        assert!(Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), p2).is_err());
+        dev.write_at(&saved, INODE_SET_OFFSET + 15 * SECTOR_SIZE)
+            .unwrap();
+        drop(held);
+
+        // The writer checkpointed past the parent's state: the journal no
+        // longer holds what the child misses, so it loads everything.
+        let parent = Arc::new(Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap());
+        w.mkdir_path("/e").unwrap();
+        w.checkpoint().unwrap();
+        w.mkdir_path("/f").unwrap();
+        let child =
+            Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), parent).unwrap();
+        for p in ["/d", "/e", "/f"] {
+            assert!(child.resolve(p).is_ok(), "{p}");
+        }
+    }
 }

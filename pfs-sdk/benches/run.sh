@@ -32,3 +32,13 @@ cc -O2 -Wall -I"$work/prefix/include" "$here/sdk_bench.c" -o "$work/sdk_bench" \
     -L"$work/prefix/lib" -Wl,-rpath,"$work/prefix/lib" -lpfsd -lpthread
 echo "devices: PFS on $pfsdev, raw $rawdev (loop, direct IO, sparse files)"
 "$work/sdk_bench" "$pbd" "$rawdev" "$threads" "$seconds"
+
+# A forked child's first call on a 10-chunk device (a sparse file in a
+# device directory): the metadata it would load is ten times a chunk's.
+mkdir -p "$work/devs"
+truncate -s 100G "$work/devs/forkbench"
+"$pfs" --device-dir "$work/devs" mkfs forkbench >/dev/null
+cc -O2 -Wall -I"$work/prefix/include" "$here/fork_bench.c" -o "$work/fork_bench" \
+    -L"$work/prefix/lib" -Wl,-rpath,"$work/prefix/lib" -lpfsd -lpthread
+echo
+PFS_DEVICE_DIR="$work/devs" "$work/fork_bench" forkbench 50

@@ -81,6 +81,21 @@ pub fn mount_options(pbdname: &str, hostid: u64, flags: i32) -> MountOptions {
 
 /// Mounts PBD `pbdname` as the flags say.
 fn mount_pbd(pbdname: &str, hostid: i32, flags: i32) -> Result<Arc<Mount>> {
+    mount_pbd_in_child(pbdname, hostid, flags, None)
+}
+
+/// [`mount_pbd`], in a forked child starting from the mount it inherited
+/// (`inherited`, consumed and never dropped): only what was committed
+/// since the fork is read.
+fn mount_pbd_in_child(
+    pbdname: &str,
+    hostid: i32,
+    flags: i32,
+    inherited: Option<Arc<Mount>>,
+) -> Result<Arc<Mount>> {
+    // Never dropped, whatever fails below: dropping it would release the
+    // parent's lease.
+    let inherited = inherited.map(std::mem::ManuallyDrop::new);
     let hostid = match u64::try_from(hostid) {
         Ok(_) if flags & MNTFLG_TOOL != 0 => 0,
         Ok(h) => h,
@@ -95,7 +110,16 @@ fn mount_pbd(pbdname: &str, hostid: i32, flags: i32) -> Result<Arc<Mount>> {
     let dir = pbd::device_dir_from_env();
     let dev = pbd::open_pbd(pbdname, dir.as_deref(), writable)?;
     let opts = mount_options(pbdname, hostid, flags);
-    Ok(Arc::new(Mount::open_with(Arc::new(dev), mode, &opts)?))
+    let mount = match inherited {
+        Some(parent) => Mount::open_after_fork(
+            Arc::new(dev),
+            mode,
+            &opts,
+            std::mem::ManuallyDrop::into_inner(parent),
+        )?,
+        None => Mount::open_with(Arc::new(dev), mode, &opts)?,
+    };
+    Ok(Arc::new(mount))
 }
 
 /// An open descriptor.
@@ -211,11 +235,15 @@ impl State {
                 0 => m.flags,
                 p => p,
             };
+            // The parent's mount, whose metadata the child starts from (it
+            // is leaked like the rest of what the child inherited).
+            let inherited = Arc::clone(&m.mount);
             self.leak_inherited();
             if SDK_MODE.load(Ordering::Relaxed) == PFSD_SDK_THREADS {
+                std::mem::forget(inherited);
                 return Ok(());
             }
-            let mount = mount_pbd(&pbdname, hostid, flags)?;
+            let mount = mount_pbd_in_child(&pbdname, hostid, flags, Some(inherited))?;
             self.mounted = Some(Mounted {
                 pbd: pbdname,
                 hostid,
