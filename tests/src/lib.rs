@@ -10,6 +10,24 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Makes `path` a sparse file of `chunks` 10 GiB chunks holding a new
+/// filesystem with the smallest journal: the device the multi-process
+/// tests share.
+pub fn format_image(path: &Path, chunks: u64) {
+    File::create(path)
+        .and_then(|f| f.set_len(chunks * pfs_format::layout::CHUNK_SIZE))
+        .unwrap_or_else(|e| panic!("cannot make {}: {e}", path.display()));
+    let dev = pfs_core::FileDevice::open("img", path, true).expect("open the new image");
+    pfs_core::mkfs(
+        &dev,
+        &pfs_core::MkfsOptions {
+            log_size: pfs_format::layout::MIN_LOG_SIZE,
+            ..pfs_core::MkfsOptions::default()
+        },
+    )
+    .expect("mkfs of the new image");
+}
+
 /// The project root (the workspace holding this crate).
 pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

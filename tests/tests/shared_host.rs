@@ -10,8 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 use pfs_core::testing::StallingDevice;
-use pfs_core::{mkfs, Device, FileDevice, FileType, MkfsOptions, Mode, Mount, MountOptions};
-use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+use pfs_core::{Device, FileDevice, FileType, Mode, Mount, MountOptions};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -43,19 +42,7 @@ fn image(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let img = dir.join("img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(CHUNK_SIZE)
-        .unwrap();
-    let dev = FileDevice::open("img", &img, true).unwrap();
-    mkfs(
-        &dev,
-        &MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
+    pfs_tests::format_image(&img, 1);
     img
 }
 

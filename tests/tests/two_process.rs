@@ -6,10 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use pfs_core::FileType;
-use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{Device, FileDevice};
 use pfs_core::{Mode, Mount, MountOptions};
-use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -83,21 +81,7 @@ fn reader_follows_writer_process() {
     let dir = std::env::temp_dir().join(format!("pfs-two-process-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let img = dir.join("img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(CHUNK_SIZE)
-        .unwrap();
-    {
-        let dev = FileDevice::open("img", &img, true).unwrap();
-        mkfs(
-            &dev,
-            &MkfsOptions {
-                log_size: MIN_LOG_SIZE,
-                ..MkfsOptions::default()
-            },
-        )
-        .unwrap();
-    }
+    pfs_tests::format_image(&img, 1);
     let reader_dev: Arc<dyn Device> = Arc::new(FileDevice::open("img", &img, false).unwrap());
     let reader = Mount::open_with(
         reader_dev,

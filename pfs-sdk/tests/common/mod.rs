@@ -5,8 +5,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use pfs_core::{mkfs, Device, FileDevice, MkfsOptions};
-use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+use pfs_core::{Device, FileDevice};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -117,18 +116,7 @@ impl TestDev {
         let dir = scratch().join(format!("dev{}", N.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir_all(&dir).unwrap();
         let pbd = "1-1".to_owned();
-        let f = std::fs::File::create(dir.join(&pbd)).unwrap();
-        f.set_len(chunks * CHUNK_SIZE).unwrap();
-        drop(f);
-        let dev = FileDevice::open(&pbd, &dir.join(&pbd), true).unwrap();
-        mkfs(
-            &dev,
-            &MkfsOptions {
-                log_size: MIN_LOG_SIZE,
-                ..MkfsOptions::default()
-            },
-        )
-        .unwrap();
+        pfs_tests::format_image(&dir.join(&pbd), chunks);
         TestDev { dir, pbd }
     }
 
