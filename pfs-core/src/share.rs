@@ -19,13 +19,13 @@
 //!   freed when another unlinks it.
 
 use crate::error::{CoreError, Result};
+use crate::hostlock::{flock, open_machine_file};
 use memmap2::MmapRaw;
 use parking_lot::{Mutex, ReentrantMutex, ReentrantMutexGuard};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -90,16 +90,6 @@ fn boot_id() -> u64 {
     u64::from(pfs_format::checksum::pfs_crc32c(id.trim().as_bytes())) | 1 << 40
 }
 
-fn flock(kind: i32, start: i64, len: i64) -> libc::flock {
-    libc::flock {
-        l_type: kind as i16,
-        l_whence: libc::SEEK_SET as i16,
-        l_start: start,
-        l_len: len,
-        l_pid: 0,
-    }
-}
-
 impl Share {
     /// Opens (creating it and its directory when needed) the shared file
     /// at `path`.
@@ -118,20 +108,7 @@ impl Share {
         let io = |what: &'static str, e: std::io::Error| {
             CoreError::io(&path.display().to_string(), what, 0, e)
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o666)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| io("open", e))?;
-        let _ =
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let file = open_machine_file(&path).map_err(|e| io("open", e))?;
         let share = Share {
             map: {
                 let len = file.metadata().map_err(|e| io("stat", e))?.len();
