@@ -73,7 +73,7 @@ mod ns;
 mod path;
 pub mod pbd;
 mod share;
-#[cfg(any(test, feature = "testing"))]
+#[cfg(feature = "testing")]
 mod sim;
 #[allow(unsafe_code)]
 mod sys;

@@ -1199,11 +1199,26 @@ mod tests {
         buf
     }
 
+    /// A formatted memory device, and the same as a `dyn Device`.
+    fn formatted() -> (Arc<MemDevice>, Arc<dyn Device>) {
+        let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
+        let opts = MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        };
+        mkfs(dev.as_ref(), &opts).unwrap();
+        let shared: Arc<dyn Device> = dev.clone();
+        (dev, shared)
+    }
+
+    /// Where [`spoil`] writes.
+    const SPOILED: u64 = INODE_SET_OFFSET + 15 * SECTOR_SIZE;
+
     /// A device whose last inode sector of chunk 0 (never used by a small
     /// filesystem) is garbage: loading the metadata fails on it, so a
     /// mount that succeeds did not load it.
     fn spoil(dev: &MemDevice) -> Vec<u8> {
-        let at = INODE_SET_OFFSET + 15 * SECTOR_SIZE;
+        let at = SPOILED;
         let mut saved = vec![0u8; SECTOR_SIZE as usize];
         dev.read_at(&mut saved, at).unwrap();
         dev.write_at(&vec![0xEE; SECTOR_SIZE as usize], at).unwrap();
@@ -1212,13 +1227,7 @@ mod tests {
 
     #[test]
     fn a_forked_child_starts_from_its_parents_metadata() {
-        let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
-        let opts = MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        };
-        mkfs(dev.as_ref(), &opts).unwrap();
-        let shared: Arc<dyn Device> = dev.clone();
+        let (dev, shared) = formatted();
         let w = Mount::open_with(shared.clone(), Mode::ReadWrite, &host(1)).unwrap();
         let a = w.create_path("/a", FileType::File).unwrap();
         w.write_at(a, b"before the fork", 0).unwrap();
@@ -1244,8 +1253,7 @@ mod tests {
         let writer =
             Mount::open_after_fork(shared.clone(), Mode::ReadWrite, &host(1), child).unwrap();
         writer.mkdir_path("/made-by-the-child").unwrap();
-        dev.write_at(&saved, INODE_SET_OFFSET + 15 * SECTOR_SIZE)
-            .unwrap();
+        dev.write_at(&saved, SPOILED).unwrap();
         assert!(writer.fsck().unwrap().is_clean());
         let fresh = Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap();
         assert_eq!(read_all(&fresh, "/b"), b"after the fork");
@@ -1254,13 +1262,7 @@ mod tests {
 
     #[test]
     fn a_child_loads_everything_when_its_parents_state_was_busy_or_checkpointed() {
-        let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
-        let opts = MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        };
-        mkfs(dev.as_ref(), &opts).unwrap();
-        let shared: Arc<dyn Device> = dev.clone();
+        let (dev, shared) = formatted();
         let w = Mount::open_with(shared.clone(), Mode::ReadWrite, &host(1)).unwrap();
         w.mkdir_path("/d").unwrap();
 
@@ -1271,8 +1273,7 @@ mod tests {
         let saved = spoil(&dev);
         let p2 = Arc::clone(&parent);
         assert!(Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), p2).is_err());
-        dev.write_at(&saved, INODE_SET_OFFSET + 15 * SECTOR_SIZE)
-            .unwrap();
+        dev.write_at(&saved, SPOILED).unwrap();
         drop(held);
 
         // The writer checkpointed past the parent's state: the journal no
