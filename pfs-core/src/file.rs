@@ -138,7 +138,8 @@ impl File {
     /// extent and size uncommitted until [`Self::commit`],
     /// [`Self::sync_all`] or close: one transaction for many writes (bulk
     /// copies). Until then readers (this handle included) see the file as
-    /// it was.
+    /// it was. Commit them before another handle truncates the file:
+    /// extents committed after a truncate grow the file again.
     pub fn write_at_deferred(&self, buf: &[u8], off: u64) -> Result<usize> {
         self.writable()?;
         crate::fsops::check_range("write", off, buf.len() as u64)?;
@@ -178,9 +179,11 @@ impl File {
         Ok(attr)
     }
 
-    /// Sets the size (`ftruncate`).
+    /// Sets the size (`ftruncate`), after committing this handle's
+    /// deferred writes (which the new size then cuts like any others).
     pub fn set_len(&self, len: u64) -> Result<()> {
         self.writable()?;
+        self.commit()?;
         self.m.truncate(self.ino, len)
     }
 

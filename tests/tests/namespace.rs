@@ -609,3 +609,23 @@ fn a_truncate_waits_for_writes_so_freed_blocks_get_no_stale_bytes() {
     assert_eq!(m.getattr(f).unwrap().size, 0);
     assert!(m.fsck().unwrap().is_clean());
 }
+
+#[test]
+fn truncating_a_handle_cuts_its_deferred_writes_too() {
+    let dev = formatted();
+    let m = writer(&dev);
+    let o = OpenOptions {
+        create: true,
+        write: true,
+        ..OpenOptions::default()
+    };
+    let f = m.open_file("/f", o).unwrap();
+    f.write_at_deferred(b"0123456789", 0).unwrap();
+    f.set_len(3).unwrap();
+    drop(f);
+    let ino = m.resolve("/f").unwrap();
+    assert_eq!(m.getattr(ino).unwrap().size, 3);
+    let mut buf = [0u8; 16];
+    assert_eq!(m.read_at(ino, &mut buf, 0).unwrap(), 3);
+    assert_eq!(&buf[..3], b"012");
+}
