@@ -1045,9 +1045,6 @@ impl Mount {
 }
 
 impl Mount {
-    /// A shared mount's turn to write among the processes of its host on
-    /// this machine (the host's transaction lock), caught up with what they
-    /// committed; `None` for a mount that is not shared.
     /// Takes inode `ino`'s data lock: shared around a write's data,
     /// `exclusive` around a truncate (see [`crate::datalock`]). Taken
     /// before the host's transaction lock, never while holding it.
@@ -1061,6 +1058,9 @@ impl Mount {
         crate::datalock::DataGuard::take(stripes, share, ino, exclusive)
     }
 
+    /// A shared mount's turn to write among the processes of its host on
+    /// this machine (the host's transaction lock), caught up with what they
+    /// committed; `None` for a mount that is not shared.
     pub(crate) fn host_tx(&self) -> Result<Option<crate::share::TxLock<'_>>> {
         let Some(s) = &self.share else {
             return Ok(None);

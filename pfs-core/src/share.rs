@@ -14,9 +14,10 @@
 //! - Byte-range locks (`fcntl`, owned by the process, so a killed process
 //!   never leaves one behind and a forked child does not inherit them):
 //!   the host's transaction lock, one at a time per host id; a read lock
-//!   per host id held by every process mounted with it ("members"); and a
+//!   per host id held by every process mounted with it ("members"); a
 //!   read lock per open inode, so that a file one process has open is not
-//!   freed when another unlinks it.
+//!   freed when another unlinks it; and a data lock per inode, shared by
+//!   writes and taken alone by a truncate ([`crate::datalock`]).
 
 use crate::error::{CoreError, Result};
 use crate::hostlock::{flock, open_machine_file};
