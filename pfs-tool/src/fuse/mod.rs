@@ -236,7 +236,8 @@ fn open_log(a: &MountArgs, child: bool) -> Result<Option<std::fs::File>, Failure
             )
         }),
         None if child => {
-            let path = std::path::Path::new(LOG_DIR).join(format!("mount-{}.log", a.pbd));
+            let name = a.pbd.replace('/', "_");
+            let path = std::path::Path::new(LOG_DIR).join(format!("mount-{name}.log"));
             match std::fs::create_dir_all(LOG_DIR).and_then(|()| open(&path)) {
                 Ok(f) => Ok(Some(f)),
                 Err(e) => {
