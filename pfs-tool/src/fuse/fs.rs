@@ -334,9 +334,19 @@ impl PfsFs {
         Ok(())
     }
 
-    fn entry(&self, ino: u64, reply: ReplyEntry) {
-        match self.getattr_of(ino) {
+    /// Replies to a lookup or mkdir with the entry of the inode found or
+    /// made, or with the error.
+    fn reply_entry(&self, r: CoreResult<u64>, reply: ReplyEntry) {
+        match r.and_then(|ino| self.getattr_of(ino)) {
             Ok(a) => reply.entry(&self.ttl, &a, Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Replies with attributes, or with the error.
+    fn reply_attr(&self, r: CoreResult<FileAttr>, reply: ReplyAttr) {
+        match r {
+            Ok(a) => reply.attr(&self.ttl, &a),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -476,20 +486,14 @@ impl Filesystem for PfsFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self
+        let r = self
             .m()
-            .and_then(|m| m.lookup(pfs_ino(parent), name.as_bytes()))
-        {
-            Ok(ino) => self.entry(ino, reply),
-            Err(e) => reply.error(errno(&e)),
-        }
+            .and_then(|m| m.lookup(pfs_ino(parent), name.as_bytes()));
+        self.reply_entry(r, reply);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.getattr_of(pfs_ino(ino)) {
-            Ok(a) => reply.attr(&self.ttl, &a),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.reply_attr(self.getattr_of(pfs_ino(ino)), reply);
     }
 
     fn setattr(
@@ -512,10 +516,7 @@ impl Filesystem for PfsFs {
     ) {
         // PFS stores no owner, mode or settable times: chmod, chown and
         // utimes are accepted and change nothing. Only the size is stored.
-        match self.do_setattr(pfs_ino(ino), size) {
-            Ok(a) => reply.attr(&self.ttl, &a),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.reply_attr(self.do_setattr(pfs_ino(ino), size), reply);
     }
 
     fn mkdir(
@@ -531,10 +532,7 @@ impl Filesystem for PfsFs {
             self.m()?
                 .create(pfs_ino(parent), name.as_bytes(), FileType::Dir)
         });
-        match r {
-            Ok(ino) => self.entry(ino, reply),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.reply_entry(r, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
