@@ -224,12 +224,19 @@ fn load_state_shared(dev: &dyn Device, share: Option<&Share>, hostid: u64) -> Re
 }
 
 /// Brings `st` from its leader record to `new` with the entries the
-/// journal holds between them. `false` when it no longer holds them all (a
-/// checkpoint moved past `st`, or the writer reused the space while they
-/// were read): `st` is unchanged and must be loaded again.
+/// journal holds between them, also when a checkpoint has moved past `st`
+/// (the entries stay until the writer reuses their space). `false` when it
+/// no longer holds them all, or the writer reused their space while they
+/// were read: `st` is unchanged and must be loaded again.
 fn advance(dev: &dyn Device, st: &mut State, new: LeaderRecord) -> Result<bool> {
     let old = st.leader;
-    let Some(span) = Span::since(&old, &new) else {
+    // Within the committed span, or past the tail the writer checkpointed.
+    let span_of = if Span::since(&old, &new).is_some() {
+        Span::since
+    } else {
+        Span::after
+    };
+    let Some(span) = span_of(&old, &new) else {
         return Ok(false);
     };
     let log = DeviceLog {
@@ -240,7 +247,7 @@ fn advance(dev: &dyn Device, st: &mut State, new: LeaderRecord) -> Result<bool> 
     let Ok(entries) = pfs_journal::span_entries(&log, &span, st.meta.nchunk) else {
         return Ok(false);
     };
-    if Span::since(&old, &read_leader(dev, st.leader_bda)?).is_none() {
+    if span_of(&old, &read_leader(dev, st.leader_bda)?).is_none() {
         return Ok(false);
     }
     st.gen = next_gen();
@@ -295,9 +302,10 @@ impl Mount {
 
     /// Mounts in a forked child, starting from the metadata of `parent`,
     /// the mount the child inherited: no metadata is loaded, only what the
-    /// journal committed since the fork is read (unless a checkpoint moved
-    /// past it, or `parent`'s state was locked by a thread at the fork,
-    /// then everything is loaded as [`Mount::open_with`] does). The
+    /// journal committed since the fork is read (unless the writer has
+    /// reused that part of the journal, or `parent`'s state was locked by a
+    /// thread at the fork; then everything is loaded as
+    /// [`Mount::open_with`] does). The
     /// inherited memory stays shared with the parent until it changes.
     ///
     /// `parent` is consumed and never dropped: its lease, locks and
@@ -606,9 +614,8 @@ impl Mount {
         }
         let mut st = self.state.write();
         if !advance(self.dev.as_ref(), &mut st, new)? {
-            // Checkpointed past what we replayed (the entries we miss are
-            // gone from the journal but in the metasets now), or the
-            // writer reused the space while we read it.
+            // The writer reused the journal space of entries we miss
+            // (they are in the metasets now), before or while we read.
             drop(st);
             return self.reload();
         }
@@ -1261,11 +1268,10 @@ mod tests {
     }
 
     #[test]
-    fn a_child_loads_everything_when_its_parents_state_was_busy_or_checkpointed() {
+    fn a_child_loads_everything_when_a_parent_thread_held_the_state() {
         let (dev, shared) = formatted();
         let w = Mount::open_with(shared.clone(), Mode::ReadWrite, &host(1)).unwrap();
         w.mkdir_path("/d").unwrap();
-
         // A thread of the parent held the state at the fork: it may be half
         // changed, so the child loads (and meets the spoiled sector).
         let parent = Arc::new(Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap());
@@ -1275,17 +1281,49 @@ mod tests {
         assert!(Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), p2).is_err());
         dev.write_at(&saved, SPOILED).unwrap();
         drop(held);
+        let p3 = Arc::clone(&parent);
+        let child = Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), p3).unwrap();
+        assert!(child.resolve("/d").is_ok());
+    }
 
-        // The writer checkpointed past the parent's state: the journal no
-        // longer holds what the child misses, so it loads everything.
+    #[test]
+    fn followers_advance_past_checkpoints_and_reload_only_when_lapped() {
+        let (dev, shared) = formatted();
+        let w = Mount::open_with(shared.clone(), Mode::ReadWrite, &host(1)).unwrap();
+        let r = Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap();
+        w.mkdir_path("/a").unwrap();
+        assert!(r.resolve("/a").is_ok());
         let parent = Arc::new(Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap());
-        w.mkdir_path("/e").unwrap();
+
+        // The writer checkpoints past both, then goes on: the entries they
+        // miss are still in the journal, so neither loads the metadata.
+        w.mkdir_path("/b").unwrap();
         w.checkpoint().unwrap();
-        w.mkdir_path("/f").unwrap();
+        w.mkdir_path("/c").unwrap();
+        assert!(w.leader().tail_txid.get() > r.leader().head_txid.get());
+        let saved = spoil(&dev);
+        assert!(r.resolve("/c").is_ok() && r.resolve("/b").is_ok());
         let child =
             Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), parent).unwrap();
-        for p in ["/d", "/e", "/f"] {
-            assert!(child.resolve(p).is_ok(), "{p}");
+        assert!(child.resolve("/c").is_ok() && child.resolve("/b").is_ok());
+
+        // Once the writer has written a whole journal's worth since, the
+        // entries are gone: the follower loads again (and meets the spoiled
+        // sector, then, restored, gets everything).
+        let seen = r.leader().head_lsn.get();
+        let ring = w.leader().log_size.get() / pfs_format::layout::LOG_ENTRY_SIZE as u64;
+        let big = w.create_path("/big", FileType::File).unwrap();
+        let mut cycle = 0u64;
+        while w.leader().head_lsn.get() - seen <= ring {
+            w.fallocate(big, 0, 900 << 22, crate::FallocMode::default())
+                .unwrap();
+            w.truncate(big, cycle % 3).unwrap();
+            cycle += 1;
         }
+        assert!(r.refresh().is_err(), "a lapped follower must load again");
+        dev.write_at(&saved, SPOILED).unwrap();
+        r.refresh().unwrap();
+        let ino = r.resolve("/big").unwrap();
+        assert_eq!(r.getattr(ino).unwrap().size, (cycle - 1) % 3);
     }
 }

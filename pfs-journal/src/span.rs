@@ -1,6 +1,7 @@
 //! A committed stretch of the journal, by transaction and by offset.
 
 use crate::range::LogRange;
+use pfs_format::layout::LOG_ENTRY_SIZE;
 use pfs_format::LeaderRecord;
 
 /// Transactions `(tail_txid, head_txid]`, whose entries lie from
@@ -54,6 +55,24 @@ impl Span {
         })
     }
 
+    /// What `new` committed after the head of `old`, even when `new`
+    /// checkpointed past that head: checkpointed entries stay in the
+    /// journal until the writer reuses their space, and
+    /// [`span_entries`](crate::span_entries) tells whether it has (their
+    /// txids and lsns no longer run on). `None` when the journal was remade
+    /// or could not hold all of the span at once.
+    pub fn after(old: &LeaderRecord, new: &LeaderRecord) -> Option<Span> {
+        let entries = new.head_lsn.get().checked_sub(old.head_lsn.get())?;
+        let fits = new.log_size == old.log_size
+            && old.head_txid.get() <= new.head_txid.get()
+            && entries.checked_mul(LOG_ENTRY_SIZE as u64)? < new.log_size.get();
+        fits.then(|| Span {
+            tail_txid: old.head_txid.get(),
+            tail_offset: old.head_offset.get(),
+            ..Span::of_leader(new)
+        })
+    }
+
     /// The byte range of its entries.
     pub fn range(&self) -> LogRange {
         LogRange {
@@ -94,5 +113,26 @@ mod tests {
         assert!(Span::since(&old, &at).is_some());
         // A journal that went backwards (remade) is not a continuation.
         assert!(Span::since(&new, &old).is_none());
+    }
+
+    #[test]
+    fn catching_up_past_a_checkpoint() {
+        let old = leader((2, 512), (5, 2048, 40));
+        // Checkpointed past the reader: the entries may still be there.
+        let trimmed = leader((7, 3000), (9, 4096, 60));
+        let s = Span::after(&old, &trimmed).unwrap();
+        assert_eq!((s.tail_txid, s.tail_offset), (5, 2048));
+        assert_eq!((s.head_txid, s.head_offset, s.head_lsn), (9, 4096, 60));
+        // More entries than the journal holds at once: some were reused.
+        let log = trimmed.log_size.get() / LOG_ENTRY_SIZE as u64;
+        let lapped = leader((7, 3000), (9, 4096, 40 + log));
+        assert!(Span::after(&old, &lapped).is_none());
+        let almost = leader((7, 3000), (9, 4096, 40 + log - 1));
+        assert!(Span::after(&old, &almost).is_some());
+        // Backwards, or another journal size: not a continuation.
+        assert!(Span::after(&trimmed, &old).is_none());
+        let mut other = trimmed;
+        other.log_size.set(trimmed.log_size.get() * 2);
+        assert!(Span::after(&old, &other).is_none());
     }
 }

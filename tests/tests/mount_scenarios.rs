@@ -1,6 +1,6 @@
 //! Mount-level scenarios: the single-writer lease, followers catching up
-//! (and reloading after the writer checkpointed past them), a journal that
-//! wraps many times, a failing device.
+//! (also across the writer's checkpoints), a journal that wraps many times,
+//! a failing device.
 
 #![allow(clippy::unwrap_used)]
 
@@ -154,14 +154,14 @@ fn hostid_above_num_hosts_is_refused() {
 }
 
 #[test]
-fn follower_catches_up_and_reloads_after_checkpoint() {
+fn follower_catches_up_across_a_checkpoint() {
     let dev = formatted(MIN_LOG_SIZE);
     let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
     let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2, 60_000)).unwrap();
     w.mkdir_path("/a").unwrap();
     assert_eq!(names(&r, "/"), vec![".pfs-paxos", ".pfs-journal", "a"]);
-    // The writer checkpoints: the entries the reader has not seen are gone
-    // from the journal's committed range; the reader reloads.
+    // The writer checkpoints: the entries the reader has not seen leave the
+    // journal's committed range, but stay in the journal for it to read.
     w.mkdir_path("/b").unwrap();
     w.checkpoint().unwrap();
     w.mkdir_path("/c").unwrap();
