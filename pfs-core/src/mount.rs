@@ -231,12 +231,7 @@ fn load_state_shared(dev: &dyn Device, share: Option<&Share>, hostid: u64) -> Re
 fn advance(dev: &dyn Device, st: &mut State, new: LeaderRecord) -> Result<bool> {
     let old = st.leader;
     // Within the committed span, or past the tail the writer checkpointed.
-    let span_of = if Span::since(&old, &new).is_some() {
-        Span::since
-    } else {
-        Span::after
-    };
-    let Some(span) = span_of(&old, &new) else {
+    let Some(span) = Span::since(&old, &new).or_else(|| Span::after(&old, &new)) else {
         return Ok(false);
     };
     let log = DeviceLog {
@@ -247,7 +242,9 @@ fn advance(dev: &dyn Device, st: &mut State, new: LeaderRecord) -> Result<bool> 
     let Ok(entries) = pfs_journal::span_entries(&log, &span, st.meta.nchunk) else {
         return Ok(false);
     };
-    if span_of(&old, &read_leader(dev, st.leader_bda)?).is_none() {
+    // Each entry read proved itself (txid, lsn, checksum); what is left to
+    // rule out is a writer that lapped the journal while we read.
+    if Span::after(&old, &read_leader(dev, st.leader_bda)?).is_none() {
         return Ok(false);
     }
     st.gen = next_gen();
