@@ -15,16 +15,8 @@
 
 static const char *pbd;
 
-/* "/<pbd>/<rel>" in one of a few rotating buffers. */
-static const char *
-P(const char *rel)
-{
-	static char bufs[4][PFS_MAX_PATHLEN + 64];
-	static int n;
-	char *b = bufs[n++ % 4];
-	snprintf(b, PFS_MAX_PATHLEN + 64, "/%s/%s", pbd, rel);
-	return b;
-}
+/* "/<pbd>/<rel>". */
+#define P(rel) pathf("/%s/%s", pbd, (rel))
 
 static void
 constants(void)

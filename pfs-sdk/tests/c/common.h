@@ -3,6 +3,7 @@
 #define SDK_TEST_COMMON_H
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,21 @@ fill(unsigned char *buf, size_t len, unsigned seed)
 		x = x * 1103515245u + 12345u;
 		buf[i] = (unsigned char)(x >> 16);
 	}
+}
+
+/* A path formatted printf-style into one of a few rotating buffers, so a
+ * call can take several at once. */
+static inline const char *
+pathf(const char *fmt, ...)
+{
+	static char bufs[4][4096 + 64];
+	static int n;
+	char *b = bufs[n++ % 4];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(b, sizeof bufs[0], fmt, ap);
+	va_end(ap);
+	return b;
 }
 
 #endif

@@ -16,15 +16,8 @@
 
 static const char *pbd;
 
-static const char *
-P(const char *rel)
-{
-	static char bufs[4][512];
-	static int n;
-	char *b = bufs[n++ % 4];
-	snprintf(b, 512, "/%s/%s", pbd, rel);
-	return b;
-}
+/* "/<pbd>/<rel>". */
+#define P(rel) pathf("/%s/%s", pbd, (rel))
 
 int
 main(int argc, char **argv)

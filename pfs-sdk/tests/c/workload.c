@@ -60,15 +60,8 @@ pattern(unsigned char *b, size_t len, unsigned s, unsigned long long off)
 		b[i] = pat(s, off + i);
 }
 
-static const char *
-wpath(const char *name)
-{
-	static char bufs[4][512];
-	static int n;
-	char *b = bufs[n++ % 4];
-	snprintf(b, 512, "/%s/w/%s", pbd, name);
-	return b;
-}
+/* "/<pbd>/w/<name>". */
+#define wpath(name) pathf("/%s/w/%s", pbd, (name))
 
 static FILE *logf_;
 
