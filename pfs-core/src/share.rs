@@ -273,23 +273,12 @@ impl Share {
 
     /// Marks inode `ino` open in this process (`delta` 1) or closed (-1).
     pub(crate) fn mark_open(&self, ino: u64, delta: i64) {
-        let Ok(at) = i64::try_from(ino).map(|i| LOCK_OPEN.saturating_add(i)) else {
-            return;
-        };
-        let mut m = self.open.lock();
-        let n = m.entry(ino).or_insert(0);
+        let at = per_inode(LOCK_OPEN, ino);
         if delta > 0 {
-            if *n == 0 {
-                // Best effort: a failure only loses the protection.
-                let _ = self.lock(libc::F_RDLCK, at, 1, true);
-            }
-            *n += 1;
-        } else if *n > 0 {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&ino);
-                self.unlock(at, 1);
-            }
+            // Best effort: a failure only loses the protection.
+            let _ = self.hold_shared(&self.open, ino, at);
+        } else {
+            self.release_shared(&self.open, ino, at);
         }
     }
 
@@ -299,13 +288,29 @@ impl Share {
     /// thread holds the in-process lock alone, so this process has no
     /// shared hold on it).
     pub(crate) fn lock_data(&self, ino: u64, exclusive: bool) -> Result<()> {
-        let at = data_at(ino);
+        let at = per_inode(LOCK_DATA, ino);
         if exclusive {
             self.lock(libc::F_WRLCK, at, 1, true)?;
             return Ok(());
         }
+        self.hold_shared(&self.writing, ino, at)
+    }
+
+    /// Undoes [`Self::lock_data`].
+    pub(crate) fn unlock_data(&self, ino: u64, exclusive: bool) {
+        let at = per_inode(LOCK_DATA, ino);
+        if exclusive {
+            self.unlock(at, 1);
+        } else {
+            self.release_shared(&self.writing, ino, at);
+        }
+    }
+
+    /// Counts one more hold of inode `ino`'s read lock at `at` in `holds`;
+    /// the process takes the byte-range lock with its first hold.
+    fn hold_shared(&self, holds: &Mutex<HashMap<u64, usize>>, ino: u64, at: i64) -> Result<()> {
         loop {
-            let mut m = self.writing.lock();
+            let mut m = holds.lock();
             let n = m.entry(ino).or_insert(0);
             if *n > 0 || self.lock(libc::F_RDLCK, at, 1, false)? {
                 *n += 1;
@@ -315,22 +320,18 @@ impl Share {
                 m.remove(&ino);
             }
             drop(m);
-            // Another process truncates the file: wait for it without
-            // holding up this process's other writes, then count this one
-            // under the map's lock (a thread of ours may have dropped the
-            // process's hold meanwhile, so it is taken again there).
+            // Another process holds the range alone (a truncate): wait for
+            // it without holding up this process's other holds, then count
+            // this one under the map's lock (a thread of ours may have
+            // dropped the process's hold meanwhile, so it is taken again
+            // there).
             self.lock(libc::F_RDLCK, at, 1, true)?;
         }
     }
 
-    /// Undoes [`Self::lock_data`].
-    pub(crate) fn unlock_data(&self, ino: u64, exclusive: bool) {
-        let at = data_at(ino);
-        if exclusive {
-            self.unlock(at, 1);
-            return;
-        }
-        let mut m = self.writing.lock();
+    /// Undoes [`Self::hold_shared`]; the last hold releases the lock.
+    fn release_shared(&self, holds: &Mutex<HashMap<u64, usize>>, ino: u64, at: i64) {
+        let mut m = holds.lock();
         if let Some(n) = m.get_mut(&ino) {
             *n -= 1;
             if *n == 0 {
@@ -342,10 +343,7 @@ impl Share {
 
     /// Whether another process of this machine has inode `ino` open.
     pub(crate) fn open_elsewhere(&self, ino: u64) -> bool {
-        match i64::try_from(ino) {
-            Ok(i) => self.held_elsewhere(LOCK_OPEN.saturating_add(i), 1),
-            Err(_) => false,
-        }
+        self.held_elsewhere(per_inode(LOCK_OPEN, ino), 1)
     }
 
     /// The commit counter.
@@ -406,11 +404,12 @@ impl Share {
     }
 }
 
-/// Where inode `ino`'s data lock lies in the shared file.
-fn data_at(ino: u64) -> i64 {
+/// Where inode `ino`'s byte of the per-inode lock range starting at
+/// `base` lies in the shared file.
+fn per_inode(base: i64, ino: u64) -> i64 {
     i64::try_from(ino)
         .ok()
-        .and_then(|i| LOCK_DATA.checked_add(i))
+        .and_then(|i| base.checked_add(i))
         .unwrap_or(i64::MAX - 1)
 }
 
