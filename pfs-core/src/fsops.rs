@@ -285,8 +285,9 @@ impl Mount {
         let _host = self.host_tx()?;
         let orphan = {
             let st = self.state.read();
-            let (mo, i) = st.meta.inode(ino)?;
-            mo.is_used() && i.in_type != 0 && i.in_deno.get() == NO_DIRENTRY
+            // Already freed by another process is no orphan, not an error.
+            let (_, mo) = st.meta.lookup(MetaType::Inode, ino)?;
+            mo.is_used() && mo.inode().in_type != 0 && mo.inode().in_deno.get() == NO_DIRENTRY
         };
         if !orphan {
             return Ok(());

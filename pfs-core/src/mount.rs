@@ -1265,6 +1265,18 @@ mod tests {
     }
 
     #[test]
+    fn an_orphan_freed_meanwhile_is_left_alone() {
+        // A mounting process lists the orphans, then another process of
+        // the host frees one before this one takes the host's lock.
+        let (_, shared) = formatted();
+        let w = Mount::open_with(shared, Mode::ReadWrite, &host(1)).unwrap();
+        let ino = w.create_path("/f", FileType::File).unwrap();
+        w.unlink_path("/f").unwrap();
+        w.release_if_orphan(ino).unwrap();
+        assert!(w.fsck().unwrap().is_clean());
+    }
+
+    #[test]
     fn a_child_loads_everything_when_a_parent_thread_held_the_state() {
         let (dev, shared) = formatted();
         let w = Mount::open_with(shared.clone(), Mode::ReadWrite, &host(1)).unwrap();
