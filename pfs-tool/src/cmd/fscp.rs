@@ -60,9 +60,14 @@ enum Event {
 }
 
 fn fail(out: &mut dyn Write, errno: i32, msg: String) -> Failure {
+    fail_with(out, errno, FAILURE, msg)
+}
+
+/// A failure with its own exit code (16 for a destination in use).
+fn fail_with(out: &mut dyn Write, errno: i32, code: u8, msg: String) -> Failure {
     let _ = writeln!(out, "pfs fscp failed!");
     let _ = writeln!(out, "fscp failed: {}", strerror(errno));
-    Failure::new(FAILURE, format!("fscp: {msg}"))
+    Failure::new(code, format!("fscp: {msg}"))
 }
 
 /// The device file behind a PBD, for telling two names of one device apart.
@@ -130,6 +135,21 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
     out.flush()?;
     let _lock = HostLock::acquire(&pbd::lock_path(&a.dst, ctx.device_dir.as_deref()), 0)
         .map_err(|e| Failure::from_core("fscp", &e))?;
+    // The host lock only keeps out this machine's writers: a writer of any
+    // host holding the destination's lease is refused too, as mkfs -f
+    // refuses it.
+    pfs_core::ensure_no_live_writer(&dst).map_err(|e| match e {
+        CoreError::Busy { .. } => fail_with(
+            out,
+            nix::libc::EBUSY,
+            16,
+            format!(
+                "{e}; the copy would overwrite the filesystem under it; unmount it first \
+                 (or let its lease run out); nothing was written"
+            ),
+        ),
+        other => fail(out, other.errno(), other.to_string()),
+    })?;
     let (meta, _) = load_replayed(&src).map_err(|e| Failure::from_core("fscp", &e))?;
     let chunks: Vec<Vec<UsedBlock>> = (0..meta.nchunk)
         .map(|c| {
