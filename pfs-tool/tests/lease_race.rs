@@ -355,7 +355,7 @@ fn restore_and_fscp_refuse_a_device_whose_writer_is_on_another_host() {
             .output()
             .unwrap()
     };
-    let fscp = |dir: &Path| run(dir, &["fscp", "nvme2n1", "nvme1n1"]);
+    let fscp = |dir: &Path| run(dir, &["fscp", "-f", "nvme2n1", "nvme1n1"]);
     for (what, o) in [("restore", restore(&host_b)), ("fscp", fscp(&host_b))] {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(16), "{what} from host B: {err}");

@@ -3,8 +3,10 @@
 //! data) as the reference does, up to each block's `bt_holeoff` rounded up
 //! to 16 KiB; free blocks are not copied.
 //!
-//! Unlike the reference it refuses the same device twice, and it keeps the
-//! destination unmountable while it copies: chunk 0's header sector is
+//! Unlike the reference it refuses the same device twice, a destination
+//! that holds a PFS already unless `-f` is given, and a destination whose
+//! filesystem has a live writer; and it keeps the destination unmountable
+//! while it copies: chunk 0's header sector is
 //! blanked first and written last, after everything else is on the
 //! destination and flushed, so an interrupted copy never looks whole.
 //! Workers copy chunks in parallel; with `-c` every copied range is read
@@ -122,6 +124,26 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
                 dst.len(),
                 a.src,
                 src.len()
+            ),
+        ));
+    }
+    // Copying over a filesystem is as final as mkfs over one: it takes -f.
+    let formatted = pfs_core::chunk_is_formatted(&dst, 0).map_err(|e| {
+        fail(
+            out,
+            e.errno(),
+            format!("cannot read destination {}: {e}", a.dst),
+        )
+    })?;
+    if formatted && !a.force {
+        return Err(fail_with(
+            out,
+            nix::libc::EBUSY,
+            16,
+            format!(
+                "destination {} holds a PFS already; run 'fscp -f' if you mean to overwrite it; \
+                 nothing was written",
+                a.dst
             ),
         ));
     }
