@@ -128,7 +128,9 @@ pub enum Command {
     /// second. PFS stores no owner, mode or settable times: chmod, chown and
     /// utimes succeed and change nothing.
     Mount(MountArgs),
-    /// Unmount a FUSE mount (fusermount3 -u).
+    /// Unmount a FUSE mount (fusermount3 -u) and wait for its server to
+    /// exit; exits non-zero as the server did when its log says it ended
+    /// badly (5: writes had been stopped on the mount).
     Umount(UmountArgs),
 }
 
@@ -141,9 +143,10 @@ pub struct MountArgs {
     /// Stay in the foreground (log to stderr).
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
-    /// Where the server logs (appended): errors the kernel only sees as
-    /// EIO, and unmounting. Default in the background:
-    /// /var/log/pfs/mount-<pbd>.log; in the foreground: stderr.
+    /// Where the server logs (appended): the mount, errors the kernel only
+    /// sees as EIO, and last how it ended (which pfs umount reads). Default
+    /// in the background: /var/log/pfs/mount-<pbd>.log; in the
+    /// foreground: stderr.
     #[arg(long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,
     /// FUSE options: allow_other, allow_root, default_permissions, noatime,
