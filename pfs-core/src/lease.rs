@@ -788,7 +788,7 @@ pub(crate) fn stop_point(point: &str) {
 /// host holds or is taking the writer lease (see [`ensure_no_writer`]).
 /// A device whose metadata cannot be read has no lease to respect; a
 /// device read error is returned.
-pub(crate) fn refuse_live_writer(dev: &dyn Device) -> Result<()> {
+pub fn refuse_live_writer(dev: &dyn Device) -> Result<()> {
     let found = crate::meta::MetaImage::load(dev).and_then(|meta| {
         let j = crate::meta::Journal::locate(dev, &meta)?;
         Ok(Slots::of(&j.leader, j.leader_bda))
