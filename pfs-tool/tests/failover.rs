@@ -232,11 +232,18 @@ impl Server {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if is_mounted(&self.mp) {
+        for _ in 0..50 {
+            if !is_mounted(&self.mp) {
+                break;
+            }
             let _ = Command::new("fusermount3")
                 .args(["-u", "-z"])
                 .arg(&self.mp)
-                .status();
+                .output();
+            if is_mounted(&self.mp) {
+                let _ = Command::new("umount").arg("-l").arg(&self.mp).output();
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }
