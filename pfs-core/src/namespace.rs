@@ -66,6 +66,8 @@ pub struct DirEntry {
     pub ino: u64,
     /// The inode's type.
     pub kind: FileType,
+    /// The inode's birth time, microseconds ([`Attr::btime`]).
+    pub btime: u64,
 }
 
 /// The entries of a directory as of one committed state, in the order they
@@ -223,6 +225,28 @@ impl Mount {
         attr_of(&self.state.read().meta, ino)
     }
 
+    /// [`Mount::lookup`] and the attributes of what it finds, from one
+    /// committed state: between a lookup and a getattr the writer of another
+    /// host may free the inode and give its number to a new file.
+    pub fn lookup_attr(&self, dir: u64, name: &[u8]) -> Result<Attr> {
+        self.refresh()?;
+        let st = self.state.read();
+        attr_of(&st.meta, lookup_in(&st.meta, dir, name)?)
+    }
+
+    /// [`Mount::getattr`] of the file or directory born at `btime`
+    /// ([`Attr::btime`]): [`CoreError::NotFound`] once the writer removed
+    /// it, also when its inode number already names a newer one.
+    pub fn getattr_born(&self, ino: u64, btime: u64) -> Result<Attr> {
+        self.refresh()?;
+        let st = self.state.read();
+        let (_, mo) = st.meta.lookup(pfs_format::MetaType::Inode, ino)?;
+        if !mo.is_used() || mo.inode().in_btime.get() != btime {
+            return Err(crate::mount::gone(ino));
+        }
+        attr_of(&st.meta, ino)
+    }
+
     /// The entries of directory `dir`, as of one committed state.
     pub fn readdir(&self, dir: u64) -> Result<ReadDir> {
         self.refresh()?;
@@ -232,11 +256,12 @@ impl Mount {
             .read_dir(dir)?
             .into_iter()
             .map(|e| {
-                let kind = attr_of(&st.meta, e.ino)?.kind;
+                let a = attr_of(&st.meta, e.ino)?;
                 Ok(DirEntry {
                     name: e.name,
                     ino: e.ino,
-                    kind,
+                    kind: a.kind,
+                    btime: a.btime,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
