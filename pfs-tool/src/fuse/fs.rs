@@ -143,6 +143,11 @@ struct Window {
     data: Vec<u8>,
     /// The file ended at the end of `data` in that state.
     eof: bool,
+    /// Where the read that the last answer belongs to goes on: only its
+    /// next request is answered from here. A read that starts anywhere
+    /// else (a file read again from the start, an in-place overwrite
+    /// looked at again) reads the file anew.
+    next: u64,
 }
 
 impl Window {
@@ -153,13 +158,15 @@ impl Window {
     /// The answer to a read of `size` bytes at `off` from this stretch
     /// alone, if it holds one: all of them, or what it has up to the end of
     /// the file.
-    fn answer(&self, off: u64, size: usize) -> Option<Vec<u8>> {
-        if off < self.start || off > self.end() {
+    fn answer(&mut self, off: u64, size: usize) -> Option<Vec<u8>> {
+        if off != self.next || off < self.start || off > self.end() {
             return None;
         }
         let have = &self.data[(off - self.start) as usize..];
         if have.len() >= size || (self.eof && !have.is_empty()) {
-            return Some(have[..have.len().min(size)].to_vec());
+            let got = have[..have.len().min(size)].to_vec();
+            self.next = off + got.len() as u64;
+            return Some(got);
         }
         None
     }
@@ -675,9 +682,11 @@ impl PfsFs {
     /// blocks it read (the kernel splits a read(2) into requests of at most
     /// 1 MiB). A file smaller than [`WINDOW`] was read whole when it was
     /// opened; a read from where the last one ended reads [`WINDOW`] bytes
-    /// at once. The next requests inside what was read are answered from
-    /// memory, so a file replaced meanwhile still reads as one version;
-    /// past that, a file that is gone fails with `ESTALE`.
+    /// at once. The next requests inside what was read, each starting
+    /// where the last one ended, are answered from memory, so a file
+    /// replaced meanwhile still reads as one version; past that, a file
+    /// that is gone fails with `ESTALE`. A read starting anywhere else
+    /// reads the file anew.
     fn read_follower(&self, h: &Handle, off: u64, size: usize) -> FsResult<Vec<u8>> {
         let mut w = h.window.lock();
         if let Some(got) = w.answer(off, size) {
@@ -711,6 +720,7 @@ impl PfsFs {
         }
         buf.truncate(n);
         *w = Window {
+            next: off,
             start: off,
             data: buf,
             eof: n < len,
@@ -859,9 +869,10 @@ impl Filesystem for PfsFs {
         let Some(m) = self.mount.take() else { return };
         let r = r.and_then(|()| match Arc::try_unwrap(m) {
             Ok(m) => m.unmount(),
-            // Some thread still holds it: flush what is committed; the
-            // lease goes when the process ends.
-            Err(m) => m.device().sync(),
+            // Some thread still holds it: flush what is committed (or
+            // report that writes were stopped); the lease goes when the
+            // process ends.
+            Err(m) => m.sync(),
         });
         if let Err(e) = r {
             log(&format!("unmounting: {e}"));
@@ -1148,10 +1159,7 @@ impl Filesystem for PfsFs {
     ) {
         // Every namespace change is committed to the journal when it
         // returns; the flush makes it durable.
-        let r = self.m().and_then(|m| match m.mode() {
-            Mode::ReadWrite => m.device().sync(),
-            Mode::ReadOnly => Ok(()),
-        });
+        let r = self.m().and_then(|m| m.sync());
         reply_empty(r, reply);
     }
 
