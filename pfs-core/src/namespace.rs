@@ -16,7 +16,8 @@ use crate::fsops::{dir_add, dir_del, dir_move, release_inode};
 use crate::meta::MetaImage;
 use crate::mount::Mount;
 use crate::names::check_name;
-use pfs_format::layout::{JOURNAL_FILE_INO, MAX_NAME_LEN, MAX_PATH_LEN, PAXOS_FILE_INO, ROOT_INO};
+use crate::system::refuse_system;
+use pfs_format::layout::{MAX_NAME_LEN, MAX_PATH_LEN, ROOT_INO};
 
 /// The type of an inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,23 +89,6 @@ impl Iterator for ReadDir {
 }
 
 impl ExactSizeIterator for ReadDir {}
-
-/// Whether `ino` is `.pfs-paxos` or `.pfs-journal`.
-pub(crate) fn is_system(ino: u64) -> bool {
-    ino == PAXOS_FILE_INO || ino == JOURNAL_FILE_INO
-}
-
-/// Refuses `op` on a system file.
-pub(crate) fn refuse_system(
-    ino: u64,
-    op: &'static str,
-    shown: impl FnOnce() -> String,
-) -> Result<()> {
-    if is_system(ino) {
-        return Err(CoreError::SystemFile { path: shown(), op });
-    }
-    Ok(())
-}
 
 fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
