@@ -13,21 +13,23 @@
 //! |---|---|
 //! | `state` | the metadata as of one commit; loading it, advancing it through the journal |
 //! | `follow` | catching up with the writer (readers, shared processes, forked children) |
-//! | `read` | block maps and the data read path |
+//! | `data` | block maps, the data read path and write path |
 //! | `commit` | transactions, checkpoints, the writer lease, the write permission |
 //! | `host` | the processes of one machine sharing a host id |
 //!
-//! The write path of file data is in [`crate::fsops`], the namespace in
-//! [`crate::namespace`], the gate every write passes in [`crate::fence`].
+//! The transactions of file operations are in [`crate::fsops`], the
+//! namespace in [`crate::namespace`], the gate every write passes in
+//! [`crate::fence`], the order locks are taken in in [`crate::locks`].
 
 mod commit;
+mod data;
 mod follow;
 mod host;
-mod read;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use data::Extents;
 pub(crate) use state::{gone, State};
 
 use crate::alloc::Allocator;
@@ -38,9 +40,9 @@ use crate::hostlock::HostLock;
 use crate::lease::Lease;
 use crate::meta::MetaImage;
 use crate::share::Share;
+use data::BlockCache;
 use parking_lot::RwLock;
 use pfs_format::LeaderRecord;
-use read::BlockCache;
 use state::{load_state_shared, next_gen, resume};
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
@@ -129,8 +131,9 @@ pub struct Mount {
     /// The share's commit counter as of the state this mount has.
     seen: AtomicU64,
     /// Held by a write that extends a file or a block's written part (in a
-    /// mount that is not shared; a shared one holds the host's lock).
-    pub(crate) extending: parking_lot::Mutex<()>,
+    /// mount that is not shared; a shared one holds the host's lock): see
+    /// [`crate::locks`].
+    extending: crate::stripes::Stripes,
     /// Data locks of a mount that is not shared (a shared one uses its
     /// share's, common to the process): see [`crate::datalock`].
     data_locks: crate::stripes::Stripes,
@@ -319,7 +322,7 @@ impl Mount {
             frozen: std::sync::atomic::AtomicBool::new(false),
             share,
             seen: AtomicU64::new(seen),
-            extending: parking_lot::Mutex::new(()),
+            extending: Default::default(),
             data_locks: Default::default(),
             block_cache: parking_lot::Mutex::new(BlockCache::new()),
         })
@@ -376,6 +379,21 @@ impl Mount {
     pub(crate) fn is_open(&self, ino: u64) -> bool {
         self.open_files.lock().contains_key(&ino)
             || self.share.as_ref().is_some_and(|s| s.open_elsewhere(ino))
+    }
+
+    /// What this mount shares with the other processes of the machine.
+    pub(crate) fn share(&self) -> Option<&Share> {
+        self.share.as_deref()
+    }
+
+    /// The extend locks of a mount that is not shared, by inode stripe.
+    pub(crate) fn extend_stripes(&self) -> &crate::stripes::Stripes {
+        &self.extending
+    }
+
+    /// The in-process data-lock stripes of a mount that is not shared.
+    pub(crate) fn local_stripes(&self) -> &crate::stripes::Stripes {
+        &self.data_locks
     }
 
     /// The host id this mount uses.
