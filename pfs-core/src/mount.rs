@@ -213,18 +213,15 @@ impl Mount {
         }
         let hollow = State {
             meta: MetaImage::hollow(device),
-            leader: guard.leader,
+            journal: pfs_journal::Journal::new(*guard.leader(), BTreeSet::new()),
             leader_bda: guard.leader_bda,
             journal_blocks: Vec::new(),
-            dirty: BTreeSet::new(),
             alloc: None,
-            ntx: 0,
             gen: next_gen(),
         };
         let mut st = std::mem::replace(&mut *guard, hollow);
         // Locks inside it may have been held by the parent's threads.
         st.meta.names = parking_lot::Mutex::new(Default::default());
-        st.ntx = 0;
         st.gen = next_gen();
         Some(st)
     }
@@ -265,7 +262,7 @@ impl Mount {
             _ => None,
         };
         let hostid =
-            pfs_paxos::HostId::resolve(joined.unwrap_or(opts.hostid), &state.leader)?.get();
+            pfs_paxos::HostId::resolve(joined.unwrap_or(opts.hostid), state.leader())?.get();
         let mut lock = None;
         let mut watch = pfs_paxos::Watch::new();
         if mode == Mode::ReadWrite {
@@ -418,7 +415,7 @@ impl Mount {
 
     /// The leader record as of the last replay.
     pub fn leader(&self) -> LeaderRecord {
-        self.state.read().leader
+        *self.state.read().leader()
     }
 }
 

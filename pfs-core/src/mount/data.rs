@@ -112,7 +112,7 @@ impl Mount {
                 (
                     i.in_size.get(),
                     self.cached_blocks(&st, ino)?,
-                    st.leader,
+                    *st.leader(),
                     st.leader_bda,
                 )
             };
