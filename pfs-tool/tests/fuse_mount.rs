@@ -319,8 +319,8 @@ fn posix_operations_match_the_tool() {
             "{sys}"
         );
     }
-    // chmod, chown to the mount's own owner and utimes are accepted (and
-    // not stored).
+    // chmod and chown to the mount's own owner are accepted (and not
+    // stored); utimes stores the modification time.
     fs::set_permissions(
         m.path("victim"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
@@ -331,6 +331,7 @@ fn posix_operations_match_the_tool() {
         .unwrap()
         .set_modified(std::time::SystemTime::UNIX_EPOCH)
         .unwrap();
+    assert_eq!(fs::metadata(m.path("victim")).unwrap().mtime(), 0);
     // statfs: the device's real size and free space (4 MiB blocks).
     let st = nix::sys::statvfs::statvfs(&m.mp).unwrap();
     assert_eq!(st.block_size(), 4 << 20);
@@ -1415,5 +1416,98 @@ fn a_shared_mount_lets_only_its_owner_and_group_in() {
     }
     m.umount();
     assert_eq!(disk.ok(&["read", &format!("/{PBD}/kept")]), b"keep\n");
+    disk.fsck_clean();
+}
+
+/// Runs `rsync -a --stats` from `src` into `dst`; the number of regular
+/// files it transferred.
+fn rsync_transferred(src: &Path, dst: &Path) -> u64 {
+    let o = Command::new("rsync")
+        .args(["-a", "--stats"])
+        .arg(format!("{}/", src.display()))
+        .arg(dst)
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "rsync: {out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("Number of regular files transferred: "))
+        .map(|n| n.replace(',', "").trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no count in rsync's output: {out}"))
+}
+
+#[test]
+fn rsync_again_transfers_nothing_because_times_are_kept() {
+    if !fuse_ok("rsync_again_transfers_nothing_because_times_are_kept") {
+        return;
+    }
+    if Command::new("rsync").arg("--version").output().is_err() {
+        eprintln!("note: rsync_again_transfers_nothing_because_times_are_kept skipped: no rsync");
+        return;
+    }
+    let disk = Disk::new("times");
+    let src = disk.dir.join("src");
+    // Some files large enough to get blocks ahead of the writer, which
+    // are given back when they close.
+    make_tree(&src, 60);
+    let files = checksums(&src).values().filter(|v| *v != "dir").count() as u64;
+    let m = disk.mount("1", &[], "mnt");
+    assert_eq!(rsync_transferred(&src, &m.path("r")), files);
+    assert_eq!(rsync_transferred(&src, &m.path("r")), 0, "second run");
+    // The times are the source's.
+    let big = format!("lvl0/sub0/0-{}", "long-name-".repeat(24));
+    for rel in ["lvl1/sub1/file-1.dat", &big, "lvl3/sub0"] {
+        let (a, b) = (
+            fs::metadata(src.join(rel)).unwrap(),
+            fs::metadata(m.path("r").join(rel)).unwrap(),
+        );
+        assert_eq!(a.mtime(), b.mtime(), "{rel}");
+    }
+    // A time set while the file is still open (cp -p sets it before it
+    // closes the copy) outlasts the close, which gives back the blocks
+    // allocated ahead.
+    let big_src = src.join(&big);
+    run(Command::new("cp")
+        .arg("-p")
+        .arg(&big_src)
+        .arg(m.path("cp-p")));
+    assert_eq!(
+        fs::metadata(m.path("cp-p")).unwrap().mtime(),
+        fs::metadata(&big_src).unwrap().mtime()
+    );
+    {
+        let mut f = fs::File::create(m.path("held")).unwrap();
+        f.write_all(&gen_input("held", 20 << 20)).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_234_567_890))
+            .unwrap();
+    }
+    assert_eq!(fs::metadata(m.path("held")).unwrap().mtime(), 1_234_567_890);
+    // Set through the mount, kept across a remount, read by the tool.
+    fs::write(m.path("stamped"), b"x").unwrap();
+    run(Command::new("touch")
+        .args(["-d", "@1000000000"])
+        .arg(m.path("stamped")));
+    assert_eq!(
+        fs::metadata(m.path("stamped")).unwrap().mtime(),
+        1_000_000_000
+    );
+    m.umount();
+    let stat = String::from_utf8(disk.ok(&["stat", &format!("/{PBD}/stamped")])).unwrap();
+    assert!(stat.contains("modify: 1000000000,"), "{stat}");
+    let m = disk.mount("1", &[], "mnt");
+    assert_eq!(
+        fs::metadata(m.path("stamped")).unwrap().mtime(),
+        1_000_000_000
+    );
+    assert_eq!(rsync_transferred(&src, &m.path("r")), 0, "after a remount");
+    // A file changed since is copied again, and only that one.
+    fs::write(src.join("lvl1/sub1/file-1.dat"), b"changed").unwrap();
+    assert_eq!(rsync_transferred(&src, &m.path("r")), 1);
+    m.umount();
     disk.fsck_clean();
 }

@@ -592,7 +592,8 @@ impl PfsFs {
     }
 
     /// Closes the last handle of `ino`: commits, then gives back blocks
-    /// allocated ahead past the end.
+    /// allocated ahead past the end (a truncate to the size it has, which
+    /// keeps its times: one set while it was open stays).
     fn finish(&self, ino: u64, o: Open) -> CoreResult<()> {
         o.file.commit()?;
         if o.ahead {
@@ -671,25 +672,44 @@ impl PfsFs {
         }
     }
 
-    /// `truncate` and `chown`. PFS stores no owner: a change to the
-    /// mount's own owner and group does nothing, to any other fails with
-    /// `EPERM` (unless `quiet`). Nor does it store settable times: `utimes`
-    /// is accepted and changes nothing.
+    /// `truncate`, `chown` and `utimes`. PFS stores no owner: a change to
+    /// the mount's own owner and group does nothing, to any other fails
+    /// with `EPERM` (unless `quiet`). It stores a modification time, in
+    /// seconds; the access time is not stored (it shows the modification
+    /// time).
     fn do_setattr(
         &self,
         node: INodeNo,
         owner: (Option<u32>, Option<u32>),
         size: Option<u64>,
+        mtime: Option<TimeOrNow>,
     ) -> FsResult<Attr> {
         let other_uid = owner.0.is_some_and(|u| u != self.access.uid);
         let other_gid = owner.1.is_some_and(|g| g != self.access.gid);
         if (other_uid || other_gid) && !self.access.quiet {
             return Err(Fail::NotPermitted);
         }
+        let ino = pfs_ino(node);
         if let Some(len) = size {
             self.writable()?;
             self.check_node(node)?;
-            self.set_size(pfs_ino(node), len)?;
+            self.set_size(ino, len)?;
+        }
+        if let Some(t) = mtime {
+            self.writable()?;
+            self.check_node(node)?;
+            let secs = match t {
+                TimeOrNow::SpecificTime(t) => {
+                    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+                }
+                TimeOrNow::Now => SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            };
+            // What was written before is committed first, so its commit
+            // does not stamp its own time over this one.
+            self.settle(ino)?;
+            self.m()?.set_mtime(ino, secs)?;
         }
         self.getattr_of(node)
     }
@@ -957,7 +977,7 @@ impl Filesystem for PfsFs {
         gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -968,7 +988,7 @@ impl Filesystem for PfsFs {
     ) {
         // PFS stores no mode: chmod is accepted and changes nothing (the
         // mount's umask decides what files show).
-        self.reply_attr(self.do_setattr(ino, (uid, gid), size), reply);
+        self.reply_attr(self.do_setattr(ino, (uid, gid), size, mtime), reply);
     }
 
     fn mkdir(
