@@ -238,7 +238,7 @@ impl Mount {
                     .share_path
                     .clone()
                     .unwrap_or_else(|| crate::pbd::share_path(&dev.name().replace('/', "_"), None));
-                Some(Share::open(&path)?)
+                Some(Share::open(&path, dev.local_path())?)
             }
             false => None,
         };
@@ -272,7 +272,7 @@ impl Mount {
             // Leaves the share again if the mount fails below.
             let member = MemberGuard(share.as_deref().map(|s| (s, hostid)));
             if let Some(p) = &opts.lock_path {
-                match HostLock::acquire(p, hostid) {
+                match HostLock::acquire(p, hostid, dev.local_path()) {
                     Ok(l) => lock = Some(l),
                     // Another process of this machine mounted with the same
                     // host id holds it for the host.
