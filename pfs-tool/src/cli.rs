@@ -14,7 +14,7 @@ use std::path::PathBuf;
 /// it means the file `DIR/nvme1n1` instead, so a plain (sparse) file can hold
 /// a PFS: `truncate -s 10G DIR/nvme1n1 && pfs --device-dir DIR mkfs nvme1n1`.
 #[derive(Debug, Parser)]
-#[command(name = "pfs", version, disable_help_subcommand = true)]
+#[command(name = "pfs", version)]
 pub struct Cli {
     /// Host id to mount with (0 = the tool's default, as in the reference).
     #[arg(short = 'H', long = "hostid", default_value_t = 0,
@@ -132,6 +132,34 @@ pub enum Command {
     /// exit; exits non-zero as the server did when its log says it ended
     /// badly (5: writes had been stopped on the mount).
     Umount(UmountArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish,
+    /// powershell).
+    ///
+    /// bash: pfs completions bash > /etc/bash_completion.d/pfs;
+    /// zsh: pfs completions zsh > /usr/local/share/zsh/site-functions/_pfs;
+    /// fish: pfs completions fish > ~/.config/fish/completions/pfs.fish.
+    Completions(CompletionsArgs),
+    /// Print the manual page pfs(1) in roff, or write it and one page per
+    /// command (pfs-mkfs(1), ...) into a directory.
+    ///
+    /// pfs man | man -l -; pfs man --dir /usr/local/share/man/man1.
+    Man(ManArgs),
+}
+
+/// `completions <shell>`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
+}
+
+/// `man [--dir DIR]`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write pfs.1 and pfs-<command>.1 into this directory (made if
+    /// missing) instead of printing pfs.1.
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `mount [-r] [-f] [-o opts] pbd mountpoint`.
@@ -602,6 +630,8 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Tail(a) => cmd::tail::tail(&ctx, a, out),
         Command::Mount(a) => crate::fuse::mount(&ctx, a, out),
         Command::Umount(a) => crate::fuse::umount(a),
+        Command::Completions(a) => cmd::docs::completions(a, out),
+        Command::Man(a) => cmd::docs::man(a, out),
     };
     let _ = out.flush();
     match result {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub mod chunk;
 pub mod copy;
 pub mod cp;
+pub mod docs;
 pub mod files;
 pub mod fscp;
 pub mod fstrim;
