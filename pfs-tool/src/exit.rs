@@ -23,6 +23,8 @@ pub struct Failure {
     pub code: u8,
     /// Message for stderr (without the `pfs: ` prefix).
     pub message: String,
+    /// The errno behind it, for `--json` failures (see [`Failure::errno_of`]).
+    pub errno: i32,
 }
 
 impl Failure {
@@ -31,6 +33,26 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            errno: Failure::errno_of(code),
+        }
+    }
+
+    /// The same failure with the errno that caused it.
+    pub fn with_errno(mut self, errno: i32) -> Failure {
+        self.errno = errno;
+        self
+    }
+
+    /// The errno an exit code stands for when nothing more precise is
+    /// known: EINVAL for usage errors and 22, EIO for 5, EBUSY for 16,
+    /// `256 - code` for the reference's `-errno` codes (234, 235, 247,
+    /// 251), and EIO for a bare 255.
+    pub fn errno_of(code: u8) -> i32 {
+        match code {
+            USAGE => libc::EINVAL,
+            c @ (5 | 16 | 22) => i32::from(c),
+            c @ 129..=254 => 256 - i32::from(c),
+            _ => libc::EIO,
         }
     }
 
@@ -47,7 +69,7 @@ impl Failure {
             _ if command == "mkfs" || command == "growfs" => (256 - e.errno().clamp(1, 255)) as u8,
             _ => FAILURE,
         };
-        Failure::new(code, format!("{command}: {e}"))
+        Failure::new(code, format!("{command}: {e}")).with_errno(e.errno())
     }
 
     /// A write to stdout failed: a closed pipe is a quiet, successful stop.
@@ -56,6 +78,7 @@ impl Failure {
             Failure::new(0, String::new())
         } else {
             Failure::new(FAILURE, format!("cannot write output: {e}"))
+                .with_errno(e.raw_os_error().unwrap_or(libc::EIO))
         }
     }
 

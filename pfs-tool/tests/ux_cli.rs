@@ -25,6 +25,20 @@ impl Scratch {
         Scratch { dir }
     }
 
+    /// A sparse device file of `chunks` 10 GiB chunks, formatted or blank.
+    fn device(&self, name: &str, chunks: u64, format: bool) -> PathBuf {
+        let p = self.dir.join(name);
+        if format {
+            pfs_tests::format_image(&p, chunks);
+        } else {
+            fs::File::create(&p)
+                .unwrap()
+                .set_len(chunks * (10 << 30))
+                .unwrap();
+        }
+        p
+    }
+
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(PFS);
         c.env("TZ", "UTC")
@@ -112,4 +126,65 @@ fn help_completions_and_man_pages() {
     }
     let mkfs = fs::read_to_string(dir.join("pfs-mkfs.1")).unwrap();
     assert!(mkfs.contains(".TH pfs-mkfs 1") && mkfs.contains("num\\-users"));
+}
+
+// ------------------------------------------------------------ --json
+
+#[test]
+fn json_failures_print_one_json_object() {
+    let s = Scratch::new("json");
+    s.device("nvme1n1", 1, true);
+    s.device("nvme9n1", 1, false);
+    let cases: &[(&[&str], &str, Option<i64>)] = &[
+        (&["--json", "ls", "/nvme1n1/nope"], "ls", Some(2)),
+        (&["ls", "--json", "/nvme1n1/nope"], "ls", Some(2)),
+        (&["--json", "stat", "/nvme1n1/nope"], "stat", Some(2)),
+        (&["--json", "tree", "/nvme1n1/nope"], "tree", Some(2)),
+        (&["du", "--json", "/nvme1n1/nope"], "du", Some(2)),
+        (&["--json", "stat", "nvme1n1"], "stat", Some(22)),
+        (&["--json", "info", "nvme9n1"], "info", Some(5)),
+        (&["--json", "fsck", "nvme9n1"], "fsck", Some(5)),
+        (
+            &["--json", "usedinfo", "-t", "b", "nvme9n1"],
+            "usedinfo",
+            Some(5),
+        ),
+        (&["--json", "ls", "/nosuchdev/"], "ls", None),
+        // Usage errors too: a command without a JSON form, a missing path.
+        (&["--json", "dumpfs", "nvme1n1"], "dumpfs", Some(22)),
+        (&["dumpfs", "--json", "nvme1n1"], "dumpfs", Some(22)),
+        (&["--json", "ls"], "ls", Some(22)),
+    ];
+    for (args, command, errno) in cases {
+        let o = s.run(args);
+        let code = o.status.code().unwrap();
+        assert_ne!(code, 0, "pfs {args:?}");
+        assert!(
+            !o.stderr.is_empty(),
+            "pfs {args:?}: the message goes to stderr too"
+        );
+        let out = text(&o.stdout);
+        assert_eq!(out.lines().count(), 1, "pfs {args:?}: one line: {out}");
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("pfs {args:?}: not JSON ({e}): {out}"));
+        assert_eq!(v["command"], *command, "{out}");
+        assert!(!v["error"].as_str().unwrap().is_empty(), "{out}");
+        assert!(v["errno"].as_i64().unwrap() > 0, "{out}");
+        if let Some(errno) = errno {
+            assert_eq!(v["errno"], *errno, "pfs {args:?}: {out}");
+        }
+        assert_eq!(v["exit"], code, "{out}");
+    }
+    // A success is still the document.
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["ls", "--json", "/nvme1n1/"])).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 2);
+
+    // --json is in the help of the commands that take it, and only there.
+    for c in ["ls", "stat", "tree", "du", "info", "fsck", "usedinfo"] {
+        assert!(s.ok(&[c, "--help"]).contains("--json"), "{c}");
+    }
+    for c in ["mkfs", "touch", "read", "cp", "dumpfs", "flushlog"] {
+        assert!(!s.ok(&[c, "--help"]).contains("--json"), "{c}");
+    }
+    assert!(!s.ok(&["--help"]).contains("--json"));
 }

@@ -71,7 +71,8 @@ pub fn parse_path(cmd: &str, arg: &OsStr, out: &mut dyn Write) -> Result<PfsPath
                 "{cmd}: {}: not a PFS path; use /<pbd>/<path>, e.g. /nvme1n1/dir/file",
                 lossy(arg)
             ),
-        ));
+        )
+        .with_errno(libc::EINVAL));
     }
     match PfsPath::parse(bytes) {
         Ok(p) => Ok(p),
