@@ -188,3 +188,62 @@ fn json_failures_print_one_json_object() {
     }
     assert!(!s.ok(&["--help"]).contains("--json"));
 }
+
+// ------------------------------------------------------------ colours
+
+/// `pfs write` with `input` on stdin and `NO_COLOR` set to `no_color`
+/// (unset when `None`).
+fn write_with(s: &Scratch, path: &str, no_color: Option<&str>) -> Output {
+    let input = s.dir.join("input");
+    fs::write(&input, b"hello\n").unwrap();
+    let mut c = s.cmd(&["write", path]);
+    c.stdin(fs::File::open(&input).unwrap());
+    if let Some(v) = no_color {
+        c.env("NO_COLOR", v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn write_honours_no_color() {
+    let s = Scratch::new("color");
+    s.device("nvme1n1", 1, true);
+    // The reference's bytes by default, into a pipe too (scripts compare
+    // them), and with NO_COLOR empty (the convention: set and not empty).
+    let coloured = b"\x1b[40;32m[   OK   ]\x1b[0m Write 0 offset, 6 bytes to file /nvme1n1/f\n";
+    for v in [None, Some("")] {
+        let o = write_with(&s, "/nvme1n1/f", v);
+        assert!(o.status.success());
+        assert_eq!(o.stdout, coloured, "NO_COLOR={v:?}: {}", text(&o.stdout));
+    }
+    let o = write_with(&s, "/nvme1n1/f", Some("1"));
+    assert!(o.status.success());
+    assert_eq!(
+        text(&o.stdout),
+        "[   OK   ] Write 0 offset, 6 bytes to file /nvme1n1/f\n"
+    );
+    // The failure line too: fill the device, then write.
+    let info: serde_json::Value =
+        serde_json::from_str(&s.ok(&["info", "--json", "nvme1n1"])).unwrap();
+    let free = info["blktag"]["free"].as_u64().unwrap();
+    s.ok(&["touch", "/nvme1n1/filler"]);
+    s.ok(&[
+        "fallocate",
+        "-l",
+        &(free * (4 << 20)).to_string(),
+        "/nvme1n1/filler",
+    ]);
+    let fail = ", errinfo=No space left on device\n";
+    let o = write_with(&s, "/nvme1n1/g", None);
+    assert!(!o.status.success());
+    assert_eq!(
+        text(&o.stdout),
+        format!("\x1b[40;31m[  FAIL  ]\x1b[0m Write 0 offset, -1 bytes to file /nvme1n1/g{fail}")
+    );
+    let o = write_with(&s, "/nvme1n1/g", Some("yes"));
+    assert!(!o.status.success());
+    assert_eq!(
+        text(&o.stdout),
+        format!("[  FAIL  ] Write 0 offset, -1 bytes to file /nvme1n1/g{fail}")
+    );
+}

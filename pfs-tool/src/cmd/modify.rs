@@ -66,6 +66,20 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// The `[   OK   ]` / `[  FAIL  ]` tag of `write`'s report line: in the
+/// reference's colours by default, whatever stdout is (scripts compare
+/// those bytes), and plain when `NO_COLOR` is set to anything but the
+/// empty string (https://no-color.org).
+fn tag(ok: bool) -> &'static str {
+    let plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    match (ok, plain) {
+        (true, false) => "\x1b[40;32m[   OK   ]\x1b[0m",
+        (false, false) => "\x1b[40;31m[  FAIL  ]\x1b[0m",
+        (true, true) => "[   OK   ]",
+        (false, true) => "[  FAIL  ]",
+    }
+}
+
 /// `pfs write [-o off] [-l len]`: stdin to a file, in 4 MiB pieces.
 pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn Write) -> CmdResult {
     let off = match &a.offset {
@@ -82,7 +96,8 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
     let report_fail = |out: &mut dyn Write, e: &CoreError| {
         let _ = write!(
             out,
-            "\x1b[40;31m[  FAIL  ]\x1b[0m Write {off} offset, {} bytes to file ",
+            "{} Write {off} offset, {} bytes to file ",
+            tag(false),
             len as i64
         );
         let _ = out.write_all(a.path.as_bytes());
@@ -124,7 +139,8 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
     }
     write!(
         out,
-        "\x1b[40;32m[   OK   ]\x1b[0m Write {off} offset, {} bytes to file ",
+        "{} Write {off} offset, {} bytes to file ",
+        tag(true),
         pos - off
     )?;
     out.write_all(a.path.as_bytes())?;
