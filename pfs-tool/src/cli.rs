@@ -16,7 +16,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "pfs", version)]
 pub struct Cli {
-    /// Host id to mount with (0 = the tool's default, as in the reference).
+    /// Host id to mount with, 1 to 127 as in the reference's tool (0: the
+    /// filesystem's host count, the reference's default).
     #[arg(short = 'H', long = "hostid", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..128))]
     pub hostid: u32,
@@ -493,15 +494,16 @@ pub struct MkfsArgs {
     pub pbd: String,
 }
 
-/// `growfs -o old -n new [-f] pbd`.
+/// `growfs [-o old] [-n new] [-f] pbd`.
 #[derive(Debug, Args)]
 pub struct GrowfsArgs {
-    /// Chunks the filesystem has now.
+    /// Chunks the filesystem has now (default: what its chunk 0 header
+    /// says).
     #[arg(short = 'o', long = "oldcknum")]
-    pub old: u64,
-    /// Chunks it should have (the device's whole chunks).
+    pub old: Option<u64>,
+    /// Chunks it should have (default: the device's whole chunks).
     #[arg(short = 'n', long = "newcknum")]
-    pub new: u64,
+    pub new: Option<u64>,
     /// Format chunk `old` even if it looks formatted.
     #[arg(short = 'f', long = "force")]
     pub force: bool,
@@ -652,7 +654,9 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Fscp(a) => cmd::fscp::fscp(&ctx, a, out),
         Command::Fstrim(a) => cmd::fstrim::fstrim(&ctx, a, out, err),
         Command::Tail(a) => cmd::tail::tail(&ctx, a, out),
-        Command::Mount(a) => crate::fuse::mount(&ctx, a, out),
+        Command::Mount(a) => {
+            cmd::check_mount_point(&a.mountpoint).and_then(|()| crate::fuse::mount(&ctx, a, out))
+        }
         Command::Umount(a) => crate::fuse::umount(a),
         Command::Completions(a) => cmd::docs::completions(a, out),
         Command::Man(a) => cmd::docs::man(a, out),

@@ -247,3 +247,111 @@ fn write_honours_no_color() {
         format!("[  FAIL  ] Write 0 offset, -1 bytes to file /nvme1n1/g{fail}")
     );
 }
+
+// ------------------------------------------------- exit codes, messages
+
+#[test]
+fn one_exit_code_per_kind_of_error_and_messages_that_say_what_to_do() {
+    let s = Scratch::new("exits");
+    let dev = s.device("nvme1n1", 1, true);
+    s.device("nvme9n1", 1, false);
+    s.ok(&["mkdir", "/nvme1n1/d"]);
+    s.ok(&["touch", "/nvme1n1/d/f"]);
+    let fails = |args: &[&str], code: i32| -> String {
+        let o = s.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "pfs {args:?}: {}",
+            text(&o.stderr)
+        );
+        text(&o.stderr)
+    };
+
+    // An argument that is not /<pbd>/<path>: 22, whatever is wrong with it.
+    for args in [
+        &["ls", "/nvme1n1"][..],
+        &["ls", "nvme1n1"],
+        &["stat", "nvme1n1/d"],
+        &["stat", "relative.txt"],
+        &["ls", "/d"],
+    ] {
+        fails(args, 22);
+    }
+    // A PBD argument given as a path: 22, and what to type instead.
+    for (args, bare) in [
+        (&["fsck", "/nvme1n1/"][..], "pfs fsck nvme1n1"),
+        (&["info", "/nvme1n1"], "pfs info nvme1n1"),
+        (&["dumpfs", "nvme1n1/"], "pfs dumpfs nvme1n1"),
+    ] {
+        let err = fails(args, 22);
+        assert!(err.contains(bare), "pfs {args:?}: {err}");
+    }
+
+    // A directory where a file is needed: 235, cp's code in the reference.
+    let local = s.dir.join("out");
+    for args in [
+        &["cp", "/nvme1n1/d", local.to_str().unwrap()][..],
+        &["rm", "/nvme1n1/d"],
+        &["read", "/nvme1n1/d"],
+        &["truncate", "-l", "1", "/nvme1n1/d"],
+    ] {
+        fails(args, 235);
+    }
+    s.ok(&["rm", "-r", "/nvme1n1/d"]);
+
+    // A blank device: not formatted, and how to format it.
+    for args in [
+        &["ls", "/nvme9n1/"][..],
+        &["info", "nvme9n1"],
+        &["fsck", "nvme9n1"],
+        &["growfs", "nvme9n1"],
+    ] {
+        let err = fails(args, 5);
+        assert!(
+            err.contains("not formatted") && err.contains("run 'pfs mkfs nvme9n1'"),
+            "pfs {args:?}: {err}"
+        );
+    }
+
+    // A missing mount point is named as missing.
+    let mp = s.dir.join("no-such-mount-point");
+    let o = s.run(&["mount", "-f", "nvme1n1", mp.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("does not exist") && !err.contains("not a directory"),
+        "{err}"
+    );
+
+    // -H takes what the help says: 1 to 127 (0, the default, too).
+    let help = s.ok(&["--help"]);
+    assert!(help.contains("1 to 127"), "{help}");
+    fails(&["-H", "128", "ls", "/nvme1n1/"], 1);
+    s.ok(&["-H", "1", "ls", "/nvme1n1/"]);
+
+    // growfs works out -o and -n from the device and its filesystem.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&dev)
+        .unwrap()
+        .set_len(20 << 30)
+        .unwrap();
+    let out = s.ok(&["growfs", "nvme1n1"]);
+    assert!(
+        out.contains("Init chunk 1") && out.ends_with("pfs growfs succeeds!\n"),
+        "{out}"
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&s.ok(&["info", "--json", "nvme1n1"])).unwrap();
+    assert_eq!(info["nchunk"], 2);
+    let before = pfs_tests::file_digest(&dev);
+    let err = fails(&["growfs", "nvme1n1"], 234);
+    assert!(err.contains("nothing to grow"), "{err}");
+    assert_eq!(
+        pfs_tests::file_digest(&dev),
+        before,
+        "a refused growfs wrote"
+    );
+    s.ok(&["fsck", "nvme1n1"]);
+}

@@ -251,7 +251,7 @@ fn rm_one(
         };
         let _ = writeln!(out, "rm failed: {}", strerror(e.errno()));
         return Err(Failure::new(
-            crate::exit::FAILURE,
+            crate::exit::IS_DIR,
             format!("rm: {shown_as} is a directory (use -r)"),
         ));
     }
