@@ -355,3 +355,235 @@ fn one_exit_code_per_kind_of_error_and_messages_that_say_what_to_do() {
     );
     s.ok(&["fsck", "nvme1n1"]);
 }
+
+// ------------------------------------------------------------ progress
+
+/// Bytes of a local test file.
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Runs `args` with progress lines every millisecond; returns the output.
+fn with_progress(s: &Scratch, args: &[&str], stdin: Option<&Path>) -> Output {
+    let mut c = s.cmd(args);
+    c.env("PFS_PROGRESS_MS", "1");
+    if let Some(p) = stdin {
+        c.stdin(fs::File::open(p).unwrap());
+    }
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "pfs {args:?}: {:?}: {}",
+        o.status,
+        text(&o.stderr)
+    );
+    o
+}
+
+/// Checks that stderr holds plain progress lines of `what` (no `\r`, no
+/// escape codes) and ends with its `done` line, which contains `last`.
+fn assert_lines(o: &Output, what: &str, last: &str) {
+    let err = text(&o.stderr);
+    assert!(
+        !err.contains('\r') && !err.contains('\x1b'),
+        "{what}: not plain lines: {err:?}"
+    );
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with(&format!("pfs: {what}")))
+        .collect();
+    assert!(lines.len() >= 2, "{what}: no progress lines: {err}");
+    let done = lines.last().unwrap();
+    assert!(
+        done.contains(": done: ") && done.contains(last),
+        "{what}: last line {done:?} in {err}"
+    );
+}
+
+#[test]
+fn progress_is_plain_lines_on_stderr_when_it_is_not_a_terminal() {
+    let s = Scratch::new("lines");
+    s.device("nvme1n1", 2, true);
+    s.device("nvme2n1", 2, false);
+    s.device("nvme3n1", 2, false);
+    let tree = s.dir.join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    for i in 0..3u8 {
+        fs::write(tree.join(format!("f{i}")), pattern(i, 5 << 20)).unwrap();
+    }
+    fs::write(tree.join("sub/small"), b"small").unwrap();
+
+    // cp -r: bytes and files; stdout keeps one line per file.
+    let o = with_progress(&s, &["cp", "-r", tree.to_str().unwrap(), "/nvme1n1/"], None);
+    assert_lines(&o, "cp", "4 files");
+    let out = text(&o.stdout);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    assert!(
+        out.lines().all(|l| l.starts_with("copy file from ")),
+        "{out}"
+    );
+
+    // fscp: stdout is lines (the counter's last state once, one line per
+    // checked block), the counting goes to stderr.
+    let o = with_progress(&s, &["fscp", "-c", "nvme1n1", "nvme2n1"], None);
+    assert_lines(&o, "fscp: copying", "2 chunks done");
+    assert_lines(&o, "fscp: checking", "blocks (100%)");
+    let out = text(&o.stdout);
+    assert!(!out.contains('\r'), "{out:?}");
+    let counters: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("blocks have been copied"))
+        .collect();
+    assert_eq!(counters.len(), 1, "{out}");
+    assert!(counters[0].ends_with(", 2 chunks are done"), "{out}");
+    let checks = out
+        .lines()
+        .filter(|l| l.starts_with("crc check pass! crc="))
+        .count();
+    assert!(checks >= 10, "{out}");
+    assert_eq!(out.matches("crc check pass!").count(), checks, "{out}");
+    assert!(out.ends_with("stop 2 I/O workers\n[3] update nvme2n1 paxos leader successfully\npfs fscp successfully\n"), "{out}");
+
+    // chunk backup and restore: bytes and chunks.
+    let stream = s.dir.join("chunks.oss");
+    let mut c = s.cmd(&["chunk", "-m", "backup", "-c", "0", "-e", "2", "nvme1n1"]);
+    let o = c
+        .env("PFS_PROGRESS_MS", "1")
+        .stdout(fs::File::create(&stream).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_lines(&o, "chunk backup nvme1n1 [0, 2)", "(100%), 2 chunks done");
+    let o = with_progress(
+        &s,
+        &["chunk", "-m", "restore", "-c", "0", "-e", "2", "nvme3n1"],
+        Some(&stream),
+    );
+    assert_lines(&o, "chunk restore nvme3n1 [0, 2)", "2 chunks done");
+    s.ok(&["fsck", "nvme3n1"]);
+
+    // rm -r: entries removed.
+    let o = with_progress(&s, &["rm", "-r", "/nvme1n1/tree"], None);
+    assert_lines(&o, "rm -r /nvme1n1/tree", "6 removed");
+
+    // fsck: the time it takes.
+    let o = with_progress(&s, &["fsck", "nvme3n1"], None);
+    assert_lines(&o, "fsck nvme3n1", " s");
+
+    // Work shorter than the interval (5 s by default) shows nothing, and
+    // PFS_PROGRESS_MS=0 turns progress off.
+    let o = s.run(&[
+        "cp",
+        tree.join("sub/small").to_str().unwrap(),
+        "/nvme1n1/small",
+    ]);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = s
+        .cmd(&["fsck", "nvme3n1"])
+        .env("PFS_PROGRESS_MS", "0")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// A pseudo-terminal: its master side, and its slave side for a child.
+fn pty() -> (fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 30,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors into the given integers and
+    // reads the window size; no name buffer or termios is passed.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and belong to nobody else.
+    unsafe {
+        (
+            fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// Runs `c` with one of its outputs on a terminal; returns its output and
+/// what the terminal showed.
+fn on_terminal(mut c: Command, stderr_on_tty: bool) -> (Output, String) {
+    use std::io::Read;
+    let (mut master, slave) = pty();
+    c.env("TERM", "xterm");
+    if stderr_on_tty {
+        c.stderr(slave).stdout(Stdio::piped());
+    } else {
+        c.stdout(slave).stderr(Stdio::piped());
+    }
+    let child = c.spawn().unwrap();
+    // The slave's only copies are the child's now: its end closes the
+    // terminal and the read below ends (EIO).
+    drop(c);
+    let reader = std::thread::spawn(move || {
+        let mut shown = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown.extend_from_slice(&buf[..n]);
+        }
+        shown
+    });
+    let o = child.wait_with_output().unwrap();
+    (o, text(&reader.join().unwrap()))
+}
+
+#[test]
+fn a_bar_on_a_terminal_and_no_binary_stream_to_it() {
+    let s = Scratch::new("tty");
+    s.device("nvme1n1", 2, true);
+    s.device("nvme2n1", 2, false);
+
+    // chunk -m backup refuses a terminal as its output: nothing written.
+    let (o, shown) = on_terminal(
+        s.cmd(&["chunk", "-m", "backup", "-c", "0", "nvme1n1"]),
+        false,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("terminal"), "{}", text(&o.stderr));
+    assert!(shown.is_empty(), "{shown:?}");
+
+    // fscp with stderr on a terminal: a bar there, stdout plain lines.
+    let mut c = s.cmd(&["fscp", "nvme1n1", "nvme2n1"]);
+    c.env("PFS_PROGRESS_MS", "1");
+    let (o, shown) = on_terminal(c, true);
+    assert!(o.status.success(), "{shown}");
+    assert!(
+        shown.contains("fscp: copying [") && shown.contains(" blocks"),
+        "{shown:?}"
+    );
+    let out = text(&o.stdout);
+    assert!(
+        !out.contains('\r') && out.ends_with("pfs fscp successfully\n"),
+        "{out:?}"
+    );
+}

@@ -367,8 +367,12 @@ pub fn usedinfo(ctx: &Context, a: &UsedinfoArgs, out: &mut dyn Write) -> CmdResu
 /// "orphaned_inodes": [ino, ...], "problems": [text, ...], "clean"}`; exits
 /// 5 when not clean, as the text form does.
 pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
+    let progress = ctx
+        .open("fsck", pbd, false)
+        .map(|d| super::inspect::fsck_progress(pbd, pfs_core::Device::len(&d)))?;
     let m = ctx.mount("fsck", pbd, Mode::ReadOnly)?;
     let r = m.fsck().map_err(|e| Failure::from_core("fsck", &e))?;
+    drop(progress);
     let orphans: Vec<String> = r.orphans.iter().map(u64::to_string).collect();
     let problems: Vec<String> = r.problems.iter().map(|p| string(p)).collect();
     writeln!(

@@ -7,6 +7,7 @@ use super::{failed, lossy, parse_path, shown, strerror, Context};
 use crate::cli::{FallocateArgs, MkdirArgs, PathArg, RenameArgs, RmArgs, TruncateArgs, WriteArgs};
 use crate::cmd::files::parse_arg;
 use crate::exit::{CmdResult, Failure};
+use crate::progress::{Progress, Unit};
 use pfs_core::{CoreError, FallocMode, OpenOptions};
 use pfs_core::{Mode, Mount, PfsPath, TreeGuard};
 use pfs_format::layout::BLOCK_SIZE;
@@ -188,11 +189,34 @@ pub fn rm(ctx: &Context, a: &RmArgs, out: &mut dyn Write) -> CmdResult {
         let p = parse_path("rm", arg, out)?;
         let m = mount_rw(ctx, "rm", &p)?;
         let mut guard = TreeGuard::new(m.device().name());
-        if let Err(f) = rm_path(&m, p.inner(), &lossy(arg), a.recursive, &mut guard, out) {
+        // Files and directories removed, on stderr (a tree can take long).
+        let progress = if a.recursive {
+            Progress::start(
+                format!("rm -r {}", lossy(arg)),
+                Unit::Items("removed"),
+                None,
+                None,
+            )
+        } else {
+            Progress::none()
+        };
+        let walk = &mut RmWalk {
+            recursive: a.recursive,
+            guard: &mut guard,
+            progress: &progress,
+        };
+        if let Err(f) = rm_path(&m, p.inner(), &lossy(arg), walk, out) {
             result = Err(f);
         }
     }
     result
+}
+
+/// What a removal carries down a tree.
+struct RmWalk<'a> {
+    recursive: bool,
+    guard: &'a mut TreeGuard,
+    progress: &'a Progress,
 }
 
 /// Removes `inner`; with `recursive`, a directory's entries first. The
@@ -202,8 +226,7 @@ fn rm_path(
     m: &Mount,
     inner: &[u8],
     shown_as: &str,
-    recursive: bool,
-    guard: &mut TreeGuard,
+    walk: &mut RmWalk<'_>,
     out: &mut dyn Write,
 ) -> CmdResult {
     let fail = |out: &mut dyn Write, e: CoreError| {
@@ -217,17 +240,15 @@ fn rm_path(
         ));
     }
     let (dir, name) = m.resolve_parent(inner).map_err(|e| fail(out, e))?;
-    rm_one(m, dir, name, shown_as, recursive, guard, 0, out)
+    rm_one(m, dir, name, shown_as, walk, 0, out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn rm_one(
     m: &Mount,
     dir: u64,
     name: &[u8],
     shown_as: &str,
-    recursive: bool,
-    guard: &mut TreeGuard,
+    walk: &mut RmWalk<'_>,
     depth: u64,
     out: &mut dyn Write,
 ) -> CmdResult {
@@ -243,9 +264,11 @@ fn rm_one(
         Err(e) => return Err(fail(out, e)),
     };
     if !is_dir {
-        return m.unlink(dir, name).map_err(|e| fail(out, e));
+        m.unlink(dir, name).map_err(|e| fail(out, e))?;
+        walk.progress.inc(1);
+        return Ok(());
     }
-    if !recursive {
+    if !walk.recursive {
         let e = CoreError::IsDir {
             path: shown_as.to_owned(),
         };
@@ -255,19 +278,21 @@ fn rm_one(
             format!("rm: {shown_as} is a directory (use -r)"),
         ));
     }
-    guard.enter(ino, depth).map_err(|e| fail(out, e))?;
+    walk.guard.enter(ino, depth).map_err(|e| fail(out, e))?;
     let entries: Vec<_> = m.readdir(ino).map_err(|e| fail(out, e))?.collect();
     // Every name is checked before anything is removed.
     for e in &entries {
-        guard
+        walk.guard
             .check_name(ino, &e.name)
             .map_err(|err| fail(out, err))?;
     }
     for e in entries {
         let child = format!("{shown_as}/{}", String::from_utf8_lossy(&e.name));
-        rm_one(m, ino, &e.name, &child, true, guard, depth + 1, out)?;
+        rm_one(m, ino, &e.name, &child, walk, depth + 1, out)?;
     }
-    m.rmdir(dir, name).map_err(|e| fail(out, e))
+    m.rmdir(dir, name).map_err(|e| fail(out, e))?;
+    walk.progress.inc(1);
+    Ok(())
 }
 
 /// `pfs rename old new`.
