@@ -581,10 +581,9 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(c) => c,
         Err(e) => {
             if e.use_stderr() && wants_json(args) {
-                let _ = write!(err, "{}", e.render());
-                let command = crate::usage::subcommand_of(args).map(|(c, _)| c);
-                // clap's first paragraph, on one line.
                 let text = e.render().to_string();
+                let _ = write!(err, "{text}");
+                // clap's first paragraph, on one line.
                 let what: Vec<&str> = text
                     .lines()
                     .take_while(|l| !l.trim().is_empty())
@@ -592,9 +591,7 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                     .collect();
                 let what = what.join(" ");
                 let f = Failure::new(USAGE, what.strip_prefix("error: ").unwrap_or(&what));
-                let _ = out
-                    .write_all(cmd::json::failure(command.as_deref().unwrap_or(""), &f).as_bytes());
-                let _ = out.flush();
+                print_json_failure(args, &f, out);
                 return USAGE;
             }
             if let Some(code) = crate::usage::report(args, &e, out, err) {
@@ -610,19 +607,23 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             return code;
         }
     };
+    let json = cli.json || cli.command.json();
     if cli.cluster != "disk" {
-        return Failure::new(
+        let f = Failure::new(
             USAGE,
             format!("cluster {:?} is not supported; use -C disk", cli.cluster),
-        )
-        .report(err);
+        );
+        if json {
+            print_json_failure(args, &f, out);
+        }
+        return f.report(err);
     }
     let ctx = cmd::Context {
         device_dir: cli.device_dir.clone().filter(|d| !d.as_os_str().is_empty()),
         hostid: u64::from(cli.hostid),
         force: cli.force,
     };
-    if cli.json || cli.command.json() {
+    if json {
         return run_json(&ctx, &cli.command, args, out, err);
     }
     let result = match &cli.command {
@@ -676,6 +677,16 @@ fn wants_json(args: &[OsString]) -> bool {
         .any(|a| a.as_os_str() == "--json")
 }
 
+/// Prints the JSON object of a failure of the command `args` name (see
+/// [`cmd::json::failure`]).
+fn print_json_failure(args: &[OsString], f: &Failure, out: &mut dyn Write) {
+    let name = crate::usage::subcommand_of(args)
+        .map(|(c, _)| c)
+        .unwrap_or_default();
+    let _ = out.write_all(cmd::json::failure(&name, f).as_bytes());
+    let _ = out.flush();
+}
+
 /// Runs a command with `--json`: its document on stdout, or on failure one
 /// JSON object saying what failed (see [`cmd::json::failure`]); stderr gets
 /// the message as without `--json`.
@@ -705,18 +716,22 @@ fn run_json(
             format!("--json is for ls, stat, tree, du, info, fsck and usedinfo, not {name}"),
         )),
     };
-    let printed = match &r {
+    match r {
         // A document that says what failed (fsck's "clean": false) is the
         // answer itself.
-        Ok(()) => out.write_all(&doc),
-        Err(f) if f.code == 0 => Ok(()),
-        Err(_) if !doc.is_empty() => out.write_all(&doc),
-        Err(f) => out.write_all(cmd::json::failure(&name, f).as_bytes()),
-    };
-    let flushed = printed.and_then(|()| out.flush());
-    match (r, flushed) {
-        (Ok(()), Ok(())) => 0,
-        (Ok(()), Err(e)) => Failure::from_output(e).report(err),
-        (Err(f), _) => f.report(err),
+        Ok(()) | Err(_) if !doc.is_empty() => {
+            let printed = out.write_all(&doc).and_then(|()| out.flush());
+            match (r, printed) {
+                (Err(f), _) => f.report(err),
+                (Ok(()), Err(e)) => Failure::from_output(e).report(err),
+                (Ok(()), Ok(())) => 0,
+            }
+        }
+        Ok(()) => 0,
+        Err(f) if f.code == 0 => 0,
+        Err(f) => {
+            print_json_failure(args, &f, out);
+            f.report(err)
+        }
     }
 }

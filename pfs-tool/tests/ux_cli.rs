@@ -154,6 +154,7 @@ fn json_failures_print_one_json_object() {
         (&["--json", "dumpfs", "nvme1n1"], "dumpfs", Some(22)),
         (&["dumpfs", "--json", "nvme1n1"], "dumpfs", Some(22)),
         (&["--json", "ls"], "ls", Some(22)),
+        (&["-C", "foo", "ls", "--json", "/nvme1n1/"], "ls", Some(22)),
     ];
     for (args, command, errno) in cases {
         let o = s.run(args);
