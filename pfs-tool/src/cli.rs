@@ -14,9 +14,10 @@ use std::path::PathBuf;
 /// it means the file `DIR/nvme1n1` instead, so a plain (sparse) file can hold
 /// a PFS: `truncate -s 10G DIR/nvme1n1 && pfs --device-dir DIR mkfs nvme1n1`.
 #[derive(Debug, Parser)]
-#[command(name = "pfs", version, disable_help_subcommand = true)]
+#[command(name = "pfs", version)]
 pub struct Cli {
-    /// Host id to mount with (0 = the tool's default, as in the reference).
+    /// Host id to mount with, 1 to 127 as in the reference's tool (0: the
+    /// filesystem's host count, the reference's default).
     #[arg(short = 'H', long = "hostid", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..128))]
     pub hostid: u32,
@@ -30,9 +31,9 @@ pub struct Cli {
     /// (waits for it to expire).
     #[arg(long = "force")]
     pub force: bool,
-    /// One JSON document on stdout instead of text (ls, stat, tree, du,
-    /// info, fsck, usedinfo).
-    #[arg(long = "json", global = true)]
+    /// `--json` before the command (the commands that have a JSON form
+    /// take it after their name too, and list it in their help).
+    #[arg(long = "json", hide = true)]
     pub json: bool,
     /// Directory holding the devices (files named after their PBD).
     #[arg(long = "device-dir", env = "PFS_DEVICE_DIR", value_name = "DIR")]
@@ -54,21 +55,21 @@ pub enum Command {
     /// Dump journal log entries.
     Dumple(DumpleArgs),
     /// Show allocation counts.
-    Info(PbdArg),
+    Info(Json<PbdArg>),
     /// List used objects of one type per chunk.
-    Usedinfo(UsedinfoArgs),
+    Usedinfo(Json<UsedinfoArgs>),
     /// List a directory.
-    Ls(PathArg),
+    Ls(Json<PathArg>),
     /// Show a directory tree.
-    Tree(TreeArgs),
+    Tree(Json<TreeArgs>),
     /// Show a file's status.
-    Stat(PathArg),
+    Stat(Json<PathArg>),
     /// Write a file's bytes to stdout.
     Read(ReadArgs),
     /// Show a file's blocks.
     Map(MapArgs),
     /// Show disk usage.
-    Du(DuArgs),
+    Du(Json<DuArgs>),
     /// Apply the journal to the metasets (checkpoint).
     Flushlog(PbdArg),
     /// Create a file (an existing file is left as it is).
@@ -88,7 +89,7 @@ pub enum Command {
     /// Rename a file or directory.
     Rename(RenameArgs),
     /// Check the metadata's consistency (not in the reference).
-    Fsck(PbdArg),
+    Fsck(Json<PbdArg>),
     /// Copy files or trees between local paths and PFS paths (durably).
     ///
     /// An argument /<name>/... is a PFS path when /dev/<name> is a block
@@ -132,6 +133,60 @@ pub enum Command {
     /// exit; exits non-zero as the server did when its log says it ended
     /// badly (5: writes had been stopped on the mount).
     Umount(UmountArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish,
+    /// powershell).
+    ///
+    /// bash: pfs completions bash > /etc/bash_completion.d/pfs;
+    /// zsh: pfs completions zsh > /usr/local/share/zsh/site-functions/_pfs;
+    /// fish: pfs completions fish > ~/.config/fish/completions/pfs.fish.
+    Completions(CompletionsArgs),
+    /// Print the manual page pfs(1) in roff, or write it and one page per
+    /// command (pfs-mkfs(1), ...) into a directory.
+    ///
+    /// pfs man | man -l -; pfs man --dir /usr/local/share/man/man1.
+    Man(ManArgs),
+}
+
+/// `completions <shell>`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
+}
+
+/// `man [--dir DIR]`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write pfs.1 and pfs-<command>.1 into this directory (made if
+    /// missing) instead of printing pfs.1.
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// The arguments of a command that has a JSON form, and `--json`.
+#[derive(Debug, Args)]
+pub struct Json<T: Args> {
+    /// Print one JSON document on stdout instead of text; a failure prints
+    /// one object {"command", "error", "errno", "exit"} instead.
+    #[arg(long = "json")]
+    pub json: bool,
+    /// The command's own arguments.
+    #[command(flatten)]
+    pub args: T,
+}
+
+impl Command {
+    /// Whether the command was given `--json` after its name.
+    fn json(&self) -> bool {
+        match self {
+            Command::Ls(a) | Command::Stat(a) => a.json,
+            Command::Info(a) | Command::Fsck(a) => a.json,
+            Command::Tree(a) => a.json,
+            Command::Du(a) => a.json,
+            Command::Usedinfo(a) => a.json,
+            _ => false,
+        }
+    }
 }
 
 /// `mount [-r] [-f] [-o opts] pbd mountpoint`.
@@ -439,15 +494,16 @@ pub struct MkfsArgs {
     pub pbd: String,
 }
 
-/// `growfs -o old -n new [-f] pbd`.
+/// `growfs [-o old] [-n new] [-f] pbd`.
 #[derive(Debug, Args)]
 pub struct GrowfsArgs {
-    /// Chunks the filesystem has now.
+    /// Chunks the filesystem has now (default: what its chunk 0 header
+    /// says).
     #[arg(short = 'o', long = "oldcknum")]
-    pub old: u64,
-    /// Chunks it should have (the device's whole chunks).
+    pub old: Option<u64>,
+    /// Chunks it should have (default: the device's whole chunks).
     #[arg(short = 'n', long = "newcknum")]
-    pub new: u64,
+    pub new: Option<u64>,
     /// Format chunk `old` even if it looks formatted.
     #[arg(short = 'f', long = "force")]
     pub force: bool,
@@ -524,6 +580,20 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
+            if e.use_stderr() && wants_json(args) {
+                let text = e.render().to_string();
+                let _ = write!(err, "{text}");
+                // clap's first paragraph, on one line.
+                let what: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                let what = what.join(" ");
+                let f = Failure::new(USAGE, what.strip_prefix("error: ").unwrap_or(&what));
+                print_json_failure(args, &f, out);
+                return USAGE;
+            }
             if let Some(code) = crate::usage::report(args, &e, out, err) {
                 return code;
             }
@@ -537,53 +607,38 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             return code;
         }
     };
+    let json = cli.json || cli.command.json();
     if cli.cluster != "disk" {
-        return Failure::new(
+        let f = Failure::new(
             USAGE,
             format!("cluster {:?} is not supported; use -C disk", cli.cluster),
-        )
-        .report(err);
+        );
+        if json {
+            print_json_failure(args, &f, out);
+        }
+        return f.report(err);
     }
     let ctx = cmd::Context {
         device_dir: cli.device_dir.clone().filter(|d| !d.as_os_str().is_empty()),
         hostid: u64::from(cli.hostid),
         force: cli.force,
     };
-    if cli.json {
-        let r = match &cli.command {
-            Command::Ls(a) => Some(cmd::json::ls(&ctx, a, out)),
-            Command::Stat(a) => Some(cmd::json::stat(&ctx, a, out)),
-            Command::Tree(a) => Some(cmd::json::tree(&ctx, a, out)),
-            Command::Du(a) => Some(cmd::json::du(&ctx, a, out)),
-            Command::Info(a) => Some(cmd::json::info(&ctx, &a.pbd, out)),
-            Command::Fsck(a) => Some(cmd::json::fsck(&ctx, &a.pbd, out)),
-            Command::Usedinfo(a) => Some(cmd::json::usedinfo(&ctx, a, out)),
-            _ => None,
-        };
-        let _ = out.flush();
-        return match r {
-            Some(Ok(())) => 0,
-            Some(Err(f)) => f.report(err),
-            None => Failure::new(
-                USAGE,
-                "--json is for ls, stat, tree, du, info, fsck and usedinfo",
-            )
-            .report(err),
-        };
+    if json {
+        return run_json(&ctx, &cli.command, args, out, err);
     }
     let result = match &cli.command {
         Command::Mkfs(a) => cmd::mkfs::mkfs(&ctx, a, out, err),
         Command::Growfs(a) => cmd::mkfs::growfs(&ctx, a, out),
         Command::Dumpfs(a) => cmd::inspect::dumpfs(&ctx, a, out),
         Command::Dumple(a) => cmd::inspect::dumple(&ctx, a, out),
-        Command::Info(a) => cmd::inspect::info(&ctx, &a.pbd, out),
-        Command::Usedinfo(a) => cmd::inspect::usedinfo(&ctx, a, out),
-        Command::Ls(a) => cmd::files::ls(&ctx, a, out),
-        Command::Tree(a) => cmd::files::tree(&ctx, a, out),
-        Command::Stat(a) => cmd::files::stat(&ctx, a, out),
+        Command::Info(a) => cmd::inspect::info(&ctx, &a.args.pbd, out),
+        Command::Usedinfo(a) => cmd::inspect::usedinfo(&ctx, &a.args, out),
+        Command::Ls(a) => cmd::files::ls(&ctx, &a.args, out),
+        Command::Tree(a) => cmd::files::tree(&ctx, &a.args, out),
+        Command::Stat(a) => cmd::files::stat(&ctx, &a.args, out),
         Command::Read(a) => cmd::files::read(&ctx, a, out),
         Command::Map(a) => cmd::files::map(&ctx, a, out),
-        Command::Du(a) => cmd::files::du(&ctx, a, out),
+        Command::Du(a) => cmd::files::du(&ctx, &a.args, out),
         Command::Flushlog(a) => cmd::inspect::flushlog(&ctx, &a.pbd),
         Command::Touch(a) => cmd::modify::touch(&ctx, a, out),
         Command::Mkdir(a) => cmd::modify::mkdir(&ctx, a, out),
@@ -593,19 +648,90 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Rm(a) => cmd::modify::rm(&ctx, a, out),
         Command::Rmdir(a) => cmd::modify::rmdir(&ctx, a, out),
         Command::Rename(a) => cmd::modify::rename(&ctx, a, out),
-        Command::Fsck(a) => cmd::inspect::fsck(&ctx, &a.pbd, out),
+        Command::Fsck(a) => cmd::inspect::fsck(&ctx, &a.args.pbd, out),
         Command::Cp(a) => cmd::cp::cp(&ctx, a, out),
         Command::Archive(a) => cmd::cp::archive(&ctx, a, out),
         Command::Chunk(a) => cmd::chunk::chunk(&ctx, a, out),
         Command::Fscp(a) => cmd::fscp::fscp(&ctx, a, out),
         Command::Fstrim(a) => cmd::fstrim::fstrim(&ctx, a, out, err),
         Command::Tail(a) => cmd::tail::tail(&ctx, a, out),
-        Command::Mount(a) => crate::fuse::mount(&ctx, a, out),
+        Command::Mount(a) => {
+            cmd::check_mount_point(&a.mountpoint).and_then(|()| crate::fuse::mount(&ctx, a, out))
+        }
         Command::Umount(a) => crate::fuse::umount(a),
+        Command::Completions(a) => cmd::docs::completions(a, out),
+        Command::Man(a) => cmd::docs::man(a, out),
     };
     let _ = out.flush();
     match result {
         Ok(()) => 0,
         Err(f) => f.report(err),
+    }
+}
+
+/// Whether the command line asks for JSON (`--json` before any `--`).
+fn wants_json(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| a.as_os_str() != "--")
+        .any(|a| a.as_os_str() == "--json")
+}
+
+/// Prints the JSON object of a failure of the command `args` name (see
+/// [`cmd::json::failure`]).
+fn print_json_failure(args: &[OsString], f: &Failure, out: &mut dyn Write) {
+    let name = crate::usage::subcommand_of(args)
+        .map(|(c, _)| c)
+        .unwrap_or_default();
+    let _ = out.write_all(cmd::json::failure(&name, f).as_bytes());
+    let _ = out.flush();
+}
+
+/// Runs a command with `--json`: its document on stdout, or on failure one
+/// JSON object saying what failed (see [`cmd::json::failure`]); stderr gets
+/// the message as without `--json`.
+fn run_json(
+    ctx: &cmd::Context,
+    command: &Command,
+    args: &[OsString],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let name = crate::usage::subcommand_of(args)
+        .map(|(c, _)| c)
+        .unwrap_or_default();
+    // The document is made whole before it goes out, so a failure halfway
+    // prints only the error object.
+    let mut doc = Vec::new();
+    let r = match command {
+        Command::Ls(a) => cmd::json::ls(ctx, &a.args, &mut doc),
+        Command::Stat(a) => cmd::json::stat(ctx, &a.args, &mut doc),
+        Command::Tree(a) => cmd::json::tree(ctx, &a.args, &mut doc),
+        Command::Du(a) => cmd::json::du(ctx, &a.args, &mut doc),
+        Command::Info(a) => cmd::json::info(ctx, &a.args.pbd, &mut doc),
+        Command::Fsck(a) => cmd::json::fsck(ctx, &a.args.pbd, &mut doc),
+        Command::Usedinfo(a) => cmd::json::usedinfo(ctx, &a.args, &mut doc),
+        _ => Err(Failure::new(
+            USAGE,
+            format!("--json is for ls, stat, tree, du, info, fsck and usedinfo, not {name}"),
+        )),
+    };
+    match r {
+        // A document that says what failed (fsck's "clean": false) is the
+        // answer itself.
+        Ok(()) | Err(_) if !doc.is_empty() => {
+            let printed = out.write_all(&doc).and_then(|()| out.flush());
+            match (r, printed) {
+                (Err(f), _) => f.report(err),
+                (Ok(()), Err(e)) => Failure::from_output(e).report(err),
+                (Ok(()), Ok(())) => 0,
+            }
+        }
+        Ok(()) => 0,
+        Err(f) if f.code == 0 => 0,
+        Err(f) => {
+            print_json_failure(args, &f, out);
+            f.report(err)
+        }
     }
 }

@@ -9,6 +9,7 @@ mod cmd;
 mod dump;
 mod exit;
 mod fuse;
+mod progress;
 mod usage;
 
 /// Stack of the thread that runs the command. `tree`, `du` and `rm -r`
@@ -21,8 +22,9 @@ const COMMAND_STACK: usize = 64 << 20;
 fn run() -> u8 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let code = cli::run(&args, &mut stdout.lock(), &mut stderr.lock());
+    // Stderr is not held locked: progress (see `progress`) writes to it
+    // from its own thread while the command runs.
+    let code = cli::run(&args, &mut stdout.lock(), &mut std::io::stderr());
     let _ = std::io::stdout().flush();
     code
 }

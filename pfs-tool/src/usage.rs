@@ -74,7 +74,7 @@ fn text_of(command: &str) -> Option<&'static str> {
 /// The subcommand word of `args` and how many arguments follow it, read
 /// with the top-level options' own definitions (which of them take a
 /// value).
-fn subcommand_of(args: &[OsString]) -> Option<(String, usize)> {
+pub fn subcommand_of(args: &[OsString]) -> Option<(String, usize)> {
     let cli = Cli::command();
     let top = |long: Option<&str>, short: Option<char>| {
         cli.get_arguments().find(|a| {

@@ -11,10 +11,14 @@
 //! stream has been read: a stream that is cut or damaged halfway leaves a
 //! device that refuses to mount ("not formatted") instead of a half-restored
 //! one that looks whole, and the command fails.
+//!
+//! Both show their progress on stderr (see [`crate::progress`]); a backup
+//! refuses to write its binary stream to a terminal.
 
 use super::Context;
 use crate::cli::ChunkArgs;
 use crate::exit::{CmdResult, Failure};
+use crate::progress::{Progress, Unit};
 use pfs_core::inspect::load_replayed;
 use pfs_core::AlignedBuf;
 use pfs_core::{CoreError, Device, FileDevice};
@@ -25,7 +29,7 @@ use pfs_format::layout::{
 use pfs_format::metaset::decode_sector;
 use pfs_format::ossfile::{check_used_table, OssHeader, OSS_HEADER_SIZE};
 use pfs_format::{ChunkPhy, MetaType};
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 
 /// Exit code of the reference for a bad argument or stream (`-EINVAL`).
 const EXIT_EINVAL: u8 = 234;
@@ -76,7 +80,20 @@ pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
             .map_err(|f| Failure::new(EXIT_EBADF, f.message))
     };
     match mode {
-        Mode::Backup => backup(&open(false)?, &a.pbd, start, end, a.force, out),
+        Mode::Backup => {
+            // The stream is binary: a terminal gets nothing of it.
+            if std::io::stdout().is_terminal() {
+                return Err(Failure::new(
+                    crate::exit::USAGE,
+                    format!(
+                        "chunk: refusing to write the backup stream (binary) to a terminal; \
+                         redirect stdout: pfs chunk -m backup -c {start} -e {end} {} > chunks.oss",
+                        a.pbd
+                    ),
+                ));
+            }
+            backup(&open(false)?, &a.pbd, start, end, a.force, out)
+        }
         Mode::Restore => {
             let dev = open(true)?;
             // No writer of this machine may have the device mounted while
@@ -161,6 +178,16 @@ fn backup(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let mut done = 0u64;
+    let size: u64 = plan
+        .iter()
+        .map(|(_, u)| (OSS_HEADER_SIZE + 4 * u.len()) as u64 + u.len() as u64 * BLOCK_SIZE)
+        .sum();
+    let progress = Progress::start(
+        format!("chunk backup {pbd} [{start}, {end})"),
+        Unit::Bytes,
+        Some(size),
+        Some("chunks done"),
+    );
     for (c, used) in &plan {
         let h = OssHeader::new(
             pbd,
@@ -173,7 +200,9 @@ fn backup(
         emit(out, &h.encode(), &mut done)?;
         let table: Vec<u8> = used.iter().flat_map(|b| b.to_le_bytes()).collect();
         emit(out, &table, &mut done)?;
-        stream_blocks(dev, *c, used, out, &mut done)?;
+        progress.inc((OSS_HEADER_SIZE + table.len()) as u64);
+        stream_blocks(dev, *c, used, out, &mut done, &progress)?;
+        progress.count(1);
     }
     out.flush()
         .map_err(|e| einval(format!("flushing the stream failed ({e})")))?;
@@ -188,6 +217,7 @@ fn stream_blocks(
     used: &[u32],
     out: &mut dyn Write,
     done: &mut u64,
+    progress: &Progress,
 ) -> CmdResult {
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<AlignedBuf, CoreError>>(1);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<AlignedBuf>();
@@ -216,6 +246,7 @@ fn stream_blocks(
                 Err(_) => return Err(einval("the device reader stopped")),
             };
             emit(out, buf.as_slice(), done)?;
+            progress.inc(BLOCK_SIZE);
             let _ = empty_tx.send(buf);
         }
         Ok(())
@@ -320,6 +351,12 @@ fn restore(dev: &FileDevice, start: u64, end: u64, force: bool, input: &mut dyn 
         ),
         other => einval(other.to_string()),
     })?;
+    let progress = Progress::start(
+        format!("chunk restore {name} [{start}, {end})"),
+        Unit::Bytes,
+        None,
+        Some("chunks done"),
+    );
     let mut blank_done = false;
     // The filesystem's chunk count, from the stream, for the closing note.
     let mut fs_nchunk = 0u32;
@@ -410,8 +447,11 @@ fn restore(dev: &FileDevice, start: u64, end: u64, force: bool, input: &mut dyn 
                 dev.write_at(block.as_slice(), at)
                     .map_err(|e| einval(e.to_string()))?;
             }
+            progress.inc(BLOCK_SIZE);
         }
+        progress.count(1);
     }
+    drop(progress);
     dev.sync().map_err(|e| einval(e.to_string()))?;
     // Chunk 0's header goes last: until it is written the device does not
     // mount.

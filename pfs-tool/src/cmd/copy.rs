@@ -9,6 +9,7 @@
 //! drain them (see [`pump`]), so several reads and several writes are in
 //! flight at once.
 
+use crate::progress::Progress;
 use pfs_core::AlignedBuf;
 use pfs_core::CoreError;
 use pfs_core::Mount;
@@ -17,7 +18,6 @@ use pfs_core::{node_id, pid_alive};
 use pfs_core::{FallocMode, File as PfsFile, OpenOptions};
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::IsTerminal;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -274,9 +274,9 @@ fn tmp_name() -> String {
     )
 }
 
-/// Copies file `src` to `dst` durably (see the module doc). `progress`
-/// shows a bar on stderr when it is a terminal.
-pub fn copy_file(src: &Place<'_>, dst: &Place<'_>, progress: bool) -> Result<u64, CopyError> {
+/// Copies file `src` to `dst` durably (see the module doc), counting the
+/// bytes written in `progress`.
+pub fn copy_file(src: &Place<'_>, dst: &Place<'_>, progress: &Progress) -> Result<u64, CopyError> {
     let size = match src.kind()? {
         Kind::File(n) => n,
         Kind::Dir => {
@@ -322,11 +322,10 @@ pub fn copy_file(src: &Place<'_>, dst: &Place<'_>, progress: bool) -> Result<u64
     }
     remove_stale_temps(&dir);
     let tmp = dir.join(tmp_leaf.as_bytes());
-    let bar = progress && size >= (64 << 20) && std::io::stderr().is_terminal();
     let result = match (&tmp, dst) {
-        (Place::Local(tp), Place::Local(fp)) => copy_to_local(&reader, size, tp, fp, bar),
+        (Place::Local(tp), Place::Local(fp)) => copy_to_local(&reader, size, tp, fp, progress),
         (Place::Pfs { mount, .. }, Place::Pfs { .. }) => {
-            copy_to_pfs(&reader, size, mount, &tmp, dst, bar)
+            copy_to_pfs(&reader, size, mount, &tmp, dst, progress)
         }
         _ => Err(CopyError::new(22, "internal: mixed destination")),
     };
@@ -479,11 +478,12 @@ struct Piece {
 ///
 /// Each reader fills its own few 4 MiB buffers (aligned for direct IO, so
 /// neither side needs a bounce copy) and gets them back from the writers,
-/// so memory stays bounded whatever the speeds of the two sides.
+/// so memory stays bounded whatever the speeds of the two sides. Each
+/// byte written is counted in `progress`.
 fn pump(
     reader: &Reader<'_>,
     size: u64,
-    bar: bool,
+    progress: &Progress,
     mut before: impl FnMut(u64) -> Result<(), CopyError>,
     write: impl Fn(usize, &[u8], u64) -> Result<(), CopyError> + Sync,
 ) -> Result<(), CopyError> {
@@ -559,6 +559,7 @@ fn pump(
                         match &result {
                             Ok(()) => {
                                 written.fetch_add(p.len as u64, Ordering::Relaxed);
+                                progress.inc(p.len as u64);
                             }
                             Err(_) => failed.store(true, Ordering::Relaxed),
                         }
@@ -593,9 +594,6 @@ fn pump(
             if work[(i % nwriters as u64) as usize].send(piece).is_err() {
                 break;
             }
-            if bar {
-                progress(written.load(Ordering::Relaxed), size);
-            }
         }
         // Closing the queues lets the writers finish what they hold; the
         // readers stop once nothing takes their pieces.
@@ -609,10 +607,6 @@ fn pump(
                 result = r;
             }
         }
-        if bar {
-            progress(written.load(Ordering::Relaxed), size);
-            eprintln!();
-        }
         result?;
         if written.load(Ordering::Relaxed) == size {
             Ok(())
@@ -622,22 +616,12 @@ fn pump(
     })
 }
 
-/// Draws the progress bar on stderr.
-fn progress(done: u64, size: u64) {
-    let pct = done * 100 / size.max(1);
-    eprint!(
-        "\r[{:<50}] {pct:>3}% {} MiB",
-        "#".repeat((pct / 2) as usize),
-        done >> 20
-    );
-}
-
 fn copy_to_local(
     reader: &Reader<'_>,
     size: u64,
     tmp: &Path,
     dst: &Path,
-    bar: bool,
+    progress: &Progress,
 ) -> Result<(), CopyError> {
     let out = fs::OpenOptions::new()
         .write(true)
@@ -655,7 +639,7 @@ fn copy_to_local(
     pump(
         reader,
         size,
-        bar,
+        progress,
         |_| Ok(()),
         |_, buf, off| {
             let aligned =
@@ -686,7 +670,7 @@ fn copy_to_pfs(
     mount: &Arc<Mount>,
     tmp: &Place<'_>,
     dst: &Place<'_>,
-    bar: bool,
+    progress: &Progress,
 ) -> Result<(), CopyError> {
     let tmp_path = fs_path(tmp).unwrap_or_default();
     let first = mount.open_file(
@@ -719,7 +703,7 @@ fn copy_to_pfs(
     pump(
         reader,
         size,
-        bar,
+        progress,
         |off| {
             if off % SLICE != 0 {
                 return Ok(());

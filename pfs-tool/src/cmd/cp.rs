@@ -15,6 +15,7 @@ use crate::cli::{ArchiveArgs, ArchiveCmd, CpArgs};
 use crate::cmd::copy::{copy_file, same_content, CopyError, Kind, Place};
 use crate::cmd::strerror;
 use crate::exit::{CmdResult, Failure};
+use crate::progress::{Progress, Unit};
 use pfs_core::{Mode, Mount, PfsPath, TreeGuard, MAX_DEPTH};
 use std::ffi::OsStr;
 use std::io::Write;
@@ -179,6 +180,8 @@ fn same_place(a: &Place<'_>, b: &Place<'_>) -> bool {
 struct CopyOpts {
     recursive: bool,
     force: bool,
+    /// Bytes and files copied, on stderr.
+    progress: Progress,
 }
 
 /// Keeps a recursive copy finite: a PFS source directory is entered once
@@ -294,13 +297,16 @@ fn copy_one<'m>(
                     ),
                 ));
             }
-            copy_file(src, &dst, true)?;
+            copy_file(src, &dst, &o.progress)?;
+            o.progress.count(1);
             // Paths byte for byte, as the reference prints them.
-            let _ = out.write_all(b"copy file from ");
-            let _ = out.write_all(src.shown_bytes());
-            let _ = out.write_all(b" to ");
-            let _ = out.write_all(dst.shown_bytes());
-            let _ = out.write_all(b" succeeded\n");
+            o.progress.suspend(|| {
+                let _ = out.write_all(b"copy file from ");
+                let _ = out.write_all(src.shown_bytes());
+                let _ = out.write_all(b" to ");
+                let _ = out.write_all(dst.shown_bytes());
+                let _ = out.write_all(b" succeeded\n");
+            });
             Ok(None)
         }
         Kind::Dir => {
@@ -375,9 +381,15 @@ pub fn cp(ctx: &Context, a: &CpArgs, out: &mut dyn Write) -> CmdResult {
         a.dst_hostid.unwrap_or(ctx.hostid),
     )?;
     let (src, dst) = (mounts.src_place(&a.src), mounts.dst_place(&a.dst));
+    // A single file's size is the total; a tree's is not known ahead.
+    let total = match src.kind() {
+        Ok(Kind::File(n)) => Some(n),
+        _ => None,
+    };
     let o = CopyOpts {
         recursive: a.recursive,
         force: a.force || a.recursive,
+        progress: Progress::start("cp", Unit::Bytes, total, Some("files")),
     };
     let device = match &src {
         Place::Pfs { mount, .. } => mount.device().name().to_owned(),
@@ -444,7 +456,7 @@ fn archive_inner(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResu
                     };
                 }
             }
-            copy_file(&s, &d, false).map_err(|e| fail(e.message))?;
+            copy_file(&s, &d, &Progress::none()).map_err(|e| fail(e.message))?;
             Ok(())
         }
         ArchiveCmd::Fetch { src, dst } => {
@@ -457,7 +469,7 @@ fn archive_inner(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResu
                 Kind::Missing => return Err(Failure::new(crate::exit::USAGE, String::new())),
                 Kind::Dir => return Err(fail(format!("{} is a directory", lossy(src)))),
             }
-            copy_file(&s, &d, false).map_err(|e| fail(e.message))?;
+            copy_file(&s, &d, &Progress::none()).map_err(|e| fail(e.message))?;
             Ok(())
         }
     }

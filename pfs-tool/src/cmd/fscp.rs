@@ -11,10 +11,16 @@
 //! destination and flushed, so an interrupted copy never looks whole.
 //! Workers copy chunks in parallel; with `-c` every copied range is read
 //! back from both devices and compared.
+//!
+//! Stdout keeps the reference's lines, but not its `\r` counter (a log of
+//! it was one huge line): the counter's last state is one line, and each
+//! `-c` check is a line of its own. Progress goes to stderr (see
+//! [`crate::progress`]).
 
 use super::{strerror, Context};
 use crate::cli::FscpArgs;
 use crate::exit::{CmdResult, Failure, FAILURE};
+use crate::progress::{Progress, Unit};
 use pfs_core::inspect::load_replayed;
 use pfs_core::AlignedBuf;
 use pfs_core::HostLock;
@@ -292,25 +298,59 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
         }
         drop(tx);
         let (mut copied, mut done) = (0u64, 0u64);
+        let mut copying = Progress::start(
+            "fscp: copying",
+            Unit::Items("blocks"),
+            Some(total as u64),
+            Some("chunks done"),
+        );
+        let mut checking: Option<Progress> = None;
+        // The counter's last state, where the reference's `\r` line ended.
+        let counter = |out: &mut dyn Write, copied: u64, done: u64| {
+            let _ = writeln!(
+                out,
+                "{copied} blocks have been copied, {done} chunks are done"
+            );
+        };
         for ev in rx {
-            let line = match ev {
+            match ev {
                 Event::Copied => {
                     copied += 1;
-                    format!("{copied} blocks have been copied, {done} chunks are done\r")
+                    copying.inc(1);
                 }
                 Event::ChunkDone => {
                     done += 1;
-                    format!("{copied} blocks have been copied, {done} chunks are done\r")
+                    copying.count(1);
                 }
-                Event::Checked(b, crc) => format!(
-                    "crc check pass! crc={crc}, ckid={}, oid={}, blkno={},\t\t\t    holeoff={}\r",
-                    b.chunk,
-                    b.oid,
-                    b.blkno(),
-                    b.holeoff
-                ),
-            };
-            let _ = out.write_all(line.as_bytes());
+                Event::Checked(b, crc) => {
+                    // Every copy is reported before the first check.
+                    let check = checking.get_or_insert_with(|| {
+                        counter(out, copied, done);
+                        copying = Progress::none();
+                        let with_data = tasks.iter().filter(|(_, b)| b.holeoff > 0).count();
+                        Progress::start(
+                            "fscp: checking",
+                            Unit::Items("blocks"),
+                            Some(with_data as u64),
+                            None,
+                        )
+                    });
+                    check.inc(1);
+                    let _ = check.suspend(|| {
+                        writeln!(
+                            out,
+                            "crc check pass! crc={crc}, ckid={}, oid={}, blkno={},\t\t\t    holeoff={}",
+                            b.chunk,
+                            b.oid,
+                            b.blkno(),
+                            b.holeoff
+                        )
+                    });
+                }
+            }
+        }
+        if checking.is_none() {
+            counter(out, copied, done);
         }
         let mut r = Ok(());
         for h in handles {
@@ -337,7 +377,7 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
         dst.write_at(h.as_slice(), 0).map_err(io)?;
         dst.sync().map_err(io)?;
     }
-    writeln!(out, "\nstop {nworker} I/O workers")?;
+    writeln!(out, "stop {nworker} I/O workers")?;
     writeln!(out, "[3] update {} paxos leader successfully", a.dst)?;
     writeln!(out, "pfs fscp successfully")?;
     Ok(())

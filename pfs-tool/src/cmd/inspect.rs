@@ -271,7 +271,9 @@ pub fn flushlog(ctx: &Context, pbd: &str) -> CmdResult {
 pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
     // No mount: a damaged object must not stop the check at the first one.
     let dev = ctx.open("fsck", pbd, false)?;
+    let progress = fsck_progress(pbd, pfs_core::Device::len(&dev));
     let r = pfs_core::inspect::fsck_device(&dev).map_err(fail("fsck"))?;
+    drop(progress);
     writeln!(
         out,
         "{pbd}: {} directories, {} files, {} blocks, {} orphaned inodes",
@@ -292,6 +294,20 @@ pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
             format!("fsck: {pbd}: {} problem(s) found", r.problems.len()),
         ))
     }
+}
+
+/// What `fsck` shows on stderr while it works: the check is one call into
+/// the library, so the time it has taken (a large device takes minutes).
+pub fn fsck_progress(pbd: &str, device_len: u64) -> crate::progress::Progress {
+    crate::progress::Progress::start(
+        format!(
+            "fsck {pbd} ({} chunk(s) of metadata)",
+            device_len / CHUNK_SIZE
+        ),
+        crate::progress::Unit::Time,
+        None,
+        None,
+    )
 }
 
 const _: () = assert!(CHUNK_SIZE > 0);

@@ -11,11 +11,13 @@
 //! "name_bytes":[99,97,102,233]`). A script that must handle every name
 //! takes `<key>_bytes` when it is present.
 //!
-//! Failures are reported as without `--json` (the reference's
-//! `<cmd> failed:` line, a message on stderr, a non-zero exit), so a script
-//! checks the exit code before parsing.
+//! A failure prints one JSON object instead of the document (see
+//! [`failure`]), never the text's `<cmd> failed:` line, and exits non-zero
+//! with the code the text form has; the message goes to stderr as well.
+//! `fsck` that finds problems prints its document (`"clean":false`) and
+//! exits 5.
 
-use super::{failed, parse_path, Context};
+use super::{parse_path, Context};
 use crate::cli::{DuArgs, PathArg, TreeArgs, UsedinfoArgs};
 use crate::exit::{CmdResult, Failure};
 use pfs_core::inspect::load_replayed;
@@ -67,6 +69,32 @@ pub fn bytes_field(key: &str, b: &[u8]) -> String {
     }
 }
 
+/// A failure of `cmd`: without the text's `<cmd> failed:` line, which
+/// would not be JSON.
+fn fail(cmd: &str, e: &pfs_core::CoreError) -> Failure {
+    Failure::from_core(cmd, e)
+}
+
+/// The one JSON object a failing `--json` command prints instead of its
+/// document: `{"command", "error", "errno", "exit"}` (`error` is the
+/// message stderr gets, without the command's name in front; `command` is
+/// null when the command line names none).
+pub fn failure(command: &str, f: &Failure) -> String {
+    let prefix = format!("{command}: ");
+    let error = f.message.strip_prefix(&prefix).unwrap_or(&f.message);
+    // No command word at all (`pfs --json`): null.
+    let command = match command {
+        "" => "null".to_owned(),
+        c => string(c),
+    };
+    format!(
+        "{{\"command\":{command},\"error\":{},\"errno\":{},\"exit\":{}}}\n",
+        string(error),
+        f.errno,
+        f.code
+    )
+}
+
 fn kind(st: &Attr) -> &'static str {
     if st.is_dir() {
         "dir"
@@ -96,20 +124,19 @@ fn open(
     cmd: &str,
     arg: &OsStr,
     must_be_dir: bool,
-    out: &mut dyn Write,
 ) -> Result<(Arc<Mount>, u64), Failure> {
-    let path = parse_path(cmd, arg, out)?;
+    let path = parse_path(cmd, arg, &mut std::io::sink())?;
     let m = ctx.mount(cmd, &path.pbd, Mode::ReadOnly)?;
     // One committed state for the whole document.
     m.freeze();
     let ino = m
         .resolve(path.inner())
-        .map_err(|e| failed(cmd, out, &super::shown(e, arg)))?;
-    if must_be_dir && !m.getattr(ino).map_err(|e| failed(cmd, out, &e))?.is_dir() {
+        .map_err(|e| fail(cmd, &super::shown(e, arg)))?;
+    if must_be_dir && !m.getattr(ino).map_err(|e| fail(cmd, &e))?.is_dir() {
         let e = pfs_core::CoreError::NotDir {
             path: super::lossy(arg),
         };
-        return Err(failed(cmd, out, &e));
+        return Err(fail(cmd, &e));
     }
     Ok((m, ino))
 }
@@ -119,12 +146,12 @@ fn open(
 /// (blocks in 512-byte units, as the text's total; `path_bytes` and
 /// `name_bytes` for names that are not UTF-8).
 pub fn ls(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
-    let (m, ino) = open(ctx, "ls", &a.path, true, out)?;
-    let entries = m.readdir(ino).map_err(|e| failed("ls", out, &e))?;
+    let (m, ino) = open(ctx, "ls", &a.path, true)?;
+    let entries = m.readdir(ino).map_err(|e| fail("ls", &e))?;
     let mut items = Vec::new();
     let mut total = 0u64;
     for e in entries {
-        let st = m.getattr(e.ino).map_err(|err| failed("ls", out, &err))?;
+        let st = m.getattr(e.ino).map_err(|err| fail("ls", &err))?;
         total += st.nblock * SECTORS_PER_BLOCK;
         items.push(format!(
             "{{{},{}}}",
@@ -144,9 +171,9 @@ pub fn ls(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
 /// `stat --json`: `{"path", "pbd", "type", "ino", "size", "blocks",
 /// "nlink", "atime", "mtime", "ctime", "btime"}`.
 pub fn stat(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
-    let path = parse_path("stat", &a.path, out)?;
-    let (m, ino) = open(ctx, "stat", &a.path, false, out)?;
-    let st = m.getattr(ino).map_err(|e| failed("stat", out, &e))?;
+    let path = parse_path("stat", &a.path, &mut std::io::sink())?;
+    let (m, ino) = open(ctx, "stat", &a.path, false)?;
+    let st = m.getattr(ino).map_err(|e| fail("stat", &e))?;
     writeln!(
         out,
         "{{{},\"pbd\":{},{}}}",
@@ -161,16 +188,16 @@ pub fn stat(ctx: &Context, a: &PathArg, out: &mut dyn Write) -> CmdResult {
 /// each child `{"name", <stat fields>, "children": [...]}` (directories
 /// only have `children`).
 pub fn tree(ctx: &Context, a: &TreeArgs, out: &mut dyn Write) -> CmdResult {
-    let (m, ino) = open(ctx, "tree", &a.path, true, out)?;
+    let (m, ino) = open(ctx, "tree", &a.path, true)?;
     let (mut ndir, mut nfile) = (0u64, 0u64);
     let mut guard = TreeGuard::new(m.device().name());
-    guard.enter(ino, 0).map_err(|e| failed("tree", out, &e))?;
+    guard.enter(ino, 0).map_err(|e| fail("tree", &e))?;
     let walk = &mut TreeWalk {
         guard: &mut guard,
         ndir: &mut ndir,
         nfile: &mut nfile,
     };
-    let children = tree_children(&m, ino, 0, walk, out)?;
+    let children = tree_children(&m, ino, 0, walk)?;
     writeln!(
         out,
         "{{{},\"directories\":{ndir},\"files\":{nfile},\"children\":{children}}}",
@@ -186,26 +213,20 @@ struct TreeWalk<'a> {
     nfile: &'a mut u64,
 }
 
-fn tree_children(
-    m: &Mount,
-    dir: u64,
-    level: u64,
-    w: &mut TreeWalk<'_>,
-    out: &mut dyn Write,
-) -> Result<String, Failure> {
+fn tree_children(m: &Mount, dir: u64, level: u64, w: &mut TreeWalk<'_>) -> Result<String, Failure> {
     let mut items = Vec::new();
-    for e in m.readdir(dir).map_err(|err| failed("tree", out, &err))? {
+    for e in m.readdir(dir).map_err(|err| fail("tree", &err))? {
         w.guard
             .check_name(dir, &e.name)
-            .map_err(|err| failed("tree", out, &err))?;
-        let st = m.getattr(e.ino).map_err(|err| failed("tree", out, &err))?;
+            .map_err(|err| fail("tree", &err))?;
+        let st = m.getattr(e.ino).map_err(|err| fail("tree", &err))?;
         let name = bytes_field("name", &e.name);
         if st.is_dir() {
             *w.ndir += 1;
             w.guard
                 .enter(e.ino, level + 1)
-                .map_err(|err| failed("tree", out, &err))?;
-            let sub = tree_children(m, e.ino, level + 1, w, out)?;
+                .map_err(|err| fail("tree", &err))?;
+            let sub = tree_children(m, e.ino, level + 1, w)?;
             items.push(format!(
                 "{{{name},{},\"children\":{sub}}}",
                 stat_fields(&st)
@@ -223,15 +244,15 @@ fn tree_children(
 pub fn du(ctx: &Context, a: &DuArgs, out: &mut dyn Write) -> CmdResult {
     let depth = match a.depth {
         Some(d) if d < 0 => {
-            return Err(Failure::new(
-                crate::exit::FAILURE,
-                format!("du: invalid depth {d}"),
-            ))
+            return Err(
+                Failure::new(crate::exit::FAILURE, format!("du: invalid depth {d}"))
+                    .with_errno(libc::EINVAL),
+            )
         }
         Some(d) => d as u64,
         None => u64::MAX,
     };
-    let (m, ino) = open(ctx, "du", &a.path, false, out)?;
+    let (m, ino) = open(ctx, "du", &a.path, false)?;
     let mut items = Vec::new();
     let mut guard = TreeGuard::new(m.device().name());
     let walk = &mut DuWalk {
@@ -240,7 +261,7 @@ pub fn du(ctx: &Context, a: &DuArgs, out: &mut dyn Write) -> CmdResult {
         guard: &mut guard,
         items: &mut items,
     };
-    du_walk(&m, ino, a.path.as_bytes(), 0, walk, out)?;
+    du_walk(&m, ino, a.path.as_bytes(), 0, walk)?;
     writeln!(out, "{{\"entries\":[{}]}}", items.join(","))?;
     Ok(())
 }
@@ -259,24 +280,21 @@ fn du_walk(
     path: &[u8],
     level: u64,
     w: &mut DuWalk<'_>,
-    out: &mut dyn Write,
 ) -> Result<u64, Failure> {
-    let st = m.getattr(ino).map_err(|e| failed("du", out, &e))?;
+    let st = m.getattr(ino).map_err(|e| fail("du", &e))?;
     let usage = if st.is_dir() {
-        w.guard
-            .enter(ino, level)
-            .map_err(|e| failed("du", out, &e))?;
+        w.guard.enter(ino, level).map_err(|e| fail("du", &e))?;
         let mut sum = 0u64;
-        for e in m.readdir(ino).map_err(|err| failed("du", out, &err))? {
+        for e in m.readdir(ino).map_err(|err| fail("du", &err))? {
             w.guard
                 .check_name(ino, &e.name)
-                .map_err(|err| failed("du", out, &err))?;
+                .map_err(|err| fail("du", &err))?;
             let child = [path, b"/", &e.name].concat();
-            sum += du_walk(m, e.ino, &child, level + 1, w, out)?;
+            sum += du_walk(m, e.ino, &child, level + 1, w)?;
         }
         sum
     } else {
-        m.disk_usage(ino).map_err(|e| failed("du", out, &e))?
+        m.disk_usage(ino).map_err(|e| fail("du", &e))?
     };
     if level <= w.depth && (level == 0 || st.is_dir() || w.all) {
         w.items.push(format!(
@@ -349,8 +367,12 @@ pub fn usedinfo(ctx: &Context, a: &UsedinfoArgs, out: &mut dyn Write) -> CmdResu
 /// "orphaned_inodes": [ino, ...], "problems": [text, ...], "clean"}`; exits
 /// 5 when not clean, as the text form does.
 pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
+    let progress = ctx
+        .open("fsck", pbd, false)
+        .map(|d| super::inspect::fsck_progress(pbd, pfs_core::Device::len(&d)))?;
     let m = ctx.mount("fsck", pbd, Mode::ReadOnly)?;
     let r = m.fsck().map_err(|e| Failure::from_core("fsck", &e))?;
+    drop(progress);
     let orphans: Vec<String> = r.orphans.iter().map(u64::to_string).collect();
     let problems: Vec<String> = r.problems.iter().map(|p| string(p)).collect();
     writeln!(
@@ -370,7 +392,8 @@ pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
         Err(Failure::new(
             5,
             format!("fsck: {pbd}: {} problem(s) found", r.problems.len()),
-        ))
+        )
+        .with_errno(libc::EUCLEAN))
     }
 }
 

@@ -3,7 +3,7 @@
 use super::Context;
 use crate::cli::{GrowfsArgs, MkfsArgs};
 use crate::exit::{CmdResult, Failure};
-use pfs_core::{growfs as core_growfs, GrowfsOptions};
+use pfs_core::{growfs as core_growfs, Device, GrowfsOptions};
 use pfs_core::{mkfs as core_mkfs, MkfsOptions};
 use pfs_format::layout::CHUNK_SIZE;
 use pfs_format::MetaType;
@@ -30,16 +30,6 @@ fn print_chunk_init(out: &mut dyn Write, chunk: u64) -> std::io::Result<()> {
         )?;
     }
     writeln!(out)
-}
-
-/// The errno behind a mkfs/growfs exit code: 16 is EBUSY itself (a
-/// formatted device, a live writer), other codes are `256 - errno`.
-fn mkfs_errno(code: u8) -> i32 {
-    if code == 16 {
-        nix::libc::EBUSY
-    } else {
-        256 - i32::from(code)
-    }
 }
 
 /// `pfs mkfs`.
@@ -97,30 +87,49 @@ pub fn mkfs(ctx: &Context, a: &MkfsArgs, out: &mut dyn Write, err: &mut dyn Writ
         }
         Err(f) => {
             writeln!(out, "pfs mkfs failed!")?;
-            writeln!(out, "mkfs failed: {}", super::strerror(mkfs_errno(f.code)))?;
+            writeln!(out, "mkfs failed: {}", super::strerror(f.errno))?;
             Err(f)
         }
     }
 }
 
-/// `pfs growfs`.
+/// `pfs growfs`. Without `-o` the filesystem's chunk count comes from its
+/// chunk 0 header, without `-n` the device's size gives the new one.
 pub fn growfs(ctx: &Context, a: &GrowfsArgs, out: &mut dyn Write) -> CmdResult {
-    let run = || -> Result<(), Failure> {
+    let run = || -> Result<(u64, u64), Failure> {
         let dev = ctx.open("growfs", &a.pbd, true)?;
         let _lock = ctx.host_lock("growfs", &a.pbd, 0)?;
+        let old = match a.old {
+            Some(n) => n,
+            None => pfs_core::inspect::read_chunk0(&dev)
+                .map(|ck| u64::from(ck.ck_nchunk.get()))
+                .map_err(|e| Failure::from_core("growfs", &e))?,
+        };
+        let new = a.new.unwrap_or(dev.len() / CHUNK_SIZE);
+        if (a.old.is_none() || a.new.is_none()) && new <= old {
+            return Err(Failure::new(
+                234,
+                format!(
+                    "growfs: nothing to grow: {} holds {new} whole chunk(s) of 10 GiB and the \
+                     filesystem has {old}; enlarge the device first",
+                    a.pbd
+                ),
+            ));
+        }
         core_growfs(
             &dev,
             GrowfsOptions {
-                old_nchunk: a.old,
-                new_nchunk: a.new,
+                old_nchunk: old,
+                new_nchunk: new,
                 force: a.force,
             },
         )
-        .map_err(|e| Failure::from_core("growfs", &e))
+        .map_err(|e| Failure::from_core("growfs", &e))?;
+        Ok((old, new))
     };
     match run() {
-        Ok(()) => {
-            for chunk in a.old..a.new {
+        Ok((old, new)) => {
+            for chunk in old..new {
                 print_chunk_init(out, chunk)?;
             }
             writeln!(out, "pfs growfs succeeds!")?;
@@ -128,11 +137,7 @@ pub fn growfs(ctx: &Context, a: &GrowfsArgs, out: &mut dyn Write) -> CmdResult {
         }
         Err(f) => {
             writeln!(out, "pfs growfs failed!")?;
-            writeln!(
-                out,
-                "growfs failed: {}",
-                super::strerror(mkfs_errno(f.code))
-            )?;
+            writeln!(out, "growfs failed: {}", super::strerror(f.errno))?;
             Err(f)
         }
     }

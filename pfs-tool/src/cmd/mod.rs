@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub mod chunk;
 pub mod copy;
 pub mod cp;
+pub mod docs;
 pub mod files;
 pub mod fscp;
 pub mod fstrim;
@@ -58,14 +59,14 @@ pub fn shown(e: CoreError, arg: &OsStr) -> CoreError {
     }
 }
 
-/// Parses a `/<pbd>/<path>` argument. A malformed path (no PBD, longer than
-/// 4095 bytes) exits 22 as in the reference; a name over 255 bytes fails
-/// like any other bad name.
+/// Parses a `/<pbd>/<path>` argument. A malformed path (no leading '/', no
+/// PBD, longer than 4095 bytes) exits 22 as the reference's path without a
+/// PBD does; a name over 255 bytes fails like any other bad name.
 pub fn parse_path(cmd: &str, arg: &OsStr, out: &mut dyn Write) -> Result<PfsPath, Failure> {
     let bytes = arg.as_bytes();
     if !bytes.starts_with(b"/") {
         return Err(Failure::new(
-            crate::exit::FAILURE,
+            crate::exit::INVALID_ARGUMENT,
             format!(
                 "{cmd}: {}: not a PFS path; use /<pbd>/<path>, e.g. /nvme1n1/dir/file",
                 lossy(arg)
@@ -79,8 +80,27 @@ pub fn parse_path(cmd: &str, arg: &OsStr, out: &mut dyn Write) -> Result<PfsPath
         {
             Err(failed(cmd, out, &e))
         }
-        Err(e) => Err(Failure::new(22, format!("{cmd}: {e}"))),
+        Err(e) => Err(Failure::new(
+            crate::exit::INVALID_ARGUMENT,
+            format!("{cmd}: {e}"),
+        )),
     }
+}
+
+/// A mount point that does not exist is named as such (the FUSE side
+/// would call it "not a directory").
+pub fn check_mount_point(mp: &std::path::Path) -> Result<(), Failure> {
+    if std::fs::symlink_metadata(mp).is_err() {
+        let shown = mp.display();
+        return Err(Failure::new(
+            crate::exit::FAILURE,
+            format!(
+                "mount: mount point {shown} does not exist; create it first (mkdir -p {shown})"
+            ),
+        )
+        .with_errno(libc::ENOENT));
+    }
+    Ok(())
 }
 
 /// The writer lease duration: `PFS_LEASE_MS` (at least 100) or the

@@ -7,6 +7,7 @@ use super::{failed, lossy, parse_path, shown, strerror, Context};
 use crate::cli::{FallocateArgs, MkdirArgs, PathArg, RenameArgs, RmArgs, TruncateArgs, WriteArgs};
 use crate::cmd::files::parse_arg;
 use crate::exit::{CmdResult, Failure};
+use crate::progress::{Progress, Unit};
 use pfs_core::{CoreError, FallocMode, OpenOptions};
 use pfs_core::{Mode, Mount, PfsPath, TreeGuard};
 use pfs_format::layout::BLOCK_SIZE;
@@ -66,6 +67,20 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// The `[   OK   ]` / `[  FAIL  ]` tag of `write`'s report line: in the
+/// reference's colours by default, whatever stdout is (scripts compare
+/// those bytes), and plain when `NO_COLOR` is set to anything but the
+/// empty string (https://no-color.org).
+fn tag(ok: bool) -> &'static str {
+    let plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    match (ok, plain) {
+        (true, false) => "\x1b[40;32m[   OK   ]\x1b[0m",
+        (false, false) => "\x1b[40;31m[  FAIL  ]\x1b[0m",
+        (true, true) => "[   OK   ]",
+        (false, true) => "[  FAIL  ]",
+    }
+}
+
 /// `pfs write [-o off] [-l len]`: stdin to a file, in 4 MiB pieces.
 pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn Write) -> CmdResult {
     let off = match &a.offset {
@@ -82,7 +97,8 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
     let report_fail = |out: &mut dyn Write, e: &CoreError| {
         let _ = write!(
             out,
-            "\x1b[40;31m[  FAIL  ]\x1b[0m Write {off} offset, {} bytes to file ",
+            "{} Write {off} offset, {} bytes to file ",
+            tag(false),
             len as i64
         );
         let _ = out.write_all(a.path.as_bytes());
@@ -124,7 +140,8 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
     }
     write!(
         out,
-        "\x1b[40;32m[   OK   ]\x1b[0m Write {off} offset, {} bytes to file ",
+        "{} Write {off} offset, {} bytes to file ",
+        tag(true),
         pos - off
     )?;
     out.write_all(a.path.as_bytes())?;
@@ -172,11 +189,34 @@ pub fn rm(ctx: &Context, a: &RmArgs, out: &mut dyn Write) -> CmdResult {
         let p = parse_path("rm", arg, out)?;
         let m = mount_rw(ctx, "rm", &p)?;
         let mut guard = TreeGuard::new(m.device().name());
-        if let Err(f) = rm_path(&m, p.inner(), &lossy(arg), a.recursive, &mut guard, out) {
+        // Files and directories removed, on stderr (a tree can take long).
+        let progress = if a.recursive {
+            Progress::start(
+                format!("rm -r {}", lossy(arg)),
+                Unit::Items("removed"),
+                None,
+                None,
+            )
+        } else {
+            Progress::none()
+        };
+        let walk = &mut RmWalk {
+            recursive: a.recursive,
+            guard: &mut guard,
+            progress: &progress,
+        };
+        if let Err(f) = rm_path(&m, p.inner(), &lossy(arg), walk, out) {
             result = Err(f);
         }
     }
     result
+}
+
+/// What a removal carries down a tree.
+struct RmWalk<'a> {
+    recursive: bool,
+    guard: &'a mut TreeGuard,
+    progress: &'a Progress,
 }
 
 /// Removes `inner`; with `recursive`, a directory's entries first. The
@@ -186,8 +226,7 @@ fn rm_path(
     m: &Mount,
     inner: &[u8],
     shown_as: &str,
-    recursive: bool,
-    guard: &mut TreeGuard,
+    walk: &mut RmWalk<'_>,
     out: &mut dyn Write,
 ) -> CmdResult {
     let fail = |out: &mut dyn Write, e: CoreError| {
@@ -201,17 +240,15 @@ fn rm_path(
         ));
     }
     let (dir, name) = m.resolve_parent(inner).map_err(|e| fail(out, e))?;
-    rm_one(m, dir, name, shown_as, recursive, guard, 0, out)
+    rm_one(m, dir, name, shown_as, walk, 0, out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn rm_one(
     m: &Mount,
     dir: u64,
     name: &[u8],
     shown_as: &str,
-    recursive: bool,
-    guard: &mut TreeGuard,
+    walk: &mut RmWalk<'_>,
     depth: u64,
     out: &mut dyn Write,
 ) -> CmdResult {
@@ -227,31 +264,35 @@ fn rm_one(
         Err(e) => return Err(fail(out, e)),
     };
     if !is_dir {
-        return m.unlink(dir, name).map_err(|e| fail(out, e));
+        m.unlink(dir, name).map_err(|e| fail(out, e))?;
+        walk.progress.inc(1);
+        return Ok(());
     }
-    if !recursive {
+    if !walk.recursive {
         let e = CoreError::IsDir {
             path: shown_as.to_owned(),
         };
         let _ = writeln!(out, "rm failed: {}", strerror(e.errno()));
         return Err(Failure::new(
-            crate::exit::FAILURE,
+            crate::exit::IS_DIR,
             format!("rm: {shown_as} is a directory (use -r)"),
         ));
     }
-    guard.enter(ino, depth).map_err(|e| fail(out, e))?;
+    walk.guard.enter(ino, depth).map_err(|e| fail(out, e))?;
     let entries: Vec<_> = m.readdir(ino).map_err(|e| fail(out, e))?.collect();
     // Every name is checked before anything is removed.
     for e in &entries {
-        guard
+        walk.guard
             .check_name(ino, &e.name)
             .map_err(|err| fail(out, err))?;
     }
     for e in entries {
         let child = format!("{shown_as}/{}", String::from_utf8_lossy(&e.name));
-        rm_one(m, ino, &e.name, &child, true, guard, depth + 1, out)?;
+        rm_one(m, ino, &e.name, &child, walk, depth + 1, out)?;
     }
-    m.rmdir(dir, name).map_err(|e| fail(out, e))
+    m.rmdir(dir, name).map_err(|e| fail(out, e))?;
+    walk.progress.inc(1);
+    Ok(())
 }
 
 /// `pfs rename old new`.
