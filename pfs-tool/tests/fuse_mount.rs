@@ -1338,8 +1338,9 @@ fn a_shared_mount_lets_only_its_owner_and_group_in() {
         fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     // Bad values are refused before anything is mounted.
+    let spare = disk.dir.to_string_lossy().into_owned();
     for bad in ["uid=postgres", "gid=-1", "umask=088", "owner=1"] {
-        let o = disk.pfs(&["-H", "1", "mount", "-o", bad, PBD, "/nonexistent"]);
+        let o = disk.pfs(&["-H", "1", "mount", "-o", bad, PBD, &spare]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(bad), "-o {bad}: {err}");
     }
