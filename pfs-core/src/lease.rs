@@ -130,7 +130,12 @@ impl Slots {
     /// Adds the claims in `dead` to host `owner`'s takeover note (keeping
     /// the entries whose slots still show what was overridden), and
     /// flushes it.
-    fn note_overridden(&self, dev: &dyn Device, owner: u32, dead: &[LeaseRecord]) -> Result<()> {
+    pub(crate) fn note_overridden(
+        &self,
+        dev: &dyn Device,
+        owner: u32,
+        dead: &[LeaseRecord],
+    ) -> Result<()> {
         let view = self.read_all(dev)?;
         let mut note = self.read_note(dev, owner)?;
         note.retain(|e| {
@@ -486,15 +491,22 @@ impl Lease {
     fn renew_loop(&self) {
         let (lock, cv) = &*self.stop;
         let period = Duration::from_millis((u64::from(self.duration_ms()) / 4).max(20));
-        let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
-        while !*stopped {
-            stopped = match cv.wait_timeout(stopped, period) {
-                Ok((g, _)) => g,
-                Err(e) => e.into_inner().0,
-            };
-            if *stopped {
-                break;
+        loop {
+            {
+                let stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                if *stopped {
+                    break;
+                }
+                let stopped = match cv.wait_timeout(stopped, period) {
+                    Ok((g, _)) => g,
+                    Err(e) => e.into_inner().0,
+                };
+                if *stopped {
+                    break;
+                }
             }
+            // Renewed without holding the stop flag's lock: a renewal that
+            // finds the lease lost stops this very thread through it.
             if self.renew().is_err() {
                 break;
             }

@@ -283,7 +283,7 @@ impl Mount {
             // The lease the other processes of this host hold is ours too.
             let own = share.as_ref().map_or(0, |s| s.lease(hostid).0);
             let sibling = share.as_ref().map(|_| hostid as u32);
-            crate::lease::wait_free(
+            let dead = crate::lease::wait_free(
                 dev.as_ref(),
                 state.slots(),
                 own,
@@ -291,6 +291,14 @@ impl Mount {
                 opts.force,
                 &mut watch,
             )?;
+            if opts.force && !dead.is_empty() {
+                // A takeover waited out a silent holder: noted now, so the
+                // host's other processes (children forked before this
+                // mount, say) need not wait it out once more.
+                state
+                    .slots()
+                    .note_overridden(dev.as_ref(), hostid as u32, &dead)?;
+            }
             std::mem::forget(member);
             // Someone may have committed while we waited.
             state = resume(dev.as_ref(), state, share.as_deref(), hostid)?;

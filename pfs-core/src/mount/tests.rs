@@ -152,3 +152,40 @@ fn followers_advance_past_checkpoints_and_reload_only_when_lapped() {
     let ino = r.resolve("/big").unwrap();
     assert_eq!(r.getattr(ino).unwrap().size, (cycle - 1) % 3);
 }
+
+#[test]
+fn a_host_deposed_under_a_renewing_lease_still_unmounts() {
+    // The renewal thread is the one to find the host deposed; it stops
+    // itself, and the unmount that stops it again must not wait forever.
+    let (_, dev) = formatted();
+    let dir = std::env::temp_dir().join(format!("pfs-deposed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = MountOptions {
+        hostid: 1,
+        lease_ms: 200,
+        shared: true,
+        share_path: Some(dir.join("share")),
+        ..MountOptions::default()
+    };
+    let m = Mount::open_with(dev, Mode::ReadWrite, &opts).unwrap();
+    m.create_path("/f", FileType::File).unwrap();
+    m.share().unwrap().depose(1);
+    // Several renewal periods: the thread has met the deposition.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(matches!(
+        m.create_path("/g", FileType::File),
+        Err(CoreError::Fenced { .. })
+    ));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(m);
+        let _ = done_tx.send(());
+    });
+    assert!(
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .is_ok(),
+        "the unmount of a deposed host hangs"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
