@@ -48,6 +48,13 @@ pub trait Device: Send + Sync {
         let _ = (offset, len);
         Ok(false)
     }
+    /// Where the device is in this machine's file system, when it is
+    /// there (a block device node or a regular file); `None` for devices
+    /// that live elsewhere (memory). Used to find the machine-wide files
+    /// beside it.
+    fn local_path(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// Zeroes a range with plain writes.
@@ -274,6 +281,10 @@ impl Device for FileDevice {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn local_path(&self) -> Option<&Path> {
+        Some(&self.path)
     }
 
     fn discard(&self, offset: u64, len: u64) -> Result<bool> {

@@ -157,6 +157,13 @@ pub enum CoreError {
         /// Why.
         reason: String,
     },
+    /// The writer lease ran out on this machine's clock (the process or
+    /// the device stalled) before a write could start. The core answers it
+    /// itself, by proving the mount is still the writer and trying again;
+    /// a caller sees it only from a device write made outside the core's
+    /// write paths.
+    #[error("the writer lease ran out before the write could start; it must be proved again")]
+    LeaseLapsed,
     /// A handle used for something it was not opened for.
     #[error("bad file handle: {what}")]
     BadHandle {
@@ -220,7 +227,8 @@ impl CoreError {
             | CoreError::NotFormatted { .. }
             | CoreError::Journal(_)
             | CoreError::Corrupt { .. }
-            | CoreError::Fenced { .. } => libc::EIO,
+            | CoreError::Fenced { .. }
+            | CoreError::LeaseLapsed => libc::EIO,
             CoreError::AlreadyFormatted { .. } | CoreError::Busy { .. } => libc::EBUSY,
             CoreError::NotFound { .. } => libc::ENOENT,
             CoreError::ReadOnly => libc::EROFS,

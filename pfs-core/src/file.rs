@@ -128,10 +128,11 @@ impl File {
     }
 
     /// Writes all of `buf` at `off` without moving the position; committed
-    /// when it returns.
+    /// when it returns. Fails with [`CoreError::NotFound`] once the file was
+    /// freed (its inode number may name another file by then).
     pub fn write_at(&self, buf: &[u8], off: u64) -> Result<usize> {
         self.writable()?;
-        self.m.write_at(self.ino, buf, off)
+        self.m.write_inode_at(self.ino, Some(self.born), buf, off)
     }
 
     /// Writes at `off` like [`Self::write_at`], but leaves the new written
@@ -148,7 +149,10 @@ impl File {
         }
         let mut p = self.pending.lock();
         let _data = self.m.data_lock(self.ino, false)?;
-        self.m.write_data(self.ino, off, buf, &mut p)?;
+        self.m.with_write_permit(|| {
+            self.m
+                .write_data(self.ino, Some(self.born), off, buf, &mut p)
+        })?;
         Ok(buf.len())
     }
 
@@ -167,7 +171,7 @@ impl File {
     /// metadata durable (`fsync`).
     pub fn sync_all(&self) -> Result<()> {
         self.commit()?;
-        self.m.device().sync()
+        self.m.sync()
     }
 
     /// Attributes of the open file (`fstat`).
@@ -183,6 +187,7 @@ impl File {
     /// deferred writes (which the new size then cuts like any others).
     pub fn set_len(&self, len: u64) -> Result<()> {
         self.writable()?;
+        self.getattr()?;
         self.commit()?;
         self.m.truncate(self.ino, len)
     }
@@ -190,6 +195,7 @@ impl File {
     /// Allocates blocks for `[off, off + len)` (`fallocate`).
     pub fn allocate(&self, off: u64, len: u64, mode: FallocMode) -> Result<()> {
         self.writable()?;
+        self.getattr()?;
         self.m.fallocate(self.ino, off, len, mode)
     }
 

@@ -3,7 +3,7 @@
 
 use crate::chain::{ChainStart, Link};
 use crate::error::{CoreError, Result};
-use crate::mount::Mount;
+use crate::mount::{gone, Mount};
 use crate::ns::FileBlock;
 use crate::tx::Tx;
 use pfs_format::direntry::split_name;
@@ -424,20 +424,6 @@ impl Mount {
         }
     }
 
-    /// Fails unless this mount may write: read-write and not stopped by
-    /// a failed write or flush.
-    fn check_writing(&self) -> Result<()> {
-        if self.mode() != crate::mount::Mode::ReadWrite {
-            return Err(CoreError::ReadOnly);
-        }
-        match &self.state.read().fenced {
-            Some(why) => Err(CoreError::Fenced {
-                reason: why.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
     /// Whether inode `ino` is a directory, and its size, as stored.
     pub(crate) fn raw_attrs(&self, ino: u64) -> Result<(bool, u64)> {
         self.refresh()?;
@@ -450,6 +436,19 @@ impl Mount {
     /// transaction), writes the data (zeroing any gap after a block's
     /// written part), then commits the new written extents and size.
     pub fn write_at(&self, ino: u64, buf: &[u8], off: u64) -> Result<usize> {
+        self.write_inode_at(ino, None, buf, off)
+    }
+
+    /// [`Mount::write_at`] of the file born at `born` (a handle's file):
+    /// [`CoreError::NotFound`] once that file was freed, even when its
+    /// inode number names a newer file.
+    pub(crate) fn write_inode_at(
+        &self,
+        ino: u64,
+        born: Option<u64>,
+        buf: &[u8],
+        off: u64,
+    ) -> Result<usize> {
         check_range("write", off, buf.len() as u64)?;
         refuse_system(ino, "writing to it")?;
         if buf.is_empty() {
@@ -467,9 +466,13 @@ impl Mount {
             false => None,
         };
         let _local = (extends && !self.is_shared()).then(|| self.extending.lock());
-        let mut pending = Extents::default();
-        self.write_data(ino, off, buf, &mut pending)?;
-        self.commit_extents(ino, &pending)?;
+        // Writing the same bytes again is harmless: the write is repeated
+        // when the lease ran out under it and was proved again.
+        self.with_write_permit(|| {
+            let mut pending = Extents::default();
+            self.write_data(ino, born, off, buf, &mut pending)?;
+            self.commit_extents(ino, &pending)
+        })?;
         Ok(buf.len())
     }
 
@@ -498,25 +501,21 @@ impl Mount {
     /// transaction, only if any are missing), writes the bytes (zeroing a
     /// gap after a block's written part) and records in `pending` how far
     /// each block's written part and the file now reach. Nothing about the
-    /// new extents is committed until [`Self::commit_extents`].
+    /// new extents is committed until [`Self::commit_extents`]. The data
+    /// goes to the device outside any transaction, so callers run it under
+    /// [`Mount::with_write_permit`]; the device refuses it anyway once the
+    /// mount may not write.
     pub(crate) fn write_data(
         &self,
         ino: u64,
+        born: Option<u64>,
         off: u64,
         data: &[u8],
         pending: &mut Extents,
     ) -> Result<()> {
         let end = check_range("write", off, data.len() as u64)?;
         refuse_system(ino, "writing to it")?;
-        if self.getattr(ino)?.is_dir() {
-            return Err(CoreError::IsDir {
-                path: format!("inode {ino}"),
-            });
-        }
-        // Data goes straight to the blocks, outside any transaction: a
-        // stopped mount must not write it either.
-        self.check_writing()?;
-        let blocks = self.block_map(ino)?;
+        let blocks = self.blocks_for_write(ino, born)?;
         if (off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE)).any(|b| !blocks.contains_key(&b)) {
             let mode = FallocMode {
                 keep_size: true,
@@ -524,7 +523,7 @@ impl Mount {
             };
             self.fallocate(ino, off, data.len() as u64, mode)?;
         }
-        let blocks = self.block_map(ino)?;
+        let blocks = self.blocks_for_write(ino, born)?;
         let mut pos = off;
         while pos < end {
             let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);
@@ -552,6 +551,31 @@ impl Mount {
         }
         pending.end = pending.end.max(end);
         Ok(())
+    }
+
+    /// The block map of file `ino` for a write, looked up in one state with
+    /// the file itself: not a directory, and still the file born at
+    /// `born` (a handle's file whose inode was freed is gone, even when its
+    /// number names a newer file).
+    fn blocks_for_write(
+        &self,
+        ino: u64,
+        born: Option<u64>,
+    ) -> Result<std::sync::Arc<BTreeMap<u64, FileBlock>>> {
+        self.refresh()?;
+        let st = self.state.read();
+        let i = match (st.meta.inode(ino), born) {
+            (Ok((_, i)), Some(b)) if i.in_btime.get() != b => return Err(gone(ino)),
+            (Ok((_, i)), _) => i,
+            (Err(_), Some(_)) => return Err(gone(ino)),
+            (Err(e), None) => return Err(e),
+        };
+        if i.is_dir() {
+            return Err(CoreError::IsDir {
+                path: format!("inode {ino}"),
+            });
+        }
+        self.cached_blocks(&st, ino)
     }
 
     /// Commits the written extents and size recorded by

@@ -4,10 +4,14 @@
 
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
+use crate::live::LiveMark;
 use crate::share::Share;
 use parking_lot::Mutex;
 use pfs_format::layout::SECTOR_SIZE;
-use pfs_paxos::lease::{slot_offset, LeaseRecord, Liveness, SlotState, Validity, Watch, Writer};
+use pfs_paxos::lease::{
+    note_offset, slot_offset, LeaseRecord, Liveness, SlotState, TakeoverNote, Validity, Watch,
+    Writer, FLAG_LIVE_MARK,
+};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -91,17 +95,57 @@ impl Slots {
         self.paxos_bda + slot_offset(hostid)
     }
 
-    /// Reads every slot in one request.
-    fn read_all(&self, dev: &dyn Device) -> Result<Vec<Option<LeaseRecord>>> {
+    /// Reads every slot in one request, and every takeover note in
+    /// another.
+    fn read_all(&self, dev: &dyn Device) -> Result<View> {
         let n = self.nhosts.max(1) as usize;
         let mut buf = AlignedBuf::new(n * SECTOR_SIZE as usize);
         dev.read_at(buf.as_mut_slice(), self.bda(1))?;
-        Ok(buf
+        let slots = buf
             .as_slice()
             .chunks(SECTOR_SIZE as usize)
             .enumerate()
             .map(|(k, s)| LeaseRecord::decode(s).filter(|r| r.hostid.get() == k as u32 + 1))
-            .collect())
+            .collect();
+        dev.read_at(buf.as_mut_slice(), self.paxos_bda + note_offset(1))?;
+        let notes = buf
+            .as_slice()
+            .chunks(SECTOR_SIZE as usize)
+            .enumerate()
+            .filter_map(|(k, s)| TakeoverNote::decode(s).filter(|t| t.owner.get() == k as u32 + 1))
+            .collect();
+        Ok(View { slots, notes })
+    }
+
+    /// Host `owner`'s takeover note as on the device (an empty one when it
+    /// has none).
+    fn read_note(&self, dev: &dyn Device, owner: u32) -> Result<TakeoverNote> {
+        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+        dev.read_at(sect.as_mut_slice(), self.paxos_bda + note_offset(owner))?;
+        Ok(TakeoverNote::decode(sect.as_slice())
+            .filter(|t| t.owner.get() == owner)
+            .unwrap_or_else(|| TakeoverNote::new(owner)))
+    }
+
+    /// Adds the claims in `dead` to host `owner`'s takeover note (keeping
+    /// the entries whose slots still show what was overridden), and
+    /// flushes it.
+    fn note_overridden(&self, dev: &dyn Device, owner: u32, dead: &[LeaseRecord]) -> Result<()> {
+        let view = self.read_all(dev)?;
+        let mut note = self.read_note(dev, owner)?;
+        note.retain(|e| {
+            view.slots.iter().flatten().any(|r| {
+                r.hostid == e.hostid && r.token == e.token && r.counter.get() <= e.counter.get()
+            })
+        });
+        for r in dead {
+            note.remember(r);
+        }
+        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+        let bytes = note.to_bytes();
+        sect.as_mut_slice()[..bytes.len()].copy_from_slice(&bytes);
+        dev.write_at(sect.as_slice(), self.paxos_bda + note_offset(owner))?;
+        dev.sync()
     }
 
     fn write(&self, dev: &dyn Device, rec: &LeaseRecord) -> Result<()> {
@@ -109,6 +153,24 @@ impl Slots {
         sect.as_mut_slice()[..64].copy_from_slice(&rec.to_bytes());
         dev.write_at(sect.as_slice(), self.bda(rec.hostid.get()))?;
         dev.sync()
+    }
+}
+
+/// The slots and takeover notes as read at one moment.
+struct View {
+    /// Slot `h` at index `h - 1`; `None` where no valid slot is written.
+    slots: Vec<Option<LeaseRecord>>,
+    /// The takeover notes written so far.
+    notes: Vec<TakeoverNote>,
+}
+
+impl View {
+    /// Whether a host other than `rec`'s took the lease over from exactly
+    /// the heartbeat `rec` shows.
+    fn overridden(&self, rec: &LeaseRecord) -> bool {
+        self.notes
+            .iter()
+            .any(|n| n.owner != rec.hostid && n.overrides(rec))
     }
 }
 
@@ -137,21 +199,16 @@ impl Claim {
 /// `sibling`, that host id's slot as a shared mount of this machine wrote
 /// it (pid 0) is ours too: the processes sharing a host are one writer.
 fn live_claims(
-    slots: &[Option<LeaseRecord>],
+    dev: &dyn Device,
+    view: &View,
     my_token: u64,
     sibling: Option<u32>,
     watch: &mut Watch,
 ) -> Vec<Claim> {
     let (me, now) = (node_id(), mono_ms());
-    slots
-        .iter()
-        .flatten()
-        .filter(|r| r.token.get() != my_token)
-        .filter(|r| !(Some(r.hostid.get()) == sibling && r.node.get() == me && r.pid.get() == 0))
+    others(view, my_token, sibling)
         .filter_map(|r| {
-            // Shared mounts (several processes per host) write pid 0: only
-            // their heartbeat tells.
-            let local_dead = r.node.get() == me && r.pid.get() != 0 && !pid_alive(r.pid.get());
+            let local_dead = view.overridden(r) || (r.node.get() == me && holder_gone(dev, r));
             match watch.judge(r, now, local_dead) {
                 Liveness::Alive => Some(Claim {
                     rec: *r,
@@ -163,11 +220,39 @@ fn live_claims(
         .collect()
 }
 
+/// The slots of `view` that are not ours: not our token, and not the
+/// slot of the host we share as a process of this machine.
+fn others(view: &View, my_token: u64, sibling: Option<u32>) -> impl Iterator<Item = &LeaseRecord> {
+    let me = node_id();
+    view.slots
+        .iter()
+        .flatten()
+        .filter(move |r| r.token.get() != my_token)
+        .filter(move |r| {
+            !(Some(r.hostid.get()) == sibling && r.node.get() == me && r.pid.get() == 0)
+        })
+}
+
+/// Whether the holder of `rec`, a slot written on this machine, is known
+/// to be gone: its live mark is gone (whatever process kind held it), or,
+/// for a slot without one, its process no longer exists. Shared mounts
+/// write pid 0; without a mark only their heartbeat tells.
+fn holder_gone(dev: &dyn Device, rec: &LeaseRecord) -> bool {
+    if rec.flags.get() & FLAG_LIVE_MARK != 0 {
+        if let Some(marked) = crate::live::marked(dev, rec.token.get()) {
+            return !marked;
+        }
+    }
+    rec.pid.get() != 0 && !pid_alive(rec.pid.get())
+}
+
 /// Waits until no other host holds or is taking the writer lease. A live
 /// holder is refused at once, naming it, unless `force`: then its heartbeat
 /// is watched until it has been silent for its lease plus the margin (and
 /// refused if it keeps beating for three lease periods). A contender that is
-/// only taking the lease is waited for. Writes nothing.
+/// only taking the lease is waited for. Writes nothing. Returns the
+/// claims left on the device that were found dead (their holders gone, or
+/// silent too long) and no takeover note names yet.
 pub(crate) fn wait_free(
     dev: &dyn Device,
     slots: Slots,
@@ -175,13 +260,16 @@ pub(crate) fn wait_free(
     sibling: Option<u32>,
     force: bool,
     watch: &mut Watch,
-) -> Result<()> {
+) -> Result<Vec<LeaseRecord>> {
     let started = mono_ms();
     loop {
         let all = slots.read_all(dev)?;
-        let claims = live_claims(&all, my_token, sibling, watch);
+        let claims = live_claims(dev, &all, my_token, sibling, watch);
         let Some(first) = claims.iter().find(|c| c.held).or(claims.first()) else {
-            return Ok(());
+            return Ok(others(&all, my_token, sibling)
+                .filter(|r| r.slot_state() != SlotState::Idle && !all.overridden(r))
+                .copied()
+                .collect());
         };
         let d = u64::from(first.rec.duration_ms.get());
         let patience = 3 * d + 2 * pfs_paxos::lease::margin_ms(d) + 1000;
@@ -221,7 +309,7 @@ pub(crate) fn ensure_no_writer(dev: &dyn Device, slots: Slots) -> Result<()> {
     let mut first_beats = std::collections::HashMap::new();
     loop {
         let all = slots.read_all(dev)?;
-        let claims = live_claims(&all, 0, None, &mut watch);
+        let claims = live_claims(dev, &all, 0, None, &mut watch);
         if claims.is_empty() {
             return Ok(());
         }
@@ -245,10 +333,11 @@ pub(crate) fn ensure_no_writer(dev: &dyn Device, slots: Slots) -> Result<()> {
 
 /// A lease this mount holds.
 pub struct Lease {
+    /// The device itself, not the mount's fenced view of it: the lease's
+    /// own slot is written whatever the lease's state.
     dev: Arc<dyn Device>,
     slots: Slots,
-    /// Our slot's writer; its token changes only to join the lease another
-    /// process of this machine took for the same host id.
+    /// Our slot's writer.
     writer: Mutex<Writer>,
     /// Shared with the other processes of this machine mounted with the
     /// same host id, when the mount is shared.
@@ -256,6 +345,8 @@ pub struct Lease {
     counter: Mutex<u64>,
     validity: Mutex<Validity>,
     lost: Mutex<Option<String>>,
+    /// This process's live mark of the token (see [`crate::live`]).
+    mark: Mutex<Option<LiveMark>>,
     /// Set to stop the renewal thread, which waits on the condition
     /// variable between renewals. These are the standard library's, which
     /// wait on the objects themselves: a process forked while the thread
@@ -300,9 +391,13 @@ impl Lease {
             .as_ref()
             .map(|s| s.lease(u64::from(hostid)).0)
             .filter(|&t| t != 0);
+        let token = shared_token.unwrap_or_else(|| random_u64() | 1);
+        // Marked before the slot names the token, so no observer of this
+        // machine ever sees the claim without its mark.
+        let mark = crate::live::mark(dev.as_ref(), token);
         let writer = Writer {
             hostid,
-            token: shared_token.unwrap_or_else(|| random_u64() | 1),
+            token,
             pid: if share.is_some() {
                 0
             } else {
@@ -310,6 +405,7 @@ impl Lease {
             },
             node: node_id(),
             duration_ms,
+            flags: if mark.is_some() { FLAG_LIVE_MARK } else { 0 },
         };
         let mut counter = random_u64() >> 16;
         let next = |c: &mut u64| {
@@ -322,13 +418,18 @@ impl Lease {
         let mut round = 0u32;
         loop {
             let sibling = share.is_some().then_some(hostid);
-            wait_free(dev.as_ref(), slots, writer.token, sibling, force, watch)?;
+            let dead = wait_free(dev.as_ref(), slots, writer.token, sibling, force, watch)?;
+            if !dead.is_empty() {
+                // Remembered before our claim appears, so that nobody
+                // after us waits the same dead claims out again.
+                slots.note_overridden(dev.as_ref(), hostid, &dead)?;
+            }
             slots.write(
                 dev.as_ref(),
                 &LeaseRecord::new(&writer, SlotState::Intent, next(&mut counter), wall_ms()),
             )?;
             let all = slots.read_all(dev.as_ref())?;
-            let rivals = live_claims(&all, writer.token, sibling, watch);
+            let rivals = live_claims(dev.as_ref(), &all, writer.token, sibling, watch);
             if rivals.is_empty() {
                 let started = mono_ms();
                 slots.write(
@@ -349,6 +450,7 @@ impl Lease {
                         duration_ms: u64::from(duration_ms),
                     }),
                     lost: Mutex::new(None),
+                    mark: Mutex::new(mark),
                     stop: Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new())),
                     renewer: Mutex::new(None),
                 });
@@ -416,33 +518,44 @@ impl Lease {
 
     /// Takes in a renewal another process of this machine made of the
     /// lease we share (a shared mount); `true` when one came in recently
-    /// enough that ours can wait.
+    /// enough that ours can wait. A host whose lease the machine no longer
+    /// records under our token was deposed (another host took the lease
+    /// over and committed, see [`Share::depose`]): this lease is lost.
     fn take_shared_renewal(&self) -> bool {
         let Some(s) = &self.share else {
             return false;
         };
-        let mut w = self.writer.lock();
+        let w = self.writer.lock();
         let (token, renewed) = s.lease(u64::from(w.hostid));
-        if token == 0 {
-            return false;
-        }
         if token != w.token {
-            // Another process of this host took the lease again (ours had
-            // run out): it is the host's now, and ours with it.
-            w.token = token;
+            drop(w);
+            self.lose(
+                "another host took the writer lease over and committed; this host stopped writing",
+            );
+            return false;
         }
         let mut v = self.validity.lock();
         v.renewed_at_ms = v.renewed_at_ms.max(renewed);
         mono_ms().saturating_sub(renewed) < v.duration_ms / 8
     }
 
-    /// Writes a new heartbeat, if the lease has not run out meanwhile.
+    /// Writes a new heartbeat while the lease still runs. A lease that ran
+    /// out (the process or the device stalled) is not renewed here: the
+    /// mount's next write proves it is still the writer first (see
+    /// [`Lease::prove`]).
     fn renew(&self) -> Result<()> {
-        self.check()?;
+        if let Some(why) = self.lost.lock().clone() {
+            return Err(CoreError::Fenced { reason: why });
+        }
         if self.take_shared_renewal() {
             return Ok(());
         }
+        // Read after the checks: a renewal counts from when it started,
+        // and only one that starts while the lease runs extends it.
         let started = mono_ms();
+        if !self.validity.lock().may_write(started) {
+            return Ok(());
+        }
         let rec = self.record(SlotState::Held);
         match self.slots.write(self.dev.as_ref(), &rec) {
             Ok(()) => {
@@ -450,58 +563,110 @@ impl Lease {
                 Ok(())
             }
             Err(e) => {
-                *self.lost.lock() = Some(format!("renewing the writer lease failed: {e}"));
+                self.lose(&format!("renewing the writer lease failed: {e}"));
                 Err(e)
             }
         }
     }
 
-    /// Fails once this mount must stop writing: the lease ran out on this
-    /// machine's monotonic clock (less a safety margin) because it could
-    /// not be renewed in time, or renewing failed. Costs no IO.
+    /// Fails once this mount must not start a device write: with
+    /// [`CoreError::Fenced`] when the lease is lost for good, with
+    /// [`CoreError::LeaseLapsed`] when it ran out on this machine's
+    /// monotonic clock (less a safety margin) and has to be proved again
+    /// ([`Lease::prove`]). Costs no IO.
     pub fn check(&self) -> Result<()> {
         if let Some(why) = self.lost.lock().clone() {
             return Err(CoreError::Fenced { reason: why });
         }
         self.take_shared_renewal();
-        let v = *self.validity.lock();
-        let now = mono_ms();
-        if v.may_write(now) {
-            return Ok(());
+        if let Some(why) = self.lost.lock().clone() {
+            return Err(CoreError::Fenced { reason: why });
         }
-        // A stall (a slow flush, a paused process) is not a takeover: take
-        // the lease again as a newcomer would, our held slot standing for
-        // the intent, and go on if no other host claims it. Anything another
-        // writer committed meanwhile is still caught by the commit's check
-        // of the leader record.
-        if self.lost.lock().is_none() && matches!(self.revalidate(), Ok(true)) {
+        if self.validity.lock().may_write(mono_ms()) {
+            Ok(())
+        } else {
+            Err(CoreError::LeaseLapsed)
+        }
+    }
+
+    /// [`Lease::check`], and a lease that ran out during a stall (a slow
+    /// flush, a paused process) is taken again as a newcomer would, our
+    /// held slot standing for the intent, when no other host claims it.
+    /// That proves no other host holds it *now*; the caller must still
+    /// make sure that none committed meanwhile (the journal head is the
+    /// one this host wrote last) and call [`Lease::lose`] otherwise.
+    pub(crate) fn prove(&self) -> Result<()> {
+        match self.check() {
+            Err(CoreError::LeaseLapsed) => {}
+            other => return other,
+        }
+        let lapsed = mono_ms().saturating_sub(self.validity.lock().renewed_at_ms);
+        if matches!(self.revalidate(), Ok(true)) {
             return Ok(());
         }
         let mut why = format!(
-            "the writer lease ran out {} ms after its last renewal (the process or the device stalled)",
-            now.saturating_sub(v.renewed_at_ms)
+            "the writer lease ran out {lapsed} ms after its last renewal (the process or the device stalled)"
         );
         let mut watch = Watch::new();
         if let Ok(all) = self.slots.read_all(self.dev.as_ref()) {
-            if let Some(c) = live_claims(&all, self.token(), self.sibling(), &mut watch)
-                .iter()
-                .find(|c| c.held)
+            if let Some(c) = live_claims(
+                self.dev.as_ref(),
+                &all,
+                self.token(),
+                self.sibling(),
+                &mut watch,
+            )
+            .iter()
+            .find(|c| c.held)
             {
                 why.push_str(&format!("; {} holds it now", c.describe()));
             }
         }
-        *self.lost.lock() = Some(why.clone());
+        self.lose(&why);
         Err(CoreError::Fenced { reason: why })
     }
 
+    /// Marks the lease lost for good: no write starts under it again, its
+    /// renewals stop, and its slot says idle, so no other host has to wait
+    /// it out (for a lease shared with other processes of this machine,
+    /// only once the host no longer holds it: they may still write).
+    pub(crate) fn lose(&self, why: &str) {
+        {
+            let mut lost = self.lost.lock();
+            if lost.is_some() {
+                return;
+            }
+            *lost = Some(why.to_owned());
+        }
+        self.stop_renewing();
+        let give_up = match &self.share {
+            None => true,
+            Some(s) => {
+                let w = *self.writer.lock();
+                s.lease(u64::from(w.hostid)).0 != w.token
+            }
+        };
+        if give_up {
+            let rec = self.record(SlotState::Idle);
+            let _ = self.slots.write(self.dev.as_ref(), &rec);
+        }
+    }
+
     /// Writes a new heartbeat, then reads every slot: valid again when no
-    /// other host claims the lease (see [`Lease::check`]).
+    /// other host claims the lease (see [`Lease::prove`]).
     fn revalidate(&self) -> Result<bool> {
         let started = mono_ms();
         let rec = self.record(SlotState::Held);
         self.slots.write(self.dev.as_ref(), &rec)?;
         let all = self.slots.read_all(self.dev.as_ref())?;
-        if !live_claims(&all, self.token(), self.sibling(), &mut Watch::new()).is_empty() {
+        let rivals = live_claims(
+            self.dev.as_ref(),
+            &all,
+            self.token(),
+            self.sibling(),
+            &mut Watch::new(),
+        );
+        if !rivals.is_empty() {
             return Ok(false);
         }
         self.published(started);
@@ -542,6 +707,8 @@ impl Lease {
     pub fn release(&self) {
         self.stop_renewing();
         *self.lost.lock() = Some("the writer lease was released".into());
+        // Dropped last: the slot says idle before the mark goes.
+        let _mark = self.mark.lock().take();
         if let Some(s) = &self.share {
             let hostid = u64::from(self.writer.lock().hostid);
             if s.others_mounted(hostid) {
@@ -566,6 +733,46 @@ impl Lease {
     }
 }
 
+/// Marks host `hostid`'s slot idle when its last process of this machine
+/// leaves without a lease of its own, while the machine still records the
+/// host's lease (a parent whose forked children wrote and exited): the
+/// lease would otherwise stay claimed until another host waited it out.
+/// Only a slot that still carries the host's token from this machine, and
+/// whose token no live process marks, is touched. The caller holds the
+/// host's transaction lock.
+pub(crate) fn release_abandoned(dev: &dyn Device, slots: Slots, hostid: u32, share: &Share) {
+    let (token, _) = share.lease(u64::from(hostid));
+    if token == 0 || crate::live::marked(dev, token) == Some(true) {
+        return;
+    }
+    share.clear_lease(u64::from(hostid));
+    let Ok(all) = slots.read_all(dev) else {
+        return;
+    };
+    let Some(Some(rec)) = all.slots.get((hostid as usize).wrapping_sub(1)) else {
+        return;
+    };
+    if rec.token.get() != token
+        || rec.node.get() != node_id()
+        || rec.slot_state() == SlotState::Idle
+    {
+        return;
+    }
+    let w = Writer {
+        hostid,
+        token,
+        pid: rec.pid.get(),
+        node: rec.node.get(),
+        duration_ms: rec.duration_ms.get(),
+        flags: rec.flags.get(),
+    };
+    let counter = share.next_counter(u64::from(hostid), rec.counter.get());
+    let _ = slots.write(
+        dev,
+        &LeaseRecord::new(&w, SlotState::Idle, counter, wall_ms()),
+    );
+}
+
 /// A test hook: when the environment variable `PFS_TEST_STOP_AT` names
 /// `point`, the process stops itself with SIGSTOP there (a writer stalled
 /// at a chosen step, for the lease tests). Does nothing otherwise.
@@ -581,7 +788,7 @@ pub(crate) fn stop_point(point: &str) {
 /// host holds or is taking the writer lease (see [`ensure_no_writer`]).
 /// A device whose metadata cannot be read has no lease to respect; a
 /// device read error is returned.
-pub(crate) fn refuse_live_writer(dev: &dyn Device) -> Result<()> {
+pub fn refuse_live_writer(dev: &dyn Device) -> Result<()> {
     let found = crate::meta::MetaImage::load(dev).and_then(|meta| {
         let j = crate::meta::Journal::locate(dev, &meta)?;
         Ok(Slots::of(&j.leader, j.leader_bda))

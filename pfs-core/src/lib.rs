@@ -58,12 +58,14 @@ mod clock;
 mod datalock;
 mod device;
 mod error;
+mod fence;
 mod file;
 mod fsck;
 mod fsops;
 mod growfs;
 mod hostlock;
 mod lease;
+mod live;
 mod meta;
 mod mkfs;
 mod mount;
@@ -89,6 +91,17 @@ pub use fsops::{FallocMode, MAX_FILE_SIZE};
 pub use growfs::{growfs, GrowfsOptions};
 pub use hostlock::HostLock;
 pub use lease::{node_id, pid_alive, Lease, DEFAULT_LEASE_MS};
+
+/// Refuses ([`CoreError::Busy`]) to let a command overwrite a device while
+/// any host, this one or another, holds or is taking its writer lease in
+/// `.pfs-paxos`: what `mkfs -f` and `growfs` check, and what any other
+/// command that rewrites a whole filesystem (a chunk restore, a
+/// filesystem copy onto it) must check before it writes. The host-local
+/// lock only keeps out writers of this machine; this reads the lease slots
+/// every host writes. A claim whose heartbeat stays silent for its lease
+/// plus a margin is waited out; a device without readable PFS metadata has
+/// no lease and passes; a device read error is returned.
+pub use lease::refuse_live_writer as ensure_no_live_writer;
 pub use mkfs::{
     auto_log_size, chunk_is_formatted, chunks_of, mkfs, mkfs_with_clock, MkfsClock, MkfsOptions,
     MkfsSummary, DEFAULT_LOG_SIZE, DEFAULT_NUM_HOSTS,

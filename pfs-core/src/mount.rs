@@ -9,6 +9,7 @@
 use crate::alloc::Allocator;
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
+use crate::fence::{Fence, FencedDevice};
 use crate::hostlock::HostLock;
 use crate::lease::{Lease, Slots};
 use crate::meta::{DeviceLog, MetaImage, Replayed};
@@ -50,9 +51,6 @@ pub(crate) struct State {
     pub(crate) alloc: Option<Allocator>,
     /// Transactions committed since the last checkpoint.
     pub(crate) ntx: u64,
-    /// Set after a failed write or flush, or when another writer was seen:
-    /// no further writes until remounted.
-    pub(crate) fenced: Option<String>,
     /// Changes whenever the metadata may have changed (see [`next_gen`]):
     /// what was worked out from it under an older value is stale.
     pub(crate) gen: u64,
@@ -125,13 +123,18 @@ impl Default for MountOptions {
 
 /// A mounted PFS.
 pub struct Mount {
+    /// The device as this mount writes it: behind [`Mount::fence`] for a
+    /// read-write mount.
     dev: Arc<dyn Device>,
+    /// The device itself (the lease writes its slot there).
+    raw: Arc<dyn Device>,
     mode: Mode,
     hostid: u64,
     pub(crate) state: RwLock<State>,
-    /// The writer lease, taken at the first commit (so a read-write mount
-    /// that changes nothing leaves the device untouched).
-    lease: parking_lot::Mutex<Option<Arc<Lease>>>,
+    /// Whether writes may start, and the writer lease, taken at the first
+    /// write (so a read-write mount that changes nothing leaves the device
+    /// untouched).
+    fence: Arc<Fence>,
     lease_ms: u32,
     /// Take over a silent holder's lease (`--force`).
     force: bool,
@@ -159,10 +162,25 @@ pub struct Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        if let Some(l) = self.lease.lock().take() {
+        if let Some(l) = self.fence.lease_slot().take() {
             l.release();
         }
         if let (Some(s), Mode::ReadWrite) = (&self.share, self.mode) {
+            if s.last_member(self.hostid) {
+                // The last process of the host to leave gives back a lease
+                // that its other processes held and left behind.
+                if let Ok(_tx) = s.lock_tx(self.hostid) {
+                    if !s.others_mounted(self.hostid) {
+                        let slots = self.state.read().slots();
+                        crate::lease::release_abandoned(
+                            self.raw.as_ref(),
+                            slots,
+                            self.hostid as u32,
+                            s,
+                        );
+                    }
+                }
+            }
             s.leave(self.hostid);
         }
     }
@@ -201,7 +219,6 @@ pub(crate) fn load_state(dev: &dyn Device) -> Result<State> {
         journal_blocks: r.journal.blocks,
         alloc: None,
         ntx: 0,
-        fenced: None,
         gen: next_gen(),
     })
 }
@@ -335,13 +352,11 @@ impl Mount {
             dirty: BTreeSet::new(),
             alloc: None,
             ntx: 0,
-            fenced: None,
             gen: next_gen(),
         };
         let mut st = std::mem::replace(&mut *guard, hollow);
         // Locks inside it may have been held by the parent's threads.
         st.meta.names = parking_lot::Mutex::new(Default::default());
-        st.fenced = None;
         st.ntx = 0;
         st.gen = next_gen();
         Some(st)
@@ -419,12 +434,19 @@ impl Mount {
                 state.alloc = Some(Allocator::build(&state.meta));
             }
         }
+        let fence = Arc::new(Fence::new(share.as_ref(), hostid, opts.lease_ms));
+        let raw = Arc::clone(&dev);
+        let dev: Arc<dyn Device> = match mode {
+            Mode::ReadWrite => Arc::new(FencedDevice::new(dev, Arc::clone(&fence))),
+            Mode::ReadOnly => dev,
+        };
         Ok(Mount {
             dev,
+            raw,
             mode,
             hostid,
             state: RwLock::new(state),
-            lease: parking_lot::Mutex::new(None),
+            fence,
             lease_ms: opts.lease_ms,
             force: opts.force,
             watch: parking_lot::Mutex::new(watch),
@@ -451,8 +473,8 @@ impl Mount {
     /// cannot. Open [`crate::file::File`]s hold the mount, so they must be
     /// closed first (`Arc::try_unwrap`).
     pub fn unmount(self) -> Result<()> {
-        let fenced = self.state.read().fenced.clone();
-        let flushed = if self.lease.lock().is_some() {
+        let fenced = self.fence.stopped();
+        let flushed = if fenced.is_none() && self.fence.lease().is_some() {
             self.dev.sync()
         } else {
             Ok(())
@@ -499,7 +521,7 @@ impl Mount {
 
     /// The writer lease, once this mount has committed something.
     pub fn lease(&self) -> Option<Arc<Lease>> {
-        self.lease.lock().clone()
+        self.fence.lease()
     }
 
     /// The device.
@@ -541,7 +563,7 @@ impl Mount {
 
     /// Whether another writer may change the device under this mount.
     fn others_may_write(&self) -> bool {
-        self.mode == Mode::ReadOnly || self.share.is_some() || self.lease.lock().is_none()
+        self.mode == Mode::ReadOnly || self.share.is_some() || self.fence.lease().is_none()
     }
 
     /// For a shared read-write mount whose host holds the writer lease on
@@ -580,7 +602,7 @@ impl Mount {
 
     fn catch_up_from_device(&self) -> Result<()> {
         if self.mode == Mode::ReadWrite && self.share.is_none() {
-            if self.lease.lock().is_some() {
+            if self.fence.lease().is_some() {
                 return Ok(());
             }
             // A writer that has not written yet follows whoever did.
@@ -680,7 +702,11 @@ impl Mount {
     }
 
     /// The block map of `ino` in state `st` (which the caller holds).
-    fn cached_blocks(&self, st: &State, ino: u64) -> Result<Arc<BTreeMap<u64, FileBlock>>> {
+    pub(crate) fn cached_blocks(
+        &self,
+        st: &State,
+        ino: u64,
+    ) -> Result<Arc<BTreeMap<u64, FileBlock>>> {
         let mut cache = self.block_cache.lock();
         if let Some((gen, map)) = cache.get(&ino) {
             if *gen == st.gen {
@@ -861,27 +887,24 @@ impl Mount {
         let _host = self.host_tx()?;
         let mut guard = self.state.write();
         guard.gen = next_gen();
-        let st = &mut *guard;
-        if let Some(why) = &st.fenced {
-            return Err(CoreError::Fenced {
-                reason: why.clone(),
-            });
-        }
-        if st.leader.tail_txid == st.leader.head_txid && st.dirty.is_empty() {
+        self.fence.check_stopped()?;
+        if guard.leader.tail_txid == guard.leader.head_txid && guard.dirty.is_empty() {
             return Ok(());
         }
-        let (lease, _) = self
-            .lease_for_write(&st.leader, st.leader_bda)
-            .map_err(|e| fence_on(&mut st.fenced, e))?;
-        let dev = self.dev.as_ref();
+        let (lease, stale) = self.take_writer_lease(&guard.leader, guard.leader_bda)?;
+        if stale {
+            *guard = self.reloaded()?;
+            return Ok(());
+        }
+        let st = &mut *guard;
         let bda = st.leader_bda;
         let log = DeviceLog {
-            dev,
+            dev: self.dev.as_ref(),
             blocks: &st.journal_blocks,
             leader_bda: bda,
         };
         let r = checkpoint_sectors(&log, &st.meta, &mut st.leader, &mut st.dirty, &|l| {
-            still_ours(dev, &lease, l, bda)
+            self.still_ours(&lease, l, bda)
         });
         match r {
             Ok(()) => {
@@ -889,11 +912,7 @@ impl Mount {
                 self.committed();
                 Ok(())
             }
-            Err(e) => Err(fence_io(
-                &mut st.fenced,
-                e,
-                "a checkpoint write or flush failed",
-            )),
+            Err(e) => Err(self.fence.stop_io(e, "a checkpoint write or flush failed")),
         }
     }
 
@@ -907,7 +926,6 @@ impl Mount {
         }
         let _host = self.host_tx()?;
         self.refresh()?;
-        let dev = self.dev.as_ref();
         let mut guard = self.state.write();
         guard.gen = next_gen();
         let State {
@@ -918,14 +936,9 @@ impl Mount {
             dirty,
             alloc,
             ntx,
-            fenced,
             gen: _,
         } = &mut *guard;
-        if let Some(why) = fenced {
-            return Err(CoreError::Fenced {
-                reason: why.clone(),
-            });
-        }
+        self.fence.check_stopped()?;
         let alloc = alloc.as_mut().ok_or(CoreError::ReadOnly)?;
         let mut tx = Tx::new(meta, alloc);
         let r = f(&mut tx)?;
@@ -933,41 +946,42 @@ impl Mount {
         if objs.is_empty() {
             return Ok(r);
         }
-        let lease_or = self.lease_for_write(leader, *leader_bda);
-        let (lease, first) = lease_or.map_err(|e| fence_on(fenced, e))?;
-        let log = DeviceLog {
-            dev,
-            blocks: journal_blocks,
-            leader_bda: *leader_bda,
-        };
-        let ours = |l: &LeaderRecord| still_ours(dev, &lease, l, *leader_bda);
-        crate::lease::stop_point("commit-start");
-        if let Err(e) = ours(leader) {
-            if first && matches!(e, CoreError::Fenced { .. }) {
-                // Someone committed between our look and our taking the
-                // lease. Nothing of ours is written: catch up and let the
-                // caller try again.
-                drop(tx);
-                let mut fresh = load_state(dev)?;
-                fresh.alloc = Some(Allocator::build(&fresh.meta));
-                *guard = fresh;
-                return Err(CoreError::Busy {
-                    what: format!(
-                        "another writer committed to {} while this mount was taking the writer lease; nothing was written, try again",
-                        dev.name()
-                    ),
-                });
-            }
-            return Err(fence_on(fenced, e));
+        let bda = *leader_bda;
+        let (lease, stale) = self.take_writer_lease(leader, bda)?;
+        if stale {
+            // Someone committed between our look and our taking the
+            // lease. Nothing of ours is written: catch up and let the
+            // caller try again.
+            drop(tx);
+            *guard = self.reloaded()?;
+            return Err(CoreError::Busy {
+                what: format!(
+                    "another writer committed to {} while this mount was taking the writer lease; nothing was written, try again",
+                    self.dev.name()
+                ),
+            });
         }
+        let log = DeviceLog {
+            dev: self.dev.as_ref(),
+            blocks: journal_blocks,
+            leader_bda: bda,
+        };
+        let ours = |l: &LeaderRecord| self.still_ours(&lease, l, bda);
+        crate::lease::stop_point("commit-start");
+        ours(leader)?;
         let before_leader = |l: &LeaderRecord| {
             crate::lease::stop_point("before-leader");
             ours(l)
         };
+        if let Some(s) = &self.share {
+            // A process of the host killed between its leader write and
+            // settling leaves this behind: the head it wrote is the host's.
+            s.set_next(self.hostid, leader.head_txid.get() + 1);
+        }
         let new_leader = match pfs_journal::append(&log, leader, &objs, &before_leader) {
             Err(CoreError::Journal(JournalError::Full { .. })) => {
                 if let Err(e) = checkpoint_sectors(&log, meta, leader, dirty, &ours) {
-                    return Err(fence_io(fenced, e, "a checkpoint write or flush failed"));
+                    return Err(self.fence.stop_io(e, "a checkpoint write or flush failed"));
                 }
                 *ntx = 0;
                 pfs_journal::append(&log, leader, &objs, &before_leader)
@@ -978,7 +992,7 @@ impl Mount {
             Ok(l) => l,
             // Refused before anything was written.
             Err(e @ CoreError::Journal(JournalError::TxTooLarge { .. })) => return Err(e),
-            Err(e) => return Err(fence_io(fenced, e, "a journal write or flush failed")),
+            Err(e) => return Err(self.fence.stop_io(e, "a journal write or flush failed")),
         };
         tx.finish();
         for (id, mo) in &objs {
@@ -986,11 +1000,12 @@ impl Mount {
             dirty.insert(id.sector_bda());
         }
         *leader = new_leader;
+        self.adopt_head(leader);
         *ntx += 1;
         self.committed();
         if pfs_journal::checkpoint_due(*ntx, dirty.len() as u64) {
             if let Err(e) = checkpoint_sectors(&log, meta, leader, dirty, &ours) {
-                return Err(fence_io(fenced, e, "a checkpoint write or flush failed"));
+                return Err(self.fence.stop_io(e, "a checkpoint write or flush failed"));
             }
             *ntx = 0;
             self.committed();
@@ -1011,40 +1026,155 @@ impl Mount {
         }
         let _host = self.host_tx()?;
         self.refresh()?;
-        let (leader, bda) = {
-            let st = self.state.read();
-            (st.leader, st.leader_bda)
-        };
-        let (_, first) = self.lease_for_write(&leader, bda)?;
-        if first && read_leader(self.dev.as_ref(), bda)? != leader {
-            self.reload()?;
+        let mut guard = self.state.write();
+        let (_, stale) = self.take_writer_lease(&guard.leader, guard.leader_bda)?;
+        if stale {
+            *guard = self.reloaded()?;
         }
         Ok(())
     }
 
-    /// The lease a write needs, taken at this mount's first write; `true`
-    /// when it was taken just now.
-    fn lease_for_write(
+    /// The lease a write on the state whose leader record is `leader`
+    /// needs, taken now if this mount has none. `true` when it was taken
+    /// just now and someone committed after that state was read: the state
+    /// is stale (load it again with [`Mount::reloaded`]). The caller holds
+    /// the host's transaction lock and the state.
+    fn take_writer_lease(
         &self,
         leader: &LeaderRecord,
         leader_bda: u64,
     ) -> Result<(Arc<Lease>, bool)> {
-        let mut held = self.lease.lock();
+        let mut held = self.fence.lease_slot();
         if let Some(l) = held.as_ref() {
             return Ok((Arc::clone(l), false));
         }
         crate::lease::stop_point("acquire");
         let l = Lease::acquire(
-            Arc::clone(&self.dev),
+            Arc::clone(&self.raw),
             Slots::of(leader, leader_bda),
             self.hostid as u32,
             self.lease_ms,
             self.force,
             &mut self.watch.lock(),
             self.share.clone(),
-        )?;
+        )
+        .map_err(|e| self.fence.stop_on(e))?;
         *held = Some(Arc::clone(&l));
-        Ok((l, true))
+        drop(held);
+        let ondisk = read_leader(self.raw.as_ref(), leader_bda)?;
+        if head(&ondisk) != head(leader) {
+            return Ok((l, true));
+        }
+        self.adopt_head(leader);
+        Ok((l, false))
+    }
+
+    /// Everything loaded again from the device, for a read-write mount
+    /// that has just become the writer (its host's commits start there).
+    fn reloaded(&self) -> Result<State> {
+        let mut fresh = load_state(self.raw.as_ref())?;
+        fresh.alloc = Some(Allocator::build(&fresh.meta));
+        self.adopt_head(&fresh.leader);
+        Ok(fresh)
+    }
+
+    /// Records `leader`'s head as the one this mount's host wrote last (a
+    /// shared mount; see [`Share::head`]).
+    fn adopt_head(&self, leader: &LeaderRecord) {
+        if let Some(s) = &self.share {
+            s.settle(self.hostid, leader.head_txid.get());
+        }
+    }
+
+    /// The check before every write to the journal, the leader record or
+    /// the metasets, and before any write after a stall: the lease still
+    /// runs on this machine's clock, or was taken again with no other host
+    /// claiming it ([`Lease::prove`]), and the journal head on disk is the
+    /// one `leader` (the state this mount is about to extend) has, so no
+    /// other writer committed meanwhile. Another writer's commit stops
+    /// this mount for good, and a shared mount's whole host with it.
+    fn still_ours(&self, lease: &Lease, leader: &LeaderRecord, bda: u64) -> Result<()> {
+        lease.prove().map_err(|e| self.fence.stop_on(e))?;
+        let ondisk = read_leader(self.raw.as_ref(), bda)?;
+        if head(&ondisk) != head(leader) {
+            let why = format!(
+                "another writer committed to the journal (head txid {} on disk, {} here)",
+                ondisk.head_txid.get(),
+                leader.head_txid.get()
+            );
+            if let Some(s) = &self.share {
+                s.depose(self.hostid);
+            }
+            self.fence.stop(&why);
+            return Err(CoreError::Fenced { reason: why });
+        }
+        Ok(())
+    }
+
+    /// Lets a write that goes to the device outside a transaction (file
+    /// data, a flush) start: at once while the lease runs; after the lease
+    /// ran out (a stall) only once this mount has proved it is still the
+    /// writer ([`Mount::prove_writer`]). Fails for good once another writer
+    /// took over.
+    pub(crate) fn permit_write(&self) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
+        }
+        match self.fence.admit() {
+            Err(CoreError::LeaseLapsed) => self.prove_writer(),
+            other => other,
+        }
+    }
+
+    /// Proves that this mount is still the writer before it writes again
+    /// (or takes the lease, for a mount that has none yet): under the
+    /// host's transaction lock and the state, the lease taken again with
+    /// no other host claiming it, and the journal head on disk the one
+    /// this host wrote last.
+    fn prove_writer(&self) -> Result<()> {
+        let _host = self.host_tx()?;
+        let mut guard = self.state.write();
+        self.fence.check_stopped()?;
+        let (lease, stale) = self.take_writer_lease(&guard.leader, guard.leader_bda)?;
+        if stale {
+            // Taken just now: what others committed before is the
+            // device's content, and this mount's state is loaded again.
+            guard.gen = next_gen();
+            *guard = self.reloaded()?;
+            return Ok(());
+        }
+        let bda = guard.leader_bda;
+        self.still_ours(&lease, &guard.leader, bda)
+    }
+
+    /// Runs `op`, which writes to the device outside a transaction, with
+    /// [`Mount::permit_write`] before it and again after it (a write that
+    /// stalled past a takeover is not acknowledged). A lease that runs out
+    /// during `op` is proved and `op` run again: it must be safe to repeat.
+    pub(crate) fn with_write_permit<R>(&self, mut op: impl FnMut() -> Result<R>) -> Result<R> {
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            self.permit_write()?;
+            match op() {
+                Err(CoreError::LeaseLapsed) => continue,
+                Err(e) => return Err(e),
+                Ok(r) => {
+                    self.permit_write()?;
+                    return Ok(r);
+                }
+            }
+        }
+        Err(CoreError::LeaseLapsed)
+    }
+
+    /// Makes every write this mount completed durable (`fsync`), checking
+    /// that the mount may still write before and after the flush.
+    /// Read-only mounts flush nothing.
+    pub fn sync(&self) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Ok(());
+        }
+        self.with_write_permit(|| self.dev.sync())
     }
 }
 
@@ -1064,16 +1194,55 @@ impl Mount {
 
     /// A shared mount's turn to write among the processes of its host on
     /// this machine (the host's transaction lock), caught up with what they
-    /// committed; `None` for a mount that is not shared.
+    /// committed; `None` for a mount that is not shared. A read-write
+    /// mount finds out here whether another host committed while this
+    /// host held the lease.
     pub(crate) fn host_tx(&self) -> Result<Option<crate::share::TxLock<'_>>> {
         let Some(s) = &self.share else {
             return Ok(None);
         };
         let lock = s.lock_tx(self.hostid)?;
         if lock.outermost() {
+            if self.mode == Mode::ReadWrite {
+                self.watch_host_head(s)?;
+            }
             self.catch_up_device()?;
         }
         Ok(Some(lock))
+    }
+
+    /// Under the host's transaction lock, while the machine records a
+    /// lease of this mount's host: the journal head on the device must be
+    /// the one a process of the host wrote last. Any other head means
+    /// another host took the lease over and committed: the host is deposed
+    /// and this mount stops writing. A lease no live process of the host
+    /// holds any more was abandoned, not taken: it is forgotten.
+    fn watch_host_head(&self, s: &Share) -> Result<()> {
+        let (token, _) = s.lease(self.hostid);
+        if token == 0 {
+            return Ok(());
+        }
+        let bda = self.state.read().leader_bda;
+        let t = read_leader(self.raw.as_ref(), bda)?.head_txid.get();
+        let (settled, next) = s.head(self.hostid);
+        if t == settled {
+            return Ok(());
+        }
+        if next != 0 && t == next {
+            s.settle(self.hostid, t);
+            return Ok(());
+        }
+        if crate::live::marked(self.raw.as_ref(), token) == Some(false) {
+            s.clear_lease(self.hostid);
+            return Ok(());
+        }
+        s.depose(self.hostid);
+        let why = format!(
+            "another host committed to {} (journal head txid {t}, this host's last {settled}) after taking the writer lease over; this host stopped writing",
+            self.dev.name()
+        );
+        self.fence.stop(&why);
+        Err(CoreError::Fenced { reason: why })
     }
 
     /// For a [`MountOptions::shared`] mount: whether another process of
@@ -1111,43 +1280,9 @@ impl Drop for MemberGuard<'_> {
     }
 }
 
-/// The check before every write to the journal, the leader record or the
-/// metasets: the lease still runs with time to spare on this machine's
-/// clock, and the journal head on disk is the one `leader` (the state this
-/// mount is about to extend) has, so no other writer committed meanwhile.
-fn still_ours(dev: &dyn Device, lease: &Lease, leader: &LeaderRecord, bda: u64) -> Result<()> {
-    lease.check()?;
-    let ondisk = read_leader(dev, bda)?;
-    let head = |l: &LeaderRecord| (l.head_txid.get(), l.head_offset.get(), l.head_lsn.get());
-    if head(&ondisk) != head(leader) {
-        return Err(CoreError::Fenced {
-            reason: format!(
-                "another writer committed to the journal (head txid {} on disk, {} here)",
-                ondisk.head_txid.get(),
-                leader.head_txid.get()
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// The one stop-writing policy: an error that shows another writer may
-/// exist stops this mount's writes until it is remounted.
-fn fence_on(fenced: &mut Option<String>, e: CoreError) -> CoreError {
-    if let CoreError::Fenced { reason } = &e {
-        *fenced = Some(reason.clone());
-    }
-    e
-}
-
-/// Like [`fence_on`], and any other failure of a device write or flush
-/// also stops writes (the device's state is unknown), with `why`.
-fn fence_io(fenced: &mut Option<String>, e: CoreError, why: &str) -> CoreError {
-    if matches!(e, CoreError::Fenced { .. }) {
-        return fence_on(fenced, e);
-    }
-    *fenced = Some(why.to_owned());
-    e
+/// Where a leader record says the journal's head is.
+fn head(l: &LeaderRecord) -> (u64, u64, u64) {
+    (l.head_txid.get(), l.head_offset.get(), l.head_lsn.get())
 }
 
 /// Writes the dirty metaset sectors home and advances the journal's tail

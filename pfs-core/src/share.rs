@@ -11,6 +11,11 @@
 //!   clock for all processes of a boot), and the heartbeat counter. A
 //!   process of a host whose lease another process of the machine holds
 //!   joins that lease instead of competing with it.
+//! - Per host id, the journal head of the host's last commit while it
+//!   holds the lease, and how many times it was deposed: a head on the
+//!   device that none of its processes wrote means another host took the
+//!   lease over and committed, and every process of the host that was
+//!   mounted then stops writing for good.
 //! - Byte-range locks (`fcntl`, owned by the process, so a killed process
 //!   never leaves one behind and a forked child does not inherit them):
 //!   the host's transaction lock, one at a time per host id; a read lock
@@ -33,16 +38,24 @@ use std::sync::{Arc, Weak};
 
 /// Size of the shared file.
 const FILE_LEN: u64 = 16 << 10;
-const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR1");
+const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR2");
 const OFF_MAGIC: usize = 0;
 const OFF_BOOT: usize = 8;
 const OFF_VERSION: usize = 16;
 /// Per-host words start here, `HOST_STRIDE` bytes per host id.
 const OFF_HOSTS: usize = 64;
-const HOST_STRIDE: usize = 32;
+const HOST_STRIDE: usize = 64;
 const H_TOKEN: usize = 0;
 const H_RENEWED: usize = 8;
 const H_COUNTER: usize = 16;
+/// The journal head txid of the host's last commit, while it holds the
+/// lease.
+const H_HEAD: usize = 24;
+/// The head txid of a commit in flight (between its leader write and
+/// [`Share::settle`]), 0 when none.
+const H_NEXT: usize = 32;
+/// How many times another host took this host's lease over and committed.
+const H_DEPOSED: usize = 40;
 /// Highest host id the file has room for.
 const MAX_HOSTID: u64 = ((FILE_LEN as usize - OFF_HOSTS) / HOST_STRIDE - 1) as u64;
 
@@ -266,6 +279,12 @@ impl Share {
         }
     }
 
+    /// Whether the caller's mount is the last one mounted with `hostid` on
+    /// this machine: the only one of this process, and no other process.
+    pub(crate) fn last_member(&self, hostid: u64) -> bool {
+        self.members.lock().get(&hostid).copied().unwrap_or(0) <= 1 && !self.others_mounted(hostid)
+    }
+
     /// Whether another process of this machine is mounted with `hostid`.
     pub(crate) fn others_mounted(&self, hostid: u64) -> bool {
         self.held_elsewhere(LOCK_MEMBER + hostid.min(MAX_HOSTID) as i64, 1)
@@ -386,6 +405,44 @@ impl Share {
             let (token, renewed) = self.lease(h);
             token != 0 && renewed != 0 && now_ms.saturating_sub(renewed) < within_ms
         })
+    }
+
+    /// The head txid of host `hostid`'s last commit, and of a commit in
+    /// flight (0 when none).
+    pub(crate) fn head(&self, hostid: u64) -> (u64, u64) {
+        (
+            self.host_word(hostid, H_HEAD).load(Ordering::Acquire),
+            self.host_word(hostid, H_NEXT).load(Ordering::Acquire),
+        )
+    }
+
+    /// Records that a commit of host `hostid` is about to move the head to
+    /// `txid` (under the host's transaction lock).
+    pub(crate) fn set_next(&self, hostid: u64, txid: u64) {
+        self.host_word(hostid, H_NEXT)
+            .store(txid, Ordering::Release);
+    }
+
+    /// Records `txid` as the head host `hostid` committed last (under the
+    /// host's transaction lock).
+    pub(crate) fn settle(&self, hostid: u64, txid: u64) {
+        self.host_word(hostid, H_HEAD)
+            .store(txid, Ordering::Release);
+        self.host_word(hostid, H_NEXT).store(0, Ordering::Release);
+    }
+
+    /// How many times host `hostid` was deposed on this boot.
+    pub(crate) fn deposed(&self, hostid: u64) -> u64 {
+        self.host_word(hostid, H_DEPOSED).load(Ordering::Acquire)
+    }
+
+    /// Records that another host took host `hostid`'s lease over and
+    /// committed: its lease is forgotten, and every mount of the host made
+    /// before now stops writing.
+    pub(crate) fn depose(&self, hostid: u64) {
+        self.host_word(hostid, H_DEPOSED)
+            .fetch_add(1, Ordering::AcqRel);
+        self.clear_lease(hostid);
     }
 
     /// Forgets host `hostid`'s lease (released).

@@ -98,8 +98,8 @@ pub struct LeaseRecord {
     pub pid: U32Le,
     /// Identity of the writer's machine (a hash of its machine id).
     pub node: U32Le,
-    /// Reserved; 0.
-    pub _pad: [u8; 4],
+    /// Bits of [`FLAG_LIVE_MARK`]; the rest are 0.
+    pub flags: U32Le,
     /// PFS checksum of the bytes before it.
     pub checksum: U32Le,
 }
@@ -107,6 +107,12 @@ pub struct LeaseRecord {
 const _: () = assert!(size_of::<LeaseRecord>() == 64);
 const _: () = assert!(offset_of!(LeaseRecord, checksum) == 60);
 const _: () = assert!((MAX_HOSTS + 1) * SECTOR_SIZE <= pfs_format::layout::PAXOS_FILE_SIZE);
+
+/// Set in [`LeaseRecord::flags`] when the holder keeps a mark of its token
+/// on its machine that vanishes with its processes (pfs-core's `live`
+/// marks): an observer on the same machine that finds the mark gone knows
+/// the holder is dead, whatever `pid` says.
+pub const FLAG_LIVE_MARK: u32 = 1;
 
 /// Who wrote a slot, as [`LeaseRecord::new`] stamps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +127,8 @@ pub struct Writer {
     pub node: u32,
     /// Lease duration in ms.
     pub duration_ms: u32,
+    /// [`LeaseRecord::flags`].
+    pub flags: u32,
 }
 
 impl LeaseRecord {
@@ -137,6 +145,7 @@ impl LeaseRecord {
         r.wall_ms.set(wall_ms);
         r.pid.set(w.pid);
         r.node.set(w.node);
+        r.flags.set(w.flags);
         r.seal();
         r
     }
@@ -178,6 +187,131 @@ impl LeaseRecord {
     /// The heartbeat as one comparable value: any write changes it.
     pub fn beat(&self) -> (u64, u64) {
         (self.token.get(), self.counter.get())
+    }
+}
+
+/// First sector of the takeover notes: host `h`'s note is sector
+/// `NOTE_BASE + h` of `.pfs-paxos` (the reference writes none of them).
+pub const NOTE_BASE: u64 = 256;
+/// `"PFSNOTE1"`.
+pub const NOTE_MAGIC: u64 = u64::from_le_bytes(*b"PFSNOTE1");
+/// Claims one note remembers.
+pub const NOTE_ENTRIES: usize = 8;
+
+/// Byte offset inside `.pfs-paxos` of host `hostid`'s takeover note.
+pub fn note_offset(hostid: u32) -> u64 {
+    (NOTE_BASE + u64::from(hostid)) * SECTOR_SIZE
+}
+
+/// A claim that a host judged dead and took the lease over from: the
+/// claim's host, token and the heartbeat counter it had stopped at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct Overridden {
+    /// Host id of the claim (0: an empty entry).
+    pub hostid: U32Le,
+    /// Reserved; 0.
+    pub _pad: [u8; 4],
+    /// The claim's token.
+    pub token: U64Le,
+    /// Its heartbeat counter when it was judged dead.
+    pub counter: U64Le,
+}
+
+/// What a host remembers of the claims it overrode with `--force`, in a
+/// sector of its own ([`note_offset`]), so that later observers need not
+/// wait out the same silent claim again: a slot that still shows exactly
+/// such a heartbeat is dead. A claim that beats again (a paused writer
+/// that resumed) no longer matches and is judged afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct TakeoverNote {
+    /// [`NOTE_MAGIC`].
+    pub magic: U64Le,
+    /// The host that wrote the note (the sector's owner).
+    pub owner: U32Le,
+    /// Reserved; 0.
+    pub _pad: [u8; 4],
+    /// Overridden claims; empty entries have host id 0.
+    pub entries: [Overridden; NOTE_ENTRIES],
+    /// Reserved; 0.
+    pub _pad2: [u8; 4],
+    /// PFS checksum of the bytes before it.
+    pub checksum: U32Le,
+}
+
+const _: () = assert!(size_of::<TakeoverNote>() == 216);
+const _: () =
+    assert!((NOTE_BASE + MAX_HOSTS + 1) * SECTOR_SIZE <= pfs_format::layout::PAXOS_FILE_SIZE);
+
+impl TakeoverNote {
+    /// An empty note of host `owner`.
+    pub fn new(owner: u32) -> TakeoverNote {
+        let mut n = TakeoverNote::zeroed();
+        n.magic.set(NOTE_MAGIC);
+        n.owner.set(owner);
+        n
+    }
+
+    /// Reads a note; `None` when the bytes hold none.
+    pub fn decode(bytes: &[u8]) -> Option<TakeoverNote> {
+        let n: TakeoverNote =
+            bytemuck::try_pod_read_unaligned(bytes.get(..size_of::<TakeoverNote>())?).ok()?;
+        (n.magic.get() == NOTE_MAGIC && n.checksum.get() == n.compute_checksum()).then_some(n)
+    }
+
+    fn compute_checksum(&self) -> u32 {
+        pfs_crc32c(&bytemuck::bytes_of(self)[..offset_of!(TakeoverNote, checksum)])
+    }
+
+    /// The on-disk bytes, sealed with their checksum.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut n = *self;
+        n.checksum.set(n.compute_checksum());
+        bytemuck::bytes_of(&n).to_vec()
+    }
+
+    /// Remembers `rec` as overridden (replacing an older entry of its
+    /// host; the oldest entry makes room when all are taken).
+    pub fn remember(&mut self, rec: &LeaseRecord) {
+        let e = Overridden {
+            hostid: rec.hostid,
+            _pad: [0; 4],
+            token: rec.token,
+            counter: rec.counter,
+        };
+        let at = self
+            .entries
+            .iter()
+            .position(|x| x.hostid == rec.hostid || x.hostid.get() == 0)
+            .unwrap_or_else(|| {
+                self.entries.rotate_left(1);
+                NOTE_ENTRIES - 1
+            });
+        self.entries[at] = e;
+    }
+
+    /// Keeps only the entries for which `still` holds (the claims whose
+    /// slots still show the overridden heartbeat).
+    pub fn retain(&mut self, mut still: impl FnMut(&Overridden) -> bool) {
+        let kept: Vec<Overridden> = self
+            .entries
+            .iter()
+            .filter(|e| e.hostid.get() != 0 && still(e))
+            .copied()
+            .collect();
+        self.entries = [Overridden::zeroed(); NOTE_ENTRIES];
+        self.entries[..kept.len()].copy_from_slice(&kept);
+    }
+
+    /// Whether the slot `rec` shows a heartbeat this note overrode.
+    pub fn overrides(&self, rec: &LeaseRecord) -> bool {
+        self.entries.iter().any(|e| {
+            e.hostid.get() != 0
+                && e.hostid == rec.hostid
+                && e.token == rec.token
+                && e.counter.get() >= rec.counter.get()
+        })
     }
 }
 
@@ -291,6 +425,7 @@ mod tests {
             pid: 10,
             node: 7,
             duration_ms: 1000,
+            flags: 0,
         }
     }
 
@@ -306,6 +441,33 @@ mod tests {
         assert!(LeaseRecord::decode(&[0u8; 64]).is_none());
         assert!(LeaseRecord::decode(&[0u8; 10]).is_none());
         assert_eq!(slot_offset(3), 3 * 4096);
+    }
+
+    #[test]
+    fn a_note_overrides_only_the_heartbeat_it_saw() {
+        let r = LeaseRecord::new(&writer(3, 77), SlotState::Held, 5, 0);
+        let mut n = TakeoverNote::new(2);
+        assert!(!n.overrides(&r));
+        n.remember(&r);
+        let back = TakeoverNote::decode(&n.to_bytes()).unwrap();
+        assert!(back.overrides(&r));
+        // The same writer beating again is alive again.
+        let beat = LeaseRecord::new(&writer(3, 77), SlotState::Held, 6, 0);
+        assert!(!back.overrides(&beat));
+        // Another acquisition of the same host is another claim.
+        let other = LeaseRecord::new(&writer(3, 78), SlotState::Held, 5, 0);
+        assert!(!back.overrides(&other));
+        let mut torn = n.to_bytes();
+        torn[30] ^= 1;
+        assert!(TakeoverNote::decode(&torn).is_none());
+        let mut full = TakeoverNote::new(2);
+        for h in 1..=(NOTE_ENTRIES as u32 + 2) {
+            full.remember(&LeaseRecord::new(&writer(h, 1), SlotState::Held, 1, 0));
+        }
+        let last = LeaseRecord::new(&writer(NOTE_ENTRIES as u32 + 2, 1), SlotState::Held, 1, 0);
+        assert!(full.overrides(&last));
+        full.retain(|e| e.hostid.get() != NOTE_ENTRIES as u32 + 2);
+        assert!(!full.overrides(&last));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 pub mod lease;
 
-pub use lease::{LeaseRecord, Liveness, SlotState, Validity, Watch, Writer};
+pub use lease::{LeaseRecord, Liveness, SlotState, TakeoverNote, Validity, Watch, Writer};
 
 use pfs_format::layout::{MAX_HOSTS, PAXOS_FILE_SIZE, SECTOR_SIZE};
 use pfs_format::LeaderRecord;

@@ -26,6 +26,7 @@ use crate::sys::{ForkLock, SharedWord};
 use pfs_core::{pbd, Attr, CoreError, DirEntry, FallocMode, File, Mode, Mount, MountOptions};
 use pfs_core::{FileType, OpenOptions};
 use pfs_format::layout::MAX_NAME_LEN;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -181,8 +182,12 @@ pub struct State {
     free: Vec<usize>,
     nopen: usize,
     cwd: Option<Vec<u8>>,
-    /// Changes whenever descriptors and directory streams become invalid.
-    epoch: u64,
+    /// The open directory streams by number (see [`DirHandle`]); boxed so
+    /// that the entry `pfsd_readdir` points into stays where it is while
+    /// other streams come and go.
+    dirs: BTreeMap<u64, Box<DirStream>>,
+    /// The number of the last stream opened; numbers are never reused.
+    last_dir: u64,
 }
 
 static STATE: ForkLock<State> = ForkLock::new(State {
@@ -191,7 +196,8 @@ static STATE: ForkLock<State> = ForkLock::new(State {
     free: Vec::new(),
     nopen: 0,
     cwd: None,
-    epoch: 0,
+    dirs: BTreeMap::new(),
+    last_dir: 0,
 });
 
 static SDK_MODE: AtomicI32 = AtomicI32::new(PFSD_SDK_PROCESS);
@@ -218,7 +224,8 @@ impl State {
         std::mem::forget(std::mem::take(&mut self.fds));
         self.free.clear();
         self.nopen = 0;
-        self.epoch += 1;
+        // Streams are plain memory (no mount behind them): freed.
+        self.dirs.clear();
     }
 
     /// Brings the state up to date with the process it runs in: after a
@@ -439,7 +446,7 @@ pub fn umount(pbdname: &str) -> Result<()> {
     let fds = std::mem::take(&mut st.fds);
     st.free.clear();
     st.nopen = 0;
-    st.epoch += 1;
+    st.dirs.clear();
     let m = st.mounted.take();
     drop(st);
     drop(fds);
@@ -808,20 +815,60 @@ pub fn getcwd(size: usize) -> Result<Vec<u8>> {
 
 /// An open directory stream (`DIR *`).
 pub struct DirStream {
-    epoch: u64,
     entries: std::vec::IntoIter<DirEntry>,
     /// The entry `pfsd_readdir` returns a pointer to.
-    pub(crate) ent: libc::dirent,
+    ent: libc::dirent,
+}
+
+/// The `DIR *` value of a directory stream: not an address but the
+/// stream's number shifted left, with the lowest bit set as the reference's
+/// `PFSD_DIR_ISVALID` expects. A handle is looked up in the state's table
+/// on every call, so a closed or forged one is refused with `EBADF` and
+/// never dereferenced; numbers are never reused, so a closed handle stays
+/// closed whatever is opened later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirHandle(u64);
+
+impl DirHandle {
+    /// The handle of stream number `n`.
+    fn of(n: u64) -> DirHandle {
+        DirHandle((n << 1) | 1)
+    }
+
+    /// The handle a caller passed (`DIR *` as an integer).
+    pub fn from_raw(raw: usize) -> DirHandle {
+        DirHandle(raw as u64)
+    }
+
+    /// The value to give the caller as its `DIR *`.
+    pub fn raw(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The stream number: NULL and values without the mark bit are no SDK
+    /// stream at all (`EINVAL`, as the reference's check of the bit).
+    fn number(self) -> Result<u64> {
+        if self.0 & 1 == 0 || self.0 == 1 {
+            return refuse(libc::EINVAL, "not a directory stream of the SDK");
+        }
+        Ok(self.0 >> 1)
+    }
 }
 
 /// `pfsd_opendir`: reads the directory's entries as of one committed
 /// state.
-pub fn opendir(path: &[u8]) -> Result<Box<DirStream>> {
+pub fn opendir(path: &[u8]) -> Result<DirHandle> {
     let (m, inner) = locate(path)?;
     let entries: Vec<DirEntry> = m.readdir_path(&inner)?.collect();
-    let epoch = STATE.lock().epoch;
-    Ok(Box::new(DirStream {
-        epoch,
+    let mut st = STATE.lock();
+    // One number per nanosecond would take centuries to wrap; the largest
+    // still fits the handle (and the address space) with its mark bit.
+    if st.last_dir >= (usize::MAX >> 1) as u64 {
+        return refuse(libc::EMFILE, "directory stream numbers exhausted");
+    }
+    st.last_dir += 1;
+    let n = st.last_dir;
+    let stream = DirStream {
         entries: entries.into_iter(),
         ent: libc::dirent {
             d_ino: 0,
@@ -830,18 +877,25 @@ pub fn opendir(path: &[u8]) -> Result<Box<DirStream>> {
             d_type: 0,
             d_name: [0; 256],
         },
-    }))
+    };
+    st.dirs.insert(n, Box::new(stream));
+    Ok(DirHandle::of(n))
 }
 
-/// `pfsd_readdir`: the next entry, filled into the stream's own `dirent`;
-/// `None` at the end. A stream from before a fork or an unmount fails with
-/// `EBADF`.
-pub fn readdir(d: &mut DirStream) -> Result<Option<&libc::dirent>> {
-    if state()?.epoch != d.epoch {
-        return refuse(libc::EBADF, "directory stream of another mount");
-    }
+/// `pfsd_readdir` and `pfsd_readdir_r`: fills the stream's own `dirent`
+/// with the next entry and passes its address to `f` (`None` at the end)
+/// while the state is locked, so no other thread closes the stream
+/// meanwhile; the address stays valid until the stream's next call or its
+/// close. A closed or unknown handle fails with `EBADF`, as does a stream
+/// opened before an unmount or, in a forked child, by its parent.
+pub fn readdir<R>(h: DirHandle, f: impl FnOnce(Option<*mut libc::dirent>) -> R) -> Result<R> {
+    let n = h.number()?;
+    let mut st = state()?;
+    let Some(d) = st.dirs.get_mut(&n) else {
+        return refuse(libc::EBADF, "closed or unknown directory stream");
+    };
     let Some(e) = d.entries.next() else {
-        return Ok(None);
+        return Ok(f(None));
     };
     let ent = &mut d.ent;
     ent.d_ino = e.ino;
@@ -851,12 +905,27 @@ pub fn readdir(d: &mut DirStream) -> Result<Option<&libc::dirent>> {
         FileType::Dir => libc::DT_DIR,
         FileType::File => libc::DT_REG,
     };
-    let n = e.name.len().min(ent.d_name.len() - 1);
-    for (dst, &src) in ent.d_name.iter_mut().zip(&e.name[..n]) {
+    let len = e.name.len().min(ent.d_name.len() - 1);
+    for (dst, &src) in ent.d_name.iter_mut().zip(&e.name[..len]) {
         *dst = src as libc::c_char;
     }
-    ent.d_name[n] = 0;
-    Ok(Some(&d.ent))
+    ent.d_name[len] = 0;
+    Ok(f(Some(std::ptr::addr_of_mut!(d.ent))))
+}
+
+/// `pfsd_closedir`: frees the stream; a closed or unknown handle fails
+/// with `EBADF` (as does one an unmount or, in a forked child, the fork
+/// already freed).
+pub fn closedir(h: DirHandle) -> Result<()> {
+    let n = h.number()?;
+    let stream = state()?.dirs.remove(&n);
+    match stream {
+        Some(d) => {
+            drop(d);
+            Ok(())
+        }
+        None => refuse(libc::EBADF, "closed or unknown directory stream"),
+    }
 }
 
 #[cfg(test)]
@@ -888,6 +957,21 @@ mod tests {
         assert_eq!(raw_fd((1 << 30) | 7).unwrap(), 7);
         assert_eq!(raw_fd(7).unwrap_err().errno(), libc::EBADF);
         assert_eq!(raw_fd(-1).unwrap_err().errno(), libc::EBADF);
+    }
+
+    #[test]
+    fn directory_handles_carry_the_mark_bit_and_are_checked() {
+        let h = DirHandle::of(5);
+        assert_eq!(h.raw() & 1, 1);
+        assert_eq!(DirHandle::from_raw(h.raw()).number().unwrap(), 5);
+        for bad in [0usize, 1, 0x1000] {
+            let e = DirHandle::from_raw(bad).number().unwrap_err();
+            assert_eq!(e.errno(), libc::EINVAL, "{bad:#x}");
+        }
+        let e = closedir(DirHandle::of(u64::MAX >> 2)).unwrap_err();
+        assert_eq!(e.errno(), libc::EBADF);
+        let e = readdir(DirHandle::of(u64::MAX >> 2), |_| ()).unwrap_err();
+        assert_eq!(e.errno(), libc::EBADF);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! [`crate::sdk`].
 
 use crate::error::{Result, SdkError};
-use crate::sdk::{self, DirStream};
+use crate::sdk;
 use pfs_core::{Attr, FileType};
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_ulong, CStr};
@@ -587,6 +587,7 @@ pub unsafe extern "C" fn pfsd_rmdir(path: *const c_char) -> c_int {
 }
 
 /// `pfsd_opendir`: a `DIR *` with its lowest bit set (`PFSD_DIR_MAKE`).
+/// It is a handle, not an address (see [`sdk::DirHandle`]).
 ///
 /// # Safety
 /// `path` is NULL or NUL-terminated.
@@ -595,41 +596,22 @@ pub unsafe extern "C" fn pfsd_opendir(path: *const c_char) -> *mut libc::DIR {
     // SAFETY: forwarded contract.
     let r = unsafe { bytes(path) }.and_then(sdk::opendir);
     match r {
-        Ok(d) => {
-            let p = Box::into_raw(d);
-            (p as usize | 1) as *mut libc::DIR
-        }
+        Ok(h) => h.raw() as *mut libc::DIR,
         Err(e) => ret(Err(e), std::ptr::null_mut()),
     }
 }
 
-/// The stream behind a `DIR *` from `pfsd_opendir`.
-///
-/// # Safety
-/// `dir` is NULL, lacks the mark bit, or came from `pfsd_opendir` and was
-/// not closed.
-unsafe fn stream<'a>(dir: *mut libc::DIR) -> Result<&'a mut DirStream> {
-    let addr = dir as usize;
-    if addr & 1 == 0 || addr == 1 {
-        return einval("not a directory stream of the SDK");
-    }
-    // SAFETY: the caller's contract: the address without its mark bit is
-    // the live box `pfsd_opendir` leaked.
-    Ok(unsafe { &mut *((addr & !1) as *mut DirStream) })
+/// The handle a `DIR *` stands for; never dereferenced.
+fn handle(dir: *mut libc::DIR) -> sdk::DirHandle {
+    sdk::DirHandle::from_raw(dir as usize)
 }
 
-/// `pfsd_readdir`: the next entry, or NULL with errno 0 at the end.
-///
-/// # Safety
-/// `dir` is as [`stream`] requires.
+/// `pfsd_readdir`: the next entry, or NULL with errno 0 at the end; NULL
+/// with `EBADF` for a closed or unknown stream. The entry lives in the
+/// stream until its next `pfsd_readdir` or its `pfsd_closedir`.
 #[no_mangle]
-pub unsafe extern "C" fn pfsd_readdir(dir: *mut libc::DIR) -> *mut libc::dirent {
-    // SAFETY: forwarded contract.
-    let r = unsafe { stream(dir) }.and_then(|d| {
-        Ok(sdk::readdir(d)?.map_or(std::ptr::null_mut(), |e| {
-            e as *const libc::dirent as *mut libc::dirent
-        }))
-    });
+pub extern "C" fn pfsd_readdir(dir: *mut libc::DIR) -> *mut libc::dirent {
+    let r = sdk::readdir(handle(dir), |e| e.unwrap_or(std::ptr::null_mut()));
     match r {
         Ok(p) => {
             if p.is_null() {
@@ -643,10 +625,10 @@ pub unsafe extern "C" fn pfsd_readdir(dir: *mut libc::DIR) -> *mut libc::dirent 
 
 /// `pfsd_readdir_r`: copies the next entry into `*entry` and points
 /// `*result` at it, or sets `*result` to NULL at the end; 0, or -1 with
-/// errno.
+/// errno (`EBADF` for a closed or unknown stream).
 ///
 /// # Safety
-/// `dir` as [`stream`] requires; `entry` and `result` NULL or valid.
+/// `entry` and `result` NULL or valid.
 #[no_mangle]
 pub unsafe extern "C" fn pfsd_readdir_r(
     dir: *mut libc::DIR,
@@ -656,13 +638,12 @@ pub unsafe extern "C" fn pfsd_readdir_r(
     if entry.is_null() || result.is_null() {
         return ret(einval("NULL entry or result"), -1);
     }
-    // SAFETY: forwarded contract.
-    let r = unsafe { stream(dir) }.and_then(|d| {
-        let next = sdk::readdir(d)?;
+    let r = sdk::readdir(handle(dir), |next| {
         // SAFETY: `entry` and `result` are valid (checked not NULL; the
-        // caller's contract), and `e` is a different object than `*entry`
-        // unless the caller passed the stream's own entry, which `copy`
-        // (memmove) allows.
+        // caller's contract); `e` points into the live stream, which the
+        // state's lock keeps from being closed during this call, and is a
+        // different object than `*entry` unless the caller passed the
+        // stream's own entry, which `copy` (memmove) allows.
         unsafe {
             match next {
                 Some(e) => {
@@ -672,25 +653,15 @@ pub unsafe extern "C" fn pfsd_readdir_r(
                 None => *result = std::ptr::null_mut(),
             }
         }
-        Ok(0)
+        0
     });
     ret(r, -1)
 }
 
-/// `pfsd_closedir`.
-///
-/// # Safety
-/// `dir` as [`stream`] requires; it must not be used afterwards.
+/// `pfsd_closedir`: 0, or -1 with `EBADF` for a closed or unknown stream.
 #[no_mangle]
-pub unsafe extern "C" fn pfsd_closedir(dir: *mut libc::DIR) -> c_int {
-    // SAFETY: forwarded contract.
-    let r = unsafe { stream(dir) }.map(|d| {
-        // SAFETY: the stream came from `Box::into_raw` in `pfsd_opendir`
-        // and the caller gives it up.
-        drop(unsafe { Box::from_raw(d as *mut DirStream) });
-        0
-    });
-    ret(r, -1)
+pub extern "C" fn pfsd_closedir(dir: *mut libc::DIR) -> c_int {
+    ret(sdk::closedir(handle(dir)).map(|()| 0), -1)
 }
 
 /// `pfsd_chdir`.

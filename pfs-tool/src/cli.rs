@@ -111,6 +111,10 @@ pub enum Command {
     /// leaves a device that does not mount, never a half-restored one.
     Chunk(ChunkArgs),
     /// Copy a whole filesystem (used blocks and metadata) to another device.
+    ///
+    /// A destination that holds a PFS already is refused (exit 16) unless
+    /// -f is given; one whose filesystem has a live writer, on any host, is
+    /// refused even then.
     Fscp(FscpArgs),
     /// Discard free blocks (BLKDISCARD, or punched holes for files) when
     /// /etc/polarfs.conf (or $PFS_CONFIG) sets diskdev_trim_enable=1.
@@ -124,7 +128,9 @@ pub enum Command {
     /// second. PFS stores no owner, mode or settable times: chmod, chown and
     /// utimes succeed and change nothing.
     Mount(MountArgs),
-    /// Unmount a FUSE mount (fusermount3 -u).
+    /// Unmount a FUSE mount (fusermount3 -u) and wait for its server to
+    /// exit; exits non-zero as the server did when its log says it ended
+    /// badly (5: writes had been stopped on the mount).
     Umount(UmountArgs),
 }
 
@@ -137,9 +143,10 @@ pub struct MountArgs {
     /// Stay in the foreground (log to stderr).
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
-    /// Where the server logs (appended): errors the kernel only sees as
-    /// EIO, and unmounting. Default in the background:
-    /// /var/log/pfs/mount-<pbd>.log; in the foreground: stderr.
+    /// Where the server logs (appended): the mount, errors the kernel only
+    /// sees as EIO, and last how it ended (which pfs umount reads). Default
+    /// in the background: /var/log/pfs/mount-<pbd>.log; in the
+    /// foreground: stderr.
     #[arg(long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,
     /// FUSE options: allow_other, allow_root, default_permissions, noatime,
@@ -179,7 +186,7 @@ pub struct ChunkArgs {
     pub pbd: String,
 }
 
-/// `fscp [-w workers] [-n frags] [-c] [-S cluster] [-D cluster] src dst`.
+/// `fscp [-w workers] [-n frags] [-c] [-f] [-S cluster] [-D cluster] src dst`.
 #[derive(Debug, Args)]
 pub struct FscpArgs {
     /// IO workers, clamped to [2, 36] and to the number of chunks.
@@ -191,6 +198,10 @@ pub struct FscpArgs {
     /// Read every copied block back from both devices and compare.
     #[arg(short = 'c', long = "crc_check")]
     pub crc_check: bool,
+    /// Overwrite a destination that holds a PFS already (without it such a
+    /// destination is refused, exit 16, nothing written).
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
     /// Source cluster (only "disk").
     #[arg(short = 'S', long = "src_cluster")]
     pub src_cluster: Option<String>,

@@ -42,7 +42,8 @@ impl Failure {
             | CoreError::Format(_)
             | CoreError::Journal(_)
             | CoreError::Corrupt { .. }
-            | CoreError::Fenced { .. } => 5,
+            | CoreError::Fenced { .. }
+            | CoreError::LeaseLapsed => 5,
             _ if command == "mkfs" || command == "growfs" => (256 - e.errno().clamp(1, 255)) as u8,
             _ => FAILURE,
         };

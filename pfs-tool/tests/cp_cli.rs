@@ -630,3 +630,42 @@ fn a_copy_that_cannot_get_its_blocks_stops_cleanly() {
     assert!(ok(&dir, &["fsck", "nvme3n1"]).ends_with("clean\n"));
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// PostgreSQL takes an archive_command exit status above 125 as fatal (the
+/// archiver aborts): every failure of `archive push` exits 1, whatever its
+/// cause, so PostgreSQL simply retries the segment later.
+#[test]
+fn archive_push_failures_exit_1() {
+    let dir = scratch("push-exit");
+    device(&dir, "nvme1n1");
+    ok(&dir, &["mkdir", "/nvme1n1/archive"]);
+    fs::File::create(dir.join("nvme2n1"))
+        .unwrap()
+        .set_len(10 << 30)
+        .unwrap();
+    let seg = dir.join("000000010000000000000003");
+    fs::write(&seg, gen_input("push-exit", 64 << 10)).unwrap();
+    let s = seg.display().to_string();
+    let archived = "/nvme1n1/archive/000000010000000000000003";
+    ok(&dir, &["archive", "push", &s, archived]);
+    let other = dir.join("other");
+    fs::write(&other, b"different").unwrap();
+    let o = other.display().to_string();
+    let missing = dir.join("missing").display().to_string();
+    let long = format!("/nvme1n1/archive/{}", "n".repeat(256));
+    let cases: [(&str, [&str; 2]); 6] = [
+        ("different archived copy", [&o, archived]),
+        ("missing segment", [&missing, "/nvme1n1/archive/x"]),
+        ("directory as destination", [&s, "/nvme1n1/archive"]),
+        ("missing directory", [&s, "/nvme1n1/no-such-dir/x"]),
+        ("device without PFS", [&s, "/nvme2n1/archive/x"]),
+        ("name too long", [&s, &long]),
+    ];
+    for (what, [src, dst]) in cases {
+        let out = pfs(&dir, &["archive", "push", src, dst]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(!err.is_empty(), "{what}: must say why");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}

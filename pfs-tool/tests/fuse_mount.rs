@@ -689,6 +689,97 @@ fn a_background_server_logs_to_its_file() {
     assert!(!is_mounted(&mp));
 }
 
+/// A writer whose writes were stopped (another host took the lease over
+/// while it was paused, and committed) keeps serving reads until it is
+/// unmounted; `pfs umount` must then fail as the server does (exit 5), not
+/// report a clean unmount, and the log must say how each server ended.
+#[test]
+fn umount_reports_a_writer_whose_writes_were_stopped() {
+    if !fuse_ok("umount_reports_a_writer_whose_writes_were_stopped") {
+        return;
+    }
+    let disk = Disk::new("fenced");
+    let log = disk.dir.join("server.log");
+    let logs = log.display().to_string();
+    let umount = |mp: &Path| Command::new(PFS).arg("umount").arg(mp).output().unwrap();
+
+    // A normal unmount is logged, and exits 0.
+    let m = disk.mount("1", &["--log", &logs], "mnt");
+    let pid = servers(&m.mp)[0];
+    let o = umount(&m.mp);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = fs::read_to_string(&log).unwrap();
+    for want in [
+        format!(
+            "pfs mount[{pid}]: mounted {PBD} on {} (read-write)",
+            m.mp.display()
+        ),
+        format!("pfs mount[{pid}]: exit 0: unmounted {}", m.mp.display()),
+    ] {
+        assert!(text.contains(&want), "{want:?} not in the log: {text:?}");
+    }
+    drop(m);
+
+    // A writer with a short lease, paused past it while host 2 takes the
+    // lease over and commits.
+    let mp = disk.mountpoint("fenced");
+    let o = Command::new(PFS)
+        .env("PFS_LEASE_MS", "2000")
+        .arg("--device-dir")
+        .arg(disk.dir.join("dev"))
+        .args(["-H", "1", "mount", "--log", &logs, PBD])
+        .arg(&mp)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = Mounted { mp, child: None };
+    fs::write(m.path("before"), b"acknowledged").unwrap();
+    fs::File::open(m.path("before"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    let pid = servers(&m.mp)[0];
+    let server = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let o = Command::new(PFS)
+        .env("PFS_LEASE_MS", "2000")
+        .arg("--device-dir")
+        .arg(disk.dir.join("dev"))
+        .args(["-H", "2", "--force", "touch", &format!("/{PBD}/taken")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Its next commit finds another writer's: writes are stopped.
+    let r = fs::write(m.path("after"), b"refused")
+        .and_then(|()| fs::File::open(m.path("after"))?.sync_all());
+    assert_eq!(errno_of(r), libc::EIO, "a fenced writer wrote");
+
+    let o = umount(&m.mp);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "pfs umount of a fenced writer: {err}"
+    );
+    assert!(err.contains("writes are stopped"), "{err}");
+    assert!(!is_mounted(&m.mp));
+    wait_servers_gone(&m.mp);
+    let text = fs::read_to_string(&log).unwrap();
+    let want = format!("pfs mount[{pid}]: exit 5: unmounted {}", m.mp.display());
+    assert!(text.contains(&want), "{want:?} not in the log: {text:?}");
+    drop(m);
+    // What either writer acknowledged is there, and nothing else.
+    assert_eq!(
+        disk.ok(&["read", &format!("/{PBD}/before")]),
+        b"acknowledged"
+    );
+    disk.ok(&["stat", &format!("/{PBD}/taken")]);
+    disk.fsck_clean();
+}
+
 /// The newest installed PostgreSQL's bin directory, if any.
 fn pg_bin() -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")

@@ -1,7 +1,8 @@
 //! Writers of two hosts at once, as real `pfs` processes on one sparse
 //! device: simultaneous pairs never lose an acknowledged operation, a writer
 //! stalled inside its commit past its lease is refused when it resumes, and
-//! mkfs refuses a device with a live writer.
+//! mkfs, chunk restore and fscp refuse a device with a live writer, also
+//! one on another host.
 
 #![allow(clippy::unwrap_used)]
 
@@ -311,4 +312,72 @@ fn mkfs_refuses_a_device_with_a_live_writer() {
     ok(&dir, &["mkfs", "-f", "nvme1n1"]);
     assert!(!names(&dir, "/nvme1n1/").contains(&"keep".to_owned()));
     fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Another host, simulated on this machine: a second device directory whose
+/// `nvme1n1` is a symlink to the first one's, so both name one image while
+/// their host-local lock files (`<dir>/.nvme1n1-paxos-hostid`) differ, as
+/// on two machines sharing a disk. Only the writer lease in `.pfs-paxos`
+/// can tell the second host that the first one is writing.
+#[test]
+fn restore_and_fscp_refuse_a_device_whose_writer_is_on_another_host() {
+    let host_a = scratch("host-a");
+    let host_b = scratch("host-b");
+    device(&host_a);
+    ok(&host_a, &["touch", "/nvme1n1/keep"]);
+    std::os::unix::fs::symlink(host_a.join("nvme1n1"), host_b.join("nvme1n1")).unwrap();
+    // Host B's own device: the source of the copy and of a backup stream
+    // (a small journal keeps both small).
+    fs::File::create(host_b.join("nvme2n1"))
+        .unwrap()
+        .set_len(10 << 30)
+        .unwrap();
+    ok(&host_b, &["mkfs", "-l", "33554432", "nvme2n1"]);
+    let stream = host_b.join("chunk0.stream");
+    let o = cmd(&host_b, &["chunk", "-m", "backup", "-c", "0", "nvme2n1"])
+        .stdout(fs::File::create(&stream).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Host A's writer holds the lease, stopped inside a commit.
+    let writer = cmd(&host_a, &["-H", "1", "touch", "/nvme1n1/held"])
+        .env("PFS_TEST_STOP_AT", "before-leader")
+        .env("PFS_LEASE_MS", "60000")
+        .spawn()
+        .unwrap();
+    wait_stopped(writer.id());
+    let image = host_a.join("nvme1n1");
+    let before = pfs_tests::file_digest(&image);
+    let restore = |dir: &Path| {
+        cmd(dir, &["chunk", "-m", "restore", "-f", "-c", "0", "nvme1n1"])
+            .stdin(fs::File::open(&stream).unwrap())
+            .output()
+            .unwrap()
+    };
+    let fscp = |dir: &Path| run(dir, &["fscp", "-f", "nvme2n1", "nvme1n1"]);
+    for (what, o) in [("restore", restore(&host_b)), ("fscp", fscp(&host_b))] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(16), "{what} from host B: {err}");
+        assert!(err.contains("live writer"), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
+    assert_eq!(
+        before,
+        pfs_tests::file_digest(&image),
+        "a refused command wrote"
+    );
+    assert!(names(&host_a, "/nvme1n1/").contains(&"keep".to_owned()));
+
+    // Once the writer is gone its lease is no obstacle: both go through.
+    signal(writer.id(), nix::sys::signal::Signal::SIGKILL);
+    let _ = finish(writer);
+    let o = restore(&host_b);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = fscp(&host_b);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!names(&host_a, "/nvme1n1/").contains(&"keep".to_owned()));
+    fsck_clean(&host_a);
+    fs::remove_dir_all(&host_a).unwrap();
+    fs::remove_dir_all(&host_b).unwrap();
 }

@@ -462,8 +462,28 @@ fn fscp_copies_like_the_reference() {
     );
     let golden2 = expand("fscp", "nvme2n1");
     assert_same_image(&dir.join("nvme2n1"), &golden2);
+    // Unlike the reference, a destination that holds a PFS takes -f (as
+    // mkfs and chunk restore do): the reference's 033 ran without it.
+    let copied = file_digest(&dir.join("nvme2n1"));
     let o = pfs(&dir, &["fscp", "-c", "nvme1n1", "nvme2n1"]);
-    assert!(o.status.success());
+    assert_eq!(
+        o.status.code(),
+        Some(16),
+        "formatted destination without -f"
+    );
+    assert_eq!(
+        o.stdout,
+        b"pfs fscp failed!\nfscp failed: Device or resource busy\n"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("holds a PFS") && err.contains("-f"), "{err}");
+    assert_eq!(
+        copied,
+        file_digest(&dir.join("nvme2n1")),
+        "a refused fscp wrote"
+    );
+    let o = pfs(&dir, &["fscp", "-c", "-f", "nvme1n1", "nvme2n1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         fscp_lines(&o.stdout),
         fscp_lines(&golden_stdout("fscp", "033-fscp-c-again"))

@@ -3,6 +3,7 @@
 //! reference tool printed beside them.
 
 pub mod crafted;
+pub mod failover;
 
 use std::fs::{self, File};
 use std::io;

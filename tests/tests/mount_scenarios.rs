@@ -115,6 +115,97 @@ fn forced_takeover_after_expiry_fences_the_stale_writer() {
     assert!(!n.iter().any(|x| x.starts_with("stale")));
 }
 
+/// Reads all of file `path` through a new reader of `dev`.
+fn read_file(dev: &Arc<dyn Device>, path: &str) -> Vec<u8> {
+    let r = Arc::new(Mount::open_with(dev.clone(), Mode::ReadOnly, &host(0, 400)).unwrap());
+    let mut out = Vec::new();
+    r.open_file(path, OpenOptions::default())
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn a_paused_writer_lands_no_data_in_the_next_writers_files() {
+    // Host 1 writes F and hangs past its lease with F open. Host 2 takes
+    // over, removes F and writes G, which gets F's inode number and block,
+    // then unmounts (its slot says idle again). Host 1 resumes: its data
+    // writes, flushes and commits must all be refused, for good.
+    let dev = formatted(MIN_LOG_SIZE);
+    let w1 = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 400)).unwrap());
+    let write = OpenOptions {
+        create: true,
+        write: true,
+        ..OpenOptions::default()
+    };
+    let f = w1.open_file("/F", write).unwrap();
+    f.write_at(&[b'F'; 65536], 0).unwrap();
+    f.sync_all().unwrap();
+    let f_ino = f.ino();
+    w1.lease().unwrap().stop_renewing();
+    std::thread::sleep(Duration::from_millis(500));
+    let w2 = Arc::new(
+        Mount::open_with(
+            dev.clone(),
+            Mode::ReadWrite,
+            &MountOptions {
+                force: true,
+                ..host(2, 400)
+            },
+        )
+        .unwrap(),
+    );
+    w2.unlink_path("/F").unwrap();
+    let g = w2.open_file("/G", write).unwrap();
+    g.write_at(&[b'G'; 65536], 0).unwrap();
+    g.sync_all().unwrap();
+    assert_eq!(g.ino(), f_ino, "G should reuse F's inode for this test");
+    drop(g);
+    drop(w2);
+    // Host 1 wakes up: nothing it does reaches the device.
+    let e = f.write_at(&[b'x'; 4096], 0).unwrap_err();
+    assert!(
+        matches!(e, CoreError::Fenced { .. } | CoreError::NotFound { .. }),
+        "{e}"
+    );
+    assert!(f.sync_all().is_err());
+    assert!(f.write_at(&[b'y'; 4096], 8192).is_err());
+    assert!(matches!(
+        w1.mkdir_path("/late"),
+        Err(CoreError::Fenced { .. })
+    ));
+    assert!(w1.sync().is_err(), "a deposed writer's flush is refused");
+    assert_eq!(read_file(&dev, "/G"), vec![b'G'; 65536]);
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(0, 400)).unwrap();
+    assert!(!names(&r, "/").contains(&"late".to_owned()));
+}
+
+#[test]
+fn a_writer_that_only_stalled_proves_its_lease_and_goes_on() {
+    // No one took over: after the stall the next data write takes the
+    // lease again (no other host claims it, the journal head is its own).
+    let dev = formatted(MIN_LOG_SIZE);
+    let w1 = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 300)).unwrap());
+    let write = OpenOptions {
+        create: true,
+        write: true,
+        ..OpenOptions::default()
+    };
+    let f = w1.open_file("/F", write).unwrap();
+    f.write_at(&[b'a'; 8192], 0).unwrap();
+    let lease = w1.lease().unwrap();
+    lease.stop_renewing();
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(lease.check().is_err(), "the lease ran out");
+    f.write_at(&[b'b'; 4096], 0).unwrap();
+    f.sync_all().unwrap();
+    w1.mkdir_path("/after").unwrap();
+    let mut want = vec![b'b'; 4096];
+    want.extend_from_slice(&[b'a'; 4096]);
+    assert_eq!(read_file(&dev, "/F"), want);
+}
+
 #[test]
 fn writer_without_lease_sees_foreign_commits_and_stops() {
     // A writer that lost the race for the head (the journal moved under it)

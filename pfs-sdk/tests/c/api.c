@@ -219,6 +219,28 @@ directories(void)
 	}
 	CHECK(n == 2);
 	CHECK(pfsd_closedir(dir) == 0);
+	/* A closed stream is a bad handle, as a closed descriptor is: never
+	 * touched again, however it is used. */
+	FAILS(pfsd_closedir(dir), EBADF);
+	FAILS_NULL(pfsd_readdir(dir), EBADF);
+	FAILS(pfsd_readdir_r(dir, &ent, &res), EBADF);
+	/* Streams opened later do not revive it. */
+	DIR *dirs[8];
+	for (int i = 0; i < 8; i++) {
+		dirs[i] = pfsd_opendir(P("d"));
+		CHECK(dirs[i] != NULL && dirs[i] != dir);
+	}
+	FAILS_NULL(pfsd_readdir(dir), EBADF);
+	for (int i = 0; i < 8; i++) {
+		CHECK(pfsd_readdir(dirs[i]) != NULL);
+		CHECK(pfsd_closedir(dirs[i]) == 0);
+		FAILS(pfsd_closedir(dirs[i]), EBADF);
+	}
+	/* A handle the SDK never gave out, marked as its handles are. */
+	DIR *forged = PFSD_DIR_MAKE((DIR *)(uintptr_t)0x7f0000001000);
+	FAILS_NULL(pfsd_readdir(forged), EBADF);
+	FAILS(pfsd_readdir_r(forged, &ent, &res), EBADF);
+	FAILS(pfsd_closedir(forged), EBADF);
 	FAILS_NULL(pfsd_opendir(P("nodir")), ENOENT);
 	FAILS_NULL(pfsd_opendir(P("d/f")), ENOTDIR);
 	FAILS_NULL(pfsd_readdir(NULL), EINVAL);
@@ -344,10 +366,14 @@ forked_children(void)
 	 * invalid there; the parent sees the child's change at once. */
 	int fd = pfsd_creat(P("parent-file"), 0644);
 	CHECK(fd >= 0);
+	DIR *dir = pfsd_opendir(P(""));
+	CHECK(dir != NULL);
 	c = fork();
 	CHECK(c >= 0);
 	if (c == 0) {
 		FAILS(pfsd_write(fd, "x", 1), EBADF);
+		FAILS_NULL(pfsd_readdir(dir), EBADF);
+		FAILS(pfsd_closedir(dir), EBADF);
 		int cfd = pfsd_creat(P("child-file"), 0644);
 		CHECK(cfd >= 0);
 		CHECK(pfsd_write(cfd, "from child", 10) == 10);
@@ -357,6 +383,8 @@ forked_children(void)
 	CHECK(waitpid(c, &status, 0) == c && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK(pfsd_write(fd, "parent", 6) == 6);
 	CHECK(pfsd_close(fd) == 0);
+	CHECK(pfsd_readdir(dir) != NULL);
+	CHECK(pfsd_closedir(dir) == 0);
 	CHECK(pfsd_stat(P("child-file"), &st) == 0 && st.st_size == 10);
 	CHECK(pfsd_unlink(P("child-file")) == 0);
 	CHECK(pfsd_unlink(P("parent-file")) == 0);
@@ -393,8 +421,13 @@ main(int argc, char **argv)
 	emfile();
 	enospc();
 
+	/* A stream left open is freed by the unmount. */
+	DIR *left_open = pfsd_opendir(P(""));
+	CHECK(left_open != NULL);
 	FAILS(pfsd_umount("otherpbd"), ENODEV);
 	CHECK(pfsd_umount(pbd) == 0);
+	FAILS_NULL(pfsd_readdir(left_open), EBADF);
+	FAILS(pfsd_closedir(left_open), EBADF);
 	FAILS(pfsd_stat(P("x"), NULL), EINVAL);
 	struct stat st;
 	FAILS(pfsd_stat(P(""), &st), ENODEV);

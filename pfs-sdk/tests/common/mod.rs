@@ -169,3 +169,60 @@ pub fn assert_ok(what: &str, out: &Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The `pfs` tool (a release build, made once per test binary with the
+/// same cargo and target directory as the library), for what other hosts
+/// and the operator do next to the C programs.
+pub fn pfs_tool() -> &'static Path {
+    static PFS: OnceLock<PathBuf> = OnceLock::new();
+    PFS.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let root = crate_dir().join("..");
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "pfs-tool",
+                "--bin",
+                "pfs",
+            ])
+            .arg("--manifest-path")
+            .arg(root.join("Cargo.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "building pfs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // This binary is <target>/debug/deps/<name>; the tool is
+        // <target>/release/pfs.
+        let exe = std::env::current_exe().unwrap();
+        let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+        let pfs = target.join("release").join("pfs");
+        assert!(pfs.is_file(), "{} was not built", pfs.display());
+        pfs
+    })
+}
+
+impl TestDev {
+    /// `pfs <args>` on this device's directory (the PBD is named in the
+    /// arguments), with `PFS_LEASE_MS`.
+    pub fn pfs(&self, lease_ms: u32, args: &[&str]) -> Command {
+        let mut c = Command::new(pfs_tool());
+        c.arg("--device-dir")
+            .arg(&self.dir)
+            .args(args)
+            .env("PFS_LEASE_MS", lease_ms.to_string())
+            .env_remove("PFS_TEST_STOP_AT")
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// `/<pbd>/<rel>`.
+    pub fn path(&self, rel: &str) -> String {
+        format!("/{}/{rel}", self.pbd)
+    }
+}

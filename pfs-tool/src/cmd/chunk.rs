@@ -306,6 +306,19 @@ fn restore(dev: &FileDevice, start: u64, end: u64, force: bool, input: &mut dyn 
             ));
         }
     }
+    // The host lock only keeps out this machine's writers: a writer of any
+    // host holding the lease on the device's filesystem is refused too, as
+    // mkfs -f refuses it.
+    pfs_core::ensure_no_live_writer(dev).map_err(|e| match e {
+        CoreError::Busy { .. } => Failure::new(
+            EXIT_EBUSY,
+            format!(
+                "chunk: {e}; a restore would overwrite the filesystem under it; \
+                 unmount it first (or let its lease run out); nothing was written"
+            ),
+        ),
+        other => einval(other.to_string()),
+    })?;
     let mut blank_done = false;
     // The filesystem's chunk count, from the stream, for the closing note.
     let mut fs_nchunk = 0u32;

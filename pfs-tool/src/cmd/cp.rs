@@ -389,10 +389,26 @@ pub fn cp(ctx: &Context, a: &CpArgs, out: &mut dyn Write) -> CmdResult {
     do_copy(&src, &dst, &o, &mut walk, out).map_err(|e| report(out, e))
 }
 
+/// Exit code of every failure of `archive push`: PostgreSQL treats an
+/// archive_command exit status above 125 as fatal (the archiver process
+/// aborts) and any other failure as "retry this segment later".
+const PUSH_FAILED: u8 = 1;
+
 /// `pfs archive push|fetch`.
 pub fn archive(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResult {
-    // Exit 1 means only "not archived" (fetch) to PostgreSQL, which ends
-    // recovery on it: every other failure exits 255.
+    match &a.cmd {
+        ArchiveCmd::Push { .. } => archive_inner(ctx, a, out).map_err(|f| match f.code {
+            0 => f,
+            _ => Failure::new(PUSH_FAILED, f.message),
+        }),
+        ArchiveCmd::Fetch { .. } => archive_inner(ctx, a, out),
+    }
+}
+
+fn archive_inner(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResult {
+    // For fetch, exit 1 means only "not archived" to PostgreSQL, which ends
+    // recovery on it: every other failure exits 255 (push maps all its
+    // failures to 1, see `archive`).
     let fail = |msg: String| Failure::new(crate::exit::FAILURE, format!("archive: {msg}"));
     match &a.cmd {
         ArchiveCmd::Push { src, dst } => {

@@ -3,8 +3,10 @@
 //! data) as the reference does, up to each block's `bt_holeoff` rounded up
 //! to 16 KiB; free blocks are not copied.
 //!
-//! Unlike the reference it refuses the same device twice, and it keeps the
-//! destination unmountable while it copies: chunk 0's header sector is
+//! Unlike the reference it refuses the same device twice, a destination
+//! that holds a PFS already unless `-f` is given, and a destination whose
+//! filesystem has a live writer; and it keeps the destination unmountable
+//! while it copies: chunk 0's header sector is
 //! blanked first and written last, after everything else is on the
 //! destination and flushed, so an interrupted copy never looks whole.
 //! Workers copy chunks in parallel; with `-c` every copied range is read
@@ -60,9 +62,14 @@ enum Event {
 }
 
 fn fail(out: &mut dyn Write, errno: i32, msg: String) -> Failure {
+    fail_with(out, errno, FAILURE, msg)
+}
+
+/// A failure with its own exit code (16 for a destination in use).
+fn fail_with(out: &mut dyn Write, errno: i32, code: u8, msg: String) -> Failure {
     let _ = writeln!(out, "pfs fscp failed!");
     let _ = writeln!(out, "fscp failed: {}", strerror(errno));
-    Failure::new(FAILURE, format!("fscp: {msg}"))
+    Failure::new(code, format!("fscp: {msg}"))
 }
 
 /// The device file behind a PBD, for telling two names of one device apart.
@@ -120,6 +127,26 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
             ),
         ));
     }
+    // Copying over a filesystem is as final as mkfs over one: it takes -f.
+    let formatted = pfs_core::chunk_is_formatted(&dst, 0).map_err(|e| {
+        fail(
+            out,
+            e.errno(),
+            format!("cannot read destination {}: {e}", a.dst),
+        )
+    })?;
+    if formatted && !a.force {
+        return Err(fail_with(
+            out,
+            nix::libc::EBUSY,
+            16,
+            format!(
+                "destination {} holds a PFS already; run 'fscp -f' if you mean to overwrite it; \
+                 nothing was written",
+                a.dst
+            ),
+        ));
+    }
     let nsumck = src.len() / CHUNK_SIZE;
     writeln!(
         out,
@@ -130,6 +157,21 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
     out.flush()?;
     let _lock = HostLock::acquire(&pbd::lock_path(&a.dst, ctx.device_dir.as_deref()), 0)
         .map_err(|e| Failure::from_core("fscp", &e))?;
+    // The host lock only keeps out this machine's writers: a writer of any
+    // host holding the destination's lease is refused too, as mkfs -f
+    // refuses it.
+    pfs_core::ensure_no_live_writer(&dst).map_err(|e| match e {
+        CoreError::Busy { .. } => fail_with(
+            out,
+            nix::libc::EBUSY,
+            16,
+            format!(
+                "{e}; the copy would overwrite the filesystem under it; unmount it first \
+                 (or let its lease run out); nothing was written"
+            ),
+        ),
+        other => fail(out, other.errno(), other.to_string()),
+    })?;
     let (meta, _) = load_replayed(&src).map_err(|e| Failure::from_core("fscp", &e))?;
     let chunks: Vec<Vec<UsedBlock>> = (0..meta.nchunk)
         .map(|c| {

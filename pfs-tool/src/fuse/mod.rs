@@ -7,6 +7,18 @@
 //! runs detached in its own session. SIGTERM and SIGINT unmount cleanly:
 //! every open file's extents are committed, the device is flushed and the
 //! writer lease released.
+//!
+//! How a server ended is in its log, so that `pfs umount`, which is not
+//! its parent, can report it: the server logs `mounted <pbd> on <mp>`
+//! when the mount is up and, as its very last line, `exit <code>:
+//! unmounted <mp>[: <error>]` with the code it exits with (0, or 5 when
+//! writes had been stopped on the mount, a fenced writer). `pfs umount`
+//! finds the servers of the mount point and their logs (`--log FILE` or
+//! the default) before it unmounts, waits for them to exit, reads the last
+//! line each wrote (lines carry `pfs mount[<pid>]`) and exits with the
+//! first non-zero code found. A server without a log file (in the
+//! foreground without `--log`, or when the default log cannot be opened)
+//! reports only through its own exit code.
 
 mod fs;
 
@@ -35,6 +47,13 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
 /// Directory of the background server's default log.
 const LOG_DIR: &str = "/var/log/pfs";
+
+/// How a server's last log line starts: `exit <code>: ...`.
+const EXIT_LINE: &str = "exit ";
+
+/// How much of the end of a log `pfs umount` reads for a server's last
+/// line (it was written just before the server exited).
+const LOG_TAIL: u64 = 256 << 10;
 
 /// Request threads.
 const THREADS: usize = 4;
@@ -185,7 +204,25 @@ fn serve(
     })?;
     let mut unmounter = session.unmount_callable();
     let mountpoint = a.mountpoint.display().to_string();
+    let started = format!(
+        "mounted {} on {mountpoint} ({})",
+        a.pbd,
+        if a.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        }
+    );
+    // Written before "ready", so `pfs umount` never finds an older
+    // server's last line (same pid, same log) as this one's.
+    match &log_file {
+        Some(f) => write_all_fd(f, log_line(&started).as_bytes()),
+        None if !child => log(&started),
+        None => {}
+    }
+    let signalled_mp = mountpoint.clone();
     std::thread::spawn(move || {
+        let mountpoint = signalled_mp;
         if let Ok(sig) = signals.wait() {
             log(&format!("{sig}: unmounting {mountpoint}"));
             if let Err(e) = unmounter.unmount() {
@@ -211,10 +248,32 @@ fn serve(
         redirect(f, &[2]);
     }
     let r = session.run();
-    if let Some(e) = unmount_error.lock().take() {
-        return Err(Failure::new(5, format!("mount: {e}")));
+    let (code, why) = match unmount_error.lock().take() {
+        // Writes had been stopped (a fenced writer), or the last flush
+        // failed: what was acknowledged before is all there is.
+        Some(e) => (5, Some(e)),
+        None => match r {
+            Ok(()) => (0, None),
+            Err(e) => (FAILURE, Some(format!("serving: {e}"))),
+        },
+    };
+    // The last line, on stderr as every log line: how this server ended,
+    // for the log and `pfs umount`. The failure carries no message, which
+    // would only repeat it.
+    match why {
+        None => log(&format!("{EXIT_LINE}0: unmounted {mountpoint}")),
+        Some(why) => log(&format!("{EXIT_LINE}{code}: unmounted {mountpoint}: {why}")),
     }
-    r.map_err(|e| Failure::new(FAILURE, format!("mount: serving: {e}")))
+    match code {
+        0 => Ok(()),
+        _ => Err(Failure::new(code, String::new())),
+    }
+}
+
+/// The default log of the background server of PBD `pbd`.
+fn default_log(pbd: &str) -> std::path::PathBuf {
+    let name = pbd.replace('/', "_");
+    std::path::Path::new(LOG_DIR).join(format!("mount-{name}.log"))
 }
 
 /// The log file the server writes to: `--log`, or in the background the
@@ -236,8 +295,7 @@ fn open_log(a: &MountArgs, child: bool) -> Result<Option<std::fs::File>, Failure
             )
         }),
         None if child => {
-            let name = a.pbd.replace('/', "_");
-            let path = std::path::Path::new(LOG_DIR).join(format!("mount-{name}.log"));
+            let path = default_log(&a.pbd);
             match std::fs::create_dir_all(LOG_DIR).and_then(|()| open(&path)) {
                 Ok(f) => Ok(Some(f)),
                 Err(e) => {
@@ -279,15 +337,31 @@ fn quiet(log_file: Option<&std::fs::File>) {
 /// Writes a line to stderr (the foreground log, or the server's log file),
 /// with the time.
 pub(crate) fn log(msg: &str) {
+    raw_stderr(log_line(msg).as_bytes());
+}
+
+/// A log line: the time, `pfs mount[<pid>]: ` and `msg`.
+fn log_line(msg: &str) -> String {
     let now = pfs_core::inspect::ctime(pfs_core::inspect::now_secs());
-    raw_stderr(format!("{now} pfs mount[{}]: {msg}\n", std::process::id()).as_bytes());
+    format!("{now} {}{msg}\n", log_tag(std::process::id()))
+}
+
+/// What every log line of server `pid` carries before its message.
+fn log_tag(pid: u32) -> String {
+    format!("pfs mount[{pid}]: ")
 }
 
 /// Writes to fd 2 directly: the main thread holds the lock of
 /// `std::io::stderr()` while a command runs.
-fn raw_stderr(mut buf: &[u8]) {
+fn raw_stderr(buf: &[u8]) {
+    write_all_fd(&std::io::stderr(), buf);
+}
+
+/// Writes all of `buf` to `fd` in as few `write` calls as it takes (one,
+/// for a line: lines of several servers sharing a log do not mix).
+fn write_all_fd(fd: &impl std::os::fd::AsFd, mut buf: &[u8]) {
     while !buf.is_empty() {
-        match nix::unistd::write(std::io::stderr(), buf) {
+        match nix::unistd::write(fd, buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => buf = &buf[n..],
         }
@@ -297,7 +371,8 @@ fn raw_stderr(mut buf: &[u8]) {
 /// `pfs umount`: `fusermount3 -u`, or `umount` where fusermount3 is
 /// missing; then waits (up to a minute) for the serving `pfs mount`
 /// process to commit, flush, release the lease and exit, so the device can
-/// be mounted again at once.
+/// be mounted again at once; and exits as the server did, as far as its
+/// log tells (5 when writes had been stopped on the mount).
 pub fn umount(a: &UmountArgs) -> CmdResult {
     let mp = &a.mountpoint;
     let servers = servers_of(mp);
@@ -305,25 +380,92 @@ pub fn umount(a: &UmountArgs) -> CmdResult {
     let t = std::time::Instant::now();
     while servers
         .iter()
-        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .any(|s| std::path::Path::new(&format!("/proc/{}", s.pid)).exists())
     {
         if t.elapsed() > Duration::from_secs(60) {
+            let pids: Vec<u32> = servers.iter().map(|s| s.pid).collect();
             return Err(Failure::new(
                 FAILURE,
                 format!(
-                    "umount: {} is unmounted but its server (pid {servers:?}) has not exited",
+                    "umount: {} is unmounted but its server (pid {pids:?}) has not exited",
                     mp.display()
                 ),
             ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    for s in &servers {
+        let Some(log) = &s.log else { continue };
+        if let Some((code, what)) = exit_in_log(log, s.pid) {
+            if code != 0 {
+                return Err(Failure::new(
+                    code,
+                    format!(
+                        "umount: {}: its server (pid {}) exited with {code}: {what} (its log: {})",
+                        mp.display(),
+                        s.pid,
+                        log.display()
+                    ),
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// A `pfs mount` process serving a mount point, and where it logs.
+struct Server {
+    pid: u32,
+    /// Its log file, if it has one (see the module comment).
+    log: Option<std::path::PathBuf>,
+}
+
+/// The log file of the server that runs with `args` in `cwd`: `--log`,
+/// or the default of a background server.
+fn log_of(args: &[&[u8]], cwd: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    use clap::Parser;
+    let args = args.iter().map(|a| std::ffi::OsStr::from_bytes(a));
+    let crate::cli::Cli {
+        command: crate::cli::Command::Mount(m),
+        ..
+    } = crate::cli::Cli::try_parse_from(args).ok()?
+    else {
+        return None;
+    };
+    match m.log {
+        Some(p) if p.is_relative() => Some(cwd?.join(p)),
+        Some(p) => Some(p),
+        None if !m.foreground => Some(default_log(&m.pbd)),
+        None => None,
+    }
+}
+
+/// The code and the rest of server `pid`'s last log line, when that line
+/// is the one it writes as it exits (`exit <code>: <what>`). `None` when
+/// the log cannot be read or the server wrote something else last (it was
+/// killed).
+fn exit_in_log(log: &std::path::Path, pid: u32) -> Option<(u8, String)> {
+    use std::io::Seek;
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(std::io::SeekFrom::Start(len.saturating_sub(LOG_TAIL)))
+        .ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    let tag = log_tag(pid);
+    let text = String::from_utf8_lossy(&tail);
+    let last = text.lines().rev().find_map(|l| {
+        let at = l.find(&tag)?;
+        Some(&l[at + tag.len()..])
+    })?;
+    let rest = last.strip_prefix(EXIT_LINE)?;
+    let (code, what) = rest.split_once(": ")?;
+    Some((code.parse().ok()?, what.to_owned()))
 }
 
 /// Processes of this program serving `mp`: `... mount ... <mp>` with the
 /// same directory once resolved against their working directory.
-fn servers_of(mp: &std::path::Path) -> Vec<u32> {
+fn servers_of(mp: &std::path::Path) -> Vec<Server> {
     let (Ok(want), Ok(me)) = (mp.canonicalize(), std::env::current_exe()) else {
         return Vec::new();
     };
@@ -352,7 +494,11 @@ fn servers_of(mp: &std::path::Path) -> Vec<u32> {
         let last = std::path::Path::new(std::ffi::OsStr::from_bytes(last));
         let full = e.path().join("cwd").join(last);
         if full.canonicalize().ok().as_ref() == Some(&want) || last == want {
-            found.push(pid);
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok();
+            found.push(Server {
+                pid,
+                log: log_of(&args, cwd.as_deref()),
+            });
         }
     }
     found
