@@ -359,11 +359,26 @@ scenario() {
   fi
 
   # The old primary goes down for good before the checks (after SIGKILL there is nothing left).
+  # A deposed primary must still stop when told to: an operator (or a cluster manager) should not
+  # have to SIGKILL it.
   if alive "$pm"; then
     pgctl stop -D "$PRIMARY_DIR" -m immediate -w -t 30 > "$dir/old-stop.log" 2>&1
     sleep 1
-    if [ -n "$(primary_pids "$pm")" ]; then
-      log "the old primary still has processes after pg_ctl stop: SIGKILL"
+    local left_pids
+    left_pids=$(primary_pids "$pm")
+    if [ -z "$left_pids" ]; then
+      pass "old primary stops" "pg_ctl stop -m immediate stopped every process of the deposed primary"
+    else
+      # What they are stuck in, for the record, before they go.
+      {
+        ps -o pid,stat,wchan:32,args -p "$(echo "$left_pids" | paste -sd,)"
+        for p in $left_pids; do
+          echo "--- $p"; cat "/proc/$p/stack" 2>/dev/null
+          command -v gdb > /dev/null && timeout 60 gdb -p "$p" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(Thread|#)'
+        done
+      } > "$dir/old-leftover.txt"
+      fail "old primary stops" "$(echo "$left_pids" | grep -c .) processes left 30 s after pg_ctl stop -m immediate (stacks in $dir/old-leftover.txt$(
+          grep -m1 -o 'pfs_core::[A-Za-z_:]*' "$dir/old-leftover.txt" | sed 's/^/; stuck in /')): SIGKILL"
       signal_primary "$pm" KILL
     fi
   fi
