@@ -11,31 +11,8 @@
 
 use crate::error::Result;
 use crate::share::Share;
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-/// Number of in-process lock stripes.
-const STRIPES: usize = 64;
-
-/// The in-process half: one reader-writer lock per stripe of inodes.
-pub(crate) struct Stripes(Box<[RwLock<()>]>);
-
-impl Default for Stripes {
-    fn default() -> Self {
-        Stripes((0..STRIPES).map(|_| RwLock::new(())).collect())
-    }
-}
-
-impl std::fmt::Debug for Stripes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Stripes")
-    }
-}
-
-impl Stripes {
-    fn of(&self, ino: u64) -> &RwLock<()> {
-        &self.0[(ino % STRIPES as u64) as usize]
-    }
-}
+use crate::stripes::Stripes;
+use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
 /// The in-process part of a held data lock.
 enum Local<'a> {

@@ -5,7 +5,8 @@
 use crate::error::{CoreError, Result};
 use crate::fsops::{Extents, FallocMode};
 use crate::mount::{gone, Mount};
-use crate::namespace::{refuse_system, Attr, FileType};
+use crate::namespace::{Attr, FileType};
+use crate::system::refuse_system;
 use parking_lot::Mutex;
 use std::io::{self, SeekFrom};
 use std::sync::Arc;

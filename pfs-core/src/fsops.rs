@@ -274,7 +274,7 @@ pub(crate) fn check_range(what: &'static str, off: u64, len: u64) -> Result<u64>
 }
 
 fn refuse_system(ino: u64, op: &'static str) -> Result<()> {
-    crate::namespace::refuse_system(ino, op, || format!("inode {ino}"))
+    crate::system::refuse_system(ino, op, || format!("inode {ino}"))
 }
 
 impl Mount {

@@ -61,7 +61,7 @@ pub fn growfs(dev: &dyn Device, opts: GrowfsOptions) -> Result<()> {
             chunk: old,
         });
     }
-    crate::lease::refuse_live_writer(dev)?;
+    crate::overwrite::refuse_live_writer(dev)?;
     // Validate every old header before changing any.
     let mut olds = Vec::new();
     for chunk in 0..old {

@@ -783,19 +783,3 @@ pub(crate) fn stop_point(point: &str) {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 }
-
-/// What mkfs and growfs check before writing to a formatted device: no
-/// host holds or is taking the writer lease (see [`ensure_no_writer`]).
-/// A device whose metadata cannot be read has no lease to respect; a
-/// device read error is returned.
-pub fn refuse_live_writer(dev: &dyn Device) -> Result<()> {
-    let found = crate::meta::MetaImage::load(dev).and_then(|meta| {
-        let j = crate::meta::Journal::locate(dev, &meta)?;
-        Ok(Slots::of(&j.leader, j.leader_bda))
-    });
-    match found {
-        Ok(slots) => ensure_no_writer(dev, slots),
-        Err(e @ CoreError::Io { .. }) => Err(e),
-        Err(_) => Ok(()),
-    }
-}

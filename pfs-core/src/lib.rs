@@ -72,13 +72,16 @@ mod mount;
 mod names;
 mod namespace;
 mod ns;
+mod overwrite;
 mod path;
 pub mod pbd;
 mod share;
 #[cfg(feature = "testing")]
 mod sim;
+mod stripes;
 #[allow(unsafe_code)]
 mod sys;
+mod system;
 mod trim;
 mod tx;
 
@@ -92,6 +95,14 @@ pub use growfs::{growfs, GrowfsOptions};
 pub use hostlock::HostLock;
 pub use lease::{node_id, pid_alive, Lease, DEFAULT_LEASE_MS};
 
+pub use mkfs::{
+    auto_log_size, chunk_is_formatted, chunks_of, mkfs, mkfs_with_clock, MkfsClock, MkfsOptions,
+    MkfsSummary, DEFAULT_LOG_SIZE, DEFAULT_NUM_HOSTS,
+};
+pub use mount::{Mode, Mount, MountOptions};
+pub use names::check_name;
+pub use namespace::{Attr, DirEntry, FileType, ReadDir};
+pub use ns::FileBlock;
 /// Refuses ([`CoreError::Busy`]) to let a command overwrite a device while
 /// any host, this one or another, holds or is taking its writer lease in
 /// `.pfs-paxos`: what `mkfs -f` and `growfs` check, and what any other
@@ -101,15 +112,7 @@ pub use lease::{node_id, pid_alive, Lease, DEFAULT_LEASE_MS};
 /// every host writes. A claim whose heartbeat stays silent for its lease
 /// plus a margin is waited out; a device without readable PFS metadata has
 /// no lease and passes; a device read error is returned.
-pub use lease::refuse_live_writer as ensure_no_live_writer;
-pub use mkfs::{
-    auto_log_size, chunk_is_formatted, chunks_of, mkfs, mkfs_with_clock, MkfsClock, MkfsOptions,
-    MkfsSummary, DEFAULT_LOG_SIZE, DEFAULT_NUM_HOSTS,
-};
-pub use mount::{Mode, Mount, MountOptions};
-pub use names::check_name;
-pub use namespace::{Attr, DirEntry, FileType, ReadDir};
-pub use ns::FileBlock;
+pub use overwrite::refuse_live_writer as ensure_no_live_writer;
 pub use path::PfsPath;
 pub use trim::TrimReport;
 

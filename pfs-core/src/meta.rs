@@ -293,7 +293,7 @@ impl<'a> Journal<'a> {
                 kind: CorruptKind::LeaderLogSize,
                 at: Box::new(Location::structure("leader record")),
                 expected: Expected::Within(
-                    crate::mkfs::auto_log_size(1),
+                    pfs_format::layout::MIN_LOG_SIZE,
                     blocks.len() as u64 * BLOCK_SIZE,
                 ),
                 found: leader.log_size.get(),

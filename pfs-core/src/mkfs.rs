@@ -163,7 +163,7 @@ pub fn mkfs_with_clock(
     let plan = Layout::plan(nchunk, log_size, clock)?;
 
     if formatted {
-        crate::lease::refuse_live_writer(dev)?;
+        crate::overwrite::refuse_live_writer(dev)?;
     }
     if formatted {
         // Invalidate first: a crash from here on leaves "not PFS", never a

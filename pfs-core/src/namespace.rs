@@ -16,7 +16,8 @@ use crate::fsops::{dir_add, dir_del, dir_move, release_inode};
 use crate::meta::MetaImage;
 use crate::mount::Mount;
 use crate::names::check_name;
-use pfs_format::layout::{JOURNAL_FILE_INO, MAX_NAME_LEN, MAX_PATH_LEN, PAXOS_FILE_INO, ROOT_INO};
+use crate::system::refuse_system;
+use pfs_format::layout::{MAX_NAME_LEN, MAX_PATH_LEN, ROOT_INO};
 
 /// The type of an inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +67,8 @@ pub struct DirEntry {
     pub ino: u64,
     /// The inode's type.
     pub kind: FileType,
+    /// The inode's birth time, microseconds ([`Attr::btime`]).
+    pub btime: u64,
 }
 
 /// The entries of a directory as of one committed state, in the order they
@@ -86,23 +89,6 @@ impl Iterator for ReadDir {
 }
 
 impl ExactSizeIterator for ReadDir {}
-
-/// Whether `ino` is `.pfs-paxos` or `.pfs-journal`.
-pub(crate) fn is_system(ino: u64) -> bool {
-    ino == PAXOS_FILE_INO || ino == JOURNAL_FILE_INO
-}
-
-/// Refuses `op` on a system file.
-pub(crate) fn refuse_system(
-    ino: u64,
-    op: &'static str,
-    shown: impl FnOnce() -> String,
-) -> Result<()> {
-    if is_system(ino) {
-        return Err(CoreError::SystemFile { path: shown(), op });
-    }
-    Ok(())
-}
 
 fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
@@ -223,6 +209,28 @@ impl Mount {
         attr_of(&self.state.read().meta, ino)
     }
 
+    /// [`Mount::lookup`] and the attributes of what it finds, from one
+    /// committed state: between a lookup and a getattr the writer of another
+    /// host may free the inode and give its number to a new file.
+    pub fn lookup_attr(&self, dir: u64, name: &[u8]) -> Result<Attr> {
+        self.refresh()?;
+        let st = self.state.read();
+        attr_of(&st.meta, lookup_in(&st.meta, dir, name)?)
+    }
+
+    /// [`Mount::getattr`] of the file or directory born at `btime`
+    /// ([`Attr::btime`]): [`CoreError::NotFound`] once the writer removed
+    /// it, also when its inode number already names a newer one.
+    pub fn getattr_born(&self, ino: u64, btime: u64) -> Result<Attr> {
+        self.refresh()?;
+        let st = self.state.read();
+        let (_, mo) = st.meta.lookup(pfs_format::MetaType::Inode, ino)?;
+        if !mo.is_used() || mo.inode().in_btime.get() != btime {
+            return Err(crate::mount::gone(ino));
+        }
+        attr_of(&st.meta, ino)
+    }
+
     /// The entries of directory `dir`, as of one committed state.
     pub fn readdir(&self, dir: u64) -> Result<ReadDir> {
         self.refresh()?;
@@ -232,11 +240,12 @@ impl Mount {
             .read_dir(dir)?
             .into_iter()
             .map(|e| {
-                let kind = attr_of(&st.meta, e.ino)?.kind;
+                let a = attr_of(&st.meta, e.ino)?;
                 Ok(DirEntry {
                     name: e.name,
                     ino: e.ino,
-                    kind,
+                    kind: a.kind,
+                    btime: a.btime,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

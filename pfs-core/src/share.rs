@@ -84,7 +84,7 @@ pub(crate) struct Share {
     writing: Mutex<HashMap<u64, usize>>,
     /// The in-process half of the data locks, shared by every mount of
     /// this process on the PBD.
-    pub(crate) stripes: crate::datalock::Stripes,
+    pub(crate) stripes: crate::stripes::Stripes,
 }
 
 impl std::fmt::Debug for Share {

@@ -549,6 +549,175 @@ fn read_only_mount_follows_the_writer() {
     disk.fsck_clean();
 }
 
+/// Generation `g` of the file the writer keeps replacing: `g` as a
+/// little-endian u32 in every word, so a read that mixes generations is
+/// seen, and a length that changes with `g` (160 KB to 550 KB, rarely a
+/// multiple of 4 KiB), so a length from another generation is seen too.
+fn generation(g: u32) -> Vec<u8> {
+    let words = 40_000 + (g as usize % 97) * 1_009;
+    g.to_le_bytes().repeat(words)
+}
+
+/// How a read through the read-only mount of a file being replaced
+/// turned out.
+#[derive(Debug, Default)]
+struct ReadTally {
+    whole: u64,
+    empty: u64,
+    /// All words one generation, but not its length.
+    wrong_length: u64,
+    /// Words of several generations.
+    mixed: u64,
+    /// Older than a generation whose rename returned over a second before
+    /// the read began (the mount promises to follow within a second).
+    stale: u64,
+    errors: BTreeMap<i32, u64>,
+}
+
+impl ReadTally {
+    fn add(&mut self, got: std::io::Result<Vec<u8>>, floor: u32) {
+        let body = match got {
+            Ok(b) => b,
+            Err(e) => {
+                *self
+                    .errors
+                    .entry(e.raw_os_error().unwrap_or(-1))
+                    .or_default() += 1;
+                return;
+            }
+        };
+        if body.is_empty() {
+            self.empty += 1;
+            return;
+        }
+        let mut word = [0u8; 4];
+        let n = body.len().min(4);
+        word[..n].copy_from_slice(&body[..n]);
+        let g = u32::from_le_bytes(word);
+        if !body.chunks(4).all(|w| w == &word[..w.len()]) {
+            self.mixed += 1;
+        } else if body.len() != generation(g).len() {
+            self.wrong_length += 1;
+        } else if g < floor {
+            self.stale += 1;
+        } else {
+            self.whole += 1;
+        }
+    }
+
+    fn merge(&mut self, other: ReadTally) {
+        self.whole += other.whole;
+        self.empty += other.empty;
+        self.wrong_length += other.wrong_length;
+        self.mixed += other.mixed;
+        self.stale += other.stale;
+        for (e, n) in other.errors {
+            *self.errors.entry(e).or_default() += n;
+        }
+    }
+
+    fn bad(&self) -> u64 {
+        self.empty + self.wrong_length + self.mixed + self.stale + self.errors.values().sum::<u64>()
+    }
+}
+
+/// Seconds [`a_follower_reads_a_file_replaced_by_rename_whole`] runs for:
+/// `PFS_FUSE_REPLACE_SECS`, 20 by default.
+fn replace_secs() -> u64 {
+    std::env::var("PFS_FUSE_REPLACE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
+
+/// Threads reading the replaced file at once.
+const READERS: usize = 2;
+
+/// Issue 17 §3: the writer's mount replaces a file over and over (a new
+/// version under a temporary name, fsync, rename over the name) while
+/// threads read it whole through a read-only mount of another host, each
+/// read a fresh open. Every read is one version, whole: never empty, cut,
+/// mixed, more than a second old, or an error (a rename leaves the name
+/// with a file at every moment).
+#[test]
+fn a_follower_reads_a_file_replaced_by_rename_whole() {
+    if !fuse_ok("a_follower_reads_a_file_replaced_by_rename_whole") {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let disk = Disk::new("replace");
+    let w = disk.mount("1", &[], "rw");
+    let r = disk.mount("2", &["-r"], "ro");
+    // The way careful programs replace a file.
+    let replace = |g: u32| {
+        let tmp = w.path("rot.tmp");
+        let mut f = fs::File::create(&tmp).unwrap();
+        f.write_all(&generation(g)).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        fs::rename(&tmp, w.path("rot")).unwrap();
+    };
+    replace(1);
+    let t = Instant::now();
+    while fs::read(r.path("rot")).ok() != Some(generation(1)) {
+        assert!(t.elapsed() < Duration::from_secs(2), "rot not seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // When each generation's rename returned.
+    let renamed = Mutex::new(vec![(Instant::now(), 1u32)]);
+    let stop = AtomicBool::new(false);
+    let run_for = Duration::from_secs(replace_secs());
+    let tally = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut g = 1;
+            while !stop.load(Ordering::Relaxed) {
+                g += 1;
+                replace(g);
+                renamed.lock().unwrap().push((Instant::now(), g));
+            }
+        });
+        let read = || {
+            let mut tally = ReadTally::default();
+            let t = Instant::now();
+            while t.elapsed() < run_for {
+                // The newest generation renamed over a second ago.
+                let floor = {
+                    let log = renamed.lock().unwrap();
+                    let before = Instant::now().checked_sub(Duration::from_secs(1));
+                    let n = log.partition_point(|(at, _)| Some(*at) <= before);
+                    n.checked_sub(1).map_or(0, |i| log[i].1)
+                };
+                tally.add(fs::read(r.path("rot")), floor);
+            }
+            tally
+        };
+        let readers: Vec<_> = (0..READERS).map(|_| s.spawn(read)).collect();
+        let mut tally = ReadTally::default();
+        for t in readers {
+            tally.merge(t.join().unwrap());
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        tally
+    });
+    let generations = renamed.into_inner().unwrap().len();
+    eprintln!(
+        "{}s, {generations} generations written, reads through the read-only mount: {tally:?}",
+        run_for.as_secs()
+    );
+    r.umount();
+    w.umount();
+    disk.fsck_clean();
+    assert!(generations > 10, "the writer hardly wrote: {generations}");
+    assert!(tally.whole > 10, "hardly any read: {tally:?}");
+    assert_eq!(
+        tally.bad(),
+        0,
+        "reads that were not one whole generation: {tally:?}"
+    );
+}
+
 #[test]
 fn sigkill_during_a_copy_leaves_fsynced_files() {
     if !fuse_ok("sigkill_during_a_copy_leaves_fsynced_files") {

@@ -508,3 +508,48 @@ fn follower_reading_a_replaced_file_finds_it_gone_never_short() {
     assert!(matches!(f.getattr(), Err(CoreError::NotFound { .. })));
     assert_eq!(r.read_at(new, &mut buf, 0).unwrap(), 12);
 }
+
+#[test]
+fn a_follower_asks_for_a_file_by_its_birth_not_its_number() {
+    let dev = formatted(MIN_LOG_SIZE);
+    let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 60_000)).unwrap();
+    let old = w.create_path("/a", FileType::File).unwrap();
+    w.write_at(old, b"old", 0).unwrap();
+    let r = Mount::open_with(dev, Mode::ReadOnly, &host(2, 60_000)).unwrap();
+    // A name and what it names, from one state.
+    let seen = r.lookup_attr(pfs_format::layout::ROOT_INO, b"a").unwrap();
+    assert_eq!((seen.ino, seen.size), (old, 3));
+    assert_eq!(r.getattr_born(old, seen.btime).unwrap(), seen);
+
+    // Removed: gone, not a broken reference.
+    w.unlink_path("/a").unwrap();
+    assert!(matches!(
+        r.getattr_born(old, seen.btime),
+        Err(CoreError::NotFound { .. })
+    ));
+    // Its number given to another file: still gone, and the newcomer is
+    // itself.
+    let mut n = 0;
+    let reborn = loop {
+        let ino = w.create_path(format!("/b{n}"), FileType::File).unwrap();
+        if ino == old {
+            break format!("b{n}");
+        }
+        n += 1;
+        assert!(n < 1000, "inode {old} is never given out again");
+    };
+    assert!(matches!(
+        r.getattr_born(old, seen.btime),
+        Err(CoreError::NotFound { .. })
+    ));
+    let now = r
+        .lookup_attr(pfs_format::layout::ROOT_INO, reborn.as_bytes())
+        .unwrap();
+    assert_eq!((now.ino, now.size), (old, 0));
+    assert_ne!(now.btime, seen.btime);
+    assert_eq!(r.getattr_born(old, now.btime).unwrap(), now);
+    assert!(matches!(
+        r.lookup_attr(pfs_format::layout::ROOT_INO, b"a"),
+        Err(CoreError::NotFound { .. })
+    ));
+}

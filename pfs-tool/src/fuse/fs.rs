@@ -1,11 +1,15 @@
 //! The FUSE adapter: each kernel request becomes one call of the core's
 //! inode-based API, each [`CoreError`] its errno through
 //! [`CoreError::errno`]. No filesystem logic lives here beyond what the
-//! kernel protocol itself needs (inode number mapping, handle tables,
-//! directory offsets).
+//! kernel protocol itself needs (node numbers, handle tables, directory
+//! offsets) and what a read-only mount needs to keep the kernel from
+//! mixing up the files of a writer on another host (below).
 //!
-//! FUSE inode numbers are PFS inode numbers plus one, so the FUSE root (1)
-//! is the PFS root (0) and every number is stable for the inode's life.
+//! A FUSE node is one file or directory: its PFS inode number plus one in
+//! the low 32 bits, its birth time (folded to 32 bits) in the high ones
+//! (see [`node_of`]); the root is 1. The number stays the same for the
+//! file's life, and a PFS inode number given to a new file makes a new
+//! node.
 //!
 //! A file being written gets its blocks ahead (as much again as it has, up
 //! to [`ALLOC_AHEAD`]; what is left past the end goes back on close).
@@ -15,11 +19,25 @@
 //! (`getattr`, `lookup`, `read`, `setattr`, `fallocate`), and after every
 //! [`COMMIT_EVERY`] bytes. All handles of one inode share one core [`File`],
 //! so their uncommitted extents are one set.
+//!
+//! On a read-only mount the writer of another host may free a file at any
+//! moment and give its inode number and blocks to a new one. So an inode
+//! number alone never says which file the kernel means; its node does
+//! ([`PfsFs::nodes`] keeps the full birth time of each node the kernel was
+//! told of, and the name it was found by). A request for a node whose file
+//! is gone fails with `ESTALE`, on which the kernel looks the name up
+//! again; opening it opens what its name leads to now instead, as `pfs
+//! read` does (see [`PfsFs::open_follower`]). Each handle holds its own
+//! core [`File`] (which checks the birth time on every read), the kernel's
+//! page cache is bypassed (`FOPEN_DIRECT_IO`: sizes and data come from one
+//! state, here), and a file smaller than 4 MiB is read whole when it is
+//! opened, so its reads return one version of it (see
+//! [`PfsFs::read_follower`]).
 
 use super::log;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType as FuseType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
     WriteFlags,
 };
@@ -27,7 +45,7 @@ use parking_lot::Mutex;
 use pfs_core::{
     Attr, CoreError, FallocMode, File, FileType, Mode, Mount, OpenOptions, Result as CoreResult,
 };
-use pfs_format::layout::{BLOCK_SIZE, JOURNAL_FILE_INO, PAXOS_FILE_INO};
+use pfs_format::layout::{BLOCK_SIZE, JOURNAL_FILE_INO, PAXOS_FILE_INO, ROOT_INO};
 use pfs_format::MetaType;
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -55,7 +73,107 @@ const WRITER_TTL: Duration = Duration::from_secs(1);
 /// within a second.
 const READER_TTL: Duration = Duration::from_millis(200);
 
-/// One inode's open state: the core handle all its FUSE handles share.
+/// What a read-only mount's handle reads at once: a file smaller than
+/// this when it is opened, and from where its last read ended (see
+/// [`PfsFs::read_follower`]). As much as one read of `pfs read`.
+const WINDOW: usize = BLOCK_SIZE as usize;
+
+/// How often a read-only mount's open follows a name to the file it leads
+/// to now when the writer keeps replacing that file (as `pfs read` does).
+const OPEN_TRIES: usize = 16;
+
+/// Why a request failed.
+enum Fail {
+    /// What the core reported.
+    Core(CoreError),
+    /// The kernel named a file or directory that the writer of another
+    /// host removed since (its inode number may name another one by now):
+    /// `ESTALE`, on which the kernel looks the name up again, so an open or
+    /// stat by name finds what the name is now.
+    Stale,
+}
+
+impl From<CoreError> for Fail {
+    fn from(e: CoreError) -> Fail {
+        Fail::Core(e)
+    }
+}
+
+type FsResult<T> = std::result::Result<T, Fail>;
+
+/// A core error of a call for a file or directory the kernel knows:
+/// "not found" there means the writer removed it.
+fn stale(e: CoreError) -> Fail {
+    match e {
+        CoreError::NotFound { .. } => Fail::Stale,
+        e => Fail::Core(e),
+    }
+}
+
+/// A node the kernel was told of.
+struct Node {
+    /// Its file's or directory's full birth time.
+    btime: u64,
+    /// The directory node and name it was last found by.
+    parent: INodeNo,
+    name: Vec<u8>,
+    /// Entries of it the kernel has had and not forgotten.
+    lookups: u64,
+}
+
+/// One FUSE file handle.
+struct Handle {
+    /// The PFS inode it reads; on a read-only mount not always the node's
+    /// the kernel opened (see [`PfsFs::open_follower`]).
+    ino: u64,
+    /// Its file's birth time (read-only mounts).
+    btime: u64,
+    /// On the writer's mount the core handle all handles of the inode
+    /// share; on a read-only mount this handle's own.
+    file: Arc<File>,
+    /// Read-only mounts: what this handle read last.
+    window: Mutex<Window>,
+}
+
+/// A stretch of a file read by one call of the core, so in one committed
+/// state and checked against the writer's frees.
+#[derive(Default)]
+struct Window {
+    start: u64,
+    data: Vec<u8>,
+    /// The file ended at the end of `data` in that state.
+    eof: bool,
+    /// Where the read that the last answer belongs to goes on: only its
+    /// next request is answered from here. A read that starts anywhere
+    /// else (a file read again from the start, an in-place overwrite
+    /// looked at again) reads the file anew.
+    next: u64,
+}
+
+impl Window {
+    fn end(&self) -> u64 {
+        self.start + self.data.len() as u64
+    }
+
+    /// The answer to a read of `size` bytes at `off` from this stretch
+    /// alone, if it holds one: all of them, or what it has up to the end of
+    /// the file.
+    fn answer(&mut self, off: u64, size: usize) -> Option<Vec<u8>> {
+        if off != self.next || off < self.start || off > self.end() {
+            return None;
+        }
+        let have = &self.data[(off - self.start) as usize..];
+        if have.len() >= size || (self.eof && !have.is_empty()) {
+            let got = have[..have.len().min(size)].to_vec();
+            self.next = off + got.len() as u64;
+            return Some(got);
+        }
+        None
+    }
+}
+
+/// One inode's open state on the writer's mount: the core handle all its
+/// FUSE handles share.
 struct Open {
     file: Arc<File>,
     handles: usize,
@@ -69,44 +187,64 @@ struct Open {
     ahead: bool,
 }
 
-/// A directory listing taken at `opendir`, served in pieces by `readdir`.
-type Listing = Vec<(Vec<u8>, u64, FileType)>;
+/// A directory listing taken at `opendir`, served in pieces by `readdir`:
+/// names, nodes and types.
+type Listing = Vec<(Vec<u8>, INodeNo, FileType)>;
 
 /// The filesystem the FUSE session serves.
 pub struct PfsFs {
     mount: Option<Arc<Mount>>,
+    /// A read-only mount, following the writer of another host.
+    follower: bool,
     ttl: Duration,
     uid: u32,
     gid: u32,
+    /// The nodes the kernel was told of (but the root's).
+    nodes: Mutex<HashMap<INodeNo, Node>>,
+    /// The writer's open files, by inode.
     files: Mutex<HashMap<u64, Open>>,
-    /// File handle → PFS inode.
-    handles: Mutex<HashMap<u64, u64>>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Listing>>,
     next_fh: AtomicU64,
     /// Set when `destroy` flushed and unmounted the PFS.
     pub unmount_error: Arc<Mutex<Option<String>>>,
 }
 
-/// A core error as the errno the kernel passes on.
-fn errno(e: &CoreError) -> Errno {
-    let n = e.errno();
-    if n == libc::EIO {
-        log(&format!("{e}"));
+/// An error as the errno the kernel passes on.
+fn errno(e: impl Into<Fail>) -> Errno {
+    match e.into() {
+        Fail::Stale => Errno::from_i32(libc::ESTALE),
+        Fail::Core(e) => {
+            let n = e.errno();
+            if n == libc::EIO {
+                log(&format!("{e}"));
+            }
+            Errno::from_i32(n)
+        }
     }
-    Errno::from_i32(n)
+}
+
+/// The FUSE node of PFS inode `ino` born at `btime`: the inode number plus
+/// one in the low 32 bits (a PFS has fewer than 2^31 inodes), the birth
+/// time folded to 32 bits in the high ones. So when the writer frees a file
+/// and gives its inode number to a new one, the new file is a new node to
+/// the kernel, which never takes one for the other: its names and handles
+/// of the old one stay the old one's. The root is 1, as FUSE wants it.
+fn node_of(ino: u64, btime: u64) -> INodeNo {
+    if ino == ROOT_INO {
+        return INodeNo(1);
+    }
+    INodeNo(((btime ^ (btime >> 32)) & 0xffff_ffff) << 32 | (ino + 1))
+}
+
+/// The PFS inode of FUSE node `node`.
+fn pfs_ino(node: INodeNo) -> u64 {
+    (node.0 & 0xffff_ffff).saturating_sub(1)
 }
 
 /// Whether `ino` is `.pfs-paxos` or `.pfs-journal`.
 fn is_system(ino: u64) -> bool {
     ino == PAXOS_FILE_INO || ino == JOURNAL_FILE_INO
-}
-
-fn pfs_ino(ino: INodeNo) -> u64 {
-    ino.0.saturating_sub(1)
-}
-
-fn fuse_ino(ino: u64) -> INodeNo {
-    INodeNo(ino + 1)
 }
 
 fn time(secs: u64) -> SystemTime {
@@ -123,15 +261,14 @@ fn kind(k: FileType) -> FuseType {
 impl PfsFs {
     /// Serves `mount`; files and directories appear owned by `uid`/`gid`.
     pub fn new(mount: Arc<Mount>, uid: u32, gid: u32) -> PfsFs {
-        let ttl = match mount.mode() {
-            Mode::ReadOnly => READER_TTL,
-            Mode::ReadWrite => WRITER_TTL,
-        };
+        let follower = mount.mode() == Mode::ReadOnly;
         PfsFs {
             mount: Some(mount),
-            ttl,
+            follower,
+            ttl: if follower { READER_TTL } else { WRITER_TTL },
             uid,
             gid,
+            nodes: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -155,7 +292,7 @@ impl PfsFs {
 
     fn attr(&self, a: &Attr) -> FileAttr {
         FileAttr {
-            ino: fuse_ino(a.ino),
+            ino: node_of(a.ino, a.btime),
             size: a.size,
             blocks: a.nblock * (BLOCK_SIZE / 512),
             atime: time(a.mtime),
@@ -176,8 +313,8 @@ impl PfsFs {
     }
 
     /// Commits the uncommitted writes to `ino`, if any (cheap when there
-    /// are none).
-    fn settle(&self, ino: u64) -> CoreResult<()> {
+    /// are none); whether the writer has it open.
+    fn settle(&self, ino: u64) -> CoreResult<bool> {
         let file = {
             let mut files = self.files.lock();
             match files.get_mut(&ino) {
@@ -185,38 +322,186 @@ impl PfsFs {
                     o.dirty = 0;
                     Arc::clone(&o.file)
                 }
-                None => return Ok(()),
+                None => return Ok(false),
             }
         };
-        file.commit()
+        file.commit()?;
+        Ok(true)
     }
 
-    fn getattr_of(&self, ino: u64) -> CoreResult<FileAttr> {
-        self.settle(ino)?;
-        Ok(self.attr(&self.m()?.getattr(ino)?))
+    /// Notes that the kernel is told of the node of `a`, found as `name` in
+    /// the directory node `parent`.
+    fn announce(&self, a: &Attr, parent: INodeNo, name: &[u8]) {
+        if a.ino == ROOT_INO {
+            return;
+        }
+        let mut nodes = self.nodes.lock();
+        let node = nodes.entry(node_of(a.ino, a.btime)).or_insert(Node {
+            btime: a.btime,
+            parent,
+            name: Vec::new(),
+            lookups: 0,
+        });
+        node.btime = a.btime;
+        node.parent = parent;
+        node.name = name.to_vec();
+        node.lookups += 1;
     }
 
-    fn file_of(&self, fh: FileHandle) -> CoreResult<(u64, Arc<File>)> {
-        let ino = *self.handles.lock().get(&fh.0).ok_or(CoreError::BadHandle {
-            what: "unknown file handle",
-        })?;
-        let files = self.files.lock();
-        let o = files.get(&ino).ok_or(CoreError::BadHandle {
-            what: "file handle without an open file",
-        })?;
-        Ok((ino, Arc::clone(&o.file)))
+    /// Takes back `n` entries of `node` the kernel had (or was never given).
+    fn forget_node(&self, node: INodeNo, n: u64) {
+        let mut nodes = self.nodes.lock();
+        if let Some(known) = nodes.get_mut(&node) {
+            known.lookups = known.lookups.saturating_sub(n);
+            if known.lookups == 0 {
+                nodes.remove(&node);
+            }
+        }
     }
 
-    /// Opens `ino` for a new FUSE handle.
-    fn open_handle(&self, ino: u64, flags: i32) -> CoreResult<u64> {
+    /// The attributes of the file or directory of `node`: `ESTALE` once the
+    /// writer removed it, also when its inode number names a newer one.
+    fn node_attr(&self, node: INodeNo) -> FsResult<Attr> {
         let m = self.m()?;
+        let ino = pfs_ino(node);
+        if ino == ROOT_INO {
+            return Ok(m.getattr(ino)?);
+        }
+        let btime = self.nodes.lock().get(&node).map(|n| n.btime);
+        match btime {
+            Some(b) => m.getattr_born(ino, b).map_err(stale),
+            // Not a node the kernel was told of, or one it forgot.
+            None => Err(Fail::Stale),
+        }
+    }
+
+    /// `ESTALE` if the writer removed the file or directory of `node`.
+    fn check_node(&self, node: INodeNo) -> FsResult<()> {
+        self.node_attr(node).map(drop)
+    }
+
+    fn getattr_of(&self, node: INodeNo) -> FsResult<Attr> {
+        self.settle(pfs_ino(node))?;
+        self.node_attr(node)
+    }
+
+    /// What `name` in the directory of `parent` is: the name looked up and
+    /// its inode's attributes read in one state (between two calls the
+    /// writer of another host may give the inode number to a new file).
+    fn do_lookup(&self, parent: INodeNo, name: &[u8]) -> FsResult<Attr> {
+        let m = self.m()?;
+        let found = m.lookup_attr(pfs_ino(parent), name);
+        // The directory is still there: then it was when the name was
+        // looked up in it (a birth time is never given out again).
+        self.check_node(parent)?;
+        let a = found?;
+        if self.settle(a.ino)? {
+            // The writer's open file: with the size of what it wrote.
+            return Ok(m.getattr(a.ino)?);
+        }
+        Ok(a)
+    }
+
+    fn handle(&self, fh: FileHandle) -> CoreResult<Arc<Handle>> {
+        let h = self.handles.lock().get(&fh.0).cloned();
+        h.ok_or(CoreError::BadHandle {
+            what: "unknown file handle",
+        })
+    }
+
+    /// Opens `node` for a new FUSE handle.
+    fn open_handle(&self, node: INodeNo, flags: i32) -> FsResult<u64> {
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if write {
             self.writable()?;
         }
+        let h = if self.follower {
+            self.open_follower(node)?
+        } else {
+            self.check_node(node)?;
+            let ino = pfs_ino(node);
+            let file = self.open_shared(ino, write, flags)?;
+            Handle {
+                ino,
+                btime: 0,
+                file,
+                window: Mutex::new(Window::default()),
+            }
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Arc::new(h));
+        Ok(fh)
+    }
+
+    /// Opens `node` on a read-only mount: its file, or, once the writer
+    /// replaced or removed that one, the file its name leads to now
+    /// (`ESTALE` if none), as `pfs read` does: a name the writer replaces
+    /// by rename always has a file, and opening it must not fail because
+    /// the kernel has not heard of the newest one yet.
+    fn open_follower(&self, node: INodeNo) -> FsResult<Handle> {
+        let m = self.m()?;
+        let known = self
+            .nodes
+            .lock()
+            .get(&node)
+            .map(|n| (n.btime, n.parent, n.name.clone()));
+        let Some((mut btime, parent, name)) = known else {
+            return Err(Fail::Stale);
+        };
+        let mut ino = pfs_ino(node);
+        for _ in 0..OPEN_TRIES {
+            match self.open_version(ino, btime) {
+                Err(Fail::Stale) => {}
+                r => return r,
+            }
+            let found = m.lookup_attr(pfs_ino(parent), &name);
+            self.check_node(parent)?;
+            let a = found.map_err(stale)?;
+            (ino, btime) = (a.ino, a.btime);
+        }
+        Err(Fail::Stale)
+    }
+
+    /// Opens file `ino` born at `btime` on a read-only mount, and reads it
+    /// whole if it is smaller than [`WINDOW`]; `ESTALE` if it is gone or
+    /// has lost its name (the writer frees it, cutting it down first).
+    fn open_version(&self, ino: u64, btime: u64) -> FsResult<Handle> {
+        let m = self.m()?;
+        let opened = m.open_ino(ino, OpenOptions::default());
+        // Still there: then it was when opened (a birth time is never
+        // given out again), and the handle is of it, not of a newer file
+        // with its number.
+        let a = self.named(ino, btime)?;
+        let h = Handle {
+            ino,
+            btime,
+            file: Arc::new(opened?),
+            window: Mutex::new(Window::default()),
+        };
+        if a.kind == FileType::File && a.size < WINDOW as u64 {
+            self.fill(&h, &mut h.window.lock(), 0, WINDOW)?;
+        }
+        Ok(h)
+    }
+
+    /// The attributes of `ino` born at `btime` if it still has its name;
+    /// `ESTALE` otherwise.
+    fn named(&self, ino: u64, btime: u64) -> FsResult<Attr> {
+        let a = self.m()?.getattr_born(ino, btime).map_err(stale)?;
+        if a.nlink == 0 {
+            return Err(Fail::Stale);
+        }
+        Ok(a)
+    }
+
+    /// Opens `ino` on the writer's mount: the core handle all handles of
+    /// the inode share.
+    fn open_shared(&self, ino: u64, write: bool, flags: i32) -> FsResult<Arc<File>> {
+        let m = self.m()?;
         let mut files = self.files.lock();
-        if let Some(o) = files.get_mut(&ino) {
+        let file = if let Some(o) = files.get_mut(&ino) {
             o.handles += 1;
+            Arc::clone(&o.file)
         } else {
             let opts = OpenOptions {
                 // One handle serves every opener, so it may write unless the
@@ -224,35 +509,35 @@ impl PfsFs {
                 write: m.mode() == Mode::ReadWrite && !is_system(ino),
                 ..OpenOptions::default()
             };
-            let file = m.open_ino(ino, opts)?;
+            let file = Arc::new(m.open_ino(ino, opts)?);
             files.insert(
                 ino,
                 Open {
-                    file: Arc::new(file),
+                    file: Arc::clone(&file),
                     handles: 1,
                     dirty: 0,
                     alloc_end: 0,
                     ahead: false,
                 },
             );
-        }
+            file
+        };
         drop(files);
         if write && is_system(ino) {
             self.close_handle(ino)?;
             return Err(CoreError::SystemFile {
                 path: format!("inode {ino}"),
                 op: "opening it for writing",
-            });
+            }
+            .into());
         }
         if write && flags & libc::O_TRUNC != 0 {
             if let Err(e) = self.set_size(ino, 0) {
                 let _ = self.close_handle(ino);
-                return Err(e);
+                return Err(e.into());
             }
         }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().insert(fh, ino);
-        Ok(fh)
+        Ok(file)
     }
 
     /// Drops one handle of `ino`; the last one commits and closes the file.
@@ -334,39 +619,136 @@ impl PfsFs {
         Ok(())
     }
 
-    /// Replies to a lookup or mkdir with the entry of the inode found or
-    /// made, or with the error.
-    fn reply_entry(&self, r: CoreResult<u64>, reply: ReplyEntry) {
-        match r.and_then(|ino| self.getattr_of(ino)) {
-            Ok(a) => reply.entry(&self.ttl, &a, Generation(0)),
-            Err(e) => reply.error(errno(&e)),
+    /// Replies to a lookup or mkdir of `name` in `parent` with the entry of
+    /// the inode found or made, or with the error.
+    fn reply_entry(&self, r: FsResult<Attr>, parent: INodeNo, name: &[u8], reply: ReplyEntry) {
+        match r {
+            Ok(a) => {
+                self.announce(&a, parent, name);
+                reply.entry(&self.ttl, &self.attr(&a), Generation(0));
+            }
+            Err(e) => reply.error(errno(e)),
         }
     }
 
     /// Replies with attributes, or with the error.
-    fn reply_attr(&self, r: CoreResult<FileAttr>, reply: ReplyAttr) {
+    fn reply_attr(&self, r: FsResult<Attr>, reply: ReplyAttr) {
         match r {
-            Ok(a) => reply.attr(&self.ttl, &a),
-            Err(e) => reply.error(errno(&e)),
+            Ok(a) => reply.attr(&self.ttl, &self.attr(&a)),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn do_setattr(&self, ino: u64, size: Option<u64>) -> CoreResult<FileAttr> {
+    fn do_setattr(&self, node: INodeNo, size: Option<u64>) -> FsResult<Attr> {
         if let Some(len) = size {
             self.writable()?;
-            self.set_size(ino, len)?;
+            self.check_node(node)?;
+            self.set_size(pfs_ino(node), len)?;
         }
-        self.getattr_of(ino)
+        self.getattr_of(node)
+    }
+
+    /// Creates (or without `O_EXCL` opens) `name` in the directory of
+    /// `parent`; the new handle and the file's attributes.
+    fn do_create(&self, parent: INodeNo, name: &[u8], flags: i32) -> FsResult<(u64, Attr)> {
+        self.writable()?;
+        let m = self.m()?;
+        let dir = pfs_ino(parent);
+        let ino = match m.create(dir, name, FileType::File) {
+            Ok(ino) => ino,
+            Err(CoreError::Exists { .. }) if flags & libc::O_EXCL == 0 => m.lookup(dir, name)?,
+            Err(e) => return Err(e.into()),
+        };
+        self.settle(ino)?;
+        let a = m.getattr(ino)?;
+        // Known before the kernel is told of it: opening checks it.
+        self.announce(&a, parent, name);
+        let node = node_of(a.ino, a.btime);
+        let opened = self
+            .open_handle(node, flags)
+            .and_then(|fh| Ok((fh, self.getattr_of(node)?)));
+        if opened.is_err() {
+            // The kernel is not told of it after all.
+            self.forget_node(node, 1);
+        }
+        opened
+    }
+
+    /// A read through the handle `h` of a read-only mount.
+    ///
+    /// The writer of another host may replace the file at any time and
+    /// give its blocks to another, so what one read(2) gets must come from
+    /// one read of the core, which checks that the writer did not free the
+    /// blocks it read (the kernel splits a read(2) into requests of at most
+    /// 1 MiB). A file smaller than [`WINDOW`] was read whole when it was
+    /// opened; a read from where the last one ended reads [`WINDOW`] bytes
+    /// at once. The next requests inside what was read, each starting
+    /// where the last one ended, are answered from memory, so a file
+    /// replaced meanwhile still reads as one version; past that, a file
+    /// that is gone fails with `ESTALE`. A read starting anywhere else
+    /// reads the file anew.
+    fn read_follower(&self, h: &Handle, off: u64, size: usize) -> FsResult<Vec<u8>> {
+        let mut w = h.window.lock();
+        if let Some(got) = w.answer(off, size) {
+            return Ok(got);
+        }
+        let len = if off == 0 || off == w.end() {
+            size.max(WINDOW)
+        } else {
+            size
+        };
+        match self.fill(h, &mut w, off, len) {
+            Ok(()) => Ok(w.answer(off, size).unwrap_or_default()),
+            // Where the last read found the end, and gone since: that read
+            // had the whole file (it is looked at again at its end only
+            // because the writer may have appended).
+            Err(Fail::Stale) if w.eof && off == w.end() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads `len` bytes at `off` of `h`'s file, with one call of the
+    /// core, as its window.
+    fn fill(&self, h: &Handle, w: &mut Window, off: u64, len: usize) -> FsResult<()> {
+        let mut buf = vec![0u8; len];
+        let n = h.file.read_at(&mut buf, off).map_err(stale)?;
+        if n < len {
+            // At the end of the file only if it still has its name: the
+            // writer cuts a file it removed down to nothing before it frees
+            // it, and a name never comes back to a file that lost it.
+            self.named(h.ino, h.btime)?;
+        }
+        buf.truncate(n);
+        *w = Window {
+            next: off,
+            start: off,
+            data: buf,
+            eof: n < len,
+        };
+        Ok(())
+    }
+
+    fn do_read(&self, fh: FileHandle, off: u64, size: u32) -> FsResult<Vec<u8>> {
+        let h = self.handle(fh)?;
+        if self.follower {
+            return self.read_follower(&h, off, size as usize);
+        }
+        self.settle(h.ino)?;
+        let mut buf = vec![0u8; size as usize];
+        let n = h.file.read_at(&mut buf, off)?;
+        buf.truncate(n);
+        Ok(buf)
     }
 
     fn do_write(&self, fh: FileHandle, off: u64, data: &[u8]) -> CoreResult<usize> {
         self.writable()?;
-        let (ino, file) = self.file_of(fh)?;
+        let h = self.handle(fh)?;
+        let (ino, file) = (h.ino, &h.file);
         let end = off
             .checked_add(data.len() as u64)
             .filter(|&e| e <= pfs_core::MAX_FILE_SIZE)
             .ok_or_else(|| CoreError::InvalidArgument("write past the largest file size".into()))?;
-        self.reserve(ino, &file, off, end)?;
+        self.reserve(ino, file, off, end)?;
         let n = file.write_at_deferred(data, off)?;
         let commit = {
             let mut files = self.files.lock();
@@ -397,14 +779,21 @@ impl PfsFs {
         })
     }
 
-    fn do_opendir(&self, ino: u64) -> CoreResult<u64> {
+    fn do_opendir(&self, node: INodeNo) -> FsResult<u64> {
         let m = self.m()?;
-        let parent = m.lookup(ino, b"..")?;
-        let mut list: Listing = vec![
-            (b".".to_vec(), ino, FileType::Dir),
-            (b"..".to_vec(), parent, FileType::Dir),
-        ];
-        list.extend(m.readdir(ino)?.map(|e| (e.name, e.ino, e.kind)));
+        let ino = pfs_ino(node);
+        let listed = m.lookup_attr(ino, b"..").and_then(|up| {
+            let mut list: Listing = vec![
+                (b".".to_vec(), node, FileType::Dir),
+                (b"..".to_vec(), node_of(up.ino, up.btime), FileType::Dir),
+            ];
+            let entries = m.readdir(ino)?;
+            list.extend(entries.map(|e| (e.name, node_of(e.ino, e.btime), e.kind)));
+            Ok(list)
+        });
+        // Still the directory: then it was while listed.
+        self.check_node(node)?;
+        let list = listed?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.dirs.lock().insert(fh, list);
         Ok(fh)
@@ -417,9 +806,9 @@ impl PfsFs {
                 "fallocate mode {mode:#x} (only 0 and FALLOC_FL_KEEP_SIZE)"
             )));
         }
-        let (ino, file) = self.file_of(fh)?;
-        self.settle(ino)?;
-        file.allocate(
+        let h = self.handle(fh)?;
+        self.settle(h.ino)?;
+        h.file.allocate(
             off,
             len,
             FallocMode {
@@ -450,7 +839,7 @@ impl PfsFs {
 fn reply_empty(r: CoreResult<()>, reply: ReplyEmpty) {
     match r {
         Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(&e)),
+        Err(e) => reply.error(errno(e)),
     }
 }
 
@@ -458,6 +847,11 @@ impl Filesystem for PfsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // The kernel caps this at its own limit; ask for as much as it gives.
         let _ = config.set_max_write(MAX_WRITE);
+        if self.follower {
+            // Files are opened FOPEN_DIRECT_IO; without this the kernel
+            // refuses shared mappings of them (older kernels do anyway).
+            let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        }
         Ok(())
     }
 
@@ -475,9 +869,10 @@ impl Filesystem for PfsFs {
         let Some(m) = self.mount.take() else { return };
         let r = r.and_then(|()| match Arc::try_unwrap(m) {
             Ok(m) => m.unmount(),
-            // Some thread still holds it: flush what is committed; the
-            // lease goes when the process ends.
-            Err(m) => m.device().sync(),
+            // Some thread still holds it: flush what is committed (or
+            // report that writes were stopped); the lease goes when the
+            // process ends.
+            Err(m) => m.sync(),
         });
         if let Err(e) = r {
             log(&format!("unmounting: {e}"));
@@ -486,14 +881,25 @@ impl Filesystem for PfsFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let r = self
-            .m()
-            .and_then(|m| m.lookup(pfs_ino(parent), name.as_bytes()));
-        self.reply_entry(r, reply);
+        let name = name.as_bytes();
+        self.reply_entry(self.do_lookup(parent, name), parent, name, reply);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.reply_attr(self.getattr_of(pfs_ino(ino)), reply);
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.forget_node(ino, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let r = match fh.filter(|_| self.follower) {
+            // fstat: the handle's file, which need not be the one the kernel
+            // opened (see open_follower).
+            Some(fh) => self.handle(fh).map_err(Fail::from).and_then(|h| {
+                let m = self.m()?;
+                m.getattr_born(h.ino, h.btime).map_err(stale)
+            }),
+            None => self.getattr_of(ino),
+        };
+        self.reply_attr(r, reply);
     }
 
     fn setattr(
@@ -516,7 +922,7 @@ impl Filesystem for PfsFs {
     ) {
         // PFS stores no owner, mode or settable times: chmod, chown and
         // utimes are accepted and change nothing. Only the size is stored.
-        self.reply_attr(self.do_setattr(pfs_ino(ino), size), reply);
+        self.reply_attr(self.do_setattr(ino, size), reply);
     }
 
     fn mkdir(
@@ -528,11 +934,12 @@ impl Filesystem for PfsFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        let name = name.as_bytes();
         let r = self.writable().and_then(|()| {
-            self.m()?
-                .create(pfs_ino(parent), name.as_bytes(), FileType::Dir)
+            let m = self.m()?;
+            m.getattr(m.create(pfs_ino(parent), name, FileType::Dir)?)
         });
-        self.reply_entry(r, reply);
+        self.reply_entry(r.map_err(Fail::from), parent, name, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -584,9 +991,16 @@ impl Filesystem for PfsFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.open_handle(pfs_ino(ino), flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(&e)),
+        // A read-only mount reads past the page cache: the file the kernel
+        // cached pages or a size of may have been replaced since.
+        let how = if self.follower {
+            FopenFlags::FOPEN_DIRECT_IO
+        } else {
+            FopenFlags::empty()
+        };
+        match self.open_handle(ino, flags.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), how),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -600,28 +1014,16 @@ impl Filesystem for PfsFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let r = self.writable().and_then(|()| {
-            let m = self.m()?;
-            let dir = pfs_ino(parent);
-            let ino = match m.create(dir, name.as_bytes(), FileType::File) {
-                Ok(ino) => ino,
-                Err(CoreError::Exists { .. }) if flags & libc::O_EXCL == 0 => {
-                    m.lookup(dir, name.as_bytes())?
-                }
-                Err(e) => return Err(e),
-            };
-            let fh = self.open_handle(ino, flags)?;
-            Ok((fh, self.getattr_of(ino)?))
-        });
+        let r = self.do_create(parent, name.as_bytes(), flags);
         match r {
             Ok((fh, a)) => reply.created(
                 &self.ttl,
-                &a,
+                &self.attr(&a),
                 Generation(0),
                 FileHandle(fh),
                 FopenFlags::empty(),
             ),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -636,16 +1038,9 @@ impl Filesystem for PfsFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let r = self.file_of(fh).and_then(|(ino, file)| {
-            self.settle(ino)?;
-            let mut buf = vec![0u8; size as usize];
-            let n = file.read_at(&mut buf, offset)?;
-            buf.truncate(n);
-            Ok(buf)
-        });
-        match r {
+        match self.do_read(fh, offset, size) {
             Ok(buf) => reply.data(&buf),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -663,7 +1058,7 @@ impl Filesystem for PfsFs {
     ) {
         match self.do_write(fh, offset, data) {
             Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -675,7 +1070,7 @@ impl Filesystem for PfsFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply_empty(self.settle(pfs_ino(ino)), reply);
+        reply_empty(self.settle(pfs_ino(ino)).map(drop), reply);
     }
 
     fn release(
@@ -688,9 +1083,9 @@ impl Filesystem for PfsFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let ino = self.handles.lock().remove(&fh.0);
-        match ino {
-            Some(ino) => reply_empty(self.close_handle(ino), reply),
+        let h = self.handles.lock().remove(&fh.0);
+        match h {
+            Some(h) => reply_empty(self.close_handle(h.ino), reply),
             None => reply.error(Errno::from_i32(libc::EBADF)),
         }
     }
@@ -703,17 +1098,21 @@ impl Filesystem for PfsFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let r = self.file_of(fh).and_then(|(ino, file)| {
-            self.settle(ino)?;
-            file.sync_all()
+        let r = self.handle(fh).and_then(|h| {
+            if self.follower {
+                // Nothing of it is written here.
+                return Ok(());
+            }
+            self.settle(h.ino)?;
+            h.file.sync_all()
         });
         reply_empty(r, reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.do_opendir(pfs_ino(ino)) {
+        match self.do_opendir(ino) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -730,13 +1129,8 @@ impl Filesystem for PfsFs {
             reply.error(Errno::from_i32(libc::EBADF));
             return;
         };
-        for (i, (name, ino, k)) in list.iter().enumerate().skip(offset as usize) {
-            if reply.add(
-                fuse_ino(*ino),
-                i as u64 + 1,
-                kind(*k),
-                OsStr::from_bytes(name),
-            ) {
+        for (i, (name, node, k)) in list.iter().enumerate().skip(offset as usize) {
+            if reply.add(*node, i as u64 + 1, kind(*k), OsStr::from_bytes(name)) {
                 break;
             }
         }
@@ -765,10 +1159,7 @@ impl Filesystem for PfsFs {
     ) {
         // Every namespace change is committed to the journal when it
         // returns; the flush makes it durable.
-        let r = self.m().and_then(|m| match m.mode() {
-            Mode::ReadWrite => m.device().sync(),
-            Mode::ReadOnly => Ok(()),
-        });
+        let r = self.m().and_then(|m| m.sync());
         reply_empty(r, reply);
     }
 
@@ -784,7 +1175,7 @@ impl Filesystem for PfsFs {
                 pfs_format::layout::MAX_NAME_LEN as u32,
                 BLOCK_SIZE as u32,
             ),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(errno(e)),
         }
     }
 

@@ -1,0 +1,350 @@
+//! The commit engine: transactions appended to the journal and
+//! checkpointed, under the writer lease and the one stop-writing policy
+//! (the mount's [`Fence`](crate::fence::Fence)), and the permission every
+//! other write (file data, flushes) needs.
+
+use super::state::{head, load_state, next_gen, read_leader, State};
+use super::{Mode, Mount};
+use crate::alloc::Allocator;
+use crate::device::AlignedBuf;
+use crate::error::{CoreError, Result};
+use crate::lease::{Lease, Slots};
+use crate::meta::{DeviceLog, MetaImage};
+use crate::tx::Tx;
+use pfs_format::layout::SECTOR_SIZE;
+use pfs_format::LeaderRecord;
+use pfs_journal::JournalError;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+impl Mount {
+    /// Writes every metaset sector changed since the last checkpoint to its
+    /// home, flushes, then advances the leader's tail to its head and
+    /// flushes again. Nothing is written when the journal holds nothing to
+    /// apply. Read-only mounts refuse.
+    pub fn checkpoint(&self) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
+        }
+        let _host = self.host_tx()?;
+        let mut guard = self.state.write();
+        guard.gen = next_gen();
+        self.fence.check_stopped()?;
+        if guard.leader.tail_txid == guard.leader.head_txid && guard.dirty.is_empty() {
+            return Ok(());
+        }
+        let (lease, stale) = self.take_writer_lease(&guard.leader, guard.leader_bda)?;
+        if stale {
+            *guard = self.reloaded()?;
+            return Ok(());
+        }
+        let st = &mut *guard;
+        let bda = st.leader_bda;
+        let log = DeviceLog {
+            dev: self.dev.as_ref(),
+            blocks: &st.journal_blocks,
+            leader_bda: bda,
+        };
+        let r = checkpoint_sectors(&log, &st.meta, &mut st.leader, &mut st.dirty, &|l| {
+            self.still_ours(&lease, l, bda)
+        });
+        match r {
+            Ok(()) => {
+                st.ntx = 0;
+                self.committed();
+                Ok(())
+            }
+            Err(e) => Err(self.fence.stop_io(e, "a checkpoint write or flush failed")),
+        }
+    }
+
+    /// Runs `f` as one transaction and commits it: log entries appended at
+    /// the journal head and flushed, then the leader record rewritten and
+    /// flushed. Only then is the change applied in memory and committed.
+    /// If `f` fails nothing is written and nothing changes.
+    pub(crate) fn write_tx<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
+        if self.mode != Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
+        }
+        let _host = self.host_tx()?;
+        self.refresh()?;
+        let mut guard = self.state.write();
+        guard.gen = next_gen();
+        let State {
+            meta,
+            leader,
+            leader_bda,
+            journal_blocks,
+            dirty,
+            alloc,
+            ntx,
+            gen: _,
+        } = &mut *guard;
+        self.fence.check_stopped()?;
+        let alloc = alloc.as_mut().ok_or(CoreError::ReadOnly)?;
+        let mut tx = Tx::new(meta, alloc);
+        let r = f(&mut tx)?;
+        let objs = tx.entries();
+        if objs.is_empty() {
+            return Ok(r);
+        }
+        let bda = *leader_bda;
+        let (lease, stale) = self.take_writer_lease(leader, bda)?;
+        if stale {
+            // Someone committed between our look and our taking the
+            // lease. Nothing of ours is written: catch up and let the
+            // caller try again.
+            drop(tx);
+            *guard = self.reloaded()?;
+            return Err(CoreError::Busy {
+                what: format!(
+                    "another writer committed to {} while this mount was taking the writer lease; nothing was written, try again",
+                    self.dev.name()
+                ),
+            });
+        }
+        let log = DeviceLog {
+            dev: self.dev.as_ref(),
+            blocks: journal_blocks,
+            leader_bda: bda,
+        };
+        let ours = |l: &LeaderRecord| self.still_ours(&lease, l, bda);
+        crate::lease::stop_point("commit-start");
+        ours(leader)?;
+        let before_leader = |l: &LeaderRecord| {
+            crate::lease::stop_point("before-leader");
+            ours(l)
+        };
+        if let Some(s) = &self.share {
+            // A process of the host killed between its leader write and
+            // settling leaves this behind: the head it wrote is the host's.
+            s.set_next(self.hostid, leader.head_txid.get() + 1);
+        }
+        let new_leader = match pfs_journal::append(&log, leader, &objs, &before_leader) {
+            Err(CoreError::Journal(JournalError::Full { .. })) => {
+                if let Err(e) = checkpoint_sectors(&log, meta, leader, dirty, &ours) {
+                    return Err(self.fence.stop_io(e, "a checkpoint write or flush failed"));
+                }
+                *ntx = 0;
+                pfs_journal::append(&log, leader, &objs, &before_leader)
+            }
+            other => other,
+        };
+        let new_leader = match new_leader {
+            Ok(l) => l,
+            // Refused before anything was written.
+            Err(e @ CoreError::Journal(JournalError::TxTooLarge { .. })) => return Err(e),
+            Err(e) => return Err(self.fence.stop_io(e, "a journal write or flush failed")),
+        };
+        tx.finish();
+        for (id, mo) in &objs {
+            meta.set(*id, *mo);
+            dirty.insert(id.sector_bda());
+        }
+        *leader = new_leader;
+        self.adopt_head(leader);
+        *ntx += 1;
+        self.committed();
+        if pfs_journal::checkpoint_due(*ntx, dirty.len() as u64) {
+            if let Err(e) = checkpoint_sectors(&log, meta, leader, dirty, &ours) {
+                return Err(self.fence.stop_io(e, "a checkpoint write or flush failed"));
+            }
+            *ntx = 0;
+            self.committed();
+        }
+        Ok(r)
+    }
+}
+
+impl Mount {
+    /// Takes the writer lease now rather than at the first write, for a
+    /// writer that should hold it for as long as it is mounted (a FUSE
+    /// mount): a second writer is then refused from the start. Writes only
+    /// this host's lease slot; the mount catches up with anything committed
+    /// before it took the lease.
+    pub fn take_lease(&self) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
+        }
+        let _host = self.host_tx()?;
+        self.refresh()?;
+        let mut guard = self.state.write();
+        let (_, stale) = self.take_writer_lease(&guard.leader, guard.leader_bda)?;
+        if stale {
+            *guard = self.reloaded()?;
+        }
+        Ok(())
+    }
+
+    /// The lease a write on the state whose leader record is `leader`
+    /// needs, taken now if this mount has none. `true` when it was taken
+    /// just now and someone committed after that state was read: the state
+    /// is stale (load it again with [`Mount::reloaded`]). The caller holds
+    /// the host's transaction lock and the state.
+    fn take_writer_lease(
+        &self,
+        leader: &LeaderRecord,
+        leader_bda: u64,
+    ) -> Result<(Arc<Lease>, bool)> {
+        let mut held = self.fence.lease_slot();
+        if let Some(l) = held.as_ref() {
+            return Ok((Arc::clone(l), false));
+        }
+        crate::lease::stop_point("acquire");
+        let l = Lease::acquire(
+            Arc::clone(&self.raw),
+            Slots::of(leader, leader_bda),
+            self.hostid as u32,
+            self.lease_ms,
+            self.force,
+            &mut self.watch.lock(),
+            self.share.clone(),
+        )
+        .map_err(|e| self.fence.stop_on(e))?;
+        *held = Some(Arc::clone(&l));
+        drop(held);
+        let ondisk = read_leader(self.raw.as_ref(), leader_bda)?;
+        if head(&ondisk) != head(leader) {
+            return Ok((l, true));
+        }
+        self.adopt_head(leader);
+        Ok((l, false))
+    }
+
+    /// Everything loaded again from the device, for a read-write mount
+    /// that has just become the writer (its host's commits start there).
+    fn reloaded(&self) -> Result<State> {
+        let mut fresh = load_state(self.raw.as_ref())?;
+        fresh.alloc = Some(Allocator::build(&fresh.meta));
+        self.adopt_head(&fresh.leader);
+        Ok(fresh)
+    }
+
+    /// Records `leader`'s head as the one this mount's host wrote last (a
+    /// shared mount; see [`Share::head`]).
+    fn adopt_head(&self, leader: &LeaderRecord) {
+        if let Some(s) = &self.share {
+            s.settle(self.hostid, leader.head_txid.get());
+        }
+    }
+
+    /// The check before every write to the journal, the leader record or
+    /// the metasets, and before any write after a stall: the lease still
+    /// runs on this machine's clock, or was taken again with no other host
+    /// claiming it ([`Lease::prove`]), and the journal head on disk is the
+    /// one `leader` (the state this mount is about to extend) has, so no
+    /// other writer committed meanwhile. Another writer's commit stops
+    /// this mount for good, and a shared mount's whole host with it.
+    fn still_ours(&self, lease: &Lease, leader: &LeaderRecord, bda: u64) -> Result<()> {
+        lease.prove().map_err(|e| self.fence.stop_on(e))?;
+        let ondisk = read_leader(self.raw.as_ref(), bda)?;
+        if head(&ondisk) != head(leader) {
+            let why = format!(
+                "another writer committed to the journal (head txid {} on disk, {} here)",
+                ondisk.head_txid.get(),
+                leader.head_txid.get()
+            );
+            if let Some(s) = &self.share {
+                s.depose(self.hostid);
+            }
+            self.fence.stop(&why);
+            return Err(CoreError::Fenced { reason: why });
+        }
+        Ok(())
+    }
+
+    /// Lets a write that goes to the device outside a transaction (file
+    /// data, a flush) start: at once while the lease runs; after the lease
+    /// ran out (a stall) only once this mount has proved it is still the
+    /// writer ([`Mount::prove_writer`]). Fails for good once another writer
+    /// took over.
+    pub(crate) fn permit_write(&self) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
+        }
+        match self.fence.admit() {
+            Err(CoreError::LeaseLapsed) => self.prove_writer(),
+            other => other,
+        }
+    }
+
+    /// Proves that this mount is still the writer before it writes again
+    /// (or takes the lease, for a mount that has none yet): under the
+    /// host's transaction lock and the state, the lease taken again with
+    /// no other host claiming it, and the journal head on disk the one
+    /// this host wrote last.
+    fn prove_writer(&self) -> Result<()> {
+        let _host = self.host_tx()?;
+        let mut guard = self.state.write();
+        self.fence.check_stopped()?;
+        let (lease, stale) = self.take_writer_lease(&guard.leader, guard.leader_bda)?;
+        if stale {
+            // Taken just now: what others committed before is the
+            // device's content, and this mount's state is loaded again.
+            guard.gen = next_gen();
+            *guard = self.reloaded()?;
+            return Ok(());
+        }
+        let bda = guard.leader_bda;
+        self.still_ours(&lease, &guard.leader, bda)
+    }
+
+    /// Runs `op`, which writes to the device outside a transaction, with
+    /// [`Mount::permit_write`] before it and again after it (a write that
+    /// stalled past a takeover is not acknowledged). A lease that runs out
+    /// during `op` is proved and `op` run again: it must be safe to repeat.
+    pub(crate) fn with_write_permit<R>(&self, mut op: impl FnMut() -> Result<R>) -> Result<R> {
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            self.permit_write()?;
+            match op() {
+                Err(CoreError::LeaseLapsed) => continue,
+                Err(e) => return Err(e),
+                Ok(r) => {
+                    self.permit_write()?;
+                    return Ok(r);
+                }
+            }
+        }
+        Err(CoreError::LeaseLapsed)
+    }
+
+    /// Makes every write this mount completed durable (`fsync`), checking
+    /// that the mount may still write before and after the flush.
+    /// Read-only mounts flush nothing.
+    pub fn sync(&self) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Ok(());
+        }
+        self.with_write_permit(|| self.dev.sync())
+    }
+}
+
+/// Writes the dirty metaset sectors home and advances the journal's tail
+/// to its head (see [`pfs_journal::checkpoint`] for the order of writes and
+/// flushes); `guard` runs before anything is written and again before the
+/// leader record.
+fn checkpoint_sectors(
+    log: &DeviceLog<'_>,
+    meta: &MetaImage,
+    leader: &mut LeaderRecord,
+    dirty: &mut BTreeSet<u64>,
+    guard: pfs_journal::Guard<'_, CoreError>,
+) -> Result<()> {
+    if leader.tail_txid == leader.head_txid && dirty.is_empty() {
+        return Ok(());
+    }
+    let mut write_home = || -> Result<()> {
+        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+        for &bda in dirty.iter() {
+            let objs = meta.sector_objects(bda)?;
+            sect.as_mut_slice()
+                .copy_from_slice(&pfs_format::metaset::encode_sector(&objs));
+            log.dev.write_at(sect.as_slice(), bda)?;
+        }
+        Ok(())
+    };
+    *leader = pfs_journal::checkpoint(log, leader, &mut write_home, guard)?;
+    dirty.clear();
+    Ok(())
+}

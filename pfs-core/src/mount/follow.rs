@@ -1,0 +1,148 @@
+//! Following the writer: catching a mount up with what was committed
+//! since it last looked, by the journal when it still holds the entries,
+//! by loading everything again when the writer lapped it.
+
+use super::state::{advance, load_state_shared, next_gen, read_leader};
+use super::{Mode, Mount};
+use crate::alloc::Allocator;
+use crate::error::Result;
+use crate::meta::MetaImage;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+impl Mount {
+    /// Catches up with the writer: read-only mounts replay what it
+    /// committed; a read-write mount that has not taken the writer lease yet
+    /// reloads if anyone committed since it looked (once it holds the lease
+    /// its memory is current and this does nothing).
+    pub fn refresh(&self) -> Result<()> {
+        if self.frozen.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.catch_up()
+    }
+
+    /// Makes every later call of this (read-only) mount see the committed
+    /// state it has now, so a command that makes several calls (list a
+    /// directory, then stat each entry) works on one state: an entry the
+    /// writer deletes meanwhile is simply still there, never half gone.
+    /// File data stays exact: [`Mount::read_at`] checks that the writer did
+    /// not free the blocks it read, catching up only when it did.
+    pub fn freeze(&self) {
+        self.frozen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether another writer may change the device under this mount.
+    pub(super) fn others_may_write(&self) -> bool {
+        self.mode == Mode::ReadOnly || self.share.is_some() || self.fence.lease().is_none()
+    }
+
+    /// For a shared read-write mount whose host holds the writer lease on
+    /// this machine: the share's commit counter, which then counts every
+    /// commit to the device.
+    pub(super) fn machine_version(&self) -> Option<u64> {
+        let s = self.share.as_ref()?;
+        if self.mode != Mode::ReadWrite {
+            return None;
+        }
+        let v = s.version();
+        let (token, renewed) = s.lease(self.hostid);
+        let valid = pfs_paxos::lease::Validity {
+            renewed_at_ms: renewed,
+            duration_ms: u64::from(self.lease_ms),
+        };
+        (token != 0 && valid.may_write(crate::lease::mono_ms())).then_some(v)
+    }
+
+    pub(super) fn catch_up(&self) -> Result<()> {
+        match self.machine_version() {
+            Some(v) if v == self.seen.load(Ordering::Acquire) => Ok(()),
+            _ => self.catch_up_device(),
+        }
+    }
+
+    /// Catches up by reading the leader record from the device.
+    pub(super) fn catch_up_device(&self) -> Result<()> {
+        let version = self.share.as_ref().map(|s| s.version());
+        self.catch_up_from_device()?;
+        if let Some(v) = version {
+            self.seen.store(v, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn catch_up_from_device(&self) -> Result<()> {
+        if self.mode == Mode::ReadWrite && self.share.is_none() {
+            if self.fence.lease().is_some() {
+                return Ok(());
+            }
+            // A writer that has not written yet follows whoever did.
+            let st = self.state.read();
+            let now = read_leader(self.dev.as_ref(), st.leader_bda)?;
+            if now == st.leader {
+                return Ok(());
+            }
+            drop(st);
+            return self.reload();
+        }
+        let (bda, old) = {
+            let st = self.state.read();
+            (st.leader_bda, st.leader)
+        };
+        let new = read_leader(self.dev.as_ref(), bda)?;
+        if new.head_txid.get() == old.head_txid.get() && new.head_lsn.get() == old.head_lsn.get() {
+            if self.mode == Mode::ReadWrite && new != old {
+                // Checkpointed by another process of this host: the next
+                // leader record we write must carry the tail it moved.
+                let mut st = self.state.write();
+                st.gen = next_gen();
+                if st.leader == old {
+                    st.leader = new;
+                }
+            }
+            return Ok(());
+        }
+        let mut st = self.state.write();
+        if !advance(self.dev.as_ref(), &mut st, new)? {
+            // The writer reused the journal space of entries we miss
+            // (they are in the metasets now), before or while we read.
+            drop(st);
+            return self.reload();
+        }
+        Ok(())
+    }
+
+    /// Follows the writer in the background as well: every `interval` a
+    /// thread catches this (read-only) mount up with the journal, so it
+    /// stays current between operations. The thread ends when the mount is
+    /// dropped.
+    pub fn spawn_follower(
+        self: &Arc<Self>,
+        interval: std::time::Duration,
+    ) -> std::thread::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(interval);
+            let Some(m) = weak.upgrade() else { return };
+            // Errors are met again, and reported, by the next operation.
+            let _ = m.refresh();
+        })
+    }
+
+    /// Drops all in-memory metadata and loads it again from the device.
+    pub fn reload(&self) -> Result<()> {
+        let mut fresh = load_state_shared(self.dev.as_ref(), self.share.as_deref(), self.hostid)?;
+        if self.mode == Mode::ReadWrite {
+            fresh.alloc = Some(Allocator::build(&fresh.meta));
+        }
+        *self.state.write() = fresh;
+        Ok(())
+    }
+
+    /// Runs `f` on the current metadata, after catching up with the writer.
+    pub fn with_meta<R>(&self, f: impl FnOnce(&MetaImage) -> R) -> Result<R> {
+        self.refresh()?;
+        Ok(f(&self.state.read().meta))
+    }
+}

@@ -1,0 +1,100 @@
+//! Coordination with the other processes of this machine that mount the
+//! device as the same host (a shared mount): the host's transaction lock,
+//! the data locks, and how a host finds out it was deposed.
+
+use super::state::read_leader;
+use super::{Mode, Mount};
+use crate::error::{CoreError, Result};
+use crate::share::Share;
+use std::sync::atomic::Ordering;
+
+impl Mount {
+    /// Takes inode `ino`'s data lock: shared around a write's data,
+    /// `exclusive` around a truncate (see [`crate::datalock`]). Taken
+    /// before the host's transaction lock, never while holding it.
+    pub(crate) fn data_lock(
+        &self,
+        ino: u64,
+        exclusive: bool,
+    ) -> Result<crate::datalock::DataGuard<'_>> {
+        let share = self.share.as_deref();
+        let stripes = share.map_or(&self.data_locks, |s| &s.stripes);
+        crate::datalock::DataGuard::take(stripes, share, ino, exclusive)
+    }
+
+    /// A shared mount's turn to write among the processes of its host on
+    /// this machine (the host's transaction lock), caught up with what they
+    /// committed; `None` for a mount that is not shared. A read-write
+    /// mount finds out here whether another host committed while this
+    /// host held the lease.
+    pub(crate) fn host_tx(&self) -> Result<Option<crate::share::TxLock<'_>>> {
+        let Some(s) = &self.share else {
+            return Ok(None);
+        };
+        let lock = s.lock_tx(self.hostid)?;
+        if lock.outermost() {
+            if self.mode == Mode::ReadWrite {
+                self.watch_host_head(s)?;
+            }
+            self.catch_up_device()?;
+        }
+        Ok(Some(lock))
+    }
+
+    /// Under the host's transaction lock, while the machine records a
+    /// lease of this mount's host: the journal head on the device must be
+    /// the one a process of the host wrote last. Any other head means
+    /// another host took the lease over and committed: the host is deposed
+    /// and this mount stops writing. A lease no live process of the host
+    /// holds any more was abandoned, not taken: it is forgotten.
+    fn watch_host_head(&self, s: &Share) -> Result<()> {
+        let (token, _) = s.lease(self.hostid);
+        if token == 0 {
+            return Ok(());
+        }
+        let bda = self.state.read().leader_bda;
+        let t = read_leader(self.raw.as_ref(), bda)?.head_txid.get();
+        let (settled, next) = s.head(self.hostid);
+        if t == settled {
+            return Ok(());
+        }
+        if next != 0 && t == next {
+            s.settle(self.hostid, t);
+            return Ok(());
+        }
+        if crate::live::marked(self.raw.as_ref(), token) == Some(false) {
+            s.clear_lease(self.hostid);
+            return Ok(());
+        }
+        s.depose(self.hostid);
+        let why = format!(
+            "another host committed to {} (journal head txid {t}, this host's last {settled}) after taking the writer lease over; this host stopped writing",
+            self.dev.name()
+        );
+        self.fence.stop(&why);
+        Err(CoreError::Fenced { reason: why })
+    }
+
+    /// For a [`MountOptions::shared`] mount: whether another process of
+    /// this machine is mounted read-write with the same host id (say, a
+    /// parent remounted read-write after it forked this process, which may
+    /// then mount read-write too and share its lease).
+    pub fn host_has_writer(&self) -> bool {
+        self.share
+            .as_ref()
+            .is_some_and(|s| s.others_mounted(self.hostid))
+    }
+
+    /// Whether this mount is shared with other processes of this machine.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.share.is_some()
+    }
+
+    /// Tells the other processes of this machine that the device changed
+    /// (a shared mount, after a commit or checkpoint).
+    pub(super) fn committed(&self) {
+        if let Some(s) = &self.share {
+            self.seen.store(s.bump(), Ordering::Release);
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The metadata a mount holds, as of one committed transaction, and how
+//! it is loaded from the device and brought forward through the journal.
+
+use crate::alloc::Allocator;
+use crate::device::Device;
+use crate::error::{CoreError, Result};
+use crate::lease::Slots;
+use crate::meta::{DeviceLog, MetaImage, Replayed};
+use crate::share::Share;
+use pfs_format::LeaderRecord;
+use pfs_journal::{LogStore, Span};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Metadata as of some committed transaction.
+pub(crate) struct State {
+    pub(crate) meta: MetaImage,
+    /// The leader record this state corresponds to (its head was replayed).
+    pub(crate) leader: LeaderRecord,
+    /// Device address of the leader record.
+    pub(crate) leader_bda: u64,
+    /// Journal blocks in file order.
+    pub(crate) journal_blocks: Vec<u64>,
+    /// Metaset sectors changed by committed transactions since the last
+    /// checkpoint (device addresses).
+    pub(crate) dirty: BTreeSet<u64>,
+    /// Free-object index (read-write mounts).
+    pub(crate) alloc: Option<Allocator>,
+    /// Transactions committed since the last checkpoint.
+    pub(crate) ntx: u64,
+    /// Changes whenever the metadata may have changed (see [`next_gen`]):
+    /// what was worked out from it under an older value is stale.
+    pub(crate) gen: u64,
+}
+
+/// A number no state of this process had before.
+pub(super) fn next_gen() -> u64 {
+    static GEN: AtomicU64 = AtomicU64::new(1);
+    GEN.fetch_add(1, Ordering::Relaxed)
+}
+
+impl State {
+    /// Where the writer-lease slots are.
+    pub(crate) fn slots(&self) -> Slots {
+        Slots::of(&self.leader, self.leader_bda)
+    }
+}
+
+/// Reads the leader record. A sector read while another process writes
+/// it may come back torn (files are not written atomically per sector), so
+/// a record whose checksum fails is read again a few times before that
+/// counts as damage.
+pub(super) fn read_leader(dev: &dyn Device, bda: u64) -> Result<LeaderRecord> {
+    let log = DeviceLog {
+        dev,
+        blocks: &[],
+        leader_bda: bda,
+    };
+    let mut tries = 0;
+    loop {
+        match log.read_leader() {
+            Err(CoreError::Format(_)) if tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1 << tries));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Loads everything from the device: metasets, leader, committed journal.
+pub(crate) fn load_state(dev: &dyn Device) -> Result<State> {
+    let r = Replayed::load(dev)?;
+    Ok(State {
+        meta: r.meta,
+        leader: r.journal.leader,
+        leader_bda: r.journal.leader_bda,
+        dirty: r.dirty,
+        journal_blocks: r.journal.blocks,
+        alloc: None,
+        ntx: 0,
+        gen: next_gen(),
+    })
+}
+
+/// [`load_state`] for a shared mount: when the host's other processes
+/// checkpoint during every attempt, the load is made once more holding the
+/// transaction lock of the host that writes on this machine (or of
+/// `hostid`), so none can.
+pub(super) fn load_state_shared(
+    dev: &dyn Device,
+    share: Option<&Share>,
+    hostid: u64,
+) -> Result<State> {
+    match (load_state(dev), share) {
+        (Err(CoreError::Busy { .. }), Some(s)) => {
+            let writer = s
+                .live_host(crate::lease::mono_ms(), u64::from(u32::MAX))
+                .unwrap_or(hostid);
+            let _lock = s.lock_tx(writer)?;
+            load_state(dev)
+        }
+        (r, _) => r,
+    }
+}
+
+/// Brings `st` from its leader record to `new` with the entries the
+/// journal holds between them, also when a checkpoint has moved past `st`
+/// (the entries stay until the writer reuses their space). `false` when it
+/// no longer holds them all, or the writer reused their space while they
+/// were read: `st` is unchanged and must be loaded again.
+pub(super) fn advance(dev: &dyn Device, st: &mut State, new: LeaderRecord) -> Result<bool> {
+    let old = st.leader;
+    // Within the committed span, or past the tail the writer checkpointed.
+    let Some(span) = Span::since(&old, &new).or_else(|| Span::after(&old, &new)) else {
+        return Ok(false);
+    };
+    let log = DeviceLog {
+        dev,
+        blocks: &st.journal_blocks,
+        leader_bda: st.leader_bda,
+    };
+    let Ok(entries) = pfs_journal::span_entries(&log, &span, st.meta.nchunk) else {
+        return Ok(false);
+    };
+    // Each entry read proved itself (txid, lsn, checksum); what is left to
+    // rule out is a writer that lapped the journal while we read.
+    if Span::after(&old, &read_leader(dev, st.leader_bda)?).is_none() {
+        return Ok(false);
+    }
+    st.gen = next_gen();
+    st.meta.apply(&entries);
+    if let Some(a) = st.alloc.as_mut() {
+        // Another process of this host committed these.
+        for c in &entries {
+            a.observe(c.id, &c.entry.le_obj_val);
+        }
+    }
+    st.dirty
+        .extend(entries.iter().map(|c| c.entry.le_sector_bda.get()));
+    st.leader = new;
+    Ok(true)
+}
+
+/// `st` brought up to the device's latest commit: advanced when the
+/// journal allows, loaded again otherwise.
+pub(super) fn resume(
+    dev: &dyn Device,
+    mut st: State,
+    share: Option<&Share>,
+    hostid: u64,
+) -> Result<State> {
+    let now = read_leader(dev, st.leader_bda)?;
+    if now == st.leader {
+        return Ok(st);
+    }
+    if now.head_txid.get() == st.leader.head_txid.get()
+        && now.head_lsn.get() == st.leader.head_lsn.get()
+    {
+        // Only checkpointed: nothing to apply, and nothing left to write
+        // back either.
+        st.leader = now;
+        st.dirty.clear();
+        return Ok(st);
+    }
+    if advance(dev, &mut st, now)? {
+        return Ok(st);
+    }
+    load_state_shared(dev, share, hostid)
+}
+
+/// The error for an inode that was removed by the writer while in use here.
+pub(crate) fn gone(ino: u64) -> CoreError {
+    CoreError::NotFound {
+        path: format!("inode {ino} (removed by the writer)"),
+    }
+}
+
+/// Where a leader record says the journal's head is.
+pub(super) fn head(l: &LeaderRecord) -> (u64, u64, u64) {
+    (l.head_txid.get(), l.head_offset.get(), l.head_lsn.get())
+}

@@ -1,0 +1,154 @@
+//! Scenarios of whole mounts: forked children, orphans, followers across
+//! checkpoints.
+
+use super::*;
+use crate::device::MemDevice;
+use crate::mkfs::{mkfs, MkfsOptions};
+use crate::namespace::FileType;
+use pfs_format::layout::{CHUNK_SIZE, INODE_SET_OFFSET, MIN_LOG_SIZE, SECTOR_SIZE};
+
+fn host(hostid: u64) -> MountOptions {
+    MountOptions {
+        hostid,
+        lease_ms: 60_000,
+        ..MountOptions::default()
+    }
+}
+
+fn read_all(m: &Mount, path: &str) -> Vec<u8> {
+    let ino = m.resolve(path).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let n = m.read_at(ino, &mut buf, 0).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// A formatted memory device, and the same as a `dyn Device`.
+fn formatted() -> (Arc<MemDevice>, Arc<dyn Device>) {
+    let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
+    let opts = MkfsOptions {
+        log_size: MIN_LOG_SIZE,
+        ..MkfsOptions::default()
+    };
+    mkfs(dev.as_ref(), &opts).unwrap();
+    let shared: Arc<dyn Device> = dev.clone();
+    (dev, shared)
+}
+
+/// Where [`spoil`] writes.
+const SPOILED: u64 = INODE_SET_OFFSET + 15 * SECTOR_SIZE;
+
+/// A device whose last inode sector of chunk 0 (never used by a small
+/// filesystem) is garbage: loading the metadata fails on it, so a
+/// mount that succeeds did not load it.
+fn spoil(dev: &MemDevice) -> Vec<u8> {
+    let at = SPOILED;
+    let mut saved = vec![0u8; SECTOR_SIZE as usize];
+    dev.read_at(&mut saved, at).unwrap();
+    dev.write_at(&vec![0xEE; SECTOR_SIZE as usize], at).unwrap();
+    saved
+}
+
+#[test]
+fn a_forked_child_starts_from_its_parents_metadata() {
+    let (dev, shared) = formatted();
+    let w = Mount::open_with(shared.clone(), Mode::ReadWrite, &host(1)).unwrap();
+    let a = w.create_path("/a", FileType::File).unwrap();
+    w.write_at(a, b"before the fork", 0).unwrap();
+    let parent = Arc::new(Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap());
+    assert_eq!(read_all(&parent, "/a"), b"before the fork");
+    // After the fork the writer goes on.
+    let b = w.create_path("/b", FileType::File).unwrap();
+    w.write_at(b, b"after the fork", 0).unwrap();
+    let saved = spoil(&dev);
+    assert!(Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).is_err());
+
+    // The child reads only the journal: the spoiled sector is never
+    // read, and it sees both files.
+    let child = Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), parent).unwrap();
+    assert_eq!(read_all(&child, "/a"), b"before the fork");
+    assert_eq!(read_all(&child, "/b"), b"after the fork");
+
+    // A child may also be the writer (a promoted replica's backend):
+    // it takes over from the writer once that one is gone.
+    drop(w);
+    let child = Arc::new(child);
+    let writer = Mount::open_after_fork(shared.clone(), Mode::ReadWrite, &host(1), child).unwrap();
+    writer.mkdir_path("/made-by-the-child").unwrap();
+    dev.write_at(&saved, SPOILED).unwrap();
+    assert!(writer.fsck().unwrap().is_clean());
+    let fresh = Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap();
+    assert_eq!(read_all(&fresh, "/b"), b"after the fork");
+    assert!(fresh.resolve("/made-by-the-child").is_ok());
+}
+
+#[test]
+fn an_orphan_freed_meanwhile_is_left_alone() {
+    // A mounting process lists the orphans, then another process of
+    // the host frees one before this one takes the host's lock.
+    let (_, shared) = formatted();
+    let w = Mount::open_with(shared, Mode::ReadWrite, &host(1)).unwrap();
+    let ino = w.create_path("/f", FileType::File).unwrap();
+    w.unlink_path("/f").unwrap();
+    w.release_if_orphan(ino).unwrap();
+    assert!(w.fsck().unwrap().is_clean());
+}
+
+#[test]
+fn a_child_loads_everything_when_a_parent_thread_held_the_state() {
+    let (dev, shared) = formatted();
+    let w = Mount::open_with(shared.clone(), Mode::ReadWrite, &host(1)).unwrap();
+    w.mkdir_path("/d").unwrap();
+    // A thread of the parent held the state at the fork: it may be half
+    // changed, so the child loads (and meets the spoiled sector).
+    let parent = Arc::new(Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap());
+    let held = parent.state.read();
+    let saved = spoil(&dev);
+    let p2 = Arc::clone(&parent);
+    assert!(Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), p2).is_err());
+    dev.write_at(&saved, SPOILED).unwrap();
+    drop(held);
+    let p3 = Arc::clone(&parent);
+    let child = Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), p3).unwrap();
+    assert!(child.resolve("/d").is_ok());
+}
+
+#[test]
+fn followers_advance_past_checkpoints_and_reload_only_when_lapped() {
+    let (dev, shared) = formatted();
+    let w = Mount::open_with(shared.clone(), Mode::ReadWrite, &host(1)).unwrap();
+    let r = Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap();
+    w.mkdir_path("/a").unwrap();
+    assert!(r.resolve("/a").is_ok());
+    let parent = Arc::new(Mount::open_with(shared.clone(), Mode::ReadOnly, &host(2)).unwrap());
+
+    // The writer checkpoints past both, then goes on: the entries they
+    // miss are still in the journal, so neither loads the metadata.
+    w.mkdir_path("/b").unwrap();
+    w.checkpoint().unwrap();
+    w.mkdir_path("/c").unwrap();
+    assert!(w.leader().tail_txid.get() > r.leader().head_txid.get());
+    let saved = spoil(&dev);
+    assert!(r.resolve("/c").is_ok() && r.resolve("/b").is_ok());
+    let child = Mount::open_after_fork(shared.clone(), Mode::ReadOnly, &host(2), parent).unwrap();
+    assert!(child.resolve("/c").is_ok() && child.resolve("/b").is_ok());
+
+    // Once the writer has written a whole journal's worth since, the
+    // entries are gone: the follower loads again (and meets the spoiled
+    // sector, then, restored, gets everything).
+    let seen = r.leader().head_lsn.get();
+    let ring = w.leader().log_size.get() / pfs_format::layout::LOG_ENTRY_SIZE as u64;
+    let big = w.create_path("/big", FileType::File).unwrap();
+    let mut cycle = 0u64;
+    while w.leader().head_lsn.get() - seen <= ring {
+        w.fallocate(big, 0, 900 << 22, crate::FallocMode::default())
+            .unwrap();
+        w.truncate(big, cycle % 3).unwrap();
+        cycle += 1;
+    }
+    assert!(r.refresh().is_err(), "a lapped follower must load again");
+    dev.write_at(&saved, SPOILED).unwrap();
+    r.refresh().unwrap();
+    let ino = r.resolve("/big").unwrap();
+    assert_eq!(r.getattr(ino).unwrap().size, (cycle - 1) % 3);
+}

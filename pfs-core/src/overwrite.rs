@@ -1,0 +1,23 @@
+//! What every command that overwrites a whole formatted filesystem (mkfs
+//! -f, growfs, a chunk restore, a filesystem copy onto it) checks first:
+//! that no host, this one or another, holds or is taking its writer lease.
+
+use crate::device::Device;
+use crate::error::{CoreError, Result};
+
+/// What mkfs and growfs check before writing to a formatted device: no
+/// host holds or is taking the writer lease (see
+/// [`crate::lease`]).
+/// A device whose metadata cannot be read has no lease to respect; a
+/// device read error is returned.
+pub fn refuse_live_writer(dev: &dyn Device) -> Result<()> {
+    let found = crate::meta::MetaImage::load(dev).and_then(|meta| {
+        let j = crate::meta::Journal::locate(dev, &meta)?;
+        Ok(crate::lease::Slots::of(&j.leader, j.leader_bda))
+    });
+    match found {
+        Ok(slots) => crate::lease::ensure_no_writer(dev, slots),
+        Err(e @ CoreError::Io { .. }) => Err(e),
+        Err(_) => Ok(()),
+    }
+}
