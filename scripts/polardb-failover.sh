@@ -446,7 +446,7 @@ resume_old_primary() {
     fail "old primary: open transaction" "COMMIT after SIGCONT was acknowledged"
     OLD_WROTE+="COMMIT of a transaction open across the pause acknowledged; "
   else
-    pass "old primary: open transaction" "COMMIT after SIGCONT failed: $(grep -v -e '^open-ok' -e '^$' "$dir/old-session.out" | head -2 | tr '\n' ' ')"
+    pass "old primary: open transaction" "COMMIT after SIGCONT failed: $(sed '1,/^open-ok/d' "$dir/old-session.out" | grep -v '^$' | head -2 | tr '\n' ' ')"
   fi
 
   # 2. a new session's INSERT (its backend may take a while to find out it cannot mount: wait 30 s)
