@@ -3,7 +3,8 @@
 //! `std::io::{Read, Write, Seek}` for `File` and `&File`.
 
 use crate::error::{CoreError, Result};
-use crate::fsops::{Extents, FallocMode};
+use crate::fsops::FallocMode;
+use crate::mount::Extents;
 use crate::mount::{gone, Mount};
 use crate::namespace::{Attr, FileType};
 use crate::system::refuse_system;
@@ -149,7 +150,7 @@ impl File {
             return Ok(0);
         }
         let mut p = self.pending.lock();
-        let _data = self.m.data_lock(self.ino, false)?;
+        let _locks = self.m.write_guard(self.ino, off, buf.len() as u64)?;
         self.m.with_write_permit(|| {
             self.m
                 .write_data(self.ino, Some(self.born), off, buf, &mut p)

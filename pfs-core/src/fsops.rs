@@ -3,7 +3,7 @@
 
 use crate::chain::{ChainStart, Link};
 use crate::error::{CoreError, Result};
-use crate::mount::{gone, Mount};
+use crate::mount::Mount;
 use crate::ns::FileBlock;
 use crate::tx::Tx;
 use pfs_format::direntry::split_name;
@@ -214,7 +214,7 @@ fn del_block(tx: &mut Tx<'_>, ino: u64, bt: ObjectId) -> Result<()> {
 /// Sets a file's size and times (`pfs_inode_change`); `forced` is the
 /// write-commit case, which bumps `in_atime` when nothing else would make
 /// the inode image differ within the same second.
-fn change_inode(tx: &mut Tx<'_>, ino: u64, new_size: u64, forced: bool) -> Result<()> {
+pub(crate) fn change_inode(tx: &mut Tx<'_>, ino: u64, new_size: u64, forced: bool) -> Result<()> {
     let now = tx.now;
     let (_, i) = tx.take_no(MetaType::Inode, ino)?;
     let ip = i.inode_mut();
@@ -384,7 +384,7 @@ impl Mount {
         check_range("truncate", len, 0)?;
         refuse_system(ino, "truncating it")?;
         // No write may be on its way to a block this frees.
-        let _data = self.data_lock(ino, true)?;
+        let _locks = self.truncate_guard(ino)?;
         self.shrink(ino, len)
     }
 
@@ -431,189 +431,6 @@ impl Mount {
         let (_, i) = st.meta.inode(ino)?;
         Ok((i.is_dir(), i.in_size.get()))
     }
-
-    /// Writes `buf` at `off` of file `ino`: allocates missing blocks (one
-    /// transaction), writes the data (zeroing any gap after a block's
-    /// written part), then commits the new written extents and size.
-    pub fn write_at(&self, ino: u64, buf: &[u8], off: u64) -> Result<usize> {
-        self.write_inode_at(ino, None, buf, off)
-    }
-
-    /// [`Mount::write_at`] of the file born at `born` (a handle's file):
-    /// [`CoreError::NotFound`] once that file was freed, even when its
-    /// inode number names a newer file.
-    pub(crate) fn write_inode_at(
-        &self,
-        ino: u64,
-        born: Option<u64>,
-        buf: &[u8],
-        off: u64,
-    ) -> Result<usize> {
-        check_range("write", off, buf.len() as u64)?;
-        refuse_system(ino, "writing to it")?;
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        // No truncate frees the blocks this writes to until it is done.
-        let _data = self.data_lock(ino, false)?;
-        // A write that extends the file or a block's written part zeroes
-        // the gap before it and commits the new extent: no other thread (or,
-        // on a shared mount, process of the host) may do the same to this
-        // block at the same time, so a lock is held around it.
-        let extends = self.extends(ino, off, buf.len() as u64)?;
-        let _host = match extends && self.is_shared() {
-            true => self.host_tx()?,
-            false => None,
-        };
-        let _local = (extends && !self.is_shared()).then(|| self.extending.lock());
-        // Writing the same bytes again is harmless: the write is repeated
-        // when the lease ran out under it and was proved again.
-        self.with_write_permit(|| {
-            let mut pending = Extents::default();
-            self.write_data(ino, born, off, buf, &mut pending)?;
-            self.commit_extents(ino, &pending)
-        })?;
-        Ok(buf.len())
-    }
-
-    /// Whether writing `len` bytes at `off` of file `ino` grows the file,
-    /// allocates a block or extends a block's written part.
-    fn extends(&self, ino: u64, off: u64, len: u64) -> Result<bool> {
-        let end = check_range("write", off, len)?;
-        if end > self.getattr(ino)?.size {
-            return Ok(true);
-        }
-        let blocks = self.block_map(ino)?;
-        let mut pos = off;
-        while pos < end {
-            let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);
-            let n = (end - pos).min(BLOCK_SIZE - in_blk);
-            match blocks.get(&blkid) {
-                Some(b) if in_blk + n <= b.data_end => {}
-                _ => return Ok(true),
-            }
-            pos += n;
-        }
-        Ok(false)
-    }
-
-    /// The data half of a write: allocates missing blocks (one
-    /// transaction, only if any are missing), writes the bytes (zeroing a
-    /// gap after a block's written part) and records in `pending` how far
-    /// each block's written part and the file now reach. Nothing about the
-    /// new extents is committed until [`Self::commit_extents`]. The data
-    /// goes to the device outside any transaction, so callers run it under
-    /// [`Mount::with_write_permit`]; the device refuses it anyway once the
-    /// mount may not write.
-    pub(crate) fn write_data(
-        &self,
-        ino: u64,
-        born: Option<u64>,
-        off: u64,
-        data: &[u8],
-        pending: &mut Extents,
-    ) -> Result<()> {
-        let end = check_range("write", off, data.len() as u64)?;
-        refuse_system(ino, "writing to it")?;
-        let blocks = self.blocks_for_write(ino, born)?;
-        if (off / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE)).any(|b| !blocks.contains_key(&b)) {
-            let mode = FallocMode {
-                keep_size: true,
-                no_hide_stale: false,
-            };
-            self.fallocate(ino, off, data.len() as u64, mode)?;
-        }
-        let blocks = self.blocks_for_write(ino, born)?;
-        let mut pos = off;
-        while pos < end {
-            let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);
-            let n = (end - pos).min(BLOCK_SIZE - in_blk);
-            let b = blocks
-                .get(&blkid)
-                .ok_or_else(|| CoreError::InvalidArgument("write: block vanished".into()))?;
-            let base = b.blkno * BLOCK_SIZE;
-            let data_end = b
-                .data_end
-                .max(pending.blocks.get(&b.btno).copied().unwrap_or(0));
-            if in_blk > data_end {
-                crate::device::write_zeros(
-                    self.device().as_ref(),
-                    base + data_end,
-                    in_blk - data_end,
-                )?;
-            }
-            let src = &data[(pos - off) as usize..(pos - off + n) as usize];
-            self.device().write_at(src, base + in_blk)?;
-            if in_blk + n > data_end {
-                pending.blocks.insert(b.btno, in_blk + n);
-            }
-            pos += n;
-        }
-        pending.end = pending.end.max(end);
-        Ok(())
-    }
-
-    /// The block map of file `ino` for a write, looked up in one state with
-    /// the file itself: not a directory, and still the file born at
-    /// `born` (a handle's file whose inode was freed is gone, even when its
-    /// number names a newer file).
-    fn blocks_for_write(
-        &self,
-        ino: u64,
-        born: Option<u64>,
-    ) -> Result<std::sync::Arc<BTreeMap<u64, FileBlock>>> {
-        self.refresh()?;
-        let st = self.state.read();
-        let i = match (st.meta.inode(ino), born) {
-            (Ok((_, i)), Some(b)) if i.in_btime.get() != b => return Err(gone(ino)),
-            (Ok((_, i)), _) => i,
-            (Err(_), Some(_)) => return Err(gone(ino)),
-            (Err(e), None) => return Err(e),
-        };
-        if i.is_dir() {
-            return Err(CoreError::IsDir {
-                path: format!("inode {ino}"),
-            });
-        }
-        self.cached_blocks(&st, ino)
-    }
-
-    /// Commits the written extents and size recorded by
-    /// [`Self::write_data`] in one transaction (nothing when nothing grew).
-    pub(crate) fn commit_extents(&self, ino: u64, pending: &Extents) -> Result<()> {
-        let size = self.getattr(ino)?.size;
-        let blocks = self.block_map(ino)?;
-        let grown: Vec<(ObjectId, u64)> = pending
-            .blocks
-            .iter()
-            .filter(|(bt, end)| {
-                blocks
-                    .values()
-                    .any(|b| b.btno == **bt && **end > b.data_end)
-            })
-            .map(|(bt, end)| (*bt, *end))
-            .collect();
-        if grown.is_empty() && pending.end <= size {
-            return Ok(());
-        }
-        // Other handles of the file, or other processes of a shared host,
-        // may commit between the reads above and this transaction: extents
-        // and size are compared again inside it, so a commit only ever
-        // grows them.
-        self.write_tx(|tx| {
-            let blocks = tx.meta().blocks(ino)?;
-            let size = tx.meta().inode(ino)?.1.in_size.get();
-            for (bt, new_end) in &grown {
-                let now = blocks.values().find(|b| b.btno == *bt);
-                if now.is_some_and(|b| *new_end > b.data_end) {
-                    let b = tx.take(*bt).blktag_mut();
-                    b.bt_holeoff.set(*new_end as i32);
-                    b.bt_holelen.set((BLOCK_SIZE - new_end) as i32);
-                }
-            }
-            change_inode(tx, ino, size.max(pending.end), true)
-        })
-    }
 }
 
 /// How `fallocate` treats new blocks.
@@ -625,16 +442,6 @@ pub struct FallocMode {
     /// instead of zeros (`FALLOC_FL_NO_HIDE_STALE`, used by PolarDB for
     /// files it initialises itself).
     pub no_hide_stale: bool,
-}
-
-/// Written extents not yet committed: how far each block's written part
-/// and the file reach after writes whose metadata is still pending.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Extents {
-    /// Block tag → new end of its written part, in write order of blocks.
-    pub(crate) blocks: std::collections::BTreeMap<ObjectId, u64>,
-    /// End of the furthest write.
-    pub(crate) end: u64,
 }
 
 /// Moves direntry `deno` from directory `odir` to the end of `ndir` under

@@ -66,6 +66,7 @@ mod growfs;
 mod hostlock;
 mod lease;
 mod live;
+mod locks;
 mod meta;
 mod mkfs;
 mod mount;

@@ -59,9 +59,9 @@ pub(crate) struct LiveFile {
 static OPEN: Mutex<Vec<(PathBuf, u32, Weak<LiveFile>)>> = Mutex::new(Vec::new());
 
 impl LiveFile {
-    /// This process's descriptor of the file at `path`, opened (and the
-    /// file created) on first use.
-    fn open(path: &Path) -> std::io::Result<Arc<LiveFile>> {
+    /// This process's descriptor of the file at `path` of `dev`, opened
+    /// (and the file created, for the device's users) on first use.
+    fn open(path: &Path, dev: &dyn Device) -> std::io::Result<Arc<LiveFile>> {
         let pid = std::process::id();
         let mut all = OPEN.lock();
         all.retain(|(_, p, w)| *p == pid && w.strong_count() > 0);
@@ -73,7 +73,7 @@ impl LiveFile {
             return Ok(f);
         }
         let f = Arc::new(LiveFile {
-            file: open_machine_file(path)?,
+            file: open_machine_file(path, dev.local_path())?,
             holds: Mutex::new(HashMap::new()),
         });
         all.push((path.to_path_buf(), pid, Arc::downgrade(&f)));
@@ -151,7 +151,7 @@ impl std::fmt::Debug for LiveMark {
 /// the device has no live-mark file or it cannot be used (the holder's
 /// slot then says so, and observers judge it by its heartbeat alone).
 pub(crate) fn mark(dev: &dyn Device, token: u64) -> Option<LiveMark> {
-    let f = LiveFile::open(&live_path(dev)?).ok()?;
+    let f = LiveFile::open(&live_path(dev)?, dev).ok()?;
     f.hold(token).ok()
 }
 
@@ -162,7 +162,7 @@ pub(crate) fn marked(dev: &dyn Device, token: u64) -> Option<bool> {
     if !path.exists() {
         return None;
     }
-    LiveFile::open(&path).ok()?.marked(token)
+    LiveFile::open(&path, dev).ok()?.marked(token)
 }
 
 #[cfg(test)]

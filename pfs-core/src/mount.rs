@@ -13,21 +13,23 @@
 //! |---|---|
 //! | `state` | the metadata as of one commit; loading it, advancing it through the journal |
 //! | `follow` | catching up with the writer (readers, shared processes, forked children) |
-//! | `read` | block maps and the data read path |
+//! | `data` | block maps, the data read path and write path |
 //! | `commit` | transactions, checkpoints, the writer lease, the write permission |
 //! | `host` | the processes of one machine sharing a host id |
 //!
-//! The write path of file data is in [`crate::fsops`], the namespace in
-//! [`crate::namespace`], the gate every write passes in [`crate::fence`].
+//! The transactions of file operations are in [`crate::fsops`], the
+//! namespace in [`crate::namespace`], the gate every write passes in
+//! [`crate::fence`], the order locks are taken in in [`crate::locks`].
 
 mod commit;
+mod data;
 mod follow;
 mod host;
-mod read;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use data::Extents;
 pub(crate) use state::{gone, State};
 
 use crate::alloc::Allocator;
@@ -38,9 +40,9 @@ use crate::hostlock::HostLock;
 use crate::lease::Lease;
 use crate::meta::MetaImage;
 use crate::share::Share;
+use data::BlockCache;
 use parking_lot::RwLock;
 use pfs_format::LeaderRecord;
-use read::BlockCache;
 use state::{load_state_shared, next_gen, resume};
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
@@ -129,8 +131,9 @@ pub struct Mount {
     /// The share's commit counter as of the state this mount has.
     seen: AtomicU64,
     /// Held by a write that extends a file or a block's written part (in a
-    /// mount that is not shared; a shared one holds the host's lock).
-    pub(crate) extending: parking_lot::Mutex<()>,
+    /// mount that is not shared; a shared one holds the host's lock): see
+    /// [`crate::locks`].
+    extending: crate::stripes::Stripes,
     /// Data locks of a mount that is not shared (a shared one uses its
     /// share's, common to the process): see [`crate::datalock`].
     data_locks: crate::stripes::Stripes,
@@ -210,18 +213,15 @@ impl Mount {
         }
         let hollow = State {
             meta: MetaImage::hollow(device),
-            leader: guard.leader,
+            journal: pfs_journal::Journal::new(*guard.leader(), BTreeSet::new()),
             leader_bda: guard.leader_bda,
             journal_blocks: Vec::new(),
-            dirty: BTreeSet::new(),
             alloc: None,
-            ntx: 0,
             gen: next_gen(),
         };
         let mut st = std::mem::replace(&mut *guard, hollow);
         // Locks inside it may have been held by the parent's threads.
         st.meta.names = parking_lot::Mutex::new(Default::default());
-        st.ntx = 0;
         st.gen = next_gen();
         Some(st)
     }
@@ -238,7 +238,7 @@ impl Mount {
                     .share_path
                     .clone()
                     .unwrap_or_else(|| crate::pbd::share_path(&dev.name().replace('/', "_"), None));
-                Some(Share::open(&path)?)
+                Some(Share::open(&path, dev.local_path())?)
             }
             false => None,
         };
@@ -262,7 +262,7 @@ impl Mount {
             _ => None,
         };
         let hostid =
-            pfs_paxos::HostId::resolve(joined.unwrap_or(opts.hostid), &state.leader)?.get();
+            pfs_paxos::HostId::resolve(joined.unwrap_or(opts.hostid), state.leader())?.get();
         let mut lock = None;
         let mut watch = pfs_paxos::Watch::new();
         if mode == Mode::ReadWrite {
@@ -272,7 +272,7 @@ impl Mount {
             // Leaves the share again if the mount fails below.
             let member = MemberGuard(share.as_deref().map(|s| (s, hostid)));
             if let Some(p) = &opts.lock_path {
-                match HostLock::acquire(p, hostid) {
+                match HostLock::acquire(p, hostid, dev.local_path()) {
                     Ok(l) => lock = Some(l),
                     // Another process of this machine mounted with the same
                     // host id holds it for the host.
@@ -319,7 +319,7 @@ impl Mount {
             frozen: std::sync::atomic::AtomicBool::new(false),
             share,
             seen: AtomicU64::new(seen),
-            extending: parking_lot::Mutex::new(()),
+            extending: Default::default(),
             data_locks: Default::default(),
             block_cache: parking_lot::Mutex::new(BlockCache::new()),
         })
@@ -378,6 +378,21 @@ impl Mount {
             || self.share.as_ref().is_some_and(|s| s.open_elsewhere(ino))
     }
 
+    /// What this mount shares with the other processes of the machine.
+    pub(crate) fn share(&self) -> Option<&Share> {
+        self.share.as_deref()
+    }
+
+    /// The extend locks of a mount that is not shared, by inode stripe.
+    pub(crate) fn extend_stripes(&self) -> &crate::stripes::Stripes {
+        &self.extending
+    }
+
+    /// The in-process data-lock stripes of a mount that is not shared.
+    pub(crate) fn local_stripes(&self) -> &crate::stripes::Stripes {
+        &self.data_locks
+    }
+
     /// The host id this mount uses.
     pub fn hostid(&self) -> u64 {
         self.hostid
@@ -400,7 +415,7 @@ impl Mount {
 
     /// The leader record as of the last replay.
     pub fn leader(&self) -> LeaderRecord {
-        self.state.read().leader
+        *self.state.read().leader()
     }
 }
 

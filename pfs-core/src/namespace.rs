@@ -18,6 +18,7 @@ use crate::mount::Mount;
 use crate::names::check_name;
 use crate::system::refuse_system;
 use pfs_format::layout::{MAX_NAME_LEN, MAX_PATH_LEN, ROOT_INO};
+use pfs_format::MetaType;
 
 /// The type of an inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -375,6 +376,24 @@ impl Mount {
             Some(t) => self.release_unlinked(t),
             None => Ok(()),
         }
+    }
+
+    /// Sets the modification time of file or directory `ino` to `mtime`
+    /// (seconds since the epoch, as `in_mtime` holds it; what `utimes`
+    /// asks for) and its change time to now, in one transaction. Nothing
+    /// is written when it already has that modification time.
+    pub fn set_mtime(&self, ino: u64, mtime: u64) -> Result<()> {
+        refuse_system(ino, "setting its time", || format!("inode {ino}"))?;
+        self.write_tx(|tx| {
+            if tx.meta().inode(ino)?.1.in_mtime.get() == mtime {
+                return Ok(());
+            }
+            let now = tx.now;
+            let i = tx.take_no(MetaType::Inode, ino)?.1.inode_mut();
+            i.in_mtime.set(mtime);
+            i.in_ctime.set(now);
+            Ok(())
+        })
     }
 }
 

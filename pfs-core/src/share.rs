@@ -106,8 +106,8 @@ fn boot_id() -> u64 {
 
 impl Share {
     /// Opens (creating it and its directory when needed) the shared file
-    /// at `path`.
-    pub(crate) fn open(path: &Path) -> Result<Arc<Share>> {
+    /// at `path` of the device file `device` (whose users may open it).
+    pub(crate) fn open(path: &Path, device: Option<&Path>) -> Result<Arc<Share>> {
         let path = path.to_path_buf();
         let pid = std::process::id();
         let mut all = OPEN_SHARES.lock();
@@ -122,7 +122,7 @@ impl Share {
         let io = |what: &'static str, e: std::io::Error| {
             CoreError::io(&path.display().to_string(), what, 0, e)
         };
-        let file = open_machine_file(&path).map_err(|e| io("open", e))?;
+        let file = open_machine_file(&path, device).map_err(|e| io("open", e))?;
         let share = Share {
             map: {
                 let len = file.metadata().map_err(|e| io("stat", e))?.len();

@@ -15,6 +15,7 @@
 
 mod append;
 mod error;
+mod journal;
 mod mem;
 mod range;
 mod replay;
@@ -23,6 +24,7 @@ mod store;
 
 pub use append::{checkpoint_due, checkpointed, used, Append, CHECKPOINT_NSECT, CHECKPOINT_NTX};
 pub use error::{JournalError, Result};
+pub use journal::{Journal, WriteHome};
 pub use mem::MemLog;
 pub use range::LogRange;
 pub use replay::{committed_entries, span_entries, Committed};

@@ -319,7 +319,8 @@ fn posix_operations_match_the_tool() {
             "{sys}"
         );
     }
-    // chmod, chown and utimes are accepted (and not stored).
+    // chmod and chown to the mount's own owner are accepted (and not
+    // stored); utimes stores the modification time.
     fs::set_permissions(
         m.path("victim"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
@@ -330,6 +331,7 @@ fn posix_operations_match_the_tool() {
         .unwrap()
         .set_modified(std::time::SystemTime::UNIX_EPOCH)
         .unwrap();
+    assert_eq!(fs::metadata(m.path("victim")).unwrap().mtime(), 0);
     // statfs: the device's real size and free space (4 MiB blocks).
     let st = nix::sys::statvfs::statvfs(&m.mp).unwrap();
     assert_eq!(st.block_size(), 4 << 20);
@@ -1268,5 +1270,244 @@ fn names_that_are_not_utf8_pass_through_the_mount() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.stdout, b"through fuse");
+    disk.fsck_clean();
+}
+
+/// A user id and group id with no account: an ordinary unprivileged user
+/// for `setpriv`.
+const OWNER: u32 = 4242;
+/// Another such user, in the owner's group (as its primary group).
+const MEMBER: u32 = 4343;
+/// `nobody`, in no group of the mount.
+const NOBODY: u32 = 65534;
+
+/// Whether `setpriv` can run commands as other users here; prints why not.
+fn setpriv_ok(test: &str) -> bool {
+    let ok = Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("note: {test} skipped: needs setpriv (util-linux)");
+    }
+    ok
+}
+
+/// Runs `sh -c script` as user `uid` with group `gid` and no other
+/// groups; returns whether it succeeded and its stderr.
+fn sh_as(uid: u32, gid: u32, script: &str) -> (bool, String) {
+    let o = Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .args(["--clear-groups", "--", "sh", "-c", script])
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Asserts that `script` run as `uid`/`gid` succeeds.
+fn allowed(uid: u32, gid: u32, script: &str) {
+    let (ok, err) = sh_as(uid, gid, script);
+    assert!(ok, "as {uid}:{gid}: {script}: {err}");
+}
+
+/// Asserts that `script` run as `uid`/`gid` fails with `EACCES`.
+fn denied(uid: u32, gid: u32, script: &str) {
+    let (ok, err) = sh_as(uid, gid, script);
+    assert!(
+        !ok && err.contains("Permission denied"),
+        "as {uid}:{gid}: {script} should fail with EACCES: {err}"
+    );
+}
+
+#[test]
+fn a_shared_mount_lets_only_its_owner_and_group_in() {
+    if !fuse_ok("a_shared_mount_lets_only_its_owner_and_group_in")
+        || !setpriv_ok("a_shared_mount_lets_only_its_owner_and_group_in")
+    {
+        return;
+    }
+    let disk = Disk::new("perm");
+    let devdir = disk.dir.join("dev");
+    for d in [&disk.dir, &devdir] {
+        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    // Bad values are refused before anything is mounted.
+    for bad in ["uid=postgres", "gid=-1", "umask=088", "owner=1"] {
+        let o = disk.pfs(&["-H", "1", "mount", "-o", bad, PBD, "/nonexistent"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(bad), "-o {bad}: {err}");
+    }
+    // The device belongs to root and the owner's group, as /dev/nvme*
+    // belong to root:disk.
+    let device = devdir.join(PBD);
+    std::os::unix::fs::chown(&device, Some(0), Some(OWNER)).unwrap();
+    fs::set_permissions(&device, std::os::unix::fs::PermissionsExt::from_mode(0o660)).unwrap();
+    let opts = format!("allow_other,uid={OWNER},gid={OWNER},umask=027");
+    let m = disk.mount("1", &["-o", &opts], "mnt");
+    let mp = m.mp.display().to_string();
+
+    // The owner creates, writes, renames and removes.
+    allowed(
+        OWNER,
+        OWNER,
+        &format!(
+            "set -e; cd {mp}; mkdir d; echo hello > d/f; mv d/f d/g; echo keep > kept; \
+             rm d/g; rmdir d; cat kept; chmod 600 kept; chown {OWNER}:{OWNER} kept"
+        ),
+    );
+    // What everything shows: the mount's owner, group and umask.
+    let st = fs::metadata(m.path("kept")).unwrap();
+    assert_eq!(
+        (st.uid(), st.gid(), st.mode() & 0o7777),
+        (OWNER, OWNER, 0o640)
+    );
+    let st = fs::metadata(&m.mp).unwrap();
+    assert_eq!(
+        (st.uid(), st.gid(), st.mode() & 0o7777),
+        (OWNER, OWNER, 0o750)
+    );
+    let st = fs::metadata(m.path(".pfs-journal")).unwrap();
+    assert_eq!(st.mode() & 0o7777, 0o440);
+
+    // The group reads and may not write.
+    allowed(MEMBER, OWNER, &format!("cat {mp}/kept && ls {mp}"));
+    denied(MEMBER, OWNER, &format!("echo x > {mp}/new"));
+    denied(MEMBER, OWNER, &format!("echo x >> {mp}/kept"));
+    denied(MEMBER, OWNER, &format!("rm -f {mp}/kept"));
+    // Anyone else can do nothing, not even look.
+    denied(NOBODY, NOBODY, &format!("ls {mp}"));
+    denied(NOBODY, NOBODY, &format!("cat {mp}/kept"));
+    denied(NOBODY, NOBODY, &format!("echo x > {mp}/new"));
+    denied(NOBODY, NOBODY, &format!("mkdir {mp}/dir"));
+    denied(NOBODY, NOBODY, &format!("rm -f {mp}/kept"));
+    // Giving a file away is refused (PFS stores no owner), also to root.
+    assert_eq!(
+        errno_of(std::os::unix::fs::chown(m.path("kept"), Some(0), None)),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno_of(std::os::unix::fs::chown(m.path("kept"), None, Some(0))),
+        libc::EPERM
+    );
+
+    // The host lock and the live-mark file of the lease: the device's
+    // owner and group may open them, nobody else (a lock held on them
+    // would stall every writer of the device).
+    for name in [
+        format!(".{PBD}-paxos-hostid"),
+        format!(".{PBD}.pfs-rs-live"),
+    ] {
+        let p = devdir.join(&name);
+        let st = fs::metadata(&p).unwrap();
+        assert_eq!(
+            (st.uid(), st.gid(), st.mode() & 0o7777),
+            (0, OWNER, 0o660),
+            "{name}"
+        );
+        let ps = p.display();
+        allowed(MEMBER, OWNER, &format!(": <> {ps}"));
+        denied(NOBODY, NOBODY, &format!(": < {ps}"));
+    }
+    m.umount();
+    assert_eq!(disk.ok(&["read", &format!("/{PBD}/kept")]), b"keep\n");
+    disk.fsck_clean();
+}
+
+/// Runs `rsync -a --stats` from `src` into `dst`; the number of regular
+/// files it transferred.
+fn rsync_transferred(src: &Path, dst: &Path) -> u64 {
+    let o = Command::new("rsync")
+        .args(["-a", "--stats"])
+        .arg(format!("{}/", src.display()))
+        .arg(dst)
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "rsync: {out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("Number of regular files transferred: "))
+        .map(|n| n.replace(',', "").trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no count in rsync's output: {out}"))
+}
+
+#[test]
+fn rsync_again_transfers_nothing_because_times_are_kept() {
+    if !fuse_ok("rsync_again_transfers_nothing_because_times_are_kept") {
+        return;
+    }
+    if Command::new("rsync").arg("--version").output().is_err() {
+        eprintln!("note: rsync_again_transfers_nothing_because_times_are_kept skipped: no rsync");
+        return;
+    }
+    let disk = Disk::new("times");
+    let src = disk.dir.join("src");
+    // Some files large enough to get blocks ahead of the writer, which
+    // are given back when they close.
+    make_tree(&src, 60);
+    let files = checksums(&src).values().filter(|v| *v != "dir").count() as u64;
+    let m = disk.mount("1", &[], "mnt");
+    assert_eq!(rsync_transferred(&src, &m.path("r")), files);
+    assert_eq!(rsync_transferred(&src, &m.path("r")), 0, "second run");
+    // The times are the source's.
+    let big = format!("lvl0/sub0/0-{}", "long-name-".repeat(24));
+    for rel in ["lvl1/sub1/file-1.dat", &big, "lvl3/sub0"] {
+        let (a, b) = (
+            fs::metadata(src.join(rel)).unwrap(),
+            fs::metadata(m.path("r").join(rel)).unwrap(),
+        );
+        assert_eq!(a.mtime(), b.mtime(), "{rel}");
+    }
+    // A time set while the file is still open (cp -p sets it before it
+    // closes the copy) outlasts the close, which gives back the blocks
+    // allocated ahead.
+    let big_src = src.join(&big);
+    run(Command::new("cp")
+        .arg("-p")
+        .arg(&big_src)
+        .arg(m.path("cp-p")));
+    assert_eq!(
+        fs::metadata(m.path("cp-p")).unwrap().mtime(),
+        fs::metadata(&big_src).unwrap().mtime()
+    );
+    {
+        let mut f = fs::File::create(m.path("held")).unwrap();
+        f.write_all(&gen_input("held", 20 << 20)).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_234_567_890))
+            .unwrap();
+    }
+    assert_eq!(fs::metadata(m.path("held")).unwrap().mtime(), 1_234_567_890);
+    // Set through the mount, kept across a remount, read by the tool.
+    fs::write(m.path("stamped"), b"x").unwrap();
+    run(Command::new("touch")
+        .args(["-d", "@1000000000"])
+        .arg(m.path("stamped")));
+    assert_eq!(
+        fs::metadata(m.path("stamped")).unwrap().mtime(),
+        1_000_000_000
+    );
+    m.umount();
+    let stat = String::from_utf8(disk.ok(&["stat", &format!("/{PBD}/stamped")])).unwrap();
+    assert!(stat.contains("modify: 1000000000,"), "{stat}");
+    let m = disk.mount("1", &[], "mnt");
+    assert_eq!(
+        fs::metadata(m.path("stamped")).unwrap().mtime(),
+        1_000_000_000
+    );
+    assert_eq!(rsync_transferred(&src, &m.path("r")), 0, "after a remount");
+    // A file changed since is copied again, and only that one.
+    fs::write(src.join("lvl1/sub1/file-1.dat"), b"changed").unwrap();
+    assert_eq!(rsync_transferred(&src, &m.path("r")), 1);
+    m.umount();
     disk.fsck_clean();
 }

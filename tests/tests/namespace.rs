@@ -629,3 +629,35 @@ fn truncating_a_handle_cuts_its_deferred_writes_too() {
     assert_eq!(m.read_at(ino, &mut buf, 0).unwrap(), 3);
     assert_eq!(&buf[..3], b"012");
 }
+
+#[test]
+fn a_modification_time_set_is_committed_and_replayed() {
+    let dev = formatted();
+    let m = writer(&dev);
+    let f = m.create(ROOT_INO, b"f", FileType::File).unwrap();
+    let d = m.create(ROOT_INO, b"d", FileType::Dir).unwrap();
+    let before = m.getattr(f).unwrap();
+    m.set_mtime(f, 1_000_000_000).unwrap();
+    m.set_mtime(d, 7).unwrap();
+    let a = m.getattr(f).unwrap();
+    assert_eq!(a.mtime, 1_000_000_000);
+    assert!(a.ctime >= before.ctime);
+    assert_eq!((a.size, a.btime), (before.size, before.btime));
+    assert_eq!(m.getattr(d).unwrap().mtime, 7);
+    // The same time again commits nothing.
+    let head = m.leader().head_txid.get();
+    m.set_mtime(f, 1_000_000_000).unwrap();
+    assert_eq!(m.leader().head_txid.get(), head);
+    // The system files keep theirs; a free inode has none to set.
+    assert_eq!(errno(m.set_mtime(2, 1)), libc::EPERM);
+    m.unlink(ROOT_INO, b"f").unwrap();
+    assert!(m.set_mtime(f, 1).is_err());
+    // A reader of another host replays it; so does the next writer.
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &opts(2)).unwrap();
+    assert_eq!(r.getattr(d).unwrap().mtime, 7);
+    drop(r);
+    let m = Arc::try_unwrap(m).ok().unwrap();
+    m.unmount().unwrap();
+    let w = Mount::open_with(dev, Mode::ReadWrite, &opts(2)).unwrap();
+    assert_eq!(w.getattr(d).unwrap().mtime, 7);
+}

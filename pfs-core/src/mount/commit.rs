@@ -30,27 +30,29 @@ impl Mount {
         let mut guard = self.state.write();
         guard.gen = next_gen();
         self.fence.check_stopped()?;
-        if guard.leader.tail_txid == guard.leader.head_txid && guard.dirty.is_empty() {
+        if !guard.journal.has_unapplied() {
             return Ok(());
         }
-        let (lease, stale) = self.take_writer_lease(&guard.leader, guard.leader_bda)?;
+        let bda = guard.leader_bda;
+        let (lease, stale) = self.take_writer_lease(guard.leader(), bda)?;
         if stale {
             *guard = self.reloaded()?;
             return Ok(());
         }
-        let st = &mut *guard;
-        let bda = st.leader_bda;
+        let State {
+            meta,
+            journal,
+            journal_blocks,
+            ..
+        } = &mut *guard;
         let log = DeviceLog {
             dev: self.dev.as_ref(),
-            blocks: &st.journal_blocks,
+            blocks: journal_blocks,
             leader_bda: bda,
         };
-        let r = checkpoint_sectors(&log, &st.meta, &mut st.leader, &mut st.dirty, &|l| {
-            self.still_ours(&lease, l, bda)
-        });
-        match r {
+        let ours = |l: &LeaderRecord| self.still_ours(&lease, l, bda);
+        match journal.checkpoint(&log, &ours, &mut |d| write_home(&log, meta, d)) {
             Ok(()) => {
-                st.ntx = 0;
                 self.committed();
                 Ok(())
             }
@@ -72,12 +74,10 @@ impl Mount {
         guard.gen = next_gen();
         let State {
             meta,
-            leader,
+            journal,
             leader_bda,
             journal_blocks,
-            dirty,
             alloc,
-            ntx,
             gen: _,
         } = &mut *guard;
         self.fence.check_stopped()?;
@@ -89,7 +89,7 @@ impl Mount {
             return Ok(r);
         }
         let bda = *leader_bda;
-        let (lease, stale) = self.take_writer_lease(leader, bda)?;
+        let (lease, stale) = self.take_writer_lease(journal.leader(), bda)?;
         if stale {
             // Someone committed between our look and our taking the
             // lease. Nothing of ours is written: catch up and let the
@@ -110,7 +110,7 @@ impl Mount {
         };
         let ours = |l: &LeaderRecord| self.still_ours(&lease, l, bda);
         crate::lease::stop_point("commit-start");
-        ours(leader)?;
+        ours(journal.leader())?;
         let before_leader = |l: &LeaderRecord| {
             crate::lease::stop_point("before-leader");
             ours(l)
@@ -118,39 +118,30 @@ impl Mount {
         if let Some(s) = &self.share {
             // A process of the host killed between its leader write and
             // settling leaves this behind: the head it wrote is the host's.
-            s.set_next(self.hostid, leader.head_txid.get() + 1);
+            s.set_next(self.hostid, journal.leader().head_txid.get() + 1);
         }
-        let new_leader = match pfs_journal::append(&log, leader, &objs, &before_leader) {
-            Err(CoreError::Journal(JournalError::Full { .. })) => {
-                if let Err(e) = checkpoint_sectors(&log, meta, leader, dirty, &ours) {
-                    return Err(self.fence.stop_io(e, "a checkpoint write or flush failed"));
-                }
-                *ntx = 0;
-                pfs_journal::append(&log, leader, &objs, &before_leader)
-            }
-            other => other,
-        };
-        let new_leader = match new_leader {
-            Ok(l) => l,
+        match journal.commit(&log, &objs, &before_leader, &mut |d| {
+            write_home(&log, meta, d)
+        }) {
+            Ok(()) => {}
             // Refused before anything was written.
             Err(e @ CoreError::Journal(JournalError::TxTooLarge { .. })) => return Err(e),
-            Err(e) => return Err(self.fence.stop_io(e, "a journal write or flush failed")),
-        };
+            Err(e) => {
+                return Err(self
+                    .fence
+                    .stop_io(e, "a journal or checkpoint write or flush failed"))
+            }
+        }
         tx.finish();
         for (id, mo) in &objs {
             meta.set(*id, *mo);
-            dirty.insert(id.sector_bda());
         }
-        *leader = new_leader;
-        self.adopt_head(leader);
-        *ntx += 1;
+        self.adopt_head(journal.leader());
         self.committed();
-        if pfs_journal::checkpoint_due(*ntx, dirty.len() as u64) {
-            if let Err(e) = checkpoint_sectors(&log, meta, leader, dirty, &ours) {
-                return Err(self.fence.stop_io(e, "a checkpoint write or flush failed"));
-            }
-            *ntx = 0;
-            self.committed();
+        match journal.checkpoint_if_due(&log, &ours, &mut |d| write_home(&log, meta, d)) {
+            Ok(true) => self.committed(),
+            Ok(false) => {}
+            Err(e) => return Err(self.fence.stop_io(e, "a checkpoint write or flush failed")),
         }
         Ok(r)
     }
@@ -169,7 +160,7 @@ impl Mount {
         let _host = self.host_tx()?;
         self.refresh()?;
         let mut guard = self.state.write();
-        let (_, stale) = self.take_writer_lease(&guard.leader, guard.leader_bda)?;
+        let (_, stale) = self.take_writer_lease(guard.leader(), guard.leader_bda)?;
         if stale {
             *guard = self.reloaded()?;
         }
@@ -216,7 +207,7 @@ impl Mount {
     fn reloaded(&self) -> Result<State> {
         let mut fresh = load_state(self.raw.as_ref())?;
         fresh.alloc = Some(Allocator::build(&fresh.meta));
-        self.adopt_head(&fresh.leader);
+        self.adopt_head(fresh.leader());
         Ok(fresh)
     }
 
@@ -277,7 +268,7 @@ impl Mount {
         let _host = self.host_tx()?;
         let mut guard = self.state.write();
         self.fence.check_stopped()?;
-        let (lease, stale) = self.take_writer_lease(&guard.leader, guard.leader_bda)?;
+        let (lease, stale) = self.take_writer_lease(guard.leader(), guard.leader_bda)?;
         if stale {
             // Taken just now: what others committed before is the
             // device's content, and this mount's state is loaded again.
@@ -286,7 +277,7 @@ impl Mount {
             return Ok(());
         }
         let bda = guard.leader_bda;
-        self.still_ours(&lease, &guard.leader, bda)
+        self.still_ours(&lease, guard.leader(), bda)
     }
 
     /// Runs `op`, which writes to the device outside a transaction, with
@@ -320,31 +311,15 @@ impl Mount {
     }
 }
 
-/// Writes the dirty metaset sectors home and advances the journal's tail
-/// to its head (see [`pfs_journal::checkpoint`] for the order of writes and
-/// flushes); `guard` runs before anything is written and again before the
-/// leader record.
-fn checkpoint_sectors(
-    log: &DeviceLog<'_>,
-    meta: &MetaImage,
-    leader: &mut LeaderRecord,
-    dirty: &mut BTreeSet<u64>,
-    guard: pfs_journal::Guard<'_, CoreError>,
-) -> Result<()> {
-    if leader.tail_txid == leader.head_txid && dirty.is_empty() {
-        return Ok(());
+/// Writes the metaset sectors at the device addresses `dirty` home, from
+/// `meta` (the first step of a checkpoint).
+fn write_home(log: &DeviceLog<'_>, meta: &MetaImage, dirty: &BTreeSet<u64>) -> Result<()> {
+    let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+    for &bda in dirty {
+        let objs = meta.sector_objects(bda)?;
+        sect.as_mut_slice()
+            .copy_from_slice(&pfs_format::metaset::encode_sector(&objs));
+        log.dev.write_at(sect.as_slice(), bda)?;
     }
-    let mut write_home = || -> Result<()> {
-        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
-        for &bda in dirty.iter() {
-            let objs = meta.sector_objects(bda)?;
-            sect.as_mut_slice()
-                .copy_from_slice(&pfs_format::metaset::encode_sector(&objs));
-            log.dev.write_at(sect.as_slice(), bda)?;
-        }
-        Ok(())
-    };
-    *leader = pfs_journal::checkpoint(log, leader, &mut write_home, guard)?;
-    dirty.clear();
     Ok(())
 }

@@ -80,7 +80,7 @@ impl Mount {
             // A writer that has not written yet follows whoever did.
             let st = self.state.read();
             let now = read_leader(self.dev.as_ref(), st.leader_bda)?;
-            if now == st.leader {
+            if now == *st.leader() {
                 return Ok(());
             }
             drop(st);
@@ -88,7 +88,7 @@ impl Mount {
         }
         let (bda, old) = {
             let st = self.state.read();
-            (st.leader_bda, st.leader)
+            (st.leader_bda, *st.leader())
         };
         let new = read_leader(self.dev.as_ref(), bda)?;
         if new.head_txid.get() == old.head_txid.get() && new.head_lsn.get() == old.head_lsn.get() {
@@ -97,8 +97,8 @@ impl Mount {
                 // leader record we write must carry the tail it moved.
                 let mut st = self.state.write();
                 st.gen = next_gen();
-                if st.leader == old {
-                    st.leader = new;
+                if *st.leader() == old {
+                    st.journal.checkpointed_elsewhere(new);
                 }
             }
             return Ok(());

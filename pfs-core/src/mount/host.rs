@@ -9,19 +9,6 @@ use crate::share::Share;
 use std::sync::atomic::Ordering;
 
 impl Mount {
-    /// Takes inode `ino`'s data lock: shared around a write's data,
-    /// `exclusive` around a truncate (see [`crate::datalock`]). Taken
-    /// before the host's transaction lock, never while holding it.
-    pub(crate) fn data_lock(
-        &self,
-        ino: u64,
-        exclusive: bool,
-    ) -> Result<crate::datalock::DataGuard<'_>> {
-        let share = self.share.as_deref();
-        let stripes = share.map_or(&self.data_locks, |s| &s.stripes);
-        crate::datalock::DataGuard::take(stripes, share, ino, exclusive)
-    }
-
     /// A shared mount's turn to write among the processes of its host on
     /// this machine (the host's transaction lock), caught up with what they
     /// committed; `None` for a mount that is not shared. A read-write

@@ -8,26 +8,21 @@ use crate::lease::Slots;
 use crate::meta::{DeviceLog, MetaImage, Replayed};
 use crate::share::Share;
 use pfs_format::LeaderRecord;
-use pfs_journal::{LogStore, Span};
-use std::collections::BTreeSet;
+use pfs_journal::{Journal, LogStore};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Metadata as of some committed transaction.
 pub(crate) struct State {
     pub(crate) meta: MetaImage,
-    /// The leader record this state corresponds to (its head was replayed).
-    pub(crate) leader: LeaderRecord,
+    /// The journal as of this state: its leader record (whose head was
+    /// replayed), the sectors changed since the last checkpoint.
+    pub(crate) journal: Journal,
     /// Device address of the leader record.
     pub(crate) leader_bda: u64,
     /// Journal blocks in file order.
     pub(crate) journal_blocks: Vec<u64>,
-    /// Metaset sectors changed by committed transactions since the last
-    /// checkpoint (device addresses).
-    pub(crate) dirty: BTreeSet<u64>,
     /// Free-object index (read-write mounts).
     pub(crate) alloc: Option<Allocator>,
-    /// Transactions committed since the last checkpoint.
-    pub(crate) ntx: u64,
     /// Changes whenever the metadata may have changed (see [`next_gen`]):
     /// what was worked out from it under an older value is stale.
     pub(crate) gen: u64,
@@ -40,9 +35,14 @@ pub(super) fn next_gen() -> u64 {
 }
 
 impl State {
+    /// The leader record this state corresponds to.
+    pub(crate) fn leader(&self) -> &LeaderRecord {
+        self.journal.leader()
+    }
+
     /// Where the writer-lease slots are.
     pub(crate) fn slots(&self) -> Slots {
-        Slots::of(&self.leader, self.leader_bda)
+        Slots::of(self.leader(), self.leader_bda)
     }
 }
 
@@ -73,12 +73,10 @@ pub(crate) fn load_state(dev: &dyn Device) -> Result<State> {
     let r = Replayed::load(dev)?;
     Ok(State {
         meta: r.meta,
-        leader: r.journal.leader,
+        journal: Journal::new(r.journal.leader, r.dirty),
         leader_bda: r.journal.leader_bda,
-        dirty: r.dirty,
         journal_blocks: r.journal.blocks,
         alloc: None,
-        ntx: 0,
         gen: next_gen(),
     })
 }
@@ -110,24 +108,18 @@ pub(super) fn load_state_shared(
 /// no longer holds them all, or the writer reused their space while they
 /// were read: `st` is unchanged and must be loaded again.
 pub(super) fn advance(dev: &dyn Device, st: &mut State, new: LeaderRecord) -> Result<bool> {
-    let old = st.leader;
-    // Within the committed span, or past the tail the writer checkpointed.
-    let Some(span) = Span::since(&old, &new).or_else(|| Span::after(&old, &new)) else {
-        return Ok(false);
-    };
+    let (bda, nchunk) = (st.leader_bda, st.meta.nchunk);
     let log = DeviceLog {
         dev,
         blocks: &st.journal_blocks,
-        leader_bda: st.leader_bda,
+        leader_bda: bda,
     };
-    let Ok(entries) = pfs_journal::span_entries(&log, &span, st.meta.nchunk) else {
+    let Some(entries) = st
+        .journal
+        .follow(&log, new, nchunk, || read_leader(dev, bda))?
+    else {
         return Ok(false);
     };
-    // Each entry read proved itself (txid, lsn, checksum); what is left to
-    // rule out is a writer that lapped the journal while we read.
-    if Span::after(&old, &read_leader(dev, st.leader_bda)?).is_none() {
-        return Ok(false);
-    }
     st.gen = next_gen();
     st.meta.apply(&entries);
     if let Some(a) = st.alloc.as_mut() {
@@ -136,9 +128,6 @@ pub(super) fn advance(dev: &dyn Device, st: &mut State, new: LeaderRecord) -> Re
             a.observe(c.id, &c.entry.le_obj_val);
         }
     }
-    st.dirty
-        .extend(entries.iter().map(|c| c.entry.le_sector_bda.get()));
-    st.leader = new;
     Ok(true)
 }
 
@@ -151,16 +140,16 @@ pub(super) fn resume(
     hostid: u64,
 ) -> Result<State> {
     let now = read_leader(dev, st.leader_bda)?;
-    if now == st.leader {
+    if now == *st.leader() {
         return Ok(st);
     }
-    if now.head_txid.get() == st.leader.head_txid.get()
-        && now.head_lsn.get() == st.leader.head_lsn.get()
+    if now.head_txid.get() == st.leader().head_txid.get()
+        && now.head_lsn.get() == st.leader().head_lsn.get()
     {
         // Only checkpointed: nothing to apply, and nothing left to write
         // back either.
-        st.leader = now;
-        st.dirty.clear();
+        st.journal.checkpointed_elsewhere(now);
+        st.journal.forget_dirty();
         return Ok(st);
     }
     if advance(dev, &mut st, now)? {

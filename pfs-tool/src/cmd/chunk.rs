@@ -84,6 +84,7 @@ pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
             let _lock = pfs_core::HostLock::acquire(
                 &pfs_core::pbd::lock_path(&a.pbd, ctx.device_dir.as_deref()),
                 0,
+                dev.local_path(),
             )
             .map_err(|e| Failure::new(EXIT_EBUSY, format!("chunk: {e}")))?;
             let r = restore(&dev, start, end, a.force, &mut std::io::stdin().lock());

@@ -155,7 +155,8 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
         CHUNK_SIZE
     )?;
     out.flush()?;
-    let _lock = HostLock::acquire(&pbd::lock_path(&a.dst, ctx.device_dir.as_deref()), 0)
+    let lock_path = pbd::lock_path(&a.dst, ctx.device_dir.as_deref());
+    let _lock = HostLock::acquire(&lock_path, 0, dst.local_path())
         .map_err(|e| Failure::from_core("fscp", &e))?;
     // The host lock only keeps out this machine's writers: a writer of any
     // host holding the destination's lease is refused too, as mkfs -f

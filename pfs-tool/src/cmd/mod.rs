@@ -119,7 +119,9 @@ impl Context {
         name: &str,
         hostid: u64,
     ) -> Result<pfs_core::HostLock, Failure> {
-        pfs_core::HostLock::acquire(&pbd::lock_path(name, self.device_dir.as_deref()), hostid)
+        let dir = self.device_dir.as_deref();
+        let device = pbd::device_path(name, dir).ok();
+        pfs_core::HostLock::acquire(&pbd::lock_path(name, dir), hostid, device.as_deref())
             .map_err(|e| Failure::from_core(command, &e))
     }
 

@@ -91,6 +91,9 @@ enum Fail {
     /// `ESTALE`, on which the kernel looks the name up again, so an open or
     /// stat by name finds what the name is now.
     Stale,
+    /// A change the mount refuses (`EPERM`): giving a file to another
+    /// owner or group.
+    NotPermitted,
 }
 
 impl From<CoreError> for Fail {
@@ -187,6 +190,23 @@ struct Open {
     ahead: bool,
 }
 
+/// Who the files of a mount belong to and who may use them (`-o uid=`,
+/// `gid=`, `umask=`, `quiet`). PFS stores no owner or mode: every file and
+/// directory shows these, and the kernel checks each access against them
+/// (`default_permissions`).
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    /// Owner of every file and directory.
+    pub uid: u32,
+    /// Their group.
+    pub gid: u32,
+    /// Bits taken away from `0666` for files and `0777` for directories.
+    pub umask: u32,
+    /// `chown` and `chgrp` to another owner or group succeed and change
+    /// nothing, instead of failing with `EPERM`.
+    pub quiet: bool,
+}
+
 /// A directory listing taken at `opendir`, served in pieces by `readdir`:
 /// names, nodes and types.
 type Listing = Vec<(Vec<u8>, INodeNo, FileType)>;
@@ -197,8 +217,7 @@ pub struct PfsFs {
     /// A read-only mount, following the writer of another host.
     follower: bool,
     ttl: Duration,
-    uid: u32,
-    gid: u32,
+    access: Access,
     /// The nodes the kernel was told of (but the root's).
     nodes: Mutex<HashMap<INodeNo, Node>>,
     /// The writer's open files, by inode.
@@ -214,6 +233,7 @@ pub struct PfsFs {
 fn errno(e: impl Into<Fail>) -> Errno {
     match e.into() {
         Fail::Stale => Errno::from_i32(libc::ESTALE),
+        Fail::NotPermitted => Errno::from_i32(libc::EPERM),
         Fail::Core(e) => {
             let n = e.errno();
             if n == libc::EIO {
@@ -259,15 +279,14 @@ fn kind(k: FileType) -> FuseType {
 }
 
 impl PfsFs {
-    /// Serves `mount`; files and directories appear owned by `uid`/`gid`.
-    pub fn new(mount: Arc<Mount>, uid: u32, gid: u32) -> PfsFs {
+    /// Serves `mount`; files and directories appear as `access` says.
+    pub fn new(mount: Arc<Mount>, access: Access) -> PfsFs {
         let follower = mount.mode() == Mode::ReadOnly;
         PfsFs {
             mount: Some(mount),
             follower,
             ttl: if follower { READER_TTL } else { WRITER_TTL },
-            uid,
-            gid,
+            access,
             nodes: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
@@ -300,16 +319,29 @@ impl PfsFs {
             ctime: time(a.ctime),
             crtime: UNIX_EPOCH + Duration::from_micros(a.btime),
             kind: kind(a.kind),
-            perm: if a.is_dir() { 0o755 } else { 0o644 },
+            perm: self.perm(a),
             // Directories: 1, the usual "not counted" (PFS keeps no
             // subdirectory count), so tools do not infer leaves from it.
             nlink: if a.is_dir() { 1 } else { a.nlink.max(1) as u32 },
-            uid: self.uid,
-            gid: self.gid,
+            uid: self.access.uid,
+            gid: self.access.gid,
             rdev: 0,
             blksize: 1 << 20,
             flags: 0,
         }
+    }
+
+    /// The permission bits of `a`: directories `0777`, files `0666`, the
+    /// system files (which nothing may change) `0444`, less the umask.
+    fn perm(&self, a: &Attr) -> u16 {
+        let full = if a.is_dir() {
+            0o777
+        } else if is_system(a.ino) {
+            0o444
+        } else {
+            0o666
+        };
+        (full & !self.access.umask) as u16
     }
 
     /// Commits the uncommitted writes to `ino`, if any (cheap when there
@@ -560,7 +592,8 @@ impl PfsFs {
     }
 
     /// Closes the last handle of `ino`: commits, then gives back blocks
-    /// allocated ahead past the end.
+    /// allocated ahead past the end (a truncate to the size it has, which
+    /// keeps its times: one set while it was open stays).
     fn finish(&self, ino: u64, o: Open) -> CoreResult<()> {
         o.file.commit()?;
         if o.ahead {
@@ -639,11 +672,44 @@ impl PfsFs {
         }
     }
 
-    fn do_setattr(&self, node: INodeNo, size: Option<u64>) -> FsResult<Attr> {
+    /// `truncate`, `chown` and `utimes`. PFS stores no owner: a change to
+    /// the mount's own owner and group does nothing, to any other fails
+    /// with `EPERM` (unless `quiet`). It stores a modification time, in
+    /// seconds; the access time is not stored (it shows the modification
+    /// time).
+    fn do_setattr(
+        &self,
+        node: INodeNo,
+        owner: (Option<u32>, Option<u32>),
+        size: Option<u64>,
+        mtime: Option<TimeOrNow>,
+    ) -> FsResult<Attr> {
+        let other_uid = owner.0.is_some_and(|u| u != self.access.uid);
+        let other_gid = owner.1.is_some_and(|g| g != self.access.gid);
+        if (other_uid || other_gid) && !self.access.quiet {
+            return Err(Fail::NotPermitted);
+        }
+        let ino = pfs_ino(node);
         if let Some(len) = size {
             self.writable()?;
             self.check_node(node)?;
-            self.set_size(pfs_ino(node), len)?;
+            self.set_size(ino, len)?;
+        }
+        if let Some(t) = mtime {
+            self.writable()?;
+            self.check_node(node)?;
+            let secs = match t {
+                TimeOrNow::SpecificTime(t) => {
+                    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+                }
+                TimeOrNow::Now => SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            };
+            // What was written before is committed first, so its commit
+            // does not stamp its own time over this one.
+            self.settle(ino)?;
+            self.m()?.set_mtime(ino, secs)?;
         }
         self.getattr_of(node)
     }
@@ -907,11 +973,11 @@ impl Filesystem for PfsFs {
         _req: &Request,
         ino: INodeNo,
         _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -920,9 +986,9 @@ impl Filesystem for PfsFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        // PFS stores no owner, mode or settable times: chmod, chown and
-        // utimes are accepted and change nothing. Only the size is stored.
-        self.reply_attr(self.do_setattr(ino, size), reply);
+        // PFS stores no mode: chmod is accepted and changes nothing (the
+        // mount's umask decides what files show).
+        self.reply_attr(self.do_setattr(ino, (uid, gid), size, mtime), reply);
     }
 
     fn mkdir(

@@ -58,21 +58,68 @@ const LOG_TAIL: u64 = 256 << 10;
 /// Request threads.
 const THREADS: usize = 4;
 
-/// The FUSE options of `-o` and the mode.
-fn fuse_config(a: &MountArgs) -> Result<Config, Failure> {
+/// Options of `-o` for the mount (see [`fuse_config`]).
+const KNOWN_OPTIONS: &str = "ro, rw, allow_other, allow_root, default_permissions, noatime, \
+                             noexec, uid=N, gid=N, umask=OOO, quiet";
+
+/// The FUSE options of `-o` and the mode, and who the files belong to.
+///
+/// PFS stores no owner or mode, so a mount shows every file and directory
+/// as the kernel's vfat and exfat mounts do: owned by `uid=` and `gid=`
+/// (the mounting user by default), files `0666` and directories `0777`
+/// less `umask=` (the mounting process's umask by default), and the
+/// kernel checks every access against that (`default_permissions`,
+/// always on).
+fn fuse_config(a: &MountArgs) -> Result<(Config, fs::Access), Failure> {
     let mut cfg = Config::default();
     cfg.mount_options = vec![
         MountOption::FSName(format!("pfs:{}", a.pbd)),
         MountOption::Subtype("pfs".into()),
         MountOption::NoDev,
         MountOption::NoSuid,
+        MountOption::DefaultPermissions,
     ];
+    // Whoever mounted (the owner of /proc/self).
+    let (uid, gid) = std::fs::metadata("/proc/self")
+        .map(|md| (md.uid(), md.gid()))
+        .unwrap_or((0, 0));
+    let mut access = fs::Access {
+        uid,
+        gid,
+        umask: process_umask(),
+        quiet: false,
+    };
     cfg.acl = SessionACL::Owner;
     cfg.n_threads = Some(THREADS);
     if a.read_only {
         cfg.mount_options.push(MountOption::RO);
     }
     for o in a.options.iter().flat_map(|o| o.split(',')) {
+        if let Some((key, value)) = o.split_once('=') {
+            let bad = |what: &str| {
+                Failure::new(
+                    USAGE,
+                    format!("mount: option {o:?}: {value:?} is not {what}"),
+                )
+            };
+            match key {
+                "uid" => access.uid = value.parse().map_err(|_| bad("a numeric user id"))?,
+                "gid" => access.gid = value.parse().map_err(|_| bad("a numeric group id"))?,
+                "umask" => {
+                    access.umask = u32::from_str_radix(value, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777)
+                        .ok_or_else(|| bad("an octal mask (such as 027)"))?
+                }
+                _ => {
+                    return Err(Failure::new(
+                        USAGE,
+                        format!("mount: unknown option {o:?} (known: {KNOWN_OPTIONS})"),
+                    ))
+                }
+            }
+            continue;
+        }
         match o {
             "" | "rw" => {}
             "ro" if a.read_only => {}
@@ -84,26 +131,38 @@ fn fuse_config(a: &MountArgs) -> Result<Config, Failure> {
             }
             "allow_other" => cfg.acl = SessionACL::All,
             "allow_root" => cfg.acl = SessionACL::RootAndOwner,
-            "default_permissions" => cfg.mount_options.push(MountOption::DefaultPermissions),
+            // Always on.
+            "default_permissions" => {}
+            "quiet" => access.quiet = true,
             "noatime" => cfg.mount_options.push(MountOption::NoAtime),
             "noexec" => cfg.mount_options.push(MountOption::NoExec),
             other => {
                 return Err(Failure::new(
                     USAGE,
-                    format!(
-                        "mount: unknown option {other:?} (known: ro, rw, allow_other, \
-                         allow_root, default_permissions, noatime, noexec)"
-                    ),
+                    format!("mount: unknown option {other:?} (known: {KNOWN_OPTIONS})"),
                 ))
             }
         }
     }
-    Ok(cfg)
+    Ok((cfg, access))
+}
+
+/// This process's umask (`Umask:` of /proc/self/status; 022 if it cannot
+/// be read).
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 /// `pfs mount`.
 pub fn mount(ctx: &Context, a: &MountArgs, out: &mut dyn Write) -> CmdResult {
-    let cfg = fuse_config(a)?;
+    let (cfg, access) = fuse_config(a)?;
     if !a.mountpoint.is_dir() {
         return Err(Failure::new(
             FAILURE,
@@ -114,7 +173,7 @@ pub fn mount(ctx: &Context, a: &MountArgs, out: &mut dyn Write) -> CmdResult {
     if !a.foreground && !child {
         return detach();
     }
-    serve(ctx, a, &cfg, child, out)
+    serve(ctx, a, &cfg, access, child, out)
 }
 
 /// Starts this command again as the serving process and waits until it
@@ -161,6 +220,7 @@ fn serve(
     ctx: &Context,
     a: &MountArgs,
     cfg: &Config,
+    access: fs::Access,
     child: bool,
     out: &mut dyn Write,
 ) -> CmdResult {
@@ -190,11 +250,7 @@ fn serve(
         m.take_lease()
             .map_err(|e| Failure::from_core("mount", &e))?;
     }
-    // Files appear owned by whoever mounted (the owner of /proc/self).
-    let (uid, gid) = std::fs::metadata("/proc/self")
-        .map(|md| (md.uid(), md.gid()))
-        .unwrap_or((0, 0));
-    let fs = fs::PfsFs::new(m, uid, gid);
+    let fs = fs::PfsFs::new(m, access);
     let unmount_error = std::sync::Arc::clone(&fs.unmount_error);
     let mut session = fuser::Session::new(fs, &a.mountpoint, cfg).map_err(|e| {
         Failure::new(

@@ -1,0 +1,76 @@
+//! The locks a file operation takes, in the one order allowed:
+//!
+//! 1. the file's data lock ([`crate::datalock`]): shared by writes, alone
+//!    for a truncate, so no write is on its way to a block a truncate
+//!    frees;
+//! 2. for a write that extends the file or a block's written part (and so
+//!    zeroes a gap and commits a new extent), the lock that orders
+//!    extends: the host's transaction lock on a shared mount, the mount's
+//!    own extend lock of the file's stripe otherwise;
+//! 3. inside every transaction, the host's transaction lock (taken again;
+//!    it is re-entrant) and then the mount's state.
+//!
+//! The guards here hold 1 and 2 together, so a caller cannot take them the
+//! wrong way round: a [`WriteGuard`] or [`TruncateGuard`] is the only way to
+//! a data lock, and it is taken before any transaction starts.
+
+use crate::datalock::DataGuard;
+use crate::error::Result;
+use crate::mount::Mount;
+use crate::share::TxLock;
+
+/// What orders a write that extends among the writers of a file.
+enum ExtendLock<'m> {
+    /// The host's transaction lock (a shared mount).
+    Host(#[allow(dead_code)] Option<TxLock<'m>>),
+    /// The mount's own extend lock of the file's stripe.
+    Local(#[allow(dead_code)] parking_lot::RwLockWriteGuard<'m, ()>),
+}
+
+/// The locks a write to one file holds while its data goes to the device
+/// and its new extents are committed.
+pub(crate) struct WriteGuard<'m> {
+    _extend: Option<ExtendLock<'m>>,
+    // Declared last: dropped after the extend lock, the reverse of the
+    // order it was taken in.
+    _data: DataGuard<'m>,
+}
+
+/// The lock a truncate holds: the file's data lock, alone.
+pub(crate) struct TruncateGuard<'m> {
+    _data: DataGuard<'m>,
+}
+
+impl Mount {
+    /// The locks for writing `len` bytes at `off` of file `ino`: its data
+    /// lock shared, and the extend lock when the write grows the file or a
+    /// block's written part (decided under the data lock).
+    pub(crate) fn write_guard(&self, ino: u64, off: u64, len: u64) -> Result<WriteGuard<'_>> {
+        let data = self.data_lock(ino, false)?;
+        let extend = match self.extends(ino, off, len)? {
+            false => None,
+            true if self.is_shared() => Some(ExtendLock::Host(self.host_tx()?)),
+            true => Some(ExtendLock::Local(self.extend_stripes().of(ino).write())),
+        };
+        Ok(WriteGuard {
+            _extend: extend,
+            _data: data,
+        })
+    }
+
+    /// The lock for cutting file `ino` down: no write may be on its way to
+    /// a block the truncate frees.
+    pub(crate) fn truncate_guard(&self, ino: u64) -> Result<TruncateGuard<'_>> {
+        Ok(TruncateGuard {
+            _data: self.data_lock(ino, true)?,
+        })
+    }
+
+    /// Inode `ino`'s data lock: shared around a write's data, `exclusive`
+    /// around a truncate.
+    fn data_lock(&self, ino: u64, exclusive: bool) -> Result<DataGuard<'_>> {
+        let share = self.share();
+        let stripes = share.map_or(self.local_stripes(), |s| &s.stripes);
+        DataGuard::take(stripes, share, ino, exclusive)
+    }
+}

@@ -1,0 +1,225 @@
+//! The journal as one owner keeps it: where its head and tail are (the
+//! leader record), which metaset sectors the transactions since the last
+//! checkpoint changed, and how many there were. Its writer commits through
+//! it (a full journal is checkpointed first, and a checkpoint follows when
+//! the reference's thresholds say so); a follower brings it forward to
+//! another writer's commits.
+//!
+//! It owns no storage: every call is given the [`LogStore`] to work on, and
+//! the caller's metadata stays the caller's (a checkpoint asks the caller to
+//! write the changed sectors home).
+
+use crate::append::{checkpoint_due, Append};
+use crate::error::JournalError;
+use crate::replay::{span_entries, Committed};
+use crate::span::Span;
+use crate::store::{append, checkpoint, Guard, LogStore};
+use pfs_format::{LeaderRecord, MetaObjPhy, ObjectId};
+use std::collections::BTreeSet;
+
+/// Writes the metaset sectors at the given device addresses to their homes
+/// from the caller's metadata (the first step of a checkpoint).
+pub type WriteHome<'a, E> = &'a mut dyn FnMut(&BTreeSet<u64>) -> Result<(), E>;
+
+/// The state of a journal (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journal {
+    leader: LeaderRecord,
+    /// Metaset sectors (device addresses) changed since the last checkpoint.
+    dirty: BTreeSet<u64>,
+    /// Transactions committed since the last checkpoint.
+    ntx: u64,
+}
+
+impl Journal {
+    /// The journal `leader` describes, whose committed entries since the
+    /// last checkpoint changed the sectors in `dirty`.
+    pub fn new(leader: LeaderRecord, dirty: BTreeSet<u64>) -> Journal {
+        Journal {
+            leader,
+            dirty,
+            ntx: 0,
+        }
+    }
+
+    /// The leader record of the last commit or checkpoint.
+    pub fn leader(&self) -> &LeaderRecord {
+        &self.leader
+    }
+
+    /// The metaset sectors changed since the last checkpoint.
+    pub fn dirty(&self) -> &BTreeSet<u64> {
+        &self.dirty
+    }
+
+    /// Whether a checkpoint has anything to do.
+    pub fn has_unapplied(&self) -> bool {
+        self.leader.tail_txid != self.leader.head_txid || !self.dirty.is_empty()
+    }
+
+    /// Takes in a leader record that another writer of the same host wrote
+    /// by checkpointing (the head is where it was, the tail moved).
+    pub fn checkpointed_elsewhere(&mut self, leader: LeaderRecord) {
+        self.leader = leader;
+    }
+
+    /// Forgets the changed sectors: someone else wrote them home.
+    pub fn forget_dirty(&mut self) {
+        self.dirty.clear();
+    }
+
+    /// Commits one transaction of `objs`: its entries are appended at the
+    /// head and flushed, `guard` runs, and the leader record is written and
+    /// flushed. A journal too full for it is checkpointed first, through
+    /// `write_home` (the sectors as they were before this transaction). When
+    /// this returns `Ok` the transaction is committed: the caller applies
+    /// `objs` to its metadata, then calls [`Journal::checkpoint_if_due`].
+    /// On an error nothing of it is committed.
+    pub fn commit<S: LogStore + ?Sized>(
+        &mut self,
+        store: &S,
+        objs: &[(ObjectId, MetaObjPhy)],
+        guard: Guard<'_, S::Error>,
+        write_home: WriteHome<'_, S::Error>,
+    ) -> Result<(), S::Error> {
+        if let Err(JournalError::Full { .. }) = Append::plan(&self.leader, objs) {
+            self.checkpoint(store, guard, write_home)?;
+        }
+        self.leader = append(store, &self.leader, objs, guard)?;
+        self.dirty
+            .extend(objs.iter().map(|(id, _)| id.sector_bda()));
+        self.ntx += 1;
+        Ok(())
+    }
+
+    /// Checkpoints if the transactions or sectors changed since the last
+    /// checkpoint reach the reference's thresholds; `true` when it did.
+    pub fn checkpoint_if_due<S: LogStore + ?Sized>(
+        &mut self,
+        store: &S,
+        guard: Guard<'_, S::Error>,
+        write_home: WriteHome<'_, S::Error>,
+    ) -> Result<bool, S::Error> {
+        if !checkpoint_due(self.ntx, self.dirty.len() as u64) {
+            return Ok(false);
+        }
+        self.checkpoint(store, guard, write_home)?;
+        Ok(true)
+    }
+
+    /// Writes the changed sectors home (`write_home`), flushes, then moves
+    /// the tail up to the head (see [`checkpoint`] for the order of writes,
+    /// flushes and `guard`). Does nothing when nothing is unapplied.
+    pub fn checkpoint<S: LogStore + ?Sized>(
+        &mut self,
+        store: &S,
+        guard: Guard<'_, S::Error>,
+        write_home: WriteHome<'_, S::Error>,
+    ) -> Result<(), S::Error> {
+        if !self.has_unapplied() {
+            return Ok(());
+        }
+        let dirty = &self.dirty;
+        self.leader = checkpoint(store, &self.leader, &mut || write_home(dirty), guard)?;
+        self.dirty.clear();
+        self.ntx = 0;
+        Ok(())
+    }
+
+    /// Brings the journal forward to another writer's leader record `new`:
+    /// returns the entries committed since this journal's leader (also
+    /// those a checkpoint already wrote home: they stay in the journal until
+    /// the writer reuses their space), for the caller to apply. `None` when
+    /// the journal no longer holds them all, or the writer reused their
+    /// space while they were read (`reread` gives the leader record as it is
+    /// on the storage after the read): the caller must load everything
+    /// again. Nothing changes on `None` or an error.
+    pub fn follow<S: LogStore + ?Sized>(
+        &mut self,
+        store: &S,
+        new: LeaderRecord,
+        nchunk: u32,
+        reread: impl FnOnce() -> Result<LeaderRecord, S::Error>,
+    ) -> Result<Option<Vec<Committed>>, S::Error> {
+        let old = self.leader;
+        let Some(span) = Span::since(&old, &new).or_else(|| Span::after(&old, &new)) else {
+            return Ok(None);
+        };
+        let Ok(entries) = span_entries(store, &span, nchunk) else {
+            return Ok(None);
+        };
+        // Each entry read proved itself (txid, lsn, checksum); what is left
+        // to rule out is a writer that lapped the journal while we read.
+        if Span::after(&old, &reread()?).is_none() {
+            return Ok(None);
+        }
+        self.dirty
+            .extend(entries.iter().map(|c| c.entry.le_sector_bda.get()));
+        self.leader = new;
+        Ok(Some(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemLog;
+    use pfs_format::MetaType;
+
+    type R<T> = Result<T, JournalError>;
+
+    fn objs(n: usize, seed: u32) -> Vec<(ObjectId, MetaObjPhy)> {
+        (0..n)
+            .map(|k| {
+                let id =
+                    ObjectId::new(MetaType::Inode, 0, (seed * 7 + k as u32) % 2000 + 3).unwrap();
+                (id, MetaObjPhy::new_free(id))
+            })
+            .collect()
+    }
+
+    fn allow(_: &LeaderRecord) -> R<()> {
+        Ok(())
+    }
+
+    #[test]
+    fn a_full_journal_checkpoints_itself_and_a_follower_keeps_up() {
+        // 64 entries of room: commits of 1..=9 entries fill it every few.
+        let log = MemLog::new(64 * 256);
+        let mut w = Journal::new(log.read_leader().unwrap(), BTreeSet::new());
+        let mut f = w.clone();
+        let (mut homes, mut followed) = (0, 0);
+        for t in 0..200u32 {
+            let n = 1 + (t as usize * 7) % 9;
+            let before = *w.leader();
+            w.commit(&log, &objs(n, t), &allow, &mut |d: &BTreeSet<u64>| {
+                assert!(!d.is_empty());
+                homes += 1;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(w.leader().head_txid.get(), before.head_txid.get() + 1);
+            assert_eq!(log.read_leader().unwrap(), *w.leader());
+            // The follower reads what it missed, or is told to reload when
+            // a checkpoint's reuse of the space overtook it.
+            if t % 3 == 0 {
+                match f
+                    .follow(&log, *w.leader(), 1, || log.read_leader())
+                    .unwrap()
+                {
+                    Some(entries) => {
+                        assert!(!entries.is_empty());
+                        followed += 1;
+                    }
+                    None => f = Journal::new(*w.leader(), BTreeSet::new()),
+                }
+                assert_eq!(f.leader(), w.leader());
+            }
+        }
+        assert!(homes > 10, "the journal checkpointed itself {homes} times");
+        assert!(followed > 10, "followed {followed} times");
+        assert!(!w.checkpoint_if_due(&log, &allow, &mut |_| Ok(())).unwrap());
+        w.checkpoint(&log, &allow, &mut |_| Ok(())).unwrap();
+        assert!(!w.has_unapplied());
+    }
+}
