@@ -60,6 +60,7 @@ mod device;
 mod error;
 mod fence;
 mod file;
+mod flush;
 mod fsck;
 mod fsops;
 mod growfs;

@@ -139,6 +139,9 @@ pub struct Mount {
     data_locks: crate::stripes::Stripes,
     /// See [`BlockCache`].
     block_cache: parking_lot::Mutex<BlockCache>,
+    /// Shares device flushes among this mount's threads (a mount that is
+    /// not shared; a shared one shares them through its share).
+    flushes: crate::flush::FlushGate,
 }
 
 impl Drop for Mount {
@@ -330,6 +333,7 @@ impl Mount {
             extending: Default::default(),
             data_locks: Default::default(),
             block_cache: parking_lot::Mutex::new(BlockCache::new()),
+            flushes: Default::default(),
         })
         .and_then(|m| {
             if m.mode == Mode::ReadWrite {

@@ -42,6 +42,10 @@ const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR2");
 const OFF_MAGIC: usize = 0;
 const OFF_BOOT: usize = 8;
 const OFF_VERSION: usize = 16;
+/// Flushes asked for by the processes of the machine (see [`crate::flush`]).
+const OFF_FLUSH_REQUESTED: usize = 24;
+/// The newest request a completed flush covered.
+const OFF_FLUSH_COVERED: usize = 32;
 /// Per-host words start here, `HOST_STRIDE` bytes per host id.
 const OFF_HOSTS: usize = 64;
 const HOST_STRIDE: usize = 64;
@@ -63,6 +67,7 @@ const MAX_HOSTID: u64 = ((FILE_LEN as usize - OFF_HOSTS) / HOST_STRIDE - 1) as u
 const LOCK_INIT: i64 = 1 << 20;
 const LOCK_TX: i64 = 2 << 20;
 const LOCK_MEMBER: i64 = 3 << 20;
+const LOCK_FLUSH: i64 = 4 << 20;
 const LOCK_OPEN: i64 = 1 << 32;
 const LOCK_DATA: i64 = 1 << 40;
 
@@ -82,6 +87,8 @@ pub(crate) struct Share {
     open: Mutex<HashMap<u64, usize>>,
     /// Writes of this process per inode holding its data lock shared.
     writing: Mutex<HashMap<u64, usize>>,
+    /// The in-process half of the order of flushes ([`Share::flush`]).
+    flushing: Mutex<()>,
     /// The in-process half of the data locks, shared by every mount of
     /// this process on the PBD.
     pub(crate) stripes: crate::stripes::Stripes,
@@ -137,6 +144,7 @@ impl Share {
             members: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
             writing: Mutex::new(HashMap::new()),
+            flushing: Mutex::new(()),
             stripes: Default::default(),
         };
         share.init()?;
@@ -368,6 +376,26 @@ impl Share {
     /// The commit counter.
     pub(crate) fn version(&self) -> u64 {
         self.word(OFF_VERSION).load(Ordering::Acquire)
+    }
+
+    /// Makes durable every write this process completed before the call,
+    /// by `flush` or by a flush another process (or thread) of the machine
+    /// started after it (see [`crate::flush`]).
+    pub(crate) fn flush(&self, flush: impl FnOnce() -> Result<()>) -> Result<()> {
+        let me = self
+            .word(OFF_FLUSH_REQUESTED)
+            .fetch_add(1, Ordering::SeqCst)
+            + 1;
+        let _turn = self.flushing.lock();
+        self.lock(libc::F_WRLCK, LOCK_FLUSH, 1, true)?;
+        let r = crate::flush::covered_or_flush(
+            me,
+            self.word(OFF_FLUSH_REQUESTED),
+            self.word(OFF_FLUSH_COVERED),
+            flush,
+        );
+        self.unlock(LOCK_FLUSH, 1);
+        r
     }
 
     /// Counts a commit or checkpoint made by this process; returns the new

@@ -302,12 +302,17 @@ impl Mount {
 
     /// Makes every write this mount completed durable (`fsync`), checking
     /// that the mount may still write before and after the flush.
-    /// Read-only mounts flush nothing.
+    /// Concurrent calls share device flushes (see [`crate::flush`]), among
+    /// the threads of the process and, on a shared mount, the processes of
+    /// the host. Read-only mounts flush nothing.
     pub fn sync(&self) -> Result<()> {
         if self.mode != Mode::ReadWrite {
             return Ok(());
         }
-        self.with_write_permit(|| self.dev.sync())
+        self.with_write_permit(|| match &self.share {
+            Some(s) => s.flush(|| self.dev.sync()),
+            None => self.flushes.flush(|| self.dev.sync()),
+        })
     }
 }
 
