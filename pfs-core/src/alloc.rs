@@ -1,16 +1,20 @@
 //! Choosing new object numbers the way the reference does.
 //!
 //! For each type, the chunk with the most free objects wins (ties go to the
-//! lower chunk), and inside it the lowest free object id. Freed numbers are
-//! free again at once. Block tags freed by this or an earlier mount carry
-//! discard status READY and are reused first, in the order they became
-//! ready (the reference takes the root of its search tree of ready tags,
-//! which is the first one inserted while the tree holds one or two).
+//! lower chunk; when it has nothing it may hand out, the next chunks in
+//! turn), and inside it the lowest free object id. Freed numbers are free
+//! again at once. Block tags freed by this or an earlier mount carry
+//! discard status READY and are reused first: the one at the root of the
+//! reference's search tree of READY tags, which [`ready::ReadyTree`] keeps
+//! in the same shape.
+
+mod ready;
 
 use crate::meta::MetaImage;
 use pfs_format::blktag::dstatus;
 use pfs_format::{MetaType, ObjectId};
-use std::collections::{BTreeSet, VecDeque};
+use ready::ReadyTree;
+use std::collections::BTreeSet;
 
 /// Free objects of one type.
 #[derive(Debug, Clone)]
@@ -22,10 +26,22 @@ struct TypeAlloc {
 
 impl TypeAlloc {
     fn alloc(&mut self, skip: &dyn Fn(ObjectId) -> bool) -> Option<ObjectId> {
-        // Most free first; among equals the lower chunk.
-        let mut order: Vec<usize> = (0..self.free.len()).collect();
-        order.sort_by_key(|&c| (std::cmp::Reverse(self.free[c].len()), c));
-        for c in order {
+        // The chunk with the most free objects (the first of equals), then
+        // the chunks after it in turn, wrapping round.
+        let n = self.free.len();
+        let mut best: Option<usize> = None;
+        for c in 0..n {
+            if !self.free[c].is_empty()
+                && best.map_or(true, |b| self.free[c].len() > self.free[b].len())
+            {
+                best = Some(c);
+            }
+        }
+        let best = best?;
+        for c in (best..n).chain(0..best) {
+            if self.free[c].is_empty() {
+                continue;
+            }
             let found = self.free[c].iter().copied().find(|&oid| {
                 !skip(ObjectId {
                     mtype: self.mtype,
@@ -50,9 +66,8 @@ impl TypeAlloc {
 #[derive(Debug, Clone)]
 pub struct Allocator {
     types: [TypeAlloc; 3],
-    /// Free block tags with discard status READY, in the order they will be
-    /// reused.
-    ready: VecDeque<ObjectId>,
+    /// Free block tags with discard status READY, by `mo_number`.
+    ready: ReadyTree,
     /// Free block tags whose discard is in progress (never allocated).
     in_progress: BTreeSet<ObjectId>,
 }
@@ -77,7 +92,8 @@ impl Allocator {
                 })
                 .collect(),
         });
-        let mut ready = VecDeque::new();
+        // Inserted in the reference's order: chunk by chunk, ascending.
+        let mut ready = ReadyTree::default();
         let mut in_progress = BTreeSet::new();
         for c in 0..meta.nchunk {
             for (i, mo) in meta.objects(c, MetaType::BlkTag).iter().enumerate() {
@@ -90,7 +106,9 @@ impl Allocator {
                     oid: i as u32,
                 };
                 match mo.blktag().bt_dstatus.get() {
-                    dstatus::READY => ready.push_back(id),
+                    dstatus::READY => {
+                        ready.insert(id.number());
+                    }
                     dstatus::IN_PROGRESS => {
                         in_progress.insert(id);
                     }
@@ -109,7 +127,13 @@ impl Allocator {
     /// block tag; `None` when every chunk is full.
     pub fn alloc(&mut self, t: MetaType) -> Option<(ObjectId, bool)> {
         if t == MetaType::BlkTag {
-            if let Some(id) = self.ready.pop_front() {
+            if let Some(number) = self.ready.first() {
+                self.ready.remove(number);
+                let id = ObjectId {
+                    mtype: t,
+                    chunk: (number >> t.shift()) as u32,
+                    oid: (number & ((1 << t.shift()) - 1)) as u32,
+                };
                 self.types[idx(t)].free[id.chunk as usize].remove(&id.oid);
                 return Some((id, true));
             }
@@ -120,13 +144,15 @@ impl Allocator {
             .map(|id| (id, false))
     }
 
-    /// Undoes [`Self::alloc`].
+    /// Undoes [`Self::alloc`]: the tag's READY status comes back with its
+    /// old image, and it joins the tree again as the reference's rollback
+    /// does.
     pub fn unalloc(&mut self, id: ObjectId, from_ready: bool) {
         if let Some(set) = self.types[idx(id.mtype)].free.get_mut(id.chunk as usize) {
             set.insert(id.oid);
         }
         if from_ready {
-            self.ready.push_front(id);
+            self.ready.insert(id.number());
         }
     }
 
@@ -135,8 +161,8 @@ impl Allocator {
         if let Some(set) = self.types[idx(id.mtype)].free.get_mut(id.chunk as usize) {
             set.remove(&id.oid);
         }
-        if let Some(pos) = self.ready.iter().rposition(|r| *r == id) {
-            self.ready.remove(pos);
+        if id.mtype == MetaType::BlkTag {
+            self.ready.remove(id.number());
         }
     }
 
@@ -147,13 +173,10 @@ impl Allocator {
         let Some(set) = self.types[idx(id.mtype)].free.get_mut(id.chunk as usize) else {
             return;
         };
-        let ready_at = |q: &VecDeque<ObjectId>| q.iter().position(|r| *r == id);
         if mo.is_used() {
             set.remove(&id.oid);
             if id.mtype == MetaType::BlkTag {
-                if let Some(pos) = ready_at(&self.ready) {
-                    self.ready.remove(pos);
-                }
+                self.ready.remove(id.number());
                 self.in_progress.remove(&id);
             }
             return;
@@ -164,21 +187,15 @@ impl Allocator {
         }
         match mo.blktag().bt_dstatus.get() {
             dstatus::READY => {
+                self.ready.insert(id.number());
                 self.in_progress.remove(&id);
-                if ready_at(&self.ready).is_none() {
-                    self.ready.push_back(id);
-                }
             }
             dstatus::IN_PROGRESS => {
-                if let Some(pos) = ready_at(&self.ready) {
-                    self.ready.remove(pos);
-                }
                 self.in_progress.insert(id);
+                self.ready.remove(id.number());
             }
             _ => {
-                if let Some(pos) = ready_at(&self.ready) {
-                    self.ready.remove(pos);
-                }
+                self.ready.remove(id.number());
                 self.in_progress.remove(&id);
             }
         }
@@ -189,8 +206,8 @@ impl Allocator {
         if let Some(set) = self.types[idx(id.mtype)].free.get_mut(id.chunk as usize) {
             set.insert(id.oid);
         }
-        if id.mtype == MetaType::BlkTag && !self.ready.contains(&id) {
-            self.ready.push_back(id);
+        if id.mtype == MetaType::BlkTag {
+            self.ready.insert(id.number());
         }
     }
 }

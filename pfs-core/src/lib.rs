@@ -123,6 +123,11 @@ pub use trim::TrimReport;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+/// The SDK guide's examples (the Rust library's), compiled as doctests.
+#[doc = include_str!("../../docs/sdk.md")]
+#[cfg(doctest)]
+pub struct SdkGuideDoctests;
+
 /// Raw metadata as it is on disk, for the tool's inspection commands
 /// (`dumpfs`, `dumple`, `info`, `usedinfo`) and for tests: not the API a
 /// program should build on (that is [`Mount`]).

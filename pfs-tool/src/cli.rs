@@ -100,7 +100,9 @@ pub enum Command {
     /// loop…, sd…, sf…, vd…, mapper_…, pangu-…, a leading digit) are taken
     /// as PFS paths and anything else is an error naming both places.
     /// Each file is written under a temporary name, flushed, then renamed
-    /// into place.
+    /// into place; SIGINT, SIGTERM or SIGHUP remove that temporary file
+    /// before the copy ends. Holes in the source stay holes. `cp -r dir/.
+    /// DST` copies what dir holds into DST.
     Cp(CpArgs),
     /// WAL archiving: `push` for archive_command, `fetch` for restore_command.
     Archive(ArchiveArgs),

@@ -5,13 +5,53 @@
 //! `fstrim`). What was wrong still goes to stderr, in clap's words.
 //!
 //! A command given no arguments at all is left to the general rule (exit 1),
-//! as the reference prints its general usage and exits 1 then.
+//! as the reference prints its general usage and exits 1 then. A host id
+//! the tool refuses (`-H 200`) gets the reference's general usage on stdout
+//! and exit 1, whatever the command.
 
 use crate::cli::Cli;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::CommandFactory;
 use std::ffi::OsString;
 use std::io::Write;
+
+/// The reference's general usage, printed on stdout when the host id is
+/// refused; [`VERSION_LINE`] follows it.
+pub const GENERAL: &str = "Usage: pfs [-H hostid] [-C|--cluster=clustername] [-t pfsd_timeout] <command> [options] pbdpaths
+pfs has following commands
+  help       show help info
+  tree       list all files in this dir and its subdirs
+  ls         list all direntries in this directory
+  rmdir      remove an empty directory
+  truncate   truncate file
+  tail       read file tail incessantly
+  fallocate  allocate block for file
+  write      write file
+  read       read file
+  stat       show file info
+  touch      create file
+  chunk      chunk operations
+  cp         copy file or dir
+  du         display disk usage statistics
+  dumpfs     dump pbd info or data
+  dumple     dump log entries
+  flushlog   flush log to pbd
+  fscp       transfer pfs pbd data
+  fstrim     trim filesystem
+  info       show pfs meta info
+  map        dump a file's block index
+  mkdir      create dir
+  growfs     grow filesystem
+  mkfs       make filesystem
+  rename     rename file
+  rm         remove file or dir
+  usedinfo   dump pbd info or data
+
+";
+
+/// The last line of the general usage: the reference names its build
+/// there, we name ours.
+pub const VERSION_LINE: &str = concat!("pfs version: pfs-rs ", env!("CARGO_PKG_VERSION"), "\n");
 
 /// `pfs chunk`'s usage, as the reference prints it.
 pub const CHUNK: &str = "pfs chunk [-m|--mode=<backup|restore>] [-c|--chunkid=<chunkid>] \
@@ -131,16 +171,23 @@ pub fn report(
     ) {
         return None;
     }
-    let (command, following) = subcommand_of(args)?;
-    let text = text_of(&command)?;
-    if following == 0 {
-        return None;
-    }
     let invalid: Vec<String> = match e.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(s)) => vec![s.clone()],
         Some(ContextValue::Strings(v)) => v.clone(),
         _ => Vec::new(),
     };
+    if e.kind() == ErrorKind::ValueValidation && invalid.iter().any(|v| v.starts_with("--hostid")) {
+        let _ = out.write_all(GENERAL.as_bytes());
+        let _ = out.write_all(VERSION_LINE.as_bytes());
+        let _ = out.flush();
+        let _ = write!(err, "{}", e.render());
+        return Some(crate::exit::USAGE);
+    }
+    let (command, following) = subcommand_of(args)?;
+    let text = text_of(&command)?;
+    if following == 0 {
+        return None;
+    }
     if about_top_level(&invalid) {
         return None;
     }

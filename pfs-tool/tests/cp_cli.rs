@@ -669,3 +669,269 @@ fn archive_push_failures_exit_1() {
     }
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Blocks a PFS file has (`map`'s rows with a block behind them).
+fn pfs_blocks(dir: &Path, p: &str) -> usize {
+    ok(dir, &["map", p])
+        .lines()
+        .skip(3)
+        .filter(|l| l.split_whitespace().nth(2).is_some_and(|bt| bt != "0"))
+        .count()
+}
+
+/// `len` bytes of `p` from `off`, read through `pfs read`.
+fn pfs_read_at(dir: &Path, p: &str, off: u64, len: u64) -> Vec<u8> {
+    let o = pfs(
+        dir,
+        &["read", "-o", &off.to_string(), "-l", &len.to_string(), p],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+#[test]
+fn holes_stay_holes_in_every_direction() {
+    // A 100 GiB file holding data only in its first block, across the
+    // boundary of two blocks 40 GiB in, and in the last bytes: a copy
+    // reads and writes those few blocks, and the destination gets the full
+    // size without blocks (PFS) or disk space (local) for the holes.
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    const SIZE: u64 = 100 << 30;
+    let dir = scratch("holes");
+    device(&dir, "nvme1n1");
+    device(&dir, "nvme3n1");
+    let parts: [(u64, Vec<u8>); 3] = [
+        (0, gen_input("holes-a", 300_000)),
+        ((40 << 30) - 5000, gen_input("holes-b", 10_000)),
+        (SIZE - 77, gen_input("holes-c", 77)),
+    ];
+    let src = dir.join("sparse.bin");
+    let f = fs::File::create(&src).unwrap();
+    f.set_len(SIZE).unwrap();
+    for (off, data) in &parts {
+        f.write_all_at(data, *off).unwrap();
+    }
+    drop(f);
+    let limit = Duration::from_secs(60);
+    let small_local = |p: &Path| {
+        let m = fs::metadata(p).unwrap();
+        assert_eq!(m.len(), SIZE, "{}", p.display());
+        assert!(
+            m.blocks() * 512 <= 32 << 20,
+            "{}: {} bytes on disk",
+            p.display(),
+            m.blocks() * 512
+        );
+    };
+    let out = dir.join("out");
+    fs::create_dir_all(&out).unwrap();
+    for (from, to) in [
+        (src.display().to_string(), "/nvme1n1/s".to_owned()),
+        ("/nvme1n1/s".to_owned(), "/nvme3n1/s".to_owned()),
+        ("/nvme3n1/s".to_owned(), "/nvme3n1/again".to_owned()),
+        (
+            "/nvme3n1/again".to_owned(),
+            out.join("s").display().to_string(),
+        ),
+    ] {
+        let o = pfs_within(&dir, &dir, &["cp", &from, &to], limit);
+        assert!(
+            o.status.success(),
+            "cp {from} {to}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if to.starts_with('/') && !to.starts_with(&out.display().to_string()) {
+            // Four blocks hold data: the first, the two around 40 GiB
+            // and the last.
+            assert_eq!(pfs_blocks(&dir, &to), 4, "{to}");
+            assert!(ok(&dir, &["stat", &to]).contains(&format!("size: {SIZE}")));
+            for (off, data) in &parts {
+                assert_eq!(
+                    &pfs_read_at(&dir, &to, *off, data.len() as u64),
+                    data,
+                    "{to} at {off}"
+                );
+            }
+            // A hole reads as zeros.
+            let hole = pfs_read_at(&dir, &to, 7 << 30, 4096);
+            assert!(hole.len() == 4096 && hole.iter().all(|&b| b == 0));
+        }
+    }
+    let back = out.join("s");
+    small_local(&back);
+    let f = fs::File::open(&back).unwrap();
+    for (off, data) in &parts {
+        let mut buf = vec![0u8; data.len()];
+        f.read_exact_at(&mut buf, *off).unwrap();
+        assert_eq!(&buf, data, "local copy at {off}");
+    }
+    for d in ["nvme1n1", "nvme3n1"] {
+        assert!(ok(&dir, &["fsck", d]).ends_with("clean\n"));
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file of `len` bytes of data (not zeros, no holes), made quickly.
+fn data_file(p: &Path, len: usize) {
+    let mut block = vec![0u8; 1 << 20];
+    let mut f = std::io::BufWriter::new(fs::File::create(p).unwrap());
+    for i in 0..len >> 20 {
+        for (j, b) in block.iter_mut().enumerate() {
+            *b = (i as u8) ^ (j as u8) | 1;
+        }
+        std::io::Write::write_all(&mut f, &block).unwrap();
+    }
+}
+
+#[test]
+fn a_copy_stopped_by_a_signal_removes_its_temporary_file() {
+    // SIGTERM while a local file is copied into PFS, SIGINT while a PFS
+    // file is copied out: each copy removes its temporary file, leaves no
+    // file under the final name and ends killed by its signal.
+    use std::os::unix::process::ExitStatusExt;
+    let dir = scratch("signals");
+    device(&dir, "nvme1n1");
+    let src = dir.join("src.bin");
+    data_file(&src, 768 << 20);
+    ok(&dir, &["cp", &src.display().to_string(), "/nvme1n1/src"]);
+    let out = dir.join("out");
+    fs::create_dir_all(&out).unwrap();
+    let local_temps = || {
+        fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".pfscp-"))
+    };
+    let pfs_temps = || ok(&dir, &["ls", "/nvme1n1/"]).contains(".pfscp-");
+    let cases: [(&str, String, String, nix::sys::signal::Signal); 2] = [
+        (
+            "into PFS",
+            src.display().to_string(),
+            "/nvme1n1/dst".to_owned(),
+            nix::sys::signal::Signal::SIGTERM,
+        ),
+        (
+            "out of PFS",
+            "/nvme1n1/src".to_owned(),
+            out.join("dst").display().to_string(),
+            nix::sys::signal::Signal::SIGINT,
+        ),
+    ];
+    for (what, from, to, sig) in cases {
+        let into_pfs = to.starts_with("/nvme1n1/");
+        let mut stopped = false;
+        for _ in 0..5 {
+            let mut child = Command::new(PFS)
+                .arg("--device-dir")
+                .arg(&dir)
+                .args(["cp", &from, &to])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Signal it once its temporary file exists.
+            let start = std::time::Instant::now();
+            let mut seen = false;
+            while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(60) {
+                seen = if into_pfs { pfs_temps() } else { local_temps() };
+                if seen {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if seen {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+            }
+            let o = child.wait_with_output().unwrap();
+            if !seen || o.status.success() {
+                // Done before it could be stopped: try again.
+                assert!(
+                    o.status.success(),
+                    "{what}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                if into_pfs {
+                    ok(&dir, &["rm", &to]);
+                } else {
+                    fs::remove_file(&to).unwrap();
+                }
+                continue;
+            }
+            assert_eq!(
+                o.status.signal(),
+                Some(sig as i32),
+                "{what}: {:?} ({})",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            );
+            stopped = true;
+            break;
+        }
+        assert!(stopped, "{what}: every copy finished before its signal");
+        assert!(!local_temps(), "{what}: a local temporary file stayed");
+        assert!(!pfs_temps(), "{what}: a PFS temporary file stayed");
+        let ls = ok(&dir, &["ls", "/nvme1n1/"]);
+        assert!(!ls.contains(" dst\n"), "{what}: {ls}");
+        assert!(!out.join("dst").exists(), "{what}");
+        assert!(ok(&dir, &["fsck", "nvme1n1"]).ends_with("clean\n"));
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn recursive_copies_of_dir_dot_copy_the_contents() {
+    // `cp -r dir/. dst` copies what dir holds into dst (made if missing),
+    // as cp does, from and to either side; `cp -r dir dst` still copies dir
+    // itself into an existing dst.
+    let dir = scratch("dirdot");
+    device(&dir, "nvme1n1");
+    device(&dir, "nvme3n1");
+    let src = dir.join("tree");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("a"), b"a\n").unwrap();
+    fs::write(src.join("sub/b"), b"b\n").unwrap();
+    let names = |listing: String| -> Vec<String> {
+        let mut v: Vec<String> = listing
+            .lines()
+            .filter(|l| !l.starts_with("total "))
+            .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+            .filter(|n| !n.starts_with(".pfs-"))
+            .collect();
+        v.sort();
+        v
+    };
+    ok(&dir, &["mkdir", "/nvme1n1/dst"]);
+    let s = format!("{}/.", src.display());
+    ok(&dir, &["cp", "-r", &s, "/nvme1n1/dst"]);
+    assert_eq!(names(ok(&dir, &["ls", "/nvme1n1/dst"])), ["a", "sub"]);
+    assert_eq!(pfs_read(&dir, "/nvme1n1/dst/sub/b"), b"b\n");
+    // Into a missing directory, across devices, with a trailing slash.
+    ok(&dir, &["cp", "-r", "/nvme1n1/dst/./", "/nvme3n1/new"]);
+    assert_eq!(names(ok(&dir, &["ls", "/nvme3n1/new"])), ["a", "sub"]);
+    // Out of PFS into an existing local directory.
+    let back = dir.join("back");
+    fs::create_dir_all(&back).unwrap();
+    ok(
+        &dir,
+        &["cp", "-r", "/nvme3n1/new/.", &back.display().to_string()],
+    );
+    let mut local: Vec<String> = fs::read_dir(&back)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    local.sort();
+    assert_eq!(local, ["a", "sub"]);
+    assert_eq!(fs::read(back.join("sub/b")).unwrap(), b"b\n");
+    // Without `/.` the directory itself goes inside.
+    ok(
+        &dir,
+        &["cp", "-r", &src.display().to_string(), "/nvme1n1/dst"],
+    );
+    assert_eq!(
+        names(ok(&dir, &["ls", "/nvme1n1/dst"])),
+        ["a", "sub", "tree"]
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}

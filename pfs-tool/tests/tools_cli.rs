@@ -247,28 +247,92 @@ fn chunk_backup_streams_match_reference() {
 }
 
 #[test]
-fn chunk_backup_failures_write_nothing_to_the_stream() {
+fn chunk_backup_failures_print_the_reference_line_and_no_stream() {
     let dir = device_dir("chunk-backup", &[("nvme1n1", "nvme1n1")]);
     let zeros = scratch("backup-zeros");
     sparse(&zeros.join("nvme2n1"), 30 << 30);
     let _ = fs::remove_file(dir.join("nvme2n1"));
     std::os::unix::fs::symlink(zeros.join("nvme2n1"), dir.join("nvme2n1")).unwrap();
-    for (args, code) in [
-        (vec!["chunk", "-m", "backup", "-c", "3", "nvme1n1"], 234),
+    // The reference's line and exit code (its reasons are stale errnos:
+    // ours say on stderr what was wrong). Where it streamed chunk 2 before
+    // failing on chunk 3 (-c 2 -e 4), we refuse before the first byte.
+    let exists = b"chunk failed: File exists\n".to_vec();
+    for (args, code, stdout) in [
+        (
+            vec!["chunk", "-m", "backup", "-c", "3", "nvme1n1"],
+            234,
+            golden_stdout("chunk-backup", "022-backup-c3-beyond"),
+        ),
         (
             vec!["chunk", "-m", "backup", "-c", "2", "-e", "4", "nvme1n1"],
             234,
+            exists.clone(),
         ),
-        (vec!["chunk", "-m", "backup", "-c", "0", "nvme2n1"], 5),
-        (vec!["chunk", "-m", "backup", "-c", "0", "1-1"], 247),
+        (
+            vec!["chunk", "-m", "backup", "-c", "0", "nvme2n1"],
+            5,
+            golden_stdout("chunk-backup", "030-backup-unformatted"),
+        ),
+        (
+            vec!["chunk", "-m", "backup", "-c", "0", "1-1"],
+            247,
+            golden_stdout("chunk-backup", "029-backup-pbdno-version"),
+        ),
     ] {
         let o = pfs(&dir, &args);
         assert_eq!(o.status.code(), Some(code), "{args:?}");
-        assert!(o.stdout.is_empty(), "{args:?}: stdout is the stream");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&stdout),
+            "{args:?}: stdout"
+        );
         assert!(!o.stderr.is_empty(), "{args:?}: says why");
     }
-    let _ = fs::remove_file(dir.join("nvme2n1"));
+    assert_eq!(
+        exists,
+        golden_stdout("chunk-backup", "022-backup-c3-beyond")
+    );
     let _ = fs::remove_dir_all(zeros);
+}
+
+#[test]
+fn chunk_restore_failures_print_the_reference_line() {
+    // The reference's nvme3n1 (20 GiB): chunk 0 restored (035), then the
+    // refused restores 040, 042 and 043, with its exit codes and stdout.
+    let dir = scratch("restore-lines");
+    let c0 = stream("chunk-backup", "backup-c0.oss", &dir);
+    let full = stream("chunk-backup", "backup-c0-e3.oss", &dir);
+    let cut = stream("chunk-backup", "backup-c0-cut.oss", &dir);
+    let inputs = golden_dir().join("chunk-backup/inputs");
+    sparse(&dir.join("nvme3n1"), 20 << 30);
+    let recorded = pfs_tests::commands("chunk-backup", "outputs/commands.tsv");
+    let run = |id: &str, input: &Path| {
+        let r = recorded.iter().find(|r| r.id == id).unwrap();
+        let args: Vec<&str> = r.args.iter().map(String::as_str).collect();
+        let o = pfs_stdin(&dir, &args, input);
+        assert_eq!(
+            o.status.code(),
+            Some(r.exit),
+            "{id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&golden_stdout("chunk-backup", id)),
+            "{id}: stdout"
+        );
+        o
+    };
+    run("035-restore-c0-only", &c0);
+    for (id, input) in [
+        ("040-restore-bad-header", inputs.join("garbage.bin")),
+        ("042-restore-cut-stream", cut.clone()),
+        ("043-restore-3-chunks-onto-20GiB", full.clone()),
+    ] {
+        let o = run(id, &input);
+        assert!(!o.stderr.is_empty(), "{id}: says why");
+    }
+    let _ = fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -313,7 +377,7 @@ fn chunk_restore_refuses_bad_streams_and_never_looks_whole() {
     };
     let refused = |o: &Output, what: &str| {
         assert_eq!(o.status.code(), Some(234), "{what}");
-        assert_eq!(o.stdout, b"chunk failed: Invalid argument\n", "{what}");
+        assert_eq!(o.stdout, b"chunk failed: impl specific\n", "{what}");
         assert!(!o.stderr.is_empty(), "{what}: says why");
     };
     // Nothing written for an empty, a garbage or a foreign stream.
@@ -819,12 +883,20 @@ fn fstrim_usage_errors_match_reference() {
         ],
         |_, golden| golden,
     );
-    // A host id the tool refuses: exit 1 as in the reference (whose stdout
-    // is its general usage with its build's version line; ours says on
-    // stderr what is wrong).
+    // A host id the tool refuses: exit 1 and the reference's general
+    // usage, whose last line names the build (ours, not the reference's);
+    // stderr says what is wrong.
     let o = pfs(&dir, &["-H", "200", "fstrim", "-q", "nvme1n1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("200"));
+    let ours = String::from_utf8(o.stdout).unwrap();
+    let theirs = String::from_utf8(golden_stdout("fstrim", "030-fstrim-hostid-too-large")).unwrap();
+    fn body(s: &str) -> Vec<&str> {
+        s.lines().rev().skip(1).collect()
+    }
+    assert_eq!(body(&ours), body(&theirs));
+    assert!(ours.lines().last().unwrap().starts_with("pfs version: "));
+    assert!(ours.ends_with('\n'));
     let _ = fs::remove_dir_all(dir);
 }
 

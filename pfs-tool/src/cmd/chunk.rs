@@ -42,6 +42,16 @@ fn einval(msg: impl Into<String>) -> Failure {
     Failure::new(EXIT_EINVAL, format!("chunk: {}", msg.into()))
 }
 
+/// The reference's `chunk failed: <reason>` line on stdout, reason and all:
+/// it prints whatever `errno` held by then, which is not the cause (the
+/// cause goes to stderr). Backup: "File exists" for chunks the device does
+/// not have, "Input/output error" for a device that does not open; restore:
+/// "impl specific" (errno 0) for every refused stream or range.
+fn failed_line(out: &mut dyn Write, reason: &str) {
+    let _ = writeln!(out, "chunk failed: {reason}");
+    let _ = out.flush();
+}
+
 /// What `-m` names: the reference compares the first 6 or 7 characters.
 enum Mode {
     Backup,
@@ -92,7 +102,8 @@ pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
                     ),
                 ));
             }
-            backup(&open(false)?, &a.pbd, start, end, a.force, out)
+            let dev = open(false).inspect_err(|_| failed_line(out, &super::strerror(libc::EIO)))?;
+            backup(&dev, &a.pbd, start, end, a.force, out)
         }
         Mode::Restore => {
             let dev = open(true)?;
@@ -107,7 +118,7 @@ pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
             let r = restore(&dev, start, end, a.force, &mut std::io::stdin().lock());
             if let Err(f) = &r {
                 if f.code == EXIT_EINVAL {
-                    let _ = writeln!(out, "chunk failed: {}", super::strerror(22));
+                    failed_line(out, "impl specific");
                 }
             }
             r
@@ -155,6 +166,7 @@ fn backup(
     let (meta, _) = load_replayed(dev).map_err(|e| Failure::from_core("chunk", &e))?;
     let nsumck = dev.len() / CHUNK_SIZE;
     if end > nsumck {
+        failed_line(out, &super::strerror(libc::EEXIST));
         return Err(einval(format!(
             "chunks [{start}, {end}) do not exist: {pbd} has room for {nsumck} chunk(s) \
              ({} formatted); nothing was written",

@@ -4,7 +4,13 @@
 //! then renames it over the final name (on PFS the rename is one committed
 //! transaction; locally the directory is flushed too). A copy cut short at
 //! any point leaves the old destination, or none, never a partial file
-//! under the final name. Reading and writing overlap, on one device or two:
+//! under the final name; a copy stopped by SIGINT, SIGTERM or SIGHUP removes
+//! its temporary file before the process ends (see [`super::interrupt`]).
+//! Holes stay holes: only the 4 MiB pieces of the source that hold data
+//! are read and written (local sources say where their data is through
+//! `SEEK_DATA`/`SEEK_HOLE`, PFS sources through their block map), and the
+//! destination gets its full size without blocks for the rest. Reading and
+//! writing overlap, on one device or two:
 //! reader threads fill a few reused 4 MiB buffers each while writer threads
 //! drain them (see [`pump`]), so several reads and several writes are in
 //! flight at once.
@@ -258,6 +264,72 @@ impl Reader<'_> {
             Reader::Pfs(f, _) => Ok(f.read_at(buf, off)?),
         }
     }
+
+    /// The byte ranges of the first `size` bytes that may hold data, in
+    /// order; everything else reads as zeros. A local file system that
+    /// cannot say gives one range, the whole file.
+    fn data_ranges(&self, size: u64) -> Result<Vec<(u64, u64)>, CopyError> {
+        let mut v: Vec<(u64, u64)> = Vec::new();
+        let mut add = |start: u64, end: u64| {
+            let end = end.min(size);
+            if start >= end {
+                return;
+            }
+            match v.last_mut() {
+                Some(last) if last.1 >= start => last.1 = last.1.max(end),
+                _ => v.push((start, end)),
+            }
+        };
+        match self {
+            Reader::Local(f) => {
+                use nix::unistd::{lseek, Whence};
+                let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+                let mut pos = 0u64;
+                while pos < size {
+                    let data = match lseek(fd, pos as i64, Whence::SeekData) {
+                        Ok(d) => d as u64,
+                        // No data after `pos`.
+                        Err(nix::errno::Errno::ENXIO) => break,
+                        // No hole support: all of it is data.
+                        Err(_) => return Ok(vec![(0, size)]),
+                    };
+                    let hole = match lseek(fd, data as i64, Whence::SeekHole) {
+                        Ok(h) => h as u64,
+                        Err(_) => size,
+                    };
+                    add(data, hole.max(data + 1));
+                    pos = hole.max(data + 1);
+                }
+            }
+            Reader::Pfs(f, _) => {
+                let blocks = f.mount().blocks(f.ino())?;
+                let bs = pfs_format::layout::BLOCK_SIZE;
+                for (idx, b) in blocks.iter() {
+                    let start = idx.saturating_mul(bs);
+                    add(start, start.saturating_add(b.data_end));
+                }
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// Offsets of the 4 MiB pieces of a `size`-byte file that meet `ranges`.
+fn pieces_of(ranges: &[(u64, u64)], size: u64) -> Vec<u64> {
+    let c = CHUNK as u64;
+    let mut v: Vec<u64> = Vec::new();
+    for &(start, end) in ranges {
+        let end = end.min(size);
+        if start >= end {
+            continue;
+        }
+        for i in start / c..=(end - 1) / c {
+            if v.last() != Some(&(i * c)) {
+                v.push(i * c);
+            }
+        }
+    }
+    v
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -321,12 +393,20 @@ pub fn copy_file(src: &Place<'_>, dst: &Place<'_>, progress: &Progress) -> Resul
         }
     }
     remove_stale_temps(&dir);
+    let pieces = pieces_of(&reader.data_ranges(size)?, size);
+    // From here until it is renamed or removed, a signal leaves the
+    // temporary file to this copy to remove.
+    let _temp = super::interrupt::temp()?;
     let tmp = dir.join(tmp_leaf.as_bytes());
+    let job = Job {
+        reader: &reader,
+        size,
+        pieces: &pieces,
+        progress,
+    };
     let result = match (&tmp, dst) {
-        (Place::Local(tp), Place::Local(fp)) => copy_to_local(&reader, size, tp, fp, progress),
-        (Place::Pfs { mount, .. }, Place::Pfs { .. }) => {
-            copy_to_pfs(&reader, size, mount, &tmp, dst, progress)
-        }
+        (Place::Local(tp), Place::Local(fp)) => copy_to_local(&job, tp, fp),
+        (Place::Pfs { mount, .. }, Place::Pfs { .. }) => copy_to_pfs(&job, mount, &tmp, dst),
         _ => Err(CopyError::new(22, "internal: mixed destination")),
     };
     if result.is_err() {
@@ -479,16 +559,20 @@ struct Piece {
 /// Each reader fills its own few 4 MiB buffers (aligned for direct IO, so
 /// neither side needs a bounce copy) and gets them back from the writers,
 /// so memory stays bounded whatever the speeds of the two sides. Each
-/// byte written is counted in `progress`.
+/// byte written, and every byte of the holes left out, is counted in the
+/// job's `progress`.
 fn pump(
-    reader: &Reader<'_>,
-    size: u64,
-    progress: &Progress,
+    job: &Job<'_, '_>,
     mut before: impl FnMut(u64) -> Result<(), CopyError>,
     write: impl Fn(usize, &[u8], u64) -> Result<(), CopyError> + Sync,
 ) -> Result<(), CopyError> {
     type Filled = Result<Piece, CopyError>;
-    let pieces = size.div_ceil(CHUNK as u64);
+    let (reader, size, list, progress) = (job.reader, job.size, job.pieces, job.progress);
+    let len_at = |off: u64| CHUNK.min((size - off) as usize);
+    let total: u64 = list.iter().map(|&off| len_at(off) as u64).sum();
+    // The holes are copied by being left out.
+    progress.inc(size - total);
+    let pieces = list.len() as u64;
     let nreaders = (READERS as u64).min(pieces).max(1) as usize;
     let nwriters = (WRITERS as u64).min(pieces).max(1) as usize;
     let written = AtomicU64::new(0);
@@ -503,8 +587,7 @@ fn pump(
             free.push(free_tx);
             s.spawn(move || {
                 let mut made = 0;
-                let mut off = (k * CHUNK) as u64;
-                while off < size {
+                for &off in list.iter().skip(k).step_by(nreaders) {
                     // A buffer the writers are done with; a new one only
                     // when none is back yet and the quota allows (so a
                     // copy whose writes keep up uses few), else wait for
@@ -520,7 +603,7 @@ fn pump(
                             Err(_) => return,
                         },
                     };
-                    let len = CHUNK.min((size - off) as usize);
+                    let len = len_at(off);
                     let r = match reader.read_at(&mut buf.as_mut_slice()[..len], off) {
                         Ok(n) if n == len => Ok(Piece {
                             buf,
@@ -538,7 +621,6 @@ fn pump(
                     if full_tx.send(r).is_err() || stop {
                         return;
                     }
-                    off += (nreaders * CHUNK) as u64;
                 }
             });
         }
@@ -576,6 +658,11 @@ fn pump(
             if failed.load(Ordering::Relaxed) {
                 break;
             }
+            // A signal stops the copy between pieces.
+            if let Err(e) = super::interrupt::check() {
+                result = Err(e);
+                break;
+            }
             let piece = match filled[(i % nreaders as u64) as usize].recv() {
                 Ok(Ok(p)) => p,
                 Ok(Err(e)) => {
@@ -608,7 +695,7 @@ fn pump(
             }
         }
         result?;
-        if written.load(Ordering::Relaxed) == size {
+        if written.load(Ordering::Relaxed) == total {
             Ok(())
         } else {
             Err(CopyError::new(5, "the copy stopped early"))
@@ -616,18 +703,25 @@ fn pump(
     })
 }
 
-fn copy_to_local(
-    reader: &Reader<'_>,
+/// What one file's copy moves: the pieces of `reader` (offsets of 4 MiB
+/// pieces that hold data) of a `size`-byte file; the bytes copied, holes
+/// included, are counted in `progress`.
+struct Job<'a, 'r> {
+    reader: &'a Reader<'r>,
     size: u64,
-    tmp: &Path,
-    dst: &Path,
-    progress: &Progress,
-) -> Result<(), CopyError> {
+    pieces: &'a [u64],
+    progress: &'a Progress,
+}
+
+fn copy_to_local(job: &Job<'_, '_>, tmp: &Path, dst: &Path) -> Result<(), CopyError> {
     let out = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(tmp)
         .map_err(|e| io_err("cannot create", tmp, e))?;
+    // The full size first: the pieces not written stay holes.
+    out.set_len(job.size)
+        .map_err(|e| io_err("cannot size", tmp, e))?;
     // Whole 4 KiB-aligned chunks go through a second, O_DIRECT descriptor
     // when the local file system allows it, so the disk writes overlap the
     // reads instead of piling up for the final flush.
@@ -637,9 +731,7 @@ fn copy_to_local(
         .open(tmp)
         .ok();
     pump(
-        reader,
-        size,
-        progress,
+        job,
         |_| Ok(()),
         |_, buf, off| {
             let aligned =
@@ -665,13 +757,12 @@ fn copy_to_local(
 }
 
 fn copy_to_pfs(
-    reader: &Reader<'_>,
-    size: u64,
+    job: &Job<'_, '_>,
     mount: &Arc<Mount>,
     tmp: &Place<'_>,
     dst: &Place<'_>,
-    progress: &Progress,
 ) -> Result<(), CopyError> {
+    let size = job.size;
     let tmp_path = fs_path(tmp).unwrap_or_default();
     let first = mount.open_file(
         &tmp_path,
@@ -694,32 +785,44 @@ fn copy_to_pfs(
             },
         )?);
     }
-    // Per GiB: one transaction gives the file its blocks before any data
-    // goes there, the data goes straight to them, and the written extents
-    // and size are committed a GiB at a time (transactions stay far below
-    // the smallest journal). Each writer writes whole blocks the
-    // allocation made, so no write depends on another's.
+    // Per GiB: one transaction gives the file the blocks of that GiB's
+    // pieces before any data goes there (none for holes), the data goes
+    // straight to them, and the written extents and size are committed a
+    // GiB at a time (transactions stay far below the smallest journal).
+    // Each writer writes whole blocks the allocation made, so no write
+    // depends on another's.
     const SLICE: u64 = 1 << 30;
+    let mut slice = None;
     pump(
-        reader,
-        size,
-        progress,
+        job,
         |off| {
-            if off % SLICE != 0 {
+            if slice == Some(off / SLICE) {
                 return Ok(());
             }
+            slice = Some(off / SLICE);
             for out in &outs {
                 out.commit()?;
             }
-            let len = SLICE.min(size - off);
-            outs[0].allocate(
-                off,
-                len,
-                FallocMode {
-                    keep_size: true,
-                    no_hide_stale: false,
-                },
-            )?;
+            // The slice's pieces, as runs of adjacent pieces.
+            let first = off / SLICE * SLICE;
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            for &p in job.pieces.iter().filter(|&&p| p / SLICE == first / SLICE) {
+                let end = (p + CHUNK as u64).min(size);
+                match runs.last_mut() {
+                    Some(r) if r.1 == p => r.1 = end,
+                    _ => runs.push((p, end)),
+                }
+            }
+            for (start, end) in runs {
+                outs[0].allocate(
+                    start,
+                    end - start,
+                    FallocMode {
+                        keep_size: true,
+                        no_hide_stale: false,
+                    },
+                )?;
+            }
             Ok(())
         },
         |w, buf, off| {
@@ -729,10 +832,14 @@ fn copy_to_pfs(
                 .map_err(Into::into)
         },
     )?;
-    // Everything is written: commit every writer's extents, then flush the
-    // device once before the file may take its name.
+    // Everything is written: commit every writer's extents, give the file
+    // its full size (a hole at the end has no piece that would), then
+    // flush the device once before the file may take its name.
     for out in &outs {
         out.commit()?;
+    }
+    if outs[0].getattr()?.size != size {
+        outs[0].set_len(size)?;
     }
     outs[0].sync_all()?;
     drop(outs);

@@ -182,6 +182,17 @@ struct CopyOpts {
     force: bool,
     /// Bytes and files copied, on stderr.
     progress: Progress,
+    /// The source ends in `/.` (`dir/.`): its contents go into an existing
+    /// destination directory, not a new directory inside it (as cp does).
+    contents: bool,
+}
+
+/// Whether a path's last component is `.` (`dir/.`, `dir/./`, `.`).
+fn ends_in_dot(arg: &OsStr) -> bool {
+    let b = arg.as_bytes();
+    let end = b.iter().rposition(|&c| c != b'/').map_or(0, |i| i + 1);
+    let b = &b[..end];
+    b == b"." || b.ends_with(b"/.")
 }
 
 /// Keeps a recursive copy finite: a PFS source directory is entered once
@@ -221,6 +232,7 @@ fn do_copy<'m>(
         });
     }
     while let Some(top) = stack.last_mut() {
+        super::interrupt::check()?;
         let Some(name) = top.names.next() else {
             stack.pop();
             continue;
@@ -316,8 +328,9 @@ fn copy_one<'m>(
                     format!("omitting directory {} (use -r)", src.shown()),
                 ));
             }
-            // The first time, an existing directory receives a copy inside.
-            if first && dst.kind()? == Kind::Dir {
+            // The first time, an existing directory receives a copy inside
+            // (or, for `dir/.`, the directory's contents).
+            if first && !o.contents && dst.kind()? == Kind::Dir {
                 dst = dst.join(&src.basename());
             }
             match dst.kind()? {
@@ -372,6 +385,10 @@ pub fn cp(ctx: &Context, a: &CpArgs, out: &mut dyn Write) -> CmdResult {
     if a.src.is_empty() || a.dst.is_empty() {
         return Err(Failure::new(crate::exit::USAGE, "cp: empty path"));
     }
+    // Before any thread starts: a signal must find the copy's temporary
+    // file still known, so it can be removed.
+    super::interrupt::install()
+        .map_err(|m| Failure::new(crate::exit::FAILURE, format!("cp: {m}")))?;
     let mounts = Mounts::new(
         ctx,
         "cp",
@@ -390,6 +407,7 @@ pub fn cp(ctx: &Context, a: &CpArgs, out: &mut dyn Write) -> CmdResult {
         recursive: a.recursive,
         force: a.force || a.recursive,
         progress: Progress::start("cp", Unit::Bytes, total, Some("files")),
+        contents: ends_in_dot(&a.src),
     };
     let device = match &src {
         Place::Pfs { mount, .. } => mount.device().name().to_owned(),
@@ -398,7 +416,10 @@ pub fn cp(ctx: &Context, a: &CpArgs, out: &mut dyn Write) -> CmdResult {
     let mut walk = CopyWalk {
         guard: TreeGuard::new(&device),
     };
-    do_copy(&src, &dst, &o, &mut walk, out).map_err(|e| report(out, e))
+    do_copy(&src, &dst, &o, &mut walk, out).map_err(|e| {
+        super::interrupt::finish("cp");
+        report(out, e)
+    })
 }
 
 /// Exit code of every failure of `archive push`: PostgreSQL treats an
@@ -408,6 +429,17 @@ const PUSH_FAILED: u8 = 1;
 
 /// `pfs archive push|fetch`.
 pub fn archive(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResult {
+    // As for cp: a signal removes the temporary file before the end.
+    super::interrupt::install()
+        .map_err(|m| Failure::new(crate::exit::FAILURE, format!("archive: {m}")))?;
+    let r = archive_steps(ctx, a, out);
+    if r.is_err() {
+        super::interrupt::finish("archive");
+    }
+    r
+}
+
+fn archive_steps(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResult {
     match &a.cmd {
         ArchiveCmd::Push { .. } => archive_inner(ctx, a, out).map_err(|f| match f.code {
             0 => f,

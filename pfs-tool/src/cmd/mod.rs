@@ -19,6 +19,7 @@ pub mod files;
 pub mod fscp;
 pub mod fstrim;
 pub mod inspect;
+pub mod interrupt;
 pub mod json;
 pub mod mkfs;
 pub mod modify;
