@@ -400,88 +400,12 @@ impl ReadyTree {
     }
 }
 
-// The comparison with the C library calls it through FFI: test code only
-// (the library's own unsafe code stays in `sys`).
+// The comparison with the C library calls it through FFI, in `sys` with
+// the rest of the crate's unsafe code.
 #[cfg(test)]
-#[allow(unsafe_code)]
 mod tests {
     use super::*;
-    use std::ffi::{c_int, c_void};
-
-    extern "C" {
-        fn tsearch(
-            key: *const c_void,
-            rootp: *mut *mut c_void,
-            compar: extern "C" fn(*const c_void, *const c_void) -> c_int,
-        ) -> *mut c_void;
-        fn tdelete(
-            key: *const c_void,
-            rootp: *mut *mut c_void,
-            compar: extern "C" fn(*const c_void, *const c_void) -> c_int,
-        ) -> *mut c_void;
-    }
-
-    extern "C" fn compare(a: *const c_void, b: *const c_void) -> c_int {
-        match (a as usize).cmp(&(b as usize)) {
-            Ordering::Less => -1,
-            Ordering::Equal => 0,
-            Ordering::Greater => 1,
-        }
-    }
-
-    /// The C library's tree, driven through its own functions (keys are
-    /// stored as pointer values, as the reference stores block numbers).
-    struct CTree(*mut c_void);
-
-    /// glibc's node since 2.26: key, left pointer with the colour in its
-    /// low bit, right pointer.
-    #[repr(C)]
-    struct CNode {
-        key: usize,
-        left: usize,
-        right: usize,
-    }
-
-    impl CTree {
-        fn insert(&mut self, key: u64) {
-            // SAFETY: keys are never dereferenced (the comparison only
-            // looks at the pointer values); `self.0` is a tree root only
-            // these functions change.
-            let r = unsafe { tsearch(key as usize as *const c_void, &mut self.0, compare) };
-            assert!(!r.is_null());
-        }
-
-        fn remove(&mut self, key: u64) {
-            // SAFETY: as in `insert`.
-            unsafe { tdelete(key as usize as *const c_void, &mut self.0, compare) };
-        }
-
-        fn shape(&self) -> Vec<(u64, bool, Option<u64>, Option<u64>)> {
-            let mut out = Vec::new();
-            let mut todo: Vec<usize> = Vec::new();
-            if !self.0.is_null() {
-                todo.push(self.0 as usize);
-            }
-            let node = |p: usize| -> &CNode {
-                // SAFETY: `p` is a live node of the C library's tree.
-                unsafe { &*(p as *const CNode) }
-            };
-            let child = |v: usize| (v & !1usize != 0).then_some(v & !1usize);
-            while let Some(p) = todo.pop() {
-                let n = node(p);
-                let (l, r) = (child(n.left), child(n.right));
-                out.push((
-                    n.key as u64,
-                    n.left & 1 == 1,
-                    l.map(|c| node(c).key as u64),
-                    r.map(|c| node(c).key as u64),
-                ));
-                todo.extend(r);
-                todo.extend(l);
-            }
-            out
-        }
-    }
+    use crate::sys::ctree::CTree;
 
     impl Drop for CTree {
         fn drop(&mut self) {
