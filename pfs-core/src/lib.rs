@@ -115,7 +115,7 @@ pub use ns::FileBlock;
 /// plus a margin is waited out; a device without readable PFS metadata has
 /// no lease and passes; a device read error is returned.
 pub use overwrite::refuse_live_writer as ensure_no_live_writer;
-pub use path::PfsPath;
+pub use path::{BarePbd, PfsPath};
 pub use trim::TrimReport;
 
 /// The README's examples, compiled as doctests.

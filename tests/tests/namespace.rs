@@ -661,3 +661,22 @@ fn a_modification_time_set_is_committed_and_replayed() {
     let w = Mount::open_with(dev, Mode::ReadWrite, &opts(2)).unwrap();
     assert_eq!(w.getattr(d).unwrap().mtime, 7);
 }
+
+#[test]
+fn canonical_paths_follow_dot_dot_through_the_namespace() {
+    let dev = formatted();
+    let m = writer(&dev);
+    m.create_dir_all("/a/b").unwrap();
+    m.create_path("/a/f", FileType::File).unwrap();
+    let named = |p: &str| m.canonical_path(p).map(|(_, n)| n);
+    assert_eq!(named("/a/./b/../b/").unwrap(), b"/a/b");
+    assert_eq!(named("/a/b/..").unwrap(), b"/a");
+    assert_eq!(named("/..//a/../..").unwrap(), b"/");
+    assert_eq!(named("/").unwrap(), b"/");
+    assert_eq!(named("/a/f").unwrap(), b"/a/f");
+    let (attr, _) = m.canonical_path("/a/b/").unwrap();
+    assert!(attr.is_dir());
+    assert_eq!(errno(named("/a/f/..")), libc::ENOTDIR);
+    assert_eq!(errno(named("/a/f/")), libc::ENOTDIR);
+    assert_eq!(errno(named("/a/missing/..")), libc::ENOENT);
+}
