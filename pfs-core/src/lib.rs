@@ -13,6 +13,9 @@
 //!   `readdir`), with a thin path layer over one resolver (`resolve`,
 //!   `stat_path`, `create_dir_all` ...); [`File`] is an owned open file
 //!   with `Read`, `Write` and `Seek`;
+//! - [`posix`]: POSIX for front ends in one place (open flags,
+//!   `fallocate` modes, `lseek`'s whence, `struct stat`); [`PfsPath`] the
+//!   one parser of `/<pbd>/...` paths;
 //! - [`CoreError`]: every error, with the errno it maps to and a conversion
 //!   into [`std::io::Error`];
 //! - [`inspect`]: raw metadata for the tool's inspection commands.
@@ -77,6 +80,7 @@ mod ns;
 mod overwrite;
 mod path;
 pub mod pbd;
+pub mod posix;
 mod share;
 #[cfg(feature = "testing")]
 mod sim;

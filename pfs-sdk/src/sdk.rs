@@ -529,6 +529,7 @@ pub fn open(path: &[u8], flags: i32) -> Result<i32> {
         truncate: truncate && rw,
         append,
         write: write && rw,
+        ..OpenOptions::default()
     };
     let file = m.open_file(&inner, opts)?;
     let dir = file.getattr()?.is_dir();
