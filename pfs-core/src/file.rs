@@ -269,6 +269,23 @@ impl File {
         Ok(end)
     }
 
+    /// Closes the handle and reports what dropping it would hide
+    /// (`close(2)`): the commit of deferred writes and, for a handle opened
+    /// for writing on a mount shared by the processes of a host, whether
+    /// the host is still the writer. That is checked as a transaction
+    /// checks it, under the host's transaction lock: a journal head on the
+    /// device that the host did not write means another host took the
+    /// writer lease over and committed, and the mount stops writing
+    /// (`Fenced`, EIO), as its next write would find. It reads one sector
+    /// and writes nothing. The handle is closed either way.
+    pub fn close(self) -> Result<()> {
+        self.commit()?;
+        if self.opts.write && self.m.mode() == Mode::ReadWrite {
+            drop(self.m.host_tx()?);
+        }
+        Ok(())
+    }
+
     /// Commits pending writes and makes the file's data and all committed
     /// metadata durable (`fsync`). A handle not opened for writing has
     /// nothing of its own to make durable: it does not flush (which on a

@@ -441,7 +441,9 @@ pub fn open(path: &[u8], flags: i32) -> Result<i32> {
     state()?.insert(file)
 }
 
-/// `pfsd_close`.
+/// `pfsd_close`: frees the descriptor and reports what [`File::close`]
+/// finds (nothing when another thread is still in a call on it: the last
+/// one out closes the file).
 pub fn close(fd: i32) -> Result<()> {
     let raw = raw_fd(fd)?;
     let mut st = state()?;
@@ -450,8 +452,10 @@ pub fn close(fd: i32) -> Result<()> {
             st.nopen -= 1;
             st.free.push(raw);
             drop(st);
-            drop(f);
-            Ok(())
+            match Arc::try_unwrap(f) {
+                Ok(file) => Ok(file.close()?),
+                Err(_) => Ok(()),
+            }
         }
         None => refuse(libc::EBADF, "bad descriptor"),
     }
