@@ -204,6 +204,18 @@ pub enum CoreError {
         /// The limit, [`crate::MAX_FILE_SIZE`].
         max: u64,
     },
+    /// A position that `off_t` cannot hold, such as a seek past
+    /// [`crate::MAX_FILE_SIZE`] from the current position or the end
+    /// (EOVERFLOW).
+    #[error("{what}: the resulting offset is past the largest an off_t holds")]
+    Overflow {
+        /// What was asked (`seek` ...).
+        what: &'static str,
+    },
+    /// A mode or flag of a POSIX call that PFS does not implement, such as
+    /// `FALLOC_FL_PUNCH_HOLE` (EOPNOTSUPP).
+    #[error("{0} is not supported")]
+    Unsupported(String),
 }
 
 impl CoreError {
@@ -241,6 +253,8 @@ impl CoreError {
             CoreError::NameTooLong { .. } => libc::ENAMETOOLONG,
             CoreError::SystemFile { .. } => libc::EPERM,
             CoreError::FileTooBig { .. } => libc::EFBIG,
+            CoreError::Overflow { .. } => libc::EOVERFLOW,
+            CoreError::Unsupported(_) => libc::EOPNOTSUPP,
         }
     }
 

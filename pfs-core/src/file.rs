@@ -1,30 +1,43 @@
 //! Open files: owned handles with a position, usable across calls and
 //! threads (a C descriptor or a FUSE file handle can hold one), with
 //! `std::io::{Read, Write, Seek}` for `File` and `&File`.
+//!
+//! A handle keeps the file's position and its open options: reads and
+//! writes at the position ([`File::read_next`], [`File::write_next`],
+//! [`File::seek_to`]) and appends ([`File::append`]) are here once, for
+//! every front end.
 
 use crate::error::{CoreError, Result};
-use crate::fsops::FallocMode;
-use crate::mount::Extents;
-use crate::mount::{gone, Mount};
+use crate::fsops::{check_range, FallocMode};
+use crate::mount::{gone, Extents};
 use crate::namespace::{Attr, FileType};
 use crate::system::refuse_system;
+use crate::{Mode, Mount};
 use parking_lot::Mutex;
 use std::io::{self, SeekFrom};
 use std::sync::Arc;
 
-/// How to open a file (`O_CREAT`, `O_EXCL`, `O_TRUNC`, `O_APPEND`).
+/// How to open a file (`O_CREAT`, `O_EXCL`, `O_TRUNC`, `O_APPEND`,
+/// `O_WRONLY`, `O_DIRECTORY`); [`OpenOptions::from_flags`] makes them from
+/// POSIX flags. The default opens for reading.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenOptions {
     /// Create the file if it does not exist.
     pub create: bool,
     /// With `create`: fail if it exists.
     pub exclusive: bool,
-    /// Cut the file to size 0 on open.
+    /// With `write`: cut the file to size 0 on open.
     pub truncate: bool,
-    /// Every write goes to the end of the file.
+    /// Every write goes to the end of the file ([`File::write_next`]).
     pub append: bool,
-    /// Writes are allowed (needs a read-write mount).
+    /// Writes are allowed. On a read-only mount the handle opens, and its
+    /// writes fail with `ReadOnly` (EROFS), as the C SDK's do.
     pub write: bool,
+    /// With `write`: reads are refused (`BadHandle`, EBADF), as for
+    /// `O_WRONLY`.
+    pub write_only: bool,
+    /// The path must name a directory (`NotDir` otherwise).
+    pub directory: bool,
 }
 
 /// An open file. It holds its mount, so it lives as long as needed; the
@@ -54,7 +67,8 @@ impl std::fmt::Debug for File {
 impl Mount {
     /// Opens (and with `create`, creates) the file at `path`. A directory
     /// opens for reading only; `.pfs-paxos` and `.pfs-journal` never open
-    /// for writing.
+    /// for writing. On a read-only mount, creating a file that does not
+    /// exist, `exclusive` and `truncate` fail with `ReadOnly`.
     pub fn open_file(self: &Arc<Self>, path: impl AsRef<[u8]>, opts: OpenOptions) -> Result<File> {
         let path = path.as_ref();
         let ino = if opts.create {
@@ -65,6 +79,9 @@ impl Mount {
         };
         self.open_ino(ino, opts).map_err(|e| match e {
             CoreError::IsDir { .. } => CoreError::IsDir {
+                path: String::from_utf8_lossy(path).into_owned(),
+            },
+            CoreError::NotDir { .. } => CoreError::NotDir {
                 path: String::from_utf8_lossy(path).into_owned(),
             },
             CoreError::SystemFile { op, .. } => CoreError::SystemFile {
@@ -81,10 +98,18 @@ impl Mount {
             refuse_system(ino, "opening it for writing", || format!("inode {ino}"))?;
         }
         let attr = self.getattr(ino)?;
+        if opts.directory && !attr.is_dir() {
+            return Err(CoreError::NotDir {
+                path: format!("inode {ino}"),
+            });
+        }
         if opts.write && attr.is_dir() {
             return Err(CoreError::IsDir {
                 path: format!("inode {ino}"),
             });
+        }
+        if opts.write && opts.truncate && self.mode() != Mode::ReadWrite {
+            return Err(CoreError::ReadOnly);
         }
         self.open_count(ino, 1);
         let f = File {
@@ -113,19 +138,63 @@ impl File {
         &self.m
     }
 
+    /// The options it was opened with.
+    pub fn options(&self) -> OpenOptions {
+        self.opts
+    }
+
+    /// The position reads and writes at the position start from.
+    pub fn position(&self) -> u64 {
+        *self.pos.lock()
+    }
+
+    /// This file opened again on `m`, another mount of its device (a
+    /// remount): the same options, nothing created or truncated again, and
+    /// the same position, after committing this handle's deferred writes.
+    /// `NotFound` when the file is no longer there in `m`'s view, also when
+    /// its inode number names a newer file by then.
+    pub fn reopen(&self, m: &Arc<Mount>) -> Result<File> {
+        self.commit()?;
+        let opts = OpenOptions {
+            create: false,
+            exclusive: false,
+            truncate: false,
+            ..self.opts
+        };
+        let f = m.open_ino(self.ino, opts)?;
+        if f.born != self.born {
+            return Err(gone(self.ino));
+        }
+        *f.pos.lock() = self.position();
+        Ok(f)
+    }
+
     fn writable(&self) -> Result<()> {
-        if self.opts.write {
-            Ok(())
-        } else {
+        if !self.opts.write {
             Err(CoreError::BadHandle {
                 what: "file not opened for writing",
             })
+        } else if self.m.mode() != Mode::ReadWrite {
+            Err(CoreError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn readable(&self) -> Result<()> {
+        if self.opts.write_only {
+            Err(CoreError::BadHandle {
+                what: "file not opened for reading",
+            })
+        } else {
+            Ok(())
         }
     }
 
     /// Reads at `off` without moving the position; returns the bytes read
     /// (short only at end of file).
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.readable()?;
         self.m.read_born_at(self.ino, self.born, buf, off)
     }
 
@@ -169,9 +238,62 @@ impl File {
         Ok(())
     }
 
+    /// Writes all of `buf` at the end of the file, the end taken and the
+    /// data written under the lock that orders the writes extending a file
+    /// (see [`Mount::write_at`]): appends through any handles, threads or,
+    /// on a shared mount, processes of the host each land whole, one after
+    /// another. Does not move the position; returns the offset written at.
+    /// Committed when it returns.
+    pub fn append(&self, buf: &[u8]) -> Result<u64> {
+        self.writable()?;
+        // Deferred writes of this handle count in the end.
+        self.commit()?;
+        if buf.is_empty() {
+            return Ok(self.getattr()?.size);
+        }
+        // A truncate waits, and no other write extends the file meanwhile.
+        // On a shared mount the extend lock is the host's transaction lock;
+        // taking it catches up with what the host's other processes
+        // committed, so the size read under it is the end.
+        let _locks = self.m.append_guard(self.ino)?;
+        let end = self.getattr()?.size;
+        check_range("write", end, buf.len() as u64)?;
+        // Repeated as it is when the lease ran out under it and was proved
+        // again: the same bytes at the same end, which nobody else moved.
+        self.m.with_write_permit(|| {
+            let mut pending = Extents::default();
+            self.m
+                .write_data(self.ino, Some(self.born), end, buf, &mut pending)?;
+            self.m.commit_extents(self.ino, &pending)
+        })?;
+        Ok(end)
+    }
+
+    /// Closes the handle and reports what dropping it would hide
+    /// (`close(2)`): the commit of deferred writes and, for a handle opened
+    /// for writing on a mount shared by the processes of a host, whether
+    /// the host is still the writer. That is checked as a transaction
+    /// checks it, under the host's transaction lock: a journal head on the
+    /// device that the host did not write means another host took the
+    /// writer lease over and committed, and the mount stops writing
+    /// (`Fenced`, EIO), as its next write would find. It reads one sector
+    /// and writes nothing. The handle is closed either way.
+    pub fn close(self) -> Result<()> {
+        self.commit()?;
+        if self.opts.write && self.m.mode() == Mode::ReadWrite {
+            drop(self.m.host_tx()?);
+        }
+        Ok(())
+    }
+
     /// Commits pending writes and makes the file's data and all committed
-    /// metadata durable (`fsync`).
+    /// metadata durable (`fsync`). A handle not opened for writing has
+    /// nothing of its own to make durable: it does not flush (which on a
+    /// writer that has not written yet would take the writer lease).
     pub fn sync_all(&self) -> Result<()> {
+        if !self.opts.write {
+            return Ok(());
+        }
         self.commit()?;
         self.m.sync()
     }
@@ -201,45 +323,72 @@ impl File {
         self.m.fallocate(self.ino, off, len, mode)
     }
 
-    fn read_pos(&self, buf: &mut [u8]) -> Result<usize> {
+    /// Reads at the position and moves it past what was read (`read(2)`).
+    pub fn read_next(&self, buf: &mut [u8]) -> Result<usize> {
+        self.readable()?;
         let mut pos = self.pos.lock();
         let n = self.m.read_born_at(self.ino, self.born, buf, *pos)?;
         *pos += n as u64;
         Ok(n)
     }
 
-    fn write_pos(&self, buf: &[u8]) -> Result<usize> {
+    /// Writes all of `buf` at the position, or with `append` at the end
+    /// ([`File::append`]), and moves the position past it (`write(2)`).
+    /// Committed when it returns. An empty write writes nothing and leaves
+    /// the position.
+    pub fn write_next(&self, buf: &[u8]) -> Result<usize> {
         self.writable()?;
-        let mut pos = self.pos.lock();
-        if self.opts.append {
-            *pos = self.m.getattr(self.ino)?.size;
+        if buf.is_empty() {
+            return Ok(0);
         }
-        let n = self.m.write_at(self.ino, buf, *pos)?;
-        *pos += n as u64;
-        Ok(n)
+        let mut pos = self.pos.lock();
+        let at = if self.opts.append {
+            self.append(buf)?
+        } else {
+            self.write_at(buf, *pos)?;
+            *pos
+        };
+        *pos = at + buf.len() as u64;
+        Ok(buf.len())
     }
 
-    fn seek_pos(&self, to: SeekFrom) -> Result<u64> {
+    /// Moves the position (`lseek(2)`; [`crate::posix::seek_from`] makes
+    /// `to` from `whence`) and returns it. A position before the start is
+    /// `InvalidArgument` (EINVAL), as is one from the start past
+    /// [`crate::MAX_FILE_SIZE`]; one past it from the position or the end
+    /// is `Overflow` (EOVERFLOW).
+    pub fn seek_to(&self, to: SeekFrom) -> Result<u64> {
         let mut pos = self.pos.lock();
-        let new = match to {
-            SeekFrom::Start(o) => Some(o),
-            SeekFrom::Current(d) => pos.checked_add_signed(d),
-            SeekFrom::End(d) => self.m.getattr(self.ino)?.size.checked_add_signed(d),
+        let (base, delta) = match to {
+            SeekFrom::Start(o) if o <= crate::fsops::MAX_FILE_SIZE => {
+                *pos = o;
+                return Ok(o);
+            }
+            SeekFrom::Start(_) => {
+                return Err(CoreError::InvalidArgument(
+                    "seek past the largest file size".into(),
+                ))
+            }
+            SeekFrom::Current(d) => (*pos, d),
+            SeekFrom::End(d) => (self.getattr()?.size, d),
         };
-        *pos = new
-            .filter(|&p| p <= crate::fsops::MAX_FILE_SIZE)
-            .ok_or_else(|| {
-                CoreError::InvalidArgument(
-                    "seek before the start of the file or past the largest file size".into(),
-                )
-            })?;
+        let new = i128::from(base) + i128::from(delta);
+        if new < 0 {
+            return Err(CoreError::InvalidArgument(
+                "seek before the start of the file".into(),
+            ));
+        }
+        if new > i128::from(crate::fsops::MAX_FILE_SIZE) {
+            return Err(CoreError::Overflow { what: "seek" });
+        }
+        *pos = new as u64;
         Ok(*pos)
     }
 }
 
 impl io::Read for &File {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(self.read_pos(buf)?)
+        Ok(self.read_next(buf)?)
     }
 }
 
@@ -253,7 +402,7 @@ impl io::Write for &File {
     /// Writes at the position (the end with `append`), committed when it
     /// returns.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(self.write_pos(buf)?)
+        Ok(self.write_next(buf)?)
     }
 
     /// Commits deferred writes (durability needs [`File::sync_all`]).
@@ -274,7 +423,7 @@ impl io::Write for File {
 
 impl io::Seek for &File {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        Ok(self.seek_pos(to)?)
+        Ok(self.seek_to(to)?)
     }
 }
 

@@ -13,6 +13,9 @@
 //!   `readdir`), with a thin path layer over one resolver (`resolve`,
 //!   `stat_path`, `create_dir_all` ...); [`File`] is an owned open file
 //!   with `Read`, `Write` and `Seek`;
+//! - [`posix`]: POSIX for front ends in one place (open flags,
+//!   `fallocate` modes, `lseek`'s whence, `struct stat`); [`PfsPath`] the
+//!   one parser of `/<pbd>/...` paths;
 //! - [`CoreError`]: every error, with the errno it maps to and a conversion
 //!   into [`std::io::Error`];
 //! - [`inspect`]: raw metadata for the tool's inspection commands.
@@ -77,6 +80,7 @@ mod ns;
 mod overwrite;
 mod path;
 pub mod pbd;
+pub mod posix;
 mod share;
 #[cfg(feature = "testing")]
 mod sim;
@@ -115,7 +119,7 @@ pub use ns::FileBlock;
 /// plus a margin is waited out; a device without readable PFS metadata has
 /// no lease and passes; a device read error is returned.
 pub use overwrite::refuse_live_writer as ensure_no_live_writer;
-pub use path::PfsPath;
+pub use path::{BarePbd, PfsPath};
 pub use trim::TrimReport;
 
 /// The README's examples, compiled as doctests.

@@ -49,12 +49,30 @@ impl Mount {
         let data = self.data_lock(ino, false)?;
         let extend = match self.extends(ino, off, len)? {
             false => None,
-            true if self.is_shared() => Some(ExtendLock::Host(self.host_tx()?)),
-            true => Some(ExtendLock::Local(self.extend_stripes().of(ino).write())),
+            true => Some(self.extend_lock(ino)?),
         };
         Ok(WriteGuard {
             _extend: extend,
             _data: data,
+        })
+    }
+
+    /// The locks for appending to file `ino`: its data lock shared and,
+    /// always, the extend lock (an append extends the file, and the end it
+    /// writes at is only known under that lock).
+    pub(crate) fn append_guard(&self, ino: u64) -> Result<WriteGuard<'_>> {
+        let data = self.data_lock(ino, false)?;
+        Ok(WriteGuard {
+            _extend: Some(self.extend_lock(ino)?),
+            _data: data,
+        })
+    }
+
+    /// The lock that orders the writes extending file `ino`.
+    fn extend_lock(&self, ino: u64) -> Result<ExtendLock<'_>> {
+        Ok(match self.is_shared() {
+            true => ExtendLock::Host(self.host_tx()?),
+            false => ExtendLock::Local(self.extend_stripes().of(ino).write()),
         })
     }
 

@@ -504,6 +504,45 @@ impl Mount {
         attr_of(&st.meta, ino)
     }
 
+    /// Resolves `path` as [`Mount::resolve`] does and names what it finds
+    /// the short way, from the root: each `.` and `..` is followed through
+    /// the namespace, one step at a time, and leaves no trace (`..` is the
+    /// parent, the root's is the root), so `/a/./b/../c/` names `/a/c`
+    /// when `/a/b` is a directory, and fails as a lookup of it would
+    /// otherwise (a file before `..` is `NotDir`). The root is `/`.
+    /// Returns the attributes too, from the same committed state: a
+    /// working directory is set this way.
+    pub fn canonical_path(&self, path: impl AsRef<[u8]>) -> Result<(Attr, Vec<u8>)> {
+        let p = split(path.as_ref())?;
+        self.refresh()?;
+        let st = self.state.read();
+        let mut ino = ROOT_INO;
+        let mut names: Vec<&[u8]> = Vec::new();
+        for c in &p.components {
+            ino = lookup_in(&st.meta, ino, c).map_err(|e| with_path(e, &p.shown))?;
+            match *c {
+                b"." => {}
+                b".." => {
+                    names.pop();
+                }
+                name => names.push(name),
+            }
+        }
+        let attr = attr_of(&st.meta, ino)?;
+        if p.must_be_dir && !attr.is_dir() {
+            return Err(CoreError::NotDir { path: p.shown });
+        }
+        let mut named = Vec::with_capacity(path.as_ref().len().max(1));
+        for n in &names {
+            named.push(b'/');
+            named.extend_from_slice(n);
+        }
+        if named.is_empty() {
+            named.push(b'/');
+        }
+        Ok((attr, named))
+    }
+
     /// Succeeds when `path` exists (PFS has no permissions: every existing
     /// file is readable and, on the writer, writable).
     pub fn access(&self, path: impl AsRef<[u8]>) -> Result<()> {

@@ -2,6 +2,14 @@
 //! working directory, and every call of `pfsd_sdk.h` in terms of
 //! `pfs-core`. The `sys` module only converts C arguments and results.
 //!
+//! Everything a file system decides is the core's: paths are parsed by
+//! [`PfsPath`] (with `/<pbd>` alone the root, [`BarePbd::Root`]), open
+//! flags, `fallocate` modes, `lseek` and `struct stat` by
+//! [`pfs_core::posix`], and a descriptor is a [`File`] with its own
+//! position and appends. What is left here is the C SDK's own: the mount
+//! by PBD name, descriptors and directory streams as numbers, the working
+//! directory, fork and remount.
+//!
 //! # Fork
 //!
 //! A fork handler counts the forks a process went through as a child, and
@@ -23,12 +31,12 @@
 
 use crate::error::{refuse, Result};
 use crate::sys::{ForkLock, SharedWord};
-use pfs_core::{pbd, Attr, CoreError, DirEntry, FallocMode, File, Mode, Mount, MountOptions};
-use pfs_core::{FileType, OpenOptions};
-use pfs_format::layout::MAX_NAME_LEN;
+use pfs_core::posix::{self, Stat};
+use pfs_core::{pbd, BarePbd, CoreError, DirEntry, FallocMode, File, FileType, Mode, Mount};
+use pfs_core::{MountOptions, OpenOptions, PfsPath};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Mount flag: read.
 pub const MNTFLG_RD: i32 = 0x1;
@@ -56,10 +64,6 @@ pub const PFSD_FD_VALIDBIT: u32 = 30;
 pub const MAX_FDS: usize = 102_400;
 /// `pfsd_meta_version_get()`.
 pub const META_VERSION: u64 = 2;
-/// `fallocate` mode bits the SDK knows.
-pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
-/// Allocate without zeroing (stale data may show).
-pub const FALLOC_FL_NO_HIDE_STALE: i32 = 0x04;
 
 /// The one place mount options are made from the SDK's arguments.
 pub fn mount_options(pbdname: &str, hostid: u64, flags: i32) -> MountOptions {
@@ -123,46 +127,6 @@ fn mount_pbd_in_child(
     Ok(Arc::new(mount))
 }
 
-/// An open descriptor.
-pub struct OpenFd {
-    file: File,
-    /// Opened for reading (`O_RDONLY`/`O_RDWR`).
-    read: bool,
-    /// Opened for writing (`O_WRONLY`/`O_RDWR`).
-    write: bool,
-    /// The handle itself may write (false on a read-only mount).
-    core_write: bool,
-    append: bool,
-    dir: bool,
-    pos: Mutex<u64>,
-}
-
-impl OpenFd {
-    fn pos(&self) -> std::sync::MutexGuard<'_, u64> {
-        self.pos.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn check_write(&self) -> Result<()> {
-        if !self.write || self.dir {
-            refuse(libc::EBADF, "descriptor not open for writing")
-        } else if !self.core_write {
-            refuse(libc::EROFS, "the PBD is mounted read-only")
-        } else {
-            Ok(())
-        }
-    }
-
-    fn check_read(&self) -> Result<()> {
-        if self.dir {
-            refuse(libc::EISDIR, "descriptor is a directory")
-        } else if !self.read {
-            refuse(libc::EBADF, "descriptor not open for reading")
-        } else {
-            Ok(())
-        }
-    }
-}
-
 struct Mounted {
     pbd: String,
     hostid: i32,
@@ -177,11 +141,13 @@ struct Mounted {
 /// Everything the SDK keeps per process.
 pub struct State {
     mounted: Option<Mounted>,
-    fds: Vec<Option<Arc<OpenFd>>>,
+    /// Open descriptors by number (see [`raw_fd`]).
+    fds: Vec<Option<Arc<File>>>,
     /// Free slots of `fds` below its length.
     free: Vec<usize>,
     nopen: usize,
-    cwd: Option<Vec<u8>>,
+    /// The working directory relative paths start from (`pfsd_chdir`).
+    cwd: Option<PfsPath>,
     /// The open directory streams by number (see [`DirHandle`]); boxed so
     /// that the entry `pfsd_readdir` points into stays where it is while
     /// other streams come and go.
@@ -275,24 +241,10 @@ impl State {
             return refuse(libc::ENODEV, "no PBD is mounted");
         };
         let fresh = mount_pbd(&m.pbd, m.hostid, flags)?;
-        let rw = flags & MNTFLG_WR != 0;
         for (i, slot) in self.fds.iter_mut().enumerate() {
             let Some(old) = slot.take() else { continue };
-            let opts = OpenOptions {
-                write: old.write && rw && !old.dir,
-                append: old.append,
-                ..OpenOptions::default()
-            };
-            if let Ok(file) = fresh.open_ino(old.file.ino(), opts) {
-                *slot = Some(Arc::new(OpenFd {
-                    file,
-                    read: old.read,
-                    write: old.write,
-                    core_write: opts.write,
-                    append: old.append,
-                    dir: old.dir,
-                    pos: Mutex::new(*old.pos()),
-                }));
+            if let Ok(file) = old.reopen(&fresh) {
+                *slot = Some(Arc::new(file));
             } else {
                 self.nopen -= 1;
                 self.free.push(i);
@@ -309,41 +261,33 @@ impl State {
             .map_or_else(|| refuse(libc::ENODEV, "no PBD is mounted"), Ok)
     }
 
-    /// The absolute form of `path` (relative paths start at the working
-    /// directory).
-    fn absolute(&self, path: &[u8]) -> Result<Vec<u8>> {
-        if path.is_empty() {
-            return refuse(libc::EINVAL, "empty path");
+    /// `path` parsed, a relative one from the working directory.
+    fn absolute(&self, path: &[u8]) -> Result<PfsPath> {
+        let relative = !path.is_empty() && !path.starts_with(b"/");
+        match (relative, &self.cwd) {
+            (false, _) => Ok(PfsPath::parse_with(path, BarePbd::Root)?),
+            (true, Some(cwd)) => Ok(cwd.join(path)?),
+            (true, None) => refuse(libc::ENOENT, "relative path and no working directory"),
         }
-        let abs = if path[0] == b'/' {
-            path.to_vec()
-        } else {
-            let Some(cwd) = &self.cwd else {
-                return refuse(libc::ENOENT, "relative path and no working directory");
-            };
-            let mut a = cwd.clone();
-            a.push(b'/');
-            a.extend_from_slice(path);
-            a
-        };
-        if abs.len() >= PFS_MAX_PATHLEN {
-            return refuse(libc::ENAMETOOLONG, "path too long");
-        }
-        Ok(abs)
     }
 
-    /// Resolves `path` to the mount and the path inside the filesystem.
-    fn locate(&self, path: &[u8]) -> Result<(Arc<Mount>, Vec<u8>)> {
-        let abs = self.absolute(path)?;
-        let (pbdname, inner) = split_pbd(&abs)?;
+    /// Resolves `path` to the mount and the parsed path, whose
+    /// [`PfsPath::inner`] is the path inside the filesystem.
+    fn locate(&self, path: &[u8]) -> Result<(Arc<Mount>, PfsPath)> {
+        let p = self.absolute(path)?;
+        Ok((self.mount_of(&p)?, p))
+    }
+
+    /// The mount `p` is on: the mounted PBD's, or `ENODEV`.
+    fn mount_of(&self, p: &PfsPath) -> Result<Arc<Mount>> {
         let m = self.mounted()?;
-        if m.pbd.as_bytes() != pbdname {
+        if m.pbd != p.pbd {
             return refuse(libc::ENODEV, "path is on another PBD than the mounted one");
         }
-        Ok((Arc::clone(&m.mount), inner))
+        Ok(Arc::clone(&m.mount))
     }
 
-    fn fd(&self, fd: i32) -> Result<Arc<OpenFd>> {
+    fn fd(&self, fd: i32) -> Result<Arc<File>> {
         let raw = raw_fd(fd)?;
         match self.fds.get(raw) {
             Some(Some(f)) => Ok(Arc::clone(f)),
@@ -351,7 +295,7 @@ impl State {
         }
     }
 
-    fn insert(&mut self, f: OpenFd) -> Result<i32> {
+    fn insert(&mut self, f: File) -> Result<i32> {
         let idx = match self.free.pop() {
             Some(i) => i,
             None if self.fds.len() < MAX_FDS => {
@@ -378,27 +322,6 @@ fn raw_fd(fd: i32) -> Result<usize> {
     Ok((fd & !(1 << PFSD_FD_VALIDBIT)) as usize)
 }
 
-/// Splits `/<pbd>/<path>` into the PBD name and the inner path (`/` for
-/// `/<pbd>` and `/<pbd>/`). Names longer than PFS allows fail with
-/// `ENAMETOOLONG` before any lookup.
-fn split_pbd(abs: &[u8]) -> Result<(&[u8], Vec<u8>)> {
-    let rest = match abs.iter().position(|&b| b != b'/') {
-        Some(i) if i > 0 => &abs[i..],
-        _ => return refuse(libc::EINVAL, "not a PFS path"),
-    };
-    let (pbdname, inner) = match rest.iter().position(|&b| b == b'/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, &b"/"[..]),
-    };
-    if pbdname.len() > pfs_format::layout::MAX_PBD_NAME_LEN {
-        return refuse(libc::ENAMETOOLONG, "PBD name too long");
-    }
-    if inner.split(|&b| b == b'/').any(|c| c.len() > MAX_NAME_LEN) {
-        return refuse(libc::ENAMETOOLONG, "file name too long");
-    }
-    Ok((pbdname, inner.to_vec()))
-}
-
 /// The state, brought up to date with the process (see [`State::ensure`]).
 fn state() -> Result<crate::sys::ForkGuard<'static, State>> {
     let mut st = STATE.lock();
@@ -406,11 +329,11 @@ fn state() -> Result<crate::sys::ForkGuard<'static, State>> {
     Ok(st)
 }
 
-fn locate(path: &[u8]) -> Result<(Arc<Mount>, Vec<u8>)> {
+fn locate(path: &[u8]) -> Result<(Arc<Mount>, PfsPath)> {
     state()?.locate(path)
 }
 
-fn get_fd(fd: i32) -> Result<Arc<OpenFd>> {
+fn get_fd(fd: i32) -> Result<Arc<File>> {
     raw_fd(fd)?;
     state()?.fd(fd)
 }
@@ -513,41 +436,14 @@ pub fn abort_request() -> Result<()> {
 
 /// `pfsd_open`.
 pub fn open(path: &[u8], flags: i32) -> Result<i32> {
-    let (m, inner) = locate(path)?;
-    let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-    let create = flags & libc::O_CREAT != 0;
-    let exclusive = create && flags & libc::O_EXCL != 0;
-    let truncate = flags & libc::O_TRUNC != 0 && write;
-    let append = flags & libc::O_APPEND != 0;
-    let rw = m.mode() == Mode::ReadWrite;
-    if !rw && (truncate || exclusive || (create && m.resolve(&inner).is_err())) {
-        return refuse(libc::EROFS, "the PBD is mounted read-only");
-    }
-    let opts = OpenOptions {
-        create: create && rw,
-        exclusive,
-        truncate: truncate && rw,
-        append,
-        write: write && rw,
-    };
-    let file = m.open_file(&inner, opts)?;
-    let dir = file.getattr()?.is_dir();
-    if flags & libc::O_DIRECTORY != 0 && !dir {
-        return refuse(libc::ENOTDIR, "not a directory");
-    }
-    let fd = OpenFd {
-        file,
-        read: flags & libc::O_ACCMODE != libc::O_WRONLY,
-        write,
-        core_write: opts.write,
-        append,
-        dir,
-        pos: Mutex::new(0),
-    };
-    state()?.insert(fd)
+    let (m, p) = locate(path)?;
+    let file = m.open_file(p.inner(), OpenOptions::from_flags(flags))?;
+    state()?.insert(file)
 }
 
-/// `pfsd_close`.
+/// `pfsd_close`: frees the descriptor and reports what [`File::close`]
+/// finds (nothing when another thread is still in a call on it: the last
+/// one out closes the file).
 pub fn close(fd: i32) -> Result<()> {
     let raw = raw_fd(fd)?;
     let mut st = state()?;
@@ -556,8 +452,10 @@ pub fn close(fd: i32) -> Result<()> {
             st.nopen -= 1;
             st.free.push(raw);
             drop(st);
-            drop(f);
-            Ok(())
+            match Arc::try_unwrap(f) {
+                Ok(file) => Ok(file.close()?),
+                Err(_) => Ok(()),
+            }
         }
         None => refuse(libc::EBADF, "bad descriptor"),
     }
@@ -565,12 +463,7 @@ pub fn close(fd: i32) -> Result<()> {
 
 /// `pfsd_read`.
 pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize> {
-    let f = get_fd(fd)?;
-    f.check_read()?;
-    let mut pos = f.pos();
-    let n = f.file.read_at(buf, *pos)?;
-    *pos += n as u64;
-    Ok(n)
+    Ok(get_fd(fd)?.read_next(buf)?)
 }
 
 fn offset(off: i64) -> Result<u64> {
@@ -580,48 +473,24 @@ fn offset(off: i64) -> Result<u64> {
 /// `pfsd_pread`.
 pub fn pread(fd: i32, buf: &mut [u8], off: i64) -> Result<usize> {
     let f = get_fd(fd)?;
-    f.check_read()?;
     let off = offset(off)?;
-    Ok(f.file.read_at(buf, off)?)
-}
-
-fn write_at_end(f: &OpenFd, buf: &[u8]) -> Result<u64> {
-    let end = f.file.getattr()?.size;
-    f.file.write_at(buf, end)?;
-    Ok(end + buf.len() as u64)
+    Ok(f.read_at(buf, off)?)
 }
 
 /// `pfsd_write`.
 pub fn write(fd: i32, buf: &[u8]) -> Result<usize> {
-    let f = get_fd(fd)?;
-    f.check_write()?;
-    if buf.is_empty() {
-        return Ok(0);
-    }
-    let mut pos = f.pos();
-    if f.append {
-        *pos = write_at_end(&f, buf)?;
-    } else {
-        f.file.write_at(buf, *pos)?;
-        *pos += buf.len() as u64;
-    }
-    Ok(buf.len())
+    Ok(get_fd(fd)?.write_next(buf)?)
 }
 
 /// `pfsd_pwrite` (with `O_APPEND` it appends, as Linux does).
 pub fn pwrite(fd: i32, buf: &[u8], off: i64) -> Result<usize> {
     let f = get_fd(fd)?;
-    f.check_write()?;
     let off = offset(off)?;
-    if buf.is_empty() {
-        return Ok(0);
+    if f.options().append {
+        f.append(buf)?;
+        return Ok(buf.len());
     }
-    if f.append {
-        write_at_end(&f, buf)?;
-    } else {
-        f.file.write_at(buf, off)?;
-    }
-    Ok(buf.len())
+    Ok(f.write_at(buf, off)?)
 }
 
 /// `pfsd_lseek`.
@@ -630,30 +499,15 @@ pub fn lseek(fd: i32, off: i64, whence: i32) -> Result<i64> {
         return refuse(libc::EINVAL, "negative descriptor");
     }
     let f = get_fd(fd)?;
-    let mut pos = f.pos();
-    let base = match whence {
-        libc::SEEK_SET => 0,
-        libc::SEEK_CUR => *pos,
-        libc::SEEK_END => f.file.getattr()?.size,
-        _ => return refuse(libc::EINVAL, "bad whence"),
-    };
-    let base = i64::try_from(base).map_or_else(|_| refuse(libc::EOVERFLOW, "offset"), Ok)?;
-    let new = match base.checked_add(off) {
-        Some(n) if n >= 0 => n,
-        Some(_) => return refuse(libc::EINVAL, "negative resulting offset"),
-        None => return refuse(libc::EOVERFLOW, "offset overflows"),
-    };
-    *pos = new as u64;
-    Ok(new)
+    let pos = f.seek_to(posix::seek_from(off, whence)?)?;
+    // At most MAX_FILE_SIZE, which is i64::MAX.
+    i64::try_from(pos).map_or_else(|_| refuse(libc::EOVERFLOW, "offset"), Ok)
 }
 
-/// `pfsd_fsync`: commits and flushes the device.
+/// `pfsd_fsync`: commits and flushes the device (nothing to do for a
+/// descriptor not open for writing).
 pub fn fsync(fd: i32) -> Result<()> {
-    let f = get_fd(fd)?;
-    if f.core_write {
-        f.file.sync_all()?;
-    }
-    Ok(())
+    Ok(get_fd(fd)?.sync_all()?)
 }
 
 /// `pfsd_ftruncate`.
@@ -662,9 +516,7 @@ pub fn ftruncate(fd: i32, len: i64) -> Result<()> {
         return refuse(libc::EBADF, "negative descriptor");
     }
     let len = offset(len)?;
-    let f = get_fd(fd)?;
-    f.check_write()?;
-    Ok(f.file.set_len(len)?)
+    Ok(get_fd(fd)?.set_len(len)?)
 }
 
 /// `pfsd_fallocate`.
@@ -675,69 +527,60 @@ pub fn fallocate(fd: i32, mode: i32, off: i64, len: i64) -> Result<()> {
     if off < 0 || len <= 0 {
         return refuse(libc::EINVAL, "bad range");
     }
-    if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_NO_HIDE_STALE) != 0 {
-        return refuse(libc::EOPNOTSUPP, "unsupported fallocate mode");
-    }
-    let f = get_fd(fd)?;
-    f.check_write()?;
-    let fm = FallocMode {
-        keep_size: mode & FALLOC_FL_KEEP_SIZE != 0,
-        no_hide_stale: mode & FALLOC_FL_NO_HIDE_STALE != 0,
-    };
-    Ok(f.file.allocate(off as u64, len as u64, fm)?)
+    let mode = FallocMode::from_posix(mode)?;
+    Ok(get_fd(fd)?.allocate(off as u64, len as u64, mode)?)
 }
 
 /// `pfsd_fstat`.
-pub fn fstat(fd: i32) -> Result<Attr> {
+pub fn fstat(fd: i32) -> Result<Stat> {
     if fd < 0 {
         return refuse(libc::EBADF, "negative descriptor");
     }
-    Ok(get_fd(fd)?.file.getattr()?)
+    Ok(get_fd(fd)?.getattr()?.stat())
 }
 
 /// `pfsd_stat`.
-pub fn stat(path: &[u8]) -> Result<Attr> {
-    let (m, inner) = locate(path)?;
-    Ok(m.stat_path(&inner)?)
+pub fn stat(path: &[u8]) -> Result<Stat> {
+    let (m, p) = locate(path)?;
+    Ok(m.stat_path(p.inner())?.stat())
 }
 
 /// `pfsd_truncate`.
 pub fn truncate(path: &[u8], len: i64) -> Result<()> {
     let len = offset(len)?;
-    let (m, inner) = locate(path)?;
-    Ok(m.truncate_path(&inner, len)?)
+    let (m, p) = locate(path)?;
+    Ok(m.truncate_path(p.inner(), len)?)
 }
 
 /// `pfsd_unlink`.
 pub fn unlink(path: &[u8]) -> Result<()> {
-    let (m, inner) = locate(path)?;
-    Ok(m.unlink_path(&inner)?)
+    let (m, p) = locate(path)?;
+    Ok(m.unlink_path(p.inner())?)
 }
 
 /// `pfsd_rename`: both paths on the mounted PBD (`EXDEV` across PBDs).
 pub fn rename(from: &[u8], to: &[u8]) -> Result<()> {
     let st = state()?;
     let (a, b) = (st.absolute(from)?, st.absolute(to)?);
-    if split_pbd(&a)?.0 != split_pbd(&b)?.0 {
+    if a.pbd != b.pbd {
         return refuse(libc::EXDEV, "rename across PBDs");
     }
-    let (m, from) = st.locate(&a)?;
-    let (_, to) = st.locate(&b)?;
+    let m = st.mount_of(&a)?;
     drop(st);
-    Ok(m.rename_path(&from, &to)?)
+    Ok(m.rename_path(a.inner(), b.inner())?)
 }
 
 /// `pfsd_mkdir`.
 pub fn mkdir(path: &[u8]) -> Result<()> {
-    let (m, inner) = locate(path)?;
-    m.mkdir_path(&inner)?;
+    let (m, p) = locate(path)?;
+    m.mkdir_path(p.inner())?;
     Ok(())
 }
 
 /// `pfsd_rmdir`.
 pub fn rmdir(path: &[u8]) -> Result<()> {
-    let (m, inner) = locate(path)?;
-    Ok(m.rmdir_path(&inner)?)
+    let (m, p) = locate(path)?;
+    Ok(m.rmdir_path(p.inner())?)
 }
 
 /// `pfsd_access`: existence; `W_OK` on a read-only mount is `EROFS`.
@@ -745,8 +588,8 @@ pub fn access(path: &[u8], amode: i32) -> Result<()> {
     if amode != libc::F_OK && amode & (libc::R_OK | libc::W_OK | libc::X_OK) == 0 {
         return refuse(libc::EINVAL, "bad access mode");
     }
-    let (m, inner) = locate(path)?;
-    m.access(&inner)?;
+    let (m, p) = locate(path)?;
+    m.access(p.inner())?;
     if amode & libc::W_OK != 0 && m.mode() != Mode::ReadWrite {
         return refuse(libc::EROFS, "the PBD is mounted read-only");
     }
@@ -755,8 +598,8 @@ pub fn access(path: &[u8], amode: i32) -> Result<()> {
 
 /// `pfsd_chmod`, `pfsd_chown`: the path must exist; nothing changes.
 pub fn exists(path: &[u8]) -> Result<()> {
-    let (m, inner) = locate(path)?;
-    Ok(m.access(&inner)?)
+    let (m, p) = locate(path)?;
+    Ok(m.access(p.inner())?)
 }
 
 /// `pfsd_fchmod`: the descriptor must be valid; nothing changes.
@@ -764,41 +607,20 @@ pub fn fd_exists(fd: i32) -> Result<()> {
     get_fd(fd).map(|_| ())
 }
 
-/// `pfsd_chdir`: sets the working directory for relative paths.
+/// `pfsd_chdir`: sets the working directory for relative paths, named
+/// the short way ([`Mount::canonical_path`]: `.` and `..` followed through
+/// the namespace, the root as `/<pbd>/`).
 pub fn chdir(path: &[u8]) -> Result<()> {
     let mut st = state()?;
-    let abs = st.absolute(path)?;
-    let (m, inner) = st.locate(&abs)?;
-    let (pbdname, _) = split_pbd(&abs)?;
-    if !m.stat_path(&inner)?.is_dir() {
+    let (m, p) = st.locate(path)?;
+    let (attr, inner) = m.canonical_path(p.inner())?;
+    if !attr.is_dir() {
         return Err(CoreError::NotDir {
-            path: String::from_utf8_lossy(path).into_owned(),
+            path: p.to_string(),
         }
         .into());
     }
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for c in inner.split(|&b| b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    let mut cwd = vec![b'/'];
-    cwd.extend_from_slice(pbdname);
-    for p in &parts {
-        cwd.push(b'/');
-        cwd.extend_from_slice(p);
-    }
-    if parts.is_empty() {
-        cwd.push(b'/');
-    }
-    if cwd.len() >= PFS_MAX_PATHLEN {
-        return refuse(libc::ENAMETOOLONG, "path too long");
-    }
-    st.cwd = Some(cwd);
+    st.cwd = Some(p.with_inner(inner)?);
     Ok(())
 }
 
@@ -808,8 +630,10 @@ pub fn getcwd(size: usize) -> Result<Vec<u8>> {
     let st = STATE.lock();
     match &st.cwd {
         None => refuse(libc::ENOENT, "no working directory"),
-        Some(c) if c.len() >= size.min(PFS_MAX_PATHLEN) => refuse(libc::ERANGE, "buffer too small"),
-        Some(c) => Ok(c.clone()),
+        Some(c) if c.as_bytes().len() >= size.min(PFS_MAX_PATHLEN) => {
+            refuse(libc::ERANGE, "buffer too small")
+        }
+        Some(c) => Ok(c.as_bytes().to_vec()),
     }
 }
 
@@ -858,8 +682,8 @@ impl DirHandle {
 /// `pfsd_opendir`: reads the directory's entries as of one committed
 /// state.
 pub fn opendir(path: &[u8]) -> Result<DirHandle> {
-    let (m, inner) = locate(path)?;
-    let entries: Vec<DirEntry> = m.readdir_path(&inner)?.collect();
+    let (m, p) = locate(path)?;
+    let entries: Vec<DirEntry> = m.readdir_path(p.inner())?.collect();
     let mut st = STATE.lock();
     // One number per nanosecond would take centuries to wrap; the largest
     // still fits the handle (and the address space) with its mark bit.
@@ -933,23 +757,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_split_into_pbd_and_inner_path() {
-        let (p, i) = split_pbd(b"/1-1/a/b").unwrap();
-        assert_eq!((p, i.as_slice()), (&b"1-1"[..], &b"/a/b"[..]));
-        let (p, i) = split_pbd(b"//1-1").unwrap();
-        assert_eq!((p, i.as_slice()), (&b"1-1"[..], &b"/"[..]));
-        assert_eq!(split_pbd(b"/").unwrap_err().errno(), libc::EINVAL);
-        assert_eq!(split_pbd(b"rel").unwrap_err().errno(), libc::EINVAL);
+    fn paths_are_parsed_by_the_core_with_the_sdk_rules() {
+        let st = STATE.lock();
+        let p = st.absolute(b"/1-1/a/b").unwrap();
+        assert_eq!((p.pbd.as_str(), p.inner()), ("1-1", &b"/a/b"[..]));
+        let p = st.absolute(b"//1-1").unwrap();
+        assert_eq!((p.pbd.as_str(), p.inner()), ("1-1", &b"/"[..]));
+        for (path, errno) in [
+            (&b"/"[..], libc::EINVAL),
+            (b"", libc::EINVAL),
+            (b"rel", libc::ENOENT),
+        ] {
+            assert_eq!(st.absolute(path).unwrap_err().errno(), errno, "{path:?}");
+        }
         let long = format!("/1-1/{}", "n".repeat(256));
-        assert_eq!(
-            split_pbd(long.as_bytes()).unwrap_err().errno(),
-            libc::ENAMETOOLONG
-        );
+        let e = st.absolute(long.as_bytes()).unwrap_err();
+        assert_eq!(e.errno(), libc::ENAMETOOLONG);
         let long_pbd = format!("/{}/x", "p".repeat(64));
-        assert_eq!(
-            split_pbd(long_pbd.as_bytes()).unwrap_err().errno(),
-            libc::ENAMETOOLONG
-        );
+        let e = st.absolute(long_pbd.as_bytes()).unwrap_err();
+        assert_eq!(e.errno(), libc::ENAMETOOLONG);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::error::{Result, SdkError};
 use crate::sdk;
-use pfs_core::{Attr, FileType};
+use pfs_core::posix::Stat;
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_ulong, CStr};
 use std::ops::{Deref, DerefMut};
@@ -469,33 +469,29 @@ pub unsafe extern "C" fn pfsd_unlink(path: *const c_char) -> c_int {
     ret(r.map(|()| 0), -1)
 }
 
-/// Fills `*st` from `a`.
+/// Fills `*st` from `s` (fields the core has no value for are 0).
 ///
 /// # Safety
 /// `st` is valid for writing one `struct stat`.
-unsafe fn fill_stat(st: *mut libc::stat, a: &Attr) {
+unsafe fn fill_stat(st: *mut libc::stat, s: &Stat) {
     // SAFETY: the caller's contract; all-zero is a valid `struct stat`.
-    let s = unsafe {
+    let out = unsafe {
         std::ptr::write_bytes(st, 0, 1);
         &mut *st
     };
-    let secs = |t: u64| libc::time_t::try_from(t).unwrap_or(libc::time_t::MAX);
-    s.st_ino = a.ino;
-    s.st_mode = match a.kind {
-        FileType::Dir => libc::S_IFDIR | 0o755,
-        FileType::File => libc::S_IFREG | 0o644,
-    };
-    s.st_nlink = a.nlink.max(1) as libc::nlink_t;
-    s.st_size = libc::off_t::try_from(a.size).unwrap_or(libc::off_t::MAX);
-    s.st_blksize = 4096;
-    s.st_blocks = libc::blkcnt_t::try_from(a.nblock.saturating_mul((4 << 20) / 512))
-        .unwrap_or(libc::blkcnt_t::MAX);
-    s.st_atime = secs(a.atime);
-    s.st_mtime = secs(a.mtime);
-    s.st_ctime = secs(a.ctime);
+    let time = |t: u64| libc::time_t::try_from(t).unwrap_or(libc::time_t::MAX);
+    out.st_ino = s.st_ino;
+    out.st_mode = s.st_mode;
+    out.st_nlink = libc::nlink_t::try_from(s.st_nlink).unwrap_or(libc::nlink_t::MAX);
+    out.st_size = libc::off_t::try_from(s.st_size).unwrap_or(libc::off_t::MAX);
+    out.st_blksize = libc::blksize_t::try_from(s.st_blksize).unwrap_or(libc::blksize_t::MAX);
+    out.st_blocks = libc::blkcnt_t::try_from(s.st_blocks).unwrap_or(libc::blkcnt_t::MAX);
+    out.st_atime = time(s.st_atime);
+    out.st_mtime = time(s.st_mtime);
+    out.st_ctime = time(s.st_ctime);
 }
 
-fn stat_out(r: Result<Attr>, st: *mut libc::stat) -> c_int {
+fn stat_out(r: Result<Stat>, st: *mut libc::stat) -> c_int {
     let r = r.and_then(|a| {
         if st.is_null() {
             return einval("NULL stat buffer");

@@ -144,3 +144,35 @@ fn remount_promotes_the_process_and_children_forked_before() {
         dev.fsck();
     }
 }
+
+#[test]
+fn processes_appending_to_one_file_lose_no_bytes() {
+    // Each append takes the end of the file and writes there as one step
+    // among the processes of the host: none writes over another's record.
+    let dev = TestDev::new(1);
+    let append = program("append", Link::Shared);
+    let writers: Vec<Child> = ["a", "b", "c"]
+        .into_iter()
+        .map(|tag| {
+            dev.command(&append)
+                .arg(&dev.pbd)
+                .args(["write", "1", DB_FLAGS, tag, "600"])
+                .env("PFS_LEASE_MS", "1000")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in writers.into_iter().enumerate() {
+        wait_ok(&format!("appender {i}"), c);
+    }
+    let out = dev.run(&append, &["check", "2", RD, "abc", "600"]);
+    assert_ok("check", &out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("1800 records"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    dev.fsck();
+}

@@ -661,3 +661,181 @@ fn a_modification_time_set_is_committed_and_replayed() {
     let w = Mount::open_with(dev, Mode::ReadWrite, &opts(2)).unwrap();
     assert_eq!(w.getattr(d).unwrap().mtime, 7);
 }
+
+#[test]
+fn handles_appending_from_threads_lose_no_bytes() {
+    // Each append takes the end and writes there under the lock that
+    // orders extending writes: records of every handle land whole, once,
+    // also where they straddle a 4 MiB block.
+    let dev = formatted();
+    let m = writer(&dev);
+    const THREADS: u8 = 4;
+    const EACH: u32 = 150;
+    let len = |i: u32| 1000 + (i as usize * 7919) % 60_000;
+    let record = |t: u8, i: u32| {
+        let mut r = format!("{t}{i:05}{:05}", len(i)).into_bytes();
+        r.extend((0..len(i)).map(|k| (k as u32 ^ i).wrapping_mul(u32::from(t) + 3) as u8));
+        r
+    };
+    let append = OpenOptions::from_flags(libc::O_CREAT | libc::O_WRONLY | libc::O_APPEND);
+    drop(m.open_file("/log", append).unwrap());
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let f = m.open_file("/log", append).unwrap();
+            s.spawn(move || {
+                for i in 0..EACH {
+                    // Through the position (write(2)) and without (pwrite
+                    // on an O_APPEND descriptor) by turns.
+                    if i % 2 == 0 {
+                        (&f).write_all(&record(t, i)).unwrap();
+                    } else {
+                        f.append(&record(t, i)).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let mut all = Vec::new();
+    m.open_file("/log", OpenOptions::default())
+        .unwrap()
+        .read_to_end(&mut all)
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut rest = &all[..];
+    while !rest.is_empty() {
+        let head = std::str::from_utf8(&rest[..11]).unwrap();
+        let (t, i): (u8, u32) = (head[..1].parse().unwrap(), head[1..6].parse().unwrap());
+        let r = record(t, i);
+        assert_eq!(&rest[..r.len()], &r[..], "record {t}/{i} overwritten");
+        assert!(seen.insert((t, i)), "record {t}/{i} twice");
+        rest = &rest[r.len()..];
+    }
+    assert_eq!(seen.len(), usize::from(THREADS) * EACH as usize);
+    let report = m.fsck().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+#[test]
+fn handles_keep_posix_open_flags_and_positions() {
+    let dev = formatted();
+    let m = writer(&dev);
+    m.mkdir_path("/d").unwrap();
+    let rw = libc::O_CREAT | libc::O_RDWR;
+    let f = m.open_file("/d/f", OpenOptions::from_flags(rw)).unwrap();
+    assert_eq!(f.write_next(b"hello").unwrap(), 5);
+    assert_eq!(f.position(), 5);
+    let e = m.open_file("/d/f", OpenOptions::from_flags(rw | libc::O_EXCL));
+    assert_eq!(errno(e), libc::EEXIST);
+    let dir = libc::O_RDONLY | libc::O_DIRECTORY;
+    assert_eq!(
+        errno(m.open_file("/d/f", OpenOptions::from_flags(dir))),
+        libc::ENOTDIR
+    );
+    assert!(m.open_file("/d", OpenOptions::from_flags(dir)).is_ok());
+    assert_eq!(
+        errno(m.open_file("/d", OpenOptions::from_flags(libc::O_RDWR))),
+        libc::EISDIR
+    );
+    // O_WRONLY refuses reads; O_RDONLY writes.
+    let w = m
+        .open_file("/d/f", OpenOptions::from_flags(libc::O_WRONLY))
+        .unwrap();
+    assert_eq!(errno(w.read_at(&mut [0; 4], 0)), libc::EBADF);
+    assert_eq!(errno(w.read_next(&mut [0; 4])), libc::EBADF);
+    let r = m.open_file("/d/f", OpenOptions::default()).unwrap();
+    assert_eq!(errno(r.write_next(b"x")), libc::EBADF);
+    assert_eq!(errno(r.append(b"x")), libc::EBADF);
+    // Positions: as lseek(2) has them.
+    let mut buf = [0u8; 8];
+    assert_eq!(r.read_next(&mut buf).unwrap(), 5);
+    assert_eq!(r.seek_to(SeekFrom::End(-2)).unwrap(), 3);
+    assert_eq!(errno(r.seek_to(SeekFrom::Current(-4))), libc::EINVAL);
+    assert_eq!(
+        errno(r.seek_to(SeekFrom::Current(i64::MAX))),
+        libc::EOVERFLOW
+    );
+    assert_eq!(r.position(), 3, "a refused seek leaves the position");
+    assert_eq!(errno(r.seek_to(SeekFrom::Start(u64::MAX))), libc::EINVAL);
+    let whence = pfs_core::posix::seek_from(1, libc::SEEK_CUR).unwrap();
+    assert_eq!(r.seek_to(whence).unwrap(), 4);
+    // O_TRUNC cuts; appends go to the end whatever the position.
+    let t = m
+        .open_file(
+            "/d/f",
+            OpenOptions::from_flags(libc::O_WRONLY | libc::O_TRUNC | libc::O_APPEND),
+        )
+        .unwrap();
+    assert_eq!(t.getattr().unwrap().size, 0);
+    t.write_next(b"ab").unwrap();
+    t.seek_to(SeekFrom::Start(0)).unwrap();
+    t.write_next(b"cd").unwrap();
+    assert_eq!((t.position(), t.append(b"ef").unwrap()), (4, 4));
+    let mut all = Vec::new();
+    (&r).seek(SeekFrom::Start(0)).unwrap();
+    (&r).read_to_end(&mut all).unwrap();
+    assert_eq!(all, b"abcdef");
+    // fallocate modes and stat come from the same place.
+    let mode = pfs_core::FallocMode::from_posix(0).unwrap();
+    f.allocate(0, 5 << 20, mode).unwrap();
+    let st = f.getattr().unwrap().stat();
+    assert_eq!(
+        (st.st_size, st.st_blocks, st.st_blksize),
+        (5 << 20, 2 * 8192, 4 << 20)
+    );
+    assert_eq!(
+        errno(pfs_core::FallocMode::from_posix(libc::FALLOC_FL_PUNCH_HOLE)),
+        libc::EOPNOTSUPP
+    );
+}
+
+#[test]
+fn a_read_only_mount_opens_for_writing_and_refuses_the_writes() {
+    let dev = formatted();
+    let w = writer(&dev);
+    drop(
+        w.open_file(
+            "/f",
+            OpenOptions::from_flags(libc::O_CREAT | libc::O_WRONLY),
+        )
+        .unwrap(),
+    );
+    drop(w);
+    let m = Arc::new(Mount::open_with(dev, Mode::ReadOnly, &opts(2)).unwrap());
+    let f = m
+        .open_file("/f", OpenOptions::from_flags(libc::O_CREAT | libc::O_RDWR))
+        .unwrap();
+    assert_eq!(errno(f.write_next(b"x")), libc::EROFS);
+    assert_eq!(errno(f.write_next(b"")), libc::EROFS);
+    assert_eq!(errno(f.set_len(0)), libc::EROFS);
+    f.sync_all().unwrap();
+    for flags in [
+        libc::O_RDWR | libc::O_TRUNC,
+        libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+    ] {
+        assert_eq!(
+            errno(m.open_file("/f", OpenOptions::from_flags(flags))),
+            libc::EROFS
+        );
+    }
+    let create = OpenOptions::from_flags(libc::O_RDWR | libc::O_CREAT);
+    assert_eq!(errno(m.open_file("/new", create)), libc::EROFS);
+}
+
+#[test]
+fn canonical_paths_follow_dot_dot_through_the_namespace() {
+    let dev = formatted();
+    let m = writer(&dev);
+    m.create_dir_all("/a/b").unwrap();
+    m.create_path("/a/f", FileType::File).unwrap();
+    let named = |p: &str| m.canonical_path(p).map(|(_, n)| n);
+    assert_eq!(named("/a/./b/../b/").unwrap(), b"/a/b");
+    assert_eq!(named("/a/b/..").unwrap(), b"/a");
+    assert_eq!(named("/..//a/../..").unwrap(), b"/");
+    assert_eq!(named("/").unwrap(), b"/");
+    assert_eq!(named("/a/f").unwrap(), b"/a/f");
+    let (attr, _) = m.canonical_path("/a/b/").unwrap();
+    assert!(attr.is_dir());
+    assert_eq!(errno(named("/a/f/..")), libc::ENOTDIR);
+    assert_eq!(errno(named("/a/f/")), libc::ENOTDIR);
+    assert_eq!(errno(named("/a/missing/..")), libc::ENOENT);
+}

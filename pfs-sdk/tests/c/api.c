@@ -79,6 +79,10 @@ file_io(void)
 	CHECK(pfsd_fstat(fd, &st) == 0);
 	CHECK(S_ISREG(st.st_mode) && st.st_size == (off_t)big);
 	CHECK(pfsd_stat(P("d"), &st) == 0 && S_ISDIR(st.st_mode));
+	/* As the reference's pfsd_stat: 4 MiB blocks, every permission. */
+	CHECK(st.st_blksize == 4 << 20 && (st.st_mode & 07777) == 0777);
+	/* /<pbd> alone is the root. */
+	CHECK(pfsd_stat(pathf("/%s", pbd), &st) == 0 && S_ISDIR(st.st_mode) && st.st_ino == 0);
 	CHECK(pfsd_close(fd) == 0);
 
 	/* O_APPEND, O_TRUNC, O_EXCL. */
@@ -269,6 +273,13 @@ directories(void)
 	CHECK(pfsd_getcwd(buf, sizeof buf) == buf);
 	snprintf(want, sizeof want, "/%s/d/sub", pbd);
 	CHECK(strcmp(buf, want) == 0);
+	/* .. is followed through the namespace: a file has none. */
+	FAILS(pfsd_chdir(P("d/f/..")), ENOTDIR);
+	CHECK(pfsd_chdir(pathf("/%s", pbd)) == 0);
+	snprintf(want, sizeof want, "/%s/", pbd);
+	CHECK(pfsd_getcwd(buf, sizeof buf) == buf && strcmp(buf, want) == 0);
+	CHECK(pfsd_chdir("d/../..") == 0);
+	CHECK(pfsd_getcwd(buf, sizeof buf) == buf && strcmp(buf, want) == 0);
 	CHECK(pfsd_chdir(P("")) == 0);
 }
 
