@@ -300,6 +300,22 @@ impl Mount {
         Err(CoreError::LeaseLapsed)
     }
 
+    /// Fails once this mount may no longer write: the check every write
+    /// makes (a lease that ran out is proved again first). For a front end
+    /// that acknowledges a handle's writes without writing anything itself,
+    /// as a close with nothing left to commit does, so that nothing is
+    /// acknowledged once another writer took over. A mount that holds no
+    /// lease writes nothing and takes none here.
+    pub fn check_writer(&self) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Ok(());
+        }
+        if self.fence.lease().is_none() {
+            return self.fence.check_stopped();
+        }
+        self.permit_write()
+    }
+
     /// Makes every write this mount completed durable (`fsync`), checking
     /// that the mount may still write before and after the flush.
     /// Concurrent calls share device flushes (see [`crate::flush`]), among

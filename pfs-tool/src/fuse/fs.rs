@@ -1136,7 +1136,12 @@ impl Filesystem for PfsFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply_empty(self.settle(pfs_ino(ino)).map(drop), reply);
+        // Every close flushes: once another writer took over, nothing more
+        // is acknowledged, also when the handle has nothing to commit.
+        let r = self
+            .settle(pfs_ino(ino))
+            .and_then(|_| self.m()?.check_writer());
+        reply_empty(r, reply);
     }
 
     fn release(
