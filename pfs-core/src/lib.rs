@@ -107,7 +107,14 @@ pub use mkfs::{
 };
 pub use mount::{Mode, Mount, MountOptions};
 pub use names::check_name;
-pub use namespace::{Attr, DirEntry, FileType, ReadDir};
+pub use namespace::{Attr, DirEntry, FileType, FsStats, ReadDir};
+pub use system::is_system;
+
+/// The format's sizes and fixed inode numbers a front end needs (block
+/// size, longest name, the root directory's inode).
+pub mod limits {
+    pub use pfs_format::layout::{BLOCK_SIZE, MAX_NAME_LEN, ROOT_INO};
+}
 pub use ns::FileBlock;
 /// Refuses ([`CoreError::Busy`]) to let a command overwrite a device while
 /// any host, this one or another, holds or is taking its writer lease in

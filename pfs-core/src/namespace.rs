@@ -20,6 +20,23 @@ use crate::system::refuse_system;
 use pfs_format::layout::{MAX_NAME_LEN, MAX_PATH_LEN, ROOT_INO};
 use pfs_format::MetaType;
 
+/// How full the filesystem is (`statfs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsStats {
+    /// Size of a block, the unit of `blocks` and `blocks_free`.
+    pub block_size: u64,
+    /// Blocks in all.
+    pub blocks: u64,
+    /// Blocks free.
+    pub blocks_free: u64,
+    /// Inodes in all.
+    pub inodes: u64,
+    /// Inodes free.
+    pub inodes_free: u64,
+    /// Longest name.
+    pub name_max: u64,
+}
+
 /// The type of an inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileType {
@@ -202,6 +219,23 @@ impl Mount {
     pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<u64> {
         self.refresh()?;
         lookup_in(&self.state.read().meta, dir, name)
+    }
+
+    /// How full the filesystem is, as of the writer's last commit this
+    /// mount has seen (`statfs`).
+    pub fn statfs(&self) -> Result<FsStats> {
+        self.with_meta(|meta| {
+            let (bfree, bused) = meta.counts(MetaType::BlkTag);
+            let (ifree, iused) = meta.counts(MetaType::Inode);
+            FsStats {
+                block_size: pfs_format::layout::BLOCK_SIZE,
+                blocks: bfree + bused,
+                blocks_free: bfree,
+                inodes: ifree + iused,
+                inodes_free: ifree,
+                name_max: MAX_NAME_LEN as u64,
+            }
+        })
     }
 
     /// Attributes of inode `ino`.

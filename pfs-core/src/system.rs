@@ -5,7 +5,7 @@ use crate::error::{CoreError, Result};
 use pfs_format::layout::{JOURNAL_FILE_INO, PAXOS_FILE_INO};
 
 /// Whether `ino` is `.pfs-paxos` or `.pfs-journal`.
-pub(crate) fn is_system(ino: u64) -> bool {
+pub fn is_system(ino: u64) -> bool {
     ino == PAXOS_FILE_INO || ino == JOURNAL_FILE_INO
 }
 

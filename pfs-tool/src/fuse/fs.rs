@@ -42,11 +42,11 @@ use fuser::{
     WriteFlags,
 };
 use parking_lot::Mutex;
+use pfs_core::is_system;
+use pfs_core::limits::{BLOCK_SIZE, ROOT_INO};
 use pfs_core::{
     Attr, CoreError, FallocMode, File, FileType, Mode, Mount, OpenOptions, Result as CoreResult,
 };
-use pfs_format::layout::{BLOCK_SIZE, JOURNAL_FILE_INO, PAXOS_FILE_INO, ROOT_INO};
-use pfs_format::MetaType;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -260,11 +260,6 @@ fn node_of(ino: u64, btime: u64) -> INodeNo {
 /// The PFS inode of FUSE node `node`.
 fn pfs_ino(node: INodeNo) -> u64 {
     (node.0 & 0xffff_ffff).saturating_sub(1)
-}
-
-/// Whether `ino` is `.pfs-paxos` or `.pfs-journal`.
-fn is_system(ino: u64) -> bool {
-    ino == PAXOS_FILE_INO || ino == JOURNAL_FILE_INO
 }
 
 fn time(secs: u64) -> SystemTime {
@@ -837,14 +832,6 @@ impl PfsFs {
         Ok(n)
     }
 
-    fn do_statfs(&self) -> CoreResult<(u64, u64, u64, u64)> {
-        self.m()?.with_meta(|meta| {
-            let (bfree, bused) = meta.counts(MetaType::BlkTag);
-            let (ifree, iused) = meta.counts(MetaType::Inode);
-            (bfree + bused, bfree, ifree + iused, ifree)
-        })
-    }
-
     fn do_opendir(&self, node: INodeNo) -> FsResult<u64> {
         let m = self.m()?;
         let ino = pfs_ino(node);
@@ -1235,16 +1222,16 @@ impl Filesystem for PfsFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.do_statfs() {
-            Ok((blocks, bfree, files, ffree)) => reply.statfs(
-                blocks,
-                bfree,
-                bfree,
-                files,
-                ffree,
-                BLOCK_SIZE as u32,
-                pfs_format::layout::MAX_NAME_LEN as u32,
-                BLOCK_SIZE as u32,
+        match self.m().and_then(|m| m.statfs()) {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.blocks_free,
+                s.blocks_free,
+                s.inodes,
+                s.inodes_free,
+                s.block_size as u32,
+                s.name_max as u32,
+                s.block_size as u32,
             ),
             Err(e) => reply.error(errno(e)),
         }
