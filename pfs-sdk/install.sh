@@ -22,10 +22,21 @@ install -m 0644 "$here/include/pfsd_sdk.h" "$prefix/include/pfsd_sdk.h"
 # Install to a temporary name and rename, so programs running from the old
 # library keep a consistent mapping.
 install -m 0755 "$out/libpfsd.so" "$prefix/lib/.libpfsd.so.new"
+# Debug symbols are not needed to run it (the library carries the SONAME
+# libpfsd.so; see build.rs).
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-unneeded "$prefix/lib/.libpfsd.so.new"
+fi
 mv -f "$prefix/lib/.libpfsd.so.new" "$prefix/lib/libpfsd.so"
 install -m 0644 "$out/libpfsd.a" "$prefix/lib/.libpfsd.a.new"
 mv -f "$prefix/lib/.libpfsd.a.new" "$prefix/lib/libpfsd.a"
 
+# A prefix the loader does not search gets an rpath in what pkg-config
+# gives programs to link with.
+rpath=""
+if [ "$prefix" != "$default_prefix" ]; then
+    rpath=" -Wl,-rpath,\${libdir}"
+fi
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
 cat > "$prefix/lib/pkgconfig/pfsd.pc" <<PC
 prefix=$prefix
@@ -35,7 +46,7 @@ includedir=\${prefix}/include
 Name: pfsd
 Description: PolarDB file-system SDK (pfs-rs, no daemon)
 Version: $version
-Libs: -L\${libdir} -lpfsd -lpthread
+Libs: -L\${libdir}$rpath -lpfsd -lpthread
 Libs.private: -ldl -lm
 Cflags: -I\${includedir}
 PC
