@@ -1,32 +1,68 @@
-//! Helpers shared by the workspace-level integration tests: finding and
-//! expanding the reference's golden images, and reading the outputs the
-//! reference tool printed beside them.
+//! Helpers shared by every test and bench of the workspace: finding and
+//! expanding the reference's golden images (read by [`qcow2`], no
+//! `qemu-img` needed) and reading the outputs the reference tool printed
+//! beside them; scratch directories and devices ([`device`]); skipping
+//! with a note where an optional tool is missing ([`require`]).
 
 pub mod crafted;
+pub mod device;
 pub mod failover;
+pub mod qcow2;
 
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// Makes `path` a sparse file of `chunks` 10 GiB chunks holding a new
-/// filesystem with the smallest journal: the device the multi-process
-/// tests share.
-pub fn format_image(path: &Path, chunks: u64) {
-    File::create(path)
-        .and_then(|f| f.set_len(chunks * pfs_format::layout::CHUNK_SIZE))
-        .unwrap_or_else(|e| panic!("cannot make {}: {e}", path.display()));
-    let dev = pfs_core::FileDevice::open("img", path, true).expect("open the new image");
-    pfs_core::mkfs(
-        &dev,
-        &pfs_core::MkfsOptions {
-            log_size: pfs_format::layout::MIN_LOG_SIZE,
-            ..pfs_core::MkfsOptions::default()
-        },
-    )
-    .expect("mkfs of the new image");
+/// The running test's name: libtest names each test's thread after it.
+pub fn test_name() -> String {
+    match std::thread::current().name() {
+        Some(n) if n != "main" => n.to_owned(),
+        _ => "test".to_owned(),
+    }
+}
+
+/// Says that the running test is skipped and why, as `skipped: <test>:
+/// <why>`, on the real stderr (past libtest's capture, so a passing run
+/// shows it too). Returns false, for `if !skip_unless(...) { return; }`.
+pub fn skipped(why: &str) -> bool {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {}: {why}", test_name());
+    false
+}
+
+/// Whether `ok` holds; when it does not, the test is [`skipped`] for `why`.
+pub fn skip_unless(ok: bool, why: &str) -> bool {
+    ok || skipped(why)
+}
+
+/// Whether `program` is on the `PATH`; when it is not, the test is
+/// [`skipped`]: `if !pfs_tests::require("rsync") { return; }`.
+pub fn require(program: &str) -> bool {
+    skip_unless(on_path(program), &format!("{program} is not installed"))
+}
+
+/// Whether an executable `program` is on the `PATH`.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|d| {
+        fs::metadata(d.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Whether the tests run as root; when not, the test is [`skipped`].
+pub fn require_root() -> bool {
+    skip_unless(is_root(), "needs root")
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// The project root (the workspace holding this crate).
@@ -56,10 +92,11 @@ fn cache_dir() -> PathBuf {
 }
 
 /// Expands `<golden>/<case>/<image>.qcow2` to a sparse raw file (cached) and
-/// returns its path. Overlays find their backing file beside them.
+/// returns its path. Overlays find their backing file beside them. The
+/// images are read by [`qcow2`], so no `qemu-img` is needed.
 ///
-/// Panics with a clear message when the corpus or `qemu-img` is missing:
-/// these tests must not pass vacuously.
+/// Panics with a clear message when the corpus is missing or an image
+/// cannot be read: these tests must not pass vacuously.
 pub fn expand(case: &str, image: &str) -> PathBuf {
     let src = golden_dir().join(case).join(format!("{image}.qcow2"));
     assert!(
@@ -78,17 +115,10 @@ pub fn expand(case: &str, image: &str) -> PathBuf {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = out_dir.join(format!("{image}.raw.tmp-{}-{seq}", std::process::id()));
-    let status = Command::new("qemu-img")
-        .args(["convert", "-O", "raw"])
-        .arg(&src)
-        .arg(&tmp)
-        .status()
-        .expect("qemu-img must be installed (Debian package qemu-utils) to expand golden images");
-    assert!(
-        status.success(),
-        "qemu-img convert {} failed: {status}",
-        src.display()
-    );
+    if let Err(e) = qcow2::Qcow2::open(&src).and_then(|q| q.expand(&tmp)) {
+        let _ = fs::remove_file(&tmp);
+        panic!("cannot expand golden image {}: {e}", src.display());
+    }
     fs::rename(&tmp, &out).expect("move expanded image into place");
     let stamp_tmp = out_dir.join(format!("{image}.stamp.tmp-{}-{seq}", std::process::id()));
     fs::write(&stamp_tmp, want_stamp).expect("write cache stamp");

@@ -42,7 +42,7 @@ fn image(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let img = dir.join("img");
-    pfs_tests::format_image(&img, 1);
+    pfs_tests::device::format(&img, 1);
     img
 }
 

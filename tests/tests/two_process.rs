@@ -81,7 +81,7 @@ fn reader_follows_writer_process() {
     let dir = std::env::temp_dir().join(format!("pfs-two-process-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let img = dir.join("img");
-    pfs_tests::format_image(&img, 1);
+    pfs_tests::device::format(&img, 1);
     let reader_dev: Arc<dyn Device> = Arc::new(FileDevice::open("img", &img, false).unwrap());
     let reader = Mount::open_with(
         reader_dev,

@@ -116,7 +116,7 @@ impl TestDev {
         let dir = scratch().join(format!("dev{}", N.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir_all(&dir).unwrap();
         let pbd = "1-1".to_owned();
-        pfs_tests::format_image(&dir.join(&pbd), chunks);
+        pfs_tests::device::format(&dir.join(&pbd), chunks);
         TestDev { dir, pbd }
     }
 
