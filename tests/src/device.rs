@@ -54,7 +54,7 @@ impl Scratch {
     }
 
     /// A sparse device `name` of `chunks` chunks holding a new filesystem
-    /// with the smallest journal (see [`format`]).
+    /// with the smallest journal (see [`format()`]).
     pub fn formatted(&self, name: &str, chunks: u64) -> PathBuf {
         let p = self.path().join(name);
         format(&p, chunks);
@@ -97,6 +97,17 @@ pub fn sparse(path: &Path, size: u64) {
         .unwrap_or_else(|e| panic!("cannot make sparse file {}: {e}", path.display()));
 }
 
+/// Copies `from` to `to` keeping holes holes (`cp --sparse=always`).
+pub fn sparse_copy(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(st.success(), "cp {}", from.display());
+}
+
 /// Makes `path` a sparse file of `chunks` 10 GiB chunks holding a new
 /// filesystem with the smallest journal: the device the multi-process
 /// tests share.
@@ -137,6 +148,15 @@ pub fn host(hostid: u64, lease_ms: u32) -> MountOptions {
     }
 }
 
+/// Open options that create the file if need be and write.
+pub fn create_write() -> pfs_core::OpenOptions {
+    pfs_core::OpenOptions {
+        create: true,
+        write: true,
+        ..pfs_core::OpenOptions::default()
+    }
+}
+
 /// The names in directory `dir` of a mount, in the order it lists them.
 pub fn names(m: &Mount, dir: &str) -> Vec<String> {
     let ino = m
@@ -146,4 +166,82 @@ pub fn names(m: &Mount, dir: &str) -> Vec<String> {
         .unwrap_or_else(|e| panic!("readdir {dir}: {e}"))
         .map(|e| String::from_utf8_lossy(&e.name).into_owned())
         .collect()
+}
+
+/// Devices for benches: direct-IO loop devices over sparse files where
+/// `losetup` can make them (as root, as in real use: block devices,
+/// O_DIRECT on both sides), the sparse files themselves otherwise; the
+/// loop devices are detached when dropped.
+pub struct BenchDevices {
+    /// The device directory: a symlink to a loop device, or the sparse
+    /// file, for each name.
+    pub dir: PathBuf,
+    /// What the devices are, for the report.
+    pub kind: &'static str,
+    loops: Vec<String>,
+}
+
+impl BenchDevices {
+    /// One device of `size` bytes for each of `names`, in `<base>/devs`.
+    pub fn new(base: &Path, names: &[&str], size: u64) -> BenchDevices {
+        let dir = base.join("devs");
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let mut d = BenchDevices {
+            dir,
+            kind: "direct-IO loop devices",
+            loops: Vec::new(),
+        };
+        for (i, name) in names.iter().enumerate() {
+            let backing = base.join(format!("{name}.img"));
+            sparse(&backing, size);
+            let o = std::process::Command::new("losetup")
+                .args(["--direct-io=on", "--show", "-f"])
+                .arg(&backing)
+                .output();
+            let dev = match o {
+                Ok(o) if o.status.success() => {
+                    Some(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                }
+                _ => None,
+            };
+            match dev {
+                Some(dev) if d.loops.len() == i => {
+                    d.loops.push(dev.clone());
+                    std::os::unix::fs::symlink(&dev, d.dir.join(name))
+                        .unwrap_or_else(|e| panic!("link {dev}: {e}"));
+                }
+                other => {
+                    if let Some(dev) = other {
+                        // The ones before are files: so is this one.
+                        let _ = std::process::Command::new("losetup")
+                            .args(["-d", &dev])
+                            .status();
+                    }
+                    d.kind = "sparse files (no loop devices here)";
+                    fs::rename(&backing, d.dir.join(name))
+                        .unwrap_or_else(|e| panic!("{}: {e}", backing.display()));
+                }
+            }
+        }
+        assert!(
+            d.loops.is_empty() || d.loops.len() == names.len(),
+            "could not set up every device the same way"
+        );
+        d
+    }
+
+    /// The device behind `name` (the loop device, or the file).
+    pub fn real(&self, name: &str) -> PathBuf {
+        fs::canonicalize(self.dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+}
+
+impl Drop for BenchDevices {
+    fn drop(&mut self) {
+        for l in &self.loops {
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", l])
+                .status();
+        }
+    }
 }

@@ -1,12 +1,25 @@
-//! Helpers shared by every test and bench of the workspace: finding and
-//! expanding the reference's golden images (read by [`qcow2`], no
-//! `qemu-img` needed) and reading the outputs the reference tool printed
-//! beside them; scratch directories and devices ([`device`]); skipping
-//! with a note where an optional tool is missing ([`require`]).
+//! Helpers shared by every test and bench of the workspace, so that each
+//! set-up lives in one place:
+//!
+//! - [`cli`]: the `pfs` binary (found or built), a runner with the device
+//!   directory and a clean environment, run/ok/fail helpers;
+//! - [`device`]: scratch directories that remove themselves, sparse and
+//!   formatted devices, devices in memory, loop devices for benches;
+//! - [`fuse`]: `pfs mount` in the background or as a child, unmounted by
+//!   a guard;
+//! - [`pg`]: a real PostgreSQL server run as user `postgres`;
+//! - [`failover`] and [`crafted`]: paused writers and damaged images;
+//! - here: the reference's golden images (expanded by [`qcow2`], no
+//!   `qemu-img` needed) and the outputs it printed beside them, and
+//!   [`require`] and [`skipped`], which skip a test with a note where an
+//!   optional tool is missing.
 
+pub mod cli;
 pub mod crafted;
 pub mod device;
 pub mod failover;
+pub mod fuse;
+pub mod pg;
 pub mod qcow2;
 
 use std::fs::{self, File};
@@ -297,6 +310,59 @@ pub fn file_digest(path: &Path) -> u64 {
         win += 1;
     }
     h.finish()
+}
+
+/// The indexes of the `win`-byte windows of `f` (`len` bytes long) that
+/// hold data, as `SEEK_DATA` finds them.
+pub fn data_windows(f: &File, len: u64, win: u64) -> Vec<u64> {
+    let mut v = Vec::new();
+    let mut w = 0u64;
+    while w * win < len {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+        match nix::unistd::lseek(fd, (w * win) as i64, nix::unistd::Whence::SeekData) {
+            Ok(d) => {
+                w = d as u64 / win;
+                v.push(w);
+                w += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    v
+}
+
+/// Calls `each(offset, a_byte, b_byte)` for every byte at which the sparse
+/// files `a` and `b` differ, reading only the 1 MiB windows that hold data
+/// in either. Panics if their sizes differ.
+pub fn for_each_difference(a: &Path, b: &Path, mut each: impl FnMut(u64, u8, u8)) {
+    const WIN: u64 = 1 << 20;
+    let open = |p: &Path| File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+    let (fa, fb) = (open(a), open(b));
+    let len = fa.metadata().map(|m| m.len()).unwrap_or(0);
+    assert_eq!(
+        len,
+        fb.metadata().map(|m| m.len()).unwrap_or(0),
+        "image sizes"
+    );
+    let mut all = data_windows(&fa, len, WIN);
+    all.extend(data_windows(&fb, len, WIN));
+    all.sort_unstable();
+    all.dedup();
+    let (mut x, mut y) = (vec![0u8; WIN as usize], vec![0u8; WIN as usize]);
+    for w in all {
+        let at = w * WIN;
+        let n = (len - at).min(WIN) as usize;
+        fa.read_exact_at(&mut x[..n], at).expect("read image");
+        fb.read_exact_at(&mut y[..n], at).expect("read image");
+        if x[..n] == y[..n] {
+            continue;
+        }
+        for (i, (p, q)) in x[..n].iter().zip(&y[..n]).enumerate() {
+            if p != q {
+                each(at + i as u64, *p, *q);
+            }
+        }
+    }
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
