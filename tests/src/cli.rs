@@ -118,16 +118,6 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     o
 }
 
-/// stdout of `o` as text (lossy).
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// stderr of `o` as text (lossy).
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// Runs the `pfs` tool on one device directory.
 ///
 /// Each command runs as `pfs --device-dir DIR ARGS...` with `TZ=UTC`, the
@@ -400,7 +390,7 @@ impl Pfs {
 
 /// Waits for `child` at most `limit`, reading its outputs meanwhile (each
 /// cut to `keep` bytes, if given); kills it and returns `None` when late.
-pub fn wait_within(mut child: Child, limit: Duration, keep: Option<usize>) -> Option<Output> {
+fn wait_within(mut child: Child, limit: Duration, keep: Option<usize>) -> Option<Output> {
     let reader = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut kept = Vec::new();

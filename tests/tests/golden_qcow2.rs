@@ -172,16 +172,11 @@ fn every_golden_image_expands_as_qemu_img_converts_it() {
         let src = pfs_tests::golden_dir()
             .join(case)
             .join(format!("{name}.qcow2"));
-        let o = std::process::Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(&src)
-            .arg(&theirs)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "qemu-img convert {image}: {}",
-            String::from_utf8_lossy(&o.stderr)
+        pfs_tests::cli::run_ok(
+            std::process::Command::new("qemu-img")
+                .args(["convert", "-O", "raw"])
+                .arg(&src)
+                .arg(&theirs),
         );
         assert_eq!(
             file_digest(&expand(case, name)),
