@@ -9,8 +9,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{assert_ok, program, scratch, Link, TestDev};
-use std::path::{Path, PathBuf};
+use common::{assert_ok, program, Link, TestDev};
+use pfs_tests::device::Scratch;
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -21,11 +22,15 @@ const TOOL_RW: &str = "0x1013";
 /// `PFS_RD`.
 const RD: &str = "0x11";
 
-fn logdir(name: &str) -> PathBuf {
-    let d = scratch().join(format!("logs-{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// Where the workers of one test log what the library acknowledged.
+fn logdir(name: &str) -> Scratch {
+    Scratch::new(&format!("sdk-logs-{name}"))
+}
+
+/// A fresh device and a log directory for test `name`, where the C
+/// programs can be built.
+fn setup(name: &str) -> Option<(TestDev, Scratch)> {
+    common::can_build().then(|| (TestDev::new(), logdir(name)))
 }
 
 fn spawn(dev: &TestDev, args: &[&str]) -> Child {
@@ -52,27 +57,42 @@ fn verify(dev: &TestDev, logs: &Path, lenient: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// What a program that must have succeeded printed.
+fn said_ok(what: &str, out: &std::process::Output) -> String {
+    assert_ok(what, out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`verify`], which must count `workers` workers if given, then fsck.
+fn verified(dev: &TestDev, logs: &Path, lenient: &[&str], workers: Option<usize>) {
+    let said = verify(dev, logs, lenient);
+    if let Some(n) = workers {
+        assert!(said.contains(&format!("of {n} workers")), "{said}");
+    }
+    dev.fsck();
+}
+
 #[test]
 fn forked_children_write_concurrently() {
-    let dev = TestDev::new(1);
-    let logs = logdir("fork");
+    let Some((dev, logs)) = setup("fork") else {
+        return;
+    };
     let out = dev
         .command(&program("workload", Link::Static))
         .arg(&dev.pbd)
         .args(["fork", "1", DB_FLAGS, "8", "4000", logs.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_ok("fork workload", &out);
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = said_ok("fork workload", &out);
     assert!(said.contains("of 8 workers"), "{said}");
-    verify(&dev, &logs, &[]);
-    dev.fsck();
+    verified(&dev, &logs, &[], None);
 }
 
 #[test]
 fn separate_processes_write_concurrently() {
-    let dev = TestDev::new(1);
-    let logs = logdir("separate");
+    let Some((dev, logs)) = setup("separate") else {
+        return;
+    };
     let l = logs.to_str().unwrap();
     let mut children = vec![
         spawn(&dev, &["work", "1", DB_FLAGS, "p1", "4000", l]),
@@ -86,15 +106,14 @@ fn separate_processes_write_concurrently() {
     for (i, c) in children.into_iter().enumerate() {
         wait_ok(&format!("worker {i}"), c);
     }
-    let said = verify(&dev, &logs, &[]);
-    assert!(said.contains("of 4 workers"), "{said}");
-    dev.fsck();
+    verified(&dev, &logs, &[], Some(4));
 }
 
 #[test]
 fn a_writer_killed_mid_operation_loses_nothing_acknowledged() {
-    let dev = TestDev::new(1);
-    let logs = logdir("kill");
+    let Some((dev, logs)) = setup("kill") else {
+        return;
+    };
     let l = logs.to_str().unwrap();
     let mut victim = spawn(&dev, &["work", "1", DB_FLAGS, "v", "0", l]);
     let other = spawn(&dev, &["work", "1", DB_FLAGS, "o", "3000", l]);
@@ -106,32 +125,32 @@ fn a_writer_killed_mid_operation_loses_nothing_acknowledged() {
     // The next process recovers on its own and writes.
     let after = spawn(&dev, &["work", "1", DB_FLAGS, "n", "1000", l]);
     wait_ok("worker after the kill", after);
-    let said = verify(&dev, &logs, &["v"]);
-    assert!(said.contains("of 3 workers"), "{said}");
-    dev.fsck();
+    verified(&dev, &logs, &["v"], Some(3));
 }
 
 #[test]
 fn a_read_only_mount_on_another_host_follows_a_writer() {
-    let dev = TestDev::new(1);
-    let logs = logdir("follow");
+    let Some((dev, logs)) = setup("follow") else {
+        return;
+    };
     let l = logs.to_str().unwrap();
     let writer = spawn(&dev, &["work", "1", DB_FLAGS, "a", "3000", l]);
     std::thread::sleep(Duration::from_millis(200));
     let follower = spawn(&dev, &["follow", "2", RD, l, "a"]);
     wait_ok("writer", writer);
     let out = follower.wait_with_output().unwrap();
-    assert_ok("follower", &out);
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = said_ok("follower", &out);
     assert!(said.starts_with("followed"), "{said}");
-    verify(&dev, &logs, &[]);
-    dev.fsck();
+    verified(&dev, &logs, &[], None);
 }
 
 #[test]
 fn remount_promotes_the_process_and_children_forked_before() {
+    if !common::can_build() {
+        return;
+    }
     for link in [Link::Shared, Link::Static] {
-        let dev = TestDev::new(1);
+        let dev = TestDev::new();
         let logs = logdir(&format!("remount-{link:?}"));
         let setup = spawn(
             &dev,
@@ -149,7 +168,7 @@ fn remount_promotes_the_process_and_children_forked_before() {
 fn processes_appending_to_one_file_lose_no_bytes() {
     // Each append takes the end of the file and writes there as one step
     // among the processes of the host: none writes over another's record.
-    let dev = TestDev::new(1);
+    let dev = TestDev::new();
     let append = program("append", Link::Shared);
     let writers: Vec<Child> = ["a", "b", "c"]
         .into_iter()

@@ -11,44 +11,16 @@
 
 #![allow(missing_docs)]
 
+use pfs_tests::cli::{run_ok, Pfs};
+use pfs_tests::device::{BenchDevices, Scratch};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
-
-fn die(msg: String) -> ! {
-    eprintln!("{msg}");
-    std::process::exit(1)
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .stdout(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| die(format!("{cmd:?}: {e}")));
-    if !out.status.success() {
-        die(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-}
-
 fn timed(cmd: &mut Command) -> f64 {
     let t = Instant::now();
-    run(cmd);
+    run_ok(cmd.stdout(Stdio::null()));
     t.elapsed().as_secs_f64()
-}
-
-struct Loops(Vec<String>);
-
-impl Drop for Loops {
-    fn drop(&mut self) {
-        for l in &self.0 {
-            let _ = Command::new("losetup").args(["-d", l]).status();
-        }
-    }
 }
 
 fn main() {
@@ -76,62 +48,18 @@ fn main() {
             })
         })
         .collect();
-    let dir = std::env::temp_dir().join(format!("pfs-bench-cp-{}", std::process::id()));
-    let devs = dir.join("devs");
-    std::fs::create_dir_all(&devs).unwrap_or_else(|e| die(e.to_string()));
-    let mut loops = Loops(Vec::new());
-    let mut kind = "direct-IO loop devices";
-    for name in ["nvme1n1", "nvme3n1"] {
-        let backing = dir.join(format!("{name}.img"));
-        std::fs::File::create(&backing)
-            .and_then(|f| f.set_len(10 << 30))
-            .unwrap_or_else(|e| die(e.to_string()));
-        let out = Command::new("losetup")
-            .args(["--direct-io=on", "--show", "-f"])
-            .arg(&backing)
-            .output();
-        match out {
-            Ok(o) if o.status.success() && kind.starts_with("direct") => {
-                let dev = String::from_utf8_lossy(&o.stdout).trim().to_owned();
-                std::os::unix::fs::symlink(&dev, devs.join(name))
-                    .unwrap_or_else(|e| die(e.to_string()));
-                loops.0.push(dev);
-            }
-            _ => {
-                kind = "sparse files (no loop devices here)";
-                let _ = std::fs::rename(&backing, devs.join(name));
-            }
-        }
-    }
-    if kind.starts_with("sparse") {
-        for name in ["nvme1n1", "nvme3n1"] {
-            let p = devs.join(name);
-            if std::fs::symlink_metadata(&p)
-                .map(|m| m.file_type().is_symlink())
-                .unwrap_or(false)
-            {
-                die("could not set up both devices the same way".into());
-            }
-            if !p.exists() {
-                std::fs::rename(dir.join(format!("{name}.img")), &p)
-                    .unwrap_or_else(|e| die(e.to_string()));
-            }
-        }
-    }
-    let pfs = |args: &[&str]| {
-        let mut c = Command::new(PFS);
-        c.arg("--device-dir").arg(&devs).args(args);
-        c
-    };
-    run(&mut pfs(&["mkfs", "-f", "nvme1n1"]));
-    run(&mut pfs(&["mkfs", "-f", "nvme3n1"]));
+    let dir = Scratch::new("bench-cp");
+    let devices = BenchDevices::new(&dir, &["nvme1n1", "nvme3n1"], 10 << 30);
+    let kind = devices.kind;
+    let tool = Pfs::new(&devices.dir);
+    let pfs = |args: &[&str]| tool.command(args);
+    tool.ok(&["mkfs", "-f", "nvme1n1"]);
+    tool.ok(&["mkfs", "-f", "nvme3n1"]);
 
     // Raw equivalents of each copy, dd with O_DIRECT and 4 MiB requests,
     // on the very regions the files occupy (a fresh filesystem's first file
     // starts at block 258), so disk caching treats both alike.
-    let dev_of =
-        |n: &str| std::fs::canonicalize(devs.join(n)).unwrap_or_else(|e| die(e.to_string()));
-    let (a, b) = (dev_of("nvme1n1"), dev_of("nvme3n1"));
+    let (a, b) = (devices.real("nvme1n1"), devices.real("nvme3n1"));
     let count = mib / 4;
     const FIRST_DATA_BLOCK: u64 = 258;
     let dd = |input: String, output: String, iflag: bool, oflag: bool, skip: u64, seek: u64| {
@@ -157,14 +85,14 @@ fn main() {
     let src = dir.join("src.bin");
     {
         use std::io::Write;
-        let mut f = std::fs::File::create(&src).unwrap_or_else(|e| die(e.to_string()));
+        let mut f = std::fs::File::create(&src).expect("create the source");
         let chunk: Vec<u8> = (0..4 << 20)
             .map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8)
             .collect();
         for _ in 0..count {
-            f.write_all(&chunk).unwrap_or_else(|e| die(e.to_string()));
+            f.write_all(&chunk).expect("write the source");
         }
-        f.sync_all().unwrap_or_else(|e| die(e.to_string()));
+        f.sync_all().expect("sync the source");
     }
     let raw_local = dir.join("raw.bin");
     let back = dir.join("back.bin");
@@ -174,8 +102,8 @@ fn main() {
         let _ = std::fs::remove_file(&raw_local);
         let _ = std::fs::remove_file(&back);
         if round > 0 {
-            run(&mut pfs(&["rm", "/nvme1n1/big"]));
-            run(&mut pfs(&["rm", "/nvme3n1/big"]));
+            tool.ok(&["rm", "/nvme1n1/big"]);
+            tool.ok(&["rm", "/nvme3n1/big"]);
         }
         let t = [
             timed(&mut dd(s(&src), s(&a), false, true, 0, FIRST_DATA_BLOCK)),
@@ -246,6 +174,4 @@ fn main() {
             raw / ours
         );
     }
-    drop(loops);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,49 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::{formatted, Pfs};
+use pfs_tests::device::Scratch;
 use pfs_tests::{commands, gen_input, golden_dir, sha256_hex};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
-
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pfs-cp-cli-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn pfs(dir: &Path, args: &[&str]) -> Output {
-    Command::new(PFS)
-        .env("TZ", "UTC")
-        .arg("--device-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = pfs(dir, args);
-    assert!(
-        o.status.success(),
-        "pfs {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn device(dir: &Path, name: &str) {
-    fs::File::create(dir.join(name))
-        .unwrap()
-        .set_len(10 << 30)
-        .unwrap();
-    ok(dir, &["mkfs", name]);
-}
 
 /// Masks `ctime` stamps and epoch seconds.
 fn mask(s: &str) -> String {
@@ -99,7 +63,8 @@ fn mask(s: &str) -> String {
 
 #[test]
 fn cross_pbd_case_reproduced() {
-    let dir = scratch("xpbd");
+    let dir = Scratch::new("cp-cli-xpbd");
+    let pfs = Pfs::new(&dir);
     let inputs = dir.join("inputs");
     fs::create_dir_all(&inputs).unwrap();
     for e in fs::read_dir(golden_dir().join("cross-pbd/inputs"))
@@ -113,21 +78,13 @@ fn cross_pbd_case_reproduced() {
     for r in commands("cross-pbd", "outputs/commands.tsv") {
         let n: u32 = r.id[..3].parse().unwrap();
         let args: Vec<&str> = r.args.iter().map(String::as_str).collect();
-        let mut cmd = Command::new(PFS);
-        cmd.env("TZ", "UTC")
-            .arg("--device-dir")
-            .arg(&dir)
-            .args(&args);
+        let mut cmd = pfs.command(&args);
         if n <= 2 {
-            fs::File::create(dir.join(args.last().unwrap()))
-                .unwrap()
-                .set_len(10 << 30)
-                .unwrap();
+            dir.device(args.last().unwrap(), 1);
         }
-        match &r.stdin {
-            Some(f) => cmd.stdin(fs::File::open(inputs.join(f)).unwrap()),
-            None => cmd.stdin(Stdio::null()),
-        };
+        if let Some(f) = &r.stdin {
+            cmd.stdin(fs::File::open(inputs.join(f)).unwrap());
+        }
         let o = cmd.output().unwrap();
         assert_eq!(
             o.status.success(),
@@ -163,16 +120,13 @@ fn cross_pbd_case_reproduced() {
     }
     assert!(checked > 30, "{checked}");
     for d in ["nvme1n1", "nvme2n1"] {
-        assert!(ok(&dir, &["fsck", d]).ends_with("clean\n"));
+        pfs.fsck_clean(d);
     }
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn copies_round_trip_and_refuse_like_the_reference() {
-    let dir = scratch("rt");
-    device(&dir, "nvme1n1");
-    device(&dir, "nvme3n1");
+    let (dir, pfs) = formatted("cp-cli-rt", &["nvme1n1", "nvme3n1"]);
     let local = dir.join("local");
     fs::create_dir_all(local.join("tree/sub")).unwrap();
     let big = gen_input("big", 9 << 20);
@@ -181,78 +135,48 @@ fn copies_round_trip_and_refuse_like_the_reference() {
     fs::write(local.join("tree/.hidden"), b"h").unwrap();
     let l = |p: &str| local.join(p).display().to_string();
 
-    ok(&dir, &["cp", &l("tree/big.bin"), "/nvme1n1/big.bin"]);
-    ok(&dir, &["cp", "-r", &l("tree"), "/nvme1n1/tree"]);
+    pfs.ok(&["cp", &l("tree/big.bin"), "/nvme1n1/big.bin"]);
+    pfs.ok(&["cp", "-r", &l("tree"), "/nvme1n1/tree"]);
     // PFS → PFS across devices without -S/-D (the reference refuses this).
-    ok(
-        &dir,
-        &["-C", "disk", "cp", "-r", "/nvme1n1/tree", "/nvme3n1/copy"],
-    );
-    ok(
-        &dir,
-        &[
-            "cp",
-            "-S",
-            "disk",
-            "-D",
-            "disk",
-            "/nvme1n1/big.bin",
-            "/nvme3n1/big.bin",
-        ],
-    );
+    pfs.ok(&["-C", "disk", "cp", "-r", "/nvme1n1/tree", "/nvme3n1/copy"]);
+    let across = |from: &str, to: &str| pfs.ok(&["cp", "-S", "disk", "-D", "disk", from, to]);
+    across("/nvme1n1/big.bin", "/nvme3n1/big.bin");
     // The WAL path form of archive_command, double slash and all.
-    ok(&dir, &["mkdir", "-p", "/nvme1n1/shared_data/pg_wal"]);
-    ok(
-        &dir,
-        &[
-            "cp",
-            &l("tree/sub/small"),
-            "/nvme1n1/shared_data//pg_wal/000000010000000000000001",
-        ],
-    );
-    ok(&dir, &["mkdir", "/nvme3n1/archive"]);
-    ok(
-        &dir,
-        &[
-            "cp",
-            "-S",
-            "disk",
-            "-D",
-            "disk",
-            "/nvme1n1/shared_data//pg_wal/000000010000000000000001",
-            "/nvme3n1/archive/000000010000000000000001",
-        ],
+    pfs.ok(&["mkdir", "-p", "/nvme1n1/shared_data/pg_wal"]);
+    pfs.ok(&[
+        "cp",
+        &l("tree/sub/small"),
+        "/nvme1n1/shared_data//pg_wal/000000010000000000000001",
+    ]);
+    pfs.ok(&["mkdir", "/nvme3n1/archive"]);
+    across(
+        "/nvme1n1/shared_data//pg_wal/000000010000000000000001",
+        "/nvme3n1/archive/000000010000000000000001",
     );
     // And back out to local files.
     let out = dir.join("out");
     fs::create_dir_all(&out).unwrap();
-    ok(
-        &dir,
-        &[
-            "cp",
-            "/nvme3n1/copy/big.bin",
-            &out.join("big.bin").display().to_string(),
-        ],
-    );
-    ok(
-        &dir,
-        &[
-            "cp",
-            "-r",
-            "/nvme3n1/copy",
-            &out.join("copy").display().to_string(),
-        ],
-    );
+    pfs.ok(&[
+        "cp",
+        "/nvme3n1/copy/big.bin",
+        &out.join("big.bin").display().to_string(),
+    ]);
+    pfs.ok(&[
+        "cp",
+        "-r",
+        "/nvme3n1/copy",
+        &out.join("copy").display().to_string(),
+    ]);
     assert_eq!(
         sha256_hex(&fs::read(out.join("big.bin")).unwrap()),
         sha256_hex(&big)
     );
     assert_eq!(fs::read(out.join("copy/sub/small")).unwrap(), b"small");
     assert_eq!(fs::read(out.join("copy/.hidden")).unwrap(), b"h");
-    let read = ok(&dir, &["read", "/nvme3n1/archive/000000010000000000000001"]);
+    let read = pfs.ok(&["read", "/nvme3n1/archive/000000010000000000000001"]);
     assert_eq!(read, "small");
     // No temporary names are left anywhere.
-    assert!(!ok(&dir, &["ls", "/nvme3n1/copy"]).contains(".pfscp"));
+    assert!(!pfs.ok(&["ls", "/nvme3n1/copy"]).contains(".pfscp"));
     assert!(fs::read_dir(&out)
         .unwrap()
         .flatten()
@@ -260,94 +184,64 @@ fn copies_round_trip_and_refuse_like_the_reference() {
 
     // Refusals: an existing file without -f, a directory without -r, a
     // file onto itself, a missing source.
-    let o = pfs(&dir, &["cp", &l("tree/sub/small"), "/nvme1n1/big.bin"]);
+    let o = pfs.run(&["cp", &l("tree/sub/small"), "/nvme1n1/big.bin"]);
     assert_eq!(o.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot overwrite"));
-    assert_eq!(pfs_read(&dir, "/nvme1n1/big.bin"), big);
-    let o = pfs(
-        &dir,
-        &["cp", "/nvme1n1/tree", &out.join("x").display().to_string()],
-    );
+    assert_eq!(pfs_read(&pfs, "/nvme1n1/big.bin"), big);
+    let o = pfs.run(&["cp", "/nvme1n1/tree", &out.join("x").display().to_string()]);
     assert_eq!(o.status.code(), Some(235));
-    let o = pfs(&dir, &["cp", "-f", "/nvme1n1/big.bin", "/nvme1n1/big.bin"]);
+    let o = pfs.run(&["cp", "-f", "/nvme1n1/big.bin", "/nvme1n1/big.bin"]);
     assert_eq!(o.status.code(), Some(255));
-    let o = pfs(&dir, &["cp", &l("nope"), "/nvme1n1/nope"]);
+    let o = pfs.run(&["cp", &l("nope"), "/nvme1n1/nope"]);
     assert_eq!(o.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("cp failed: "));
     // With -f the file is replaced, atomically.
-    ok(
-        &dir,
-        &["cp", "-f", &l("tree/sub/small"), "/nvme1n1/big.bin"],
-    );
-    assert_eq!(ok(&dir, &["read", "/nvme1n1/big.bin"]), "small");
+    pfs.ok(&["cp", "-f", &l("tree/sub/small"), "/nvme1n1/big.bin"]);
+    assert_eq!(pfs.ok(&["read", "/nvme1n1/big.bin"]), "small");
     for d in ["nvme1n1", "nvme3n1"] {
-        assert!(ok(&dir, &["fsck", d]).ends_with("clean\n"));
+        pfs.fsck_clean(d);
     }
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn archive_push_and_fetch_follow_the_postgres_contracts() {
-    let dir = scratch("arch");
-    device(&dir, "nvme1n1");
-    ok(&dir, &["mkdir", "/nvme1n1/archive"]);
+    let (dir, pfs) = formatted("cp-cli-arch", &["nvme1n1"]);
+    pfs.ok(&["mkdir", "/nvme1n1/archive"]);
     let seg = dir.join("000000010000000000000002");
     fs::write(&seg, gen_input("seg", 1 << 20)).unwrap();
     let s = seg.display().to_string();
-    ok(
-        &dir,
-        &[
-            "archive",
-            "push",
-            &s,
-            "/nvme1n1/archive/000000010000000000000002",
-        ],
-    );
+    pfs.ok(&[
+        "archive",
+        "push",
+        &s,
+        "/nvme1n1/archive/000000010000000000000002",
+    ]);
     // A retry after a crash: identical content is success.
-    ok(
-        &dir,
-        &[
-            "archive",
-            "push",
-            &s,
-            "/nvme1n1/archive/000000010000000000000002",
-        ],
-    );
+    pfs.ok(&[
+        "archive",
+        "push",
+        &s,
+        "/nvme1n1/archive/000000010000000000000002",
+    ]);
     // Different content under the same name is refused loudly.
     let other = dir.join("other");
     fs::write(&other, b"not the same").unwrap();
-    let o = pfs(
-        &dir,
-        &[
-            "archive",
-            "push",
-            &other.display().to_string(),
-            "/nvme1n1/archive/000000010000000000000002",
-        ],
-    );
+    let o = pfs.run(&[
+        "archive",
+        "push",
+        &other.display().to_string(),
+        "/nvme1n1/archive/000000010000000000000002",
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("DIFFERENT"));
     // Fetch back; a missing segment fails quietly.
     let back = dir.join("RECOVERYXLOG");
-    ok(
-        &dir,
-        &[
-            "archive",
-            "fetch",
-            "/nvme1n1/archive/000000010000000000000002",
-            &back.display().to_string(),
-        ],
-    );
+    let back_s = back.display().to_string();
+    let fetch = |src: &str| pfs.run(&["archive", "fetch", src, &back_s]);
+    let o = fetch("/nvme1n1/archive/000000010000000000000002");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(fs::read(&back).unwrap(), fs::read(&seg).unwrap());
-    let o = pfs(
-        &dir,
-        &[
-            "archive",
-            "fetch",
-            "/nvme1n1/archive/000000010000000000000009",
-            &back.display().to_string(),
-        ],
-    );
+    let o = fetch("/nvme1n1/archive/000000010000000000000009");
     assert_eq!(o.status.code(), Some(1));
     assert!(
         o.stderr.is_empty(),
@@ -356,15 +250,7 @@ fn archive_push_and_fetch_follow_the_postgres_contracts() {
     );
     // Only "not archived" exits 1: a fetch from a device that is not there
     // is an error PostgreSQL must not take for the end of the archive.
-    let o = pfs(
-        &dir,
-        &[
-            "archive",
-            "fetch",
-            "/nvme7n1/archive/000000010000000000000002",
-            &back.display().to_string(),
-        ],
-    );
+    let o = fetch("/nvme7n1/archive/000000010000000000000002");
     assert_ne!(o.status.code(), Some(1));
     assert_ne!(o.status.code(), Some(0));
     // A push into a missing directory names the directory, never a
@@ -380,7 +266,7 @@ fn archive_push_and_fetch_follow_the_postgres_contracts() {
         } else {
             "/nvme1n1/archive/000000010000000000000002".to_owned()
         };
-        let o = pfs(&dir, &["archive", "push", &src, &dst]);
+        let o = pfs.run(&["archive", "push", &src, &dst]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{dst}");
         assert!(
@@ -392,23 +278,18 @@ fn archive_push_and_fetch_follow_the_postgres_contracts() {
     // Local archive directory too.
     let arch = dir.join("localarch");
     fs::create_dir_all(&arch).unwrap();
-    ok(
-        &dir,
-        &[
-            "archive",
-            "push",
-            "/nvme1n1/archive/000000010000000000000002",
-            &arch.join("seg").display().to_string(),
-        ],
-    );
+    pfs.ok(&[
+        "archive",
+        "push",
+        "/nvme1n1/archive/000000010000000000000002",
+        &arch.join("seg").display().to_string(),
+    ]);
     assert_eq!(fs::read(arch.join("seg")).unwrap(), fs::read(&seg).unwrap());
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn killed_copies_never_leave_a_partial_file() {
-    let dir = scratch("kill");
-    device(&dir, "nvme1n1");
+    let (dir, pfs) = formatted("cp-cli-kill", &["nvme1n1"]);
     // Two versions that alternate: each round copies one over the other.
     let versions = [gen_input("a", 28 << 20), gen_input("b", 20 << 20)];
     let shas = [sha256_hex(&versions[0]), sha256_hex(&versions[1])];
@@ -416,19 +297,10 @@ fn killed_copies_never_leave_a_partial_file() {
     for (p, v) in local.iter().zip(&versions) {
         fs::write(p, v).unwrap();
     }
-    ok(
-        &dir,
-        &["cp", &local[1].display().to_string(), "/nvme1n1/target"],
-    );
-    ok(&dir, &["mkdir", "/nvme1n1/v"]);
-    ok(
-        &dir,
-        &["cp", &local[0].display().to_string(), "/nvme1n1/v/a"],
-    );
-    ok(
-        &dir,
-        &["cp", &local[1].display().to_string(), "/nvme1n1/v/b"],
-    );
+    pfs.ok(&["cp", &local[1].display().to_string(), "/nvme1n1/target"]);
+    pfs.ok(&["mkdir", "/nvme1n1/v"]);
+    pfs.ok(&["cp", &local[0].display().to_string(), "/nvme1n1/v/a"]);
+    pfs.ok(&["cp", &local[1].display().to_string(), "/nvme1n1/v/b"]);
     let local_target = dir.join("local-target");
     fs::write(&local_target, &versions[1]).unwrap();
     let mut seed = 7u64;
@@ -450,10 +322,8 @@ fn killed_copies_never_leave_a_partial_file() {
                 local_target.display().to_string(),
             )
         };
-        let mut child = Command::new(PFS)
-            .arg("--device-dir")
-            .arg(&dir)
-            .args(["cp", "-f", &from, &to])
+        let mut child = pfs
+            .command(&["cp", "-f", &from, &to])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -468,7 +338,7 @@ fn killed_copies_never_leave_a_partial_file() {
         }
         let read = |pfs_side: bool| {
             if pfs_side {
-                pfs_read(&dir, "/nvme1n1/target")
+                pfs_read(&pfs, "/nvme1n1/target")
             } else {
                 fs::read(&local_target).unwrap()
             }
@@ -479,52 +349,23 @@ fn killed_copies_never_leave_a_partial_file() {
             shas.contains(&sha),
             "round {round}: partial file under the final name"
         );
-        assert!(ok(&dir, &["fsck", "nvme1n1"]).ends_with("clean\n"));
+        pfs.fsck_clean("nvme1n1");
         // A retry right away succeeds: the killed writer's lease is seen
         // to belong to a dead process of this machine.
-        ok(&dir, &["cp", "-f", &from, &to]);
+        pfs.ok(&["cp", "-f", &from, &to]);
         assert_eq!(sha256_hex(&read(to_pfs)), shas[now], "round {round}: retry");
     }
     assert!(interrupted >= 3, "only {interrupted} copies were cut short");
     // Temporary files of the killed copies were cleaned up by later ones.
-    assert!(!ok(&dir, &["ls", "/nvme1n1/"]).contains(".pfscp-"));
+    assert!(!pfs.ok(&["ls", "/nvme1n1/"]).contains(".pfscp-"));
     assert!(fs::read_dir(&dir)
         .unwrap()
         .flatten()
         .all(|e| !e.file_name().to_string_lossy().starts_with(".pfscp-")));
-    fs::remove_dir_all(&dir).unwrap();
 }
 
-fn pfs_read(dir: &Path, p: &str) -> Vec<u8> {
-    let o = pfs(dir, &["read", p]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o.stdout
-}
-
-/// Runs `pfs` like [`pfs`], in `cwd`, killing it if it takes longer than
-/// `limit` (a copy pipeline that waits forever fails the test instead of
-/// hanging it).
-fn pfs_within(dir: &Path, cwd: &Path, args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(PFS)
-        .env("TZ", "UTC")
-        .current_dir(cwd)
-        .arg("--device-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("pfs {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+fn pfs_read(pfs: &Pfs, p: &str) -> Vec<u8> {
+    pfs.ok_bytes(&["read", p])
 }
 
 #[test]
@@ -532,13 +373,16 @@ fn pipelined_copies_are_exact_at_every_size() {
     // Sizes around the 4 MiB pieces and the reader and writer counts of
     // the pipeline (pieces go to readers and writers in turn), in all
     // three directions, the last one into a bare relative name.
-    let dir = scratch("sizes");
-    device(&dir, "nvme1n1");
-    device(&dir, "nvme3n1");
+    let (dir, pfs) = formatted("cp-cli-sizes", &["nvme1n1", "nvme3n1"]);
     let out = dir.join("out");
     fs::create_dir_all(&out).unwrap();
     const M: usize = 4 << 20;
-    let limit = Duration::from_secs(120);
+    // A copy pipeline that waits forever fails the test instead of
+    // hanging it.
+    let within = pfs
+        .clone()
+        .current_dir(&out)
+        .time_limit(Duration::from_secs(120));
     for (k, size) in [
         0,
         1,
@@ -564,28 +408,27 @@ fn pipelined_copies_are_exact_at_every_size() {
             (a.clone(), b.clone()),
             (b.clone(), leaf.clone()),
         ] {
-            let o = pfs_within(&dir, &out, &["cp", &from, &to], limit);
+            let o = within.run(&["cp", &from, &to]);
             assert!(
                 o.status.success(),
                 "cp {from} {to} ({size} bytes): {}",
                 String::from_utf8_lossy(&o.stderr)
             );
         }
-        assert_eq!(pfs_read(&dir, &a), data, "{size} bytes to PFS");
-        assert_eq!(pfs_read(&dir, &b), data, "{size} bytes across devices");
+        assert_eq!(pfs_read(&pfs, &a), data, "{size} bytes to PFS");
+        assert_eq!(pfs_read(&pfs, &b), data, "{size} bytes across devices");
         assert_eq!(
             fs::read(out.join(&leaf)).unwrap(),
             data,
             "{size} bytes back to a local file"
         );
-        let st = ok(&dir, &["stat", &b]);
+        let st = pfs.ok(&["stat", &b]);
         assert!(st.contains(&format!("size: {size}")), "{st}");
     }
     for d in ["nvme1n1", "nvme3n1"] {
-        assert!(ok(&dir, &["fsck", d]).ends_with("clean\n"));
-        assert!(!ok(&dir, &["ls", &format!("/{d}/")]).contains(".pfscp-"));
+        pfs.fsck_clean(d);
+        assert!(!pfs.ok(&["ls", &format!("/{d}/")]).contains(".pfscp-"));
     }
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -593,42 +436,39 @@ fn a_copy_that_cannot_get_its_blocks_stops_cleanly() {
     // The destination has 2 free blocks; the copy needs 6. Its readers are
     // already filling buffers when the allocation fails: the copy must
     // stop (not wait for them forever), say why, and leave nothing.
-    let dir = scratch("nospace");
-    device(&dir, "nvme1n1");
-    device(&dir, "nvme3n1");
+    let (dir, pfs) = formatted("cp-cli-nospace", &["nvme1n1", "nvme3n1"]);
     let free: u64 = 2302;
-    ok(&dir, &["touch", "/nvme3n1/filler"]);
-    ok(
-        &dir,
-        &[
-            "fallocate",
-            "-l",
-            &((free - 2) * (4 << 20)).to_string(),
-            "/nvme3n1/filler",
-        ],
-    );
+    pfs.ok(&["touch", "/nvme3n1/filler"]);
+    pfs.ok(&[
+        "fallocate",
+        "-l",
+        &((free - 2) * (4 << 20)).to_string(),
+        "/nvme3n1/filler",
+    ]);
     let data = gen_input("nospace", 23 << 20);
     let src = dir.join("src");
     fs::write(&src, &data).unwrap();
-    ok(&dir, &["cp", &src.display().to_string(), "/nvme1n1/f"]);
-    let limit = Duration::from_secs(60);
+    pfs.ok(&["cp", &src.display().to_string(), "/nvme1n1/f"]);
+    let within = pfs
+        .clone()
+        .current_dir(&dir)
+        .time_limit(Duration::from_secs(60));
     for from in [src.display().to_string(), "/nvme1n1/f".to_owned()] {
-        let o = pfs_within(&dir, &dir, &["cp", &from, "/nvme3n1/f"], limit);
+        let o = within.run(&["cp", &from, "/nvme3n1/f"]);
         assert_eq!(o.status.code(), Some(255), "cp {from}");
         assert_eq!(
             String::from_utf8_lossy(&o.stdout),
             "cp failed: No space left on device\n"
         );
-        assert!(!ok(&dir, &["ls", "/nvme3n1/"]).contains(".pfscp-"));
-        assert!(!ok(&dir, &["ls", "/nvme3n1/"]).contains(" f\n"));
+        assert!(!pfs.ok(&["ls", "/nvme3n1/"]).contains(".pfscp-"));
+        assert!(!pfs.ok(&["ls", "/nvme3n1/"]).contains(" f\n"));
     }
     // The blocks the failed copies took are free again: with the filler
     // gone the same copy succeeds.
-    ok(&dir, &["rm", "/nvme3n1/filler"]);
-    ok(&dir, &["cp", "/nvme1n1/f", "/nvme3n1/f"]);
-    assert_eq!(pfs_read(&dir, "/nvme3n1/f"), data);
-    assert!(ok(&dir, &["fsck", "nvme3n1"]).ends_with("clean\n"));
-    fs::remove_dir_all(&dir).unwrap();
+    pfs.ok(&["rm", "/nvme3n1/filler"]);
+    pfs.ok(&["cp", "/nvme1n1/f", "/nvme3n1/f"]);
+    assert_eq!(pfs_read(&pfs, "/nvme3n1/f"), data);
+    pfs.fsck_clean("nvme3n1");
 }
 
 /// PostgreSQL takes an archive_command exit status above 125 as fatal (the
@@ -636,18 +476,14 @@ fn a_copy_that_cannot_get_its_blocks_stops_cleanly() {
 /// cause, so PostgreSQL simply retries the segment later.
 #[test]
 fn archive_push_failures_exit_1() {
-    let dir = scratch("push-exit");
-    device(&dir, "nvme1n1");
-    ok(&dir, &["mkdir", "/nvme1n1/archive"]);
-    fs::File::create(dir.join("nvme2n1"))
-        .unwrap()
-        .set_len(10 << 30)
-        .unwrap();
+    let (dir, pfs) = formatted("cp-cli-push-exit", &["nvme1n1"]);
+    pfs.ok(&["mkdir", "/nvme1n1/archive"]);
+    dir.device("nvme2n1", 1);
     let seg = dir.join("000000010000000000000003");
     fs::write(&seg, gen_input("push-exit", 64 << 10)).unwrap();
     let s = seg.display().to_string();
     let archived = "/nvme1n1/archive/000000010000000000000003";
-    ok(&dir, &["archive", "push", &s, archived]);
+    pfs.ok(&["archive", "push", &s, archived]);
     let other = dir.join("other");
     fs::write(&other, b"different").unwrap();
     let o = other.display().to_string();
@@ -662,17 +498,16 @@ fn archive_push_failures_exit_1() {
         ("name too long", [&s, &long]),
     ];
     for (what, [src, dst]) in cases {
-        let out = pfs(&dir, &["archive", "push", src, dst]);
+        let out = pfs.run(&["archive", "push", src, dst]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{what}: {err}");
         assert!(!err.is_empty(), "{what}: must say why");
     }
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Blocks a PFS file has (`map`'s rows with a block behind them).
-fn pfs_blocks(dir: &Path, p: &str) -> usize {
-    ok(dir, &["map", p])
+fn pfs_blocks(pfs: &Pfs, p: &str) -> usize {
+    pfs.ok(&["map", p])
         .lines()
         .skip(3)
         .filter(|l| l.split_whitespace().nth(2).is_some_and(|bt| bt != "0"))
@@ -680,13 +515,8 @@ fn pfs_blocks(dir: &Path, p: &str) -> usize {
 }
 
 /// `len` bytes of `p` from `off`, read through `pfs read`.
-fn pfs_read_at(dir: &Path, p: &str, off: u64, len: u64) -> Vec<u8> {
-    let o = pfs(
-        dir,
-        &["read", "-o", &off.to_string(), "-l", &len.to_string(), p],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o.stdout
+fn pfs_read_at(pfs: &Pfs, p: &str, off: u64, len: u64) -> Vec<u8> {
+    pfs.ok_bytes(&["read", "-o", &off.to_string(), "-l", &len.to_string(), p])
 }
 
 #[test]
@@ -697,9 +527,7 @@ fn holes_stay_holes_in_every_direction() {
     // size without blocks (PFS) or disk space (local) for the holes.
     use std::os::unix::fs::{FileExt, MetadataExt};
     const SIZE: u64 = 100 << 30;
-    let dir = scratch("holes");
-    device(&dir, "nvme1n1");
-    device(&dir, "nvme3n1");
+    let (dir, pfs) = formatted("cp-cli-holes", &["nvme1n1", "nvme3n1"]);
     let parts: [(u64, Vec<u8>); 3] = [
         (0, gen_input("holes-a", 300_000)),
         ((40 << 30) - 5000, gen_input("holes-b", 10_000)),
@@ -712,7 +540,10 @@ fn holes_stay_holes_in_every_direction() {
         f.write_all_at(data, *off).unwrap();
     }
     drop(f);
-    let limit = Duration::from_secs(60);
+    let within = pfs
+        .clone()
+        .current_dir(&dir)
+        .time_limit(Duration::from_secs(60));
     let small_local = |p: &Path| {
         let m = fs::metadata(p).unwrap();
         assert_eq!(m.len(), SIZE, "{}", p.display());
@@ -734,7 +565,7 @@ fn holes_stay_holes_in_every_direction() {
             out.join("s").display().to_string(),
         ),
     ] {
-        let o = pfs_within(&dir, &dir, &["cp", &from, &to], limit);
+        let o = within.run(&["cp", &from, &to]);
         assert!(
             o.status.success(),
             "cp {from} {to}: {}",
@@ -743,17 +574,17 @@ fn holes_stay_holes_in_every_direction() {
         if to.starts_with('/') && !to.starts_with(&out.display().to_string()) {
             // Four blocks hold data: the first, the two around 40 GiB
             // and the last.
-            assert_eq!(pfs_blocks(&dir, &to), 4, "{to}");
-            assert!(ok(&dir, &["stat", &to]).contains(&format!("size: {SIZE}")));
+            assert_eq!(pfs_blocks(&pfs, &to), 4, "{to}");
+            assert!(pfs.ok(&["stat", &to]).contains(&format!("size: {SIZE}")));
             for (off, data) in &parts {
                 assert_eq!(
-                    &pfs_read_at(&dir, &to, *off, data.len() as u64),
+                    &pfs_read_at(&pfs, &to, *off, data.len() as u64),
                     data,
                     "{to} at {off}"
                 );
             }
             // A hole reads as zeros.
-            let hole = pfs_read_at(&dir, &to, 7 << 30, 4096);
+            let hole = pfs_read_at(&pfs, &to, 7 << 30, 4096);
             assert!(hole.len() == 4096 && hole.iter().all(|&b| b == 0));
         }
     }
@@ -766,9 +597,8 @@ fn holes_stay_holes_in_every_direction() {
         assert_eq!(&buf, data, "local copy at {off}");
     }
     for d in ["nvme1n1", "nvme3n1"] {
-        assert!(ok(&dir, &["fsck", d]).ends_with("clean\n"));
+        pfs.fsck_clean(d);
     }
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A file of `len` bytes of data (not zeros, no holes), made quickly.
@@ -789,11 +619,10 @@ fn a_copy_stopped_by_a_signal_removes_its_temporary_file() {
     // file is copied out: each copy removes its temporary file, leaves no
     // file under the final name and ends killed by its signal.
     use std::os::unix::process::ExitStatusExt;
-    let dir = scratch("signals");
-    device(&dir, "nvme1n1");
+    let (dir, pfs) = formatted("cp-cli-signals", &["nvme1n1"]);
     let src = dir.join("src.bin");
     data_file(&src, 768 << 20);
-    ok(&dir, &["cp", &src.display().to_string(), "/nvme1n1/src"]);
+    pfs.ok(&["cp", &src.display().to_string(), "/nvme1n1/src"]);
     let out = dir.join("out");
     fs::create_dir_all(&out).unwrap();
     let local_temps = || {
@@ -802,7 +631,7 @@ fn a_copy_stopped_by_a_signal_removes_its_temporary_file() {
             .flatten()
             .any(|e| e.file_name().to_string_lossy().starts_with(".pfscp-"))
     };
-    let pfs_temps = || ok(&dir, &["ls", "/nvme1n1/"]).contains(".pfscp-");
+    let pfs_temps = || pfs.ok(&["ls", "/nvme1n1/"]).contains(".pfscp-");
     let cases: [(&str, String, String, nix::sys::signal::Signal); 2] = [
         (
             "into PFS",
@@ -821,11 +650,8 @@ fn a_copy_stopped_by_a_signal_removes_its_temporary_file() {
         let into_pfs = to.starts_with("/nvme1n1/");
         let mut stopped = false;
         for _ in 0..5 {
-            let mut child = Command::new(PFS)
-                .arg("--device-dir")
-                .arg(&dir)
-                .args(["cp", &from, &to])
-                .stdin(Stdio::null())
+            let mut child = pfs
+                .command(&["cp", &from, &to])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -852,7 +678,7 @@ fn a_copy_stopped_by_a_signal_removes_its_temporary_file() {
                     String::from_utf8_lossy(&o.stderr)
                 );
                 if into_pfs {
-                    ok(&dir, &["rm", &to]);
+                    pfs.ok(&["rm", &to]);
                 } else {
                     fs::remove_file(&to).unwrap();
                 }
@@ -871,12 +697,11 @@ fn a_copy_stopped_by_a_signal_removes_its_temporary_file() {
         assert!(stopped, "{what}: every copy finished before its signal");
         assert!(!local_temps(), "{what}: a local temporary file stayed");
         assert!(!pfs_temps(), "{what}: a PFS temporary file stayed");
-        let ls = ok(&dir, &["ls", "/nvme1n1/"]);
+        let ls = pfs.ok(&["ls", "/nvme1n1/"]);
         assert!(!ls.contains(" dst\n"), "{what}: {ls}");
         assert!(!out.join("dst").exists(), "{what}");
-        assert!(ok(&dir, &["fsck", "nvme1n1"]).ends_with("clean\n"));
+        pfs.fsck_clean("nvme1n1");
     }
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -884,9 +709,7 @@ fn recursive_copies_of_dir_dot_copy_the_contents() {
     // `cp -r dir/. dst` copies what dir holds into dst (made if missing),
     // as cp does, from and to either side; `cp -r dir dst` still copies dir
     // itself into an existing dst.
-    let dir = scratch("dirdot");
-    device(&dir, "nvme1n1");
-    device(&dir, "nvme3n1");
+    let (dir, pfs) = formatted("cp-cli-dirdot", &["nvme1n1", "nvme3n1"]);
     let src = dir.join("tree");
     fs::create_dir_all(src.join("sub")).unwrap();
     fs::write(src.join("a"), b"a\n").unwrap();
@@ -901,21 +724,18 @@ fn recursive_copies_of_dir_dot_copy_the_contents() {
         v.sort();
         v
     };
-    ok(&dir, &["mkdir", "/nvme1n1/dst"]);
+    pfs.ok(&["mkdir", "/nvme1n1/dst"]);
     let s = format!("{}/.", src.display());
-    ok(&dir, &["cp", "-r", &s, "/nvme1n1/dst"]);
-    assert_eq!(names(ok(&dir, &["ls", "/nvme1n1/dst"])), ["a", "sub"]);
-    assert_eq!(pfs_read(&dir, "/nvme1n1/dst/sub/b"), b"b\n");
+    pfs.ok(&["cp", "-r", &s, "/nvme1n1/dst"]);
+    assert_eq!(names(pfs.ok(&["ls", "/nvme1n1/dst"])), ["a", "sub"]);
+    assert_eq!(pfs_read(&pfs, "/nvme1n1/dst/sub/b"), b"b\n");
     // Into a missing directory, across devices, with a trailing slash.
-    ok(&dir, &["cp", "-r", "/nvme1n1/dst/./", "/nvme3n1/new"]);
-    assert_eq!(names(ok(&dir, &["ls", "/nvme3n1/new"])), ["a", "sub"]);
+    pfs.ok(&["cp", "-r", "/nvme1n1/dst/./", "/nvme3n1/new"]);
+    assert_eq!(names(pfs.ok(&["ls", "/nvme3n1/new"])), ["a", "sub"]);
     // Out of PFS into an existing local directory.
     let back = dir.join("back");
     fs::create_dir_all(&back).unwrap();
-    ok(
-        &dir,
-        &["cp", "-r", "/nvme3n1/new/.", &back.display().to_string()],
-    );
+    pfs.ok(&["cp", "-r", "/nvme3n1/new/.", &back.display().to_string()]);
     let mut local: Vec<String> = fs::read_dir(&back)
         .unwrap()
         .flatten()
@@ -925,13 +745,6 @@ fn recursive_copies_of_dir_dot_copy_the_contents() {
     assert_eq!(local, ["a", "sub"]);
     assert_eq!(fs::read(back.join("sub/b")).unwrap(), b"b\n");
     // Without `/.` the directory itself goes inside.
-    ok(
-        &dir,
-        &["cp", "-r", &src.display().to_string(), "/nvme1n1/dst"],
-    );
-    assert_eq!(
-        names(ok(&dir, &["ls", "/nvme1n1/dst"])),
-        ["a", "sub", "tree"]
-    );
-    fs::remove_dir_all(&dir).unwrap();
+    pfs.ok(&["cp", "-r", &src.display().to_string(), "/nvme1n1/dst"]);
+    assert_eq!(names(pfs.ok(&["ls", "/nvme1n1/dst"])), ["a", "sub", "tree"]);
 }

@@ -8,26 +8,19 @@
 #![allow(clippy::unwrap_used)]
 
 use pfs_format::MetaType;
+use pfs_tests::cli::Pfs;
 use pfs_tests::crafted::{build_base, edit_object, long_name, lookup, rename_entry, Damage};
+use pfs_tests::device::Scratch;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 const PBD: &str = "nvme9n1";
 /// Longest a command may run on a damaged image.
 const TIME_LIMIT: Duration = Duration::from_secs(20);
 /// Address-space limit of each command (`prlimit --as`).
 const MEMORY_LIMIT: u64 = 2 << 30;
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pfs-crafted-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
 
 struct Run {
     code: Option<i32>,
@@ -44,50 +37,26 @@ fn run(dir: &Path, args: &[&str]) -> Run {
 
 /// [`run`] with another time limit.
 fn run_for(dir: &Path, args: &[&str], limit: Duration) -> Run {
-    let out_path = dir.join("stdout");
-    let err_path = dir.join("stderr");
     let start = Instant::now();
-    let mut child = Command::new("prlimit")
-        .arg(format!("--as={MEMORY_LIMIT}"))
-        .arg("--")
-        .arg(PFS)
-        .arg("--device-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("prlimit (util-linux) must be installed");
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pfs {args:?} still running after {limit:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
     // Keep only the head of a long output (a damaged size may still ask
     // for a lot of zeros before the fix).
-    let head = |p: &Path| {
-        let b = fs::read(p).unwrap_or_default();
-        String::from_utf8_lossy(&b[..b.len().min(1 << 16)]).into_owned()
-    };
+    let o = Pfs::new(dir)
+        .under(&["prlimit", &format!("--as={MEMORY_LIMIT}"), "--"])
+        .time_limit(limit)
+        .keep_output(1 << 16)
+        .run(args);
     Run {
-        code: status.code(),
-        signal: status.signal(),
-        stdout: head(&out_path),
-        stderr: head(&err_path),
+        code: o.status.code(),
+        signal: o.status.signal(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         elapsed: start.elapsed(),
     }
 }
 
 /// A fresh base image in a new device directory.
-fn image(name: &str) -> (PathBuf, PathBuf) {
-    let dir = scratch(name);
+fn image(name: &str) -> (Scratch, PathBuf) {
+    let dir = Scratch::new(&format!("crafted-{name}"));
     let img = dir.join(PBD);
     build_base(&img);
     (dir, img)
@@ -183,7 +152,6 @@ fn every_command(d: Damage, target: &str, dir: &str, must_fail: &[&str]) {
             "a command wrote {n} outside its target"
         );
     }
-    let _ = fs::remove_dir_all(&work);
 }
 
 #[test]
@@ -213,7 +181,6 @@ fn clean_base_image_passes_every_command() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let r = run(&work, &["fsck", PBD]);
     assert_eq!(r.code, Some(0), "{}", r.stdout);
-    let _ = fs::remove_dir_all(&work);
 }
 
 #[test]
@@ -285,7 +252,6 @@ fn rm_r_never_follows_a_dot_dot_entry_out_of_its_tree() {
         let r = run(&work, &["stat", f]);
         assert_eq!(r.code, Some(0), "{f} must survive: {}", r.stderr);
     }
-    let _ = fs::remove_dir_all(&work);
 }
 
 #[test]
@@ -296,7 +262,6 @@ fn a_file_with_an_impossible_size_can_still_be_removed() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let r = run(&work, &["fsck", PBD]);
     assert_eq!(r.code, Some(0), "{}", r.stdout);
-    let _ = fs::remove_dir_all(&work);
 }
 
 #[test]
@@ -360,7 +325,6 @@ fn fsck_lists_every_problem() {
         problems.iter().filter(|l| l.contains("checksum")).count() >= 2,
         "both bad checksums: {all}"
     );
-    let _ = fs::remove_dir_all(&work);
 }
 
 /// A tree about as deep as a path can name (2000 levels of one-letter
@@ -396,5 +360,4 @@ fn deepest_possible_tree_is_walked_without_stack_overflow() {
         let r = run_for(&work, &args, Duration::from_secs(300));
         assert_eq!(r.code, Some(0), "{args:?}: {:?} {}", r.signal, r.stderr);
     }
-    let _ = fs::remove_dir_all(&work);
 }

@@ -7,11 +7,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::Pfs;
+use pfs_tests::device::Scratch;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 const NAMES: [&str; 6] = ["rbd0", "dm-3", "xvdb", "nbd0", "md0", "sdb1"];
 
 /// Everything the test set up, undone on drop (also when it fails).
@@ -20,7 +21,6 @@ struct Setup {
     loops: Vec<String>,
     links: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
-    scratch: Option<PathBuf>,
 }
 
 impl Drop for Setup {
@@ -34,35 +34,14 @@ impl Drop for Setup {
         for d in &self.dirs {
             let _ = fs::remove_dir_all(d);
         }
-        if let Some(s) = &self.scratch {
-            let _ = fs::remove_dir_all(s);
-        }
     }
-}
-
-fn pfs(args: &[&str]) -> Output {
-    Command::new(PFS)
-        .env_remove("PFS_DEVICE_DIR")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let o = pfs(args);
-    assert!(
-        o.status.success(),
-        "pfs {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
 }
 
 /// Attaches a 10 GiB sparse file as a loop device and links `/dev/<name>`
 /// to it; `None` when that cannot be done here.
 fn attach(setup: &mut Setup, dir: &Path, name: &str) -> Option<()> {
     let backing = dir.join(format!("{name}.img"));
-    fs::File::create(&backing).ok()?.set_len(10 << 30).ok()?;
+    pfs_tests::device::sparse(&backing, 10 << 30);
     let o = Command::new("losetup")
         .args(["--show", "-f"])
         .arg(&backing)
@@ -81,28 +60,28 @@ fn attach(setup: &mut Setup, dir: &Path, name: &str) -> Option<()> {
 
 #[test]
 fn any_block_device_name_is_a_pbd() {
+    // Dropped after `setup`: the loop devices go before their files.
+    let dir = Scratch::new("devnames");
     let mut setup = Setup::default();
-    let dir = std::env::temp_dir().join(format!("pfs-devnames-{}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
-    setup.scratch = Some(dir.clone());
+    let pfs = Pfs::without_device_dir();
     for n in NAMES {
         if fs::symlink_metadata(Path::new("/dev").join(n)).is_ok() {
-            println!("note: /dev/{n} exists on this machine; device-name test skipped");
+            pfs_tests::skipped(&format!("/dev/{n} exists on this machine"));
             return;
         }
         if fs::symlink_metadata(Path::new("/").join(n)).is_ok() {
-            println!("note: /{n} exists on this machine; device-name test skipped");
+            pfs_tests::skipped(&format!("/{n} exists on this machine"));
             return;
         }
     }
     for n in NAMES {
         if attach(&mut setup, &dir, n).is_none() {
-            println!("note: cannot make loop devices here (needs root and losetup); skipped");
+            pfs_tests::skipped("cannot make loop devices here (needs root and losetup)");
             return;
         }
     }
     for n in NAMES.iter().filter(|n| **n != "md0") {
-        ok(&["mkfs", n]);
+        pfs.ok(&["mkfs", n]);
     }
     let input = dir.join("input.bin");
     let data = pfs_tests::gen_input("device-names", 5_000_000);
@@ -110,32 +89,32 @@ fn any_block_device_name_is_a_pbd() {
     let input_s = input.to_str().unwrap();
 
     // A chain of copies through every name, local → PFS → PFS ... → local.
-    ok(&["cp", input_s, "/rbd0/a"]);
-    ok(&["cp", "/rbd0/a", "/dm-3/b"]);
-    ok(&["cp", "/dm-3/b", "/xvdb/c"]);
-    ok(&["cp", "/xvdb/c", "/nbd0/d"]);
-    ok(&["cp", "/nbd0/d", "/sdb1/e"]);
+    pfs.ok(&["cp", input_s, "/rbd0/a"]);
+    pfs.ok(&["cp", "/rbd0/a", "/dm-3/b"]);
+    pfs.ok(&["cp", "/dm-3/b", "/xvdb/c"]);
+    pfs.ok(&["cp", "/xvdb/c", "/nbd0/d"]);
+    pfs.ok(&["cp", "/nbd0/d", "/sdb1/e"]);
     let back = dir.join("back.bin");
-    ok(&["cp", "/sdb1/e", back.to_str().unwrap()]);
+    pfs.ok(&["cp", "/sdb1/e", back.to_str().unwrap()]);
     assert!(fs::read(&back).unwrap() == data, "bytes changed on the way");
-    let ls = ok(&["ls", "/sdb1/"]);
-    assert!(String::from_utf8_lossy(&ls.stdout).contains(" e\n"));
+    let ls = pfs.ok(&["ls", "/sdb1/"]);
+    assert!(ls.contains(" e\n"));
 
     // Ambiguous: a local /md0 and /dev/md0. Without a PFS on the device the
     // local directory wins; once formatted, the device does.
     let local = PathBuf::from("/md0");
     fs::create_dir(&local).unwrap();
     setup.dirs.push(local.clone());
-    ok(&["cp", input_s, "/md0/x"]);
+    pfs.ok(&["cp", input_s, "/md0/x"]);
     assert_eq!(fs::read(local.join("x")).unwrap().len(), data.len());
-    ok(&["mkfs", "md0"]);
-    ok(&["cp", input_s, "/md0/y"]);
+    pfs.ok(&["mkfs", "md0"]);
+    pfs.ok(&["cp", input_s, "/md0/y"]);
     assert!(!local.join("y").exists(), "went to the local directory");
-    let st = ok(&["stat", "/md0/y"]);
-    assert!(String::from_utf8_lossy(&st.stdout).contains("size: 5000000"));
+    let st = pfs.ok(&["stat", "/md0/y"]);
+    assert!(st.contains("size: 5000000"));
 
     // Neither a device nor a local directory: an error naming both.
-    let o = pfs(&["cp", input_s, "/pfs-no-such-place/x"]);
+    let o = pfs.run(&["cp", input_s, "/pfs-no-such-place/x"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

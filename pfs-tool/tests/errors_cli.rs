@@ -5,12 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::Pfs;
+use pfs_tests::device::Scratch;
 use pfs_tests::{commands, file_digest, golden_dir};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 
 /// Cases where we deliberately differ: the reference exits 0 after failing.
 const STRICTER: &[&str] = &["028-dumpfs-not-pfs-device", "052-dumpfs-bad-chunk"];
@@ -50,18 +49,14 @@ fn mask_times(s: &str) -> String {
 
 #[test]
 fn bad_inputs_are_refused_cleanly() {
-    let dir = std::env::temp_dir().join(format!("pfs-errors-cli-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("errors-cli");
+    let pfs = Pfs::new(&dir);
     for (name, size) in [
         ("nvme1n1", 10u64 << 30),
         ("nvme9n1", 10 << 30),
         ("nvme8n1", 5 << 30),
     ] {
-        fs::File::create(dir.join(name))
-            .unwrap()
-            .set_len(size)
-            .unwrap();
+        dir.sparse(name, size);
     }
     let local = dir.join("local.txt");
     fs::write(&local, b"local text\n").unwrap();
@@ -80,17 +75,10 @@ fn bad_inputs_are_refused_cleanly() {
     let mut failures_checked = 0;
     for r in commands("errors", "outputs/commands.tsv") {
         let before = digests(&dir);
-        let mut cmd = Command::new(PFS);
-        cmd.env("TZ", "UTC")
-            .arg("--device-dir")
-            .arg(&dir)
-            .args(&r.args);
-        cmd.stdin(if r.stdin.is_some() {
-            Stdio::from(fs::File::open(&local).unwrap())
-        } else {
-            Stdio::null()
-        });
-        let out = cmd.output().unwrap();
+        let out = match r.stdin {
+            Some(_) => pfs.run_with_file(&r.args, &local),
+            None => pfs.run(&r.args),
+        };
         let code = out.status.code().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -138,5 +126,4 @@ fn bad_inputs_are_refused_cleanly() {
         failures_checked += 1;
     }
     assert!(failures_checked >= 35, "{failures_checked}");
-    fs::remove_dir_all(&dir).unwrap();
 }

@@ -14,247 +14,64 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::{text, Disk, Pfs};
 use pfs_tests::failover::{
-    drain, in_parallel, mono_ns, parse_calls, report, signal, wait_stopped, Rng, Signal, Timeline,
-    Verdict,
+    assert_none, collect, drain, in_parallel, mono_ns, next_writers_proceed, parse_calls,
+    pause_and_take_over, report, signal, take_over, wait_stopped, Rng, Signal, Timeline, Verdict,
+    LONG_LEASE_MS,
 };
+use pfs_tests::fuse::{self, Mounted};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::MetadataExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 const PBD: &str = "nvme1n1";
 
 /// The lease of the paused-writer runs: short, so that a run takes seconds.
 const LEASE_MS: u32 = 1000;
 
-/// The lease of the dead-holder cases: long enough that "at once" and
-/// "after the lease" cannot be confused.
-const LONG_LEASE_MS: u32 = 6000;
-
-/// "At once": well inside the lease.
-const AT_ONCE: Duration = Duration::from_millis(LONG_LEASE_MS as u64 / 2);
-
-/// Whether FUSE mounts can run here; prints why not.
-fn fuse_ok(test: &str) -> bool {
-    let root = fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
-    if !root || !Path::new("/dev/fuse").exists() {
-        eprintln!("note: {test} skipped: needs root and /dev/fuse");
-        return false;
-    }
-    true
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}: {}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).trim(),
-        String::from_utf8_lossy(&o.stderr).trim()
+/// A device file with a fresh PFS in a directory of its own, which also
+/// holds mount points; its tool has the short lease.
+fn disk(name: &str) -> Disk {
+    Disk::with(
+        &format!("failover-{name}"),
+        PBD,
+        |p| p.lease_ms(LEASE_MS),
+        &["-f"],
     )
 }
 
-/// A device file with a fresh PFS in a directory of its own, which also
-/// holds mount points.
-struct Disk {
-    dir: PathBuf,
+/// The names in the root directory, as `pfs ls` prints them.
+fn names(disk: &Disk) -> Vec<String> {
+    disk.pfs.names(&disk.path(""))
 }
 
-impl Disk {
-    fn new(name: &str) -> Disk {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("pfs-failover-{}-{name}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("dev")).unwrap();
-        fs::File::create(dir.join("dev").join(PBD))
-            .unwrap()
-            .set_len(10 << 30)
-            .unwrap();
-        let d = Disk { dir };
-        let o = d.pfs(LEASE_MS, &["mkfs", "-f", PBD]).output().unwrap();
-        assert!(o.status.success(), "mkfs: {}", text(&o));
-        d
+/// A file's bytes (empty if it cannot be read).
+fn read(disk: &Disk, rel: &str, len: Option<usize>) -> Vec<u8> {
+    let l = len.map(|n| n.to_string());
+    let p = disk.path(rel);
+    let mut args = vec!["read", &p];
+    if let Some(l) = &l {
+        args.extend(["-l", l]);
     }
-
-    fn devdir(&self) -> PathBuf {
-        self.dir.join("dev")
-    }
-
-    /// `pfs --device-dir ... <args>` with `PFS_LEASE_MS`.
-    fn pfs(&self, lease_ms: u32, args: &[&str]) -> Command {
-        let mut c = Command::new(PFS);
-        c.arg("--device-dir")
-            .arg(self.devdir())
-            .args(args)
-            .env("PFS_LEASE_MS", lease_ms.to_string())
-            .env_remove("PFS_TEST_STOP_AT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-
-    fn path(rel: &str) -> String {
-        format!("/{PBD}/{rel}")
-    }
-
-    /// The names in the root directory, as `pfs ls` prints them.
-    fn names(&self) -> Vec<String> {
-        let o = self
-            .pfs(LEASE_MS, &["ls", &Disk::path("")])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "ls: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter(|l| !l.starts_with("total "))
-            .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
-            .collect()
-    }
-
-    /// A file's bytes (empty if it cannot be read).
-    fn read(&self, rel: &str, len: Option<usize>) -> Vec<u8> {
-        let l = len.map(|n| n.to_string());
-        let p = Disk::path(rel);
-        let mut args = vec!["read", &p];
-        if let Some(l) = &l {
-            args.extend(["-l", l]);
-        }
-        self.pfs(LEASE_MS, &args).output().unwrap().stdout
-    }
-
-    fn fsck(&self) -> (bool, String) {
-        let o = self.pfs(LEASE_MS, &["fsck", PBD]).output().unwrap();
-        (o.status.success(), text(&o))
-    }
-
-    /// Host 2 takes over as an operator would: `--force rm F`, then a new
-    /// 4 MiB file G of 'G' bytes. Fills in the timeline; returns what
-    /// failed.
-    fn take_over(&self, t: &mut Timeline) -> Vec<String> {
-        let mut errors = Vec::new();
-        t.takeover_start = mono_ns();
-        let o = self
-            .pfs(LEASE_MS, &["-H", "2", "--force", "rm", &Disk::path("F")])
-            .output()
-            .unwrap();
-        t.takeover_committed = mono_ns();
-        if !o.status.success() {
-            errors.push(format!("host 2's --force rm F: {}", text(&o)));
-        }
-        let mut w = self
-            .pfs(LEASE_MS, &["-H", "2", "--force", "write", &Disk::path("G")])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        w.stdin.take().unwrap().write_all(&[b'G'; 4 << 20]).unwrap();
-        let o = w.wait_with_output().unwrap();
-        t.g_committed = mono_ns();
-        if !o.status.success() {
-            errors.push(format!("host 2's --force write G: {}", text(&o)));
-        }
-        errors
-    }
+    disk.pfs.run(&args).stdout
 }
 
-impl Drop for Disk {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn is_mounted(mp: &Path) -> bool {
-    let want = mp.display().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-}
-
-/// A foreground `pfs -H 1 mount -f` server; killed and lazily unmounted
-/// when dropped, also when a test fails.
-struct Server {
-    mp: PathBuf,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start(disk: &Disk, lease_ms: u32) -> Server {
-        let mp = disk.dir.join("mnt");
-        fs::create_dir_all(&mp).unwrap();
-        let child = Command::new(PFS)
-            .arg("--device-dir")
-            .arg(disk.devdir())
-            .args(["-H", "1", "mount", "-f", PBD])
-            .arg(&mp)
-            .env("PFS_LEASE_MS", lease_ms.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut s = Server {
-            mp,
-            child: Some(child),
-        };
-        let t = Instant::now();
-        while !is_mounted(&s.mp) {
-            if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("pfs mount -f exited with {st}");
-            }
-            assert!(t.elapsed() < Duration::from_secs(60), "mount timed out");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        s
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    /// SIGTERM, then SIGKILL if it does not end; the mount point cleared.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            signal(c.id(), Signal::SIGTERM);
-            let t = Instant::now();
-            while c.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(10) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for _ in 0..50 {
-            if !is_mounted(&self.mp) {
-                break;
-            }
-            let _ = Command::new("fusermount3")
-                .args(["-u", "-z"])
-                .arg(&self.mp)
-                .output();
-            if is_mounted(&self.mp) {
-                let _ = Command::new("umount").arg("-l").arg(&self.mp).output();
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_ref() {
-            signal(c.id(), Signal::SIGCONT);
-        }
-        self.stop();
-    }
+/// A foreground `pfs -H 1 mount -f` server with lease `lease_ms`; stopped
+/// and unmounted when dropped, also when a test fails.
+fn server(disk: &Disk, lease_ms: u32) -> Mounted {
+    let pfs = disk.pfs.clone().lease_ms(lease_ms);
+    fuse::mount_fg(
+        &pfs,
+        "1",
+        PBD,
+        &disk.mountpoint("mnt"),
+        Duration::from_secs(60),
+    )
 }
 
 /// The C writer of `pfs-sdk/tests/c/failover.c` built with plain POSIX
@@ -286,41 +103,16 @@ fn posix_writer() -> PathBuf {
     .clone()
 }
 
-/// `lines` collects what `out` prints; `ready` hears of the first line
-/// starting with `word`.
-fn collect(
-    out: impl std::io::Read + Send + 'static,
-    word: &'static str,
-) -> (
-    Arc<Mutex<Vec<String>>>,
-    mpsc::Receiver<()>,
-    std::thread::JoinHandle<()>,
-) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let l = Arc::clone(&lines);
-    let h = std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if line.starts_with(word) {
-                let _ = tx.send(());
-            }
-            l.lock().unwrap().push(line);
-        }
-    });
-    (lines, rx, h)
-}
-
 /// One §1 run with a FUSE writer: a process writes through `pfs -H 1
 /// mount`; the server is paused at a random point of the writer's loop,
 /// host 2 takes over, the server resumes for 2 s.
 fn paused_fuse_writer(run: usize, seed: u64) -> Verdict {
     let mut rng = Rng::new(seed, run as u64);
-    let disk = Disk::new(&format!("fuse{run}"));
+    let disk = disk(&format!("fuse{run}"));
     let wseed = rng.next_u64() % 1_000_000;
     let pause_ms = rng.range(0, 1500);
     let label = format!("fuse run {run} (pause {pause_ms} ms, writer seed {wseed})");
-    let mut server = Server::start(&disk, LEASE_MS);
+    let mut server = server(&disk, LEASE_MS);
     let mut w = Command::new(posix_writer())
         .arg(&server.mp)
         .args(["writer", "-", "U", &wseed.to_string()])
@@ -330,31 +122,16 @@ fn paused_fuse_writer(run: usize, seed: u64) -> Verdict {
         .unwrap();
     let (lines, ready, reader) = collect(w.stdout.take().unwrap(), "ready");
     let errs = drain(w.stderr.take().unwrap());
-    let mut t = Timeline::default();
-    let mut errors = Vec::new();
-    if ready.recv_timeout(Duration::from_secs(120)).is_err() {
-        errors.push("the writer never got ready".to_owned());
-    }
-    t.ready = mono_ns();
-    std::thread::sleep(Duration::from_millis(pause_ms));
-    t.stop_sent = mono_ns();
-    signal(server.pid(), Signal::SIGSTOP);
-    if !wait_stopped(server.pid()) {
-        errors.push("the server exited before the pause".to_owned());
-    }
-    t.stopped = mono_ns();
-    errors.extend(disk.take_over(&mut t));
-    t.cont = mono_ns();
-    signal(server.pid(), Signal::SIGCONT);
-    std::thread::sleep(Duration::from_secs(2));
+    let (t, mut errors) =
+        pause_and_take_over(&ready, server.pid(), "server", pause_ms, &disk.pfs, PBD);
     let _ = w.kill();
     let _ = w.wait();
     server.stop();
     reader.join().unwrap();
     let stderr = errs.join().unwrap();
     let (_, calls) = parse_calls(&lines.lock().unwrap());
-    let g = disk.read("G", None);
-    let mut v = Verdict::judge(label, t, &calls, &disk.names(), &g, disk.fsck());
+    let g = read(&disk, "G", None);
+    let mut v = Verdict::judge(label, t, &calls, &names(&disk), &g, disk.pfs.fsck(PBD));
     // A name created through FUSE is durable once its directory is synced.
     v.creates_durable = false;
     if !errors.is_empty() {
@@ -367,7 +144,7 @@ fn paused_fuse_writer(run: usize, seed: u64) -> Verdict {
 #[test]
 fn a_paused_fuse_writer_writes_nothing_after_a_takeover() {
     const TEST: &str = "a_paused_fuse_writer_writes_nothing_after_a_takeover";
-    if !fuse_ok(TEST) {
+    if !fuse::available() || !pfs_tests::require("cc") {
         return;
     }
     let started = Instant::now();
@@ -406,7 +183,7 @@ struct Loop {
 
 /// The loop of host 1's commands: `write` whose input comes after a random
 /// 0-60 ms (a slow producer), then `touch late-N`, then 20-80 ms of rest.
-fn tool_loop(disk_dir: PathBuf, shared: Arc<Mutex<Loop>>, mut rng: Rng) {
+fn tool_loop(pfs: Pfs, shared: Arc<Mutex<Loop>>, mut rng: Rng) {
     for i in 0.. {
         for op in ["write", "touch"] {
             let byte = b'a' + (i % 26) as u8;
@@ -415,20 +192,15 @@ fn tool_loop(disk_dir: PathBuf, shared: Arc<Mutex<Loop>>, mut rng: Rng) {
             } else {
                 format!("late-{i}")
             };
-            let p = Disk::path(&name);
-            let mut cmd = Command::new(PFS);
-            cmd.arg("--device-dir")
-                .arg(&disk_dir)
-                .env("PFS_LEASE_MS", LEASE_MS.to_string())
-                .env_remove("PFS_TEST_STOP_AT")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            if op == "write" {
-                cmd.args(["-H", "1", "write", "-o", "0", "-l", "4096", &p])
-                    .stdin(Stdio::piped());
+            let p = format!("/{PBD}/{name}");
+            let mut cmd = if op == "write" {
+                let mut c = pfs.command(&["-H", "1", "write", "-o", "0", "-l", "4096", &p]);
+                c.stdin(Stdio::piped());
+                c
             } else {
-                cmd.args(["-H", "1", "touch", &p]).stdin(Stdio::null());
-            }
+                pfs.command(&["-H", "1", "touch", &p])
+            };
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
             let mut input = {
                 let mut l = shared.lock().unwrap();
                 if l.stop {
@@ -532,10 +304,11 @@ fn stage_of(pid: u32, device: &Path) -> Stage {
 /// 5 or 16, and fsck is clean.
 fn paused_tool_writer(run: usize, seed: u64) -> (Verdict, String) {
     let mut rng = Rng::new(seed, run as u64);
-    let disk = Disk::new(&format!("tool{run}"));
-    let device = disk.devdir().join(PBD);
+    let disk = disk(&format!("tool{run}"));
+    let device = disk.device();
     let o = disk
-        .pfs(LEASE_MS, &["-H", "1", "write", &Disk::path("F")])
+        .pfs
+        .command(&["-H", "1", "write", &disk.path("F")])
         .stdin(Stdio::piped())
         .spawn()
         .and_then(|mut c| {
@@ -558,12 +331,12 @@ fn paused_tool_writer(run: usize, seed: u64) -> (Verdict, String) {
         ..Timeline::default()
     };
     let driver = {
-        let (dir, shared, rng) = (
-            disk.devdir(),
+        let (pfs, shared, rng) = (
+            disk.pfs.clone(),
             Arc::clone(&shared),
             Rng::new(seed ^ 1, run as u64),
         );
-        std::thread::spawn(move || tool_loop(dir, shared, rng))
+        std::thread::spawn(move || tool_loop(pfs, shared, rng))
     };
     std::thread::sleep(Duration::from_millis(pause_ms));
     let mut errors = Vec::new();
@@ -601,9 +374,9 @@ fn paused_tool_writer(run: usize, seed: u64) -> (Verdict, String) {
             _ => {}
         }
     };
-    let at_pause = disk.names();
-    let f_at_pause = disk.read("F", Some(4096));
-    errors.extend(disk.take_over(&mut t));
+    let at_pause = names(&disk);
+    let f_at_pause = read(&disk, "F", Some(4096));
+    errors.extend(take_over(&disk.pfs, PBD, &mut t));
     t.cont = mono_ns();
     {
         let l = shared.lock().unwrap();
@@ -623,10 +396,13 @@ fn paused_tool_writer(run: usize, seed: u64) -> (Verdict, String) {
     }
     driver.join().unwrap();
     let calls = shared.lock().unwrap().calls.clone();
-    let names = disk.names();
-    let g = disk.read("G", None);
-    let f_now = names.iter().any(|n| n == "F").then(|| disk.read("F", None));
-    let mut v = Verdict::judge(label, t, &[], &names, &g, disk.fsck());
+    let names = names(&disk);
+    let g = read(&disk, "G", None);
+    let f_now = names
+        .iter()
+        .any(|n| n == "F")
+        .then(|| read(&disk, "F", None));
+    let mut v = Verdict::judge(label, t, &[], &names, &g, disk.pfs.fsck(PBD));
     v.late_after.clear();
     v.f_exists = false;
     for (k, c) in calls.iter().enumerate() {
@@ -717,117 +493,63 @@ fn a_paused_tool_writer_writes_nothing_after_a_takeover() {
 
 // ---- §2: dead holders ----
 
-/// Runs `pfs args`; `Err` with what it said unless it succeeded within
-/// `limit`.
-fn timed(disk: &Disk, args: &[&str], limit: Duration) -> Result<Duration, String> {
-    let t = Instant::now();
-    let o = disk.pfs(LONG_LEASE_MS, args).output().unwrap();
-    let took = t.elapsed();
-    if !o.status.success() {
-        return Err(format!("pfs {args:?}: {} after {took:?}", text(&o)));
-    }
-    if took > limit {
-        return Err(format!("pfs {args:?} took {took:?} (limit {limit:?})"));
-    }
-    Ok(took)
-}
-
-/// After `leave` (which leaves a dead writer of host 1 behind on a fresh
-/// device): host 1 writes at once; on another fresh device host 2 writes
-/// at once; on a third `mkfs -f` succeeds at once. Returns every failure.
-fn next_writers_proceed(what: &str, leave: impl Fn(&Disk) -> Result<(), String>) -> Vec<String> {
-    let mut failures = Vec::new();
-    let cases: [(&str, &[&str]); 3] = [
-        ("host 1 touch", &["-H", "1", "touch"]),
-        ("host 2 touch", &["-H", "2", "touch"]),
-        ("mkfs -f", &["mkfs", "-f"]),
-    ];
-    for (i, (case, args)) in cases.into_iter().enumerate() {
-        let disk = Disk::new(&format!("dead{i}"));
-        if let Err(e) = leave(&disk) {
-            failures.push(format!("{what}: {e}"));
-            continue;
-        }
-        let is_mkfs = args[0] == "mkfs";
-        let target = if is_mkfs {
-            PBD.to_owned()
-        } else {
-            Disk::path("next")
-        };
-        let mut a = args.to_vec();
-        a.push(&target);
-        match timed(&disk, &a, AT_ONCE) {
-            Ok(took) => {
-                eprintln!("{what}: {case}: ok in {took:?}");
-                if !is_mkfs {
-                    let (clean, out) = disk.fsck();
-                    if !clean {
-                        failures.push(format!("{what}: {case}: fsck: {out}"));
-                    }
-                    if let Err(e) = timed(&disk, &["mkfs", "-f", PBD], AT_ONCE) {
-                        failures.push(format!("{what}: {case}, then mkfs -f: {e}"));
-                    }
-                }
-            }
-            Err(e) => failures.push(format!("{what}: {case}: {e}")),
-        }
-    }
-    failures
-}
-
-fn assert_none(test: &str, failures: &[String], started: Instant) {
-    eprintln!(
-        "{test}: {} failures in {:.1} s",
-        failures.len(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
 #[test]
 fn a_killed_fuse_server_blocks_no_one() {
     const TEST: &str = "a_killed_fuse_server_blocks_no_one";
-    if !fuse_ok(TEST) {
+    if !fuse::available() {
         return;
     }
     let started = Instant::now();
-    let failures = next_writers_proceed("FUSE server killed by SIGKILL", |disk| {
-        let mut server = Server::start(disk, LONG_LEASE_MS);
-        let mut f = fs::File::create(server.mp.join("written")).map_err(|e| e.to_string())?;
-        f.write_all(&[7u8; 100_000]).map_err(|e| e.to_string())?;
-        f.sync_all().map_err(|e| e.to_string())?;
-        drop(f);
-        let mut c = server.child.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-        server.stop();
-        Ok(())
-    });
+    let failures = next_writers_proceed(
+        "FUSE server killed by SIGKILL",
+        |i| disk(&format!("dead{i}")),
+        |disk| {
+            let mut server = server(disk, LONG_LEASE_MS);
+            let mut f = fs::File::create(server.mp.join("written")).map_err(|e| e.to_string())?;
+            f.write_all(&[7u8; 100_000]).map_err(|e| e.to_string())?;
+            f.sync_all().map_err(|e| e.to_string())?;
+            drop(f);
+            let mut c = server.child.take().unwrap();
+            c.kill().unwrap();
+            c.wait().unwrap();
+            server.stop();
+            Ok(())
+        },
+        true,
+    );
     assert_none(TEST, &failures, started);
 }
 
 #[test]
 fn a_killed_tool_writer_blocks_no_one() {
     let started = Instant::now();
-    let failures = next_writers_proceed("tool writer killed by SIGKILL", |disk| {
-        let c = disk
-            .pfs(LONG_LEASE_MS, &["-H", "1", "touch", &Disk::path("held")])
-            .env("PFS_TEST_STOP_AT", "before-leader")
-            .spawn()
-            .unwrap();
-        let stopped = wait_stopped(c.id());
-        signal(c.id(), Signal::SIGKILL);
-        let o = c.wait_with_output().unwrap();
-        if !stopped {
-            return Err(format!(
-                "the writer did not stop before its leader write: {}",
-                text(&o)
-            ));
-        }
-        match o.status.code() {
-            None => Ok(()),
-            Some(_) => Err(format!("the writer was not killed: {}", text(&o))),
-        }
-    });
+    let failures = next_writers_proceed(
+        "tool writer killed by SIGKILL",
+        |i| disk(&format!("dead{i}")),
+        |disk| {
+            let c = disk
+                .pfs
+                .clone()
+                .lease_ms(LONG_LEASE_MS)
+                .command(&["-H", "1", "touch", &disk.path("held")])
+                .env("PFS_TEST_STOP_AT", "before-leader")
+                .spawn()
+                .unwrap();
+            let stopped = wait_stopped(c.id());
+            signal(c.id(), Signal::SIGKILL);
+            let o = c.wait_with_output().unwrap();
+            if !stopped {
+                return Err(format!(
+                    "the writer did not stop before its leader write: {}",
+                    text(&o)
+                ));
+            }
+            match o.status.code() {
+                None => Ok(()),
+                Some(_) => Err(format!("the writer was not killed: {}", text(&o))),
+            }
+        },
+        true,
+    );
     assert_none("a_killed_tool_writer_blocks_no_one", &failures, started);
 }

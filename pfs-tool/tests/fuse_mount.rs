@@ -7,17 +7,46 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::{run_ok as run, Disk};
+use pfs_tests::failover::{signal, Signal};
 use pfs_tests::file_digest;
+use pfs_tests::fuse::{self, is_mounted, servers, wait_servers_gone, Mounted};
+use pfs_tests::pg::{self, wait_for, Server};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 const PBD: &str = "loop7";
+
+/// A fresh device for test `name`, where FUSE mounts can run (see
+/// [`fuse::available`]) and every program of `needs` is installed; the
+/// test is skipped with a note otherwise.
+fn disk(name: &str, needs: &[&str]) -> Option<Disk> {
+    if !fuse::available() || !needs.iter().all(|p| pfs_tests::require(p)) {
+        return None;
+    }
+    Some(Disk::new(&format!("fuse-{name}"), PBD))
+}
+
+/// Where a mount server of `disk` logs: the path, and as text.
+fn server_log(disk: &Disk) -> (std::path::PathBuf, String) {
+    let log = disk.dir.join("server.log");
+    let text = log.display().to_string();
+    (log, text)
+}
+
+/// Unmounts `m` and checks the device it served.
+fn unmount_and_check(m: Mounted, disk: &Disk) {
+    m.umount();
+    disk.fsck_clean();
+}
+
+/// How long a foreground server may take to mount.
+const MOUNT_LIMIT: Duration = Duration::from_secs(30);
 
 /// `n` reproducible pseudo-random bytes for `seed` (xorshift: fast in
 /// debug builds too).
@@ -36,205 +65,6 @@ fn gen_input(seed: &str, n: usize) -> Vec<u8> {
     out
 }
 
-/// Whether FUSE mounts can run here; prints why not.
-fn fuse_ok(test: &str) -> bool {
-    let root = fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
-    let dev = Path::new("/dev/fuse").exists();
-    if !root || !dev {
-        eprintln!("note: {test} skipped: needs root and /dev/fuse");
-        return false;
-    }
-    true
-}
-
-/// A device file with a fresh PFS, and a directory for mount points.
-struct Disk {
-    dir: PathBuf,
-}
-
-impl Disk {
-    fn new(name: &str) -> Disk {
-        let dir = std::env::temp_dir().join(format!("pfs-fuse-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("dev")).unwrap();
-        let f = fs::File::create(dir.join("dev").join(PBD)).unwrap();
-        f.set_len(10 << 30).unwrap();
-        let d = Disk { dir };
-        d.ok(&["mkfs", PBD]);
-        d
-    }
-
-    fn pfs(&self, args: &[&str]) -> Output {
-        Command::new(PFS)
-            .arg("--device-dir")
-            .arg(self.dir.join("dev"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// Runs pfs; panics unless it succeeds; returns stdout.
-    fn ok(&self, args: &[&str]) -> Vec<u8> {
-        let o = self.pfs(args);
-        assert!(
-            o.status.success(),
-            "pfs {args:?}: {}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o.stdout
-    }
-
-    fn fsck_clean(&self) {
-        let out = String::from_utf8(self.ok(&["fsck", PBD])).unwrap();
-        assert!(out.contains("clean"), "fsck: {out}");
-    }
-
-    fn mountpoint(&self, name: &str) -> PathBuf {
-        let p = self.dir.join(name);
-        fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    /// Mounts in the background (the default); `extra` goes before the
-    /// PBD (`-r`).
-    fn mount(&self, hostid: &str, extra: &[&str], name: &str) -> Mounted {
-        let mp = self.mountpoint(name);
-        let mut args = vec!["-H", hostid, "mount"];
-        args.extend_from_slice(extra);
-        args.push(PBD);
-        let mps = mp.display().to_string();
-        args.push(&mps);
-        self.ok(&args);
-        assert!(is_mounted(&mp), "{} is not mounted", mp.display());
-        Mounted { mp, child: None }
-    }
-
-    /// Mounts in the foreground as a child process (so it can be killed).
-    fn mount_fg(&self, hostid: &str, name: &str) -> Mounted {
-        let mp = self.mountpoint(name);
-        let child = Command::new(PFS)
-            .arg("--device-dir")
-            .arg(self.dir.join("dev"))
-            .args(["-H", hostid, "mount", "-f", PBD])
-            .arg(&mp)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut m = Mounted {
-            mp,
-            child: Some(child),
-        };
-        let t = Instant::now();
-        while !is_mounted(&m.mp) {
-            if let Some(st) = m.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("pfs mount -f exited with {st}");
-            }
-            assert!(t.elapsed() < Duration::from_secs(30), "mount timed out");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
-    }
-}
-
-impl Drop for Disk {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn is_mounted(mp: &Path) -> bool {
-    let want = mp.display().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-}
-
-/// A mount; unmounted (lazily, if need be) when dropped.
-struct Mounted {
-    mp: PathBuf,
-    child: Option<Child>,
-}
-
-impl Mounted {
-    fn path(&self, rel: &str) -> PathBuf {
-        self.mp.join(rel)
-    }
-
-    /// `pfs umount`, then waits for the server to finish (the foreground
-    /// child, or the lease being released).
-    fn umount(mut self) {
-        let o = Command::new(PFS)
-            .arg("umount")
-            .arg(&self.mp)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "pfs umount: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(!is_mounted(&self.mp));
-        if let Some(mut c) = self.child.take() {
-            let st = c.wait().unwrap();
-            assert!(st.success(), "mount server exited with {st}");
-        }
-        wait_servers_gone(&self.mp);
-    }
-}
-
-/// The pids of the `pfs ... mount` processes serving `mp`.
-fn servers(mp: &Path) -> Vec<i32> {
-    let want = mp.display().to_string();
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            fs::read(e.path().join("cmdline"))
-                .map(|c| {
-                    let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
-                    args.contains(&&b"mount"[..]) && args.contains(&want.as_bytes())
-                })
-                .unwrap_or(false)
-        })
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-/// Waits until no `pfs ... mount` process serves `mp` any more.
-fn wait_servers_gone(mp: &Path) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(20) {
-        if servers(mp).is_empty() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the server of {} did not exit", mp.display());
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if is_mounted(&self.mp) {
-            let _ = Command::new("fusermount3")
-                .args(["-u", "-z"])
-                .arg(&self.mp)
-                .status();
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
     match r {
         Ok(_) => 0,
@@ -244,10 +74,9 @@ fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
 
 #[test]
 fn posix_operations_match_the_tool() {
-    if !fuse_ok("posix_operations_match_the_tool") {
+    let Some(disk) = disk("posix", &[]) else {
         return;
-    }
-    let disk = Disk::new("posix");
+    };
     let m = disk.mount("1", &[], "mnt");
     fs::create_dir_all(m.path("d1/d2")).unwrap();
     fs::write(m.path("d1/d2/hello"), b"hello world\n").unwrap();
@@ -363,18 +192,18 @@ fn posix_operations_match_the_tool() {
     m.umount();
 
     // The tool sees the same.
-    let ls = String::from_utf8(disk.ok(&["ls", &format!("/{PBD}/d1")])).unwrap();
+    let ls = String::from_utf8(disk.pfs.ok_bytes(&["ls", &format!("/{PBD}/d1")])).unwrap();
     assert!(ls.contains(" big\n") && !ls.contains("d2"), "{ls}");
     assert_eq!(
-        disk.ok(&["read", &format!("/{PBD}/d3/hello")]),
+        disk.pfs.ok_bytes(&["read", &format!("/{PBD}/d3/hello")]),
         b"hello world\nmore\n"
     );
     assert_eq!(
-        disk.ok(&["read", &format!("/{PBD}/d1/big")]),
+        disk.pfs.ok_bytes(&["read", &format!("/{PBD}/d1/big")]),
         &big[..5_000_000]
     );
     assert_eq!(
-        disk.ok(&["read", &format!("/{PBD}/{ok_long}")]),
+        disk.pfs.ok_bytes(&["read", &format!("/{PBD}/{ok_long}")]),
         b"long name"
     );
     disk.fsck_clean();
@@ -428,22 +257,11 @@ fn checksums(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-fn run(cmd: &mut Command) {
-    let o = cmd.output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 #[test]
 fn rsync_and_tar_round_trip() {
-    if !fuse_ok("rsync_and_tar_round_trip") {
+    let Some(disk) = disk("rsync", &["rsync", "tar"]) else {
         return;
-    }
-    let disk = Disk::new("rsync");
+    };
     let src = disk.dir.join("src");
     make_tree(&src, 300);
     let want = checksums(&src);
@@ -462,8 +280,7 @@ fn rsync_and_tar_round_trip() {
     )));
     assert_eq!(checksums(&m.path("r")), want);
     assert_eq!(checksums(&m.path("t")), want);
-    m.umount();
-    disk.fsck_clean();
+    unmount_and_check(m, &disk);
 
     // After a remount, out again with both tools.
     let m = disk.mount("1", &[], "mnt");
@@ -487,21 +304,21 @@ fn rsync_and_tar_round_trip() {
         .arg("--delete")
         .arg(format!("{}/", src.display()))
         .arg(m.path("r/")));
-    m.umount();
-    disk.fsck_clean();
+    unmount_and_check(m, &disk);
 }
 
 #[test]
 fn read_only_mount_follows_the_writer() {
-    if !fuse_ok("read_only_mount_follows_the_writer") {
+    let Some(disk) = disk("follow", &[]) else {
         return;
-    }
-    let disk = Disk::new("follow");
+    };
     let w = disk.mount("1", &[], "rw");
     // The read-write mount is the single writer from the start: a second
     // one (another host id) is refused before it mounts anything.
     let mp2 = disk.mountpoint("rw2");
-    let o = disk.pfs(&["-H", "3", "mount", PBD, &mp2.display().to_string()]);
+    let o = disk
+        .pfs
+        .run(&["-H", "3", "mount", PBD, &mp2.display().to_string()]);
     assert_eq!(
         o.status.code(),
         Some(16),
@@ -643,12 +460,11 @@ const READERS: usize = 2;
 /// with a file at every moment).
 #[test]
 fn a_follower_reads_a_file_replaced_by_rename_whole() {
-    if !fuse_ok("a_follower_reads_a_file_replaced_by_rename_whole") {
-        return;
-    }
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
-    let disk = Disk::new("replace");
+    let Some(disk) = disk("replace", &[]) else {
+        return;
+    };
     let w = disk.mount("1", &[], "rw");
     let r = disk.mount("2", &["-r"], "ro");
     // The way careful programs replace a file.
@@ -722,11 +538,10 @@ fn a_follower_reads_a_file_replaced_by_rename_whole() {
 
 #[test]
 fn sigkill_during_a_copy_leaves_fsynced_files() {
-    if !fuse_ok("sigkill_during_a_copy_leaves_fsynced_files") {
+    let Some(disk) = disk("kill", &["rsync"]) else {
         return;
-    }
-    let disk = Disk::new("kill");
-    let mut m = disk.mount_fg("1", "mnt");
+    };
+    let mut m = disk.mount_fg("1", "mnt", MOUNT_LIMIT);
     // Files acknowledged by fsync.
     let mut kept = BTreeMap::new();
     fs::create_dir(m.path("safe")).unwrap();
@@ -776,36 +591,32 @@ fn sigkill_during_a_copy_leaves_fsynced_files() {
             "{name}"
         );
     }
-    m.umount();
-    disk.fsck_clean();
+    unmount_and_check(m, &disk);
 }
 
 #[test]
 fn sigterm_unmounts_and_keeps_everything() {
-    if !fuse_ok("sigterm_unmounts_and_keeps_everything") {
+    let Some(disk) = disk("term", &[]) else {
         return;
-    }
-    let disk = Disk::new("term");
-    let mut m = disk.mount_fg("1", "mnt");
+    };
+    let mut m = disk.mount_fg("1", "mnt", MOUNT_LIMIT);
     let body = gen_input("term", 6 << 20);
     fs::write(m.path("file"), &body).unwrap();
     let mut server = m.child.take().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    signal(server.id(), Signal::SIGTERM);
     let st = server.wait().unwrap();
     assert!(st.success(), "server exited with {st}");
     assert!(!is_mounted(&m.mp));
     drop(m);
-    assert_eq!(disk.ok(&["read", &format!("/{PBD}/file")]), body);
+    assert_eq!(disk.pfs.ok_bytes(&["read", &format!("/{PBD}/file")]), body);
     disk.fsck_clean();
     // A mount error is reported before the command detaches.
-    let o = disk.pfs(&["mount", PBD, "/nonexistent/mountpoint"]);
+    let o = disk.pfs.run(&["mount", PBD, "/nonexistent/mountpoint"]);
     assert!(!o.status.success());
     assert!(!o.stderr.is_empty());
-    let o = disk.pfs(&["mount", "loop9", disk.dir.to_str().unwrap()]);
+    let o = disk
+        .pfs
+        .run(&["mount", "loop9", disk.dir.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("loop9"),
@@ -816,21 +627,15 @@ fn sigterm_unmounts_and_keeps_everything() {
 
 #[test]
 fn a_background_server_logs_to_its_file() {
-    if !fuse_ok("a_background_server_logs_to_its_file") {
+    let Some(disk) = disk("log", &[]) else {
         return;
-    }
-    let disk = Disk::new("log");
-    let log = disk.dir.join("server.log");
-    let logs = log.display().to_string();
+    };
+    let (log, logs) = server_log(&disk);
     let m = disk.mount("1", &["--log", &logs], "mnt");
     fs::write(m.path("f"), b"logged").unwrap();
     let pids = servers(&m.mp);
     assert_eq!(pids.len(), 1, "one server serves the mount: {pids:?}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pids[0]),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    signal(pids[0] as u32, Signal::SIGTERM);
     wait_servers_gone(&m.mp);
     assert!(!is_mounted(&m.mp));
     let text = fs::read_to_string(&log).unwrap();
@@ -841,10 +646,13 @@ fn a_background_server_logs_to_its_file() {
     );
     assert!(text.contains(&want), "the log says {text:?}");
     drop(m);
-    assert_eq!(disk.ok(&["read", &format!("/{PBD}/f")]), b"logged");
+    assert_eq!(
+        disk.pfs.ok_bytes(&["read", &format!("/{PBD}/f")]),
+        b"logged"
+    );
     // A log that cannot be opened fails the mount before it detaches.
     let mp = disk.mountpoint("mnt2");
-    let o = disk.pfs(&[
+    let o = disk.pfs.run(&[
         "mount",
         "--log",
         "/nonexistent/dir/server.log",
@@ -866,13 +674,17 @@ fn a_background_server_logs_to_its_file() {
 /// report a clean unmount, and the log must say how each server ended.
 #[test]
 fn umount_reports_a_writer_whose_writes_were_stopped() {
-    if !fuse_ok("umount_reports_a_writer_whose_writes_were_stopped") {
+    let Some(disk) = disk("fenced", &[]) else {
         return;
-    }
-    let disk = Disk::new("fenced");
-    let log = disk.dir.join("server.log");
-    let logs = log.display().to_string();
-    let umount = |mp: &Path| Command::new(PFS).arg("umount").arg(mp).output().unwrap();
+    };
+    let (log, logs) = server_log(&disk);
+    let umount = |mp: &Path| {
+        Command::new(pfs_tests::cli::bin())
+            .arg("umount")
+            .arg(mp)
+            .output()
+            .unwrap()
+    };
 
     // A normal unmount is logged, and exits 0.
     let m = disk.mount("1", &["--log", &logs], "mnt");
@@ -894,34 +706,24 @@ fn umount_reports_a_writer_whose_writes_were_stopped() {
     // A writer with a short lease, paused past it while host 2 takes the
     // lease over and commits.
     let mp = disk.mountpoint("fenced");
-    let o = Command::new(PFS)
-        .env("PFS_LEASE_MS", "2000")
-        .arg("--device-dir")
-        .arg(disk.dir.join("dev"))
-        .args(["-H", "1", "mount", "--log", &logs, PBD])
+    let short = disk.pfs.clone().lease_ms(2000);
+    let o = short
+        .command(&["-H", "1", "mount", "--log", &logs, PBD])
         .arg(&mp)
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let m = Mounted { mp, child: None };
+    let m = Mounted::adopt(&mp);
     fs::write(m.path("before"), b"acknowledged").unwrap();
     fs::File::open(m.path("before"))
         .unwrap()
         .sync_all()
         .unwrap();
     let pid = servers(&m.mp)[0];
-    let server = nix::unistd::Pid::from_raw(pid);
-    nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let o = Command::new(PFS)
-        .env("PFS_LEASE_MS", "2000")
-        .arg("--device-dir")
-        .arg(disk.dir.join("dev"))
-        .args(["-H", "2", "--force", "touch", &format!("/{PBD}/taken")])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let server = pid as u32;
+    signal(server, Signal::SIGSTOP);
+    let o = short.run(&["-H", "2", "--force", "touch", &format!("/{PBD}/taken")]);
+    signal(server, Signal::SIGCONT);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Its next commit finds another writer's: writes are stopped.
     let r = fs::write(m.path("after"), b"refused")
@@ -944,155 +746,42 @@ fn umount_reports_a_writer_whose_writes_were_stopped() {
     drop(m);
     // What either writer acknowledged is there, and nothing else.
     assert_eq!(
-        disk.ok(&["read", &format!("/{PBD}/before")]),
+        disk.pfs.ok_bytes(&["read", &format!("/{PBD}/before")]),
         b"acknowledged"
     );
-    disk.ok(&["stat", &format!("/{PBD}/taken")]);
+    disk.pfs.ok_bytes(&["stat", &format!("/{PBD}/taken")]);
     disk.fsck_clean();
-}
-
-/// The newest installed PostgreSQL's bin directory, if any.
-fn pg_bin() -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|p| p.join("postgres").exists() && p.join("pg_receivewal").exists())
-        .collect();
-    found.sort();
-    found.pop()
-}
-
-/// Runs a program as user postgres; panics with its output on failure.
-fn as_pg(prog: &Path, args: &[&str]) -> String {
-    let o = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{} {args:?}: {}\n{}",
-        prog.display(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-/// A PostgreSQL server run by user postgres; stopped when dropped.
-struct Pg {
-    bin: PathBuf,
-    data: PathBuf,
-    sock: PathBuf,
-    port: u16,
-}
-
-impl Pg {
-    fn sql(&self, sql: &str) -> String {
-        let port = self.port.to_string();
-        let sock = self.sock.display().to_string();
-        as_pg(
-            &self.bin.join("psql"),
-            &[
-                "-X", "-A", "-t", "-h", &sock, "-p", &port, "-d", "postgres", "-c", sql,
-            ],
-        )
-    }
-
-    fn configure(&self, conf: &str) {
-        fs::OpenOptions::new()
-            .append(true)
-            .open(self.data.join("postgresql.conf"))
-            .and_then(|mut f| f.write_all(conf.as_bytes()))
-            .unwrap();
-    }
-
-    fn start(&self) {
-        let data = self.data.display().to_string();
-        let log = self.data.with_extension("log").display().to_string();
-        as_pg(
-            &self.bin.join("pg_ctl"),
-            &["-D", &data, "-l", &log, "-w", "-t", "60", "start"],
-        );
-    }
-
-    fn stop(&self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "stop"])
-            .output();
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(t.elapsed() < Duration::from_secs(secs), "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
 fn pg_receivewal_streams_into_the_mount() {
-    if !fuse_ok("pg_receivewal_streams_into_the_mount") {
+    if !fuse::available() {
         return;
     }
-    let Some(bin) = pg_bin() else {
-        eprintln!("note: pg_receivewal_streams_into_the_mount skipped: no PostgreSQL server");
+    let Some(bin) = pg::install(&["initdb", "pg_ctl", "psql", "pg_basebackup", "pg_receivewal"])
+    else {
         return;
     };
-    let disk = Disk::new("pgwal");
-    let sock = disk.dir.join("sock");
-    fs::create_dir_all(&sock).unwrap();
-    for d in [&disk.dir, &sock] {
+    let disk = Disk::new("fuse-pgwal", PBD);
+    let sock = disk.mountpoint("sock");
+    for d in [disk.dir.path(), &sock] {
         fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     }
     // allow_other: the restoring server (user postgres) reads the mount.
     let m = disk.mount("1", &["-o", "allow_other"], "mnt");
     fs::create_dir(m.path("wal")).unwrap();
 
-    let primary = Pg {
-        bin: bin.clone(),
-        data: disk.dir.join("primary"),
-        sock: sock.clone(),
-        port: free_port(),
-    };
-    let data = primary.data.display().to_string();
-    as_pg(
-        &bin.join("initdb"),
-        &["-D", &data, "--auth=trust", "-U", "postgres", "--no-sync"],
+    let primary = Server::init(
+        &bin,
+        &disk.dir.join("primary"),
+        &sock,
+        "wal_level = replica\nmax_wal_senders = 4\n",
     );
-    primary.configure(&format!(
-        "port = {}\nlisten_addresses = ''\nunix_socket_directories = '{}'\nwal_level = replica\nmax_wal_senders = 4\n",
-        primary.port,
-        sock.display()
-    ));
     primary.start();
-    primary.sql("create table t (i int, pad text)");
-    primary.sql("insert into t select g, repeat('x', 200) from generate_series(1, 1000) g");
+    primary.create_table();
     // pg_receivewal (run as root: it is an ordinary client) streams into
     // the mount, through a slot so the server keeps what it has not sent.
-    primary.sql("select pg_create_physical_replication_slot('recv', true)");
+    primary.psql("select pg_create_physical_replication_slot('recv', true)");
     let mut recv = Command::new(bin.join("pg_receivewal"))
         .arg("-D")
         .arg(m.path("wal"))
@@ -1117,43 +806,15 @@ fn pg_receivewal_streams_into_the_mount() {
     });
     // The base backup's checkpoint is in what pg_receivewal streams.
     let base = disk.dir.join("base");
-    as_pg(
-        &bin.join("pg_basebackup"),
-        &[
-            "-h",
-            &sock.display().to_string(),
-            "-p",
-            &primary.port.to_string(),
-            "-D",
-            &base.display().to_string(),
-            "-X",
-            "none",
-            "-c",
-            "fast",
-        ],
-    );
-    let mut last = String::new();
-    for round in 0..4 {
-        primary.sql(&format!(
-            "insert into t select g, repeat('y', 300) from generate_series({}, {}) g",
-            10_000 * (round + 1),
-            10_000 * (round + 1) + 4999
-        ));
-        last = primary.sql("select pg_walfile_name(pg_current_wal_lsn())");
-        primary.sql("select pg_switch_wal()");
-    }
-    let expected: u64 = primary.sql("select count(*) from t").parse().unwrap();
+    primary.base_backup(&base);
+    let (last, expected) = primary.insert_and_switch();
     assert_eq!(expected, 21_000);
     wait_for(
         "pg_receivewal completing the last switched segment",
         120,
         || m.path(&format!("wal/{last}")).exists(),
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(recv.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    signal(recv.id(), Signal::SIGINT);
     let st = recv.wait().unwrap();
     let mut errs = String::new();
     let _ = std::io::Read::read_to_string(recv.stderr.as_mut().unwrap(), &mut errs);
@@ -1168,7 +829,7 @@ fn pg_receivewal_streams_into_the_mount() {
         .collect();
     segments.sort();
     assert!(segments.len() >= 4, "{segments:?}");
-    let listing = String::from_utf8(disk.ok(&["ls", &format!("/{PBD}/wal")])).unwrap();
+    let listing = disk.pfs.ok(&["ls", &format!("/{PBD}/wal")]);
     let mut compared = 0;
     for name in &segments {
         assert!(
@@ -1178,61 +839,36 @@ fn pg_receivewal_streams_into_the_mount() {
         let through_mount = fs::read(m.path(&format!("wal/{name}"))).unwrap();
         assert_eq!(through_mount.len(), 16 << 20, "{name}");
         assert_eq!(
-            disk.ok(&["read", &format!("/{PBD}/wal/{name}")]),
+            disk.pfs.ok_bytes(&["read", &format!("/{PBD}/wal/{name}")]),
             through_mount,
             "{name}"
         );
-        if let Ok(local) = fs::read(primary.data.join("pg_wal").join(name)) {
-            if local == through_mount {
-                compared += 1;
-            } else {
-                // Only a recycled segment may differ.
-                assert!(*name > last, "{name} differs from the server's");
-            }
+        if primary.same_segment(name, &through_mount, &last) {
+            compared += 1;
         }
     }
     assert!(compared >= 1, "no segment could be compared with pg_wal");
-    primary.stop();
-    drop(primary);
-
     // Point-in-time restore: restore_command copies from the mount.
-    let restored = Pg {
-        bin: bin.clone(),
-        data: base.clone(),
-        sock: sock.clone(),
-        port: free_port(),
-    };
-    restored.configure(&format!(
-        "port = {}\nrestore_command = 'cp {}/%f %p'\n",
-        restored.port,
-        m.path("wal").display()
-    ));
-    fs::write(base.join("recovery.signal"), b"").unwrap();
-    let _ = Command::new("chown")
-        .arg("postgres:postgres")
-        .arg(base.join("recovery.signal"))
-        .status();
+    let restored = primary.restore(
+        &base,
+        &format!("restore_command = 'cp {}/%f %p'\n", m.path("wal").display()),
+    );
     restored.start();
-    wait_for("recovery", 120, || {
-        restored.sql("select pg_is_in_recovery()") == "f"
-    });
-    let count: u64 = restored.sql("select count(*) from t").parse().unwrap();
+    restored.wait_recovered();
+    let count: u64 = restored.psql("select count(*) from t").parse().unwrap();
     assert_eq!(count, expected, "rows after the point-in-time restore");
-    restored.stop();
     drop(restored);
-    m.umount();
-    disk.fsck_clean();
+    unmount_and_check(m, &disk);
 }
 
 #[test]
 fn names_that_are_not_utf8_pass_through_the_mount() {
-    if !fuse_ok("names_that_are_not_utf8_pass_through_the_mount") {
-        return;
-    }
     use std::ffi::OsStr;
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
     let name = |b: &'static [u8]| OsStr::from_bytes(b);
-    let disk = Disk::new("nonutf8");
+    let Some(disk) = disk("nonutf8", &[]) else {
+        return;
+    };
     let m = disk.mount("1", &[], "mnt");
     fs::create_dir(m.mp.join(name(b"\xff\xfe"))).unwrap();
     fs::write(m.mp.join(name(b"\xff\xfe/caf\xe9")), b"through fuse").unwrap();
@@ -1251,7 +887,7 @@ fn names_that_are_not_utf8_pass_through_the_mount() {
     m.umount();
 
     // The tool lists the names byte for byte and reads through them.
-    let ls = disk.ok(&["ls", &format!("/{PBD}/")]);
+    let ls = disk.pfs.ok_bytes(&["ls", &format!("/{PBD}/")]);
     let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
     assert!(
         has(&ls, b"  \xff\xfe\n"),
@@ -1259,15 +895,10 @@ fn names_that_are_not_utf8_pass_through_the_mount() {
         String::from_utf8_lossy(&ls)
     );
     assert!(has(&ls, b"  new\xe8\n") && !has(&ls, b"  old\xe8\n"));
-    let o = Command::new(PFS)
-        .arg("--device-dir")
-        .arg(disk.dir.join("dev"))
-        .arg("read")
-        .arg(OsStr::from_bytes(
-            &[b"/", PBD.as_bytes(), b"/\xff\xfe/caf\xe9"].concat(),
-        ))
-        .output()
-        .unwrap();
+    let o = disk.pfs.run(&[
+        OsStr::new("read"),
+        OsStr::from_bytes(&[b"/", PBD.as_bytes(), b"/\xff\xfe/caf\xe9"].concat()),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.stdout, b"through fuse");
     disk.fsck_clean();
@@ -1280,18 +911,6 @@ const OWNER: u32 = 4242;
 const MEMBER: u32 = 4343;
 /// `nobody`, in no group of the mount.
 const NOBODY: u32 = 65534;
-
-/// Whether `setpriv` can run commands as other users here; prints why not.
-fn setpriv_ok(test: &str) -> bool {
-    let ok = Command::new("setpriv")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("note: {test} skipped: needs setpriv (util-linux)");
-    }
-    ok
-}
 
 /// Runs `sh -c script` as user `uid` with group `gid` and no other
 /// groups; returns whether it succeeded and its stderr.
@@ -1327,20 +946,18 @@ fn denied(uid: u32, gid: u32, script: &str) {
 
 #[test]
 fn a_shared_mount_lets_only_its_owner_and_group_in() {
-    if !fuse_ok("a_shared_mount_lets_only_its_owner_and_group_in")
-        || !setpriv_ok("a_shared_mount_lets_only_its_owner_and_group_in")
-    {
+    // setpriv (util-linux) runs the commands as other users.
+    let Some(disk) = disk("perm", &["setpriv"]) else {
         return;
-    }
-    let disk = Disk::new("perm");
-    let devdir = disk.dir.join("dev");
-    for d in [&disk.dir, &devdir] {
+    };
+    let devdir = disk.pfs.dir().to_path_buf();
+    for d in [disk.dir.path(), devdir.as_path()] {
         fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     // Bad values are refused before anything is mounted.
     let spare = disk.dir.to_string_lossy().into_owned();
     for bad in ["uid=postgres", "gid=-1", "umask=088", "owner=1"] {
-        let o = disk.pfs(&["-H", "1", "mount", "-o", bad, PBD, &spare]);
+        let o = disk.pfs.run(&["-H", "1", "mount", "-o", bad, PBD, &spare]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(bad), "-o {bad}: {err}");
     }
@@ -1416,7 +1033,10 @@ fn a_shared_mount_lets_only_its_owner_and_group_in() {
         denied(NOBODY, NOBODY, &format!(": < {ps}"));
     }
     m.umount();
-    assert_eq!(disk.ok(&["read", &format!("/{PBD}/kept")]), b"keep\n");
+    assert_eq!(
+        disk.pfs.ok_bytes(&["read", &format!("/{PBD}/kept")]),
+        b"keep\n"
+    );
     disk.fsck_clean();
 }
 
@@ -1444,14 +1064,9 @@ fn rsync_transferred(src: &Path, dst: &Path) -> u64 {
 
 #[test]
 fn rsync_again_transfers_nothing_because_times_are_kept() {
-    if !fuse_ok("rsync_again_transfers_nothing_because_times_are_kept") {
+    let Some(disk) = disk("times", &["rsync"]) else {
         return;
-    }
-    if Command::new("rsync").arg("--version").output().is_err() {
-        eprintln!("note: rsync_again_transfers_nothing_because_times_are_kept skipped: no rsync");
-        return;
-    }
-    let disk = Disk::new("times");
+    };
     let src = disk.dir.join("src");
     // Some files large enough to get blocks ahead of the writer, which
     // are given back when they close.
@@ -1498,7 +1113,7 @@ fn rsync_again_transfers_nothing_because_times_are_kept() {
         1_000_000_000
     );
     m.umount();
-    let stat = String::from_utf8(disk.ok(&["stat", &format!("/{PBD}/stamped")])).unwrap();
+    let stat = String::from_utf8(disk.pfs.ok_bytes(&["stat", &format!("/{PBD}/stamped")])).unwrap();
     assert!(stat.contains("modify: 1000000000,"), "{stat}");
     let m = disk.mount("1", &[], "mnt");
     assert_eq!(

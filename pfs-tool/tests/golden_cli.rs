@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::Pfs;
+use pfs_tests::device::{sparse_copy, Scratch};
 use pfs_tests::{commands, device_dir, expand, file_digest, golden_dir, Recorded};
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
+use std::path::Path;
+use std::process::Command;
 
 /// Commands we implement and that never change a device.
 const INSPECT: &[&str] = &[
@@ -43,16 +43,6 @@ const MUTATING: &[&str] = &[
     "fstrim",
 ];
 
-fn pfs(dir: &Path, args: &[String]) -> Output {
-    Command::new(PFS)
-        .env("TZ", "UTC")
-        .arg("--device-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run pfs")
-}
-
 /// The subcommand word of a recorded command line.
 fn subcommand(r: &Recorded) -> &str {
     let mut it = r.args.iter();
@@ -68,17 +58,11 @@ fn subcommand(r: &Recorded) -> &str {
     ""
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pfs-golden-cli-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// Runs every inspection command recorded after the case's last mutating
 /// step and compares stdout and success with the reference's.
-fn check_inspection(case: &str, tsv: &str, outputs: &str, devices: &[(&str, &str)]) {
+fn check_inspection_of(case: &str, tsv: &str, outputs: &str, devices: &[(&str, &str)]) {
     let dir = device_dir(case, devices);
+    let pfs = Pfs::new(&dir);
     let before: Vec<u64> = devices
         .iter()
         .map(|(_, p)| file_digest(&dir.join(p)))
@@ -94,7 +78,7 @@ fn check_inspection(case: &str, tsv: &str, outputs: &str, devices: &[(&str, &str
         if !INSPECT.contains(&subcommand(r)) || SKIP.contains(&(case, r.id.as_str())) {
             continue;
         }
-        let out = pfs(&dir, &r.args);
+        let out = pfs.run(&r.args);
         let base = golden_dir().join(case).join(outputs);
         let want_path = base.join(format!("{}.stdout", r.id));
         let sha_path = base.join(format!("{}.stdout.sha256", r.id));
@@ -153,49 +137,44 @@ fn check_inspection(case: &str, tsv: &str, outputs: &str, devices: &[(&str, &str
     assert_eq!(before, after, "{case}: inspection changed a device");
 }
 
+/// The case's one device, `nvme1n1`.
+const ONE: &[(&str, &str)] = &[("nvme1n1", "nvme1n1")];
+
+/// The case's three devices `nvme1n1`, `nvme2n1`, `nvme3n1`.
+const THREE: &[(&str, &str)] = &[
+    ("nvme1n1", "nvme1n1"),
+    ("nvme2n1", "nvme2n1"),
+    ("nvme3n1", "nvme3n1"),
+];
+
+/// [`check_inspection_of`] the case's main command list.
+fn check_inspection(case: &str, devices: &[(&str, &str)]) {
+    check_inspection_of(case, "outputs/commands.tsv", "outputs", devices);
+}
+
 #[test]
 fn inspection_fresh_1chunk() {
-    check_inspection(
-        "fresh-1chunk",
-        "outputs/commands.tsv",
-        "outputs",
-        &[("nvme1n1", "nvme1n1")],
-    );
+    check_inspection("fresh-1chunk", ONE);
 }
 
 #[test]
 fn inspection_fresh_3chunk() {
-    check_inspection(
-        "fresh-3chunk-u10",
-        "outputs/commands.tsv",
-        "outputs",
-        &[("nvme1n1", "nvme1n1")],
-    );
+    check_inspection("fresh-3chunk-u10", ONE);
 }
 
 #[test]
 fn inspection_grown() {
-    check_inspection(
-        "grown",
-        "outputs/commands.tsv",
-        "outputs",
-        &[("nvme1n1", "nvme1n1")],
-    );
+    check_inspection("grown", ONE);
 }
 
 #[test]
 fn inspection_populated() {
-    check_inspection(
-        "populated",
-        "outputs/commands.tsv",
-        "outputs",
-        &[("nvme1n1", "nvme1n1")],
-    );
+    check_inspection("populated", ONE);
 }
 
 #[test]
 fn inspection_populated_flushlog() {
-    check_inspection(
+    check_inspection_of(
         "populated",
         "flushlog/outputs/commands.tsv",
         "flushlog/outputs",
@@ -205,62 +184,28 @@ fn inspection_populated_flushlog() {
 
 #[test]
 fn inspection_chunk_backup() {
-    check_inspection(
-        "chunk-backup",
-        "outputs/commands.tsv",
-        "outputs",
-        &[
-            ("nvme1n1", "nvme1n1"),
-            ("nvme2n1", "nvme2n1"),
-            ("nvme3n1", "nvme3n1"),
-        ],
-    );
+    check_inspection("chunk-backup", THREE);
 }
 
 #[test]
 fn inspection_fscp() {
-    check_inspection(
-        "fscp",
-        "outputs/commands.tsv",
-        "outputs",
-        &[
-            ("nvme1n1", "nvme1n1"),
-            ("nvme2n1", "nvme2n1"),
-            ("nvme3n1", "nvme3n1"),
-        ],
-    );
+    check_inspection("fscp", THREE);
 }
 
 #[test]
 fn inspection_fstrim() {
-    check_inspection(
-        "fstrim",
-        "outputs/commands.tsv",
-        "outputs",
-        &[
-            ("nvme1n1", "nvme1n1"),
-            ("nvme2n1", "nvme2n1"),
-            ("nvme3n1", "nvme3n1"),
-        ],
-    );
+    check_inspection("fstrim", THREE);
 }
 
 #[test]
 fn inspection_tail() {
-    check_inspection(
-        "tail",
-        "outputs/commands.tsv",
-        "outputs",
-        &[("nvme1n1", "nvme1n1")],
-    );
+    check_inspection("tail", ONE);
 }
 
 #[test]
 fn inspection_cross_pbd() {
     check_inspection(
         "cross-pbd",
-        "outputs/commands.tsv",
-        "outputs",
         &[("nvme1n1", "nvme1n1"), ("nvme2n1", "nvme2n1")],
     );
 }
@@ -280,140 +225,89 @@ fn compare_images(ours: &Path, golden: &Path) {
 /// Compares two sparse images; with `allow_clock`, clock bytes of inode
 /// objects in the metasets may differ.
 fn compare_images_allowing(ours: &Path, golden: &Path, allow_clock: bool) {
-    const WIN: u64 = 1 << 20;
-    let (a, b) = (
-        fs::File::open(ours).unwrap(),
-        fs::File::open(golden).unwrap(),
-    );
-    let len = a.metadata().unwrap().len();
-    assert_eq!(len, b.metadata().unwrap().len(), "image sizes");
-    let windows = |f: &fs::File| -> Vec<u64> {
-        let mut v = Vec::new();
-        let mut win = 0u64;
-        while win * WIN < len {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(f);
-            match nix::unistd::lseek(fd, (win * WIN) as i64, nix::unistd::Whence::SeekData) {
-                Ok(d) => {
-                    win = d as u64 / WIN;
-                    v.push(win);
-                    win += 1;
-                }
-                Err(_) => break,
-            }
-        }
-        v
-    };
-    let mut all = windows(&a);
-    all.extend(windows(&b));
-    all.sort_unstable();
-    all.dedup();
-    let (mut x, mut y) = (vec![0u8; WIN as usize], vec![0u8; WIN as usize]);
     let mut clock_diffs = 0;
-    for w in all {
-        let at = w * WIN;
-        let n = (len - at).min(WIN) as usize;
-        a.read_exact_at(&mut x[..n], at).unwrap();
-        b.read_exact_at(&mut y[..n], at).unwrap();
-        if x[..n] == y[..n] {
-            continue;
+    pfs_tests::for_each_difference(ours, golden, |off, p, q| {
+        let in_chunk = off % (10 << 30);
+        let in_inodes = (0x91000..0xD1000).contains(&in_chunk);
+        // The writer-lease slots, sectors after the leader record in
+        // .pfs-paxos (block 1), are ours alone: the reference only
+        // zeroes them at mkfs.
+        let slots = (4 << 20) + 4096..(4 << 20) + 256 * 4096;
+        if slots.contains(&off) {
+            return;
         }
-        for (i, (p, q)) in x[..n].iter().zip(&y[..n]).enumerate() {
-            if p == q {
-                continue;
-            }
-            let off = at + i as u64;
-            let in_chunk = off % (10 << 30);
-            let in_inodes = (0x91000..0xD1000).contains(&in_chunk);
-            // The writer-lease slots, sectors after the leader record in
-            // .pfs-paxos (block 1), are ours alone: the reference only
-            // zeroes them at mkfs.
-            let slots = (4 << 20) + 4096..(4 << 20) + 256 * 4096;
-            if slots.contains(&off) {
-                continue;
-            }
-            assert!(
-                allow_clock && in_inodes && is_clock_byte((in_chunk % 128) as usize),
-                "byte {off:#x} differs: ours {p:#x}, reference {q:#x}"
-            );
-            clock_diffs += 1;
-        }
-    }
+        assert!(
+            allow_clock && in_inodes && is_clock_byte((in_chunk % 128) as usize),
+            "byte {off:#x} differs: ours {p:#x}, reference {q:#x}"
+        );
+        clock_diffs += 1;
+    });
     assert!(
         clock_diffs < 64,
         "only a few clock bytes may differ, {clock_diffs} did"
     );
 }
 
-fn sparse(dir: &Path, name: &str, size: u64) {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(name))
-        .unwrap();
-    f.set_len(size).unwrap();
-}
-
-fn run_ok(dir: &Path, args: &[&str]) -> String {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let out = pfs(dir, &args);
-    assert!(
-        out.status.success(),
-        "pfs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// Makes `nvme1n1` of `gib` GiB and runs each of `steps` on it (a size in
+/// GiB to grow the device to first, and the arguments); the last one's
+/// stdout must be the reference's `<case>/outputs/<id>.stdout`, and the
+/// image the reference's `<case>/nvme1n1`.
+fn matches_reference(case: &str, id: &str, gib: u64, steps: &[(u64, &[&str])]) {
+    let dir = Scratch::new(&format!("golden-cli-{case}"));
+    let pfs = Pfs::new(&dir);
+    dir.sparse("nvme1n1", gib << 30);
+    let mut out = String::new();
+    for (grow_to, args) in steps {
+        dir.sparse("nvme1n1", grow_to << 30);
+        out = pfs.ok(args);
+    }
+    let want = golden_dir().join(case).join(format!("outputs/{id}.stdout"));
+    assert_eq!(out, fs::read_to_string(want).unwrap());
+    compare_images(&dir.join("nvme1n1"), &expand(case, "nvme1n1"));
 }
 
 #[test]
 fn mkfs_1chunk_matches_reference() {
-    let dir = scratch("mkfs1");
-    sparse(&dir, "nvme1n1", 10 << 30);
-    let out = run_ok(&dir, &["-C", "disk", "mkfs", "nvme1n1"]);
-    assert_eq!(
-        out,
-        fs::read_to_string(golden_dir().join("fresh-1chunk/outputs/001-mkfs.stdout")).unwrap()
+    matches_reference(
+        "fresh-1chunk",
+        "001-mkfs",
+        10,
+        &[(10, &["-C", "disk", "mkfs", "nvme1n1"])],
     );
-    compare_images(&dir.join("nvme1n1"), &expand("fresh-1chunk", "nvme1n1"));
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn mkfs_3chunk_u10_matches_reference() {
-    let dir = scratch("mkfs3");
-    sparse(&dir, "nvme1n1", 30 << 30);
-    let out = run_ok(&dir, &["-C", "disk", "mkfs", "-u", "10", "nvme1n1"]);
-    assert_eq!(
-        out,
-        fs::read_to_string(golden_dir().join("fresh-3chunk-u10/outputs/001-mkfs.stdout")).unwrap()
+    matches_reference(
+        "fresh-3chunk-u10",
+        "001-mkfs",
+        30,
+        &[(30, &["-C", "disk", "mkfs", "-u", "10", "nvme1n1"])],
     );
-    compare_images(&dir.join("nvme1n1"), &expand("fresh-3chunk-u10", "nvme1n1"));
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn growfs_matches_reference() {
-    let dir = scratch("grow");
-    sparse(&dir, "nvme1n1", 10 << 30);
-    run_ok(&dir, &["-C", "disk", "mkfs", "nvme1n1"]);
-    sparse(&dir, "nvme1n1", 20 << 30);
-    let out = run_ok(
-        &dir,
-        &["-C", "disk", "growfs", "-o", "1", "-n", "2", "nvme1n1"],
+    matches_reference(
+        "grown",
+        "005-growfs",
+        10,
+        &[
+            (10, &["-C", "disk", "mkfs", "nvme1n1"]),
+            (
+                20,
+                &["-C", "disk", "growfs", "-o", "1", "-n", "2", "nvme1n1"],
+            ),
+        ],
     );
-    assert_eq!(
-        out,
-        fs::read_to_string(golden_dir().join("grown/outputs/005-growfs.stdout")).unwrap()
-    );
-    compare_images(&dir.join("nvme1n1"), &expand("grown", "nvme1n1"));
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn mkfs_forced_reformat_and_partial_chunk() {
-    let dir = scratch("force");
-    sparse(&dir, "d", (10 << 30) + 12345);
-    let out = pfs(&dir, &["mkfs".into(), "-u".into(), "3".into(), "d".into()]);
+    let dir = Scratch::new("golden-cli-force");
+    let pfs = Pfs::new(&dir);
+    dir.sparse("d", (10 << 30) + 12345);
+    let out = pfs.run(&["mkfs", "-u", "3", "d"]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("12345 bytes at the end stay unused"), "{err}");
@@ -424,15 +318,14 @@ fn mkfs_forced_reformat_and_partial_chunk() {
         .unwrap();
     f.write_all_at(&[0xAA; 4096], 0x91000).unwrap();
     drop(f);
-    let info = pfs(&dir, &["info".into(), "d".into()]);
+    let info = pfs.run(&["info", "d"]);
     assert!(
         !info.status.success(),
         "corrupt inode sector must be reported"
     );
-    run_ok(&dir, &["mkfs", "-f", "d"]);
-    let info = run_ok(&dir, &["info", "d"]);
+    pfs.ok(&["mkfs", "-f", "d"]);
+    let info = pfs.ok(&["info", "d"]);
     assert!(info.contains("nall 2048, nfree 2045"), "{info}");
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The mkfs/growfs/dumpfs/info cases of the `errors` golden set: a message
@@ -440,11 +333,12 @@ fn mkfs_forced_reformat_and_partial_chunk() {
 /// something), and no byte of any device changed.
 #[test]
 fn error_cases_refuse_cleanly() {
-    let dir = scratch("errors");
-    sparse(&dir, "nvme1n1", 10 << 30);
-    sparse(&dir, "nvme9n1", 10 << 30);
-    sparse(&dir, "nvme8n1", 5 << 30);
-    run_ok(&dir, &["-C", "disk", "mkfs", "nvme1n1"]);
+    let dir = Scratch::new("golden-cli-errors");
+    let pfs = Pfs::new(&dir);
+    dir.sparse("nvme1n1", 10 << 30);
+    dir.sparse("nvme9n1", 10 << 30);
+    dir.sparse("nvme8n1", 5 << 30);
+    pfs.ok(&["-C", "disk", "mkfs", "nvme1n1"]);
     let digests = || -> Vec<u64> {
         ["nvme1n1", "nvme9n1", "nvme8n1"]
             .iter()
@@ -468,7 +362,7 @@ fn error_cases_refuse_cleanly() {
             .iter()
             .find(|r| r.id == *id)
             .unwrap_or_else(|| panic!("{id} not recorded"));
-        let out = pfs(&dir, &r.args);
+        let out = pfs.run(&r.args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{id}: must fail");
         assert!(!stderr.trim().is_empty(), "{id}: must say why on stderr");
@@ -477,13 +371,12 @@ fn error_cases_refuse_cleanly() {
         }
         assert_eq!(digests(), before, "{id}: a device changed");
     }
-    let out = pfs(&dir, &["mkfs".into(), "nvme8n1".into()]);
+    let out = pfs.run(&["mkfs", "nvme8n1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("5368709120") && stderr.contains("10737418240"),
         "size found and needed: {stderr}"
     );
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Detaches a loop device when dropped.
@@ -499,8 +392,8 @@ impl Drop for Loop {
 /// BLKZEROOUT) when loop devices can be attached here; skipped otherwise.
 #[test]
 fn mkfs_on_loop_device_matches_reference() {
-    let dir = scratch("loop");
-    sparse(&dir, "backing", 10 << 30);
+    let dir = Scratch::new("golden-cli-loop");
+    dir.sparse("backing", 10 << 30);
     let attach = Command::new("losetup")
         .args(["--show", "-f"])
         .arg(dir.join("backing"))
@@ -508,43 +401,36 @@ fn mkfs_on_loop_device_matches_reference() {
     let dev = match attach {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
         _ => {
-            eprintln!("skipped: losetup cannot attach a loop device here");
+            pfs_tests::skipped("losetup cannot attach a loop device here");
             return;
         }
     };
     let guard = Loop(dev.clone());
-    let devs = dir.join("devs");
-    fs::create_dir_all(&devs).unwrap();
+    let devs = dir.subdir("devs");
     std::os::unix::fs::symlink(&dev, devs.join("nvme1n1")).unwrap();
-    let out = run_ok(&devs, &["-C", "disk", "mkfs", "nvme1n1"]);
+    let pfs = Pfs::new(&devs);
+    let out = pfs.ok(&["-C", "disk", "mkfs", "nvme1n1"]);
     assert!(out.ends_with("pfs mkfs succeeds!\n"));
-    let info = run_ok(&devs, &["info", "nvme1n1"]);
+    let info = pfs.ok(&["info", "nvme1n1"]);
     assert!(info.contains("nall 2560, nfree 2302"), "{info}");
     drop(guard);
     compare_images(&dir.join("backing"), &expand("fresh-1chunk", "nvme1n1"));
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `pfs flushlog` on the reference's `populated` image gives the
 /// reference's flushed image, byte for byte.
 #[test]
 fn flushlog_matches_reference() {
-    let dir = scratch("flushlog");
+    let dir = Scratch::new("golden-cli-flushlog");
+    let pfs = Pfs::new(&dir);
     let img = dir.join("nvme1n1");
-    let status = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(expand("populated", "nvme1n1"))
-        .arg(&img)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = run_ok(&dir, &["-C", "disk", "flushlog", "nvme1n1"]);
+    sparse_copy(&expand("populated", "nvme1n1"), &img);
+    let out = pfs.ok(&["-C", "disk", "flushlog", "nvme1n1"]);
     assert_eq!(out, "");
     compare_images_allowing(&img, &expand("populated", "nvme1n1-flushlog"), false);
     // A second flushlog has nothing to do: metadata stays the same.
-    run_ok(&dir, &["flushlog", "nvme1n1"]);
+    pfs.ok(&["flushlog", "nvme1n1"]);
     compare_images_allowing(&img, &expand("populated", "nvme1n1-flushlog"), false);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Our consistency check finds every image the reference made sound.
@@ -588,10 +474,10 @@ fn golden_images_pass_fsck() {
         ("tail", &[("nvme1n1", "nvme1n1")]),
     ];
     for (case, devices) in cases {
-        let dir = device_dir(case, devices);
+        let pfs = Pfs::new(device_dir(case, devices));
         for (_, pbd) in devices.iter() {
-            let out = run_ok(&dir, &["fsck", pbd]);
-            assert!(out.ends_with("clean\n"), "{case}/{pbd}: {out}");
+            let (clean, said) = pfs.fsck(pbd);
+            assert!(clean, "{case}/{pbd}: {said}");
         }
     }
 }

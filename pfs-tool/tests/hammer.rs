@@ -4,49 +4,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::Pfs;
+use pfs_tests::device::Scratch;
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 const RUN_FOR: Duration = Duration::from_secs(60);
-
-fn pfs(dir: &Path, args: &[&str], stdin: Option<&Path>) -> Output {
-    Command::new(PFS)
-        .env("TZ", "UTC")
-        .env_remove("PFS_TEST_STOP_AT")
-        .arg("--device-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(match stdin {
-            Some(p) => Stdio::from(fs::File::open(p).unwrap()),
-            None => Stdio::null(),
-        })
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = pfs(dir, args, None);
-    assert!(
-        o.status.success(),
-        "pfs {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn names(dir: &Path, path: &str) -> Vec<String> {
-    ok(dir, &["ls", path])
-        .lines()
-        .filter(|l| !l.starts_with("total "))
-        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
-        .collect()
-}
 
 /// What a host's directory holds, as far as acknowledged operations say:
 /// name → file content (`None` for a directory).
@@ -65,18 +31,13 @@ fn rot_content(v: u64) -> Vec<u8> {
 
 /// One host's writer: random operations inside `/h<host>`, plus (host 1)
 /// replacing `/rot` by write-then-rename.
-fn writer(
-    dir: PathBuf,
-    host: u32,
-    stop: Arc<AtomicBool>,
-    rot: Arc<AtomicU64>,
-) -> (Model, u64, u64) {
+fn writer(pfs: Pfs, host: u32, stop: Arc<AtomicBool>, rot: Arc<AtomicU64>) -> (Model, u64, u64) {
     let h = host.to_string();
     let base = format!("/nvme1n1/h{host}");
     let mut model = Model::new();
     let (mut acked, mut refused) = (0u64, 0u64);
     let mut seq = 0u64;
-    let scratch = dir.join(format!("input-{host}"));
+    let scratch = pfs.dir().join(format!("input-{host}"));
     while !stop.load(Ordering::Relaxed) {
         seq += 1;
         let files: Vec<String> = model
@@ -158,17 +119,9 @@ fn writer(
                 // name, then rename it over the old one.
                 let v = rot.load(Ordering::Relaxed) + 1;
                 fs::write(&scratch, rot_content(v)).unwrap();
-                let o = pfs(
-                    &dir,
-                    &["-H", &h, "write", "/nvme1n1/rot.tmp"],
-                    Some(&scratch),
-                );
+                let o = pfs.run_with_file(&["-H", &h, "write", "/nvme1n1/rot.tmp"], &scratch);
                 if o.status.success() {
-                    let o = pfs(
-                        &dir,
-                        &["-H", &h, "rename", "/nvme1n1/rot.tmp", "/nvme1n1/rot"],
-                        None,
-                    );
+                    let o = pfs.run(&["-H", &h, "rename", "/nvme1n1/rot.tmp", "/nvme1n1/rot"]);
                     if o.status.success() {
                         rot.store(v, Ordering::Relaxed);
                     }
@@ -178,7 +131,11 @@ fn writer(
             _ => continue,
         };
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = pfs(&dir, &argv, (pick <= 1).then_some(scratch.as_path()));
+        let o = if pick <= 1 {
+            pfs.run_with_file(&argv, &scratch)
+        } else {
+            pfs.run(&argv)
+        };
         match o.status.code() {
             Some(0) => {
                 change(&mut model);
@@ -196,7 +153,7 @@ fn writer(
 
 /// A reader: lists, walks and reads while the writers work; every command
 /// must succeed and `/rot` must always be one whole version.
-fn reader(dir: PathBuf, stop: Arc<AtomicBool>) -> u64 {
+fn reader(pfs: Pfs, stop: Arc<AtomicBool>) -> u64 {
     let mut runs = 0u64;
     let cmds: [&[&str]; 6] = [
         &["ls", "/nvme1n1/h1"],
@@ -208,7 +165,7 @@ fn reader(dir: PathBuf, stop: Arc<AtomicBool>) -> u64 {
     ];
     while !stop.load(Ordering::Relaxed) {
         for args in cmds {
-            let o = pfs(&dir, args, None);
+            let o = pfs.run(args);
             assert!(
                 o.status.success(),
                 "reader: pfs {args:?} exited {:?}: {}",
@@ -221,8 +178,8 @@ fn reader(dir: PathBuf, stop: Arc<AtomicBool>) -> u64 {
                 if !first.starts_with("rot version ") {
                     // What the file looks like now tells a reader's slip
                     // from a lost write.
-                    let again = pfs(&dir, &["read", "/nvme1n1/rot"], None);
-                    let stat = pfs(&dir, &["stat", "/nvme1n1/rot"], None);
+                    let again = pfs.run(&["read", "/nvme1n1/rot"]);
+                    let stat = pfs.run(&["stat", "/nvme1n1/rot"]);
                     panic!(
                         "read /rot: {first:?} (stderr {:?}); read again: {:?}; stat: {}",
                         String::from_utf8_lossy(&o.stderr),
@@ -245,19 +202,15 @@ fn reader(dir: PathBuf, stop: Arc<AtomicBool>) -> u64 {
 
 #[test]
 fn two_hosts_and_readers_for_a_minute_lose_nothing() {
-    let dir = std::env::temp_dir().join(format!("pfs-hammer-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    fs::File::create(dir.join("nvme1n1"))
-        .unwrap()
-        .set_len(10 << 30)
-        .unwrap();
-    ok(&dir, &["mkfs", "-f", "nvme1n1"]);
-    ok(&dir, &["mkdir", "/nvme1n1/h1"]);
-    ok(&dir, &["mkdir", "/nvme1n1/h2"]);
+    let dir = Scratch::new("hammer");
+    let pfs = Pfs::new(&dir);
+    pfs.mkfs_new("nvme1n1", 1, &["-f"]);
+    pfs.ok(&["mkdir", "/nvme1n1/h1"]);
+    pfs.ok(&["mkdir", "/nvme1n1/h2"]);
     let first = dir.join("rot-0");
     fs::write(&first, rot_content(0)).unwrap();
-    assert!(pfs(&dir, &["write", "/nvme1n1/rot"], Some(&first))
+    assert!(pfs
+        .run_with_file(&["write", "/nvme1n1/rot"], &first)
         .status
         .success());
 
@@ -266,13 +219,13 @@ fn two_hosts_and_readers_for_a_minute_lose_nothing() {
     let writers: Vec<_> = [1u32, 2]
         .into_iter()
         .map(|host| {
-            let (d, s, r) = (dir.clone(), stop.clone(), rot.clone());
+            let (d, s, r) = (pfs.clone(), stop.clone(), rot.clone());
             std::thread::spawn(move || writer(d, host, s, r))
         })
         .collect();
     let readers: Vec<_> = (0..2)
         .map(|_| {
-            let (d, s) = (dir.clone(), stop.clone());
+            let (d, s) = (pfs.clone(), stop.clone());
             std::thread::spawn(move || reader(d, s))
         })
         .collect();
@@ -290,7 +243,7 @@ fn two_hosts_and_readers_for_a_minute_lose_nothing() {
         eprintln!("host {host}: {acked} acknowledged, {refused} refused");
         assert!(acked > 20, "host {host} got almost nothing done");
         let base = format!("/nvme1n1/h{host}/");
-        let have = names(&dir, &base);
+        let have = pfs.names(&base);
         let want: Vec<String> = model.keys().cloned().collect();
         let mut sorted = have.clone();
         sorted.sort();
@@ -300,13 +253,11 @@ fn two_hosts_and_readers_for_a_minute_lose_nothing() {
         );
         for (name, content) in &model {
             if let Some(data) = content {
-                let o = pfs(&dir, &["read", &format!("{base}{name}")], None);
+                let o = pfs.run(&["read", &format!("{base}{name}")]);
                 assert_eq!(&o.stdout, data, "host {host}: {name} has wrong bytes");
             }
         }
     }
     eprintln!("readers: {reads} commands, all successful");
-    let o = pfs(&dir, &["fsck", "nvme1n1"], None);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    fs::remove_dir_all(&dir).unwrap();
+    pfs.fsck_clean("nvme1n1");
 }

@@ -3,27 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::Pfs;
 use pfs_tests::device_dir;
 use serde_json::Value;
-use std::path::Path;
-use std::process::Command;
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
-
-fn run(dir: &Path, args: &[&str]) -> (bool, Vec<u8>) {
-    let o = Command::new(PFS)
-        .env("TZ", "UTC")
-        .arg("--device-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (o.status.success(), o.stdout)
-}
-
-fn json(dir: &Path, args: &[&str]) -> Value {
-    let (ok, out) = run(dir, args);
-    assert!(ok, "pfs {args:?}");
+fn json(pfs: &Pfs, args: &[&str]) -> Value {
+    let out = pfs.ok_bytes(args);
     serde_json::from_slice(&out).unwrap_or_else(|e| {
         panic!(
             "pfs {args:?}: not JSON ({e}): {}",
@@ -34,9 +19,9 @@ fn json(dir: &Path, args: &[&str]) -> Value {
 
 #[test]
 fn json_outputs_parse_and_agree_with_text() {
-    let dir = device_dir("chunk-backup", &[("nvme2n1", "nvme2n1")]);
+    let pfs = Pfs::new(device_dir("chunk-backup", &[("nvme2n1", "nvme2n1")]));
 
-    let ls = json(&dir, &["--json", "ls", "/nvme2n1/"]);
+    let ls = json(&pfs, &["--json", "ls", "/nvme2n1/"]);
     let names: Vec<&str> = ls["entries"]
         .as_array()
         .unwrap()
@@ -59,8 +44,8 @@ fn json_outputs_parse_and_agree_with_text() {
     assert_eq!(five["size"], 5_247_201);
     assert_eq!(ls["entries"][2]["type"], "dir");
     // The text's "total N (unit: 512Bytes)".
-    let (_, text) = run(&dir, &["ls", "/nvme2n1/"]);
-    let text = String::from_utf8(text).unwrap();
+    let text = pfs.run(&["ls", "/nvme2n1/"]);
+    let text = String::from_utf8(text.stdout).unwrap();
     let total: u64 = text
         .lines()
         .last()
@@ -73,10 +58,10 @@ fn json_outputs_parse_and_agree_with_text() {
     assert_eq!(ls["total_blocks"], total);
 
     // The option also goes after the command.
-    let st = json(&dir, &["stat", "--json", "/nvme2n1/dir/big9.txt"]);
+    let st = json(&pfs, &["stat", "--json", "/nvme2n1/dir/big9.txt"]);
     assert_eq!(st["size"], 9_437_184);
-    let (_, text) = run(&dir, &["stat", "/nvme2n1/dir/big9.txt"]);
-    let text = String::from_utf8(text).unwrap();
+    let text = pfs.run(&["stat", "/nvme2n1/dir/big9.txt"]);
+    let text = String::from_utf8(text.stdout).unwrap();
     let ino = text
         .split("inode: ")
         .nth(1)
@@ -88,9 +73,9 @@ fn json_outputs_parse_and_agree_with_text() {
     assert!(st["mtime"].as_u64().unwrap() > 1_700_000_000);
     assert_eq!(st["pbd"], "nvme2n1");
 
-    let tree = json(&dir, &["--json", "tree", "/nvme2n1/"]);
-    let (_, text) = run(&dir, &["tree", "/nvme2n1/"]);
-    let text = String::from_utf8(text).unwrap();
+    let tree = json(&pfs, &["--json", "tree", "/nvme2n1/"]);
+    let text = pfs.run(&["tree", "/nvme2n1/"]);
+    let text = String::from_utf8(text.stdout).unwrap();
     assert_eq!(
         text.lines().last().unwrap(),
         format!(
@@ -106,9 +91,9 @@ fn json_outputs_parse_and_agree_with_text() {
         .unwrap();
     assert!(dir_node["children"].as_array().unwrap().len() >= 3);
 
-    let du = json(&dir, &["--json", "du", "/nvme2n1/"]);
-    let (_, text) = run(&dir, &["du", "/nvme2n1/"]);
-    let text = String::from_utf8(text).unwrap();
+    let du = json(&pfs, &["--json", "du", "/nvme2n1/"]);
+    let text = pfs.run(&["du", "/nvme2n1/"]);
+    let text = String::from_utf8(text.stdout).unwrap();
     let entries = du["entries"].as_array().unwrap();
     assert_eq!(entries.len(), text.lines().count());
     for (e, line) in entries.iter().zip(text.lines()) {
@@ -117,13 +102,13 @@ fn json_outputs_parse_and_agree_with_text() {
         assert_eq!(e["path"], path);
     }
 
-    let info = json(&dir, &["--json", "info", "nvme2n1"]);
+    let info = json(&pfs, &["--json", "info", "nvme2n1"]);
     assert_eq!(info["nchunk"], 3);
     assert_eq!(info["blktag"]["total"], 3 * 2560);
     let used = info["blktag"]["used"].as_u64().unwrap();
     assert_eq!(info["blktag"]["free"].as_u64().unwrap() + used, 3 * 2560);
 
-    let ui = json(&dir, &["--json", "usedinfo", "-t", "b", "nvme2n1"]);
+    let ui = json(&pfs, &["--json", "usedinfo", "-t", "b", "nvme2n1"]);
     let n: usize = ui["chunks"]
         .as_array()
         .unwrap()
@@ -133,11 +118,10 @@ fn json_outputs_parse_and_agree_with_text() {
     assert_eq!(n as u64, used);
     assert_eq!(ui["chunks"][0]["used"][0], 0);
 
-    let fsck = json(&dir, &["--json", "fsck", "nvme2n1"]);
+    let fsck = json(&pfs, &["--json", "fsck", "nvme2n1"]);
     assert_eq!(fsck["clean"], true);
     assert_eq!(fsck["problems"].as_array().unwrap().len(), 0);
 
     // Commands without a JSON form refuse the option.
-    let (ok, _) = run(&dir, &["--json", "dumpfs", "nvme2n1"]);
-    assert!(!ok);
+    pfs.fail(&["--json", "dumpfs", "nvme2n1"]);
 }

@@ -6,62 +6,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::Pfs;
+use pfs_tests::device::Scratch;
+use pfs_tests::failover::{signal, Signal};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Output};
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pfs-lease-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(PFS);
-    c.env("TZ", "UTC")
-        .env_remove("PFS_TEST_STOP_AT")
-        .arg("--device-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    cmd(dir, args).output().unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = run(dir, args);
-    assert!(
-        o.status.success(),
-        "pfs {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn device(dir: &Path) {
-    fs::File::create(dir.join("nvme1n1"))
-        .unwrap()
-        .set_len(10 << 30)
-        .unwrap();
-    ok(dir, &["mkfs", "-f", "nvme1n1"]);
-}
-
-/// Names in a directory, as `pfs ls` prints them.
-fn names(dir: &Path, path: &str) -> Vec<String> {
-    ok(dir, &["ls", path])
-        .lines()
-        .filter(|l| !l.starts_with("total "))
-        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
-        .collect()
+/// A scratch directory with a fresh device `nvme1n1`, and the tool on it.
+fn device(name: &str) -> (Scratch, Pfs) {
+    let dir = Scratch::new(&format!("lease-{name}"));
+    let pfs = Pfs::new(&dir);
+    pfs.mkfs_new("nvme1n1", 1, &["-f"]);
+    (dir, pfs)
 }
 
 fn finish(c: Child) -> Output {
@@ -76,84 +32,84 @@ fn refused_cleanly(o: &Output, what: &str) {
     assert!(!err.contains("panicked"), "{what}: {err}");
 }
 
-fn fsck_clean(dir: &Path) {
-    let o = run(dir, &["fsck", "nvme1n1"]);
-    assert!(
-        o.status.success(),
-        "fsck: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+const PAIRS: usize = 300;
+
+/// Runs `pfs -H 1 CMD... A` and `pfs -H 2 CMD... B` at once; the targets
+/// of those that succeeded (the others must have been refused cleanly).
+fn race(pfs: &Pfs, cmd: &[&str], a: String, b: String) -> Vec<String> {
+    let start = |host: &str, target: &str| {
+        let mut args = vec!["-H", host];
+        args.extend_from_slice(cmd);
+        args.push(target);
+        pfs.command(&args).spawn().unwrap()
+    };
+    let (ca, cb) = (start("1", &a), start("2", &b));
+    let mut acked = Vec::new();
+    for (o, name) in [(finish(ca), a), (finish(cb), b)] {
+        if o.status.success() {
+            acked.push(name);
+        } else {
+            refused_cleanly(&o, &name);
+        }
+    }
+    acked
 }
 
-const PAIRS: usize = 300;
+/// [`race`]s of `PAIRS` pairs, the `i`-th on the targets `targets(i)`;
+/// the targets of every command that succeeded.
+fn races(pfs: &Pfs, cmd: &[&str], targets: impl Fn(usize) -> (String, String)) -> Vec<String> {
+    let mut acked = Vec::new();
+    for i in 0..PAIRS {
+        let (a, b) = targets(i);
+        acked.extend(race(pfs, cmd, a, b));
+    }
+    acked
+}
 
 #[test]
 fn simultaneous_touch_pairs_lose_nothing_acknowledged() {
-    let dir = scratch("touch");
-    device(&dir);
-    let mut acked = Vec::new();
-    for i in 0..PAIRS {
-        let (a, b) = (format!("/nvme1n1/a{i}"), format!("/nvme1n1/b{i}"));
-        let ca = cmd(&dir, &["-H", "1", "touch", &a]).spawn().unwrap();
-        let cb = cmd(&dir, &["-H", "2", "touch", &b]).spawn().unwrap();
-        for (o, name) in [(finish(ca), a), (finish(cb), b)] {
-            if o.status.success() {
-                acked.push(name.trim_start_matches("/nvme1n1/").to_owned());
-            } else {
-                refused_cleanly(&o, &name);
-            }
-        }
-    }
-    let have = names(&dir, "/nvme1n1/");
+    let (_dir, pfs) = device("touch");
+    let acked: Vec<String> = races(&pfs, &["touch"], |i| {
+        (format!("/nvme1n1/a{i}"), format!("/nvme1n1/b{i}"))
+    })
+    .iter()
+    .map(|name| name.trim_start_matches("/nvme1n1/").to_owned())
+    .collect();
+    let have = pfs.names("/nvme1n1/");
     let lost: Vec<_> = acked.iter().filter(|n| !have.contains(n)).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     assert!(acked.len() > PAIRS, "too few successes: {}", acked.len());
     eprintln!("touch pairs: {} of {} acknowledged", acked.len(), 2 * PAIRS);
-    fsck_clean(&dir);
-    fs::remove_dir_all(&dir).unwrap();
+    pfs.fsck_clean("nvme1n1");
 }
 
 #[test]
 fn simultaneous_mkdir_p_pairs_lose_nothing_acknowledged() {
-    let dir = scratch("mkdir");
-    device(&dir);
-    let mut acked = Vec::new();
-    for i in 0..PAIRS {
-        let (a, b) = (format!("/nvme1n1/p{i}/x/y"), format!("/nvme1n1/q{i}/x/y"));
-        let ca = cmd(&dir, &["-H", "1", "mkdir", "-p", &a]).spawn().unwrap();
-        let cb = cmd(&dir, &["-H", "2", "mkdir", "-p", &b]).spawn().unwrap();
-        for (o, name) in [(finish(ca), a), (finish(cb), b)] {
-            if o.status.success() {
-                acked.push(name);
-            } else {
-                refused_cleanly(&o, &name);
-            }
-        }
-    }
-    let top = names(&dir, "/nvme1n1/");
+    let (_dir, pfs) = device("mkdir");
+    let acked = races(&pfs, &["mkdir", "-p"], |i| {
+        (format!("/nvme1n1/p{i}/x/y"), format!("/nvme1n1/q{i}/x/y"))
+    });
+    let top = pfs.names("/nvme1n1/");
     for path in &acked {
         let first = path.split('/').nth(2).unwrap();
         assert!(top.contains(&first.to_owned()), "{path}: lost");
         // The whole tree, and nothing of the other writer grafted into it.
-        assert_eq!(names(&dir, &format!("/nvme1n1/{first}/")), vec!["x"]);
-        assert_eq!(names(&dir, &format!("/nvme1n1/{first}/x/")), vec!["y"]);
+        assert_eq!(pfs.names(&format!("/nvme1n1/{first}/")), vec!["x"]);
+        assert_eq!(pfs.names(&format!("/nvme1n1/{first}/x/")), vec!["y"]);
     }
     assert!(acked.len() > PAIRS, "too few successes: {}", acked.len());
-    fsck_clean(&dir);
-    fs::remove_dir_all(&dir).unwrap();
+    pfs.fsck_clean("nvme1n1");
 }
 
 #[test]
 fn simultaneous_write_pairs_lose_nothing_acknowledged() {
-    let dir = scratch("write");
-    device(&dir);
+    let (dir, pfs) = device("write");
     let n = PAIRS;
     for i in 0..n {
-        ok(&dir, &["touch", &format!("/nvme1n1/w1-{i}")]);
-        ok(&dir, &["touch", &format!("/nvme1n1/w2-{i}")]);
+        pfs.ok(&["touch", &format!("/nvme1n1/w1-{i}")]);
+        pfs.ok(&["touch", &format!("/nvme1n1/w2-{i}")]);
     }
-    let input = |host: u32, i: usize| -> PathBuf {
+    let input = |host: u32, i: usize| -> std::path::PathBuf {
         let p = dir.join(format!("in-{host}-{i}"));
         fs::write(&p, format!("host {host} write {i}\n").repeat(100 + i)).unwrap();
         p
@@ -164,7 +120,8 @@ fn simultaneous_write_pairs_lose_nothing_acknowledged() {
         for host in [1u32, 2] {
             let path = format!("/nvme1n1/w{host}-{i}");
             let src = input(host, i);
-            let c = cmd(&dir, &["-H", &host.to_string(), "write", &path])
+            let c = pfs
+                .command(&["-H", &host.to_string(), "write", &path])
                 .stdin(fs::File::open(&src).unwrap())
                 .spawn()
                 .unwrap();
@@ -180,51 +137,35 @@ fn simultaneous_write_pairs_lose_nothing_acknowledged() {
         }
     }
     for (path, src) in &acked {
-        let got = cmd(&dir, &["read", path]).output().unwrap();
+        let got = pfs.command(&["read", path]).output().unwrap();
         assert!(got.status.success());
         assert_eq!(got.stdout, fs::read(src).unwrap(), "{path}: wrong bytes");
     }
     assert!(acked.len() > n, "too few successes: {}", acked.len());
-    fsck_clean(&dir);
-    fs::remove_dir_all(&dir).unwrap();
+    pfs.fsck_clean("nvme1n1");
 }
 
-/// Waits until process `pid` is stopped (state `T` in /proc).
-fn wait_stopped(pid: u32) {
-    let t0 = Instant::now();
-    loop {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let state = stat.rsplit(')').next().unwrap().split_whitespace().next();
-        if state == Some("T") {
-            return;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "writer never stopped"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn signal(pid: u32, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+/// Host 1's `touch /nvme1n1/held`, stopped before its leader write while
+/// it holds a lease of a minute.
+fn held(pfs: &Pfs) -> Child {
+    pfs.clone()
+        .lease_ms(60_000)
+        .stopped_at("before-leader", &["-H", "1", "touch", "/nvme1n1/held"])
 }
 
 /// A writer stopped at `point` inside its commit for longer than its lease;
 /// another host takes over with --force and commits; the stalled writer
 /// then resumes and must be refused, losing nothing of the new writer.
 fn stalled_writer_is_refused(point: &str) {
-    let dir = scratch(point);
-    device(&dir);
-    ok(&dir, &["touch", "/nvme1n1/before"]);
-    let stale = cmd(&dir, &["-H", "1", "mkdir", "/nvme1n1/stale"])
-        .env("PFS_TEST_STOP_AT", point)
-        .env("PFS_LEASE_MS", "1000")
-        .spawn()
-        .unwrap();
-    wait_stopped(stale.id());
+    let (_dir, pfs) = device(point);
+    pfs.ok(&["touch", "/nvme1n1/before"]);
+    let stale = pfs
+        .clone()
+        .lease_ms(1000)
+        .stopped_at(point, &["-H", "1", "mkdir", "/nvme1n1/stale"]);
     // Without --force the stalled holder is respected.
-    let o = cmd(&dir, &["-H", "2", "touch", "/nvme1n1/refused"])
+    let o = pfs
+        .command(&["-H", "2", "touch", "/nvme1n1/refused"])
         .env("PFS_LEASE_MS", "1000")
         .output()
         .unwrap();
@@ -235,16 +176,14 @@ fn stalled_writer_is_refused(point: &str) {
         String::from_utf8_lossy(&o.stderr)
     );
     for name in ["new1", "new2"] {
-        let o = cmd(
-            &dir,
-            &["-H", "2", "--force", "mkdir", &format!("/nvme1n1/{name}")],
-        )
-        .env("PFS_LEASE_MS", "1000")
-        .output()
-        .unwrap();
+        let o = pfs
+            .command(&["-H", "2", "--force", "mkdir", &format!("/nvme1n1/{name}")])
+            .env("PFS_LEASE_MS", "1000")
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    signal(stale.id(), nix::sys::signal::Signal::SIGCONT);
+    signal(stale.id(), Signal::SIGCONT);
     let o = finish(stale);
     let err = String::from_utf8_lossy(&o.stderr);
     // Refused either as a stopped writer (5) or, when the stall came before
@@ -260,16 +199,15 @@ fn stalled_writer_is_refused(point: &str) {
             || err.contains("another writer committed"),
         "{err}"
     );
-    let have = names(&dir, "/nvme1n1/");
+    let have = pfs.names("/nvme1n1/");
     for want in ["before", "new1", "new2"] {
         assert!(have.contains(&want.to_owned()), "{want} lost: {have:?}");
     }
     assert!(!have.contains(&"stale".to_owned()));
     assert!(!have.contains(&"refused".to_owned()));
-    fsck_clean(&dir);
+    pfs.fsck_clean("nvme1n1");
     // And the device keeps working.
-    ok(&dir, &["-H", "1", "touch", "/nvme1n1/after"]);
-    fs::remove_dir_all(&dir).unwrap();
+    pfs.ok(&["-H", "1", "touch", "/nvme1n1/after"]);
 }
 
 #[test]
@@ -284,20 +222,14 @@ fn writer_stalled_at_commit_start_is_refused() {
 
 #[test]
 fn mkfs_refuses_a_device_with_a_live_writer() {
-    let dir = scratch("mkfs");
-    device(&dir);
-    ok(&dir, &["touch", "/nvme1n1/keep"]);
-    let writer = cmd(&dir, &["-H", "1", "touch", "/nvme1n1/held"])
-        .env("PFS_TEST_STOP_AT", "before-leader")
-        .env("PFS_LEASE_MS", "60000")
-        .spawn()
-        .unwrap();
-    wait_stopped(writer.id());
+    let (_dir, pfs) = device("mkfs");
+    pfs.ok(&["touch", "/nvme1n1/keep"]);
+    let writer = held(&pfs);
     for args in [
         &["mkfs", "-f", "nvme1n1"][..],
         &["growfs", "-o", "1", "-n", "1", "-f", "nvme1n1"][..],
     ] {
-        let o = run(&dir, args);
+        let o = pfs.run(args);
         assert_eq!(
             o.status.code(),
             Some(16),
@@ -305,13 +237,12 @@ fn mkfs_refuses_a_device_with_a_live_writer() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    assert!(names(&dir, "/nvme1n1/").contains(&"keep".to_owned()));
+    assert!(pfs.names("/nvme1n1/").contains(&"keep".to_owned()));
     // Once the writer is gone, its lease is no obstacle on this machine.
-    signal(writer.id(), nix::sys::signal::Signal::SIGKILL);
+    signal(writer.id(), Signal::SIGKILL);
     let _ = finish(writer);
-    ok(&dir, &["mkfs", "-f", "nvme1n1"]);
-    assert!(!names(&dir, "/nvme1n1/").contains(&"keep".to_owned()));
-    fs::remove_dir_all(&dir).unwrap();
+    pfs.ok(&["mkfs", "-f", "nvme1n1"]);
+    assert!(!pfs.names("/nvme1n1/").contains(&"keep".to_owned()));
 }
 
 /// Another host, simulated on this machine: a second device directory whose
@@ -321,42 +252,34 @@ fn mkfs_refuses_a_device_with_a_live_writer() {
 /// can tell the second host that the first one is writing.
 #[test]
 fn restore_and_fscp_refuse_a_device_whose_writer_is_on_another_host() {
-    let host_a = scratch("host-a");
-    let host_b = scratch("host-b");
-    device(&host_a);
-    ok(&host_a, &["touch", "/nvme1n1/keep"]);
+    let (host_a, a) = device("host-a");
+    let host_b = Scratch::new("lease-host-b");
+    let b = Pfs::new(&host_b);
+    a.ok(&["touch", "/nvme1n1/keep"]);
     std::os::unix::fs::symlink(host_a.join("nvme1n1"), host_b.join("nvme1n1")).unwrap();
     // Host B's own device: the source of the copy and of a backup stream
     // (a small journal keeps both small).
-    fs::File::create(host_b.join("nvme2n1"))
-        .unwrap()
-        .set_len(10 << 30)
-        .unwrap();
-    ok(&host_b, &["mkfs", "-l", "33554432", "nvme2n1"]);
+    b.mkfs_new("nvme2n1", 1, &["-l", "33554432"]);
     let stream = host_b.join("chunk0.stream");
-    let o = cmd(&host_b, &["chunk", "-m", "backup", "-c", "0", "nvme2n1"])
+    let o = b
+        .command(&["chunk", "-m", "backup", "-c", "0", "nvme2n1"])
         .stdout(fs::File::create(&stream).unwrap())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Host A's writer holds the lease, stopped inside a commit.
-    let writer = cmd(&host_a, &["-H", "1", "touch", "/nvme1n1/held"])
-        .env("PFS_TEST_STOP_AT", "before-leader")
-        .env("PFS_LEASE_MS", "60000")
-        .spawn()
-        .unwrap();
-    wait_stopped(writer.id());
+    let writer = held(&a);
     let image = host_a.join("nvme1n1");
     let before = pfs_tests::file_digest(&image);
-    let restore = |dir: &Path| {
-        cmd(dir, &["chunk", "-m", "restore", "-f", "-c", "0", "nvme1n1"])
+    let restore = |host: &Pfs| {
+        host.command(&["chunk", "-m", "restore", "-f", "-c", "0", "nvme1n1"])
             .stdin(fs::File::open(&stream).unwrap())
             .output()
             .unwrap()
     };
-    let fscp = |dir: &Path| run(dir, &["fscp", "-f", "nvme2n1", "nvme1n1"]);
-    for (what, o) in [("restore", restore(&host_b)), ("fscp", fscp(&host_b))] {
+    let fscp = |host: &Pfs| host.run(&["fscp", "-f", "nvme2n1", "nvme1n1"]);
+    for (what, o) in [("restore", restore(&b)), ("fscp", fscp(&b))] {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(16), "{what} from host B: {err}");
         assert!(err.contains("live writer"), "{what}: {err}");
@@ -367,17 +290,15 @@ fn restore_and_fscp_refuse_a_device_whose_writer_is_on_another_host() {
         pfs_tests::file_digest(&image),
         "a refused command wrote"
     );
-    assert!(names(&host_a, "/nvme1n1/").contains(&"keep".to_owned()));
+    assert!(a.names("/nvme1n1/").contains(&"keep".to_owned()));
 
     // Once the writer is gone its lease is no obstacle: both go through.
-    signal(writer.id(), nix::sys::signal::Signal::SIGKILL);
+    signal(writer.id(), Signal::SIGKILL);
     let _ = finish(writer);
-    let o = restore(&host_b);
+    let o = restore(&b);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = fscp(&host_b);
+    let o = fscp(&b);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(!names(&host_a, "/nvme1n1/").contains(&"keep".to_owned()));
-    fsck_clean(&host_a);
-    fs::remove_dir_all(&host_a).unwrap();
-    fs::remove_dir_all(&host_b).unwrap();
+    assert!(!a.names("/nvme1n1/").contains(&"keep".to_owned()));
+    a.fsck_clean("nvme1n1");
 }

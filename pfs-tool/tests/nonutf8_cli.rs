@@ -5,35 +5,31 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::Pfs;
+use pfs_tests::device;
 use serde_json::Value;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 const PBD: &str = "nvme5n1";
 
-/// A scratch directory holding a fresh sparse device and local files.
+/// A scratch directory holding a fresh sparse device and local files, and
+/// the tool on it, taking its arguments as bytes.
 struct Scratch {
-    dir: PathBuf,
+    dir: device::Scratch,
+    pfs: Pfs,
 }
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("pfs-nonutf8-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("dev")).unwrap();
-        fs::create_dir_all(dir.join("local")).unwrap();
-        fs::File::create(dir.join("dev").join(PBD))
-            .unwrap()
-            .set_len(10 << 30)
-            .unwrap();
-        let s = Scratch { dir };
-        s.ok(&[b"mkfs", PBD.as_bytes()]);
-        s
+        let dir = device::Scratch::new(&format!("nonutf8-{name}"));
+        dir.subdir("local");
+        let pfs = Pfs::new(dir.subdir("dev"));
+        pfs.mkfs_new(PBD, 1, &[]);
+        Scratch { dir, pfs }
     }
 
     /// A local path under the scratch directory, from bytes.
@@ -43,46 +39,22 @@ impl Scratch {
 
     /// Runs pfs with byte arguments and `stdin` as its input.
     fn run_with(&self, args: &[&[u8]], stdin: &[u8]) -> Output {
-        let mut child = Command::new(PFS)
-            .env("TZ", "UTC")
-            .arg("--device-dir")
-            .arg(self.dir.join("dev"))
-            .args(args.iter().map(|a| OsStr::from_bytes(a)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
+        self.pfs.run_with_input(&os(args), stdin)
     }
 
     fn run(&self, args: &[&[u8]]) -> Output {
-        self.run_with(args, b"")
+        self.pfs.run(&os(args))
     }
 
     /// Runs pfs; panics unless it succeeds; returns stdout.
     fn ok(&self, args: &[&[u8]]) -> Vec<u8> {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "pfs {:?}: {}\n{}",
-            args.iter()
-                .map(|a| OsStr::from_bytes(a))
-                .collect::<Vec<_>>(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o.stdout
+        self.pfs.ok_bytes(&os(args))
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
+/// Byte arguments as the `OsStr`s they are.
+fn os<'a>(args: &[&'a [u8]]) -> Vec<&'a OsStr> {
+    args.iter().map(|a| OsStr::from_bytes(a)).collect()
 }
 
 /// `/<PBD><rel>` as bytes.

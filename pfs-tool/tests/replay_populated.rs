@@ -6,13 +6,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::Pfs;
+use pfs_tests::device::Scratch;
 use pfs_tests::{commands, expand, populated_inputs, sha256_hex};
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 
 /// Byte ranges of an inode image that hold clocks or the checksum over them
 /// (`mo_checksum`, `in_atime`, `in_ctime`, `in_mtime`, `in_btime`).
@@ -22,31 +21,20 @@ fn inode_clock_byte(i: usize) -> bool {
 
 #[test]
 fn populated_before_cp_matches_reference() {
-    let dir = std::env::temp_dir().join(format!("pfs-replay-populated-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
+    let dir = Scratch::new("replay-populated");
+    let pfs = Pfs::new(&dir);
     let inputs = dir.join("inputs");
     populated_inputs(&inputs);
-    let img = dir.join("nvme1n1");
-    fs::File::create(&img).unwrap().set_len(10 << 30).unwrap();
+    let img = dir.device("nvme1n1", 1);
     for r in commands("populated", "outputs/commands.tsv") {
         let n: u32 = r.id[..3].parse().unwrap();
         if n > 33 {
             break;
         }
-        let mut cmd = Command::new(PFS);
-        cmd.env("TZ", "UTC")
-            .arg("--device-dir")
-            .arg(&dir)
-            .args(&r.args);
-        match &r.stdin {
-            Some(f) => {
-                cmd.stdin(fs::File::open(inputs.join(f)).unwrap());
-            }
-            None => {
-                cmd.stdin(Stdio::null());
-            }
-        }
-        let out = cmd.output().unwrap();
+        let out = match &r.stdin {
+            Some(f) => pfs.run_with_file(&r.args, &inputs.join(f)),
+            None => pfs.run(&r.args),
+        };
         assert_eq!(
             out.status.code(),
             Some(r.exit),
@@ -58,12 +46,7 @@ fn populated_before_cp_matches_reference() {
     }
     compare(&img, &expand("populated", "nvme1n1-before-cp"));
     // The data reads back as the reference read it.
-    let out = Command::new(PFS)
-        .arg("--device-dir")
-        .arg(&dir)
-        .args(["read", "/nvme1n1/archive/random-20MiB.bin"])
-        .output()
-        .unwrap();
+    let out = pfs.run(&["read", "/nvme1n1/archive/random-20MiB.bin"]);
     let sums =
         fs::read_to_string(pfs_tests::golden_dir().join("populated/inputs/SHA256SUMS")).unwrap();
     let want = sums
@@ -72,7 +55,6 @@ fn populated_before_cp_matches_reference() {
         .and_then(|l| l.split_whitespace().next())
         .unwrap();
     assert_eq!(sha256_hex(&out.stdout), want);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Every 128-byte metaset object and 256-byte journal entry must match,

@@ -5,60 +5,33 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::Pfs;
+use pfs_tests::device::{sparse, sparse_copy, Scratch};
+use pfs_tests::failover::{signal, Signal};
 use pfs_tests::{device_dir, expand, file_digest, golden_dir};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 const MIB4: u64 = 4 << 20;
 /// The writer-lease slots: sectors 1..=255 of `.pfs-paxos` (block 1), which
 /// the reference only zeroes at mkfs.
 const LEASE: std::ops::Range<u64> = (4 << 20) + 4096..(4 << 20) + 256 * 4096;
 
-fn pfs_cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(PFS);
-    c.env("TZ", "UTC")
-        .env("PFS_CONFIG", dir.join("no-such-polarfs.conf"))
-        .arg("--device-dir")
-        .arg(dir)
-        .args(args);
-    c
+/// The tool on `dir`, reading no `/etc/polarfs.conf` of this machine.
+fn tool(dir: &Path) -> Pfs {
+    Pfs::new(dir).env("PFS_CONFIG", dir.join("no-such-polarfs.conf"))
 }
 
-fn pfs(dir: &Path, args: &[&str]) -> Output {
-    pfs_cmd(dir, args).output().unwrap()
-}
-
-fn pfs_stdin(dir: &Path, args: &[&str], input: &Path) -> Output {
-    pfs_cmd(dir, args)
-        .stdin(fs::File::open(input).unwrap())
-        .output()
-        .unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pfs-tools-cli-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn sparse(path: &Path, size: u64) {
-    fs::File::create(path).unwrap().set_len(size).unwrap();
-}
-
-/// A sparse copy of an expanded golden image.
-fn sparse_copy(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success(), "cp {}", from.display());
+/// A scratch directory for test `name` with an all-zero device of
+/// `chunks` chunks for each of `pbds`.
+fn blank(name: &str, pbds: &[&str], chunks: u64) -> Scratch {
+    let dir = Scratch::new(&format!("tools-cli-{name}"));
+    for pbd in pbds {
+        dir.device(pbd, chunks);
+    }
+    dir
 }
 
 /// A golden backup stream, decompressed into `dir` (the corpus stores them
@@ -79,58 +52,17 @@ fn stream(case: &str, name: &str, dir: &Path) -> PathBuf {
     out
 }
 
-/// Data windows (1 MiB) of a sparse file.
-fn data_windows(f: &fs::File, len: u64) -> Vec<u64> {
-    const WIN: u64 = 1 << 20;
-    let mut v = Vec::new();
-    let mut win = 0u64;
-    while win * WIN < len {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(f);
-        match nix::unistd::lseek(fd, (win * WIN) as i64, nix::unistd::Whence::SeekData) {
-            Ok(d) => {
-                win = d as u64 / WIN;
-                v.push(win);
-                win += 1;
-            }
-            Err(_) => break,
-        }
-    }
-    v
-}
-
 /// Two sparse images hold the same bytes, our lease sector aside.
 fn assert_same_image(ours: &Path, golden: &Path) {
-    const WIN: u64 = 1 << 20;
-    let (a, b) = (
-        fs::File::open(ours).unwrap(),
-        fs::File::open(golden).unwrap(),
-    );
-    let len = a.metadata().unwrap().len();
-    assert_eq!(len, b.metadata().unwrap().len(), "image sizes");
-    let mut all = data_windows(&a, len);
-    all.extend(data_windows(&b, len));
-    all.sort_unstable();
-    all.dedup();
-    let (mut x, mut y) = (vec![0u8; WIN as usize], vec![0u8; WIN as usize]);
-    for w in all {
-        let at = w * WIN;
-        let n = (len - at).min(WIN) as usize;
-        a.read_exact_at(&mut x[..n], at).unwrap();
-        b.read_exact_at(&mut y[..n], at).unwrap();
-        if x[..n] == y[..n] {
-            continue;
-        }
-        for (i, (p, q)) in x[..n].iter().zip(&y[..n]).enumerate() {
-            let off = at + i as u64;
-            assert!(
-                p == q || LEASE.contains(&off),
-                "{} vs {}: byte {off:#x} (block {}) differs: ours {p:#x}, reference {q:#x}",
-                ours.display(),
-                golden.display(),
-                off / MIB4
-            );
-        }
-    }
+    pfs_tests::for_each_difference(ours, golden, |off, p, q| {
+        assert!(
+            LEASE.contains(&off),
+            "{} vs {}: byte {off:#x} (block {}) differs: ours {p:#x}, reference {q:#x}",
+            ours.display(),
+            golden.display(),
+            off / MIB4
+        );
+    });
 }
 
 fn read_block(path: &Path, blkno: u64) -> Vec<u8> {
@@ -158,7 +90,11 @@ fn golden_stdout(case: &str, id: &str) -> Vec<u8> {
 /// reading both as they are made: equal outside each header's ctime and
 /// checksum (bytes 16..28).
 fn assert_backup_matches(dir: &Path, args: &[&str], golden_stream: &str) {
-    let mut ours: Child = pfs_cmd(dir, args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut ours: Child = tool(dir)
+        .command(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let src = golden_dir()
         .join("chunk-backup/inputs")
         .join(format!("{golden_stream}.xz"));
@@ -249,8 +185,8 @@ fn chunk_backup_streams_match_reference() {
 #[test]
 fn chunk_backup_failures_print_the_reference_line_and_no_stream() {
     let dir = device_dir("chunk-backup", &[("nvme1n1", "nvme1n1")]);
-    let zeros = scratch("backup-zeros");
-    sparse(&zeros.join("nvme2n1"), 30 << 30);
+    let zeros = Scratch::new("tools-cli-backup-zeros");
+    zeros.sparse("nvme2n1", 30 << 30);
     let _ = fs::remove_file(dir.join("nvme2n1"));
     std::os::unix::fs::symlink(zeros.join("nvme2n1"), dir.join("nvme2n1")).unwrap();
     // The reference's line and exit code (its reasons are stale errnos:
@@ -279,7 +215,7 @@ fn chunk_backup_failures_print_the_reference_line_and_no_stream() {
             golden_stdout("chunk-backup", "029-backup-pbdno-version"),
         ),
     ] {
-        let o = pfs(&dir, &args);
+        let o = tool(&dir).run(&args);
         assert_eq!(o.status.code(), Some(code), "{args:?}");
         assert_eq!(
             String::from_utf8_lossy(&o.stdout),
@@ -292,14 +228,14 @@ fn chunk_backup_failures_print_the_reference_line_and_no_stream() {
         exists,
         golden_stdout("chunk-backup", "022-backup-c3-beyond")
     );
-    let _ = fs::remove_dir_all(zeros);
+    let _ = fs::remove_file(dir.join("nvme2n1"));
 }
 
 #[test]
 fn chunk_restore_failures_print_the_reference_line() {
     // The reference's nvme3n1 (20 GiB): chunk 0 restored (035), then the
     // refused restores 040, 042 and 043, with its exit codes and stdout.
-    let dir = scratch("restore-lines");
+    let dir = Scratch::new("tools-cli-restore-lines");
     let c0 = stream("chunk-backup", "backup-c0.oss", &dir);
     let full = stream("chunk-backup", "backup-c0-e3.oss", &dir);
     let cut = stream("chunk-backup", "backup-c0-cut.oss", &dir);
@@ -309,7 +245,7 @@ fn chunk_restore_failures_print_the_reference_line() {
     let run = |id: &str, input: &Path| {
         let r = recorded.iter().find(|r| r.id == id).unwrap();
         let args: Vec<&str> = r.args.iter().map(String::as_str).collect();
-        let o = pfs_stdin(&dir, &args, input);
+        let o = tool(&dir).run_with_file(&args, input);
         assert_eq!(
             o.status.code(),
             Some(r.exit),
@@ -332,38 +268,36 @@ fn chunk_restore_failures_print_the_reference_line() {
         let o = run(id, &input);
         assert!(!o.stderr.is_empty(), "{id}: says why");
     }
-    let _ = fs::remove_dir_all(dir);
 }
 
 #[test]
 fn chunk_restore_of_reference_stream_gives_reference_image() {
-    let dir = scratch("restore");
+    let dir = Scratch::new("tools-cli-restore");
     let s = stream("chunk-backup", "backup-c0-e3.oss", &dir);
     let dev = dir.join("nvme2n1");
     sparse(&dev, 30 << 30);
     let args = ["chunk", "-m", "restore", "-c", "0", "-e", "3", "nvme2n1"];
-    let o = pfs_stdin(&dir, &args, &s);
+    let o = tool(&dir).run_with_file(&args, &s);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.stdout.is_empty());
     let golden = expand("chunk-backup", "nvme2n1");
     assert_same_image(&dev, &golden);
     // Formatted now: without -f nothing changes (exit 16), with -f the same
     // bytes are written again.
-    let o = pfs_stdin(&dir, &args, &s);
+    let o = tool(&dir).run_with_file(&args, &s);
     assert_eq!(o.status.code(), Some(16));
     let forced = [
         "chunk", "-m", "restore", "-f", "-c", "0", "-e", "3", "nvme2n1",
     ];
-    assert!(pfs_stdin(&dir, &forced, &s).status.success());
+    assert!(tool(&dir).run_with_file(&forced, &s).status.success());
     assert_same_image(&dev, &golden);
-    let ls = pfs(&dir, &["ls", "/nvme2n1/"]);
+    let ls = tool(&dir).run(&["ls", "/nvme2n1/"]);
     assert_eq!(ls.stdout, golden_stdout("chunk-backup", "048-ls-dst"));
-    let _ = fs::remove_dir_all(dir);
 }
 
 #[test]
 fn chunk_restore_refuses_bad_streams_and_never_looks_whole() {
-    let dir = scratch("restore-bad");
+    let dir = Scratch::new("tools-cli-restore-bad");
     let full = stream("chunk-backup", "backup-c0-e3.oss", &dir);
     let c0 = stream("chunk-backup", "backup-c0.oss", &dir);
     let inputs = golden_dir().join("chunk-backup/inputs");
@@ -373,7 +307,7 @@ fn chunk_restore_refuses_bad_streams_and_never_looks_whole() {
         let mut args = vec!["chunk", "-m", "restore", "-f"];
         args.extend_from_slice(extra);
         args.push("nvme3n1");
-        pfs_stdin(&dir, &args, input)
+        tool(&dir).run_with_file(&args, input)
     };
     let refused = |o: &Output, what: &str| {
         assert_eq!(o.status.code(), Some(234), "{what}");
@@ -396,7 +330,7 @@ fn chunk_restore_refuses_bad_streams_and_never_looks_whole() {
     // A good restore first, then a stream cut inside chunk 1: the device
     // must not mount afterwards, and a full restore repairs it.
     assert!(restore(&full, &["-c", "0", "-e", "3"]).status.success());
-    assert!(pfs(&dir, &["ls", "/nvme3n1/"]).status.success());
+    assert!(tool(&dir).run(&["ls", "/nvme3n1/"]).status.success());
     let cut = dir.join("cut.oss");
     let per_chunk = 4096 + 4 * 89 + 89 * MIB4;
     let mut f = fs::File::create(&cut).unwrap();
@@ -406,7 +340,7 @@ fn chunk_restore_refuses_bad_streams_and_never_looks_whole() {
     std::io::copy(&mut r, &mut f).unwrap();
     drop(f);
     refused(&restore(&cut, &["-c", "0", "-e", "3"]), "cut stream");
-    let ls = pfs(&dir, &["ls", "/nvme3n1/"]);
+    let ls = tool(&dir).run(&["ls", "/nvme3n1/"]);
     assert_eq!(ls.status.code(), Some(5), "a half-restored device mounted");
 
     // Damage inside chunk 0's metadata block (the last block of its part).
@@ -418,18 +352,13 @@ fn chunk_restore_refuses_bad_streams_and_never_looks_whole() {
     drop(f);
     let small = dir.join("nvme4n1");
     sparse(&small, 10 << 30);
-    let o = pfs_stdin(
-        &dir,
-        &["chunk", "-m", "restore", "-c", "0", "nvme4n1"],
-        &damaged,
-    );
+    let o = tool(&dir).run_with_file(&["chunk", "-m", "restore", "-c", "0", "nvme4n1"], &damaged);
     refused(&o, "damaged metadata block");
-    assert_eq!(pfs(&dir, &["ls", "/nvme4n1/"]).status.code(), Some(5));
+    assert_eq!(tool(&dir).run(&["ls", "/nvme4n1/"]).status.code(), Some(5));
 
     // More chunks than the device holds: refused before writing.
     let before = file_digest(&small);
-    let o = pfs_stdin(
-        &dir,
+    let o = tool(&dir).run_with_file(
         &[
             "chunk", "-m", "restore", "-f", "-c", "0", "-e", "3", "nvme4n1",
         ],
@@ -440,28 +369,23 @@ fn chunk_restore_refuses_bad_streams_and_never_looks_whole() {
 
     assert!(restore(&full, &["-c", "0", "-e", "3"]).status.success());
     assert_same_image(&dev, &expand("chunk-backup", "nvme2n1"));
-    let _ = fs::remove_dir_all(dir);
 }
 
 #[test]
 fn chunk_backup_restore_round_trip_through_a_pipe() {
     let src = device_dir("chunk-backup", &[("nvme1n1", "nvme1n1")]);
-    let dir = scratch("roundtrip");
-    sparse(&dir.join("nvme5n1"), 30 << 30);
-    let mut backup = pfs_cmd(
-        &src,
-        &["chunk", "-m", "backup", "-c", "0", "-e", "3", "nvme1n1"],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let restore = pfs_cmd(
-        &dir,
-        &["chunk", "-m", "restore", "-c", "0", "-e", "3", "nvme5n1"],
-    )
-    .stdin(backup.stdout.take().unwrap())
-    .output()
-    .unwrap();
+    let dir = Scratch::new("tools-cli-roundtrip");
+    dir.sparse("nvme5n1", 30 << 30);
+    let mut backup = tool(&src)
+        .command(&["chunk", "-m", "backup", "-c", "0", "-e", "3", "nvme1n1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let restore = tool(&dir)
+        .command(&["chunk", "-m", "restore", "-c", "0", "-e", "3", "nvme5n1"])
+        .stdin(backup.stdout.take().unwrap())
+        .output()
+        .unwrap();
     assert!(backup.wait().unwrap().success());
     assert!(
         restore.status.success(),
@@ -469,7 +393,6 @@ fn chunk_backup_restore_round_trip_through_a_pipe() {
         String::from_utf8_lossy(&restore.stderr)
     );
     assert_same_image(&dir.join("nvme5n1"), &expand("chunk-backup", "nvme2n1"));
-    let _ = fs::remove_dir_all(dir);
 }
 
 // ---------------------------------------------------------------- fscp
@@ -488,37 +411,37 @@ fn fscp_lines(out: &[u8]) -> Vec<String> {
 #[test]
 fn fscp_copies_like_the_reference() {
     let src = device_dir("fscp", &[("nvme1n1", "nvme1n1")]);
-    let dir = scratch("fscp");
+    let dir = Scratch::new("tools-cli-fscp");
     std::os::unix::fs::symlink(src.join("nvme1n1"), dir.join("nvme1n1")).unwrap();
-    sparse(&dir.join("nvme2n1"), 20 << 30);
-    sparse(&dir.join("nvme3n1"), 30 << 30);
+    dir.sparse("nvme2n1", 20 << 30);
+    dir.sparse("nvme3n1", 30 << 30);
     let src_digest = file_digest(&dir.join("nvme1n1"));
 
     // Failures first, while the destinations are zeros.
-    let o = pfs(&dir, &["fscp", "nvme2n1", "nvme3n1"]);
+    let o = tool(&dir).run(&["fscp", "nvme2n1", "nvme3n1"]);
     assert_eq!(o.status.code(), Some(5), "source without PFS");
     assert_eq!(o.stdout, golden_stdout("fscp", "026-fscp-unformatted-src"));
-    let o = pfs(&dir, &["fscp", "nvme3n1", "nvme2n1"]);
+    let o = tool(&dir).run(&["fscp", "nvme3n1", "nvme2n1"]);
     assert_eq!(o.status.code(), Some(255), "destination too small");
     assert_eq!(
         o.stdout,
         b"pfs fscp failed!\nfscp failed: No space left on device\n"
     );
-    let o = pfs(&dir, &["fscp", "nvme1n1", "nosuchdev"]);
+    let o = tool(&dir).run(&["fscp", "nvme1n1", "nosuchdev"]);
     assert_eq!(o.status.code(), Some(255));
     assert_eq!(o.stdout, golden_stdout("fscp", "029-fscp-no-such-dst"));
-    let o = pfs(&dir, &["fscp", "-w", "100", "nvme1n1", "nvme1n1"]);
+    let o = tool(&dir).run(&["fscp", "-w", "100", "nvme1n1", "nvme1n1"]);
     assert_eq!(o.status.code(), Some(255), "same device twice");
     assert!(String::from_utf8_lossy(&o.stderr).contains("same device"));
     let zeros = file_digest(&dir.join("nvme2n1"));
-    sparse(&dir.join("zeros"), 20 << 30);
+    dir.sparse("zeros", 20 << 30);
     assert_eq!(
         zeros,
         file_digest(&dir.join("zeros")),
         "a refused fscp wrote"
     );
 
-    let o = pfs(&dir, &["fscp", "nvme1n1", "nvme2n1"]);
+    let o = tool(&dir).run(&["fscp", "nvme1n1", "nvme2n1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         fscp_lines(&o.stdout),
@@ -529,7 +452,7 @@ fn fscp_copies_like_the_reference() {
     // Unlike the reference, a destination that holds a PFS takes -f (as
     // mkfs and chunk restore do): the reference's 033 ran without it.
     let copied = file_digest(&dir.join("nvme2n1"));
-    let o = pfs(&dir, &["fscp", "-c", "nvme1n1", "nvme2n1"]);
+    let o = tool(&dir).run(&["fscp", "-c", "nvme1n1", "nvme2n1"]);
     assert_eq!(
         o.status.code(),
         Some(16),
@@ -546,7 +469,7 @@ fn fscp_copies_like_the_reference() {
         file_digest(&dir.join("nvme2n1")),
         "a refused fscp wrote"
     );
-    let o = pfs(&dir, &["fscp", "-c", "-f", "nvme1n1", "nvme2n1"]);
+    let o = tool(&dir).run(&["fscp", "-c", "-f", "nvme1n1", "nvme2n1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         fscp_lines(&o.stdout),
@@ -558,31 +481,31 @@ fn fscp_copies_like_the_reference() {
     assert_eq!(checks, 268, "every block with data is checked");
     assert_same_image(&dir.join("nvme2n1"), &golden2);
 
-    let o = pfs(
-        &dir,
-        &["fscp", "-c", "-w", "2", "-n", "4", "nvme1n1", "nvme3n1"],
-    );
+    let o = tool(&dir).run(&["fscp", "-c", "-w", "2", "-n", "4", "nvme1n1", "nvme3n1"]);
     assert!(o.status.success());
     assert_same_image(&dir.join("nvme3n1"), &expand("fscp", "nvme3n1-after-fscp"));
     for (args, id) in [
         (["ls", "/nvme2n1/"], "045-ls-dst"),
         (["ls", "/nvme3n1/"], "037-ls-30GiB-copy"),
     ] {
-        assert_eq!(pfs(&dir, &args).stdout, golden_stdout("fscp", id), "{id}");
+        assert_eq!(
+            tool(&dir).run(&args).stdout,
+            golden_stdout("fscp", id),
+            "{id}"
+        );
     }
     assert_eq!(
         src_digest,
         file_digest(&dir.join("nvme1n1")),
         "source changed"
     );
-    let _ = fs::remove_dir_all(dir);
 }
 
 // ---------------------------------------------------------------- fstrim
 
 /// Used block numbers (device offset / 4 MiB) from `usedinfo -t b`.
 fn used_blocks(dir: &Path, pbd: &str) -> Vec<u64> {
-    let o = pfs(dir, &["usedinfo", "-t", "b", pbd]);
+    let o = tool(dir).run(&["usedinfo", "-t", "b", pbd]);
     assert!(o.status.success());
     let mut chunk = 0u64;
     let mut v = Vec::new();
@@ -599,8 +522,8 @@ fn used_blocks(dir: &Path, pbd: &str) -> Vec<u64> {
     v
 }
 
-fn fstrim_dir(name: &str) -> PathBuf {
-    let dir = scratch(name);
+fn fstrim_dir(name: &str) -> Scratch {
+    let dir = Scratch::new(&format!("tools-cli-{name}"));
     let before = expand("fstrim", "nvme1n1-before");
     for pbd in ["nvme1n1", "nvme2n1", "nvme3n1"] {
         sparse_copy(&before, &dir.join(pbd));
@@ -612,14 +535,11 @@ fn fstrim_dir(name: &str) -> PathBuf {
 fn fstrim_journals_and_discards_like_the_reference() {
     let dir = fstrim_dir("fstrim");
     // B: chunk 1, then all chunks; no discards (no configuration).
-    let o = pfs(
-        &dir,
-        &["-H", "1", "fstrim", "-q", "-b", "1", "-e", "2", "nvme2n1"],
-    );
+    let o = tool(&dir).run(&["-H", "1", "fstrim", "-q", "-b", "1", "-e", "2", "nvme2n1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.stdout.is_empty());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing discarded: discards are off"));
-    let o = pfs(&dir, &["-H", "1", "fstrim", "nvme2n1"]);
+    let o = tool(&dir).run(&["-H", "1", "fstrim", "nvme2n1"]);
     assert!(o.status.success());
     assert_eq!(o.stdout, golden_stdout("fstrim", "023-fstrim-H1"));
     assert_same_image(&dir.join("nvme2n1"), &expand("fstrim", "nvme2n1"));
@@ -627,7 +547,8 @@ fn fstrim_journals_and_discards_like_the_reference() {
     // C: discards on through a configuration file.
     let conf = dir.join("polarfs.conf");
     fs::write(&conf, "[common]\ndiskdev_trim_enable=1\n").unwrap();
-    let o = pfs_cmd(&dir, &["-H", "1", "fstrim", "-q", "nvme3n1"])
+    let o = tool(&dir)
+        .command(&["-H", "1", "fstrim", "-q", "nvme3n1"])
         .env("PFS_CONFIG", &conf)
         .output()
         .unwrap();
@@ -639,9 +560,9 @@ fn fstrim_journals_and_discards_like_the_reference() {
     assert_same_image(&dir.join("nvme3n1"), &expand("fstrim", "nvme3n1"));
 
     // A: as shipped, then -a; its outputs and the later allocation.
-    let o = pfs(&dir, &["fstrim", "nvme1n1"]);
+    let o = tool(&dir).run(&["fstrim", "nvme1n1"]);
     assert_eq!(o.stdout, golden_stdout("fstrim", "017-fstrim-no-H"));
-    let o = pfs(&dir, &["-H", "1", "fstrim", "-q", "-a", "nvme1n1"]);
+    let o = tool(&dir).run(&["-H", "1", "fstrim", "-q", "-a", "nvme1n1"]);
     assert!(o.status.success() && o.stdout.is_empty());
     for (args, id) in [
         (
@@ -654,7 +575,7 @@ fn fstrim_journals_and_discards_like_the_reference() {
         ),
     ] {
         let before = file_digest(&dir.join("nvme1n1"));
-        let o = pfs(&dir, &args);
+        let o = tool(&dir).run(&args);
         assert_eq!(o.status.code(), Some(251), "{id}");
         assert_eq!(o.stdout, golden_stdout("fstrim", id), "{id}");
         assert_eq!(before, file_digest(&dir.join("nvme1n1")), "{id} wrote");
@@ -663,7 +584,7 @@ fn fstrim_journals_and_discards_like_the_reference() {
         (["dumple", "-b", "131", "nvme1n1"], "037-dumple-bt131-A"),
         (["dumple", "-b", "2000", "nvme1n1"], "038-dumple-bt2000-A"),
     ] {
-        let o = pfs(&dir, &args);
+        let o = tool(&dir).run(&args);
         let (ours, theirs) = (
             String::from_utf8_lossy(&o.stdout).into_owned(),
             String::from_utf8_lossy(&golden_stdout("fstrim", id)).into_owned(),
@@ -678,7 +599,6 @@ fn fstrim_journals_and_discards_like_the_reference() {
             "{id}"
         );
     }
-    let _ = fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -689,7 +609,8 @@ fn fstrim_never_discards_a_used_block() {
     assert!(used.len() > 200, "used blocks listed");
     let conf = dir.join("polarfs.conf");
     fs::write(&conf, "[common]\ndiskdev_trim_enable=1\n").unwrap();
-    let o = pfs_cmd(&dir, &["-H", "1", "fstrim", "-q", "-a", "nvme1n1"])
+    let o = tool(&dir)
+        .command(&["-H", "1", "fstrim", "-q", "-a", "nvme1n1"])
         .env("PFS_CONFIG", &conf)
         .output()
         .unwrap();
@@ -710,30 +631,30 @@ fn fstrim_never_discards_a_used_block() {
         assert!(read_block(&after, b).iter().all(|&x| x == 0), "block {b}");
     }
     assert_eq!(used, used_blocks(&dir, "nvme1n1"), "allocation changed");
-    let o = pfs(&dir, &["read", "/nvme1n1/five.txt"]);
+    let o = tool(&dir).run(&["read", "/nvme1n1/five.txt"]);
     assert!(o.status.success());
     assert_eq!(o.stdout.len(), 5_247_201);
-    let _ = fs::remove_dir_all(dir);
 }
 
 // ---------------------------------------------------------------- tail
 
 #[test]
 fn tail_prints_appends_and_stops_on_signal() {
-    let dir = scratch("tail");
-    sparse(&dir.join("nvme1n1"), 10 << 30);
-    assert!(pfs(&dir, &["mkfs", "nvme1n1"]).status.success());
+    let dir = Scratch::new("tools-cli-tail");
+    dir.sparse("nvme1n1", 10 << 30);
+    assert!(tool(&dir).run(&["mkfs", "nvme1n1"]).status.success());
     let inputs = golden_dir().join("tail/inputs");
     let write = |args: &[&str], input: &str| {
-        let o = pfs_stdin(&dir, args, &inputs.join(input));
+        let o = tool(&dir).run_with_file(args, &inputs.join(input));
         assert!(o.status.success(), "{args:?}");
     };
     write(&["write", "/nvme1n1/f"], "first.txt");
-    let o = pfs(&dir, &["tail", "/nvme1n1/missing"]);
+    let o = tool(&dir).run(&["tail", "/nvme1n1/missing"]);
     assert_eq!(o.status.code(), Some(255));
     assert_eq!(o.stdout, golden_stdout("tail", "003-tail-missing"));
 
-    let mut t = pfs_cmd(&dir, &["tail", "-f", "-n", "3", "/nvme1n1/f"])
+    let mut t = tool(&dir)
+        .command(&["tail", "-f", "-n", "3", "/nvme1n1/f"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -744,17 +665,12 @@ fn tail_prints_appends_and_stops_on_signal() {
     std::thread::sleep(std::time::Duration::from_millis(700));
     write(&["write", "-o", "0", "/nvme1n1/f"], "over.txt");
     std::thread::sleep(std::time::Duration::from_millis(700));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(t.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    signal(t.id(), Signal::SIGINT);
     let status = t.wait().unwrap();
     let mut got = Vec::new();
     t.stdout.take().unwrap().read_to_end(&mut got).unwrap();
     assert_eq!(got, golden_stdout("tail", "006-tail-f"));
     assert!(status.success(), "SIGINT is a clean stop: {status:?}");
-    let _ = fs::remove_dir_all(dir);
 }
 
 // ---------------------------------------------------------------- usage
@@ -778,7 +694,7 @@ fn check_recorded(case: &str, dir: &Path, ids: &[&str], ours: impl Fn(&str, Vec<
             .find(|r| r.id == *id)
             .unwrap_or_else(|| panic!("{case} {id} not recorded"));
         let args: Vec<&str> = r.args.iter().map(String::as_str).collect();
-        let o = pfs(dir, &args);
+        let o = tool(dir).run(&args);
         assert_eq!(
             o.status.code(),
             Some(r.exit),
@@ -799,8 +715,7 @@ fn check_recorded(case: &str, dir: &Path, ids: &[&str], ours: impl Fn(&str, Vec<
 
 #[test]
 fn chunk_usage_errors_match_reference() {
-    let dir = scratch("chunk-usage");
-    sparse(&dir.join("nvme1n1"), 30 << 30);
+    let dir = blank("chunk-usage", &["nvme1n1"], 3);
     check_recorded(
         "chunk-backup",
         &dir,
@@ -813,23 +728,20 @@ fn chunk_usage_errors_match_reference() {
         ],
         |_, golden| golden,
     );
-    let o = pfs(&dir, &["chunk", "-m", "frob", "-c", "0", "nvme1n1"]);
+    let o = tool(&dir).run(&["chunk", "-m", "frob", "-c", "0", "nvme1n1"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("frob"));
     // A non-numeric chunk id is refused (the reference reads it as 0).
-    let o = pfs(&dir, &["chunk", "-m", "backup", "-c", "x", "nvme1n1"]);
+    let o = tool(&dir).run(&["chunk", "-m", "backup", "-c", "x", "nvme1n1"]);
     assert_eq!(o.status.code(), Some(255));
     assert_eq!(o.stdout, golden_stdout("chunk-backup", "027-backup-no-pbd"));
     // No arguments at all: the general rule (the reference prints its
     // general usage and exits 1).
-    assert_eq!(pfs(&dir, &["chunk"]).status.code(), Some(1));
-    let _ = fs::remove_dir_all(dir);
+    assert_eq!(tool(&dir).run(&["chunk"]).status.code(), Some(1));
 }
 
 #[test]
 fn fscp_usage_errors_match_reference() {
-    let dir = scratch("fscp-usage");
-    sparse(&dir.join("nvme1n1"), 20 << 30);
-    sparse(&dir.join("nvme2n1"), 20 << 30);
+    let dir = blank("fscp-usage", &["nvme1n1", "nvme2n1"], 2);
     check_recorded(
         "fscp",
         &dir,
@@ -853,7 +765,7 @@ fn fscp_usage_errors_match_reference() {
             }
         },
     );
-    let o = pfs(&dir, &["fscp", "-x", "nvme1n1", "nvme2n1"]);
+    let o = tool(&dir).run(&["fscp", "-x", "nvme1n1", "nvme2n1"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("'-x'"));
     // Options before the missing names, and a third name, are usage errors.
     let usage = golden_stdout("fscp", "030-fscp-bad-option");
@@ -861,18 +773,15 @@ fn fscp_usage_errors_match_reference() {
         &["fscp", "-c", "-w", "4"][..],
         &["fscp", "nvme1n1", "nvme2n1", "nvme3n1"],
     ] {
-        let o = pfs(&dir, args);
+        let o = tool(&dir).run(args);
         assert_eq!(o.status.code(), Some(255), "{args:?}");
         assert_eq!(o.stdout, usage, "{args:?}");
     }
-    let _ = fs::remove_dir_all(dir);
 }
 
 #[test]
 fn fstrim_usage_errors_match_reference() {
-    let dir = scratch("fstrim-usage");
-    sparse(&dir.join("nvme1n1"), 20 << 30);
-    sparse(&dir.join("nvme2n1"), 20 << 30);
+    let dir = blank("fstrim-usage", &["nvme1n1", "nvme2n1"], 2);
     check_recorded(
         "fstrim",
         &dir,
@@ -886,7 +795,7 @@ fn fstrim_usage_errors_match_reference() {
     // A host id the tool refuses: exit 1 and the reference's general
     // usage, whose last line names the build (ours, not the reference's);
     // stderr says what is wrong.
-    let o = pfs(&dir, &["-H", "200", "fstrim", "-q", "nvme1n1"]);
+    let o = tool(&dir).run(&["-H", "200", "fstrim", "-q", "nvme1n1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("200"));
     let ours = String::from_utf8(o.stdout).unwrap();
@@ -897,24 +806,22 @@ fn fstrim_usage_errors_match_reference() {
     assert_eq!(body(&ours), body(&theirs));
     assert!(ours.lines().last().unwrap().starts_with("pfs version: "));
     assert!(ours.ends_with('\n'));
-    let _ = fs::remove_dir_all(dir);
 }
 
 #[test]
 fn tail_usage_errors_are_reported_like_the_other_commands() {
     // No case records them: the reference's usage and exit code, as for
     // the other commands.
-    let dir = scratch("tail-usage");
+    let dir = Scratch::new("tools-cli-tail-usage");
     let usage = "  tail file\n  $ pfs tail /1/mydir/newfile\n";
     for args in [&["tail", "-x", "/nvme1n1/f"][..], &["tail", "-f"]] {
-        let o = pfs(&dir, args);
+        let o = tool(&dir).run(args);
         assert_eq!(o.status.code(), Some(255), "{args:?}");
         assert_eq!(String::from_utf8_lossy(&o.stdout), usage, "{args:?}");
         assert!(!o.stderr.is_empty());
     }
-    let o = pfs(&dir, &["tail", "/nvme1n1/f", "/nvme1n1/g"]);
+    let o = tool(&dir).run(&["tail", "/nvme1n1/f", "/nvme1n1/g"]);
     assert_eq!(o.status.code(), Some(255));
     assert_eq!(o.stdout, b"tail failed: Invalid argument\n");
-    assert_eq!(pfs(&dir, &["tail"]).status.code(), Some(1));
-    let _ = fs::remove_dir_all(dir);
+    assert_eq!(tool(&dir).run(&["tail"]).status.code(), Some(1));
 }

@@ -29,7 +29,7 @@ impl Scratch {
     fn device(&self, name: &str, chunks: u64, format: bool) -> PathBuf {
         let p = self.dir.join(name);
         if format {
-            pfs_tests::format_image(&p, chunks);
+            pfs_tests::device::format(&p, chunks);
         } else {
             fs::File::create(&p)
                 .unwrap()

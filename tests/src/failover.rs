@@ -3,6 +3,7 @@
 //! writer (`pfs-sdk/tests/c/failover.c`) and the verdict on one paused-writer
 //! run, reproducible random pause points, and runs in parallel.
 
+use crate::cli::{text, Disk, Pfs};
 pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
@@ -69,22 +70,23 @@ pub fn drain(mut out: impl std::io::Read + Send + 'static) -> std::thread::JoinH
     })
 }
 
-/// Runs `PFS_FAILOVER_RUNS` (or `default`) runs per writer kind.
-pub fn runs(default: usize) -> usize {
-    std::env::var("PFS_FAILOVER_RUNS")
+/// A count above zero from the environment variable `name`, or `default`.
+fn count(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(default)
 }
 
+/// Runs `PFS_FAILOVER_RUNS` (or `default`) runs per writer kind.
+pub fn runs(default: usize) -> usize {
+    count("PFS_FAILOVER_RUNS", default)
+}
+
 /// How many runs go at once: `PFS_FAILOVER_PARALLEL` (or `default`).
 pub fn parallel(default: usize) -> usize {
-    std::env::var("PFS_FAILOVER_PARALLEL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(default)
+    count("PFS_FAILOVER_PARALLEL", default)
 }
 
 /// The seed of a test's random pause points: `PFS_FAILOVER_SEED`, or the
@@ -409,4 +411,180 @@ pub fn report(test: &str, verdicts: &[Verdict], started: Instant) {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// `lines` collects what `out` prints; `ready` hears of the first line
+/// starting with `word`.
+pub fn collect(
+    out: impl std::io::Read + Send + 'static,
+    word: &'static str,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::BufRead;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let l = std::sync::Arc::clone(&lines);
+    let h = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with(word) {
+                let _ = tx.send(());
+            }
+            if let Ok(mut l) = l.lock() {
+                l.push(line);
+            }
+        }
+    });
+    (lines, rx, h)
+}
+
+/// Host 2 takes over `pbd` as an operator would: `--force rm F`, then a
+/// new 4 MiB file G of 'G' bytes, with the tool `pfs` (its lease set).
+/// Fills in the timeline; returns what failed.
+pub fn take_over(pfs: &Pfs, pbd: &str, t: &mut Timeline) -> Vec<String> {
+    use std::io::Write;
+    let mut errors = Vec::new();
+    t.takeover_start = mono_ns();
+    let o = pfs.run(&["-H", "2", "--force", "rm", &format!("/{pbd}/F")]);
+    t.takeover_committed = mono_ns();
+    if !o.status.success() {
+        errors.push(format!("host 2's --force rm F: {}", text(&o)));
+    }
+    let mut w = pfs
+        .command(&["-H", "2", "--force", "write", &format!("/{pbd}/G")])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pfs write");
+    if let Some(mut input) = w.stdin.take() {
+        let _ = input.write_all(&[b'G'; 4 << 20]);
+    }
+    let o = w.wait_with_output().expect("wait for pfs write");
+    t.g_committed = mono_ns();
+    if !o.status.success() {
+        errors.push(format!("host 2's --force write G: {}", text(&o)));
+    }
+    errors
+}
+
+/// The lease of the dead-holder cases: long enough that "at once" and
+/// "after the lease" cannot be confused.
+pub const LONG_LEASE_MS: u32 = 6000;
+
+/// "At once": well inside the long lease.
+pub const AT_ONCE: Duration = Duration::from_millis(LONG_LEASE_MS as u64 / 2);
+
+/// Runs `pfs args`; `Err` with what it said unless it succeeded within
+/// `limit`.
+pub fn timed(pfs: &Pfs, args: &[&str], limit: Duration) -> Result<Duration, String> {
+    let t = Instant::now();
+    let o = pfs.run(args);
+    let took = t.elapsed();
+    if !o.status.success() {
+        return Err(format!("pfs {args:?}: {} after {took:?}", text(&o)));
+    }
+    if took > limit {
+        return Err(format!("pfs {args:?} took {took:?} (limit {limit:?})"));
+    }
+    Ok(took)
+}
+
+/// After `leave` (which leaves a dead or departed writer of host 1 behind
+/// on a fresh device from `fresh`): host 1 writes at once; on another
+/// fresh device host 2 writes at once; on a third `mkfs -f` succeeds at
+/// once. After a touch, `mkfs -f` must go through at once too (and, with
+/// `fsck`, the device be clean before it). Returns every failure.
+pub fn next_writers_proceed<D: AsRef<Disk>>(
+    what: &str,
+    fresh: impl Fn(usize) -> D,
+    leave: impl Fn(&D) -> Result<(), String>,
+    fsck: bool,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let cases: [(&str, &[&str]); 3] = [
+        ("host 1 touch", &["-H", "1", "touch"]),
+        ("host 2 touch", &["-H", "2", "touch"]),
+        ("mkfs -f", &["mkfs", "-f"]),
+    ];
+    for (i, (case, args)) in cases.into_iter().enumerate() {
+        let d = fresh(i);
+        if let Err(e) = leave(&d) {
+            failures.push(format!("{what}: {e}"));
+            continue;
+        }
+        let disk = d.as_ref();
+        let pfs = disk.pfs.clone().lease_ms(LONG_LEASE_MS);
+        let is_mkfs = args[0] == "mkfs";
+        let target = if is_mkfs {
+            disk.pbd.clone()
+        } else {
+            disk.path("next")
+        };
+        let mut a = args.to_vec();
+        a.push(&target);
+        match timed(&pfs, &a, AT_ONCE) {
+            Ok(took) => {
+                eprintln!("{what}: {case}: ok in {took:?}");
+                if !is_mkfs {
+                    if fsck {
+                        let (clean, out) = pfs.fsck(&disk.pbd);
+                        if !clean {
+                            failures.push(format!("{what}: {case}: fsck: {out}"));
+                        }
+                    }
+                    // And the device keeps working.
+                    if let Err(e) = timed(&pfs, &["mkfs", "-f", &disk.pbd], AT_ONCE) {
+                        failures.push(format!("{what}: {case}, then mkfs -f: {e}"));
+                    }
+                }
+            }
+            Err(e) => failures.push(format!("{what}: {case}: {e}")),
+        }
+    }
+    failures
+}
+
+/// Prints how many failures `test` had, and panics with them if any.
+pub fn assert_none(test: &str, failures: &[String], started: Instant) {
+    eprintln!(
+        "{test}: {} failures in {:.1} s",
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The middle of one paused-writer run: waits (up to 120 s) for the
+/// writer to say it is `ready`, lets it work `pause_ms`, stops `pid` (the
+/// writer, or the server it writes through: `who`), lets host 2 take `pbd`
+/// over with `tool`, then resumes `pid` for 2 s. Returns the timeline and
+/// what failed.
+pub fn pause_and_take_over(
+    ready: &std::sync::mpsc::Receiver<()>,
+    pid: u32,
+    who: &str,
+    pause_ms: u64,
+    tool: &Pfs,
+    pbd: &str,
+) -> (Timeline, Vec<String>) {
+    let mut t = Timeline::default();
+    let mut errors = Vec::new();
+    if ready.recv_timeout(Duration::from_secs(120)).is_err() {
+        errors.push("the writer never got ready".to_owned());
+    }
+    t.ready = mono_ns();
+    std::thread::sleep(Duration::from_millis(pause_ms));
+    t.stop_sent = mono_ns();
+    signal(pid, Signal::SIGSTOP);
+    if !wait_stopped(pid) {
+        errors.push(format!("the {who} exited before the pause"));
+    }
+    t.stopped = mono_ns();
+    errors.extend(take_over(tool, pbd, &mut t));
+    t.cont = mono_ns();
+    signal(pid, Signal::SIGCONT);
+    std::thread::sleep(Duration::from_secs(2));
+    (t, errors)
 }

@@ -1,32 +1,81 @@
-//! Helpers shared by the workspace-level integration tests: finding and
-//! expanding the reference's golden images, and reading the outputs the
-//! reference tool printed beside them.
+//! Helpers shared by every test and bench of the workspace, so that each
+//! set-up lives in one place:
+//!
+//! - [`cli`]: the `pfs` binary (found or built), a runner with the device
+//!   directory and a clean environment, run/ok/fail helpers;
+//! - [`device`]: scratch directories that remove themselves, sparse and
+//!   formatted devices, devices in memory, loop devices for benches;
+//! - [`fuse`]: `pfs mount` in the background or as a child, unmounted by
+//!   a guard;
+//! - [`pg`]: a real PostgreSQL server run as user `postgres`;
+//! - [`failover`] and [`crafted`]: paused writers and damaged images;
+//! - here: the reference's golden images (expanded by [`qcow2`], no
+//!   `qemu-img` needed) and the outputs it printed beside them, and
+//!   [`require`] and [`skipped`], which skip a test with a note where an
+//!   optional tool is missing.
 
+pub mod cli;
 pub mod crafted;
+pub mod device;
 pub mod failover;
+pub mod fuse;
+pub mod pg;
+pub mod qcow2;
 
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// Makes `path` a sparse file of `chunks` 10 GiB chunks holding a new
-/// filesystem with the smallest journal: the device the multi-process
-/// tests share.
-pub fn format_image(path: &Path, chunks: u64) {
-    File::create(path)
-        .and_then(|f| f.set_len(chunks * pfs_format::layout::CHUNK_SIZE))
-        .unwrap_or_else(|e| panic!("cannot make {}: {e}", path.display()));
-    let dev = pfs_core::FileDevice::open("img", path, true).expect("open the new image");
-    pfs_core::mkfs(
-        &dev,
-        &pfs_core::MkfsOptions {
-            log_size: pfs_format::layout::MIN_LOG_SIZE,
-            ..pfs_core::MkfsOptions::default()
-        },
-    )
-    .expect("mkfs of the new image");
+/// The running test's name: libtest names each test's thread after it.
+pub fn test_name() -> String {
+    match std::thread::current().name() {
+        Some(n) if n != "main" => n.to_owned(),
+        _ => "test".to_owned(),
+    }
+}
+
+/// Says that the running test is skipped and why, as `skipped: <test>:
+/// <why>`, on the real stderr (past libtest's capture, so a passing run
+/// shows it too). Returns false, for `if !skip_unless(...) { return; }`.
+pub fn skipped(why: &str) -> bool {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {}: {why}", test_name());
+    false
+}
+
+/// Whether `ok` holds; when it does not, the test is [`skipped`] for `why`.
+pub fn skip_unless(ok: bool, why: &str) -> bool {
+    ok || skipped(why)
+}
+
+/// Whether `program` is on the `PATH`; when it is not, the test is
+/// [`skipped`]: `if !pfs_tests::require("rsync") { return; }`.
+pub fn require(program: &str) -> bool {
+    skip_unless(on_path(program), &format!("{program} is not installed"))
+}
+
+/// Whether an executable `program` is on the `PATH`.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|d| {
+        fs::metadata(d.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Whether the tests run as root; when not, the test is [`skipped`].
+pub fn require_root() -> bool {
+    skip_unless(is_root(), "needs root")
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// The project root (the workspace holding this crate).
@@ -56,10 +105,11 @@ fn cache_dir() -> PathBuf {
 }
 
 /// Expands `<golden>/<case>/<image>.qcow2` to a sparse raw file (cached) and
-/// returns its path. Overlays find their backing file beside them.
+/// returns its path. Overlays find their backing file beside them. The
+/// images are read by [`qcow2`], so no `qemu-img` is needed.
 ///
-/// Panics with a clear message when the corpus or `qemu-img` is missing:
-/// these tests must not pass vacuously.
+/// Panics with a clear message when the corpus is missing or an image
+/// cannot be read: these tests must not pass vacuously.
 pub fn expand(case: &str, image: &str) -> PathBuf {
     let src = golden_dir().join(case).join(format!("{image}.qcow2"));
     assert!(
@@ -78,17 +128,10 @@ pub fn expand(case: &str, image: &str) -> PathBuf {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = out_dir.join(format!("{image}.raw.tmp-{}-{seq}", std::process::id()));
-    let status = Command::new("qemu-img")
-        .args(["convert", "-O", "raw"])
-        .arg(&src)
-        .arg(&tmp)
-        .status()
-        .expect("qemu-img must be installed (Debian package qemu-utils) to expand golden images");
-    assert!(
-        status.success(),
-        "qemu-img convert {} failed: {status}",
-        src.display()
-    );
+    if let Err(e) = qcow2::Qcow2::open(&src).and_then(|q| q.expand(&tmp)) {
+        let _ = fs::remove_file(&tmp);
+        panic!("cannot expand golden image {}: {e}", src.display());
+    }
     fs::rename(&tmp, &out).expect("move expanded image into place");
     let stamp_tmp = out_dir.join(format!("{image}.stamp.tmp-{}-{seq}", std::process::id()));
     fs::write(&stamp_tmp, want_stamp).expect("write cache stamp");
@@ -267,6 +310,59 @@ pub fn file_digest(path: &Path) -> u64 {
         win += 1;
     }
     h.finish()
+}
+
+/// The indexes of the `win`-byte windows of `f` (`len` bytes long) that
+/// hold data, as `SEEK_DATA` finds them.
+pub fn data_windows(f: &File, len: u64, win: u64) -> Vec<u64> {
+    let mut v = Vec::new();
+    let mut w = 0u64;
+    while w * win < len {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+        match nix::unistd::lseek(fd, (w * win) as i64, nix::unistd::Whence::SeekData) {
+            Ok(d) => {
+                w = d as u64 / win;
+                v.push(w);
+                w += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    v
+}
+
+/// Calls `each(offset, a_byte, b_byte)` for every byte at which the sparse
+/// files `a` and `b` differ, reading only the 1 MiB windows that hold data
+/// in either. Panics if their sizes differ.
+pub fn for_each_difference(a: &Path, b: &Path, mut each: impl FnMut(u64, u8, u8)) {
+    const WIN: u64 = 1 << 20;
+    let open = |p: &Path| File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+    let (fa, fb) = (open(a), open(b));
+    let len = fa.metadata().map(|m| m.len()).unwrap_or(0);
+    assert_eq!(
+        len,
+        fb.metadata().map(|m| m.len()).unwrap_or(0),
+        "image sizes"
+    );
+    let mut all = data_windows(&fa, len, WIN);
+    all.extend(data_windows(&fb, len, WIN));
+    all.sort_unstable();
+    all.dedup();
+    let (mut x, mut y) = (vec![0u8; WIN as usize], vec![0u8; WIN as usize]);
+    for w in all {
+        let at = w * WIN;
+        let n = (len - at).min(WIN) as usize;
+        fa.read_exact_at(&mut x[..n], at).expect("read image");
+        fb.read_exact_at(&mut y[..n], at).expect("read image");
+        if x[..n] == y[..n] {
+            continue;
+        }
+        for (i, (p, q)) in x[..n].iter().zip(&y[..n]).enumerate() {
+            if p != q {
+                each(at + i as u64, *p, *q);
+            }
+        }
+    }
 }
 
 /// Lowercase hex SHA-256 of `bytes`.

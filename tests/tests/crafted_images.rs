@@ -11,17 +11,26 @@ use pfs_core::{CoreError, Device, FileDevice};
 use pfs_core::{Mode, Mount, MountOptions};
 use pfs_format::MetaType;
 use pfs_tests::crafted::{build_base, edit_object, long_name, lookup, Damage};
+use pfs_tests::device::Scratch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn image(name: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("pfs-crafted-lib-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+fn image(name: &str) -> (Scratch, PathBuf) {
+    let dir = Scratch::new(&format!("crafted-lib-{name}"));
     let img = dir.join("img");
     build_base(&img);
     (dir, img)
+}
+
+/// A base image with damage `d` done, the inode of `path` looked up
+/// before, and a read-only mount of it.
+fn damaged(name: &str, path: &str, d: Damage) -> (Scratch, PathBuf, u64, Mount) {
+    let (dir, img) = image(name);
+    let (ino, _, _) = lookup(&img, path);
+    d.apply(&img);
+    let m = mount(&img, Mode::ReadOnly);
+    (dir, img, ino, m)
 }
 
 fn mount(img: &Path, mode: Mode) -> Mount {
@@ -53,32 +62,24 @@ fn corrupt<T: std::fmt::Debug>(r: pfs_core::Result<T>) -> (MetaType, u64, String
 
 #[test]
 fn base_image_is_clean() {
-    let (dir, img) = image("clean");
+    let (_dir, img) = image("clean");
     assert!(fsck_problems(&img).is_empty());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn block_tag_cycle_ends_every_block_walk() {
-    let (dir, img) = image("btcycle");
-    let (ino, _, _) = lookup(&img, "/d3/top");
-    Damage::BlockTagCycle.apply(&img);
-    let m = mount(&img, Mode::ReadOnly);
+    let (_dir, img, ino, m) = damaged("btcycle", "/d3/top", Damage::BlockTagCycle);
     let (object, number, problem) = corrupt(m.blocks(ino));
     assert_eq!((object, number), (MetaType::Inode, ino));
     assert!(problem.contains("block-tag chain has a cycle"), "{problem}");
     corrupt(m.read_at(ino, &mut [0u8; 16], 0));
     let p = fsck_problems(&img);
     assert!(p.iter().any(|l| l.contains("cycle")), "{p:?}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn directory_entry_cycle_ends_lookups() {
-    let (dir, img) = image("decycle");
-    let (d1, _, _) = lookup(&img, "/d1");
-    Damage::DirEntryCycle.apply(&img);
-    let m = mount(&img, Mode::ReadOnly);
+    let (_dir, _img, d1, m) = damaged("decycle", "/d1", Damage::DirEntryCycle);
     // A lookup of a missing name walks the whole chain (to build the
     // directory's name index): the loop is a corruption error, whether the
     // chain walk meets the cycle or the entries' back links give it away
@@ -100,12 +101,11 @@ fn directory_entry_cycle_ends_lookups() {
         other => panic!("expected a corruption error, got {other:?}"),
     }
     assert!(m.readdir(d1).is_err());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn extension_chain_cycle_ends_name_assembly() {
-    let (dir, img) = image("extcycle");
+    let (_dir, img) = image("extcycle");
     let long = format!("/d1/{}", long_name());
     let (_, head, _) = lookup(&img, &long);
     let (d1, _, _) = lookup(&img, "/d1");
@@ -129,7 +129,6 @@ fn extension_chain_cycle_ends_name_assembly() {
     assert_eq!((object, number), (MetaType::DirEntry, head));
     assert!(problem.contains("name extension chain"), "{problem}");
     assert!(!fsck_problems(&img).is_empty());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -145,20 +144,19 @@ fn fsck_names_each_kind_of_damage() {
         (Damage::UnknownType, "unknown inode type 7"),
     ];
     for (d, needle) in cases {
-        let (dir, img) = image(&format!("fsck-{d:?}"));
+        let (_dir, img) = image(&format!("fsck-{d:?}"));
         d.apply(&img);
         let p = fsck_problems(&img);
         assert!(
             p.iter().any(|l| l.contains(needle)),
             "{d:?}: no problem line contains {needle:?}: {p:#?}"
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
 #[test]
 fn fsck_goes_on_past_bad_checksums() {
-    let (dir, img) = image("checksums");
+    let (_dir, img) = image("checksums");
     let (g, _, _) = lookup(&img, "/d1/g");
     Damage::DuplicateName.apply(&img);
     // Stale checksums in two sectors: an inode in use and a free direntry.
@@ -172,12 +170,11 @@ fn fsck_goes_on_past_bad_checksums() {
     let bad = p.iter().filter(|l| l.contains("checksum")).count();
     assert_eq!(bad, 2, "{p:#?}");
     assert!(p.iter().any(|l| l.contains("duplicate name")), "{p:#?}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_file_with_an_impossible_size_is_removed_in_one_short_step() {
-    let (dir, img) = image("huge-rm");
+    let (_dir, img) = image("huge-rm");
     Damage::HugeSize.apply(&img);
     let m = mount(&img, Mode::ReadWrite);
     let t = Instant::now();
@@ -185,5 +182,4 @@ fn a_file_with_an_impossible_size_is_removed_in_one_short_step() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     drop(m);
     assert!(fsck_problems(&img).is_empty());
-    let _ = std::fs::remove_dir_all(dir);
 }

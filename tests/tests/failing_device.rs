@@ -6,38 +6,24 @@
 #![allow(clippy::unwrap_used)]
 
 use pfs_core::testing::FailingDevice;
-use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{CoreError, Device};
 use pfs_core::{Mode, Mount, MountOptions};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+use pfs_tests::device;
 use std::sync::Arc;
 
 fn device() -> Arc<FailingDevice> {
     let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
+    device::mkfs(dev.as_ref(), MIN_LOG_SIZE);
     dev
 }
 
 fn opts(hostid: u64) -> MountOptions {
-    MountOptions {
-        hostid,
-        lease_ms: 60_000,
-        ..MountOptions::default()
-    }
+    device::host(hostid, 60_000)
 }
 
 fn names(m: &Mount) -> Vec<String> {
-    m.readdir(0)
-        .unwrap()
-        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
-        .collect()
+    device::names(m, "/")
 }
 
 #[test]

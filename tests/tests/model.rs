@@ -8,10 +8,9 @@
 #![allow(clippy::unwrap_used)]
 
 use pfs_core::OpenOptions;
-use pfs_core::{mkfs, MkfsOptions};
-use pfs_core::{CoreError, Device, MemDevice};
+use pfs_core::{CoreError, Device};
 use pfs_core::{Mode, Mount, MountOptions};
-use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+use pfs_format::layout::MIN_LOG_SIZE;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -260,15 +259,7 @@ fn tree(m: &Mount) -> BTreeMap<String, Node> {
 }
 
 fn check(ops: &[Op]) {
-    let dev: Arc<dyn Device> = Arc::new(MemDevice::new("model", CHUNK_SIZE));
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
+    let dev: Arc<dyn Device> = pfs_tests::device::in_memory("model", MIN_LOG_SIZE);
     let opts = MountOptions {
         lease_ms: 600_000,
         ..MountOptions::default()

@@ -5,42 +5,36 @@
 #![allow(clippy::unwrap_used)]
 
 use pfs_core::testing::FailingDevice;
-use pfs_core::{mkfs, MkfsOptions};
-use pfs_core::{CoreError, Device, MemDevice};
+use pfs_core::{CoreError, Device};
 use pfs_core::{FileType, OpenOptions};
 use pfs_core::{Mode, Mount, MountOptions};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+use pfs_tests::device::{self, host, names};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn formatted(log_size: u64) -> Arc<dyn Device> {
-    let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
-    dev
-}
-
-fn host(hostid: u64, lease_ms: u32) -> MountOptions {
+/// Options of host `hostid` taking the lease over by force.
+fn forced(hostid: u64, lease_ms: u32) -> MountOptions {
     MountOptions {
-        hostid,
-        lease_ms,
-        ..MountOptions::default()
+        force: true,
+        ..host(hostid, lease_ms)
     }
 }
 
-fn names(m: &Mount, dir: &str) -> Vec<String> {
-    let ino = m.resolve(dir).unwrap();
-    m.readdir(ino)
-        .unwrap()
-        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
-        .collect()
+/// Host 1 (`w1`) stops renewing its lease; host 2 is refused without
+/// --force, then takes over with it (with a lease of `lease_ms`).
+fn stall_and_force(dev: &Arc<dyn Device>, w1: &Mount, lease_ms: u32) -> Mount {
+    w1.lease().unwrap().stop_renewing();
+    assert!(matches!(
+        Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 400)),
+        Err(CoreError::Busy { .. })
+    ));
+    Mount::open_with(dev.clone(), Mode::ReadWrite, &forced(2, lease_ms)).unwrap()
+}
+
+fn formatted(log_size: u64) -> Arc<dyn Device> {
+    device::in_memory("mem", log_size)
 }
 
 #[test]
@@ -69,34 +63,14 @@ fn forced_takeover_after_expiry_fences_the_stale_writer() {
     w1.mkdir_path("/one").unwrap();
     // While host 1 renews, even --force gives up after waiting.
     let started = Instant::now();
-    let e = Mount::open_with(
-        dev.clone(),
-        Mode::ReadWrite,
-        &MountOptions {
-            force: true,
-            ..host(2, 400)
-        },
-    );
+    let e = Mount::open_with(dev.clone(), Mode::ReadWrite, &forced(2, 400));
     assert!(
         matches!(e, Err(CoreError::Busy { .. })),
         "live lease must not be taken"
     );
     assert!(started.elapsed() >= Duration::from_millis(800));
     // Host 1 hangs: it stops renewing but still believes it is the writer.
-    w1.lease().unwrap().stop_renewing();
-    assert!(matches!(
-        Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 400)),
-        Err(CoreError::Busy { .. })
-    ));
-    let w2 = Mount::open_with(
-        dev.clone(),
-        Mode::ReadWrite,
-        &MountOptions {
-            force: true,
-            ..host(2, 400)
-        },
-    )
-    .unwrap();
+    let w2 = stall_and_force(&dev, &w1, 400);
     w2.mkdir_path("/two").unwrap();
     // The stale writer's next commit is refused, and stays refused.
     match w1.mkdir_path("/stale") {
@@ -126,38 +100,30 @@ fn read_file(dev: &Arc<dyn Device>, path: &str) -> Vec<u8> {
     out
 }
 
+/// A fresh device, host 1's mount of it with a lease of `lease_ms`, and
+/// `/F` made through it holding `data`.
+fn writing_f(lease_ms: u32, data: &[u8]) -> (Arc<dyn Device>, Arc<Mount>, pfs_core::File) {
+    let dev = formatted(MIN_LOG_SIZE);
+    let w1 = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, lease_ms)).unwrap());
+    let f = w1.open_file("/F", device::create_write()).unwrap();
+    f.write_at(data, 0).unwrap();
+    (dev, w1, f)
+}
+
 #[test]
 fn a_paused_writer_lands_no_data_in_the_next_writers_files() {
     // Host 1 writes F and hangs past its lease with F open. Host 2 takes
     // over, removes F and writes G, which gets F's inode number and block,
     // then unmounts (its slot says idle again). Host 1 resumes: its data
     // writes, flushes and commits must all be refused, for good.
-    let dev = formatted(MIN_LOG_SIZE);
-    let w1 = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 400)).unwrap());
-    let write = OpenOptions {
-        create: true,
-        write: true,
-        ..OpenOptions::default()
-    };
-    let f = w1.open_file("/F", write).unwrap();
-    f.write_at(&[b'F'; 65536], 0).unwrap();
+    let (dev, w1, f) = writing_f(400, &[b'F'; 65536]);
     f.sync_all().unwrap();
     let f_ino = f.ino();
     w1.lease().unwrap().stop_renewing();
     std::thread::sleep(Duration::from_millis(500));
-    let w2 = Arc::new(
-        Mount::open_with(
-            dev.clone(),
-            Mode::ReadWrite,
-            &MountOptions {
-                force: true,
-                ..host(2, 400)
-            },
-        )
-        .unwrap(),
-    );
+    let w2 = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &forced(2, 400)).unwrap());
     w2.unlink_path("/F").unwrap();
-    let g = w2.open_file("/G", write).unwrap();
+    let g = w2.open_file("/G", device::create_write()).unwrap();
     g.write_at(&[b'G'; 65536], 0).unwrap();
     g.sync_all().unwrap();
     assert_eq!(g.ino(), f_ino, "G should reuse F's inode for this test");
@@ -185,15 +151,7 @@ fn a_paused_writer_lands_no_data_in_the_next_writers_files() {
 fn a_writer_that_only_stalled_proves_its_lease_and_goes_on() {
     // No one took over: after the stall the next data write takes the
     // lease again (no other host claims it, the journal head is its own).
-    let dev = formatted(MIN_LOG_SIZE);
-    let w1 = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 300)).unwrap());
-    let write = OpenOptions {
-        create: true,
-        write: true,
-        ..OpenOptions::default()
-    };
-    let f = w1.open_file("/F", write).unwrap();
-    f.write_at(&[b'a'; 8192], 0).unwrap();
+    let (dev, w1, f) = writing_f(300, &[b'a'; 8192]);
     let lease = w1.lease().unwrap();
     lease.stop_renewing();
     std::thread::sleep(Duration::from_millis(400));
@@ -213,22 +171,9 @@ fn writer_without_lease_sees_foreign_commits_and_stops() {
     let dev = formatted(MIN_LOG_SIZE);
     let w1 = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1, 400)).unwrap();
     w1.mkdir_path("/w1").unwrap();
-    w1.lease().unwrap().stop_renewing();
     // Without --force a silent holder is still refused; with it, host 2
     // waits the silence out and takes over.
-    assert!(matches!(
-        Mount::open_with(dev.clone(), Mode::ReadWrite, &host(2, 400)),
-        Err(CoreError::Busy { .. })
-    ));
-    let w2 = Mount::open_with(
-        dev.clone(),
-        Mode::ReadWrite,
-        &MountOptions {
-            force: true,
-            ..host(2, 60_000)
-        },
-    )
-    .unwrap();
+    let w2 = stall_and_force(&dev, &w1, 60_000);
     w2.mkdir_path("/x").unwrap();
     assert!(matches!(w1.mkdir_path("/y"), Err(CoreError::Fenced { .. })));
 }
@@ -311,14 +256,7 @@ fn journal_wraps_many_times_without_loss() {
 #[test]
 fn failing_device_stops_the_writer() {
     let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
+    device::mkfs(dev.as_ref(), MIN_LOG_SIZE);
     let w = Mount::open_with(
         dev.clone() as Arc<dyn Device>,
         Mode::ReadWrite,

@@ -7,39 +7,26 @@
 #![allow(clippy::unwrap_used)]
 
 use pfs_core::testing::{CrashDevice, FailingDevice, StallingDevice};
-use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{
     CoreError, Device, FileType, MemDevice, Mode, Mount, MountOptions, OpenOptions, MAX_FILE_SIZE,
 };
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE, ROOT_INO};
+use pfs_tests::device;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Makes a filesystem with the smallest journal on `dev`.
 fn format(dev: &dyn Device) {
-    mkfs(
-        dev,
-        &MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
+    device::mkfs(dev, MIN_LOG_SIZE);
 }
 
 fn formatted() -> Arc<dyn Device> {
-    let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
-    format(dev.as_ref());
-    dev
+    device::in_memory("mem", MIN_LOG_SIZE)
 }
 
 fn opts(hostid: u64) -> MountOptions {
-    MountOptions {
-        hostid,
-        lease_ms: 60_000,
-        ..MountOptions::default()
-    }
+    device::host(hostid, 60_000)
 }
 
 fn writer(dev: &Arc<dyn Device>) -> Arc<Mount> {
@@ -279,11 +266,7 @@ fn racing_threads_cannot_both_win() {
 fn owned_handles_and_std_io() {
     let dev = formatted();
     let m = writer(&dev);
-    let create = OpenOptions {
-        create: true,
-        write: true,
-        ..OpenOptions::default()
-    };
+    let create = device::create_write();
     let mut f = m.open_file("/f", create).unwrap();
     let g = m.open_file("/f", OpenOptions::default()).unwrap();
     drop(m); // the handles keep the mount
@@ -336,11 +319,7 @@ fn handles_writing_one_file_from_threads_keep_every_extent() {
     const BLOCK: usize = 4 << 20;
     const THREADS: usize = 4;
     const EACH: usize = 6;
-    let create = OpenOptions {
-        create: true,
-        write: true,
-        ..OpenOptions::default()
-    };
+    let create = device::create_write();
     drop(m.open_file("/f", create).unwrap());
     let w = OpenOptions {
         write: true,
@@ -473,11 +452,7 @@ fn huge_orphans_are_reclaimed_quickly() {
         ..MountOptions::default()
     };
     let m = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &short(1, false)).unwrap());
-    let create = OpenOptions {
-        create: true,
-        write: true,
-        ..OpenOptions::default()
-    };
+    let create = device::create_write();
     let h = m.open_file("/orphan", create).unwrap();
     h.write_at(b"z", 1 << 62).unwrap();
     h.write_at(b"a", 0).unwrap();
@@ -614,11 +589,7 @@ fn a_truncate_waits_for_writes_so_freed_blocks_get_no_stale_bytes() {
 fn truncating_a_handle_cuts_its_deferred_writes_too() {
     let dev = formatted();
     let m = writer(&dev);
-    let o = OpenOptions {
-        create: true,
-        write: true,
-        ..OpenOptions::default()
-    };
+    let o = device::create_write();
     let f = m.open_file("/f", o).unwrap();
     f.write_at_deferred(b"0123456789", 0).unwrap();
     f.set_len(3).unwrap();

@@ -11,6 +11,7 @@
 
 use pfs_core::testing::StallingDevice;
 use pfs_core::{Device, FileDevice, FileType, Mode, Mount, MountOptions};
+use pfs_tests::device::Scratch;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -37,13 +38,11 @@ fn mount(image: &Path, mode: Mode, hostid: u64) -> Arc<Mount> {
     Arc::new(Mount::open_with(dev, mode, &options(image, hostid)).unwrap())
 }
 
-fn image(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pfs-shared-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let img = dir.join("img");
-    pfs_tests::format_image(&img, 1);
-    img
+/// A fresh one-chunk image `img` in a scratch directory of its own.
+fn image(tag: &str) -> (Scratch, PathBuf) {
+    let dir = Scratch::new(&format!("shared-{tag}"));
+    let img = dir.formatted("img", 1);
+    (dir, img)
 }
 
 fn spawn(role: &str, img: &Path) -> Child {
@@ -229,7 +228,7 @@ fn verify(img: &Path, acked: &Acked) {
 
 #[test]
 fn processes_of_one_host_write_together() {
-    let img = image("together");
+    let (_dir, img) = image("together");
     let children: Vec<Child> = (0..4)
         .map(|k| spawn(&format!("worker:{k}:4"), &img))
         .collect();
@@ -248,7 +247,7 @@ fn processes_of_one_host_write_together() {
 
 #[test]
 fn a_killed_process_stops_nobody() {
-    let img = image("killed");
+    let (_dir, img) = image("killed");
     let mut victim = spawn("worker:0:30", &img);
     let others: Vec<Child> = (1..3)
         .map(|k| spawn(&format!("worker:{k}:4"), &img))
@@ -285,7 +284,7 @@ fn a_killed_process_stops_nobody() {
 
 #[test]
 fn a_commit_is_seen_by_the_next_call_of_another_process() {
-    let img = image("seen");
+    let (_dir, img) = image("seen");
     let here = mount(&img, Mode::ReadWrite, 1);
     // This process writes first, so the host holds the lease on this
     // machine and its commits are counted in the share.
@@ -322,7 +321,7 @@ fn a_commit_is_seen_by_the_next_call_of_another_process() {
 
 #[test]
 fn a_tool_mounting_with_host_id_0_writes_as_the_host_holding_the_lease() {
-    let img = image("tool");
+    let (_dir, img) = image("tool");
     let db = mount(&img, Mode::ReadWrite, 1);
     db.mkdir_path("/base").unwrap();
     let tool = mount(&img, Mode::ReadWrite, 0);
@@ -339,7 +338,7 @@ fn a_tool_mounting_with_host_id_0_writes_as_the_host_holding_the_lease() {
 
 #[test]
 fn a_truncate_in_one_process_waits_for_a_write_in_another() {
-    let img = image("truncate");
+    let (_dir, img) = image("truncate");
     let m = mount(&img, Mode::ReadWrite, 1);
     let f = m.create_path("/f", FileType::File).unwrap();
     m.write_at(f, &[b'f'; 8192], 0).unwrap();
@@ -369,5 +368,4 @@ fn a_truncate_in_one_process_waits_for_a_write_in_another() {
     );
     assert!(m.fsck().unwrap().is_clean());
     drop(m);
-    std::fs::remove_dir_all(img.parent().unwrap()).unwrap();
 }

@@ -78,10 +78,8 @@ fn check_state(m: &Mount) -> u64 {
 
 #[test]
 fn reader_follows_writer_process() {
-    let dir = std::env::temp_dir().join(format!("pfs-two-process-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let img = dir.join("img");
-    pfs_tests::format_image(&img, 1);
+    let dir = pfs_tests::device::Scratch::new("two-process");
+    let img = dir.formatted("img", 1);
     let reader_dev: Arc<dyn Device> = Arc::new(FileDevice::open("img", &img, false).unwrap());
     let reader = Mount::open_with(
         reader_dev,
@@ -124,5 +122,4 @@ fn reader_follows_writer_process() {
         states > 5,
         "the reader saw only {states} intermediate states"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

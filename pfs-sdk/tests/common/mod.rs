@@ -1,15 +1,16 @@
 //! Shared by the SDK's test binaries: installs the library into a prefix
 //! once per binary, compiles the C programs of `tests/c` against the
 //! installed header (once with the shared library, once with the static
-//! archive), and makes PFS devices on sparse files.
+//! archive), and runs them on PFS devices made by `pfs_tests`.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use pfs_core::{Device, FileDevice};
+use pfs_tests::cli::Disk;
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// The crate's directory.
@@ -17,7 +18,14 @@ pub fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Where this test binary keeps its files.
+/// Whether the C programs can be built here (a C compiler); when not, the
+/// test is skipped with a note.
+pub fn can_build() -> bool {
+    pfs_tests::require("cc")
+}
+
+/// Where this test binary keeps what it builds: the installed library
+/// and the C programs.
 pub fn scratch() -> PathBuf {
     let d =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pfs-sdk-{}", std::process::id()));
@@ -30,15 +38,10 @@ pub fn prefix() -> &'static Path {
     static PREFIX: OnceLock<PathBuf> = OnceLock::new();
     PREFIX.get_or_init(|| {
         let p = scratch().join("prefix");
-        let out = Command::new("bash")
-            .arg(crate_dir().join("install.sh"))
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "install.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        pfs_tests::cli::run_ok(
+            Command::new("bash")
+                .arg(crate_dir().join("install.sh"))
+                .arg(&p),
         );
         for f in [
             "include/pfsd_sdk.h",
@@ -91,40 +94,45 @@ pub fn program(name: &str, link: Link) -> PathBuf {
                 .args(["-lpthread", "-ldl", "-lm"]);
         }
     }
-    let out = cc.output().unwrap();
-    assert!(
-        out.status.success(),
-        "cc {name} ({link:?}) failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&format!("cc {name} ({link:?})"), &cc.output().unwrap());
     built.insert((name.to_owned(), link), exe.clone());
     exe
 }
 
-/// A PFS device on a sparse file in a device directory of its own.
-pub struct TestDev {
-    /// The device directory (`PFS_DEVICE_DIR`).
-    pub dir: PathBuf,
-    /// The PBD name.
-    pub pbd: String,
+/// A PFS device on a sparse file in a device directory of its own
+/// (removed when dropped).
+pub struct TestDev(Disk);
+
+impl Deref for TestDev {
+    type Target = Disk;
+
+    fn deref(&self) -> &Disk {
+        &self.0
+    }
+}
+
+impl AsRef<Disk> for TestDev {
+    fn as_ref(&self) -> &Disk {
+        &self.0
+    }
 }
 
 impl TestDev {
-    /// Formats a new device of `chunks` 10 GiB chunks with 30 hosts.
-    pub fn new(chunks: u64) -> TestDev {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = scratch().join(format!("dev{}", N.fetch_add(1, Ordering::Relaxed)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pbd = "1-1".to_owned();
-        pfs_tests::format_image(&dir.join(&pbd), chunks);
-        TestDev { dir, pbd }
+    /// Formats a new device of one chunk with 30 hosts and the smallest
+    /// journal. Its `pfs` is a release build of the tool (built on first
+    /// use), for what other hosts and the operator do next to the C
+    /// programs.
+    pub fn new() -> TestDev {
+        let mut d = Disk::formatted("sdk", "1-1");
+        d.pfs = d.pfs.clone().release();
+        TestDev(d)
     }
 
     /// Runs `program` with this device's directory in its environment.
     pub fn command(&self, program: &Path) -> Command {
         let mut c = Command::new(program);
         // cargo points LD_LIBRARY_PATH at its own build of the library.
-        c.env("PFS_DEVICE_DIR", &self.dir)
+        c.env("PFS_DEVICE_DIR", self.pfs.dir())
             .env("PFSD_SDK_DEBUG", "1")
             .env_remove("LD_LIBRARY_PATH");
         c
@@ -141,7 +149,7 @@ impl TestDev {
 
     /// Opens the device (read-only) for checks.
     pub fn device(&self) -> FileDevice {
-        FileDevice::open(&self.pbd, &self.dir.join(&self.pbd), false).unwrap()
+        FileDevice::open(&self.pbd, &self.0.device(), false).unwrap()
     }
 
     /// Checks the filesystem; panics with the problems if it is not clean.
@@ -153,76 +161,5 @@ impl TestDev {
     }
 }
 
-impl Drop for TestDev {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Asserts that a program exited 0, showing its output otherwise.
-pub fn assert_ok(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The `pfs` tool (a release build, made once per test binary with the
-/// same cargo and target directory as the library), for what other hosts
-/// and the operator do next to the C programs.
-pub fn pfs_tool() -> &'static Path {
-    static PFS: OnceLock<PathBuf> = OnceLock::new();
-    PFS.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let root = crate_dir().join("..");
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                "pfs-tool",
-                "--bin",
-                "pfs",
-            ])
-            .arg("--manifest-path")
-            .arg(root.join("Cargo.toml"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "building pfs failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // This binary is <target>/debug/deps/<name>; the tool is
-        // <target>/release/pfs.
-        let exe = std::env::current_exe().unwrap();
-        let target = exe.ancestors().nth(3).unwrap().to_path_buf();
-        let pfs = target.join("release").join("pfs");
-        assert!(pfs.is_file(), "{} was not built", pfs.display());
-        pfs
-    })
-}
-
-impl TestDev {
-    /// `pfs <args>` on this device's directory (the PBD is named in the
-    /// arguments), with `PFS_LEASE_MS`.
-    pub fn pfs(&self, lease_ms: u32, args: &[&str]) -> Command {
-        let mut c = Command::new(pfs_tool());
-        c.arg("--device-dir")
-            .arg(&self.dir)
-            .args(args)
-            .env("PFS_LEASE_MS", lease_ms.to_string())
-            .env_remove("PFS_TEST_STOP_AT")
-            .stdin(std::process::Stdio::null());
-        c
-    }
-
-    /// `/<pbd>/<rel>`.
-    pub fn path(&self, rel: &str) -> String {
-        format!("/{}/{rel}", self.pbd)
-    }
-}
+pub use pfs_tests::cli::assert_success as assert_ok;
