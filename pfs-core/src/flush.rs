@@ -6,8 +6,11 @@
 //!
 //! The same rule works among the processes of a shared host (every
 //! process's flush of the device covers the writes all of them completed
-//! before it): [`crate::share::Share::flush`] keeps the two counters in the
-//! shared file and orders the flushes with a byte-range lock.
+//! before it): [`crate::share::Share::flush`] keeps the host's two counters
+//! in the shared file and orders its flushes with a byte-range lock of the
+//! host's. Hosts never wait for each other's flushes: a paused host (a
+//! stopped primary on the machine of its replica) must not hold up the
+//! host that takes over.
 
 use crate::error::Result;
 use parking_lot::Mutex;

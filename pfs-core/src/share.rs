@@ -42,10 +42,6 @@ const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR2");
 const OFF_MAGIC: usize = 0;
 const OFF_BOOT: usize = 8;
 const OFF_VERSION: usize = 16;
-/// Flushes asked for by the processes of the machine (see [`crate::flush`]).
-const OFF_FLUSH_REQUESTED: usize = 24;
-/// The newest request a completed flush covered.
-const OFF_FLUSH_COVERED: usize = 32;
 /// Per-host words start here, `HOST_STRIDE` bytes per host id.
 const OFF_HOSTS: usize = 64;
 const HOST_STRIDE: usize = 64;
@@ -60,6 +56,10 @@ const H_HEAD: usize = 24;
 const H_NEXT: usize = 32;
 /// How many times another host took this host's lease over and committed.
 const H_DEPOSED: usize = 40;
+/// Flushes asked for by the host's processes (see [`crate::flush`]).
+const H_FLUSH_REQUESTED: usize = 48;
+/// The newest of those requests a completed flush covered.
+const H_FLUSH_COVERED: usize = 56;
 /// Highest host id the file has room for.
 const MAX_HOSTID: u64 = ((FILE_LEN as usize - OFF_HOSTS) / HOST_STRIDE - 1) as u64;
 
@@ -67,6 +67,7 @@ const MAX_HOSTID: u64 = ((FILE_LEN as usize - OFF_HOSTS) / HOST_STRIDE - 1) as u
 const LOCK_INIT: i64 = 1 << 20;
 const LOCK_TX: i64 = 2 << 20;
 const LOCK_MEMBER: i64 = 3 << 20;
+/// One byte per host id: the order of the host's flushes.
 const LOCK_FLUSH: i64 = 4 << 20;
 const LOCK_OPEN: i64 = 1 << 32;
 const LOCK_DATA: i64 = 1 << 40;
@@ -379,22 +380,23 @@ impl Share {
     }
 
     /// Makes durable every write this process completed before the call,
-    /// by `flush` or by a flush another process (or thread) of the machine
-    /// started after it (see [`crate::flush`]).
-    pub(crate) fn flush(&self, flush: impl FnOnce() -> Result<()>) -> Result<()> {
-        let me = self
-            .word(OFF_FLUSH_REQUESTED)
-            .fetch_add(1, Ordering::SeqCst)
-            + 1;
+    /// by `flush` or by a flush another process (or thread) of host
+    /// `hostid` on this machine started after it (see [`crate::flush`]).
+    /// Only the processes of one host wait for each other: a host that is
+    /// stopped (a paused primary) never holds up another's flushes.
+    pub(crate) fn flush(&self, hostid: u64, flush: impl FnOnce() -> Result<()>) -> Result<()> {
+        let requested = self.host_word(hostid, H_FLUSH_REQUESTED);
+        let me = requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _turn = self.flushing.lock();
-        self.lock(libc::F_WRLCK, LOCK_FLUSH, 1, true)?;
+        let at = LOCK_FLUSH + hostid.min(MAX_HOSTID) as i64;
+        self.lock(libc::F_WRLCK, at, 1, true)?;
         let r = crate::flush::covered_or_flush(
             me,
-            self.word(OFF_FLUSH_REQUESTED),
-            self.word(OFF_FLUSH_COVERED),
+            requested,
+            self.host_word(hostid, H_FLUSH_COVERED),
             flush,
         );
-        self.unlock(LOCK_FLUSH, 1);
+        self.unlock(at, 1);
         r
     }
 

@@ -326,7 +326,7 @@ impl Mount {
             return Ok(());
         }
         self.with_write_permit(|| match &self.share {
-            Some(s) => s.flush(|| self.dev.sync()),
+            Some(s) => s.flush(self.hostid, || self.dev.sync()),
             None => self.flushes.flush(|| self.dev.sync()),
         })
     }
