@@ -250,6 +250,18 @@ fn do_copy<'m>(
     Ok(())
 }
 
+/// An existing file `dst` that only `-f` may replace with `src` (EEXIST).
+fn overwrite_refused(src: &Place<'_>, dst: &Place<'_>) -> CopyError {
+    CopyError::new(
+        17,
+        format!(
+            "cannot overwrite {} with {} (use -f)",
+            dst.shown(),
+            src.shown()
+        ),
+    )
+}
+
 /// One step of the reference's `do_copy`: a file onto a directory goes
 /// inside it; a directory needs `-r` and goes inside an existing directory
 /// the first time; an existing file needs `-f`. A file is copied; for a
@@ -275,16 +287,7 @@ fn copy_one<'m>(
         Kind::File(_) => {
             match dst.kind()? {
                 Kind::Dir => dst = dst.join(&src.basename()),
-                Kind::File(_) if !o.force => {
-                    return Err(CopyError::new(
-                        17,
-                        format!(
-                            "cannot overwrite {} with {} (use -f)",
-                            dst.shown(),
-                            src.shown()
-                        ),
-                    ))
-                }
+                Kind::File(_) if !o.force => return Err(overwrite_refused(src, &dst)),
                 _ => {}
             }
             if let Kind::Dir = dst.kind()? {
@@ -300,14 +303,7 @@ fn copy_one<'m>(
                 ));
             }
             if let (Kind::File(_), false) = (dst.kind()?, o.force) {
-                return Err(CopyError::new(
-                    17,
-                    format!(
-                        "cannot overwrite {} with {} (use -f)",
-                        dst.shown(),
-                        src.shown()
-                    ),
-                ));
+                return Err(overwrite_refused(src, &dst));
             }
             copy_file(src, &dst, &o.progress)?;
             o.progress.count(1);

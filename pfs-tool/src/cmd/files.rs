@@ -224,16 +224,27 @@ pub fn parse_arg(
     Ok(v)
 }
 
-/// `pfs read`.
-pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
-    let off = match &a.offset {
-        Some(s) => parse_arg("read", "offset", s, false, out)?,
+/// The `-o off` and `-l len` options of `read` and `write`: the offset (0
+/// by default), the length and whether it runs to the end (no `-l`).
+pub fn parse_range(
+    cmd: &str,
+    offset: Option<&str>,
+    length: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(u64, u64, bool), Failure> {
+    let off = match offset {
+        Some(s) => parse_arg(cmd, "offset", s, false, out)?,
         None => 0,
     };
-    let (len, to_eof) = match &a.length {
-        Some(s) => (parse_arg("read", "length", s, true, out)?, false),
-        None => (u64::MAX, true),
-    };
+    match length {
+        Some(s) => Ok((off, parse_arg(cmd, "length", s, true, out)?, false)),
+        None => Ok((off, u64::MAX, true)),
+    }
+}
+
+/// `pfs read`.
+pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
+    let (off, len, to_eof) = parse_range("read", a.offset.as_deref(), a.length.as_deref(), out)?;
     let path = parse_path("read", &a.path, out)?;
     let m = mount_ro(ctx, "read", &path)?;
     // The inode and its size and birth from one state: the name may be
