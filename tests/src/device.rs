@@ -157,6 +157,14 @@ pub fn create_write() -> pfs_core::OpenOptions {
     }
 }
 
+/// Checks the filesystem of a mount; panics with the problems unless it is
+/// clean; returns the report.
+pub fn fsck_clean(m: &Mount) -> pfs_core::FsckReport {
+    let report = m.fsck().unwrap_or_else(|e| panic!("fsck: {e}"));
+    assert!(report.is_clean(), "fsck: {:?}", report.problems);
+    report
+}
+
 /// The names in directory `dir` of a mount, in the order it lists them.
 pub fn names(m: &Mount, dir: &str) -> Vec<String> {
     let ino = m

@@ -163,13 +163,16 @@ pub fn info(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
     Ok(())
 }
 
+/// Chunk numbers, each with the ids of its used objects of one type.
+pub(crate) type UsedByChunk = Vec<(u64, Vec<usize>)>;
+
 /// What `usedinfo` reports, in text or JSON: the type asked for and, for
 /// each chunk of the range (cut to the device), the ids of its used
 /// objects of that type.
 pub(crate) fn used_objects(
     ctx: &Context,
     a: &UsedinfoArgs,
-) -> Result<(MetaType, Vec<(u64, Vec<usize>)>), Failure> {
+) -> Result<(MetaType, UsedByChunk), Failure> {
     let t = match a.mtype.as_str() {
         "b" => MetaType::BlkTag,
         "d" => MetaType::DirEntry,
