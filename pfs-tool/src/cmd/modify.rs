@@ -69,7 +69,7 @@ fn tag(ok: bool) -> &'static str {
 
 /// `pfs write [-o off] [-l len]`: stdin to a file, in 4 MiB pieces.
 pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn Write) -> CmdResult {
-    let (off, len, to_eof) = parse_range("write", a.offset.as_deref(), a.length.as_deref(), out)?;
+    let (off, len) = parse_range("write", a.offset.as_deref(), a.length.as_deref(), out)?;
     let p = parse_path("write", &a.path, out)?;
     let m = mount_rw(ctx, "write", &p)?;
     // The path goes out byte for byte, as the reference prints it.
@@ -96,11 +96,7 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
     let mut pos = off;
     let mut left = len;
     loop {
-        let want = if to_eof {
-            BLOCK_SIZE
-        } else {
-            left.min(BLOCK_SIZE)
-        } as usize;
+        let want = left.min(BLOCK_SIZE) as usize;
         if want == 0 {
             break;
         }
@@ -113,9 +109,7 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
         f.write_at(&buf[..n], pos)
             .map_err(|e| report_fail(out, &shown(e, &a.path)))?;
         pos += n as u64;
-        if !to_eof {
-            left -= n as u64;
-        }
+        left -= n as u64;
     }
     write!(
         out,
