@@ -419,6 +419,23 @@ scenario() {
   finish_scenario "$dir" "$promo" "$tps_before" "$tps_after"
 }
 
+# old_primary_refuses WHAT FILE REFUSED DONE WROTE SQL: runs SQL on the
+# resumed old primary, its output kept in $dir/FILE. It must fail ("REFUSED
+# (exit N): ..." passes); if it succeeds, the check fails with DONE and
+# WROTE is added to what the old primary wrote.
+old_primary_refuses() {
+  local what=$1 file=$2 refused=$3 done=$4 wrote=$5 query=$6 out rc
+  out=$(sql "$PRIMARY_PORT" "$query" 2>&1)
+  rc=$?
+  echo "$out" > "$dir/$file"
+  if [ $rc = 0 ]; then
+    fail "old primary: $what" "$done"
+    OLD_WROTE+="$wrote; "
+  else
+    pass "old primary: $what" "$refused (exit $rc): $(echo "$out" | head -2 | tr '\n' ' ')"
+  fi
+}
+
 # resume_old_primary <dir> <t_fault>: SIGCONT the old primary and try to write through it.
 resume_old_primary() {
   local dir=$1 t_fault=$2 out rc
@@ -451,26 +468,14 @@ resume_old_primary() {
 
   # 2. a new session's INSERT (its backend may take a while to find out it cannot mount: wait 30 s)
   local CONNECT_TIMEOUT=30
-  out=$(sql "$PRIMARY_PORT" "insert into failover_probe (who, what) values ('old-primary', 'insert after SIGCONT')" 2>&1)
-  rc=$?
-  echo "$out" > "$dir/old-insert.out"
-  if [ $rc = 0 ]; then
-    fail "old primary: INSERT" "acknowledged after SIGCONT"
-    OLD_WROTE+="INSERT in a new session acknowledged; "
-  else
-    pass "old primary: INSERT" "refused (exit $rc): $(echo "$out" | head -2 | tr '\n' ' ')"
-  fi
+  old_primary_refuses INSERT old-insert.out refused \
+    "acknowledged after SIGCONT" "INSERT in a new session acknowledged" \
+    "insert into failover_probe (who, what) values ('old-primary', 'insert after SIGCONT')"
 
   # 3. a CHECKPOINT: it would write the old primary's dirty pages and pg_control
-  out=$(sql "$PRIMARY_PORT" checkpoint 2>&1)
-  rc=$?
-  echo "$out" > "$dir/old-checkpoint.out"
-  if [ $rc = 0 ]; then
-    fail "old primary: CHECKPOINT" "completed after SIGCONT (its dirty pages and pg_control went to the device)"
-    OLD_WROTE+="CHECKPOINT completed; "
-  else
-    pass "old primary: CHECKPOINT" "failed (exit $rc): $(echo "$out" | head -2 | tr '\n' ' ')"
-  fi
+  old_primary_refuses CHECKPOINT old-checkpoint.out failed \
+    "completed after SIGCONT (its dirty pages and pg_control went to the device)" \
+    "CHECKPOINT completed" checkpoint
 
   # 4. a short pgbench of its own
   tclient 60 pgbench -n -p "$PRIMARY_PORT" -c 2 -j 1 -T 5 > "$dir/old-pgbench-after.out" 2>&1

@@ -14,7 +14,7 @@ use pfs_core::OpenOptions;
 use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{Device, FileDevice};
 use pfs_core::{Mode, Mount, MountOptions};
-use std::path::PathBuf;
+use pfs_tests::device::Scratch;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,15 +62,8 @@ fn creates(dev: &Arc<dyn Device>, what: &str) -> Arc<Mount> {
 }
 
 fn main() {
-    let dir: PathBuf = std::env::var_os("PFS_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("pfs-bench-fileio-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| die(e.to_string()));
-    let path = dir.join("dev");
-    std::fs::File::create(&path)
-        .and_then(|f| f.set_len(60 << 30))
-        .unwrap_or_else(|e| die(e.to_string()));
+    let dir = Scratch::for_bench("bench-fileio");
+    let path = dir.device("dev", 6);
     let dev: Arc<dyn Device> =
         Arc::new(FileDevice::open("bench", &path, true).unwrap_or_else(|e| die(e.to_string())));
     let mem: Arc<dyn Device> = Arc::new(pfs_core::MemDevice::new("mem", 60 << 30));
@@ -139,5 +132,4 @@ fn main() {
     );
     drop(f);
     drop(m);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,28 +9,18 @@
 
 use pfs_core::FileDevice;
 use pfs_core::{mkfs, MkfsOptions};
+use pfs_tests::device::Scratch;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let dir = std::env::var_os("PFS_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("pfs-bench-mkfs-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("cannot create {}: {e}", dir.display());
-        std::process::exit(1);
-    }
+    let dir = Scratch::for_bench("bench-mkfs");
     const RUNS: u32 = 5;
     for (label, size, hosts) in [("10 GiB", 10u64 << 30, 30), ("30 GiB", 30u64 << 30, 10)] {
         let path = dir.join("dev");
         let mut times: Vec<Duration> = Vec::new();
         for _ in 0..RUNS {
             let _ = std::fs::remove_file(&path);
-            let f = std::fs::File::create(&path).and_then(|f| f.set_len(size).map(|_| f));
-            if let Err(e) = f {
-                eprintln!("cannot create device file: {e}");
-                std::process::exit(1);
-            }
+            dir.sparse("dev", size);
             let dev = match FileDevice::open("dev", &path, true) {
                 Ok(d) => d,
                 Err(e) => {
@@ -58,5 +48,4 @@ fn main() {
             mean.as_secs_f64() * 1e3
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

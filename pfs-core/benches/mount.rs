@@ -9,7 +9,7 @@
 use pfs_core::{mkfs, MkfsOptions};
 use pfs_core::{Device, FileDevice};
 use pfs_core::{Mode, Mount, MountOptions};
-use std::path::{Path, PathBuf};
+use pfs_tests::device::Scratch;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,12 +18,11 @@ fn die(msg: String) -> ! {
     std::process::exit(1)
 }
 
-fn device(path: &Path, size: u64) -> Arc<dyn Device> {
-    let _ = std::fs::remove_file(path);
-    std::fs::File::create(path)
-        .and_then(|f| f.set_len(size))
-        .unwrap_or_else(|e| die(format!("create {}: {e}", path.display())));
-    let dev = FileDevice::open("bench", path, true).unwrap_or_else(|e| die(e.to_string()));
+/// A new sparse device `name` of `chunks` chunks in `dir`, formatted.
+fn device(dir: &Scratch, name: &str, chunks: u64) -> Arc<dyn Device> {
+    let _ = std::fs::remove_file(dir.join(name));
+    let path = dir.device(name, chunks);
+    let dev = FileDevice::open("bench", &path, true).unwrap_or_else(|e| die(e.to_string()));
     mkfs(&dev, &MkfsOptions::default()).unwrap_or_else(|e| die(e.to_string()));
     Arc::new(dev)
 }
@@ -43,11 +42,7 @@ fn stats(label: &str, mut v: Vec<Duration>) {
 }
 
 fn main() {
-    let dir: PathBuf = std::env::var_os("PFS_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("pfs-bench-mount-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| die(e.to_string()));
+    let dir = Scratch::for_bench("bench-mount");
     let opts = |hostid| MountOptions {
         hostid,
         lease_ms: 60_000,
@@ -55,7 +50,7 @@ fn main() {
     };
 
     for (label, chunks) in [("1-chunk", 1u64), ("30-chunk", 30)] {
-        let dev = device(&dir.join(format!("dev{chunks}")), chunks * (10 << 30));
+        let dev = device(&dir, &format!("dev{chunks}"), chunks);
         let mut times = Vec::new();
         for _ in 0..10 {
             let t = Instant::now();
@@ -67,7 +62,7 @@ fn main() {
         stats(&format!("mount (read-only) {label} device"), times);
     }
 
-    let dev = device(&dir.join("dev1"), 10 << 30);
+    let dev = device(&dir, "dev1", 1);
     let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(1))
         .unwrap_or_else(|e| die(e.to_string()));
     let r = Mount::open_with(
@@ -97,5 +92,4 @@ fn main() {
     }
     stats("commit (mkdir: 2 log writes + 2 flushes)", commit);
     stats("follower sees a commit", lag);
-    let _ = std::fs::remove_dir_all(&dir);
 }

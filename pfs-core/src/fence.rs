@@ -16,6 +16,7 @@
 
 use crate::device::Device;
 use crate::error::{CoreError, Result};
+use crate::forward::forward_geometry;
 use crate::lease::{mono_ms, Lease};
 use crate::share::Share;
 use parking_lot::Mutex;
@@ -184,17 +185,7 @@ impl Device for FencedDevice {
         self.inner.sync()
     }
 
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    fn sector_size(&self) -> u32 {
-        self.inner.sector_size()
-    }
-
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
+    forward_geometry!(inner);
 
     fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
         self.fence.admit()?;

@@ -64,6 +64,7 @@ mod error;
 mod fence;
 mod file;
 mod flush;
+mod forward;
 mod fsck;
 mod fsops;
 mod growfs;

@@ -4,6 +4,7 @@
 
 use crate::device::{Device, MemDevice};
 use crate::error::{CoreError, Result};
+use crate::forward::forward_geometry;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -93,17 +94,7 @@ impl Device for CrashDevice {
         Ok(())
     }
 
-    fn len(&self) -> u64 {
-        self.live.len()
-    }
-
-    fn sector_size(&self) -> u32 {
-        512
-    }
-
-    fn name(&self) -> &str {
-        self.live.name()
-    }
+    forward_geometry!(live, 512);
 
     fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
         // Zeroing is a write like any other; record it as one.
@@ -231,17 +222,7 @@ impl Device for FailingDevice {
         Ok(())
     }
 
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    fn sector_size(&self) -> u32 {
-        512
-    }
-
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
+    forward_geometry!(inner, 512);
 
     fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
         if self.writes.fails() {
@@ -290,15 +271,5 @@ impl<D: Device> Device for StallingDevice<D> {
         self.inner.sync()
     }
 
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    fn sector_size(&self) -> u32 {
-        self.inner.sector_size()
-    }
-
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
+    forward_geometry!(inner);
 }

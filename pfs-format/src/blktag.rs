@@ -2,8 +2,9 @@
 //! which part of it has been written.
 
 use crate::endian::{I32Le, I64Le, U32Le};
+use crate::record::pin_offsets;
 use bytemuck::{Pod, Zeroable};
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 
 /// `bt_holeoff` value meaning "no hole" as the reference reports it
 /// (`INT_MAX`).
@@ -40,11 +41,9 @@ pub struct BlkTagPhy {
 }
 
 const _: () = assert!(size_of::<BlkTagPhy>() == crate::layout::OBJ_DATA_SIZE);
-const _: () = assert!(offset_of!(BlkTagPhy, bt_blkid) == 8);
-const _: () = assert!(offset_of!(BlkTagPhy, bt_dstatus) == 16);
-const _: () = assert!(offset_of!(BlkTagPhy, bt_ndiscard) == 20);
-const _: () = assert!(offset_of!(BlkTagPhy, bt_holelen) == 24);
-const _: () = assert!(offset_of!(BlkTagPhy, bt_holeoff) == 28);
+pin_offsets!(BlkTagPhy;
+    bt_blkid: 8, bt_dstatus: 16, bt_ndiscard: 20, bt_holelen: 24, bt_holeoff: 28
+);
 
 impl BlkTagPhy {
     /// Where valid data of the block ends: `bt_holeoff` when the tag records

@@ -1,13 +1,13 @@
 //! The chunk header (`pfs_chunk_phy_t`) and its metaset descriptors
 //! (`pfs_metaset_phy_t`), the first sector of every chunk.
 
-use crate::checksum::pfs_crc32c_zeroed;
 use crate::endian::{U32Le, U64Le};
 use crate::error::{corrupt, CorruptKind, Expected, FormatError, Location, Result};
 use crate::layout::{chunk_base, BLOCK_SIZE, CHUNK_SIZE, MAX_CHUNKS, OBJ_SIZE, SECTOR_SIZE};
 use crate::objno::MetaType;
+use crate::record::{checksum_field, pin_offsets, record_bytes};
 use bytemuck::{Pod, Zeroable};
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 
 /// `PFS_CHUNK_MAGIC`: "PFSCH" as a little-endian number.
 pub const CHUNK_MAGIC: u64 = 0x50_4653_4348;
@@ -81,16 +81,13 @@ pub struct ChunkPhy {
 /// Size of [`ChunkPhy`] on disk.
 pub const CHUNK_PHY_SIZE: usize = 120;
 const _: () = assert!(size_of::<ChunkPhy>() == CHUNK_PHY_SIZE);
-const _: () = assert!(offset_of!(ChunkPhy, ck_magic) == 0);
-const _: () = assert!(offset_of!(ChunkPhy, ck_chunksize) == 8);
-const _: () = assert!(offset_of!(ChunkPhy, ck_blksize) == 16);
-const _: () = assert!(offset_of!(ChunkPhy, ck_sectsize) == 24);
-const _: () = assert!(offset_of!(ChunkPhy, ck_number) == 32);
-const _: () = assert!(offset_of!(ChunkPhy, ck_nchunk) == 40);
-const _: () = assert!(offset_of!(ChunkPhy, ck_physet) == 48);
-const _: () = assert!(offset_of!(ChunkPhy, ck_checksum) == 112);
-const _: () = assert!(offset_of!(MetasetPhy, ms_nsect) == 8);
-const _: () = assert!(offset_of!(MetasetPhy, ms_objsize) == 12);
+pin_offsets!(ChunkPhy;
+    ck_magic: 0, ck_chunksize: 8, ck_blksize: 16, ck_sectsize: 24, ck_number: 32, ck_nchunk: 40,
+    ck_physet: 48, ck_checksum: 112
+);
+pin_offsets!(MetasetPhy; ms_nsect: 8, ms_objsize: 12);
+record_bytes!(ChunkPhy, CHUNK_PHY_SIZE, "chunk header");
+checksum_field!(ChunkPhy, ck_checksum);
 
 impl ChunkPhy {
     /// The header mkfs writes for `chunk` of a device with `nchunk` chunks,
@@ -110,32 +107,11 @@ impl ChunkPhy {
         ck
     }
 
-    /// Reads the header bytes without checking them.
-    pub fn from_bytes(bytes: &[u8]) -> Result<ChunkPhy> {
-        crate::error::read_pod(bytes, "chunk header")
-    }
-
     /// Reads and validates the header of chunk `chunk` (see [`Self::validate`]).
     pub fn decode(bytes: &[u8], chunk: u64) -> Result<ChunkPhy> {
         let ck = ChunkPhy::from_bytes(bytes)?;
         ck.validate(chunk)?;
         Ok(ck)
-    }
-
-    /// The on-disk bytes.
-    pub fn to_bytes(&self) -> [u8; CHUNK_PHY_SIZE] {
-        bytemuck::must_cast(*self)
-    }
-
-    /// The checksum these bytes should carry.
-    pub fn compute_checksum(&self) -> u32 {
-        pfs_crc32c_zeroed(bytemuck::bytes_of(self), offset_of!(ChunkPhy, ck_checksum)).unwrap_or(0)
-    }
-
-    /// Stores the checksum of the current contents.
-    pub fn seal(&mut self) {
-        let c = self.compute_checksum();
-        self.ck_checksum.set(c);
     }
 
     /// The metaset descriptor of `mtype`.
@@ -226,33 +202,22 @@ impl ChunkPhy {
         for t in MetaType::ALL {
             let want = MetasetPhy::standard(chunk, t);
             let got = self.metaset(t);
-            check(
-                CorruptKind::MetasetLayout,
-                want.ms_sectbda.get(),
-                got.ms_sectbda.get(),
-                true,
-            )?;
-            check(
-                CorruptKind::MetasetLayout,
-                u64::from(want.ms_nsect.get()),
-                u64::from(got.ms_nsect.get()),
-                false,
-            )?;
-            check(
-                CorruptKind::MetasetLayout,
-                u64::from(want.ms_objsize.get()),
-                u64::from(got.ms_objsize.get()),
-                false,
-            )?;
+            let fields = [
+                (want.ms_sectbda.get(), got.ms_sectbda.get(), true),
+                (want.ms_nsect.get().into(), got.ms_nsect.get().into(), false),
+                (
+                    want.ms_objsize.get().into(),
+                    got.ms_objsize.get().into(),
+                    false,
+                ),
+            ];
+            for (expected, found, hex) in fields {
+                check(CorruptKind::MetasetLayout, expected, found, hex)?;
+            }
         }
         let stored = self.ck_checksum.get();
-        if stored != 0 {
-            check(
-                CorruptKind::ChunkChecksum,
-                u64::from(self.compute_checksum()),
-                u64::from(stored),
-                true,
-            )?;
+        if stored != 0 && stored != self.compute_checksum() {
+            return Err(self.checksum_mismatch(CorruptKind::ChunkChecksum, at()));
         }
         Ok(())
     }
@@ -324,19 +289,5 @@ mod tests {
             ChunkPhy::decode(&ck.to_bytes(), 0),
             Err(FormatError::Incompatible { found: 64, .. })
         ));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn round_trip(bytes in proptest::collection::vec(proptest::num::u8::ANY, CHUNK_PHY_SIZE)) {
-            let ck = ChunkPhy::from_bytes(&bytes).unwrap();
-            proptest::prop_assert_eq!(&ck.to_bytes()[..], &bytes[..]);
-            let _ = ck.validate(0);
-        }
-
-        #[test]
-        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200), chunk in 0u64..4) {
-            let _ = ChunkPhy::decode(&bytes, chunk);
-        }
     }
 }

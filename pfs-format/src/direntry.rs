@@ -12,8 +12,9 @@ use crate::endian::{I64Le, U64Le};
 use crate::error::{corrupt, CorruptKind, Expected, FormatError, Location, Result};
 use crate::layout::{DE_NAME_SIZE, MAX_NAME_LEN};
 use crate::objno::MetaType;
+use crate::record::pin_offsets;
 use bytemuck::{Pod, Zeroable};
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 
 /// `de_ino`/`de_dirino` of a free direntry (`INVALID_INO`).
 pub const NO_INODE: i64 = -1;
@@ -39,9 +40,7 @@ pub struct DirEntryPhy {
 }
 
 const _: () = assert!(size_of::<DirEntryPhy>() == crate::layout::OBJ_DATA_SIZE);
-const _: () = assert!(offset_of!(DirEntryPhy, de_ino) == 64);
-const _: () = assert!(offset_of!(DirEntryPhy, de_dirino) == 72);
-const _: () = assert!(offset_of!(DirEntryPhy, de_extdeno) == 80);
+pin_offsets!(DirEntryPhy; de_ino: 64, de_dirino: 72, de_extdeno: 80);
 
 impl DirEntryPhy {
     /// A free direntry as mkfs writes it.

@@ -1,8 +1,9 @@
 //! The inode payload (`pfs_inode_phy_t`).
 
 use crate::endian::{U16Le, U32Le, U64Le};
+use crate::record::pin_offsets;
 use bytemuck::{Pod, Zeroable};
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 
 /// `in_type` of a free inode (`PFS_INODET_NONE`).
 pub const INODE_TYPE_NONE: u8 = 0;
@@ -47,17 +48,10 @@ pub struct InodePhy {
 }
 
 const _: () = assert!(size_of::<InodePhy>() == crate::layout::OBJ_DATA_SIZE);
-const _: () = assert!(offset_of!(InodePhy, in_flags) == 1);
-const _: () = assert!(offset_of!(InodePhy, in_padding) == 2);
-const _: () = assert!(offset_of!(InodePhy, in_pvtid) == 4);
-const _: () = assert!(offset_of!(InodePhy, in_deno) == 8);
-const _: () = assert!(offset_of!(InodePhy, in_nlink) == 16);
-const _: () = assert!(offset_of!(InodePhy, in_nblock) == 24);
-const _: () = assert!(offset_of!(InodePhy, in_size) == 32);
-const _: () = assert!(offset_of!(InodePhy, in_atime) == 40);
-const _: () = assert!(offset_of!(InodePhy, in_ctime) == 48);
-const _: () = assert!(offset_of!(InodePhy, in_mtime) == 56);
-const _: () = assert!(offset_of!(InodePhy, in_btime) == 64);
+pin_offsets!(InodePhy;
+    in_flags: 1, in_padding: 2, in_pvtid: 4, in_deno: 8, in_nlink: 16, in_nblock: 24,
+    in_size: 32, in_atime: 40, in_ctime: 48, in_mtime: 56, in_btime: 64
+);
 
 impl InodePhy {
     /// A free inode as mkfs writes it: zero but for `in_deno = -1`.

@@ -2,12 +2,12 @@
 //! `.pfs-paxos`, at device offset 4 MiB on every device mkfs made. It holds
 //! the host counts and the journal's committed range `(tail, head]`.
 
-use crate::checksum::pfs_crc32c;
 use crate::endian::{U32Le, U64Le};
 use crate::error::{corrupt, CorruptKind, Expected, Location, Result};
 use crate::layout::{LOG_ENTRY_SIZE, MAX_HOSTS, MIN_LOG_SIZE, SECTOR_SIZE};
+use crate::record::{checksum_field, pin_offsets, record_bytes};
 use bytemuck::{Pod, Zeroable};
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 
 /// `PFS_LEADER_MAGIC`.
 pub const LEADER_MAGIC: u32 = 0xbaba_baba;
@@ -60,19 +60,13 @@ pub struct LeaderRecord {
 }
 
 const _: () = assert!(size_of::<LeaderRecord>() == LEADER_SIZE);
-const _: () = assert!(offset_of!(LeaderRecord, version) == 4);
-const _: () = assert!(offset_of!(LeaderRecord, flags) == 8);
-const _: () = assert!(offset_of!(LeaderRecord, sector_size) == 12);
-const _: () = assert!(offset_of!(LeaderRecord, num_hosts) == 16);
-const _: () = assert!(offset_of!(LeaderRecord, max_hosts) == 24);
-const _: () = assert!(offset_of!(LeaderRecord, unused) == 32);
-const _: () = assert!(offset_of!(LeaderRecord, tail_txid) == 208);
-const _: () = assert!(offset_of!(LeaderRecord, head_txid) == 216);
-const _: () = assert!(offset_of!(LeaderRecord, tail_offset) == 224);
-const _: () = assert!(offset_of!(LeaderRecord, head_offset) == 232);
-const _: () = assert!(offset_of!(LeaderRecord, log_size) == 240);
-const _: () = assert!(offset_of!(LeaderRecord, head_lsn) == 248);
-const _: () = assert!(offset_of!(LeaderRecord, checksum) == LEADER_CHECKSUM_LEN);
+pin_offsets!(LeaderRecord;
+    version: 4, flags: 8, sector_size: 12, num_hosts: 16, max_hosts: 24, unused: 32,
+    tail_txid: 208, head_txid: 216, tail_offset: 224, head_offset: 232, log_size: 240,
+    head_lsn: 248, checksum: LEADER_CHECKSUM_LEN
+);
+record_bytes!(LeaderRecord, LEADER_SIZE, "leader record");
+checksum_field!(LeaderRecord, checksum, covering LEADER_CHECKSUM_LEN);
 
 impl LeaderRecord {
     /// The record mkfs writes: empty journal of `log_size` bytes, sealed.
@@ -88,33 +82,11 @@ impl LeaderRecord {
         lr
     }
 
-    /// Reads the record bytes without checking them.
-    pub fn from_bytes(bytes: &[u8]) -> Result<LeaderRecord> {
-        crate::error::read_pod(bytes, "leader record")
-    }
-
     /// Reads and validates a record (see [`Self::validate`]).
     pub fn decode(bytes: &[u8]) -> Result<LeaderRecord> {
         let lr = LeaderRecord::from_bytes(bytes)?;
         lr.validate()?;
         Ok(lr)
-    }
-
-    /// The on-disk bytes.
-    pub fn to_bytes(&self) -> [u8; LEADER_SIZE] {
-        bytemuck::must_cast(*self)
-    }
-
-    /// The checksum these bytes should carry.
-    pub fn compute_checksum(&self) -> u32 {
-        let bytes = bytemuck::bytes_of(self);
-        pfs_crc32c(bytes.get(..LEADER_CHECKSUM_LEN).unwrap_or(bytes))
-    }
-
-    /// Stores the checksum of the current contents.
-    pub fn seal(&mut self) {
-        let c = self.compute_checksum();
-        self.checksum.set(c);
     }
 
     /// Checks magic, version, sector size, host counts, journal geometry and
@@ -147,23 +119,17 @@ impl LeaderRecord {
                 u64::from(self.sector_size.get()),
             ));
         }
+        // max_hosts within 1..=MAX_HOSTS, then num_hosts within 1..=max_hosts.
         let max_hosts = self.max_hosts.get();
-        if max_hosts == 0 || max_hosts > MAX_HOSTS {
-            return Err(corrupt(
-                CorruptKind::LeaderHosts,
-                at(),
-                Expected::Within(1, MAX_HOSTS),
-                max_hosts,
-            ));
-        }
-        let num_hosts = self.num_hosts.get();
-        if num_hosts == 0 || num_hosts > max_hosts {
-            return Err(corrupt(
-                CorruptKind::LeaderHosts,
-                at(),
-                Expected::Within(1, max_hosts),
-                num_hosts,
-            ));
+        for (hosts, most) in [(max_hosts, MAX_HOSTS), (self.num_hosts.get(), max_hosts)] {
+            if hosts == 0 || hosts > most {
+                return Err(corrupt(
+                    CorruptKind::LeaderHosts,
+                    at(),
+                    Expected::Within(1, most),
+                    hosts,
+                ));
+            }
         }
         let log_size = self.log_size.get();
         if log_size < MIN_LOG_SIZE || log_size % SECTOR_SIZE != 0 || log_size > (1 << 40) {
@@ -193,12 +159,7 @@ impl LeaderRecord {
             ));
         }
         if self.checksum.get() != self.compute_checksum() {
-            return Err(corrupt(
-                CorruptKind::LeaderChecksum,
-                at(),
-                Expected::Hex(u64::from(self.compute_checksum())),
-                u64::from(self.checksum.get()),
-            ));
+            return Err(self.checksum_mismatch(CorruptKind::LeaderChecksum, at()));
         }
         Ok(())
     }
@@ -248,19 +209,5 @@ mod tests {
         let mut bytes = lr.to_bytes();
         bytes[262] = 1;
         LeaderRecord::decode(&bytes).unwrap();
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn round_trip(bytes in proptest::collection::vec(proptest::num::u8::ANY, LEADER_SIZE)) {
-            let lr = LeaderRecord::from_bytes(&bytes).unwrap();
-            proptest::prop_assert_eq!(&lr.to_bytes()[..], &bytes[..]);
-            let _ = lr.validate();
-        }
-
-        #[test]
-        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            let _ = LeaderRecord::decode(&bytes);
-        }
     }
 }

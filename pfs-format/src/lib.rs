@@ -34,6 +34,7 @@ pub mod metaobj;
 pub mod metaset;
 pub mod objno;
 pub mod ossfile;
+mod record;
 pub mod reserved;
 
 pub use blktag::BlkTagPhy;

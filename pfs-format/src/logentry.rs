@@ -5,14 +5,14 @@
 //! log sequence number, and `le_more`, set on every entry of a transaction
 //! but the last.
 
-use crate::checksum::pfs_crc32c_zeroed;
 use crate::endian::{I32Le, I64Le, U32Le, U64Le};
 use crate::error::{corrupt, CorruptKind, Expected, Location, Result};
 use crate::layout::LOG_ENTRY_SIZE;
 use crate::metaobj::MetaObjPhy;
 use crate::objno::ObjectId;
+use crate::record::{checksum_field, pin_offsets, record_bytes};
 use bytemuck::{Pod, Zeroable};
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 
 /// One log entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
@@ -37,12 +37,12 @@ pub struct LogEntryPhy {
 }
 
 const _: () = assert!(size_of::<LogEntryPhy>() == LOG_ENTRY_SIZE);
-const _: () = assert!(offset_of!(LogEntryPhy, le_lsn) == 128);
-const _: () = assert!(offset_of!(LogEntryPhy, le_sector_bda) == 136);
-const _: () = assert!(offset_of!(LogEntryPhy, le_txid) == 144);
-const _: () = assert!(offset_of!(LogEntryPhy, le_obj_idx) == 152);
-const _: () = assert!(offset_of!(LogEntryPhy, le_checksum) == 156);
-const _: () = assert!(offset_of!(LogEntryPhy, le_more) == 160);
+pin_offsets!(LogEntryPhy;
+    le_lsn: 128, le_sector_bda: 136, le_txid: 144, le_obj_idx: 152, le_checksum: 156,
+    le_more: 160
+);
+record_bytes!(LogEntryPhy, LOG_ENTRY_SIZE, "log entry");
+checksum_field!(LogEntryPhy, le_checksum);
 
 impl LogEntryPhy {
     /// An entry logging `obj` (already sealed) in transaction `txid` at
@@ -59,37 +59,12 @@ impl LogEntryPhy {
         le
     }
 
-    /// Reads the entry bytes without checking them.
-    pub fn from_bytes(bytes: &[u8]) -> Result<LogEntryPhy> {
-        crate::error::read_pod(bytes, "log entry")
-    }
-
     /// Reads and validates an entry of a device with `nchunk` chunks; returns
     /// the entry and the identity of the object it logs.
     pub fn decode(bytes: &[u8], nchunk: u32) -> Result<(LogEntryPhy, ObjectId)> {
         let le = LogEntryPhy::from_bytes(bytes)?;
         let id = le.validate(nchunk)?;
         Ok((le, id))
-    }
-
-    /// The on-disk bytes.
-    pub fn to_bytes(&self) -> [u8; LOG_ENTRY_SIZE] {
-        bytemuck::must_cast(*self)
-    }
-
-    /// The checksum these bytes should carry.
-    pub fn compute_checksum(&self) -> u32 {
-        pfs_crc32c_zeroed(
-            bytemuck::bytes_of(self),
-            offset_of!(LogEntryPhy, le_checksum),
-        )
-        .unwrap_or(0)
-    }
-
-    /// Stores the checksum of the current contents.
-    pub fn seal(&mut self) {
-        let c = self.compute_checksum();
-        self.le_checksum.set(c);
     }
 
     /// Whether the stored checksum matches.
@@ -103,12 +78,7 @@ impl LogEntryPhy {
     pub fn validate(&self, nchunk: u32) -> Result<ObjectId> {
         let at = || Location::structure("log entry");
         if !self.checksum_ok() {
-            return Err(corrupt(
-                CorruptKind::LogEntryChecksum,
-                at(),
-                Expected::Hex(u64::from(self.compute_checksum())),
-                u64::from(self.le_checksum.get()),
-            ));
+            return Err(self.checksum_mismatch(CorruptKind::LogEntryChecksum, at()));
         }
         for v in [self.le_lsn.get(), self.le_txid.get()] {
             if v <= 0 {
@@ -168,43 +138,25 @@ mod tests {
         let zero = [0u8; LOG_ENTRY_SIZE];
         assert!(LogEntryPhy::decode(&zero, 1).is_err());
 
-        let mut wrong_home = le;
-        wrong_home.le_obj_idx.set(4);
-        wrong_home.seal();
-        assert_eq!(
-            LogEntryPhy::decode(&wrong_home.to_bytes(), 1)
-                .unwrap_err()
-                .corrupt_kind(),
-            Some(CorruptKind::LogEntryHome)
-        );
-        let mut bytes = le.to_bytes();
-        bytes[200] = 9;
-        assert_eq!(
-            LogEntryPhy::decode(&bytes, 1).unwrap_err().corrupt_kind(),
-            Some(CorruptKind::LogEntryChecksum)
-        );
-        let mut bad_more = le;
-        bad_more.le_more.set(7);
-        bad_more.seal();
-        assert_eq!(
-            LogEntryPhy::decode(&bad_more.to_bytes(), 1)
-                .unwrap_err()
-                .corrupt_kind(),
-            Some(CorruptKind::LogEntryField)
-        );
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn round_trip(bytes in proptest::collection::vec(proptest::num::u8::ANY, LOG_ENTRY_SIZE)) {
-            let le = LogEntryPhy::from_bytes(&bytes).unwrap();
-            proptest::prop_assert_eq!(&le.to_bytes()[..], &bytes[..]);
-            let _ = le.validate(3);
-        }
-
-        #[test]
-        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), nchunk in 0u32..5) {
-            let _ = LogEntryPhy::decode(&bytes, nchunk);
+        // Each change, resealed but for the checksum case, and the error.
+        type Case = (fn(&mut LogEntryPhy), bool, CorruptKind);
+        let cases: [Case; 3] = [
+            (|e| e.le_obj_idx.set(4), true, CorruptKind::LogEntryHome),
+            (
+                |e| e._pad[200 - 164] = 9,
+                false,
+                CorruptKind::LogEntryChecksum,
+            ),
+            (|e| e.le_more.set(7), true, CorruptKind::LogEntryField),
+        ];
+        for (change, reseal, kind) in cases {
+            let mut bad = le;
+            change(&mut bad);
+            if reseal {
+                bad.seal();
+            }
+            let err = LogEntryPhy::decode(&bad.to_bytes(), 1).unwrap_err();
+            assert_eq!(err.corrupt_kind(), Some(kind), "{err}");
         }
     }
 }

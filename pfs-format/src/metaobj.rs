@@ -2,15 +2,15 @@
 //! 88-byte payload that is a block tag, a direntry or an inode.
 
 use crate::blktag::BlkTagPhy;
-use crate::checksum::pfs_crc32c_zeroed;
 use crate::direntry::DirEntryPhy;
 use crate::endian::{U32Le, U64Le};
 use crate::error::{corrupt, CorruptKind, Expected, Location, Result};
 use crate::inode::InodePhy;
 use crate::layout::{OBJ_DATA_SIZE, OBJ_SIZE};
 use crate::objno::{MetaType, ObjectId};
+use crate::record::{checksum_field, pin_offsets, record_bytes};
 use bytemuck::{Pod, Zeroable};
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 
 /// One meta object as stored in a metaset sector or a log entry.
 ///
@@ -41,14 +41,12 @@ pub struct MetaObjPhy {
 }
 
 const _: () = assert!(size_of::<MetaObjPhy>() == OBJ_SIZE);
-const _: () = assert!(offset_of!(MetaObjPhy, mo_number) == 0);
-const _: () = assert!(offset_of!(MetaObjPhy, mo_version) == 8);
-const _: () = assert!(offset_of!(MetaObjPhy, mo_next) == 16);
-const _: () = assert!(offset_of!(MetaObjPhy, mo_prev) == 24);
-const _: () = assert!(offset_of!(MetaObjPhy, mo_type) == 32);
-const _: () = assert!(offset_of!(MetaObjPhy, mo_used) == 33);
-const _: () = assert!(offset_of!(MetaObjPhy, mo_checksum) == 36);
-const _: () = assert!(offset_of!(MetaObjPhy, mo_data) == 40);
+pin_offsets!(MetaObjPhy;
+    mo_number: 0, mo_version: 8, mo_next: 16, mo_prev: 24, mo_type: 32, mo_used: 33,
+    mo_checksum: 36, mo_data: 40
+);
+record_bytes!(MetaObjPhy, OBJ_SIZE, "meta object");
+checksum_field!(MetaObjPhy, mo_checksum);
 
 impl MetaObjPhy {
     /// A free object of the given identity, as mkfs writes it (block tags
@@ -66,21 +64,11 @@ impl MetaObjPhy {
         mo
     }
 
-    /// Reads the object bytes without checking them.
-    pub fn from_bytes(bytes: &[u8]) -> Result<MetaObjPhy> {
-        crate::error::read_pod(bytes, "meta object")
-    }
-
     /// Reads the object expected at `id` and validates it there.
     pub fn decode(bytes: &[u8], id: ObjectId) -> Result<MetaObjPhy> {
         let mo = MetaObjPhy::from_bytes(bytes)?;
         mo.validate_at(id)?;
         Ok(mo)
-    }
-
-    /// The on-disk bytes.
-    pub fn to_bytes(&self) -> [u8; OBJ_SIZE] {
-        bytemuck::must_cast(*self)
     }
 
     /// The type named by `mo_type`, if valid.
@@ -91,21 +79,6 @@ impl MetaObjPhy {
     /// Whether the object is allocated.
     pub fn is_used(&self) -> bool {
         self.mo_used != 0
-    }
-
-    /// The checksum these bytes should carry.
-    pub fn compute_checksum(&self) -> u32 {
-        pfs_crc32c_zeroed(
-            bytemuck::bytes_of(self),
-            offset_of!(MetaObjPhy, mo_checksum),
-        )
-        .unwrap_or(0)
-    }
-
-    /// Stores the checksum of the current contents.
-    pub fn seal(&mut self) {
-        let c = self.compute_checksum();
-        self.mo_checksum.set(c);
     }
 
     /// Whether the stored checksum matches (zero counts as a legacy match).
@@ -165,12 +138,7 @@ impl MetaObjPhy {
             ));
         }
         if !self.checksum_ok() {
-            return Err(corrupt(
-                CorruptKind::ObjectChecksum,
-                at(),
-                Expected::Hex(u64::from(self.compute_checksum())),
-                u64::from(self.mo_checksum.get()),
-            ));
+            return Err(self.checksum_mismatch(CorruptKind::ObjectChecksum, at()));
         }
         Ok(())
     }
@@ -310,15 +278,5 @@ mod tests {
         let e = mo.validate_links(2).unwrap_err();
         assert_eq!(e.corrupt_kind(), Some(CorruptKind::DanglingObject));
         mo.validate_links(6).unwrap();
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn round_trip(bytes in proptest::collection::vec(proptest::num::u8::ANY, OBJ_SIZE)) {
-            let mo = MetaObjPhy::from_bytes(&bytes).unwrap();
-            proptest::prop_assert_eq!(&mo.to_bytes()[..], &bytes[..]);
-            let _ = mo.validate_any(4);
-            let _ = mo.validate_links(4);
-        }
     }
 }

@@ -105,15 +105,10 @@ impl Append {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pfs_format::MetaType;
 
+    /// `n` free inodes, 3 onwards.
     fn objs(n: usize) -> Vec<(ObjectId, MetaObjPhy)> {
-        (0..n)
-            .map(|k| {
-                let id = ObjectId::new(MetaType::Inode, 0, k as u32 + 3).unwrap();
-                (id, MetaObjPhy::new_free(id))
-            })
-            .collect()
+        crate::testutil::objs(n, 0)
     }
 
     #[test]

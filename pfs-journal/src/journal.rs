@@ -163,24 +163,8 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{allow, objs};
     use crate::MemLog;
-    use pfs_format::MetaType;
-
-    type R<T> = Result<T, JournalError>;
-
-    fn objs(n: usize, seed: u32) -> Vec<(ObjectId, MetaObjPhy)> {
-        (0..n)
-            .map(|k| {
-                let id =
-                    ObjectId::new(MetaType::Inode, 0, (seed * 7 + k as u32) % 2000 + 3).unwrap();
-                (id, MetaObjPhy::new_free(id))
-            })
-            .collect()
-    }
-
-    fn allow(_: &LeaderRecord) -> R<()> {
-        Ok(())
-    }
 
     #[test]
     fn a_full_journal_checkpoints_itself_and_a_follower_keeps_up() {

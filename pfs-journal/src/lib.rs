@@ -21,6 +21,8 @@ mod range;
 mod replay;
 mod span;
 mod store;
+#[cfg(test)]
+mod testutil;
 
 pub use append::{checkpoint_due, checkpointed, used, Append, CHECKPOINT_NSECT, CHECKPOINT_NTX};
 pub use error::{JournalError, Result};

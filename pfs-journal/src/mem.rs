@@ -63,29 +63,38 @@ impl MemLog {
     }
 }
 
+/// Bytes `offset..offset + len` of a journal of `size` bytes; a `what`
+/// (read or write) reaching past its end is an IO error.
+fn within(
+    size: usize,
+    offset: u64,
+    len: usize,
+    what: &str,
+) -> Result<std::ops::Range<usize>, JournalError> {
+    usize::try_from(offset)
+        .ok()
+        .and_then(|s| Some(s..s.checked_add(len)?))
+        .filter(|r| r.end <= size)
+        .ok_or_else(|| JournalError::Io {
+            offset,
+            source: format!("{what} past the journal").into(),
+        })
+}
+
 impl LogStore for MemLog {
     type Error = JournalError;
 
     fn read_log(&self, offset: u64, buf: &mut [u8]) -> Result<(), JournalError> {
         let log = self.log.borrow();
-        let s = offset as usize;
-        let src = log.get(s..s + buf.len()).ok_or(JournalError::Io {
-            offset,
-            source: "read past the journal".into(),
-        })?;
-        buf.copy_from_slice(src);
+        buf.copy_from_slice(&log[within(log.len(), offset, buf.len(), "read")?]);
         Ok(())
     }
 
     fn write_log(&self, offset: u64, bytes: &[u8]) -> Result<(), JournalError> {
         self.count_write(offset)?;
         let mut log = self.log.borrow_mut();
-        let s = offset as usize;
-        let dst = log.get_mut(s..s + bytes.len()).ok_or(JournalError::Io {
-            offset,
-            source: "write past the journal".into(),
-        })?;
-        dst.copy_from_slice(bytes);
+        let at = within(log.len(), offset, bytes.len(), "write")?;
+        log[at].copy_from_slice(bytes);
         Ok(())
     }
 

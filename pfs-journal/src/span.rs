@@ -98,13 +98,19 @@ mod tests {
         lr
     }
 
+    /// Panics unless `s` is the span from txid 5 at offset 2048 to txid 9
+    /// at offset 4096, lsn 60.
+    fn assert_five_to_nine(s: Option<Span>) {
+        let s = s.expect("a span");
+        assert_eq!((s.tail_txid, s.tail_offset), (5, 2048));
+        assert_eq!((s.head_txid, s.head_offset, s.head_lsn), (9, 4096, 60));
+    }
+
     #[test]
     fn catching_up_from_an_old_head() {
         let old = leader((2, 512), (5, 2048, 40));
         let new = leader((2, 512), (9, 4096, 60));
-        let s = Span::since(&old, &new).unwrap();
-        assert_eq!((s.tail_txid, s.tail_offset), (5, 2048));
-        assert_eq!((s.head_txid, s.head_offset, s.head_lsn), (9, 4096, 60));
+        assert_five_to_nine(Span::since(&old, &new));
         // Checkpointed past what the reader has: reload.
         let trimmed = leader((7, 3000), (9, 4096, 60));
         assert!(Span::since(&old, &trimmed).is_none());
@@ -120,9 +126,7 @@ mod tests {
         let old = leader((2, 512), (5, 2048, 40));
         // Checkpointed past the reader: the entries may still be there.
         let trimmed = leader((7, 3000), (9, 4096, 60));
-        let s = Span::after(&old, &trimmed).unwrap();
-        assert_eq!((s.tail_txid, s.tail_offset), (5, 2048));
-        assert_eq!((s.head_txid, s.head_offset, s.head_lsn), (9, 4096, 60));
+        assert_five_to_nine(Span::after(&old, &trimmed));
         // More entries than the journal holds at once: some were reused.
         let log = trimmed.log_size.get() / LOG_ENTRY_SIZE as u64;
         let lapped = leader((7, 3000), (9, 4096, 40 + log));

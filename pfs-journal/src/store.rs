@@ -72,24 +72,10 @@ pub fn checkpoint<S: LogStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{allow, objs};
     use crate::{committed_entries, used, MemLog};
-    use pfs_format::MetaType;
 
     type R<T> = Result<T, JournalError>;
-
-    fn objs(n: usize, seed: u32) -> Vec<(ObjectId, MetaObjPhy)> {
-        (0..n)
-            .map(|k| {
-                let id =
-                    ObjectId::new(MetaType::Inode, 0, (seed * 7 + k as u32) % 2000 + 3).unwrap();
-                (id, MetaObjPhy::new_free(id))
-            })
-            .collect()
-    }
-
-    fn allow(_: &LeaderRecord) -> R<()> {
-        Ok(())
-    }
 
     #[test]
     fn commits_wrap_around_many_times_and_replay_exactly() {

@@ -5,17 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{assert_ok, program, Link, TestDev};
+use common::{Link, TestDev};
 
 fn api(link: Link) {
     if !common::can_build() {
         return;
     }
     let dev = TestDev::new();
-    let out = dev.run(&program("api", link), &[]);
-    assert_ok("api", &out);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
-    dev.fsck();
+    dev.passes("api", link);
 }
 
 #[test]

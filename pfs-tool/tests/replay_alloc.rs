@@ -8,27 +8,64 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::Pfs;
+use pfs_tests::device::Scratch;
 use pfs_tests::{commands, expand, golden_dir, sha256_hex};
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
 const MIB4: u64 = 4 << 20;
 const CHUNK: u64 = 10 << 30;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pfs-replay-alloc-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+/// One golden case replayed: a device directory holding the case's inputs
+/// and blank sparse devices, and the tool on it.
+struct Case {
+    name: &'static str,
+    dir: Scratch,
+    pfs: Pfs,
+    inputs: PathBuf,
+}
+
+impl Case {
+    /// Case `name` with a blank device of `gib` GiB for each of `pbds`.
+    fn new(name: &'static str, pbds: &[&str], gib: u64) -> Case {
+        let dir = Scratch::new(&format!("replay-alloc-{name}"));
+        let inputs = dir.join("inputs");
+        write_inputs(name, &inputs);
+        for pbd in pbds {
+            dir.sparse(pbd, gib << 30);
+        }
+        let pfs = Pfs::new(&dir).env("PFS_CONFIG", dir.join("no-such-polarfs.conf"));
+        Case {
+            name,
+            dir,
+            pfs,
+            inputs,
+        }
+    }
+
+    /// Runs the recorded commands whose ids `pick` accepts, checking exit
+    /// codes, and stdout where it holds no clock.
+    fn replay(&self, pick: impl Fn(u32) -> bool) {
+        replay(self.name, &self.pfs, &self.inputs, pick);
+    }
+
+    /// Compares `nvme1n1` with the reference's image `golden` of the case,
+    /// where its journal (blocks from [`journal_blocks`]) may differ.
+    fn compare(&self, golden: &str, journal: &[u64]) {
+        compare(
+            &self.dir.join("nvme1n1"),
+            &expand(self.name, golden),
+            journal,
+        );
+    }
 }
 
 /// The inputs of the `fscp`, `fstrim` and `chunk-backup` cases: the stored
 /// ones, and the line files their READMEs describe, checked against the
 /// recorded sums.
-fn inputs(case: &str, dir: &Path) {
+fn write_inputs(case: &str, dir: &Path) {
     fs::create_dir_all(dir).unwrap();
     let src = golden_dir().join(case).join("inputs");
     for e in fs::read_dir(&src).unwrap().flatten() {
@@ -62,26 +99,15 @@ fn inputs(case: &str, dir: &Path) {
     }
 }
 
-/// Runs the recorded commands of `case` whose ids `pick` accepts on the
-/// devices in `dir`, checking exit codes, and stdout where it holds no
-/// clock.
-fn replay(case: &str, dir: &Path, input_dir: &Path, pick: impl Fn(u32) -> bool) {
+/// Runs the recorded commands of `case` whose ids `pick` accepts with
+/// `pfs`, checking exit codes, and stdout where it holds no clock.
+fn replay(case: &str, pfs: &Pfs, input_dir: &Path, pick: impl Fn(u32) -> bool) {
     for r in commands(case, "outputs/commands.tsv") {
         let n: u32 = r.id[..3].parse().unwrap();
         if !pick(n) {
             continue;
         }
-        let mut cmd = Command::new(PFS);
-        cmd.env("TZ", "UTC")
-            .env("PFS_CONFIG", dir.join("no-such-polarfs.conf"))
-            .arg("--device-dir")
-            .arg(dir)
-            .args(&r.args);
-        match &r.stdin {
-            Some(f) => cmd.stdin(fs::File::open(input_dir.join(f)).unwrap()),
-            None => cmd.stdin(Stdio::null()),
-        };
-        let out = cmd.output().unwrap();
+        let out = pfs.run_recorded(&r, input_dir);
         let line = format!("{case} {}: pfs {}", r.id, r.args.join(" "));
         assert_eq!(
             out.status.code(),
@@ -107,15 +133,8 @@ fn replay(case: &str, dir: &Path, input_dir: &Path, pick: impl Fn(u32) -> bool) 
 }
 
 /// Device byte addresses of the journal's blocks, from `pfs map`.
-fn journal_blocks(dir: &Path, pbd: &str) -> Vec<u64> {
-    let out = Command::new(PFS)
-        .arg("--device-dir")
-        .arg(dir)
-        .args(["map", &format!("/{pbd}/.pfs-journal")])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
+fn journal_blocks(pfs: &Pfs, pbd: &str) -> Vec<u64> {
+    pfs.ok(&["map", &format!("/{pbd}/.pfs-journal")])
         .lines()
         .skip(3)
         .map(|l| l.split_whitespace().nth(6).unwrap().parse().unwrap())
@@ -210,41 +229,20 @@ fn compare(ours: &Path, golden: &Path, journal: &[u64]) {
     );
 }
 
-fn device(dir: &Path, pbd: &str, gib: u64) {
-    fs::File::create(dir.join(pbd))
-        .unwrap()
-        .set_len(gib << 30)
-        .unwrap();
-}
-
 #[test]
 fn fscp_source_reuses_the_blocks_the_reference_reuses() {
     // gone.txt's three blocks are freed, falloc.bin and trunc.txt take them
     // again, truncate frees one more, gone2.txt takes two and is removed.
-    let dir = scratch("fscp");
-    let input_dir = dir.join("inputs");
-    inputs("fscp", &input_dir);
-    device(&dir, "nvme1n1", 20);
-    replay("fscp", &dir, &input_dir, |n| n <= 25);
-    let journal = journal_blocks(&dir, "nvme1n1");
-    compare(&dir.join("nvme1n1"), &expand("fscp", "nvme1n1"), &journal);
-    fs::remove_dir_all(&dir).unwrap();
+    let c = Case::new("fscp", &["nvme1n1"], 20);
+    c.replay(|n| n <= 25);
+    c.compare("nvme1n1", &journal_blocks(&c.pfs, "nvme1n1"));
 }
 
 #[test]
 fn chunk_backup_source_matches_the_reference() {
-    let dir = scratch("chunk-backup");
-    let input_dir = dir.join("inputs");
-    inputs("chunk-backup", &input_dir);
-    device(&dir, "nvme1n1", 30);
-    replay("chunk-backup", &dir, &input_dir, |n| n <= 17);
-    let journal = journal_blocks(&dir, "nvme1n1");
-    compare(
-        &dir.join("nvme1n1"),
-        &expand("chunk-backup", "nvme1n1"),
-        &journal,
-    );
-    fs::remove_dir_all(&dir).unwrap();
+    let c = Case::new("chunk-backup", &["nvme1n1"], 30);
+    c.replay(|n| n <= 17);
+    c.compare("nvme1n1", &journal_blocks(&c.pfs, "nvme1n1"));
 }
 
 #[test]
@@ -252,26 +250,12 @@ fn fstrim_then_write_takes_the_blocks_the_reference_takes() {
     // Five freed blocks (131, 132, 134 in chunk 0, 2691, 2693 in chunk 1)
     // stay READY through fstrim; the next file takes 132 and 134, the
     // reference's choice (the root of its tree of READY tags), not 131.
-    let dir = scratch("fstrim");
-    let input_dir = dir.join("inputs");
-    inputs("fstrim", &input_dir);
-    device(&dir, "nvme1n1", 20);
-    device(&dir, "nvme2n1", 20);
-    replay("fstrim", &dir, &input_dir, |n| n <= 14);
-    let journal = journal_blocks(&dir, "nvme1n1");
-    compare(
-        &dir.join("nvme1n1"),
-        &expand("fstrim", "nvme1n1-before"),
-        &journal,
-    );
+    let c = Case::new("fstrim", &["nvme1n1", "nvme2n1"], 20);
+    c.replay(|n| n <= 14);
+    let journal = journal_blocks(&c.pfs, "nvme1n1");
+    c.compare("nvme1n1-before", &journal);
     // Variant A (no -H without -q, then -H 1 -q -a), the failures that
     // leave nvme1n1 as it is, then the write and the inspections.
-    replay(
-        "fstrim",
-        &dir,
-        &input_dir,
-        |n| matches!(n, 17 | 19 | 27..=33 | 34..=38),
-    );
-    compare(&dir.join("nvme1n1"), &expand("fstrim", "nvme1n1"), &journal);
-    fs::remove_dir_all(&dir).unwrap();
+    c.replay(|n| matches!(n, 17 | 19 | 27..=33 | 34..=38));
+    c.compare("nvme1n1", &journal);
 }

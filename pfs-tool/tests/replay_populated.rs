@@ -31,10 +31,7 @@ fn populated_before_cp_matches_reference() {
         if n > 33 {
             break;
         }
-        let out = match &r.stdin {
-            Some(f) => pfs.run_with_file(&r.args, &inputs.join(f)),
-            None => pfs.run(&r.args),
-        };
+        let out = pfs.run_recorded(&r, &inputs);
         assert_eq!(
             out.status.code(),
             Some(r.exit),

@@ -5,73 +5,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+use pfs_tests::cli::{assert_success, Pfs};
+use pfs_tests::device::Scratch;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const PFS: &str = env!("CARGO_BIN_EXE_pfs");
-
-/// A device directory of its own, removed at the end.
-struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("pfs-ux-cli-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch { dir }
-    }
-
-    /// A sparse device file of `chunks` 10 GiB chunks, formatted or blank.
-    fn device(&self, name: &str, chunks: u64, format: bool) -> PathBuf {
-        let p = self.dir.join(name);
-        if format {
-            pfs_tests::device::format(&p, chunks);
-        } else {
-            fs::File::create(&p)
-                .unwrap()
-                .set_len(chunks * (10 << 30))
-                .unwrap();
-        }
-        p
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(PFS);
-        c.env("TZ", "UTC")
-            .env_remove("NO_COLOR")
-            .env_remove("PFS_PROGRESS_MS")
-            .arg("--device-dir")
-            .arg(&self.dir)
-            .args(args)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "pfs {args:?}: {:?}: {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
+/// A device directory of its own, removed at the end, and the tool on it.
+fn setup(name: &str) -> (Scratch, Pfs) {
+    let dir = Scratch::new(&format!("ux-cli-{name}"));
+    let pfs = Pfs::new(&dir);
+    (dir, pfs)
 }
 
 fn text(b: &[u8]) -> String {
@@ -82,7 +27,7 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn help_completions_and_man_pages() {
-    let s = Scratch::new("help");
+    let (dir, s) = setup("help");
     // `pfs help <command>` is `pfs <command> --help`.
     let help = s.ok(&["help", "mkfs"]);
     assert_eq!(help, s.ok(&["mkfs", "--help"]));
@@ -117,7 +62,7 @@ fn help_completions_and_man_pages() {
     let page = s.ok(&["man"]);
     assert!(page.contains(".TH pfs 1"), "{page}");
     assert!(page.contains("mkfs") && page.contains("fscp"));
-    let dir = s.dir.join("man1");
+    let dir = dir.join("man1");
     let listed = s.ok(&["man", "--dir", dir.to_str().unwrap()]);
     for name in ["pfs.1", "pfs-mkfs.1", "pfs-cp.1", "pfs-archive-push.1"] {
         let p = dir.join(name);
@@ -132,9 +77,9 @@ fn help_completions_and_man_pages() {
 
 #[test]
 fn json_failures_print_one_json_object() {
-    let s = Scratch::new("json");
-    s.device("nvme1n1", 1, true);
-    s.device("nvme9n1", 1, false);
+    let (dir, s) = setup("json");
+    dir.formatted("nvme1n1", 1);
+    dir.device("nvme9n1", 1);
     let cases: &[(&[&str], &str, Option<i64>)] = &[
         (&["--json", "ls", "/nvme1n1/nope"], "ls", Some(2)),
         (&["ls", "--json", "/nvme1n1/nope"], "ls", Some(2)),
@@ -194,30 +139,29 @@ fn json_failures_print_one_json_object() {
 
 /// `pfs write` with `input` on stdin and `NO_COLOR` set to `no_color`
 /// (unset when `None`).
-fn write_with(s: &Scratch, path: &str, no_color: Option<&str>) -> Output {
-    let input = s.dir.join("input");
+fn write_with(dir: &Path, s: &Pfs, path: &str, no_color: Option<&str>) -> Output {
+    let input = dir.join("input");
     fs::write(&input, b"hello\n").unwrap();
-    let mut c = s.cmd(&["write", path]);
-    c.stdin(fs::File::open(&input).unwrap());
-    if let Some(v) = no_color {
-        c.env("NO_COLOR", v);
-    }
-    c.output().unwrap()
+    let s = match no_color {
+        Some(v) => s.clone().env("NO_COLOR", v),
+        None => s.clone(),
+    };
+    s.run_with_file(&["write", path], &input)
 }
 
 #[test]
 fn write_honours_no_color() {
-    let s = Scratch::new("color");
-    s.device("nvme1n1", 1, true);
+    let (dir, s) = setup("color");
+    dir.formatted("nvme1n1", 1);
     // The reference's bytes by default, into a pipe too (scripts compare
     // them), and with NO_COLOR empty (the convention: set and not empty).
     let coloured = b"\x1b[40;32m[   OK   ]\x1b[0m Write 0 offset, 6 bytes to file /nvme1n1/f\n";
     for v in [None, Some("")] {
-        let o = write_with(&s, "/nvme1n1/f", v);
+        let o = write_with(&dir, &s, "/nvme1n1/f", v);
         assert!(o.status.success());
         assert_eq!(o.stdout, coloured, "NO_COLOR={v:?}: {}", text(&o.stdout));
     }
-    let o = write_with(&s, "/nvme1n1/f", Some("1"));
+    let o = write_with(&dir, &s, "/nvme1n1/f", Some("1"));
     assert!(o.status.success());
     assert_eq!(
         text(&o.stdout),
@@ -235,13 +179,13 @@ fn write_honours_no_color() {
         "/nvme1n1/filler",
     ]);
     let fail = ", errinfo=No space left on device\n";
-    let o = write_with(&s, "/nvme1n1/g", None);
+    let o = write_with(&dir, &s, "/nvme1n1/g", None);
     assert!(!o.status.success());
     assert_eq!(
         text(&o.stdout),
         format!("\x1b[40;31m[  FAIL  ]\x1b[0m Write 0 offset, -1 bytes to file /nvme1n1/g{fail}")
     );
-    let o = write_with(&s, "/nvme1n1/g", Some("yes"));
+    let o = write_with(&dir, &s, "/nvme1n1/g", Some("yes"));
     assert!(!o.status.success());
     assert_eq!(
         text(&o.stdout),
@@ -253,9 +197,9 @@ fn write_honours_no_color() {
 
 #[test]
 fn one_exit_code_per_kind_of_error_and_messages_that_say_what_to_do() {
-    let s = Scratch::new("exits");
-    let dev = s.device("nvme1n1", 1, true);
-    s.device("nvme9n1", 1, false);
+    let (dir, s) = setup("exits");
+    let dev = dir.formatted("nvme1n1", 1);
+    dir.device("nvme9n1", 1);
     s.ok(&["mkdir", "/nvme1n1/d"]);
     s.ok(&["touch", "/nvme1n1/d/f"]);
     let fails = |args: &[&str], code: i32| -> String {
@@ -290,7 +234,7 @@ fn one_exit_code_per_kind_of_error_and_messages_that_say_what_to_do() {
     }
 
     // A directory where a file is needed: 235, cp's code in the reference.
-    let local = s.dir.join("out");
+    let local = dir.join("out");
     for args in [
         &["cp", "/nvme1n1/d", local.to_str().unwrap()][..],
         &["rm", "/nvme1n1/d"],
@@ -316,7 +260,7 @@ fn one_exit_code_per_kind_of_error_and_messages_that_say_what_to_do() {
     }
 
     // A missing mount point is named as missing.
-    let mp = s.dir.join("no-such-mount-point");
+    let mp = dir.join("no-such-mount-point");
     let o = s.run(&["mount", "-f", "nvme1n1", mp.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = text(&o.stderr);
@@ -332,12 +276,7 @@ fn one_exit_code_per_kind_of_error_and_messages_that_say_what_to_do() {
     s.ok(&["-H", "1", "ls", "/nvme1n1/"]);
 
     // growfs works out -o and -n from the device and its filesystem.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&dev)
-        .unwrap()
-        .set_len(20 << 30)
-        .unwrap();
+    pfs_tests::device::sparse(&dev, 20 << 30);
     let out = s.ok(&["growfs", "nvme1n1"]);
     assert!(
         out.contains("Init chunk 1") && out.ends_with("pfs growfs succeeds!\n"),
@@ -367,19 +306,13 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
 }
 
 /// Runs `args` with progress lines every millisecond; returns the output.
-fn with_progress(s: &Scratch, args: &[&str], stdin: Option<&Path>) -> Output {
-    let mut c = s.cmd(args);
-    c.env("PFS_PROGRESS_MS", "1");
-    if let Some(p) = stdin {
-        c.stdin(fs::File::open(p).unwrap());
-    }
-    let o = c.output().unwrap();
-    assert!(
-        o.status.success(),
-        "pfs {args:?}: {:?}: {}",
-        o.status,
-        text(&o.stderr)
-    );
+fn with_progress(s: &Pfs, args: &[&str], stdin: Option<&Path>) -> Output {
+    let s = s.clone().env("PFS_PROGRESS_MS", "1");
+    let o = match stdin {
+        Some(p) => s.run_with_file(args, p),
+        None => s.run(args),
+    };
+    assert_success(&format!("pfs {args:?}"), &o);
     o
 }
 
@@ -405,11 +338,11 @@ fn assert_lines(o: &Output, what: &str, last: &str) {
 
 #[test]
 fn progress_is_plain_lines_on_stderr_when_it_is_not_a_terminal() {
-    let s = Scratch::new("lines");
-    s.device("nvme1n1", 2, true);
-    s.device("nvme2n1", 2, false);
-    s.device("nvme3n1", 2, false);
-    let tree = s.dir.join("tree");
+    let (dir, s) = setup("lines");
+    dir.formatted("nvme1n1", 2);
+    dir.device("nvme2n1", 2);
+    dir.device("nvme3n1", 2);
+    let tree = dir.join("tree");
     fs::create_dir_all(tree.join("sub")).unwrap();
     for i in 0..3u8 {
         fs::write(tree.join(format!("f{i}")), pattern(i, 5 << 20)).unwrap();
@@ -448,8 +381,8 @@ fn progress_is_plain_lines_on_stderr_when_it_is_not_a_terminal() {
     assert!(out.ends_with("stop 2 I/O workers\n[3] update nvme2n1 paxos leader successfully\npfs fscp successfully\n"), "{out}");
 
     // chunk backup and restore: bytes and chunks.
-    let stream = s.dir.join("chunks.oss");
-    let mut c = s.cmd(&["chunk", "-m", "backup", "-c", "0", "-e", "2", "nvme1n1"]);
+    let stream = dir.join("chunks.oss");
+    let mut c = s.command(&["chunk", "-m", "backup", "-c", "0", "-e", "2", "nvme1n1"]);
     let o = c
         .env("PFS_PROGRESS_MS", "1")
         .stdout(fs::File::create(&stream).unwrap())
@@ -486,7 +419,7 @@ fn progress_is_plain_lines_on_stderr_when_it_is_not_a_terminal() {
         text(&o.stderr)
     );
     let o = s
-        .cmd(&["fsck", "nvme3n1"])
+        .command(&["fsck", "nvme3n1"])
         .env("PFS_PROGRESS_MS", "0")
         .output()
         .unwrap();
@@ -560,13 +493,13 @@ fn on_terminal(mut c: Command, stderr_on_tty: bool) -> (Output, String) {
 
 #[test]
 fn a_bar_on_a_terminal_and_no_binary_stream_to_it() {
-    let s = Scratch::new("tty");
-    s.device("nvme1n1", 2, true);
-    s.device("nvme2n1", 2, false);
+    let (dir, s) = setup("tty");
+    dir.formatted("nvme1n1", 2);
+    dir.device("nvme2n1", 2);
 
     // chunk -m backup refuses a terminal as its output: nothing written.
     let (o, shown) = on_terminal(
-        s.cmd(&["chunk", "-m", "backup", "-c", "0", "nvme1n1"]),
+        s.command(&["chunk", "-m", "backup", "-c", "0", "nvme1n1"]),
         false,
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
@@ -574,7 +507,7 @@ fn a_bar_on_a_terminal_and_no_binary_stream_to_it() {
     assert!(shown.is_empty(), "{shown:?}");
 
     // fscp with stderr on a terminal: a bar there, stdout plain lines.
-    let mut c = s.cmd(&["fscp", "nvme1n1", "nvme2n1"]);
+    let mut c = s.command(&["fscp", "nvme1n1", "nvme2n1"]);
     c.env("PFS_PROGRESS_MS", "1");
     let (o, shown) = on_terminal(c, true);
     assert!(o.status.success(), "{shown}");

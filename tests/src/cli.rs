@@ -10,9 +10,16 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Variables of the tool that a test's own environment must not leak into
-/// the commands it runs; a runner sets them itself where it means to.
-const CLEARED: &[&str] = &["PFS_DEVICE_DIR", "PFS_LEASE_MS", "PFS_TEST_STOP_AT"];
+/// Variables the tool reads that a test's own environment must not leak
+/// into the commands it runs (`NO_COLOR` and `PFS_PROGRESS_MS` change what
+/// it prints); a runner sets them itself where it means to.
+const CLEARED: &[&str] = &[
+    "PFS_DEVICE_DIR",
+    "PFS_LEASE_MS",
+    "PFS_TEST_STOP_AT",
+    "NO_COLOR",
+    "PFS_PROGRESS_MS",
+];
 
 /// `<target>/<profile>` of the running test or bench executable
 /// (`<target>/<profile>/deps/<name>-<hash>`).
@@ -278,6 +285,16 @@ impl Pfs {
             std::fs::File::open(input).unwrap_or_else(|e| panic!("open {}: {e}", input.display()));
         c.stdin(f);
         self.finish(&args, c, None)
+    }
+
+    /// Runs a command the reference's run recorded (see
+    /// [`crate::commands`]), its stdin, if it had one, the file of that
+    /// name in `inputs`.
+    pub fn run_recorded(&self, r: &crate::Recorded, inputs: &Path) -> Output {
+        match &r.stdin {
+            Some(f) => self.run_with_file(&r.args, &inputs.join(f)),
+            None => self.run(&r.args),
+        }
     }
 
     /// Runs `pfs ARGS...`; panics unless it succeeds; returns stdout as text.

@@ -20,9 +20,21 @@ pub struct Scratch {
 impl Scratch {
     /// A new empty directory named `pfs-<name>-<random>`.
     pub fn new(name: &str) -> Scratch {
+        Scratch::in_dir(&std::env::temp_dir(), name)
+    }
+
+    /// [`Scratch::new`] for a bench: under `$PFS_BENCH_DIR` when it is set
+    /// (the disk to measure), else in the system's temporary directory.
+    pub fn for_bench(name: &str) -> Scratch {
+        let base = std::env::var_os("PFS_BENCH_DIR").map(PathBuf::from);
+        Scratch::in_dir(&base.unwrap_or_else(std::env::temp_dir), name)
+    }
+
+    /// A new empty directory `pfs-<name>-<random>` in `base`.
+    fn in_dir(base: &Path, name: &str) -> Scratch {
         let dir = tempfile::Builder::new()
             .prefix(&format!("pfs-{name}-"))
-            .tempdir()
+            .tempdir_in(base)
             .unwrap_or_else(|e| panic!("cannot make a scratch directory for {name}: {e}"));
         Scratch { dir: Some(dir) }
     }
@@ -155,6 +167,14 @@ pub fn create_write() -> pfs_core::OpenOptions {
         write: true,
         ..pfs_core::OpenOptions::default()
     }
+}
+
+/// Checks the filesystem of a mount; panics with the problems unless it is
+/// clean; returns the report.
+pub fn fsck_clean(m: &Mount) -> pfs_core::FsckReport {
+    let report = m.fsck().unwrap_or_else(|e| panic!("fsck: {e}"));
+    assert!(report.is_clean(), "fsck: {:?}", report.problems);
+    report
 }
 
 /// The names in directory `dir` of a mount, in the order it lists them.

@@ -11,6 +11,7 @@ use pfs_core::OpenOptions;
 use pfs_core::{CoreError, Device};
 use pfs_core::{Mode, Mount, MountOptions};
 use pfs_format::layout::MIN_LOG_SIZE;
+use pfs_tests::device;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -272,8 +273,7 @@ fn check(ops: &[Op]) {
         assert_eq!(got, want, "step {i}: {op:?}");
         assert_eq!(tree(&m), model.nodes, "tree after step {i}: {op:?}");
     }
-    let report = m.fsck().unwrap();
-    assert!(report.is_clean(), "{:?}", report.problems);
+    device::fsck_clean(&m);
     drop(m);
     let r = Mount::open_with(dev, Mode::ReadOnly, &opts).unwrap();
     assert_eq!(tree(&r), model.nodes, "after remount");

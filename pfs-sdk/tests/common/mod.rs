@@ -147,6 +147,16 @@ impl TestDev {
             .unwrap()
     }
 
+    /// Runs the test program `name` (linked as `link`) on the device;
+    /// panics unless it exits 0 printing `ok` and the filesystem is clean
+    /// after it.
+    pub fn passes(&self, name: &str, link: Link) {
+        let out = self.run(&program(name, link), &[]);
+        assert_ok(name, &out);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{name}");
+        self.fsck();
+    }
+
     /// Opens the device (read-only) for checks.
     pub fn device(&self) -> FileDevice {
         FileDevice::open(&self.pbd, &self.0.device(), false).unwrap()

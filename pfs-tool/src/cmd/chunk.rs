@@ -267,16 +267,7 @@ fn stream_blocks(
 
 /// Reads exactly `buf.len()` bytes; returns how many came before the end.
 fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize, Failure> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(einval(format!("reading the stream failed: {e}"))),
-        }
-    }
-    Ok(n)
+    super::read_full(input, buf).map_err(|e| einval(format!("reading the stream failed: {e}")))
 }
 
 /// Checks the metadata block (block 0) of chunk `c` as it came in the

@@ -250,6 +250,18 @@ fn do_copy<'m>(
     Ok(())
 }
 
+/// An existing file `dst` that only `-f` may replace with `src` (EEXIST).
+fn overwrite_refused(src: &Place<'_>, dst: &Place<'_>) -> CopyError {
+    CopyError::new(
+        17,
+        format!(
+            "cannot overwrite {} with {} (use -f)",
+            dst.shown(),
+            src.shown()
+        ),
+    )
+}
+
 /// One step of the reference's `do_copy`: a file onto a directory goes
 /// inside it; a directory needs `-r` and goes inside an existing directory
 /// the first time; an existing file needs `-f`. A file is copied; for a
@@ -275,16 +287,7 @@ fn copy_one<'m>(
         Kind::File(_) => {
             match dst.kind()? {
                 Kind::Dir => dst = dst.join(&src.basename()),
-                Kind::File(_) if !o.force => {
-                    return Err(CopyError::new(
-                        17,
-                        format!(
-                            "cannot overwrite {} with {} (use -f)",
-                            dst.shown(),
-                            src.shown()
-                        ),
-                    ))
-                }
+                Kind::File(_) if !o.force => return Err(overwrite_refused(src, &dst)),
                 _ => {}
             }
             if let Kind::Dir = dst.kind()? {
@@ -300,14 +303,7 @@ fn copy_one<'m>(
                 ));
             }
             if let (Kind::File(_), false) = (dst.kind()?, o.force) {
-                return Err(CopyError::new(
-                    17,
-                    format!(
-                        "cannot overwrite {} with {} (use -f)",
-                        dst.shown(),
-                        src.shown()
-                    ),
-                ));
+                return Err(overwrite_refused(src, &dst));
             }
             copy_file(src, &dst, &o.progress)?;
             o.progress.count(1);
@@ -454,57 +450,47 @@ fn archive_inner(ctx: &Context, a: &ArchiveArgs, out: &mut dyn Write) -> CmdResu
     // recovery on it: every other failure exits 255 (push maps all its
     // failures to 1, see `archive`).
     let fail = |msg: String| Failure::new(crate::exit::FAILURE, format!("archive: {msg}"));
-    match &a.cmd {
-        ArchiveCmd::Push { src, dst } => {
-            let (src, dst) = (src.as_os_str(), dst.as_os_str());
-            let mounts = Mounts::new(ctx, "archive", src, dst, ctx.hostid, ctx.hostid)?;
-            let (s, d) = (mounts.src_place(src), mounts.dst_place(dst));
-            match s.kind().map_err(|e| fail(e.message))? {
-                Kind::File(_) => {}
-                Kind::Dir => return Err(fail(format!("{} is a directory", lossy(src)))),
-                Kind::Missing => return Err(fail(format!("{}: no such file", lossy(src)))),
+    let (push, src, dst) = match &a.cmd {
+        ArchiveCmd::Push { src, dst } => (true, src.as_os_str(), dst.as_os_str()),
+        ArchiveCmd::Fetch { src, dst } => (false, src.as_os_str(), dst.as_os_str()),
+    };
+    let mounts = Mounts::new(ctx, "archive", src, dst, ctx.hostid, ctx.hostid)?;
+    let (s, d) = (mounts.src_place(src), mounts.dst_place(dst));
+    match s.kind().map_err(|e| fail(e.message))? {
+        Kind::File(_) => {}
+        // restore_command contract: a missing file is a quiet failure.
+        Kind::Missing if !push => return Err(Failure::new(crate::exit::USAGE, String::new())),
+        Kind::Missing => return Err(fail(format!("{}: no such file", lossy(src)))),
+        Kind::Dir => return Err(fail(format!("{} is a directory", lossy(src)))),
+    }
+    if push {
+        match d.kind().map_err(|e| fail(e.message))? {
+            Kind::Missing => {}
+            Kind::Dir => {
+                return Err(fail(format!(
+                    "{} is a directory; give the archived file's full path",
+                    lossy(dst)
+                )))
             }
-            match d.kind().map_err(|e| fail(e.message))? {
-                Kind::Missing => {}
-                Kind::Dir => {
-                    return Err(fail(format!(
-                        "{} is a directory; give the archived file's full path",
-                        lossy(dst)
+            Kind::File(_) => {
+                // PostgreSQL retries a segment after a crash: an identical
+                // copy is success, anything else is an alarm.
+                return if same_content(&s, &d).map_err(|e| fail(e.message))? {
+                    let _ = out.write_all(dst.as_bytes());
+                    let _ = writeln!(out, " is already archived with identical content");
+                    Ok(())
+                } else {
+                    Err(fail(format!(
+                        "{} already exists with DIFFERENT content than {}; refusing to overwrite an archived file",
+                        lossy(dst),
+                        lossy(src)
                     )))
-                }
-                Kind::File(_) => {
-                    // PostgreSQL retries a segment after a crash: an
-                    // identical copy is success, anything else is an alarm.
-                    return if same_content(&s, &d).map_err(|e| fail(e.message))? {
-                        let _ = out.write_all(dst.as_bytes());
-                        let _ = writeln!(out, " is already archived with identical content");
-                        Ok(())
-                    } else {
-                        Err(fail(format!(
-                            "{} already exists with DIFFERENT content than {}; refusing to overwrite an archived file",
-                            lossy(dst),
-                            lossy(src)
-                        )))
-                    };
-                }
+                };
             }
-            copy_file(&s, &d, &Progress::none()).map_err(|e| fail(e.message))?;
-            Ok(())
-        }
-        ArchiveCmd::Fetch { src, dst } => {
-            let (src, dst) = (src.as_os_str(), dst.as_os_str());
-            let mounts = Mounts::new(ctx, "archive", src, dst, ctx.hostid, ctx.hostid)?;
-            let (s, d) = (mounts.src_place(src), mounts.dst_place(dst));
-            match s.kind().map_err(|e| fail(e.message))? {
-                Kind::File(_) => {}
-                // restore_command contract: a missing file is a quiet failure.
-                Kind::Missing => return Err(Failure::new(crate::exit::USAGE, String::new())),
-                Kind::Dir => return Err(fail(format!("{} is a directory", lossy(src)))),
-            }
-            copy_file(&s, &d, &Progress::none()).map_err(|e| fail(e.message))?;
-            Ok(())
         }
     }
+    copy_file(&s, &d, &Progress::none()).map_err(|e| fail(e.message))?;
+    Ok(())
 }
 
 #[cfg(test)]

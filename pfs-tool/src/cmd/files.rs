@@ -224,16 +224,28 @@ pub fn parse_arg(
     Ok(v)
 }
 
-/// `pfs read`.
-pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
-    let off = match &a.offset {
-        Some(s) => parse_arg("read", "offset", s, false, out)?,
+/// The `-o off` and `-l len` options of `read` and `write`: the offset (0
+/// by default) and the length (`u64::MAX`, to the end, by default).
+pub fn parse_range(
+    cmd: &str,
+    offset: Option<&str>,
+    length: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(u64, u64), Failure> {
+    let off = match offset {
+        Some(s) => parse_arg(cmd, "offset", s, false, out)?,
         None => 0,
     };
-    let (len, to_eof) = match &a.length {
-        Some(s) => (parse_arg("read", "length", s, true, out)?, false),
-        None => (u64::MAX, true),
+    let len = match length {
+        Some(s) => parse_arg(cmd, "length", s, true, out)?,
+        None => u64::MAX,
     };
+    Ok((off, len))
+}
+
+/// `pfs read`.
+pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
+    let (off, len) = parse_range("read", a.offset.as_deref(), a.length.as_deref(), out)?;
     let path = parse_path("read", &a.path, out)?;
     let m = mount_ro(ctx, "read", &path)?;
     // The inode and its size and birth from one state: the name may be
@@ -259,11 +271,7 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
     let mut left = len;
     let mut retries = 0;
     loop {
-        let want = if to_eof {
-            BLOCK_SIZE
-        } else {
-            left.min(BLOCK_SIZE)
-        } as usize;
+        let want = left.min(BLOCK_SIZE) as usize;
         if want == 0 || pos >= size {
             break;
         }
@@ -285,9 +293,7 @@ pub fn read(ctx: &Context, a: &ReadArgs, out: &mut dyn Write) -> CmdResult {
         }
         out.write_all(&buf[..n])?;
         pos += n as u64;
-        if !to_eof {
-            left -= n as u64;
-        }
+        left -= n as u64;
     }
     Ok(())
 }

@@ -163,8 +163,16 @@ pub fn info(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
     Ok(())
 }
 
-/// `pfs usedinfo`.
-pub fn usedinfo(ctx: &Context, a: &UsedinfoArgs, out: &mut dyn Write) -> CmdResult {
+/// Chunk numbers, each with the ids of its used objects of one type.
+pub(crate) type UsedByChunk = Vec<(u64, Vec<usize>)>;
+
+/// What `usedinfo` reports, in text or JSON: the type asked for and, for
+/// each chunk of the range (cut to the device), the ids of its used
+/// objects of that type.
+pub(crate) fn used_objects(
+    ctx: &Context,
+    a: &UsedinfoArgs,
+) -> Result<(MetaType, UsedByChunk), Failure> {
     let t = match a.mtype.as_str() {
         "b" => MetaType::BlkTag,
         "d" => MetaType::DirEntry,
@@ -175,14 +183,20 @@ pub fn usedinfo(ctx: &Context, a: &UsedinfoArgs, out: &mut dyn Write) -> CmdResu
     let n = u64::from(meta.nchunk);
     let begin = a.begin.unwrap_or(0);
     let end = a.end.filter(|&e| e <= n).unwrap_or(n);
-    for c in begin..end {
-        let used: Vec<usize> = meta
-            .objects(c as u32, t)
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.is_used())
-            .map(|(i, _)| i)
-            .collect();
+    let chunks = (begin..end)
+        .map(|c| {
+            let objects = meta.objects(c as u32, t);
+            let used = objects.iter().enumerate().filter(|(_, m)| m.is_used());
+            (c, used.map(|(i, _)| i).collect())
+        })
+        .collect();
+    Ok((t, chunks))
+}
+
+/// `pfs usedinfo`.
+pub fn usedinfo(ctx: &Context, a: &UsedinfoArgs, out: &mut dyn Write) -> CmdResult {
+    let (_, chunks) = used_objects(ctx, a)?;
+    for (c, used) in chunks {
         writeln!(out, "chunk {c} has used {} objects:", used.len())?;
         for (k, oid) in used.iter().enumerate() {
             write!(out, "{oid:>6} ")?;

@@ -333,25 +333,15 @@ pub fn info(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
 /// `usedinfo --json`: `{"pbd", "type": "blktag"|"direntry"|"inode",
 /// "chunks": [{"chunk", "used": [oid, ...]}]}`.
 pub fn usedinfo(ctx: &Context, a: &UsedinfoArgs, out: &mut dyn Write) -> CmdResult {
-    let (t, key) = match a.mtype.as_str() {
-        "b" => (MetaType::BlkTag, "blktag"),
-        "d" => (MetaType::DirEntry, "direntry"),
-        _ => (MetaType::Inode, "inode"),
+    let (t, used) = super::inspect::used_objects(ctx, a)?;
+    let key = match t {
+        MetaType::BlkTag => "blktag",
+        MetaType::DirEntry => "direntry",
+        MetaType::Inode => "inode",
     };
-    let dev = ctx.open("usedinfo", &a.pbd, false)?;
-    let (meta, _) = load_replayed(&dev).map_err(|e| Failure::from_core("usedinfo", &e))?;
-    let n = u64::from(meta.nchunk);
-    let begin = a.begin.unwrap_or(0);
-    let end = a.end.filter(|&e| e <= n).unwrap_or(n);
     let mut chunks = Vec::new();
-    for c in begin..end {
-        let used: Vec<String> = meta
-            .objects(c as u32, t)
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.is_used())
-            .map(|(i, _)| i.to_string())
-            .collect();
+    for (c, used) in used {
+        let used: Vec<String> = used.iter().map(usize::to_string).collect();
         chunks.push(format!("{{\"chunk\":{c},\"used\":[{}]}}", used.join(",")));
     }
     writeln!(

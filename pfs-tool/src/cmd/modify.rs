@@ -3,9 +3,9 @@
 //! host lock and the writer lease), runs, and unmounts; every change is
 //! committed to the journal before the command reports success.
 
-use super::{failed, lossy, parse_path, shown, strerror, Context};
+use super::{failed, lossy, parse_path, read_full, shown, strerror, Context};
 use crate::cli::{FallocateArgs, MkdirArgs, PathArg, RenameArgs, RmArgs, TruncateArgs, WriteArgs};
-use crate::cmd::files::parse_arg;
+use crate::cmd::files::{parse_arg, parse_range};
 use crate::exit::{CmdResult, Failure};
 use crate::progress::{Progress, Unit};
 use pfs_core::{CoreError, FallocMode, OpenOptions};
@@ -53,20 +53,6 @@ pub fn mkdir(ctx: &Context, a: &MkdirArgs, out: &mut dyn Write) -> CmdResult {
     Ok(())
 }
 
-/// Reads up to `buf.len()` bytes, stopping early only at end of input.
-fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// The `[   OK   ]` / `[  FAIL  ]` tag of `write`'s report line: in the
 /// reference's colours by default, whatever stdout is (scripts compare
 /// those bytes), and plain when `NO_COLOR` is set to anything but the
@@ -83,14 +69,7 @@ fn tag(ok: bool) -> &'static str {
 
 /// `pfs write [-o off] [-l len]`: stdin to a file, in 4 MiB pieces.
 pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn Write) -> CmdResult {
-    let off = match &a.offset {
-        Some(s) => parse_arg("write", "offset", s, false, out)?,
-        None => 0,
-    };
-    let (len, to_eof) = match &a.length {
-        Some(s) => (parse_arg("write", "length", s, true, out)?, false),
-        None => (u64::MAX, true),
-    };
+    let (off, len) = parse_range("write", a.offset.as_deref(), a.length.as_deref(), out)?;
     let p = parse_path("write", &a.path, out)?;
     let m = mount_rw(ctx, "write", &p)?;
     // The path goes out byte for byte, as the reference prints it.
@@ -117,11 +96,7 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
     let mut pos = off;
     let mut left = len;
     loop {
-        let want = if to_eof {
-            BLOCK_SIZE
-        } else {
-            left.min(BLOCK_SIZE)
-        } as usize;
+        let want = left.min(BLOCK_SIZE) as usize;
         if want == 0 {
             break;
         }
@@ -134,9 +109,7 @@ pub fn write(ctx: &Context, a: &WriteArgs, input: &mut dyn Read, out: &mut dyn W
         f.write_at(&buf[..n], pos)
             .map_err(|e| report_fail(out, &shown(e, &a.path)))?;
         pos += n as u64;
-        if !to_eof {
-            left -= n as u64;
-        }
+        left -= n as u64;
     }
     write!(
         out,
