@@ -304,24 +304,26 @@ impl PfsFs {
         }
     }
 
+    /// The kernel's attributes of `a`: the values of the core's one
+    /// conversion ([`Attr::stat`], what the SDK's `stat` reports too), with
+    /// this mount's node number, owner and permissions.
     fn attr(&self, a: &Attr) -> FileAttr {
+        let st = a.stat();
         FileAttr {
             ino: node_of(a.ino, a.btime),
-            size: a.size,
-            blocks: a.nblock * (BLOCK_SIZE / 512),
-            atime: time(a.mtime),
-            mtime: time(a.mtime),
-            ctime: time(a.ctime),
+            size: st.st_size,
+            blocks: st.st_blocks,
+            atime: time(st.st_atime),
+            mtime: time(st.st_mtime),
+            ctime: time(st.st_ctime),
             crtime: UNIX_EPOCH + Duration::from_micros(a.btime),
             kind: kind(a.kind),
             perm: self.perm(a),
-            // Directories: 1, the usual "not counted" (PFS keeps no
-            // subdirectory count), so tools do not infer leaves from it.
-            nlink: if a.is_dir() { 1 } else { a.nlink.max(1) as u32 },
+            nlink: u32::try_from(st.st_nlink).unwrap_or(u32::MAX),
             uid: self.access.uid,
             gid: self.access.gid,
             rdev: 0,
-            blksize: 1 << 20,
+            blksize: u32::try_from(st.st_blksize).unwrap_or(u32::MAX),
             flags: 0,
         }
     }
@@ -438,8 +440,8 @@ impl PfsFs {
 
     /// Opens `node` for a new FUSE handle.
     fn open_handle(&self, node: INodeNo, flags: i32) -> FsResult<u64> {
-        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        if write {
+        let opts = OpenOptions::from_flags(flags);
+        if opts.write {
             self.writable()?;
         }
         let h = if self.follower {
@@ -447,7 +449,7 @@ impl PfsFs {
         } else {
             self.check_node(node)?;
             let ino = pfs_ino(node);
-            let file = self.open_shared(ino, write, flags)?;
+            let file = self.open_shared(ino, opts)?;
             Handle {
                 ino,
                 btime: 0,
@@ -523,7 +525,7 @@ impl PfsFs {
 
     /// Opens `ino` on the writer's mount: the core handle all handles of
     /// the inode share.
-    fn open_shared(&self, ino: u64, write: bool, flags: i32) -> FsResult<Arc<File>> {
+    fn open_shared(&self, ino: u64, opened: OpenOptions) -> FsResult<Arc<File>> {
         let m = self.m()?;
         let mut files = self.files.lock();
         let file = if let Some(o) = files.get_mut(&ino) {
@@ -550,7 +552,7 @@ impl PfsFs {
             file
         };
         drop(files);
-        if write && is_system(ino) {
+        if opened.write && is_system(ino) {
             self.close_handle(ino)?;
             return Err(CoreError::SystemFile {
                 path: format!("inode {ino}"),
@@ -558,7 +560,7 @@ impl PfsFs {
             }
             .into());
         }
-        if write && flags & libc::O_TRUNC != 0 {
+        if opened.truncate {
             if let Err(e) = self.set_size(ino, 0) {
                 let _ = self.close_handle(ino);
                 return Err(e.into());
@@ -854,21 +856,10 @@ impl PfsFs {
 
     fn do_fallocate(&self, fh: FileHandle, off: u64, len: u64, mode: i32) -> CoreResult<()> {
         self.writable()?;
-        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
-            return Err(CoreError::InvalidArgument(format!(
-                "fallocate mode {mode:#x} (only 0 and FALLOC_FL_KEEP_SIZE)"
-            )));
-        }
+        let mode = FallocMode::from_posix(mode)?;
         let h = self.handle(fh)?;
         self.settle(h.ino)?;
-        h.file.allocate(
-            off,
-            len,
-            FallocMode {
-                keep_size: mode & libc::FALLOC_FL_KEEP_SIZE != 0,
-                no_hide_stale: false,
-            },
-        )
+        h.file.allocate(off, len, mode)
     }
 
     /// Commits every open file and flushes the device.
