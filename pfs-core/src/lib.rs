@@ -9,7 +9,7 @@
 //!   writer (it takes the writer lease at its first write, see [`Lease`]);
 //!   read-only mounts follow it through the journal. Its namespace API
 //!   speaks in inodes and (directory inode, name) as front ends do
-//!   (`lookup`, `create`, `unlink`, `rmdir`, `rename`, `getattr`,
+//!   (`lookup`, `create_with`, `unlink`, `rmdir`, `rename_with`, `getattr`,
 //!   `readdir`), with a thin path layer over one resolver (`resolve`,
 //!   `stat_path`, `create_dir_all` ...); [`File`] is an owned open file
 //!   with `Read`, `Write` and `Seek`;
@@ -107,7 +107,7 @@ pub use mkfs::{
 };
 pub use mount::{Mode, Mount, MountOptions};
 pub use names::check_name;
-pub use namespace::{Attr, DirEntry, FileType, FsStats, ReadDir};
+pub use namespace::{Attr, DirEntry, FileType, FsStats, ReadDir, Replace};
 pub use system::is_system;
 
 /// The format's sizes and fixed inode numbers a front end needs (block

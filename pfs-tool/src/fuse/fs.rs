@@ -45,7 +45,8 @@ use parking_lot::Mutex;
 use pfs_core::is_system;
 use pfs_core::limits::{BLOCK_SIZE, ROOT_INO};
 use pfs_core::{
-    Attr, CoreError, FallocMode, File, FileType, Mode, Mount, OpenOptions, Result as CoreResult,
+    Attr, CoreError, FallocMode, File, FileType, Mode, Mount, OpenOptions, Replace,
+    Result as CoreResult,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -92,7 +93,7 @@ enum Fail {
     /// stat by name finds what the name is now.
     Stale,
     /// A change the mount refuses (`EPERM`): giving a file to another
-    /// owner or group.
+    /// owner or group, making a device node.
     NotPermitted,
 }
 
@@ -716,12 +717,8 @@ impl PfsFs {
     fn do_create(&self, parent: INodeNo, name: &[u8], flags: i32) -> FsResult<(u64, Attr)> {
         self.writable()?;
         let m = self.m()?;
-        let dir = pfs_ino(parent);
-        let ino = match m.create(dir, name, FileType::File) {
-            Ok(ino) => ino,
-            Err(CoreError::Exists { .. }) if flags & libc::O_EXCL == 0 => m.lookup(dir, name)?,
-            Err(e) => return Err(e.into()),
-        };
+        let opts = OpenOptions::from_flags(flags | libc::O_CREAT);
+        let (ino, _) = m.create_with(pfs_ino(parent), name, FileType::File, opts.exclusive)?;
         self.settle(ino)?;
         let a = m.getattr(ino)?;
         // Known before the kernel is told of it: opening checks it.
@@ -986,6 +983,32 @@ impl Filesystem for PfsFs {
         self.reply_entry(r.map_err(Fail::from), parent, name, reply);
     }
 
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = name.as_bytes();
+        // Regular files only: PFS has no device nodes, pipes or sockets
+        // (EPERM, as the kernel answers for a filesystem without mknod).
+        let r = if mode & libc::S_IFMT != libc::S_IFREG {
+            Err(Fail::NotPermitted)
+        } else {
+            self.writable()
+                .and_then(|()| {
+                    let m = self.m()?;
+                    m.getattr(m.create(pfs_ino(parent), name, FileType::File)?)
+                })
+                .map_err(Fail::from)
+        };
+        self.reply_entry(r, parent, name, reply);
+    }
+
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = self
             .writable()
@@ -1018,18 +1041,11 @@ impl Filesystem for PfsFs {
                     "rename: RENAME_EXCHANGE is not supported".into(),
                 ));
             }
-            if flags.contains(RenameFlags::RENAME_NOREPLACE) {
-                match m.lookup(dir, to) {
-                    Ok(_) => {
-                        return Err(CoreError::Exists {
-                            path: newname.to_string_lossy().into_owned(),
-                        })
-                    }
-                    Err(CoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            m.rename(pfs_ino(parent), name.as_bytes(), dir, to)
+            let replace = match flags.contains(RenameFlags::RENAME_NOREPLACE) {
+                true => Replace::Never,
+                false => Replace::Allow,
+            };
+            m.rename_with(pfs_ino(parent), name.as_bytes(), dir, to, replace)
         });
         reply_empty(r, reply);
     }
