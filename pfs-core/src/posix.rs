@@ -42,6 +42,7 @@ impl OpenOptions {
             write,
             write_only: access == libc::O_WRONLY,
             directory: flags & libc::O_DIRECTORY != 0,
+            write_behind: false,
         }
     }
 }

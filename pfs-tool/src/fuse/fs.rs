@@ -11,14 +11,15 @@
 //! file's life, and a PFS inode number given to a new file makes a new
 //! node.
 //!
-//! A file being written gets its blocks ahead (as much again as it has, up
-//! to [`ALLOC_AHEAD`]; what is left past the end goes back on close).
-//! Writes go straight to the device with [`File::write_at_deferred`]; their
+//! The writer's files are opened write-behind
+//! ([`OpenOptions::write_behind`], the core's policy): writes go straight
+//! to the device, blocks are allocated ahead of a growing file, and the
 //! extents and the new size are committed in one transaction on `flush`
 //! (every `close`), `fsync`, `release`, before anything looks at the file
 //! (`getattr`, `lookup`, `read`, `setattr`, `fallocate`), and after every
-//! [`COMMIT_EVERY`] bytes. All handles of one inode share one core [`File`],
-//! so their uncommitted extents are one set.
+//! 256 MiB. All handles of one inode share one core [`File`], so their
+//! uncommitted extents are one set; the last `release` finishes it
+//! ([`File::finish`]).
 //!
 //! On a read-only mount the writer of another host may free a file at any
 //! moment and give its inode number and blocks to a new one. So an inode
@@ -54,13 +55,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Uncommitted bytes after which a write commits its extents anyway, so a
-/// transaction stays far below the smallest journal.
-pub const COMMIT_EVERY: u64 = 256 << 20;
-
-/// The most a write allocates ahead of the file's end.
-pub const ALLOC_AHEAD: u64 = 64 << 20;
 
 /// Largest write the kernel may send (it caps this at its own limit,
 /// 1 MiB with the default `max_pages`).
@@ -181,14 +175,6 @@ impl Window {
 struct Open {
     file: Arc<File>,
     handles: usize,
-    /// Bytes written since the last commit.
-    dirty: u64,
-    /// End of the last range allocated ahead; a write ending below it
-    /// leaves any allocation it needs (a hole) to the core.
-    alloc_end: u64,
-    /// Writes allocated blocks past the written end, to be given back
-    /// when the file closes.
-    ahead: bool,
 }
 
 /// Who the files of a mount belong to and who may use them (`-o uid=`,
@@ -345,18 +331,16 @@ impl PfsFs {
     /// Commits the uncommitted writes to `ino`, if any (cheap when there
     /// are none); whether the writer has it open.
     fn settle(&self, ino: u64) -> CoreResult<bool> {
-        let file = {
-            let mut files = self.files.lock();
-            match files.get_mut(&ino) {
-                Some(o) => {
-                    o.dirty = 0;
-                    Arc::clone(&o.file)
-                }
-                None => return Ok(false),
-            }
+        let Some(file) = self.open_file(ino) else {
+            return Ok(false);
         };
         file.commit()?;
         Ok(true)
+    }
+
+    /// The writer's open file of `ino`, if it has one.
+    fn open_file(&self, ino: u64) -> Option<Arc<File>> {
+        self.files.lock().get(&ino).map(|o| Arc::clone(&o.file))
     }
 
     /// Notes that the kernel is told of the node of `a`, found as `name` in
@@ -533,10 +517,12 @@ impl PfsFs {
             o.handles += 1;
             Arc::clone(&o.file)
         } else {
+            let write = m.mode() == Mode::ReadWrite && !is_system(ino);
             let opts = OpenOptions {
                 // One handle serves every opener, so it may write unless the
                 // mount or the file (system files) cannot be written.
-                write: m.mode() == Mode::ReadWrite && !is_system(ino),
+                write,
+                write_behind: write,
                 ..OpenOptions::default()
             };
             let file = Arc::new(m.open_ino(ino, opts)?);
@@ -545,9 +531,6 @@ impl PfsFs {
                 Open {
                     file: Arc::clone(&file),
                     handles: 1,
-                    dirty: 0,
-                    alloc_end: 0,
-                    ahead: false,
                 },
             );
             file
@@ -584,70 +567,24 @@ impl PfsFs {
             }
         };
         match last {
-            Some(o) => self.finish(ino, o),
+            Some(o) => self.finish(o),
             None => Ok(()),
         }
     }
 
     /// Closes the last handle of `ino`: commits, then gives back blocks
-    /// allocated ahead past the end (a truncate to the size it has, which
-    /// keeps its times: one set while it was open stays).
-    fn finish(&self, ino: u64, o: Open) -> CoreResult<()> {
-        o.file.commit()?;
-        if o.ahead {
-            let m = self.m()?;
-            let size = m.getattr(ino)?.size;
-            if o.alloc_end > size.next_multiple_of(BLOCK_SIZE) {
-                m.truncate(ino, size)?;
-            }
-        }
-        Ok(())
+    /// allocated ahead past the end ([`File::finish`]).
+    fn finish(&self, o: Open) -> CoreResult<()> {
+        o.file.finish()
     }
 
-    /// Sets the size (`truncate`, `O_TRUNC`) after committing what is
-    /// pending.
+    /// Sets the size (`truncate`, `O_TRUNC`): through the writer's open
+    /// file if it has one (which commits what is pending first).
     fn set_size(&self, ino: u64, len: u64) -> CoreResult<()> {
-        self.settle(ino)?;
-        if let Some(o) = self.files.lock().get_mut(&ino) {
-            o.alloc_end = o.alloc_end.min(len - len % BLOCK_SIZE);
+        match self.open_file(ino) {
+            Some(f) if f.options().write => f.set_len(len),
+            _ => self.m()?.truncate(ino, len),
         }
-        self.m()?.truncate(ino, len)
-    }
-
-    /// Makes sure the blocks of `[off, end)` exist, allocating ahead of a
-    /// file that is being written: as much again as the file already has
-    /// before `off`, up to [`ALLOC_AHEAD`], so a sequential writer costs
-    /// one allocating transaction per up to 64 MiB instead of one per
-    /// block.
-    fn reserve(&self, ino: u64, file: &File, off: u64, end: u64) -> CoreResult<()> {
-        let known = self.files.lock().get(&ino).map_or(0, |o| o.alloc_end);
-        if end <= known {
-            return Ok(());
-        }
-        let start = off - off % BLOCK_SIZE;
-        let mut extra = start.min(ALLOC_AHEAD);
-        let blocks = self.m()?.blocks(ino)?;
-        let stop = loop {
-            let stop = end.next_multiple_of(BLOCK_SIZE).saturating_add(extra);
-            if (start / BLOCK_SIZE..stop / BLOCK_SIZE).all(|b| blocks.contains_key(&b)) {
-                break stop;
-            }
-            let mode = FallocMode {
-                keep_size: true,
-                no_hide_stale: false,
-            };
-            match file.allocate(start, stop - start, mode) {
-                Ok(()) => break stop,
-                // Too little room to allocate ahead: just what is written.
-                Err(CoreError::NoSpace { .. }) if extra > 0 => extra = 0,
-                Err(e) => return Err(e),
-            }
-        };
-        if let Some(o) = self.files.lock().get_mut(&ino) {
-            o.alloc_end = o.alloc_end.max(stop);
-            o.ahead |= extra > 0;
-        }
-        Ok(())
     }
 
     /// Replies to a lookup or mkdir of `name` in `parent` with the entry of
@@ -802,33 +739,8 @@ impl PfsFs {
 
     fn do_write(&self, fh: FileHandle, off: u64, data: &[u8]) -> CoreResult<usize> {
         self.writable()?;
-        let h = self.handle(fh)?;
-        let (ino, file) = (h.ino, &h.file);
-        let end = off
-            .checked_add(data.len() as u64)
-            .filter(|&e| e <= pfs_core::MAX_FILE_SIZE)
-            .ok_or_else(|| CoreError::InvalidArgument("write past the largest file size".into()))?;
-        self.reserve(ino, file, off, end)?;
-        let n = file.write_at_deferred(data, off)?;
-        let commit = {
-            let mut files = self.files.lock();
-            match files.get_mut(&ino) {
-                Some(o) => {
-                    o.dirty += n as u64;
-                    if o.dirty >= COMMIT_EVERY {
-                        o.dirty = 0;
-                        true
-                    } else {
-                        false
-                    }
-                }
-                None => false,
-            }
-        };
-        if commit {
-            file.commit()?;
-        }
-        Ok(n)
+        // Write-behind: see the module comment.
+        self.handle(fh)?.file.write_at(data, off)
     }
 
     fn do_opendir(&self, node: INodeNo) -> FsResult<u64> {
@@ -864,11 +776,8 @@ impl PfsFs {
         let files: Vec<Arc<File>> = self
             .files
             .lock()
-            .values_mut()
-            .map(|o| {
-                o.dirty = 0;
-                Arc::clone(&o.file)
-            })
+            .values()
+            .map(|o| Arc::clone(&o.file))
             .collect();
         for f in files {
             f.commit()?;
@@ -900,9 +809,9 @@ impl Filesystem for PfsFs {
         let mut r = self.settle_all();
         self.dirs.lock().clear();
         self.handles.lock().clear();
-        let open: Vec<(u64, Open)> = self.files.lock().drain().collect();
-        for (ino, o) in open {
-            let done = self.finish(ino, o);
+        let open: Vec<Open> = self.files.lock().drain().map(|(_, o)| o).collect();
+        for o in open {
+            let done = self.finish(o);
             if r.is_ok() {
                 r = done;
             }
