@@ -311,17 +311,15 @@ impl File {
 
     /// Closes the handle and reports what dropping it would hide
     /// (`close(2)`): the commit of deferred writes and, for a handle opened
-    /// for writing on a mount shared by the processes of a host, whether
-    /// the host is still the writer. That is checked as a transaction
-    /// checks it, under the host's transaction lock: a journal head on the
-    /// device that the host did not write means another host took the
-    /// writer lease over and committed, and the mount stops writing
-    /// (`Fenced`, EIO), as its next write would find. It reads one sector
-    /// and writes nothing. The handle is closed either way.
+    /// for writing, whether the mount may still write
+    /// ([`Mount::check_writer`]: on a mount shared by the processes of a
+    /// host, also whether another host took the writer lease over and
+    /// committed), so that nothing is acknowledged after a takeover. The
+    /// handle is closed either way.
     pub fn close(self) -> Result<()> {
         self.finish()?;
-        if self.opts.write && self.m.mode() == Mode::ReadWrite {
-            drop(self.m.host_tx()?);
+        if self.opts.write {
+            self.m.check_writer()?;
         }
         Ok(())
     }
