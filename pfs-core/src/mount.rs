@@ -458,6 +458,12 @@ impl Mount {
         self.mode
     }
 
+    /// The chunks the filesystem has, as of the writer's last commit this
+    /// mount has seen (what `growfs` grows from).
+    pub fn nchunk(&self) -> Result<u64> {
+        self.with_meta(|meta| u64::from(meta.nchunk))
+    }
+
     /// The leader record as of the last replay.
     pub fn leader(&self) -> LeaderRecord {
         *self.state.read().leader()

@@ -412,7 +412,7 @@ pub fn growfs(pbdname: &str) -> Result<()> {
     }
     let dir = pbd::device_dir_from_env();
     let dev = pbd::open_pbd(pbdname, dir.as_deref(), true)?;
-    let old = u64::from(m.mount.with_meta(|meta| meta.nchunk)?);
+    let old = m.mount.nchunk()?;
     let new = u64::from(pfs_core::chunks_of(pbdname, pfs_core::Device::len(&dev))?);
     if new > old {
         pfs_core::growfs(
