@@ -5,7 +5,10 @@
 //! A handle keeps the file's position and its open options: reads and
 //! writes at the position ([`File::read_next`], [`File::write_next`],
 //! [`File::seek_to`]) and appends ([`File::append`]) are here once, for
-//! every front end.
+//! every front end. Write-behind ([`OpenOptions::write_behind`]) is a
+//! policy of a handle, in [`behind`].
+
+mod behind;
 
 use crate::error::{CoreError, Result};
 use crate::fsops::{check_range, FallocMode};
@@ -38,6 +41,15 @@ pub struct OpenOptions {
     pub write_only: bool,
     /// The path must name a directory (`NotDir` otherwise).
     pub directory: bool,
+    /// Write-behind (a FUSE mount's choice): writes at an offset
+    /// ([`File::write_at`], [`File::write_next`]) go to the device at
+    /// once but are committed only at [`File::commit`], [`File::sync_all`],
+    /// [`File::finish`] or close, before this handle reads or looks at
+    /// the file, and after every 256 MiB; a growing file gets its blocks
+    /// up to 64 MiB ahead, and what is left past its end goes back when it
+    /// finishes. Until committed, other handles see the file as it was.
+    /// Without it every write is committed when it returns.
+    pub write_behind: bool,
 }
 
 /// An open file. It holds its mount, so it lives as long as needed; the
@@ -53,6 +65,8 @@ pub struct File {
     pos: Mutex<u64>,
     /// Extents written by `write_at_deferred` and not yet committed.
     pending: Mutex<Extents>,
+    /// Write-behind's bookkeeping ([`OpenOptions::write_behind`]).
+    behind: Mutex<behind::Behind>,
 }
 
 impl std::fmt::Debug for File {
@@ -119,6 +133,7 @@ impl Mount {
             opts,
             pos: Mutex::new(0),
             pending: Mutex::new(Extents::default()),
+            behind: Mutex::new(behind::Behind::default()),
         };
         if opts.truncate && opts.write && f.m.getattr(ino)?.size > 0 {
             f.m.truncate(ino, 0)?;
@@ -195,15 +210,29 @@ impl File {
     /// (short only at end of file).
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         self.readable()?;
+        self.settle()?;
         self.m.read_born_at(self.ino, self.born, buf, off)
     }
 
     /// Writes all of `buf` at `off` without moving the position; committed
-    /// when it returns. Fails with [`CoreError::NotFound`] once the file was
-    /// freed (its inode number may name another file by then).
+    /// when it returns (with [`OpenOptions::write_behind`], later). Fails
+    /// with [`CoreError::NotFound`] once the file was freed (its inode
+    /// number may name another file by then).
     pub fn write_at(&self, buf: &[u8], off: u64) -> Result<usize> {
         self.writable()?;
+        if self.opts.write_behind {
+            return self.write_behind(buf, off);
+        }
         self.m.write_inode_at(self.ino, Some(self.born), buf, off)
+    }
+
+    /// A write-behind handle's writes committed before it reads or looks
+    /// at the file; nothing for another handle.
+    fn settle(&self) -> Result<()> {
+        match self.opts.write_behind {
+            true => self.commit(),
+            false => Ok(()),
+        }
     }
 
     /// Writes at `off` like [`Self::write_at`], but leaves the new written
@@ -235,7 +264,18 @@ impl File {
         }
         self.m.commit_extents(self.ino, &p)?;
         *p = Extents::default();
+        self.behind_committed();
         Ok(())
+    }
+
+    /// What closing the handle does to the file, for a handle several
+    /// openers share (a FUSE mount's, one per inode) when the last of them
+    /// closes: commits deferred writes and gives back blocks allocated
+    /// ahead past the end ([`OpenOptions::write_behind`]). The handle stays
+    /// usable.
+    pub fn finish(&self) -> Result<()> {
+        self.commit()?;
+        self.give_back_ahead()
     }
 
     /// Writes all of `buf` at the end of the file, the end taken and the
@@ -271,17 +311,15 @@ impl File {
 
     /// Closes the handle and reports what dropping it would hide
     /// (`close(2)`): the commit of deferred writes and, for a handle opened
-    /// for writing on a mount shared by the processes of a host, whether
-    /// the host is still the writer. That is checked as a transaction
-    /// checks it, under the host's transaction lock: a journal head on the
-    /// device that the host did not write means another host took the
-    /// writer lease over and committed, and the mount stops writing
-    /// (`Fenced`, EIO), as its next write would find. It reads one sector
-    /// and writes nothing. The handle is closed either way.
+    /// for writing, whether the mount may still write
+    /// ([`Mount::check_writer`]: on a mount shared by the processes of a
+    /// host, also whether another host took the writer lease over and
+    /// committed), so that nothing is acknowledged after a takeover. The
+    /// handle is closed either way.
     pub fn close(self) -> Result<()> {
-        self.commit()?;
-        if self.opts.write && self.m.mode() == Mode::ReadWrite {
-            drop(self.m.host_tx()?);
+        self.finish()?;
+        if self.opts.write {
+            self.m.check_writer()?;
         }
         Ok(())
     }
@@ -300,6 +338,7 @@ impl File {
 
     /// Attributes of the open file (`fstat`).
     pub fn getattr(&self) -> Result<Attr> {
+        self.settle()?;
         let attr = self.m.getattr(self.ino)?;
         if attr.btime != self.born {
             return Err(gone(self.ino));
@@ -313,6 +352,7 @@ impl File {
         self.writable()?;
         self.getattr()?;
         self.commit()?;
+        self.behind_cut(len);
         self.m.truncate(self.ino, len)
     }
 
@@ -326,6 +366,7 @@ impl File {
     /// Reads at the position and moves it past what was read (`read(2)`).
     pub fn read_next(&self, buf: &mut [u8]) -> Result<usize> {
         self.readable()?;
+        self.settle()?;
         let mut pos = self.pos.lock();
         let n = self.m.read_born_at(self.ino, self.born, buf, *pos)?;
         *pos += n as u64;
@@ -437,7 +478,7 @@ impl Drop for File {
     fn drop(&mut self) {
         // Deferred writes are committed at close, as a file system would
         // make them visible; errors surface through sync_all, not here.
-        let _ = self.commit();
+        let _ = self.finish();
         if self.m.open_count(self.ino, -1) == 0 {
             // The last handle of an unlinked file frees it; if that fails
             // the orphan is reclaimed by the next read-write mount.

@@ -9,7 +9,7 @@
 //!   writer (it takes the writer lease at its first write, see [`Lease`]);
 //!   read-only mounts follow it through the journal. Its namespace API
 //!   speaks in inodes and (directory inode, name) as front ends do
-//!   (`lookup`, `create`, `unlink`, `rmdir`, `rename`, `getattr`,
+//!   (`lookup`, `create_with`, `unlink`, `rmdir`, `rename_with`, `getattr`,
 //!   `readdir`), with a thin path layer over one resolver (`resolve`,
 //!   `stat_path`, `create_dir_all` ...); [`File`] is an owned open file
 //!   with `Read`, `Write` and `Seek`;
@@ -106,9 +106,9 @@ pub use mkfs::{
     auto_log_size, chunk_is_formatted, chunks_of, mkfs, mkfs_with_clock, MkfsClock, MkfsOptions,
     MkfsSummary, DEFAULT_LOG_SIZE, DEFAULT_NUM_HOSTS,
 };
-pub use mount::{Mode, Mount, MountOptions};
+pub use mount::{Mode, Mount, MountOptions, LEASE_MS_ENV};
 pub use names::check_name;
-pub use namespace::{Attr, DirEntry, FileType, FsStats, ReadDir};
+pub use namespace::{Attr, DirEntry, FileType, FsStats, ReadDir, Replace};
 pub use system::is_system;
 
 /// The format's sizes and fixed inode numbers a front end needs (block

@@ -101,6 +101,39 @@ impl Default for MountOptions {
     }
 }
 
+/// Environment variable: the writer lease's duration in milliseconds
+/// (at least 100; otherwise, or unset, [`crate::DEFAULT_LEASE_MS`]).
+pub const LEASE_MS_ENV: &str = "PFS_LEASE_MS";
+
+impl MountOptions {
+    /// The options every front end (the tool and its FUSE mount, the C
+    /// SDK) mounts PBD `pbd` with, the environment read here and nowhere
+    /// else: the host-lock file (read-write) and the share file of the
+    /// device directory `device_dir` ([`crate::pbd::lock_path`],
+    /// [`crate::pbd::share_path`]), and the lease duration of
+    /// [`LEASE_MS_ENV`]. Host id 0, no takeover, not shared: the front end
+    /// sets those from its own arguments.
+    pub fn for_pbd(pbd: &str, device_dir: Option<&std::path::Path>, mode: Mode) -> MountOptions {
+        let lease_ms = std::env::var(LEASE_MS_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|&v| v >= 100)
+            .unwrap_or(crate::lease::DEFAULT_LEASE_MS);
+        MountOptions {
+            lock_path: (mode == Mode::ReadWrite).then(|| crate::pbd::lock_path(pbd, device_dir)),
+            lease_ms,
+            share_path: Some(crate::pbd::share_path(pbd, device_dir)),
+            ..MountOptions::default()
+        }
+    }
+
+    /// [`MountOptions::for_pbd`] in the device directory the environment
+    /// names ([`crate::pbd::DEVICE_DIR_ENV`], `PFS_DEVICE_DIR`).
+    pub fn from_env(pbd: &str, mode: Mode) -> MountOptions {
+        MountOptions::for_pbd(pbd, crate::pbd::device_dir_from_env().as_deref(), mode)
+    }
+}
+
 /// A mounted PFS.
 pub struct Mount {
     /// The device as this mount writes it: behind [`Mount::fence`] for a
@@ -423,6 +456,12 @@ impl Mount {
     /// How it is mounted.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The chunks the filesystem has, as of the writer's last commit this
+    /// mount has seen (what `growfs` grows from).
+    pub fn nchunk(&self) -> Result<u64> {
+        self.with_meta(|meta| u64::from(meta.nchunk))
     }
 
     /// The leader record as of the last replay.

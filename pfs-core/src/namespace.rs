@@ -20,6 +20,9 @@ use crate::system::refuse_system;
 use pfs_format::layout::{MAX_NAME_LEN, MAX_PATH_LEN, ROOT_INO};
 use pfs_format::MetaType;
 
+#[cfg(test)]
+mod tests;
+
 /// How full the filesystem is (`statfs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsStats {
@@ -74,6 +77,16 @@ impl Attr {
     pub fn is_dir(&self) -> bool {
         self.kind == FileType::Dir
     }
+}
+
+/// Whether a rename may replace an existing target
+/// ([`Mount::rename_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Replace it when POSIX allows (`rename(2)`).
+    Allow,
+    /// Never: an existing target is `Exists` (`RENAME_NOREPLACE`).
+    Never,
 }
 
 /// One entry of a directory listing.
@@ -291,9 +304,38 @@ impl Mount {
 
     /// Creates a file or directory `name` in `dir`; returns its inode.
     /// Fails with `Exists` if the name is taken, `InvalidName` or
-    /// `NameTooLong` for a name no entry may have.
+    /// `NameTooLong` for a name no entry may have
+    /// ([`Mount::create_with`], exclusive).
     pub fn create(&self, dir: u64, name: &[u8], kind: FileType) -> Result<u64> {
-        create_in(self, dir, name, kind, true).map(|(ino, _)| ino)
+        self.create_with(dir, name, kind, true).map(|(ino, _)| ino)
+    }
+
+    /// Creates a file or directory `name` in `dir` (`open` with `O_CREAT`,
+    /// `mknod`, `mkdir`): returns its inode and whether it was created.
+    /// The name is checked inside the transaction that adds it, so of two
+    /// threads or processes creating one name, one creates it and the
+    /// other finds it. A name that is taken is `Exists` with `exclusive`
+    /// (`O_EXCL`); without, the inode there is returned, unless it is of
+    /// the other kind (`IsDir` for a file, `NotDir` for a directory). An
+    /// existing entry is found without a transaction, so also on a
+    /// read-only mount.
+    pub fn create_with(
+        &self,
+        dir: u64,
+        name: &[u8],
+        kind: FileType,
+        exclusive: bool,
+    ) -> Result<(u64, bool)> {
+        if !exclusive {
+            if let Ok(a) = self.lookup_attr(dir, name) {
+                return match (kind, a.kind) {
+                    (FileType::File, FileType::Dir) => Err(CoreError::IsDir { path: lossy(name) }),
+                    (FileType::Dir, FileType::File) => Err(CoreError::NotDir { path: lossy(name) }),
+                    _ => Ok((a.ino, false)),
+                };
+            }
+        }
+        create_in(self, dir, name, kind, exclusive)
     }
 
     /// Removes file `name` from `dir`. If the file is open, its inode and
@@ -357,6 +399,22 @@ impl Mount {
         new_dir: u64,
         new_name: &[u8],
     ) -> Result<()> {
+        self.rename_with(old_dir, old_name, new_dir, new_name, Replace::Allow)
+    }
+
+    /// [`Mount::rename`], replacing an existing target or not
+    /// (`renameat2`'s `RENAME_NOREPLACE`): with [`Replace::Never`] a
+    /// target that exists, checked inside the transaction that renames, is
+    /// `Exists` (EEXIST) and nothing changes, also when it is the source
+    /// itself, as Linux has it.
+    pub fn rename_with(
+        &self,
+        old_dir: u64,
+        old_name: &[u8],
+        new_dir: u64,
+        new_name: &[u8],
+        replace: Replace,
+    ) -> Result<()> {
         check_name(old_name)?;
         check_name(new_name)?;
         // Its transactions and the freeing that follows them are one step
@@ -374,6 +432,11 @@ impl Mount {
                 )));
             }
             let target = step(meta, new_dir, new_name)?;
+            if target.is_some() && replace == Replace::Never {
+                return Err(CoreError::Exists {
+                    path: lossy(new_name),
+                });
+            }
             if target == Some(src) {
                 return Ok(None);
             }
@@ -619,22 +682,13 @@ impl Mount {
                 _ => CoreError::IsDir { path: shown },
             });
         }
-        if !exclusive && kind == FileType::File {
-            // An existing file is opened without a transaction (and so on a
-            // read-only mount too).
-            if let Ok(ino) = self.lookup(dir, name) {
-                if self.getattr(ino)?.is_dir() {
-                    return Err(CoreError::IsDir { path: shown });
-                }
-                return Ok((ino, false));
-            }
-        }
-        create_in(self, dir, name, kind, exclusive).map_err(|e| match e {
-            CoreError::Exists { .. } => CoreError::Exists { path: shown },
-            CoreError::IsDir { .. } => CoreError::IsDir { path: shown },
-            CoreError::NotDir { .. } => CoreError::NotDir { path: shown },
-            other => other,
-        })
+        self.create_with(dir, name, kind, exclusive)
+            .map_err(|e| match e {
+                CoreError::Exists { .. } => CoreError::Exists { path: shown },
+                CoreError::IsDir { .. } => CoreError::IsDir { path: shown },
+                CoreError::NotDir { .. } => CoreError::NotDir { path: shown },
+                other => other,
+            })
     }
 
     /// Creates directory `path`.
@@ -652,7 +706,7 @@ impl Mount {
             dir = match self.lookup(dir, c) {
                 Ok(ino) => ino,
                 Err(CoreError::NotFound { .. }) => {
-                    create_in(self, dir, c, FileType::Dir, false).map(|(ino, _)| ino)?
+                    self.create_with(dir, c, FileType::Dir, false)?.0
                 }
                 Err(e) => return Err(with_path(e, &p.shown)),
             };

@@ -1,6 +1,7 @@
 //! POSIX in one place for every front end (the C SDK, FUSE): open flags to
 //! [`OpenOptions`], `fallocate` modes to [`FallocMode`], `lseek`'s whence
-//! to [`SeekFrom`], and the `struct stat` view of an [`Attr`]. A front end
+//! to [`SeekFrom`], and the `struct stat` view of an [`Attr`] ([`Stat`],
+//! what the SDK's `stat` and FUSE's attributes both report). A front end
 //! converts its C types and calls these; it decides none of it itself.
 
 use crate::error::{CoreError, Result};
@@ -41,6 +42,7 @@ impl OpenOptions {
             write,
             write_only: access == libc::O_WRONLY,
             directory: flags & libc::O_DIRECTORY != 0,
+            write_behind: false,
         }
     }
 }
@@ -83,9 +85,12 @@ pub fn seek_from(off: i64, whence: i32) -> Result<SeekFrom> {
     }
 }
 
-/// The `struct stat` of a file or directory, as the reference's
-/// `pfsd_stat` fills it (`pfs_inodephy_stat`): the one conversion every
-/// front end uses, in POSIX units, for it to copy into its own type.
+/// The `struct stat` of a file or directory: the one conversion of an
+/// [`Attr`] every front end reports, in POSIX units, for it to copy into
+/// its own type (the C SDK into `struct stat`, FUSE into the kernel's
+/// attributes), so a file shows the same values through both. It is the
+/// reference's `pfs_inodephy_stat` (which its `pfsd_stat` and its FUSE
+/// both report), but for the access time (see [`Stat::st_atime`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
     /// The inode number.
@@ -104,10 +109,13 @@ pub struct Stat {
     /// The block size, 4 MiB (`mnt_blksize`, the chunk's `ck_blksize`):
     /// the unit PFS allocates in, and the IO size worth issuing.
     pub st_blksize: u64,
-    /// `in_atime`, as the reference reports it. PFS keeps no access time:
-    /// the field is 0 when an inode is made and counts the commits that
-    /// would otherwise leave the inode unchanged (a rewrite within the
-    /// same second as its last change), so this is not a time.
+    /// The modification time: PFS keeps no access time. The reference
+    /// reports `in_atime` here, which is not a time at all (0 when an
+    /// inode is made, then a count of the commits that would otherwise
+    /// leave the inode unchanged; [`Attr::atime`] has it, and `pfs stat`
+    /// shows it as the reference's does), so programs that look at access
+    /// times (`find -atime`, cleaners of old files, backups) would see
+    /// every file as last read in 1970.
     pub st_atime: u64,
     /// Last modification, seconds since the epoch.
     pub st_mtime: u64,
@@ -135,7 +143,7 @@ impl From<&Attr> for Stat {
             st_size: a.size,
             st_blocks: a.nblock.saturating_mul(BLOCK_SIZE / 512),
             st_blksize: BLOCK_SIZE,
-            st_atime: a.atime,
+            st_atime: a.mtime,
             st_mtime: a.mtime,
             st_ctime: a.ctime,
         }
@@ -227,7 +235,8 @@ mod tests {
         assert_eq!(s.st_blksize, 4 << 20);
         assert_eq!(
             (s.st_atime, s.st_mtime, s.st_ctime),
-            (3, 1_700_000_000, 1_700_000_001)
+            (1_700_000_000, 1_700_000_000, 1_700_000_001),
+            "no access time: the modification time, not the counter in_atime"
         );
         assert_eq!((s.st_ino, s.st_nlink, s.st_size), (7, 1, 5 << 20));
         let d = Attr {

@@ -65,22 +65,21 @@ pub const MAX_FDS: usize = 102_400;
 /// `pfsd_meta_version_get()`.
 pub const META_VERSION: u64 = 2;
 
-/// The one place mount options are made from the SDK's arguments.
+/// The mount options of the SDK's arguments: the core's for the PBD and
+/// the environment ([`MountOptions::from_env`]), shared by the processes of
+/// the machine.
 pub fn mount_options(pbdname: &str, hostid: u64, flags: i32) -> MountOptions {
-    let dir = pbd::device_dir_from_env();
+    let mode = match flags & MNTFLG_WR != 0 {
+        true => Mode::ReadWrite,
+        false => Mode::ReadOnly,
+    };
     MountOptions {
         hostid,
         force: flags & MNTFLG_PAXOS_BYFORCE != 0,
-        lock_path: (flags & MNTFLG_WR != 0).then(|| pbd::lock_path(pbdname, dir.as_deref())),
-        lease_ms: std::env::var("PFS_LEASE_MS")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|&v| v >= 100)
-            .unwrap_or(pfs_core::DEFAULT_LEASE_MS),
         // Every SDK process is one of possibly several of this machine
         // (forked or started apart) mounting the PBD.
         shared: true,
-        share_path: Some(pbd::share_path(pbdname, dir.as_deref())),
+        ..MountOptions::from_env(pbdname, mode)
     }
 }
 
@@ -413,7 +412,7 @@ pub fn growfs(pbdname: &str) -> Result<()> {
     }
     let dir = pbd::device_dir_from_env();
     let dev = pbd::open_pbd(pbdname, dir.as_deref(), true)?;
-    let old = u64::from(m.mount.with_meta(|meta| meta.nchunk)?);
+    let old = m.mount.nchunk()?;
     let new = u64::from(pfs_core::chunks_of(pbdname, pfs_core::Device::len(&dev))?);
     if new > old {
         pfs_core::growfs(

@@ -133,6 +133,38 @@ fn posix_operations_match_the_tool() {
     fs::remove_dir(m.path("empty")).unwrap();
 
     // Errors as errno.
+    let excl = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(m.path("victim"));
+    assert_eq!(errno_of(excl), libc::EEXIST);
+    fs::write(m.path("spare"), b"spare").unwrap();
+    let noreplace = nix::fcntl::renameat2(
+        None,
+        &m.path("spare"),
+        None,
+        &m.path("victim"),
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    );
+    assert_eq!(noreplace, Err(nix::errno::Errno::EEXIST));
+    assert_eq!(fs::read(m.path("victim")).unwrap(), b"new contents");
+    fs::remove_file(m.path("spare")).unwrap();
+    let fifo = nix::sys::stat::mknod(
+        &m.path("fifo"),
+        nix::sys::stat::SFlag::S_IFIFO,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+        0,
+    );
+    assert_eq!(fifo, Err(nix::errno::Errno::EPERM));
+    nix::sys::stat::mknod(
+        &m.path("made"),
+        nix::sys::stat::SFlag::S_IFREG,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+        0,
+    )
+    .unwrap();
+    assert_eq!(fs::metadata(m.path("made")).unwrap().len(), 0);
+    fs::remove_file(m.path("made")).unwrap();
     assert_eq!(errno_of(fs::remove_dir(m.path("d3"))), libc::ENOTEMPTY);
     assert_eq!(errno_of(fs::create_dir(m.path("d3"))), libc::EEXIST);
     assert_eq!(errno_of(fs::read(m.path("nope"))), libc::ENOENT);

@@ -301,15 +301,22 @@ impl Mount {
     }
 
     /// Fails once this mount may no longer write: the check every write
-    /// makes (a lease that ran out is proved again first). For a front end
-    /// that acknowledges a handle's writes without writing anything itself,
-    /// as a close with nothing left to commit does, so that nothing is
-    /// acknowledged once another writer took over. A mount that holds no
-    /// lease writes nothing and takes none here.
+    /// makes (a lease that ran out is proved again first) and, on a mount
+    /// shared by the processes of a host, the check every transaction
+    /// makes under the host's transaction lock: a journal head on the
+    /// device that the host did not write means another host took the
+    /// writer lease over and committed, and the mount stops writing
+    /// (`Fenced`, EIO). For a front end that acknowledges a handle's
+    /// writes without writing anything itself, as a close or flush with
+    /// nothing left to commit does (the SDK's `close`, FUSE's `flush`), so
+    /// that nothing is acknowledged after a takeover. It reads at most one
+    /// sector; a mount that holds no lease writes nothing and takes none
+    /// here.
     pub fn check_writer(&self) -> Result<()> {
         if self.mode != Mode::ReadWrite {
             return Ok(());
         }
+        drop(self.host_tx()?);
         if self.fence.lease().is_none() {
             return self.fence.check_stopped();
         }

@@ -189,3 +189,20 @@ fn a_host_deposed_under_a_renewing_lease_still_unmounts() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn mount_options_of_a_pbd_name_its_lock_and_share_files() {
+    let dir = std::path::Path::new("/tmp/devs");
+    let rw = MountOptions::for_pbd("1-1", Some(dir), Mode::ReadWrite);
+    assert_eq!(
+        rw.lock_path.as_deref(),
+        Some(dir.join(".1-1-paxos-hostid").as_path())
+    );
+    assert_eq!(
+        rw.share_path.as_deref(),
+        Some(dir.join(".1-1.pfs-rs-share").as_path())
+    );
+    assert!(rw.lease_ms >= 100 && rw.hostid == 0 && !rw.force && !rw.shared);
+    let ro = MountOptions::for_pbd("1-1", Some(dir), Mode::ReadOnly);
+    assert!(ro.lock_path.is_none(), "a reader takes no host lock");
+}

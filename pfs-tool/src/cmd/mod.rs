@@ -118,16 +118,6 @@ pub fn check_mount_point(mp: &std::path::Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The writer lease duration: `PFS_LEASE_MS` (at least 100) or the
-/// library's default.
-pub fn lease_ms_from_env() -> u32 {
-    std::env::var("PFS_LEASE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&v: &u32| v >= 100)
-        .unwrap_or(pfs_core::DEFAULT_LEASE_MS)
-}
-
 /// What every command gets from the global options.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -177,10 +167,7 @@ impl Context {
         let opts = MountOptions {
             hostid,
             force: self.force,
-            lock_path: (mode == Mode::ReadWrite)
-                .then(|| pbd::lock_path(name, self.device_dir.as_deref())),
-            lease_ms: lease_ms_from_env(),
-            ..MountOptions::default()
+            ..MountOptions::for_pbd(name, self.device_dir.as_deref(), mode)
         };
         Mount::open_with(Arc::new(dev), mode, &opts)
             .map(Arc::new)

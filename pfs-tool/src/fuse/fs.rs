@@ -11,14 +11,15 @@
 //! file's life, and a PFS inode number given to a new file makes a new
 //! node.
 //!
-//! A file being written gets its blocks ahead (as much again as it has, up
-//! to [`ALLOC_AHEAD`]; what is left past the end goes back on close).
-//! Writes go straight to the device with [`File::write_at_deferred`]; their
+//! The writer's files are opened write-behind
+//! ([`OpenOptions::write_behind`], the core's policy): writes go straight
+//! to the device, blocks are allocated ahead of a growing file, and the
 //! extents and the new size are committed in one transaction on `flush`
 //! (every `close`), `fsync`, `release`, before anything looks at the file
 //! (`getattr`, `lookup`, `read`, `setattr`, `fallocate`), and after every
-//! [`COMMIT_EVERY`] bytes. All handles of one inode share one core [`File`],
-//! so their uncommitted extents are one set.
+//! 256 MiB. All handles of one inode share one core [`File`], so their
+//! uncommitted extents are one set; the last `release` finishes it
+//! ([`File::finish`]).
 //!
 //! On a read-only mount the writer of another host may free a file at any
 //! moment and give its inode number and blocks to a new one. So an inode
@@ -45,7 +46,8 @@ use parking_lot::Mutex;
 use pfs_core::is_system;
 use pfs_core::limits::{BLOCK_SIZE, ROOT_INO};
 use pfs_core::{
-    Attr, CoreError, FallocMode, File, FileType, Mode, Mount, OpenOptions, Result as CoreResult,
+    Attr, CoreError, FallocMode, File, FileType, Mode, Mount, OpenOptions, Replace,
+    Result as CoreResult,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -53,13 +55,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Uncommitted bytes after which a write commits its extents anyway, so a
-/// transaction stays far below the smallest journal.
-pub const COMMIT_EVERY: u64 = 256 << 20;
-
-/// The most a write allocates ahead of the file's end.
-pub const ALLOC_AHEAD: u64 = 64 << 20;
 
 /// Largest write the kernel may send (it caps this at its own limit,
 /// 1 MiB with the default `max_pages`).
@@ -92,7 +87,7 @@ enum Fail {
     /// stat by name finds what the name is now.
     Stale,
     /// A change the mount refuses (`EPERM`): giving a file to another
-    /// owner or group.
+    /// owner or group, making a device node.
     NotPermitted,
 }
 
@@ -180,14 +175,6 @@ impl Window {
 struct Open {
     file: Arc<File>,
     handles: usize,
-    /// Bytes written since the last commit.
-    dirty: u64,
-    /// End of the last range allocated ahead; a write ending below it
-    /// leaves any allocation it needs (a hole) to the core.
-    alloc_end: u64,
-    /// Writes allocated blocks past the written end, to be given back
-    /// when the file closes.
-    ahead: bool,
 }
 
 /// Who the files of a mount belong to and who may use them (`-o uid=`,
@@ -304,24 +291,26 @@ impl PfsFs {
         }
     }
 
+    /// The kernel's attributes of `a`: the values of the core's one
+    /// conversion ([`Attr::stat`], what the SDK's `stat` reports too), with
+    /// this mount's node number, owner and permissions.
     fn attr(&self, a: &Attr) -> FileAttr {
+        let st = a.stat();
         FileAttr {
             ino: node_of(a.ino, a.btime),
-            size: a.size,
-            blocks: a.nblock * (BLOCK_SIZE / 512),
-            atime: time(a.mtime),
-            mtime: time(a.mtime),
-            ctime: time(a.ctime),
+            size: st.st_size,
+            blocks: st.st_blocks,
+            atime: time(st.st_atime),
+            mtime: time(st.st_mtime),
+            ctime: time(st.st_ctime),
             crtime: UNIX_EPOCH + Duration::from_micros(a.btime),
             kind: kind(a.kind),
             perm: self.perm(a),
-            // Directories: 1, the usual "not counted" (PFS keeps no
-            // subdirectory count), so tools do not infer leaves from it.
-            nlink: if a.is_dir() { 1 } else { a.nlink.max(1) as u32 },
+            nlink: u32::try_from(st.st_nlink).unwrap_or(u32::MAX),
             uid: self.access.uid,
             gid: self.access.gid,
             rdev: 0,
-            blksize: 1 << 20,
+            blksize: u32::try_from(st.st_blksize).unwrap_or(u32::MAX),
             flags: 0,
         }
     }
@@ -342,18 +331,16 @@ impl PfsFs {
     /// Commits the uncommitted writes to `ino`, if any (cheap when there
     /// are none); whether the writer has it open.
     fn settle(&self, ino: u64) -> CoreResult<bool> {
-        let file = {
-            let mut files = self.files.lock();
-            match files.get_mut(&ino) {
-                Some(o) => {
-                    o.dirty = 0;
-                    Arc::clone(&o.file)
-                }
-                None => return Ok(false),
-            }
+        let Some(file) = self.open_file(ino) else {
+            return Ok(false);
         };
         file.commit()?;
         Ok(true)
+    }
+
+    /// The writer's open file of `ino`, if it has one.
+    fn open_file(&self, ino: u64) -> Option<Arc<File>> {
+        self.files.lock().get(&ino).map(|o| Arc::clone(&o.file))
     }
 
     /// Notes that the kernel is told of the node of `a`, found as `name` in
@@ -438,8 +425,8 @@ impl PfsFs {
 
     /// Opens `node` for a new FUSE handle.
     fn open_handle(&self, node: INodeNo, flags: i32) -> FsResult<u64> {
-        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        if write {
+        let opts = OpenOptions::from_flags(flags);
+        if opts.write {
             self.writable()?;
         }
         let h = if self.follower {
@@ -447,7 +434,7 @@ impl PfsFs {
         } else {
             self.check_node(node)?;
             let ino = pfs_ino(node);
-            let file = self.open_shared(ino, write, flags)?;
+            let file = self.open_shared(ino, opts)?;
             Handle {
                 ino,
                 btime: 0,
@@ -523,17 +510,19 @@ impl PfsFs {
 
     /// Opens `ino` on the writer's mount: the core handle all handles of
     /// the inode share.
-    fn open_shared(&self, ino: u64, write: bool, flags: i32) -> FsResult<Arc<File>> {
+    fn open_shared(&self, ino: u64, opened: OpenOptions) -> FsResult<Arc<File>> {
         let m = self.m()?;
         let mut files = self.files.lock();
         let file = if let Some(o) = files.get_mut(&ino) {
             o.handles += 1;
             Arc::clone(&o.file)
         } else {
+            let write = m.mode() == Mode::ReadWrite && !is_system(ino);
             let opts = OpenOptions {
                 // One handle serves every opener, so it may write unless the
                 // mount or the file (system files) cannot be written.
-                write: m.mode() == Mode::ReadWrite && !is_system(ino),
+                write,
+                write_behind: write,
                 ..OpenOptions::default()
             };
             let file = Arc::new(m.open_ino(ino, opts)?);
@@ -542,15 +531,12 @@ impl PfsFs {
                 Open {
                     file: Arc::clone(&file),
                     handles: 1,
-                    dirty: 0,
-                    alloc_end: 0,
-                    ahead: false,
                 },
             );
             file
         };
         drop(files);
-        if write && is_system(ino) {
+        if opened.write && is_system(ino) {
             self.close_handle(ino)?;
             return Err(CoreError::SystemFile {
                 path: format!("inode {ino}"),
@@ -558,7 +544,7 @@ impl PfsFs {
             }
             .into());
         }
-        if write && flags & libc::O_TRUNC != 0 {
+        if opened.truncate {
             if let Err(e) = self.set_size(ino, 0) {
                 let _ = self.close_handle(ino);
                 return Err(e.into());
@@ -581,70 +567,24 @@ impl PfsFs {
             }
         };
         match last {
-            Some(o) => self.finish(ino, o),
+            Some(o) => self.finish(o),
             None => Ok(()),
         }
     }
 
     /// Closes the last handle of `ino`: commits, then gives back blocks
-    /// allocated ahead past the end (a truncate to the size it has, which
-    /// keeps its times: one set while it was open stays).
-    fn finish(&self, ino: u64, o: Open) -> CoreResult<()> {
-        o.file.commit()?;
-        if o.ahead {
-            let m = self.m()?;
-            let size = m.getattr(ino)?.size;
-            if o.alloc_end > size.next_multiple_of(BLOCK_SIZE) {
-                m.truncate(ino, size)?;
-            }
-        }
-        Ok(())
+    /// allocated ahead past the end ([`File::finish`]).
+    fn finish(&self, o: Open) -> CoreResult<()> {
+        o.file.finish()
     }
 
-    /// Sets the size (`truncate`, `O_TRUNC`) after committing what is
-    /// pending.
+    /// Sets the size (`truncate`, `O_TRUNC`): through the writer's open
+    /// file if it has one (which commits what is pending first).
     fn set_size(&self, ino: u64, len: u64) -> CoreResult<()> {
-        self.settle(ino)?;
-        if let Some(o) = self.files.lock().get_mut(&ino) {
-            o.alloc_end = o.alloc_end.min(len - len % BLOCK_SIZE);
+        match self.open_file(ino) {
+            Some(f) if f.options().write => f.set_len(len),
+            _ => self.m()?.truncate(ino, len),
         }
-        self.m()?.truncate(ino, len)
-    }
-
-    /// Makes sure the blocks of `[off, end)` exist, allocating ahead of a
-    /// file that is being written: as much again as the file already has
-    /// before `off`, up to [`ALLOC_AHEAD`], so a sequential writer costs
-    /// one allocating transaction per up to 64 MiB instead of one per
-    /// block.
-    fn reserve(&self, ino: u64, file: &File, off: u64, end: u64) -> CoreResult<()> {
-        let known = self.files.lock().get(&ino).map_or(0, |o| o.alloc_end);
-        if end <= known {
-            return Ok(());
-        }
-        let start = off - off % BLOCK_SIZE;
-        let mut extra = start.min(ALLOC_AHEAD);
-        let blocks = self.m()?.blocks(ino)?;
-        let stop = loop {
-            let stop = end.next_multiple_of(BLOCK_SIZE).saturating_add(extra);
-            if (start / BLOCK_SIZE..stop / BLOCK_SIZE).all(|b| blocks.contains_key(&b)) {
-                break stop;
-            }
-            let mode = FallocMode {
-                keep_size: true,
-                no_hide_stale: false,
-            };
-            match file.allocate(start, stop - start, mode) {
-                Ok(()) => break stop,
-                // Too little room to allocate ahead: just what is written.
-                Err(CoreError::NoSpace { .. }) if extra > 0 => extra = 0,
-                Err(e) => return Err(e),
-            }
-        };
-        if let Some(o) = self.files.lock().get_mut(&ino) {
-            o.alloc_end = o.alloc_end.max(stop);
-            o.ahead |= extra > 0;
-        }
-        Ok(())
     }
 
     /// Replies to a lookup or mkdir of `name` in `parent` with the entry of
@@ -714,12 +654,8 @@ impl PfsFs {
     fn do_create(&self, parent: INodeNo, name: &[u8], flags: i32) -> FsResult<(u64, Attr)> {
         self.writable()?;
         let m = self.m()?;
-        let dir = pfs_ino(parent);
-        let ino = match m.create(dir, name, FileType::File) {
-            Ok(ino) => ino,
-            Err(CoreError::Exists { .. }) if flags & libc::O_EXCL == 0 => m.lookup(dir, name)?,
-            Err(e) => return Err(e.into()),
-        };
+        let opts = OpenOptions::from_flags(flags | libc::O_CREAT);
+        let (ino, _) = m.create_with(pfs_ino(parent), name, FileType::File, opts.exclusive)?;
         self.settle(ino)?;
         let a = m.getattr(ino)?;
         // Known before the kernel is told of it: opening checks it.
@@ -803,33 +739,8 @@ impl PfsFs {
 
     fn do_write(&self, fh: FileHandle, off: u64, data: &[u8]) -> CoreResult<usize> {
         self.writable()?;
-        let h = self.handle(fh)?;
-        let (ino, file) = (h.ino, &h.file);
-        let end = off
-            .checked_add(data.len() as u64)
-            .filter(|&e| e <= pfs_core::MAX_FILE_SIZE)
-            .ok_or_else(|| CoreError::InvalidArgument("write past the largest file size".into()))?;
-        self.reserve(ino, file, off, end)?;
-        let n = file.write_at_deferred(data, off)?;
-        let commit = {
-            let mut files = self.files.lock();
-            match files.get_mut(&ino) {
-                Some(o) => {
-                    o.dirty += n as u64;
-                    if o.dirty >= COMMIT_EVERY {
-                        o.dirty = 0;
-                        true
-                    } else {
-                        false
-                    }
-                }
-                None => false,
-            }
-        };
-        if commit {
-            file.commit()?;
-        }
-        Ok(n)
+        // Write-behind: see the module comment.
+        self.handle(fh)?.file.write_at(data, off)
     }
 
     fn do_opendir(&self, node: INodeNo) -> FsResult<u64> {
@@ -854,21 +765,10 @@ impl PfsFs {
 
     fn do_fallocate(&self, fh: FileHandle, off: u64, len: u64, mode: i32) -> CoreResult<()> {
         self.writable()?;
-        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
-            return Err(CoreError::InvalidArgument(format!(
-                "fallocate mode {mode:#x} (only 0 and FALLOC_FL_KEEP_SIZE)"
-            )));
-        }
+        let mode = FallocMode::from_posix(mode)?;
         let h = self.handle(fh)?;
         self.settle(h.ino)?;
-        h.file.allocate(
-            off,
-            len,
-            FallocMode {
-                keep_size: mode & libc::FALLOC_FL_KEEP_SIZE != 0,
-                no_hide_stale: false,
-            },
-        )
+        h.file.allocate(off, len, mode)
     }
 
     /// Commits every open file and flushes the device.
@@ -876,11 +776,8 @@ impl PfsFs {
         let files: Vec<Arc<File>> = self
             .files
             .lock()
-            .values_mut()
-            .map(|o| {
-                o.dirty = 0;
-                Arc::clone(&o.file)
-            })
+            .values()
+            .map(|o| Arc::clone(&o.file))
             .collect();
         for f in files {
             f.commit()?;
@@ -912,9 +809,9 @@ impl Filesystem for PfsFs {
         let mut r = self.settle_all();
         self.dirs.lock().clear();
         self.handles.lock().clear();
-        let open: Vec<(u64, Open)> = self.files.lock().drain().collect();
-        for (ino, o) in open {
-            let done = self.finish(ino, o);
+        let open: Vec<Open> = self.files.lock().drain().map(|(_, o)| o).collect();
+        for o in open {
+            let done = self.finish(o);
             if r.is_ok() {
                 r = done;
             }
@@ -995,6 +892,32 @@ impl Filesystem for PfsFs {
         self.reply_entry(r.map_err(Fail::from), parent, name, reply);
     }
 
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = name.as_bytes();
+        // Regular files only: PFS has no device nodes, pipes or sockets
+        // (EPERM, as the kernel answers for a filesystem without mknod).
+        let r = if mode & libc::S_IFMT != libc::S_IFREG {
+            Err(Fail::NotPermitted)
+        } else {
+            self.writable()
+                .and_then(|()| {
+                    let m = self.m()?;
+                    m.getattr(m.create(pfs_ino(parent), name, FileType::File)?)
+                })
+                .map_err(Fail::from)
+        };
+        self.reply_entry(r, parent, name, reply);
+    }
+
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = self
             .writable()
@@ -1027,18 +950,11 @@ impl Filesystem for PfsFs {
                     "rename: RENAME_EXCHANGE is not supported".into(),
                 ));
             }
-            if flags.contains(RenameFlags::RENAME_NOREPLACE) {
-                match m.lookup(dir, to) {
-                    Ok(_) => {
-                        return Err(CoreError::Exists {
-                            path: newname.to_string_lossy().into_owned(),
-                        })
-                    }
-                    Err(CoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            m.rename(pfs_ino(parent), name.as_bytes(), dir, to)
+            let replace = match flags.contains(RenameFlags::RENAME_NOREPLACE) {
+                true => Replace::Never,
+                false => Replace::Allow,
+            };
+            m.rename_with(pfs_ino(parent), name.as_bytes(), dir, to, replace)
         });
         reply_empty(r, reply);
     }
