@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{Link, TestDev};
+use common::{assert_ok, program, Link, TestDev};
 
 fn api(link: Link) {
     if !common::can_build() {
