@@ -1,13 +1,18 @@
 //! Every chunk header and meta object of a device, read and validated, with
 //! the journal's committed entries applied on request.
+//!
+//! The objects are held compactly ([`ObjSet`]): a free object exactly as
+//! mkfs writes it is recognised when it is read and not held, so a large
+//! device that is mostly free costs little memory; every object still
+//! reads back as it is on the device.
 
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
+use crate::objset::{ObjSet, Pristine};
 use pfs_format::layout::{
     BLOCK_SIZE, CHUNK_SIZE, JOURNAL_FILE_INO, META_END_OFFSET, OBJS_PER_SECTOR, OBJ_SIZE,
     PAXOS_FILE_INO, SECTOR_SIZE,
 };
-use pfs_format::metaset::decode_sector;
 use pfs_format::{
     ChunkPhy, CorruptKind, Expected, FormatError, LeaderRecord, Location, MetaObjPhy, MetaType,
     ObjectId,
@@ -20,8 +25,8 @@ pub struct MetaImage {
     pub nchunk: u32,
     /// Chunk headers, by chunk.
     pub chunks: Vec<ChunkPhy>,
-    /// Objects by chunk, then type (block tags, direntries, inodes), then oid.
-    sets: Vec<[Vec<MetaObjPhy>; 3]>,
+    /// Objects by chunk, then type (block tags, direntries, inodes).
+    sets: Vec<[ObjSet; 3]>,
     /// Per-directory name index, kept in step by [`MetaImage::set`].
     pub(crate) names: parking_lot::Mutex<crate::names::NameIndex>,
     /// Name of the device the metadata was read from.
@@ -88,29 +93,29 @@ impl MetaImage {
         let mut chunks = Vec::with_capacity(nchunk as usize);
         let mut sets = Vec::with_capacity(nchunk as usize);
         let mut buf = AlignedBuf::new(META_END_OFFSET as usize);
+        let pristine = Pristine::get();
         for chunk in 0..nchunk {
             let base = u64::from(chunk) * CHUNK_SIZE;
             dev.read_at(buf.as_mut_slice(), base)?;
             let bytes = buf.as_slice();
             let ck = ChunkPhy::decode(bytes, u64::from(chunk)).map_err(|e| e.on_device(name))?;
-            let mut per_type: [Vec<MetaObjPhy>; 3] = Default::default();
+            let mut per_type: [ObjSet; 3] = Default::default();
             for t in MetaType::ALL {
-                let objs = &mut per_type[type_index(t)];
-                objs.reserve(t.per_chunk() as usize);
-                for sect in 0..t.nsect() {
-                    let at = (t.set_offset() + u64::from(sect) * SECTOR_SIZE) as usize;
-                    let raw = &bytes[at..at + SECTOR_SIZE as usize];
-                    match (decode_sector(raw, t, chunk, sect), lenient.as_deref_mut()) {
-                        (Ok(decoded), _) => objs.extend_from_slice(&decoded),
-                        (Err(e), None) => return Err(e.on_device(name).into()),
-                        (Err(_), Some(problems)) => {
-                            let first = sect * OBJS_PER_SECTOR;
-                            for (i, bytes) in raw.chunks_exact(OBJ_SIZE).enumerate() {
-                                let id = ObjectId::new(t, chunk, first + i as u32)?;
-                                objs.push(lenient_object(bytes, id, name, problems));
-                            }
-                        }
+                let set = &mut per_type[type_index(t)];
+                let free = pristine.metaset(t, chunk);
+                let start = t.set_offset() as usize;
+                let end = start + t.per_chunk() as usize * OBJ_SIZE;
+                for (oid, raw) in (0u32..).zip(bytes[start..end].chunks_exact(OBJ_SIZE)) {
+                    if free.matches(raw, oid) {
+                        continue;
                     }
+                    let id = ObjectId::new(t, chunk, oid)?;
+                    let mo = match (MetaObjPhy::decode(raw, id), lenient.as_deref_mut()) {
+                        (Ok(mo), _) => mo,
+                        (Err(e), None) => return Err(e.on_device(name).into()),
+                        (Err(_), Some(problems)) => lenient_object(raw, id, name, problems),
+                    };
+                    set.load(oid, mo);
                 }
             }
             chunks.push(ck);
@@ -152,26 +157,51 @@ impl MetaImage {
     }
 
     /// The object `id`.
-    pub fn get(&self, id: ObjectId) -> &MetaObjPhy {
-        &self.sets[id.chunk as usize][type_index(id.mtype)][id.oid as usize]
+    pub fn get(&self, id: ObjectId) -> MetaObjPhy {
+        self.sets[id.chunk as usize][type_index(id.mtype)].get(id)
     }
 
     /// The object of type `t` numbered `number`, checked against the device.
-    pub fn lookup(&self, t: MetaType, number: u64) -> Result<(ObjectId, &MetaObjPhy)> {
+    pub fn lookup(&self, t: MetaType, number: u64) -> Result<(ObjectId, MetaObjPhy)> {
         let id = ObjectId::from_number(t, number, self.nchunk)?;
         Ok((id, self.get(id)))
     }
 
     /// Replaces object `id` (and notes the change for the name index).
     pub fn set(&mut self, id: ObjectId, mo: MetaObjPhy) {
-        let slot = &mut self.sets[id.chunk as usize][type_index(id.mtype)][id.oid as usize];
-        self.names.get_mut().note(id, slot, &mo);
-        *slot = mo;
+        let old = self.sets[id.chunk as usize][type_index(id.mtype)].set(id, mo);
+        self.names.get_mut().note(id, &old, &mo);
     }
 
-    /// Objects of type `t` in `chunk`, by oid.
-    pub fn objects(&self, chunk: u32, t: MetaType) -> &[MetaObjPhy] {
-        &self.sets[chunk as usize][type_index(t)]
+    /// Objects of type `t` in `chunk`, by oid (made for the call: a whole
+    /// metaset is not held in this form).
+    pub fn objects(&self, chunk: u32, t: MetaType) -> Vec<MetaObjPhy> {
+        let set = &self.sets[chunk as usize][type_index(t)];
+        let free = Pristine::get();
+        let mut out: Vec<MetaObjPhy> = (0..t.per_chunk())
+            .map(|oid| {
+                free.object(ObjectId {
+                    mtype: t,
+                    chunk,
+                    oid,
+                })
+            })
+            .collect();
+        for (oid, mo) in set.kept() {
+            out[oid as usize] = *mo;
+        }
+        out
+    }
+
+    /// The objects of type `t` in `chunk` that are not the free object
+    /// mkfs writes, by oid (ascending); every other oid holds that (free)
+    /// object.
+    pub fn changed_objects(
+        &self,
+        chunk: u32,
+        t: MetaType,
+    ) -> impl Iterator<Item = (u32, &MetaObjPhy)> {
+        self.sets[chunk as usize][type_index(t)].kept()
     }
 
     /// (free, used) counts of type `t` over the device.
@@ -179,7 +209,7 @@ impl MetaImage {
         let used: u64 = self
             .sets
             .iter()
-            .map(|s| s[type_index(t)].iter().filter(|m| m.is_used()).count() as u64)
+            .map(|s| u64::from(s[type_index(t)].used()))
             .sum();
         let all = u64::from(self.nchunk) * u64::from(t.per_chunk());
         (all - used, used)
@@ -222,10 +252,16 @@ impl MetaImage {
             .ok_or_else(|| {
                 CoreError::InvalidArgument(format!("{bda:#x} is not a metaset sector address"))
             })?;
-        let first = ((in_chunk - t.set_offset()) / SECTOR_SIZE) as usize * OBJS_PER_SECTOR as usize;
-        let objs = &self.objects(chunk as u32, t)[first..first + OBJS_PER_SECTOR as usize];
-        let mut out = [objs[0]; OBJS_PER_SECTOR as usize];
-        out.copy_from_slice(objs);
+        let first = ((in_chunk - t.set_offset()) / SECTOR_SIZE) as u32 * OBJS_PER_SECTOR;
+        let id = |i: u32| ObjectId {
+            mtype: t,
+            chunk: chunk as u32,
+            oid: first + i,
+        };
+        let mut out = [self.get(id(0)); OBJS_PER_SECTOR as usize];
+        for (i, slot) in (0u32..).zip(out.iter_mut()).skip(1) {
+            *slot = self.get(id(i));
+        }
         Ok(out)
     }
 
