@@ -90,36 +90,50 @@ impl MetaImage {
             .on_device(name)
             .into());
         }
+        // Large devices are read by a few threads, each a run of chunks;
+        // the runs are joined in order, so the first error (and every
+        // problem, in order) is the one a single reader would meet.
+        let threads = if nchunk >= PARALLEL_FROM {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_THREADS)
+        } else {
+            1
+        };
+        let per = nchunk.div_ceil(threads as u32).max(1);
+        let runs: Vec<std::ops::Range<u32>> = (0..nchunk)
+            .step_by(per as usize)
+            .map(|b| b..b.saturating_add(per).min(nchunk))
+            .collect();
+        let want_problems = lenient.is_some();
+        let loaded: Vec<Result<Loaded>> = if runs.len() > 1 {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = runs
+                    .iter()
+                    .map(|r| {
+                        let r = r.clone();
+                        s.spawn(move || load_chunks(dev, r, want_problems))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        } else {
+            runs.into_iter()
+                .map(|r| load_chunks(dev, r, want_problems))
+                .collect()
+        };
         let mut chunks = Vec::with_capacity(nchunk as usize);
         let mut sets = Vec::with_capacity(nchunk as usize);
-        let mut buf = AlignedBuf::new(META_END_OFFSET as usize);
-        let pristine = Pristine::get();
-        for chunk in 0..nchunk {
-            let base = u64::from(chunk) * CHUNK_SIZE;
-            dev.read_at(buf.as_mut_slice(), base)?;
-            let bytes = buf.as_slice();
-            let ck = ChunkPhy::decode(bytes, u64::from(chunk)).map_err(|e| e.on_device(name))?;
-            let mut per_type: [ObjSet; 3] = Default::default();
-            for t in MetaType::ALL {
-                let set = &mut per_type[type_index(t)];
-                let free = pristine.metaset(t, chunk);
-                let start = t.set_offset() as usize;
-                let end = start + t.per_chunk() as usize * OBJ_SIZE;
-                for (oid, raw) in (0u32..).zip(bytes[start..end].chunks_exact(OBJ_SIZE)) {
-                    if free.matches(raw, oid) {
-                        continue;
-                    }
-                    let id = ObjectId::new(t, chunk, oid)?;
-                    let mo = match (MetaObjPhy::decode(raw, id), lenient.as_deref_mut()) {
-                        (Ok(mo), _) => mo,
-                        (Err(e), None) => return Err(e.on_device(name).into()),
-                        (Err(_), Some(problems)) => lenient_object(raw, id, name, problems),
-                    };
-                    set.load(oid, mo);
-                }
+        for run in loaded {
+            let run = run?;
+            chunks.extend(run.chunks);
+            sets.extend(run.sets);
+            if let Some(p) = lenient.as_deref_mut() {
+                p.extend(run.problems);
             }
-            chunks.push(ck);
-            sets.push(per_type);
         }
         Ok(MetaImage {
             nchunk,
@@ -271,6 +285,60 @@ impl MetaImage {
             self.set(c.id, c.entry.le_obj_val);
         }
     }
+}
+
+/// Chunks from at least this many on are read by several threads.
+const PARALLEL_FROM: u32 = 64;
+/// Most threads reading one device's metadata.
+const MAX_THREADS: usize = 4;
+
+/// The headers and metasets of a run of chunks.
+struct Loaded {
+    chunks: Vec<ChunkPhy>,
+    sets: Vec<[ObjSet; 3]>,
+    /// What a lenient load found wrong, in order.
+    problems: Vec<String>,
+}
+
+/// Reads and validates the chunks `range` of `dev`; with `lenient`, a bad
+/// object is recorded in the problems instead of ending the load.
+fn load_chunks(dev: &dyn Device, range: std::ops::Range<u32>, lenient: bool) -> Result<Loaded> {
+    let name = dev.name();
+    let mut out = Loaded {
+        chunks: Vec::with_capacity(range.len()),
+        sets: Vec::with_capacity(range.len()),
+        problems: Vec::new(),
+    };
+    let mut buf = AlignedBuf::new(META_END_OFFSET as usize);
+    let pristine = Pristine::get();
+    for chunk in range {
+        let base = u64::from(chunk) * CHUNK_SIZE;
+        dev.read_at(buf.as_mut_slice(), base)?;
+        let bytes = buf.as_slice();
+        let ck = ChunkPhy::decode(bytes, u64::from(chunk)).map_err(|e| e.on_device(name))?;
+        let mut per_type: [ObjSet; 3] = Default::default();
+        for t in MetaType::ALL {
+            let set = &mut per_type[type_index(t)];
+            let free = pristine.metaset(t, chunk);
+            let start = t.set_offset() as usize;
+            let end = start + t.per_chunk() as usize * OBJ_SIZE;
+            for (oid, raw) in (0u32..).zip(bytes[start..end].chunks_exact(OBJ_SIZE)) {
+                if free.matches(raw, oid) {
+                    continue;
+                }
+                let id = ObjectId::new(t, chunk, oid)?;
+                let mo = match MetaObjPhy::decode(raw, id) {
+                    Ok(mo) => mo,
+                    Err(e) if !lenient => return Err(e.on_device(name).into()),
+                    Err(_) => lenient_object(raw, id, name, &mut out.problems),
+                };
+                set.load(oid, mo);
+            }
+        }
+        out.chunks.push(ck);
+        out.sets.push(per_type);
+    }
+    Ok(out)
 }
 
 /// Object `id` from its bytes, any failure recorded in `problems`.
@@ -636,5 +704,54 @@ mod tests {
             meta.get(id).to_bytes()[..],
             raw.as_slice()[off..off + OBJ_SIZE]
         );
+    }
+
+    /// Flips a byte of object `id` on `dev` (its checksum then fails).
+    fn damage(dev: &MemDevice, id: ObjectId) {
+        let mut b = [0u8; 1];
+        dev.read_at(&mut b, id.bda() + 100).unwrap();
+        b[0] ^= 1;
+        dev.write_at(&b, id.bda() + 100).unwrap();
+    }
+
+    /// A device read by several threads reports what one reader would:
+    /// the first damaged object, or every one in order.
+    #[test]
+    fn threads_report_as_one_reader() {
+        let nchunk = PARALLEL_FROM + 6;
+        let dev = MemDevice::new("mem", u64::from(nchunk) * CHUNK_SIZE);
+        let opts = MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        };
+        mkfs(&dev, &opts).unwrap();
+        let meta = MetaImage::load(&dev).unwrap();
+        assert_eq!((meta.nchunk, meta.chunks.len()), (nchunk, nchunk as usize));
+        for (c, ck) in meta.chunks.iter().enumerate() {
+            assert_eq!(ck.ck_number.get(), c as u64);
+        }
+        let ids = [nchunk - 1, 3, nchunk / 2 + 1].map(|c| ObjectId {
+            mtype: MetaType::Inode,
+            chunk: c,
+            oid: 9,
+        });
+        for id in ids {
+            damage(&dev, id);
+        }
+        let first = ids[1].number();
+        match MetaImage::load(&dev) {
+            Err(e) => assert!(e.to_string().contains(&format!("inode {first}")), "{e}"),
+            Ok(_) => panic!("damage not found"),
+        }
+        let (_, problems) = MetaImage::load_lenient(&dev).unwrap();
+        let mut want: Vec<u64> = ids.iter().map(|id| id.number()).collect();
+        want.sort_unstable();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        for (p, n) in problems.iter().zip(want) {
+            assert!(
+                p.contains(&format!("inode {n}")),
+                "{p} should name inode {n}"
+            );
+        }
     }
 }
