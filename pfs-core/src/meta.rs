@@ -9,6 +9,7 @@
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
 use crate::objset::{ObjSet, Pristine};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use pfs_format::layout::{
     BLOCK_SIZE, CHUNK_SIZE, JOURNAL_FILE_INO, META_END_OFFSET, OBJS_PER_SECTOR, OBJ_SIZE,
     PAXOS_FILE_INO, SECTOR_SIZE,
@@ -108,16 +109,36 @@ impl MetaImage {
         let want_problems = lenient.is_some();
         let loaded: Vec<Result<Loaded>> = if runs.len() > 1 {
             std::thread::scope(|s| {
+                // The readers take no signals (they inherit this mask): in
+                // a database server's process (the C SDK) its signal
+                // handlers keep running on its own threads.
+                let mut old = SigSet::empty();
+                let masked = pthread_sigmask(
+                    SigmaskHow::SIG_SETMASK,
+                    Some(&SigSet::all()),
+                    Some(&mut old),
+                )
+                .is_ok();
                 let handles: Vec<_> = runs
-                    .iter()
+                    .into_iter()
                     .map(|r| {
-                        let r = r.clone();
-                        s.spawn(move || load_chunks(dev, r, want_problems))
+                        let run = r.clone();
+                        let h = std::thread::Builder::new()
+                            .name("pfs-meta-load".into())
+                            .spawn_scoped(s, move || load_chunks(dev, run, want_problems));
+                        (r, h)
                     })
                     .collect();
+                if masked {
+                    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+                }
                 handles
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .map(|(r, h)| match h {
+                        Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        // No thread to be had: read this run here.
+                        Err(_) => load_chunks(dev, r, want_problems),
+                    })
                     .collect()
             })
         } else {
@@ -725,7 +746,14 @@ mod tests {
             ..MkfsOptions::default()
         };
         mkfs(&dev, &opts).unwrap();
+        let mask = || {
+            let mut m = SigSet::empty();
+            pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut m)).unwrap();
+            m
+        };
+        let before = mask();
         let meta = MetaImage::load(&dev).unwrap();
+        assert_eq!(mask(), before, "the caller's signal mask is as it was");
         assert_eq!((meta.nchunk, meta.chunks.len()), (nchunk, nchunk as usize));
         for (c, ck) in meta.chunks.iter().enumerate() {
             assert_eq!(ck.ck_number.get(), c as u64);
