@@ -8,9 +8,11 @@
 //! reference's search tree of READY tags, which [`ready::ReadyTree`] keeps
 //! in the same shape.
 
+mod freeset;
 mod ready;
 
 use crate::meta::MetaImage;
+use freeset::FreeSet;
 use pfs_format::blktag::dstatus;
 use pfs_format::{MetaType, ObjectId};
 use ready::ReadyTree;
@@ -21,7 +23,7 @@ use std::collections::BTreeSet;
 struct TypeAlloc {
     mtype: MetaType,
     /// Free oids per chunk.
-    free: Vec<BTreeSet<u32>>,
+    free: Vec<FreeSet>,
 }
 
 impl TypeAlloc {
@@ -42,7 +44,7 @@ impl TypeAlloc {
             if self.free[c].is_empty() {
                 continue;
             }
-            let found = self.free[c].iter().copied().find(|&oid| {
+            let found = self.free[c].iter().find(|&oid| {
                 !skip(ObjectId {
                     mtype: self.mtype,
                     chunk: c as u32,
@@ -50,7 +52,7 @@ impl TypeAlloc {
                 })
             });
             if let Some(oid) = found {
-                self.free[c].remove(&oid);
+                self.free[c].remove(oid);
                 return Some(ObjectId {
                     mtype: self.mtype,
                     chunk: c as u32,
@@ -77,18 +79,19 @@ fn idx(t: MetaType) -> usize {
 }
 
 impl Allocator {
-    /// Builds the index from loaded (replayed) metadata.
+    /// Builds the index from loaded (replayed) metadata. Only the objects
+    /// that differ from the free object mkfs writes are looked at: that
+    /// one is free and has no discard status.
     pub fn build(meta: &MetaImage) -> Allocator {
         let types = MetaType::ALL.map(|t| TypeAlloc {
             mtype: t,
             free: (0..meta.nchunk)
                 .map(|c| {
-                    meta.objects(c, t)
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, m)| !m.is_used())
-                        .map(|(i, _)| i as u32)
-                        .collect()
+                    let mut free = FreeSet::full(t.per_chunk());
+                    for (oid, _) in meta.changed_objects(c, t).filter(|(_, m)| m.is_used()) {
+                        free.remove(oid);
+                    }
+                    free
                 })
                 .collect(),
         });
@@ -96,14 +99,14 @@ impl Allocator {
         let mut ready = ReadyTree::default();
         let mut in_progress = BTreeSet::new();
         for c in 0..meta.nchunk {
-            for (i, mo) in meta.objects(c, MetaType::BlkTag).iter().enumerate() {
+            for (oid, mo) in meta.changed_objects(c, MetaType::BlkTag) {
                 if mo.is_used() {
                     continue;
                 }
                 let id = ObjectId {
                     mtype: MetaType::BlkTag,
                     chunk: c,
-                    oid: i as u32,
+                    oid,
                 };
                 match mo.blktag().bt_dstatus.get() {
                     dstatus::READY => {
@@ -134,7 +137,7 @@ impl Allocator {
                     chunk: (number >> t.shift()) as u32,
                     oid: (number & ((1 << t.shift()) - 1)) as u32,
                 };
-                self.types[idx(t)].free[id.chunk as usize].remove(&id.oid);
+                self.types[idx(t)].free[id.chunk as usize].remove(id.oid);
                 return Some((id, true));
             }
         }
@@ -159,7 +162,7 @@ impl Allocator {
     /// Undoes [`Self::free`].
     pub fn take_back(&mut self, id: ObjectId) {
         if let Some(set) = self.types[idx(id.mtype)].free.get_mut(id.chunk as usize) {
-            set.remove(&id.oid);
+            set.remove(id.oid);
         }
         if id.mtype == MetaType::BlkTag {
             self.ready.remove(id.number());
@@ -174,7 +177,7 @@ impl Allocator {
             return;
         };
         if mo.is_used() {
-            set.remove(&id.oid);
+            set.remove(id.oid);
             if id.mtype == MetaType::BlkTag {
                 self.ready.remove(id.number());
                 self.in_progress.remove(&id);

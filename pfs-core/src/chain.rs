@@ -57,9 +57,8 @@ pub struct ChainStart {
     pub owner: u64,
 }
 
-/// Where a [`Chain`] reads its objects: metadata as loaded (objects by
-/// reference), or anything else through [`FromFn`] (a transaction's view,
-/// objects by value).
+/// Where a [`Chain`] reads its objects: metadata as loaded, or anything
+/// else through [`FromFn`] (a transaction's view).
 pub trait Fetch {
     /// What a fetch yields.
     type Obj: Borrow<MetaObjPhy>;
@@ -67,9 +66,9 @@ pub trait Fetch {
     fn fetch(&mut self, t: MetaType, n: u64) -> Result<(ObjectId, Self::Obj)>;
 }
 
-impl<'m> Fetch for &'m MetaImage {
-    type Obj = &'m MetaObjPhy;
-    fn fetch(&mut self, t: MetaType, n: u64) -> Result<(ObjectId, &'m MetaObjPhy)> {
+impl Fetch for &MetaImage {
+    type Obj = MetaObjPhy;
+    fn fetch(&mut self, t: MetaType, n: u64) -> Result<(ObjectId, MetaObjPhy)> {
         self.lookup(t, n)
     }
 }

@@ -162,7 +162,7 @@ pub fn check(meta: &MetaImage) -> FsckReport {
                     continue;
                 }
             };
-            check_inode(e.ino, inode, &child, &mut r.problems);
+            check_inode(e.ino, &inode, &child, &mut r.problems);
             if inode.in_deno.get() != e.deno {
                 r.problems.push(format!(
                     "{child}: inode {} names direntry {} but is named by {}",
@@ -282,12 +282,12 @@ mod tests {
         assert_eq!((r.dirs, r.files, r.blocks), (1, 2, 257));
         // A used block nobody owns.
         let id = ObjectId::new(MetaType::BlkTag, 0, 2000).unwrap();
-        let mut mo = *meta.get(id);
+        let mut mo = meta.get(id);
         mo.mo_used = 1;
         meta.set(id, mo);
         // The root's size claims an entry it does not have.
         let root = ObjectId::new(MetaType::Inode, 0, 0).unwrap();
-        let mut mo = *meta.get(root);
+        let mut mo = meta.get(root);
         mo.inode_mut().in_size.set(128);
         meta.set(root, mo);
         let r = check(&meta);

@@ -305,12 +305,13 @@ impl Mount {
             let st = self.state.read();
             let mut v = Vec::new();
             for c in 0..st.meta.nchunk {
-                for (oid, mo) in st.meta.objects(c, MetaType::Inode).iter().enumerate() {
+                // A free inode as mkfs writes it is no orphan.
+                for (oid, mo) in st.meta.changed_objects(c, MetaType::Inode) {
                     if mo.is_used()
                         && mo.inode().in_type != 0
                         && mo.inode().in_deno.get() == NO_DIRENTRY
                     {
-                        v.push(ObjectId::new(MetaType::Inode, c, oid as u32)?.number());
+                        v.push(ObjectId::new(MetaType::Inode, c, oid)?.number());
                     }
                 }
             }

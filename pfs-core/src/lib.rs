@@ -78,6 +78,7 @@ mod mount;
 mod names;
 mod namespace;
 mod ns;
+mod objset;
 mod overwrite;
 mod path;
 pub mod pbd;

@@ -1,13 +1,19 @@
 //! Every chunk header and meta object of a device, read and validated, with
 //! the journal's committed entries applied on request.
+//!
+//! The objects are held compactly ([`ObjSet`]): a free object exactly as
+//! mkfs writes it is recognised when it is read and not held, so a large
+//! device that is mostly free costs little memory; every object still
+//! reads back as it is on the device.
 
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
+use crate::objset::{ObjSet, Pristine};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use pfs_format::layout::{
     BLOCK_SIZE, CHUNK_SIZE, JOURNAL_FILE_INO, META_END_OFFSET, OBJS_PER_SECTOR, OBJ_SIZE,
     PAXOS_FILE_INO, SECTOR_SIZE,
 };
-use pfs_format::metaset::decode_sector;
 use pfs_format::{
     ChunkPhy, CorruptKind, Expected, FormatError, LeaderRecord, Location, MetaObjPhy, MetaType,
     ObjectId,
@@ -20,8 +26,8 @@ pub struct MetaImage {
     pub nchunk: u32,
     /// Chunk headers, by chunk.
     pub chunks: Vec<ChunkPhy>,
-    /// Objects by chunk, then type (block tags, direntries, inodes), then oid.
-    sets: Vec<[Vec<MetaObjPhy>; 3]>,
+    /// Objects by chunk, then type (block tags, direntries, inodes).
+    sets: Vec<[ObjSet; 3]>,
     /// Per-directory name index, kept in step by [`MetaImage::set`].
     pub(crate) names: parking_lot::Mutex<crate::names::NameIndex>,
     /// Name of the device the metadata was read from.
@@ -85,36 +91,70 @@ impl MetaImage {
             .on_device(name)
             .into());
         }
+        // Large devices are read by a few threads, each a run of chunks;
+        // the runs are joined in order, so the first error (and every
+        // problem, in order) is the one a single reader would meet.
+        let threads = if nchunk >= PARALLEL_FROM {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_THREADS)
+        } else {
+            1
+        };
+        let per = nchunk.div_ceil(threads as u32).max(1);
+        let runs: Vec<std::ops::Range<u32>> = (0..nchunk)
+            .step_by(per as usize)
+            .map(|b| b..b.saturating_add(per).min(nchunk))
+            .collect();
+        let want_problems = lenient.is_some();
+        let loaded: Vec<Result<Loaded>> = if runs.len() > 1 {
+            std::thread::scope(|s| {
+                // The readers take no signals (they inherit this mask): in
+                // a database server's process (the C SDK) its signal
+                // handlers keep running on its own threads.
+                let mut old = SigSet::empty();
+                let masked = pthread_sigmask(
+                    SigmaskHow::SIG_SETMASK,
+                    Some(&SigSet::all()),
+                    Some(&mut old),
+                )
+                .is_ok();
+                let handles: Vec<_> = runs
+                    .into_iter()
+                    .map(|r| {
+                        let run = r.clone();
+                        let h = std::thread::Builder::new()
+                            .name("pfs-meta-load".into())
+                            .spawn_scoped(s, move || load_chunks(dev, run, want_problems));
+                        (r, h)
+                    })
+                    .collect();
+                if masked {
+                    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+                }
+                handles
+                    .into_iter()
+                    .map(|(r, h)| match h {
+                        Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        // No thread to be had: read this run here.
+                        Err(_) => load_chunks(dev, r, want_problems),
+                    })
+                    .collect()
+            })
+        } else {
+            runs.into_iter()
+                .map(|r| load_chunks(dev, r, want_problems))
+                .collect()
+        };
         let mut chunks = Vec::with_capacity(nchunk as usize);
         let mut sets = Vec::with_capacity(nchunk as usize);
-        let mut buf = AlignedBuf::new(META_END_OFFSET as usize);
-        for chunk in 0..nchunk {
-            let base = u64::from(chunk) * CHUNK_SIZE;
-            dev.read_at(buf.as_mut_slice(), base)?;
-            let bytes = buf.as_slice();
-            let ck = ChunkPhy::decode(bytes, u64::from(chunk)).map_err(|e| e.on_device(name))?;
-            let mut per_type: [Vec<MetaObjPhy>; 3] = Default::default();
-            for t in MetaType::ALL {
-                let objs = &mut per_type[type_index(t)];
-                objs.reserve(t.per_chunk() as usize);
-                for sect in 0..t.nsect() {
-                    let at = (t.set_offset() + u64::from(sect) * SECTOR_SIZE) as usize;
-                    let raw = &bytes[at..at + SECTOR_SIZE as usize];
-                    match (decode_sector(raw, t, chunk, sect), lenient.as_deref_mut()) {
-                        (Ok(decoded), _) => objs.extend_from_slice(&decoded),
-                        (Err(e), None) => return Err(e.on_device(name).into()),
-                        (Err(_), Some(problems)) => {
-                            let first = sect * OBJS_PER_SECTOR;
-                            for (i, bytes) in raw.chunks_exact(OBJ_SIZE).enumerate() {
-                                let id = ObjectId::new(t, chunk, first + i as u32)?;
-                                objs.push(lenient_object(bytes, id, name, problems));
-                            }
-                        }
-                    }
-                }
+        for run in loaded {
+            let run = run?;
+            chunks.extend(run.chunks);
+            sets.extend(run.sets);
+            if let Some(p) = lenient.as_deref_mut() {
+                p.extend(run.problems);
             }
-            chunks.push(ck);
-            sets.push(per_type);
         }
         Ok(MetaImage {
             nchunk,
@@ -152,26 +192,51 @@ impl MetaImage {
     }
 
     /// The object `id`.
-    pub fn get(&self, id: ObjectId) -> &MetaObjPhy {
-        &self.sets[id.chunk as usize][type_index(id.mtype)][id.oid as usize]
+    pub fn get(&self, id: ObjectId) -> MetaObjPhy {
+        self.sets[id.chunk as usize][type_index(id.mtype)].get(id)
     }
 
     /// The object of type `t` numbered `number`, checked against the device.
-    pub fn lookup(&self, t: MetaType, number: u64) -> Result<(ObjectId, &MetaObjPhy)> {
+    pub fn lookup(&self, t: MetaType, number: u64) -> Result<(ObjectId, MetaObjPhy)> {
         let id = ObjectId::from_number(t, number, self.nchunk)?;
         Ok((id, self.get(id)))
     }
 
     /// Replaces object `id` (and notes the change for the name index).
     pub fn set(&mut self, id: ObjectId, mo: MetaObjPhy) {
-        let slot = &mut self.sets[id.chunk as usize][type_index(id.mtype)][id.oid as usize];
-        self.names.get_mut().note(id, slot, &mo);
-        *slot = mo;
+        let old = self.sets[id.chunk as usize][type_index(id.mtype)].set(id, mo);
+        self.names.get_mut().note(id, &old, &mo);
     }
 
-    /// Objects of type `t` in `chunk`, by oid.
-    pub fn objects(&self, chunk: u32, t: MetaType) -> &[MetaObjPhy] {
-        &self.sets[chunk as usize][type_index(t)]
+    /// Objects of type `t` in `chunk`, by oid (made for the call: a whole
+    /// metaset is not held in this form).
+    pub fn objects(&self, chunk: u32, t: MetaType) -> Vec<MetaObjPhy> {
+        let set = &self.sets[chunk as usize][type_index(t)];
+        let free = Pristine::get();
+        let mut out: Vec<MetaObjPhy> = (0..t.per_chunk())
+            .map(|oid| {
+                free.object(ObjectId {
+                    mtype: t,
+                    chunk,
+                    oid,
+                })
+            })
+            .collect();
+        for (oid, mo) in set.kept() {
+            out[oid as usize] = *mo;
+        }
+        out
+    }
+
+    /// The objects of type `t` in `chunk` that are not the free object
+    /// mkfs writes, by oid (ascending); every other oid holds that (free)
+    /// object.
+    pub fn changed_objects(
+        &self,
+        chunk: u32,
+        t: MetaType,
+    ) -> impl Iterator<Item = (u32, &MetaObjPhy)> {
+        self.sets[chunk as usize][type_index(t)].kept()
     }
 
     /// (free, used) counts of type `t` over the device.
@@ -179,7 +244,7 @@ impl MetaImage {
         let used: u64 = self
             .sets
             .iter()
-            .map(|s| s[type_index(t)].iter().filter(|m| m.is_used()).count() as u64)
+            .map(|s| u64::from(s[type_index(t)].used()))
             .sum();
         let all = u64::from(self.nchunk) * u64::from(t.per_chunk());
         (all - used, used)
@@ -222,10 +287,16 @@ impl MetaImage {
             .ok_or_else(|| {
                 CoreError::InvalidArgument(format!("{bda:#x} is not a metaset sector address"))
             })?;
-        let first = ((in_chunk - t.set_offset()) / SECTOR_SIZE) as usize * OBJS_PER_SECTOR as usize;
-        let objs = &self.objects(chunk as u32, t)[first..first + OBJS_PER_SECTOR as usize];
-        let mut out = [objs[0]; OBJS_PER_SECTOR as usize];
-        out.copy_from_slice(objs);
+        let first = ((in_chunk - t.set_offset()) / SECTOR_SIZE) as u32 * OBJS_PER_SECTOR;
+        let id = |i: u32| ObjectId {
+            mtype: t,
+            chunk: chunk as u32,
+            oid: first + i,
+        };
+        let mut out = [self.get(id(0)); OBJS_PER_SECTOR as usize];
+        for (i, slot) in (0u32..).zip(out.iter_mut()).skip(1) {
+            *slot = self.get(id(i));
+        }
         Ok(out)
     }
 
@@ -235,6 +306,60 @@ impl MetaImage {
             self.set(c.id, c.entry.le_obj_val);
         }
     }
+}
+
+/// Chunks from at least this many on are read by several threads.
+const PARALLEL_FROM: u32 = 64;
+/// Most threads reading one device's metadata.
+const MAX_THREADS: usize = 4;
+
+/// The headers and metasets of a run of chunks.
+struct Loaded {
+    chunks: Vec<ChunkPhy>,
+    sets: Vec<[ObjSet; 3]>,
+    /// What a lenient load found wrong, in order.
+    problems: Vec<String>,
+}
+
+/// Reads and validates the chunks `range` of `dev`; with `lenient`, a bad
+/// object is recorded in the problems instead of ending the load.
+fn load_chunks(dev: &dyn Device, range: std::ops::Range<u32>, lenient: bool) -> Result<Loaded> {
+    let name = dev.name();
+    let mut out = Loaded {
+        chunks: Vec::with_capacity(range.len()),
+        sets: Vec::with_capacity(range.len()),
+        problems: Vec::new(),
+    };
+    let mut buf = AlignedBuf::new(META_END_OFFSET as usize);
+    let pristine = Pristine::get();
+    for chunk in range {
+        let base = u64::from(chunk) * CHUNK_SIZE;
+        dev.read_at(buf.as_mut_slice(), base)?;
+        let bytes = buf.as_slice();
+        let ck = ChunkPhy::decode(bytes, u64::from(chunk)).map_err(|e| e.on_device(name))?;
+        let mut per_type: [ObjSet; 3] = Default::default();
+        for t in MetaType::ALL {
+            let set = &mut per_type[type_index(t)];
+            let free = pristine.metaset(t, chunk);
+            let start = t.set_offset() as usize;
+            let end = start + t.per_chunk() as usize * OBJ_SIZE;
+            for (oid, raw) in (0u32..).zip(bytes[start..end].chunks_exact(OBJ_SIZE)) {
+                if free.matches(raw, oid) {
+                    continue;
+                }
+                let id = ObjectId::new(t, chunk, oid)?;
+                let mo = match MetaObjPhy::decode(raw, id) {
+                    Ok(mo) => mo,
+                    Err(e) if !lenient => return Err(e.on_device(name).into()),
+                    Err(_) => lenient_object(raw, id, name, &mut out.problems),
+                };
+                set.load(oid, mo);
+            }
+        }
+        out.chunks.push(ck);
+        out.sets.push(per_type);
+    }
+    Ok(out)
 }
 
 /// Object `id` from its bytes, any failure recorded in `problems`.
@@ -487,3 +612,174 @@ impl<'a> Replayed<'a> {
 const LOAD_ATTEMPTS: usize = 8;
 
 const _: () = assert!(OBJS_PER_SECTOR == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemDevice;
+    use crate::mkfs::{mkfs, MkfsOptions};
+    use crate::mount::{Mode, Mount, MountOptions};
+    use crate::namespace::FileType;
+    use pfs_format::layout::{MIN_LOG_SIZE, ROOT_INO};
+    use pfs_format::metaset::encode_sector;
+    use std::sync::Arc;
+
+    /// A 3-chunk device with files made, written and removed, checkpointed
+    /// so the metasets on the device hold used objects and freed ones.
+    fn used_device() -> Arc<MemDevice> {
+        let dev = Arc::new(MemDevice::new("mem", 3 * CHUNK_SIZE));
+        let opts = MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        };
+        mkfs(dev.as_ref(), &opts).unwrap();
+        let m = Mount::open_with(
+            dev.clone(),
+            Mode::ReadWrite,
+            &MountOptions {
+                hostid: 1,
+                ..MountOptions::default()
+            },
+        )
+        .unwrap();
+        let d = m.create(ROOT_INO, b"d", FileType::Dir).unwrap();
+        for i in 0..20 {
+            let name = format!("a rather long name, past one direntry's 64 bytes, number {i}");
+            let f = m.create(d, name.as_bytes(), FileType::File).unwrap();
+            m.write_at(f, &[i as u8; 5000], (i as u64) << 22).unwrap();
+        }
+        for i in (0..20).step_by(3) {
+            let name = format!("a rather long name, past one direntry's 64 bytes, number {i}");
+            m.unlink(d, name.as_bytes()).unwrap();
+        }
+        m.checkpoint().unwrap();
+        m.unmount().unwrap();
+        dev
+    }
+
+    #[test]
+    fn every_object_reads_back_as_on_the_device() {
+        let dev = used_device();
+        let meta = MetaImage::load(dev.as_ref()).unwrap();
+        let mut kept = 0;
+        for c in 0..meta.nchunk {
+            for t in MetaType::ALL {
+                let objs = meta.objects(c, t);
+                kept += meta.changed_objects(c, t).count();
+                for (sect, objs) in (0u32..).zip(objs.chunks_exact(OBJS_PER_SECTOR as usize)) {
+                    let mut raw = AlignedBuf::new(SECTOR_SIZE as usize);
+                    let at =
+                        u64::from(c) * CHUNK_SIZE + t.set_offset() + u64::from(sect) * SECTOR_SIZE;
+                    dev.read_at(raw.as_mut_slice(), at).unwrap();
+                    let mut sector = [objs[0]; OBJS_PER_SECTOR as usize];
+                    sector.copy_from_slice(objs);
+                    assert_eq!(
+                        encode_sector(&sector)[..],
+                        raw.as_slice()[..],
+                        "{t} {c}/{sect}"
+                    );
+                    assert_eq!(meta.sector_objects(at).unwrap(), sector);
+                }
+            }
+        }
+        // Used and freed objects are held; the rest of 3 chunks is not.
+        assert!((60..2000).contains(&kept), "{kept} objects held");
+        let used = |t| {
+            (0..meta.nchunk)
+                .map(|c| meta.objects(c, t).iter().filter(|m| m.is_used()).count() as u64)
+                .sum::<u64>()
+        };
+        for t in MetaType::ALL {
+            let all = u64::from(meta.nchunk) * u64::from(t.per_chunk());
+            assert_eq!(meta.counts(t), (all - used(t), used(t)), "{t}");
+        }
+    }
+
+    /// A free object as mkfs wrote it, with one byte changed and its
+    /// checksum left: the load fails on it as before; a lenient load
+    /// reports it.
+    #[test]
+    fn a_damaged_free_object_is_still_found() {
+        let dev = used_device();
+        let id = ObjectId::new(MetaType::DirEntry, 2, 700).unwrap();
+        let at = id.bda();
+        let mut raw = AlignedBuf::new(SECTOR_SIZE as usize);
+        let sector_at = at - at % SECTOR_SIZE;
+        dev.read_at(raw.as_mut_slice(), sector_at).unwrap();
+        let off = (at - sector_at) as usize;
+        assert_eq!(
+            raw.as_slice()[off..off + OBJ_SIZE],
+            MetaObjPhy::new_free(id).to_bytes()[..]
+        );
+        raw.as_mut_slice()[off + 100] ^= 1;
+        dev.write_at(raw.as_slice(), sector_at).unwrap();
+        match MetaImage::load(dev.as_ref()) {
+            Err(CoreError::Format(e)) => assert!(e.to_string().contains("checksum"), "{e}"),
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("the damaged object was not noticed"),
+        }
+        let (meta, problems) = MetaImage::load_lenient(dev.as_ref()).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        // Read as its raw bytes, which still name the right object.
+        assert_eq!(
+            meta.get(id).to_bytes()[..],
+            raw.as_slice()[off..off + OBJ_SIZE]
+        );
+    }
+
+    /// Flips a byte of object `id` on `dev` (its checksum then fails).
+    fn damage(dev: &MemDevice, id: ObjectId) {
+        let mut b = [0u8; 1];
+        dev.read_at(&mut b, id.bda() + 100).unwrap();
+        b[0] ^= 1;
+        dev.write_at(&b, id.bda() + 100).unwrap();
+    }
+
+    /// A device read by several threads reports what one reader would:
+    /// the first damaged object, or every one in order.
+    #[test]
+    fn threads_report_as_one_reader() {
+        let nchunk = PARALLEL_FROM + 6;
+        let dev = MemDevice::new("mem", u64::from(nchunk) * CHUNK_SIZE);
+        let opts = MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        };
+        mkfs(&dev, &opts).unwrap();
+        let mask = || {
+            let mut m = SigSet::empty();
+            pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut m)).unwrap();
+            m
+        };
+        let before = mask();
+        let meta = MetaImage::load(&dev).unwrap();
+        assert_eq!(mask(), before, "the caller's signal mask is as it was");
+        assert_eq!((meta.nchunk, meta.chunks.len()), (nchunk, nchunk as usize));
+        for (c, ck) in meta.chunks.iter().enumerate() {
+            assert_eq!(ck.ck_number.get(), c as u64);
+        }
+        let ids = [nchunk - 1, 3, nchunk / 2 + 1].map(|c| ObjectId {
+            mtype: MetaType::Inode,
+            chunk: c,
+            oid: 9,
+        });
+        for id in ids {
+            damage(&dev, id);
+        }
+        let first = ids[1].number();
+        match MetaImage::load(&dev) {
+            Err(e) => assert!(e.to_string().contains(&format!("inode {first}")), "{e}"),
+            Ok(_) => panic!("damage not found"),
+        }
+        let (_, problems) = MetaImage::load_lenient(&dev).unwrap();
+        let mut want: Vec<u64> = ids.iter().map(|id| id.number()).collect();
+        want.sort_unstable();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        for (p, n) in problems.iter().zip(want) {
+            assert!(
+                p.contains(&format!("inode {n}")),
+                "{p} should name inode {n}"
+            );
+        }
+    }
+}

@@ -62,7 +62,7 @@ impl MetaImage {
     /// The full name of the entry headed by direntry `deno`, its extension
     /// chain walked through the checked [`crate::chain::Chain`].
     pub fn entry_name(&self, deno: u64, de: &DirEntryPhy) -> Result<Vec<u8>> {
-        let exts: Vec<(ObjectId, &MetaObjPhy)> = self
+        let exts: Vec<(ObjectId, MetaObjPhy)> = self
             .ext_chain(deno, de.de_extdeno.get())
             .at_most(pfs_format::direntry::MAX_NAME_PIECES as u64 - 1)
             .collect::<Result<_>>()?;
@@ -77,17 +77,18 @@ impl MetaImage {
     }
 
     /// The used inode `ino`.
-    pub fn inode(&self, ino: u64) -> Result<(&MetaObjPhy, &InodePhy)> {
+    pub fn inode(&self, ino: u64) -> Result<(MetaObjPhy, InodePhy)> {
         let (_, mo) = self.lookup(MetaType::Inode, ino)?;
         if !mo.is_used() {
             return Err(broken(MetaType::Inode, ino, "an inode in use", 0));
         }
-        Ok((mo, mo.inode()))
+        Ok((mo, *mo.inode()))
     }
 
     /// Checks what every use of an inode's attributes relies on: a known
     /// type, and for files a size PFS can address.
-    pub fn check_attrs(&self, ino: u64, i: &InodePhy) -> Result<()> {
+    pub fn check_attrs(&self, ino: u64, i: impl std::borrow::Borrow<InodePhy>) -> Result<()> {
+        let i = i.borrow();
         if !i.is_dir() && !i.is_file() {
             return Err(self.corrupt(
                 MetaType::Inode,

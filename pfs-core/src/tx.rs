@@ -74,7 +74,7 @@ impl<'a> Tx<'a> {
         self.objs
             .get(&id)
             .copied()
-            .unwrap_or_else(|| *self.meta.get(id))
+            .unwrap_or_else(|| self.meta.get(id))
     }
 
     /// Looks up a number of type `t` and returns its current view.
@@ -90,7 +90,7 @@ impl<'a> Tx<'a> {
         let order = &mut self.order;
         self.objs.entry(id).or_insert_with(|| {
             order.push(id);
-            *meta.get(id)
+            meta.get(id)
         })
     }
 

@@ -482,8 +482,7 @@ fn fsck_reports_impossible_names() {
     let (mut meta, _) = pfs_core::inspect::load_replayed(dev.as_ref()).unwrap();
     assert!(pfs_core::inspect::fsck_image(&meta).is_clean());
     let e = meta.find(ROOT_INO, b"xx").unwrap().unwrap();
-    let (id, mo) = meta.lookup(pfs_format::MetaType::DirEntry, e.deno).unwrap();
-    let mut mo = *mo;
+    let (id, mut mo) = meta.lookup(pfs_format::MetaType::DirEntry, e.deno).unwrap();
     mo.direntry_mut().de_name[..3].copy_from_slice(b"..\0");
     meta.set(id, mo);
     let report = pfs_core::inspect::fsck_image(&meta);

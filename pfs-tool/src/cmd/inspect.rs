@@ -135,7 +135,7 @@ fn dumpfs_meta(dev: &dyn Device, a: &DumpfsArgs, out: &mut dyn Write) -> CmdResu
                     dump::metaobj(out, mo, 0)?;
                 }
                 None => {
-                    for mo in objs {
+                    for mo in &objs {
                         dump::metaobj(out, mo, 0)?;
                     }
                 }
