@@ -81,6 +81,7 @@ mod overwrite;
 mod path;
 pub mod pbd;
 pub mod posix;
+pub mod rbd;
 mod share;
 #[cfg(feature = "testing")]
 mod sim;
