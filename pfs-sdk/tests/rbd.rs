@@ -55,7 +55,10 @@ fn the_tool_formats_writes_reads_and_lists_an_image() {
     let Some(c) = ceph::cluster() else {
         return;
     };
-    let (pbd, pfs) = formatted(c, "tool", "20G");
+    // With rbd's default features: one process at a time writes here.
+    let pbd = c.create_image_default_features("tool", "20G");
+    let pfs = c.pfs("tool");
+    pfs.ok(&["mkfs", &pbd]);
     assert_eq!(chunks(&pfs, &pbd), 2);
     pfs.ok(&["mkdir", &format!("/{pbd}/d")]);
     let data = bytes(1, (3 << 20) + 4321);
@@ -140,7 +143,9 @@ fn c_program(link: Link, image: &str) {
     run("check");
     // The tool sees what the program wrote.
     let f = pfs.ok_bytes(&["read", &format!("/{pbd}/d/small")]);
-    assert_eq!(f, b"rbd\n");
+    assert_eq!(f, b"rbd\nparent\n");
+    let f = pfs.ok_bytes(&["read", &format!("/{pbd}/d/child")]);
+    assert_eq!(f, b"from child");
     pfs.fsck_clean(&pbd);
 }
 

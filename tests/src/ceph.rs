@@ -154,8 +154,24 @@ impl Cluster {
     }
 
     /// Creates image `name` of pool `rbd` with `size` (`rbd create
-    /// --size`, e.g. `20G`) and returns its PBD name, `rbd:rbd:<name>`.
+    /// --size`, e.g. `20G`) and the features `docs/operators.md` asks for
+    /// (`layering` only: no exclusive lock passed between the processes
+    /// that write), and returns its PBD name, `rbd:rbd:<name>`.
     pub fn create_image(&self, name: &str, size: &str) -> String {
+        self.rbd(&[
+            "create",
+            "--size",
+            size,
+            "--image-feature",
+            "layering",
+            &format!("rbd/{name}"),
+        ]);
+        format!("rbd:rbd:{name}")
+    }
+
+    /// [`Cluster::create_image`] with `rbd`'s default features
+    /// (exclusive lock, object map, ...).
+    pub fn create_image_default_features(&self, name: &str, size: &str) -> String {
         self.rbd(&["create", "--size", size, &format!("rbd/{name}")]);
         format!("rbd:rbd:{name}")
     }

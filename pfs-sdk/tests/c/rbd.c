@@ -3,13 +3,16 @@
  * cluster from PFS_RBD_CONF). Usage:
  *
  *   rbd <pbd> write   mount RDWR as host 1, make /d/f (5 MiB + 123 bytes)
- *                     and /d/small, rename, fsync, read back, unmount
+ *                     and /d/small, rename, fsync, read back; a forked
+ *                     child (which mounts again, with a cluster connection
+ *                     of its own) makes /d/child; unmount
  *   rbd <pbd> check   mount RD as host 2 and check what `write` left
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "pfsd_sdk.h"
@@ -42,6 +45,24 @@ write_files(void)
 	CHECK(pfsd_write(fd, "rbd\n", 4) == 4);
 	CHECK(pfsd_close(fd) == 0);
 	FAILS(pfsd_open(P("d/f.tmp"), O_RDONLY, 0), ENOENT);
+	pid_t c = fork();
+	CHECK(c >= 0);
+	if (c == 0) {
+		int cfd = pfsd_creat(P("d/child"), 0644);
+		CHECK(cfd >= 0);
+		CHECK(pfsd_write(cfd, "from child", 10) == 10);
+		CHECK(pfsd_close(cfd) == 0);
+		_exit(0);
+	}
+	int status;
+	CHECK(waitpid(c, &status, 0) == c && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	struct stat st;
+	CHECK(pfsd_stat(P("d/child"), &st) == 0 && st.st_size == 10);
+	/* The parent writes on after the child. */
+	fd = pfsd_open(P("d/small"), O_WRONLY | O_APPEND, 0);
+	CHECK(fd >= 0);
+	CHECK(pfsd_write(fd, "parent\n", 7) == 7);
+	CHECK(pfsd_close(fd) == 0);
 	CHECK(pfsd_umount(pbd) == 0);
 	free(a);
 	free(b);
@@ -71,11 +92,13 @@ check_files(void)
 			seen |= 1;
 		else if (strcmp(e->d_name, "small") == 0)
 			seen |= 2;
+		else if (strcmp(e->d_name, "child") == 0)
+			seen |= 8;
 		else if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
 			seen |= 4;
 	}
 	CHECK(pfsd_closedir(dir) == 0);
-	CHECK(seen == 3);
+	CHECK(seen == 11);
 	FAILS(pfsd_mkdir(P("ro"), 0755), EROFS);
 	CHECK(pfsd_umount(pbd) == 0);
 	free(a);
