@@ -13,6 +13,8 @@ use std::path::PathBuf;
 /// means `/dev/mapper/x`). With `--device-dir DIR` or `PFS_DEVICE_DIR=DIR`
 /// it means the file `DIR/nvme1n1` instead, so a plain (sparse) file can hold
 /// a PFS: `truncate -s 10G DIR/nvme1n1 && pfs --device-dir DIR mkfs nvme1n1`.
+/// `rbd:<pool>:<image>` is a Ceph RBD image, reached through librbd with the
+/// configuration file in `PFS_RBD_CONF` as client `PFS_RBD_USER` (`admin`).
 #[derive(Debug, Parser)]
 #[command(name = "pfs", version)]
 pub struct Cli {
