@@ -149,6 +149,32 @@ fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))
 }
 
+/// The status flags of standard input, output and error. Ceph's logging
+/// makes standard error non-blocking when a client starts, and with it
+/// standard output where both are one pipe or terminal: the tool's output
+/// then fails with EAGAIN when a reader is slow, and a program linking
+/// `libpfsd` sees its own writes fail. They are put back after connecting.
+struct StdioFlags([Option<i32>; 3]);
+
+impl StdioFlags {
+    fn save() -> StdioFlags {
+        StdioFlags([0, 1, 2].map(|fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).ok()))
+    }
+
+    fn restore(&self) {
+        for (fd, saved) in (0..).zip(self.0) {
+            let Some(saved) = saved else { continue };
+            let now = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL);
+            if now.is_ok_and(|now| now != saved) {
+                let _ = nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::from_bits_truncate(saved)),
+                );
+            }
+        }
+    }
+}
+
 /// The step of [`Cluster::connect`] that failed, and how.
 #[derive(Debug)]
 pub struct ConnectError {
@@ -176,6 +202,17 @@ impl Cluster {
     /// `/etc/ceph/ceph.conf` ...), then `$CEPH_ARGS`, then `overrides`
     /// (option, value), which win over both.
     pub fn connect(
+        user: Option<&str>,
+        conf: Option<&Path>,
+        overrides: &[(&str, &str)],
+    ) -> Result<Cluster, ConnectError> {
+        let stdio = StdioFlags::save();
+        let r = Cluster::connect_inner(user, conf, overrides);
+        stdio.restore();
+        r
+    }
+
+    fn connect_inner(
         user: Option<&str>,
         conf: Option<&Path>,
         overrides: &[(&str, &str)],

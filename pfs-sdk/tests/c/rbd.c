@@ -30,7 +30,11 @@ write_files(void)
 	unsigned char *a = malloc(big), *b = malloc(big);
 	CHECK(a && b);
 	fill(a, big, 7);
+	/* Ceph's logging makes stderr non-blocking as a client starts; the
+	 * mount puts the program's stdout and stderr back as they were. */
+	int out_flags = fcntl(1, F_GETFL), err_flags = fcntl(2, F_GETFL);
 	CHECK(pfsd_mount("polarstore", pbd, 1, PFS_RDWR) == 0);
+	CHECK(fcntl(1, F_GETFL) == out_flags && fcntl(2, F_GETFL) == err_flags);
 	CHECK(pfsd_mkdir(P("d"), 0755) == 0);
 	int fd = pfsd_open(P("d/f.tmp"), O_CREAT | O_RDWR, 0644);
 	CHECK(fd >= 0);
