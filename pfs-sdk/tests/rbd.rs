@@ -76,7 +76,19 @@ fn the_tool_formats_writes_reads_and_lists_an_image() {
     assert!(back[data.len()..5_000_001].iter().all(|&b| b == 0));
     assert_eq!(&back[5_000_001..], b"tail");
     assert_eq!(pfs.names(&format!("/{pbd}/d")), ["hello"]);
+    // `pfs cp` takes /rbd:<pool>:<image>/... for a PFS path, both ways.
+    let local = pfs.dir().join("local.bin");
+    std::fs::write(&local, &data).unwrap();
+    let local = local.display().to_string();
+    pfs.ok(&["cp", &local, &format!("/{pbd}/d/copied")]);
+    let back_local = pfs.dir().join("back.bin").display().to_string();
+    pfs.ok(&["cp", &format!("/{pbd}/d/copied"), &back_local]);
+    assert_eq!(std::fs::read(&back_local).unwrap(), data);
+    let mut names = pfs.names(&format!("/{pbd}/d"));
+    names.sort();
+    assert_eq!(names, ["copied", "hello"]);
     pfs.ok(&["rm", &format!("/{pbd}/d/hello")]);
+    pfs.ok(&["rm", &format!("/{pbd}/d/copied")]);
     assert!(pfs.names(&format!("/{pbd}/d")).is_empty());
     pfs.fsck_clean(&pbd);
     // A second mkfs is refused without -f: the image is read back.

@@ -101,6 +101,7 @@ pub enum Command {
     /// a PFS. When neither exists, reference-style device names (nvme…,
     /// loop…, sd…, sf…, vd…, mapper_…, pangu-…, a leading digit) are taken
     /// as PFS paths and anything else is an error naming both places.
+    /// /rbd:<pool>:<image>/... (a Ceph RBD image) is always a PFS path.
     /// Each file is written under a temporary name, flushed, then renamed
     /// into place; SIGINT, SIGTERM or SIGHUP remove that temporary file
     /// before the copy ends. Holes in the source stay holes. `cp -r dir/.
