@@ -1,7 +1,8 @@
 //! PFS on Ceph RBD images (PBD `rbd:<pool>:<image>`), on a real
 //! one-machine cluster started once for this test binary
 //! (`pfs_tests::ceph`, `scripts/ceph-cluster.sh`) and stopped after it:
-//! the tool, a C program through libpfsd, a FUSE mount, and growing the
+//! the tool, a C program through libpfsd (and its forked child), a FUSE
+//! mount with a read-only mount of another host following it, and growing the
 //! filesystem after `rbd resize`.
 //!
 //! Where Ceph is not installed or the cluster does not start, each test
@@ -15,6 +16,7 @@ use common::{assert_ok, program, Link};
 use pfs_tests::ceph::{self, Cluster};
 use pfs_tests::cli::Pfs;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// `n` reproducible bytes for `seed`.
 fn bytes(seed: u64, n: usize) -> Vec<u8> {
@@ -171,6 +173,18 @@ fn a_statically_linked_c_program_uses_an_image() {
     c_program(Link::Static, "sdk-static");
 }
 
+/// Polls `ok` for up to 10 s; fails the test with `what` if it never holds.
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ok() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{what}: not within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_fuse_mount_serves_an_image() {
     if !pfs_tests::fuse::available() {
@@ -194,6 +208,39 @@ fn a_fuse_mount_serves_an_image() {
         .collect();
     names.sort();
     assert_eq!(names, ["b", "renamed"]);
+    // Another process, with a connection to the cluster of its own, reads
+    // what the mount committed while it is still mounted.
+    std::fs::File::open(m.path("a/b/file"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(pfs.ok_bytes(&["read", &format!("/{pbd}/a/b/file")]), data);
+    std::fs::write(m.path("a/b/file"), b"rewritten").unwrap();
+    std::fs::File::open(m.path("a/b/file"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(
+        pfs.ok_bytes(&["read", &format!("/{pbd}/a/b/file")]),
+        b"rewritten"
+    );
+    std::fs::write(m.path("a/b/file"), &data).unwrap();
+    // A read-only mount of another host follows the writer through the
+    // journal on the image: new files and a removal show.
+    let r = pfs_tests::fuse::mount(&pfs, "2", &["-r"], &pbd, &pfs.dir().join("ro"));
+    for i in 0..3u64 {
+        let body = bytes(10 + i, 100_000 * (i as usize + 1));
+        let name = format!("a/new-{i}");
+        std::fs::write(m.path(&name), &body).unwrap();
+        wait_until(&format!("{name} on the read-only mount"), || {
+            std::fs::read(r.path(&name)).is_ok_and(|got| got == body)
+        });
+    }
+    std::fs::remove_file(m.path("a/new-0")).unwrap();
+    wait_until("the removal on the read-only mount", || {
+        !r.path("a/new-0").exists()
+    });
+    r.umount();
     m.umount();
     // What the mount wrote is on the image, for the tool.
     assert_eq!(pfs.ok_bytes(&["read", &format!("/{pbd}/a/b/file")]), data);
