@@ -55,6 +55,13 @@ pub trait Device: Send + Sync {
     fn local_path(&self) -> Option<&Path> {
         None
     }
+    /// For a device that is not in this machine's file system but that
+    /// this and other machines reach over the network (an RBD image): one
+    /// name for it, whatever PBD name opened it, under which its
+    /// machine-wide files live in `/var/run/pfs`. `None` for other devices.
+    fn machine_key(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Zeroes a range with plain writes.

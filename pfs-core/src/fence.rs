@@ -200,4 +200,8 @@ impl Device for FencedDevice {
     fn local_path(&self) -> Option<&Path> {
         self.inner.local_path()
     }
+
+    fn machine_key(&self) -> Option<&str> {
+        self.inner.machine_key()
+    }
 }

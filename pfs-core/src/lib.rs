@@ -3,7 +3,8 @@
 //! namespace and file IO.
 //!
 //! - [`Device`]: block devices and files ([`FileDevice`], O_DIRECT on block
-//!   devices) and memory ([`MemDevice`]); [`pbd`] maps PBD names to them;
+//!   devices), Ceph RBD images through librbd ([`rbd::RbdDevice`]) and
+//!   memory ([`MemDevice`]); [`pbd`] maps PBD names to them;
 //! - [`mkfs()`], [`growfs()`]: formatting exactly as the reference does;
 //! - [`Mount`]: a mounted filesystem. A read-write mount is the single
 //!   writer (it takes the writer lease at its first write, see [`Lease`]);
@@ -83,6 +84,7 @@ mod overwrite;
 mod path;
 pub mod pbd;
 pub mod posix;
+pub mod rbd;
 mod share;
 #[cfg(feature = "testing")]
 mod sim;

@@ -26,10 +26,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 /// The live-mark file of `dev`: `.<file>.pfs-rs-live` beside a regular
-/// file, `/var/run/pfs/<node>.pfs-rs-live` for a block device. Symbolic
-/// links are resolved, so every name of one device finds the same file.
-/// `None` for a device that is not in the file system.
+/// file, `/var/run/pfs/<node>.pfs-rs-live` for a block device,
+/// `/var/run/pfs/<key>.pfs-rs-live` for a network device with a
+/// [`Device::machine_key`]. Symbolic links are resolved, so every name of
+/// one device finds the same file. `None` for a device that is neither in
+/// the file system nor on the network (memory).
 pub(crate) fn live_path(dev: &dyn Device) -> Option<PathBuf> {
+    if let Some(key) = dev.machine_key() {
+        return Some(Path::new("/var/run/pfs").join(format!("{key}.pfs-rs-live")));
+    }
     let real = std::fs::canonicalize(dev.local_path()?).ok()?;
     let name = real.file_name()?.to_string_lossy().into_owned();
     let is_node = std::fs::metadata(&real)

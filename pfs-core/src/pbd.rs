@@ -4,9 +4,16 @@
 //! `/dev/mapper/x`. With a device directory (the tool's `--device-dir` flag
 //! or the `PFS_DEVICE_DIR` environment variable) PBD `name` is the file
 //! `<dir>/name`, so everything runs on plain sparse files.
+//!
+//! PBD `rbd:<pool>:<image>` is a Ceph RBD image reached through librbd
+//! (see [`crate::rbd`]), with or without a device directory. Its host-lock
+//! and share files are found by name as for any PBD (in `/var/run/pfs`, or
+//! the device directory when there is one); its live-mark file is
+//! `/var/run/pfs/rbd:<fsid>:<pool>:<image>.pfs-rs-live`.
 
-use crate::device::FileDevice;
+use crate::device::{Device, FileDevice};
 use crate::error::{CoreError, Result};
+use crate::rbd::{RbdClient, RbdDevice, RbdSpec};
 use pfs_format::layout::MAX_PBD_NAME_LEN;
 use std::path::{Path, PathBuf};
 
@@ -75,10 +82,23 @@ pub fn share_path(name: &str, device_dir: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Opens the device of PBD `name`.
-pub fn open_pbd(name: &str, device_dir: Option<&Path>, writable: bool) -> Result<FileDevice> {
+/// Whether PBD `name` is an RBD image (`rbd:...`) rather than a device
+/// of this machine.
+pub fn is_rbd(name: &str) -> bool {
+    RbdSpec::parse(name).is_some()
+}
+
+/// Opens the device of PBD `name`: an RBD image for `rbd:<pool>:<image>`
+/// (the cluster as the environment says, see [`RbdClient::from_env`]),
+/// else the block device or file [`device_path`] gives.
+pub fn open_pbd(name: &str, device_dir: Option<&Path>, writable: bool) -> Result<Box<dyn Device>> {
+    check_pbd_name(name)?;
+    if let Some(spec) = RbdSpec::parse(name) {
+        let dev = RbdDevice::open(name, &spec?, &RbdClient::from_env(), writable)?;
+        return Ok(Box::new(dev));
+    }
     let path = device_path(name, device_dir)?;
-    FileDevice::open(name, &path, writable)
+    Ok(Box::new(FileDevice::open(name, &path, writable)?))
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! Every system call this crate makes that needs `unsafe` or Linux-specific
-//! flags: block device ioctls, O_DIRECT opens, range zeroing.
+//! flags: block device ioctls, O_DIRECT opens, range zeroing; and librbd
+//! ([`ceph`]), loaded at run time.
+
+pub(crate) mod ceph;
 
 use nix::fcntl::{fallocate, FallocateFlags};
 use std::fs::File;

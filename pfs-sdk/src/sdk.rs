@@ -116,12 +116,12 @@ fn mount_pbd_in_child(
     let opts = mount_options(pbdname, hostid, flags);
     let mount = match inherited {
         Some(parent) => Mount::open_after_fork(
-            Arc::new(dev),
+            Arc::from(dev),
             mode,
             &opts,
             std::mem::ManuallyDrop::into_inner(parent),
         )?,
-        None => Mount::open_with(Arc::new(dev), mode, &opts)?,
+        None => Mount::open_with(Arc::from(dev), mode, &opts)?,
     };
     Ok(Arc::new(mount))
 }
@@ -413,10 +413,10 @@ pub fn growfs(pbdname: &str) -> Result<()> {
     let dir = pbd::device_dir_from_env();
     let dev = pbd::open_pbd(pbdname, dir.as_deref(), true)?;
     let old = m.mount.nchunk()?;
-    let new = u64::from(pfs_core::chunks_of(pbdname, pfs_core::Device::len(&dev))?);
+    let new = u64::from(pfs_core::chunks_of(pbdname, dev.len())?);
     if new > old {
         pfs_core::growfs(
-            &dev,
+            dev.as_ref(),
             pfs_core::GrowfsOptions {
                 old_nchunk: old,
                 new_nchunk: new,

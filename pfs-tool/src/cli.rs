@@ -13,6 +13,8 @@ use std::path::PathBuf;
 /// means `/dev/mapper/x`). With `--device-dir DIR` or `PFS_DEVICE_DIR=DIR`
 /// it means the file `DIR/nvme1n1` instead, so a plain (sparse) file can hold
 /// a PFS: `truncate -s 10G DIR/nvme1n1 && pfs --device-dir DIR mkfs nvme1n1`.
+/// `rbd:<pool>:<image>` is a Ceph RBD image, reached through librbd with the
+/// configuration file in `PFS_RBD_CONF` as client `PFS_RBD_USER` (`admin`).
 #[derive(Debug, Parser)]
 #[command(name = "pfs", version)]
 pub struct Cli {
@@ -99,6 +101,7 @@ pub enum Command {
     /// a PFS. When neither exists, reference-style device names (nvme…,
     /// loop…, sd…, sf…, vd…, mapper_…, pangu-…, a leading digit) are taken
     /// as PFS paths and anything else is an error naming both places.
+    /// /rbd:<pool>:<image>/... (a Ceph RBD image) is always a PFS path.
     /// Each file is written under a temporary name, flushed, then renamed
     /// into place; SIGINT, SIGTERM or SIGHUP remove that temporary file
     /// before the copy ends. Holes in the source stay holes. `cp -r dir/.

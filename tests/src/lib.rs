@@ -8,12 +8,14 @@
 //! - [`fuse`]: `pfs mount` in the background or as a child, unmounted by
 //!   a guard;
 //! - [`pg`]: a real PostgreSQL server run as user `postgres`;
+//! - [`ceph`]: a one-machine Ceph cluster for the RBD tests;
 //! - [`failover`] and [`crafted`]: paused writers and damaged images;
 //! - here: the reference's golden images (expanded by [`qcow2`], no
 //!   `qemu-img` needed) and the outputs it printed beside them, and
 //!   [`require`] and [`skipped`], which skip a test with a note where an
 //!   optional tool is missing.
 
+pub mod ceph;
 pub mod cli;
 pub mod crafted;
 pub mod device;

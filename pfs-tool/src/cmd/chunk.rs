@@ -21,7 +21,7 @@ use crate::exit::{CmdResult, Failure};
 use crate::progress::{Progress, Unit};
 use pfs_core::inspect::load_replayed;
 use pfs_core::AlignedBuf;
-use pfs_core::{CoreError, Device, FileDevice};
+use pfs_core::{CoreError, Device};
 use pfs_format::layout::{
     chunk_base, BLKTAGS_PER_CHUNK, BLKTAG_SET_OFFSET, BLOCK_SIZE, CHUNK_SIZE, DIRENTRY_SET_OFFSET,
     INODE_SET_OFFSET, OBJS_PER_SECTOR, SECTOR_SIZE,
@@ -103,7 +103,7 @@ pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
                 ));
             }
             let dev = open(false).inspect_err(|_| failed_line(out, &super::strerror(libc::EIO)))?;
-            backup(&dev, &a.pbd, start, end, a.force, out)
+            backup(&*dev, &a.pbd, start, end, a.force, out)
         }
         Mode::Restore => {
             let dev = open(true)?;
@@ -115,7 +115,7 @@ pub fn chunk(ctx: &Context, a: &ChunkArgs, out: &mut dyn Write) -> CmdResult {
                 dev.local_path(),
             )
             .map_err(|e| Failure::new(EXIT_EBUSY, format!("chunk: {e}")))?;
-            let r = restore(&dev, start, end, a.force, &mut std::io::stdin().lock());
+            let r = restore(&*dev, start, end, a.force, &mut std::io::stdin().lock());
             if let Err(f) = &r {
                 if f.code == EXIT_EINVAL {
                     failed_line(out, "impl specific");
@@ -156,7 +156,7 @@ fn emit(out: &mut dyn Write, bytes: &[u8], done: &mut u64) -> CmdResult {
 }
 
 fn backup(
-    dev: &FileDevice,
+    dev: &dyn Device,
     pbd: &str,
     start: u64,
     end: u64,
@@ -224,7 +224,7 @@ fn backup(
 /// Reads the blocks of chunk `c` in a helper thread and writes them out in
 /// order: one block in flight while the previous one is written.
 fn stream_blocks(
-    dev: &FileDevice,
+    dev: &dyn Device,
     c: u32,
     used: &[u32],
     out: &mut dyn Write,
@@ -289,7 +289,7 @@ fn check_meta_block(block: &[u8], c: u32) -> Result<ChunkPhy, String> {
     Ok(ck)
 }
 
-fn restore(dev: &FileDevice, start: u64, end: u64, force: bool, input: &mut dyn Read) -> CmdResult {
+fn restore(dev: &dyn Device, start: u64, end: u64, force: bool, input: &mut dyn Read) -> CmdResult {
     let name = dev.name().to_owned();
     let nsumck = dev.len() / CHUNK_SIZE;
     if end > nsumck {

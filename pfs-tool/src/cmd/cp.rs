@@ -8,7 +8,8 @@
 //! When neither exists, names the reference takes for devices (`nvme…`,
 //! `loop…`, `sd…`, `sf…`, `vd…`, `mapper_…`, `pangu-…`, a leading digit)
 //! are PFS paths (the mount then says which device is missing); any other
-//! is an error naming both places looked at. Relative paths are local.
+//! is an error naming both places looked at. `/rbd:<pool>:<image>/...`
+//! (an RBD image) is always a PFS path. Relative paths are local.
 
 use super::{lossy, Context};
 use crate::cli::{ArchiveArgs, ArchiveCmd, CpArgs};
@@ -41,6 +42,10 @@ pub fn classify(arg: &OsStr, device_dir: Option<&Path>) -> Result<bool, String> 
     };
     if first.is_empty() || first == "." || first == ".." {
         return Ok(false);
+    }
+    // An RBD image is not in this machine's file system: its name says.
+    if pfs_core::pbd::is_rbd(first) {
+        return Ok(true);
     }
     let dev = pfs_core::pbd::device_path(first, device_dir).ok();
     let dev_exists = dev.as_deref().is_some_and(|p| match device_dir {
@@ -78,7 +83,7 @@ pub fn classify(arg: &OsStr, device_dir: Option<&Path>) -> Result<bool, String> 
 /// Whether the device of PBD `name` holds a PFS (chunk 0's header).
 fn holds_pfs(name: &str, device_dir: Option<&Path>) -> bool {
     pfs_core::pbd::open_pbd(name, device_dir, false)
-        .and_then(|d| pfs_core::inspect::read_chunk0(&d))
+        .and_then(|d| pfs_core::inspect::read_chunk0(&*d))
         .is_ok()
 }
 

@@ -24,7 +24,7 @@ use crate::progress::{Progress, Unit};
 use pfs_core::inspect::load_replayed;
 use pfs_core::AlignedBuf;
 use pfs_core::HostLock;
-use pfs_core::{pbd, CoreError, Device, FileDevice};
+use pfs_core::{pbd, CoreError, Device};
 use pfs_format::layout::{BLKTAGS_PER_CHUNK, BLOCK_SIZE, CHUNK_SIZE, FRAG_SIZE, SECTOR_SIZE};
 use pfs_format::MetaType;
 use std::io::Write;
@@ -134,7 +134,7 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
         ));
     }
     // Copying over a filesystem is as final as mkfs over one: it takes -f.
-    let formatted = pfs_core::chunk_is_formatted(&dst, 0).map_err(|e| {
+    let formatted = pfs_core::chunk_is_formatted(&*dst, 0).map_err(|e| {
         fail(
             out,
             e.errno(),
@@ -167,7 +167,7 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
     // The host lock only keeps out this machine's writers: a writer of any
     // host holding the destination's lease is refused too, as mkfs -f
     // refuses it.
-    pfs_core::ensure_no_live_writer(&dst).map_err(|e| match e {
+    pfs_core::ensure_no_live_writer(&*dst).map_err(|e| match e {
         CoreError::Busy { .. } => fail_with(
             out,
             nix::libc::EBUSY,
@@ -179,7 +179,7 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
         ),
         other => fail(out, other.errno(), other.to_string()),
     })?;
-    let (meta, _) = load_replayed(&src).map_err(|e| Failure::from_core("fscp", &e))?;
+    let (meta, _) = load_replayed(&*src).map_err(|e| Failure::from_core("fscp", &e))?;
     let chunks: Vec<Vec<UsedBlock>> = (0..meta.nchunk)
         .map(|c| {
             meta.objects(c, MetaType::BlkTag)
@@ -256,7 +256,7 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
         let mut handles = Vec::new();
         for _ in 0..nworker {
             let tx = tx.clone();
-            let (src, dst, tasks, remaining) = (&src, &dst, &tasks, &remaining);
+            let (src, dst, tasks, remaining) = (&*src, &*dst, &tasks, &remaining);
             let (next_copy, next_check) = (&next_copy, &next_check);
             let (copied_all, abort) = (&copied_all, &abort);
             let check = a.crc_check;
@@ -385,8 +385,8 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
 
 /// Copies one block's range (chunk 0's header sector excepted).
 fn copy_block(
-    src: &FileDevice,
-    dst: &FileDevice,
+    src: &dyn Device,
+    dst: &dyn Device,
     b: &UsedBlock,
     buf: &mut AlignedBuf,
 ) -> Result<(), CoreError> {
@@ -405,8 +405,8 @@ fn copy_block(
 /// the PFS CRC-32C of the range (first 4 bytes taken as zero, as the
 /// reference computes it).
 fn check_block(
-    src: &FileDevice,
-    dst: &FileDevice,
+    src: &dyn Device,
+    dst: &dyn Device,
     b: &UsedBlock,
     x: &mut AlignedBuf,
     y: &mut AlignedBuf,

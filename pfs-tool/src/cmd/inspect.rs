@@ -28,11 +28,11 @@ fn meta_type(raw: u8) -> Result<MetaType, Failure> {
 pub fn dumpfs(ctx: &Context, a: &DumpfsArgs, out: &mut dyn Write) -> CmdResult {
     let dev = ctx.open("dumpfs", &a.pbd, false)?;
     if a.meta {
-        return dumpfs_meta(&dev, a, out);
+        return dumpfs_meta(&*dev, a, out);
     }
     let f = fail("dumpfs");
-    let ck0 = read_chunk0(&dev).map_err(&f)?;
-    let meta = MetaImage::load(&dev).map_err(&f)?;
+    let ck0 = read_chunk0(&*dev).map_err(&f)?;
+    let meta = MetaImage::load(&*dev).map_err(&f)?;
     let chunks: Vec<u64> = match a.chunk {
         Some(c) if c < u64::from(meta.nchunk) => vec![c],
         Some(c) => {
@@ -148,7 +148,7 @@ fn dumpfs_meta(dev: &dyn Device, a: &DumpfsArgs, out: &mut dyn Write) -> CmdResu
 /// `pfs info`.
 pub fn info(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
     let dev = ctx.open("info", pbd, false)?;
-    let (meta, _) = load_replayed(&dev).map_err(fail("info"))?;
+    let (meta, _) = load_replayed(&*dev).map_err(fail("info"))?;
     for (t, title) in MetaType::ALL.iter().zip(["Blktag", "Direntry", "Inode"]) {
         let (free, used) = meta.counts(*t);
         writeln!(out, "{title} Info:")?;
@@ -179,7 +179,7 @@ pub(crate) fn used_objects(
         _ => MetaType::Inode,
     };
     let dev = ctx.open("usedinfo", &a.pbd, false)?;
-    let (meta, _) = load_replayed(&dev).map_err(fail("usedinfo"))?;
+    let (meta, _) = load_replayed(&*dev).map_err(fail("usedinfo"))?;
     let n = u64::from(meta.nchunk);
     let begin = a.begin.unwrap_or(0);
     let end = a.end.filter(|&e| e <= n).unwrap_or(n);
@@ -215,8 +215,8 @@ pub fn usedinfo(ctx: &Context, a: &UsedinfoArgs, out: &mut dyn Write) -> CmdResu
 pub fn dumple(ctx: &Context, a: &DumpleArgs, out: &mut dyn Write) -> CmdResult {
     let f = fail("dumple");
     let dev = ctx.open("dumple", &a.pbd, false)?;
-    let meta = MetaImage::load(&dev).map_err(&f)?;
-    let journal = Journal::locate(&dev, &meta).map_err(&f)?;
+    let meta = MetaImage::load(&*dev).map_err(&f)?;
+    let journal = Journal::locate(&*dev, &meta).map_err(&f)?;
     let lr = &journal.leader;
     let (tail, head, size) = (
         lr.tail_offset.get(),
@@ -285,8 +285,8 @@ pub fn flushlog(ctx: &Context, pbd: &str) -> CmdResult {
 pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
     // No mount: a damaged object must not stop the check at the first one.
     let dev = ctx.open("fsck", pbd, false)?;
-    let progress = fsck_progress(pbd, pfs_core::Device::len(&dev));
-    let r = pfs_core::inspect::fsck_device(&dev).map_err(fail("fsck"))?;
+    let progress = fsck_progress(pbd, pfs_core::Device::len(&*dev));
+    let r = pfs_core::inspect::fsck_device(&*dev).map_err(fail("fsck"))?;
     drop(progress);
     writeln!(
         out,

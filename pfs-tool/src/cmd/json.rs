@@ -311,7 +311,7 @@ fn du_walk(
 /// "direntry": {...}, "inode": {...}}`.
 pub fn info(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
     let dev = ctx.open("info", pbd, false)?;
-    let (meta, _) = load_replayed(&dev).map_err(|e| Failure::from_core("info", &e))?;
+    let (meta, _) = load_replayed(&*dev).map_err(|e| Failure::from_core("info", &e))?;
     let mut parts = Vec::new();
     for (t, key) in MetaType::ALL.iter().zip(["blktag", "direntry", "inode"]) {
         let (free, used) = meta.counts(*t);
@@ -359,7 +359,7 @@ pub fn usedinfo(ctx: &Context, a: &UsedinfoArgs, out: &mut dyn Write) -> CmdResu
 pub fn fsck(ctx: &Context, pbd: &str, out: &mut dyn Write) -> CmdResult {
     let progress = ctx
         .open("fsck", pbd, false)
-        .map(|d| super::inspect::fsck_progress(pbd, pfs_core::Device::len(&d)))?;
+        .map(|d| super::inspect::fsck_progress(pbd, d.len()))?;
     let m = ctx.mount("fsck", pbd, Mode::ReadOnly)?;
     let r = m.fsck().map_err(|e| Failure::from_core("fsck", &e))?;
     drop(progress);

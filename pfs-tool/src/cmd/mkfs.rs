@@ -3,7 +3,7 @@
 use super::Context;
 use crate::cli::{GrowfsArgs, MkfsArgs};
 use crate::exit::{CmdResult, Failure};
-use pfs_core::{growfs as core_growfs, Device, GrowfsOptions};
+use pfs_core::{growfs as core_growfs, GrowfsOptions};
 use pfs_core::{mkfs as core_mkfs, MkfsOptions};
 use pfs_format::layout::CHUNK_SIZE;
 use pfs_format::MetaType;
@@ -53,7 +53,7 @@ pub fn mkfs(ctx: &Context, a: &MkfsArgs, out: &mut dyn Write, err: &mut dyn Writ
             log_size: a.log_size,
             force: a.force,
         };
-        core_mkfs(&dev, &opts).map_err(|e| Failure::from_core("mkfs", &e))
+        core_mkfs(&*dev, &opts).map_err(|e| Failure::from_core("mkfs", &e))
     };
     match run() {
         Ok(s) => {
@@ -101,7 +101,7 @@ pub fn growfs(ctx: &Context, a: &GrowfsArgs, out: &mut dyn Write) -> CmdResult {
         let _lock = ctx.host_lock("growfs", &a.pbd, 0)?;
         let old = match a.old {
             Some(n) => n,
-            None => pfs_core::inspect::read_chunk0(&dev)
+            None => pfs_core::inspect::read_chunk0(&*dev)
                 .map(|ck| u64::from(ck.ck_nchunk.get()))
                 .map_err(|e| Failure::from_core("growfs", &e))?,
         };
@@ -117,7 +117,7 @@ pub fn growfs(ctx: &Context, a: &GrowfsArgs, out: &mut dyn Write) -> CmdResult {
             ));
         }
         core_growfs(
-            &dev,
+            &*dev,
             GrowfsOptions {
                 old_nchunk: old,
                 new_nchunk: new,

@@ -3,7 +3,7 @@
 use crate::exit::Failure;
 use pfs_core::CoreError;
 use pfs_core::PfsPath;
-use pfs_core::{pbd, FileDevice};
+use pfs_core::{pbd, Device};
 use pfs_core::{Mode, Mount, MountOptions};
 use std::ffi::OsStr;
 use std::io::Write;
@@ -131,7 +131,12 @@ pub struct Context {
 
 impl Context {
     /// Opens PBD `name`.
-    pub fn open(&self, command: &str, name: &str, writable: bool) -> Result<FileDevice, Failure> {
+    pub fn open(
+        &self,
+        command: &str,
+        name: &str,
+        writable: bool,
+    ) -> Result<Box<dyn Device>, Failure> {
         pbd::open_pbd(name, self.device_dir.as_deref(), writable)
             .map_err(|e| Failure::from_core(command, &e))
     }
@@ -169,7 +174,7 @@ impl Context {
             force: self.force,
             ..MountOptions::for_pbd(name, self.device_dir.as_deref(), mode)
         };
-        Mount::open_with(Arc::new(dev), mode, &opts)
+        Mount::open_with(Arc::from(dev), mode, &opts)
             .map(Arc::new)
             .map_err(|e| Failure::from_core(command, &e))
     }

@@ -1,0 +1,201 @@
+//! A one-machine Ceph cluster for the RBD tests: started once per test
+//! binary with `scripts/ceph-cluster.sh` in a scratch directory, and
+//! stopped (and the directory removed) by a watcher process once the test
+//! binary has exited, however it exits.
+//!
+//! Where Ceph's daemons or client libraries are missing, or the cluster
+//! does not start, [`cluster`] says why and each test is skipped with a
+//! note.
+
+use crate::cli::Pfs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The programs the cluster script needs.
+const DAEMONS: &[&str] = &[
+    "ceph-mon",
+    "ceph-osd",
+    "ceph-mgr",
+    "ceph",
+    "rbd",
+    "monmaptool",
+];
+/// The client libraries `pfs` loads for RBD PBDs.
+const LIBS: &[&str] = &["librbd.so.1", "librados.so.2"];
+
+/// A running cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+/// The cluster script of the repository.
+pub fn script() -> PathBuf {
+    crate::project_root().join("scripts/ceph-cluster.sh")
+}
+
+/// Whether the dynamic loader finds library `name` (`ldconfig -p`).
+fn library_installed(name: &str) -> bool {
+    let listed = ["/sbin/ldconfig", "/usr/sbin/ldconfig", "ldconfig"]
+        .iter()
+        .find_map(|p| Command::new(p).arg("-p").output().ok())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    listed.lines().any(|l| l.trim_start().starts_with(name))
+}
+
+/// Starts the cluster, or says why it cannot run here.
+fn start() -> Result<Cluster, String> {
+    let missing: Vec<&str> = DAEMONS
+        .iter()
+        .copied()
+        .filter(|p| !crate::on_path(p))
+        .chain(LIBS.iter().copied().filter(|l| !library_installed(l)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "Ceph is not installed ({} missing; apt-get install ceph-mon ceph-osd ceph-mgr \
+             ceph-common)",
+            missing.join(", ")
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("pfs-ceph-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new("bash")
+        .arg(script())
+        .arg("start")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script().display()))?;
+    // Whatever happened, the watcher stops what did start once this
+    // process is gone.
+    watch(&dir);
+    if !out.status.success() {
+        return Err(format!(
+            "the Ceph cluster did not start: {}",
+            crate::cli::text(&out)
+        ));
+    }
+    Ok(Cluster {
+        conf: dir.join("ceph.conf"),
+        dir,
+    })
+}
+
+/// Starts a process, in a session of its own (so a Ctrl-C of the tests
+/// does not reach it), that waits for this process to exit, then stops
+/// the cluster in `dir`, removes the directory and the cluster's
+/// live-mark files in `/var/run/pfs`.
+fn watch(dir: &Path) {
+    let fsid = std::fs::read_to_string(dir.join("ceph.conf"))
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("fsid = ").map(|f| f.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "none".to_owned());
+    let _ = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done
+               bash "$2" stop "$3"
+               [ -n "$PFS_CEPH_KEEP" ] || rm -rf "$3"
+               rm -f /var/run/pfs/rbd:"$4":*"#,
+        )
+        .arg("watch")
+        .arg(std::process::id().to_string())
+        .arg(script())
+        .arg(dir)
+        .arg(fsid)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+}
+
+/// This test binary's cluster, started on first use; `None`, after a
+/// note that the test is skipped and why, where it cannot run.
+pub fn cluster() -> Option<&'static Cluster> {
+    static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    match CLUSTER.get_or_init(start) {
+        Ok(c) => Some(c),
+        Err(why) => {
+            crate::skipped(why);
+            None
+        }
+    }
+}
+
+impl Cluster {
+    /// The cluster's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its configuration file.
+    pub fn conf(&self) -> &Path {
+        &self.conf
+    }
+
+    /// Runs `rbd -c CONF ARGS...` to its end; panics unless it succeeds.
+    pub fn rbd(&self, args: &[&str]) -> Output {
+        crate::cli::run_ok(
+            Command::new("rbd")
+                .arg("-c")
+                .arg(&self.conf)
+                .args(args)
+                .stdin(Stdio::null()),
+        )
+    }
+
+    /// Creates image `name` of pool `rbd` with `size` (`rbd create
+    /// --size`, e.g. `20G`) and the features `docs/operators.md` asks for
+    /// (`layering` only: no exclusive lock passed between the processes
+    /// that write), and returns its PBD name, `rbd:rbd:<name>`.
+    pub fn create_image(&self, name: &str, size: &str) -> String {
+        self.rbd(&[
+            "create",
+            "--size",
+            size,
+            "--image-feature",
+            "layering",
+            &format!("rbd/{name}"),
+        ]);
+        format!("rbd:rbd:{name}")
+    }
+
+    /// [`Cluster::create_image`] with `rbd`'s default features
+    /// (exclusive lock, object map, ...).
+    pub fn create_image_default_features(&self, name: &str, size: &str) -> String {
+        self.rbd(&["create", "--size", size, &format!("rbd/{name}")]);
+        format!("rbd:rbd:{name}")
+    }
+
+    /// Resizes image `name` of pool `rbd` to `size`.
+    pub fn resize_image(&self, name: &str, size: &str) {
+        self.rbd(&["resize", "--size", size, &format!("rbd/{name}")]);
+    }
+
+    /// The environment a client of the cluster needs, as (name, value).
+    pub fn client_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PFS_RBD_CONF", self.conf.display().to_string()),
+            ("PFS_RBD_USER", "admin".to_owned()),
+        ]
+    }
+
+    /// A `pfs` runner for the cluster's images, its device directory (for
+    /// the host-lock and share files) a fresh one named for `test`.
+    pub fn pfs(&self, test: &str) -> Pfs {
+        let dir = self.dir.join("devs").join(test);
+        std::fs::create_dir_all(&dir).expect("make a device directory");
+        self.client_env()
+            .into_iter()
+            .fold(Pfs::new(dir), |p, (k, v)| p.env(k, v))
+    }
+}
