@@ -62,6 +62,26 @@ pub trait Device: Send + Sync {
     fn machine_key(&self) -> Option<&str> {
         None
     }
+    /// Records this process's connection to the device as a writer of host
+    /// `hostid` on machine `node` (see [`crate::lease::node_id`]), so that
+    /// a host that takes the writer lease over can cut it off at the
+    /// storage ([`Device::fence_writers`]). Called when a read-write mount
+    /// is made, before it writes. Devices that cannot fence (files, block
+    /// devices) record nothing.
+    fn register_writer(&self, hostid: u32, node: u32) -> Result<()> {
+        let _ = (hostid, node);
+        Ok(())
+    }
+    /// Cuts off at the storage every connection registered as a writer of
+    /// one of `hosts` ((host id, machine) pairs), except this process's
+    /// own: their writes fail from now on, however long ago they passed
+    /// their lease check. Called by a host taking the writer lease over,
+    /// before it writes. Returns how many connections were cut off; 0 for
+    /// devices that cannot fence.
+    fn fence_writers(&self, hosts: &[(u32, u32)]) -> Result<usize> {
+        let _ = hosts;
+        Ok(0)
+    }
 }
 
 /// Zeroes a range with plain writes.

@@ -157,7 +157,9 @@ impl Fence {
 
 /// A read-write mount's view of its device: reads pass straight through;
 /// writes, zeroing, discards and flushes start only when the [`Fence`]
-/// admits them.
+/// admits them. An operation the storage refuses because another host
+/// fenced this one there ([`CoreError::Fenced`] from the device) stops
+/// writes for good.
 pub(crate) struct FencedDevice {
     inner: Arc<dyn Device>,
     fence: Arc<Fence>,
@@ -172,29 +174,47 @@ impl FencedDevice {
 
 impl Device for FencedDevice {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.inner.read_at(buf, offset)
+        // A read refused because the storage fenced this mount stops it.
+        self.inner
+            .read_at(buf, offset)
+            .map_err(|e| self.fence.stop_on(e))
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.fence.admit()?;
-        self.inner.write_at(buf, offset)
+        crate::lease::stop_point("admitted");
+        self.inner
+            .write_at(buf, offset)
+            .map_err(|e| self.fence.stop_on(e))
     }
 
     fn sync(&self) -> Result<()> {
         self.fence.admit()?;
-        self.inner.sync()
+        self.inner.sync().map_err(|e| self.fence.stop_on(e))
     }
 
     forward_geometry!(inner);
 
     fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
         self.fence.admit()?;
-        self.inner.zero_range(offset, len)
+        self.inner
+            .zero_range(offset, len)
+            .map_err(|e| self.fence.stop_on(e))
     }
 
     fn discard(&self, offset: u64, len: u64) -> Result<bool> {
         self.fence.admit()?;
-        self.inner.discard(offset, len)
+        self.inner
+            .discard(offset, len)
+            .map_err(|e| self.fence.stop_on(e))
+    }
+
+    fn register_writer(&self, hostid: u32, node: u32) -> Result<()> {
+        self.inner.register_writer(hostid, node)
+    }
+
+    fn fence_writers(&self, hosts: &[(u32, u32)]) -> Result<usize> {
+        self.inner.fence_writers(hosts)
     }
 
     fn local_path(&self) -> Option<&Path> {

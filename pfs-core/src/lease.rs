@@ -129,13 +129,24 @@ impl Slots {
 
     /// Adds the claims in `dead` to host `owner`'s takeover note (keeping
     /// the entries whose slots still show what was overridden), and
-    /// flushes it.
+    /// flushes it. First, before anything is written, the hosts of those
+    /// claims are fenced at the storage where the device can
+    /// ([`Device::fence_writers`]: an RBD image blocklists their clients),
+    /// so that a write of theirs that passed its lease check before a
+    /// stall never lands; a fence that fails refuses the takeover.
     pub(crate) fn note_overridden(
         &self,
         dev: &dyn Device,
         owner: u32,
         dead: &[LeaseRecord],
     ) -> Result<()> {
+        let mut hosts: Vec<(u32, u32)> = dead
+            .iter()
+            .map(|r| (r.hostid.get(), r.node.get()))
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        dev.fence_writers(&hosts)?;
         let view = self.read_all(dev)?;
         let mut note = self.read_note(dev, owner)?;
         note.retain(|e| {
@@ -787,11 +798,26 @@ pub(crate) fn release_abandoned(dev: &dyn Device, slots: Slots, hostid: u32, sha
 
 /// A test hook: when the environment variable `PFS_TEST_STOP_AT` names
 /// `point`, the process stops itself with SIGSTOP there (a writer stalled
-/// at a chosen step, for the lease tests). Does nothing otherwise.
+/// at a chosen step, for the lease tests); `point:N` stops only the N-th
+/// time the process passes it. Does nothing otherwise.
 pub(crate) fn stop_point(point: &str) {
-    static WANT: OnceLock<Option<String>> = OnceLock::new();
-    let want = WANT.get_or_init(|| std::env::var("PFS_TEST_STOP_AT").ok());
-    if want.as_deref() == Some(point) {
+    static WANT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static PASSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let want = WANT.get_or_init(|| {
+        let v = std::env::var("PFS_TEST_STOP_AT").ok()?;
+        Some(match v.split_once(':') {
+            Some((p, n)) => (p.to_owned(), n.parse().unwrap_or(0)),
+            None => (v, 0),
+        })
+    });
+    let Some((p, nth)) = want else {
+        return;
+    };
+    if p != point {
+        return;
+    }
+    let passed = PASSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if *nth == 0 || passed == *nth {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 }

@@ -316,6 +316,9 @@ impl Mount {
                     Err(e) => return Err(e),
                 }
             }
+            // Registered before any write, so a host that takes the lease
+            // over from this one can fence it at the storage.
+            dev.register_writer(hostid as u32, crate::lease::node_id())?;
             // The lease the other processes of this host hold is ours too.
             let own = share.as_ref().map_or(0, |s| s.lease(hostid).0);
             let sibling = share.as_ref().map(|_| hostid as u32);

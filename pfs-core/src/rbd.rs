@@ -13,9 +13,11 @@
 //! returns and every read asks the cluster, so readers on other machines
 //! following the writer see what it wrote.
 //!
-//! The device keeps the cluster connection and the pool's I/O context
-//! beside the image, for what a fence needs besides I/O (the image's
-//! exclusive lock, blocklisting a previous owner).
+//! A read-write mount registers its client in the image's metadata, and
+//! a host that takes the writer lease over blocklists the clients of the
+//! host it deposed (see [`writers`]): their operations fail from then on
+//! with `EBLOCKLISTED`, which this device reports as
+//! [`CoreError::Fenced`].
 
 use crate::device::Device;
 use crate::error::{CoreError, Result};
@@ -23,6 +25,8 @@ use crate::sys::ceph::{Cluster, Image, IoCtx};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod writers;
 
 /// Environment variable naming the Ceph configuration file of RBD PBDs.
 pub const RBD_CONF_ENV: &str = "PFS_RBD_CONF";
@@ -130,7 +134,12 @@ pub struct RbdDevice {
     name: String,
     len: u64,
     key: String,
+    /// This client's key in the image's writer registry, once registered.
+    registered: parking_lot::Mutex<Option<String>>,
 }
+
+/// What a deposed client's operations fail with once blocklisted.
+const EBLOCKLISTED: i32 = libc::ESHUTDOWN;
 
 impl RbdDevice {
     /// Connects as `client` and opens the image of `spec` under PBD name
@@ -171,7 +180,23 @@ impl RbdDevice {
             name: name.to_owned(),
             len,
             key: format!("rbd:{fsid}:{}:{}", spec.pool, spec.image).replace('/', "_"),
+            registered: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// The error of a failed `op` at `offset`: [`CoreError::Fenced`] when
+    /// the cluster blocklisted this client (another host took the writer
+    /// lease over and cut this one off), an I/O error otherwise.
+    fn fail(&self, op: &'static str, offset: u64, e: std::io::Error) -> CoreError {
+        if e.raw_os_error() == Some(EBLOCKLISTED) {
+            return CoreError::Fenced {
+                reason: format!(
+                    "the Ceph cluster blocklisted this client of {} (another host took the writer lease over and fenced this one; the {op} failed)",
+                    self.name
+                ),
+            };
+        }
+        CoreError::io(&self.name, op, offset, e)
     }
 
     fn check(&self, offset: u64, n: u64, op: &'static str) -> Result<()> {
@@ -195,20 +220,18 @@ impl Device for RbdDevice {
         self.check(offset, buf.len() as u64, "read")?;
         self.image
             .read(buf, offset)
-            .map_err(|e| CoreError::io(&self.name, "read", offset, e))
+            .map_err(|e| self.fail("read", offset, e))
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.check(offset, buf.len() as u64, "write")?;
         self.image
             .write(buf, offset)
-            .map_err(|e| CoreError::io(&self.name, "write", offset, e))
+            .map_err(|e| self.fail("write", offset, e))
     }
 
     fn sync(&self) -> Result<()> {
-        self.image
-            .flush()
-            .map_err(|e| CoreError::io(&self.name, "flush", 0, e))
+        self.image.flush().map_err(|e| self.fail("flush", 0, e))
     }
 
     fn len(&self) -> u64 {
@@ -230,7 +253,7 @@ impl Device for RbdDevice {
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
                 crate::device::write_zeros(self, offset, len)
             }
-            Err(e) => Err(CoreError::io(&self.name, "zero range", offset, e)),
+            Err(e) => Err(self.fail("zero range", offset, e)),
         }
     }
 
@@ -239,12 +262,45 @@ impl Device for RbdDevice {
         match self.image.discard(offset, len) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
-            Err(e) => Err(CoreError::io(&self.name, "discard", offset, e)),
+            Err(e) => Err(self.fail("discard", offset, e)),
         }
     }
 
     fn machine_key(&self) -> Option<&str> {
         Some(&self.key)
+    }
+
+    fn register_writer(&self, hostid: u32, node: u32) -> Result<()> {
+        let mut reg = self.registered.lock();
+        if reg.is_none() {
+            let k = writers::register(&self.image, hostid, node)
+                .map_err(|e| self.fail("registering as a writer (rbd_metadata_set)", 0, e))?;
+            *reg = Some(k);
+        }
+        Ok(())
+    }
+
+    fn fence_writers(&self, hosts: &[(u32, u32)]) -> Result<usize> {
+        if hosts.is_empty() {
+            return Ok(0);
+        }
+        let own = self.registered.lock().clone();
+        let cut = writers::fence(&self.image, hosts, own.as_deref()).map_err(|e| {
+            self.fail(
+                "fencing the deposed writer (rados_blocklist_add, rbd_metadata_remove)",
+                0,
+                e,
+            )
+        })?;
+        Ok(cut.len())
+    }
+}
+
+impl Drop for RbdDevice {
+    fn drop(&mut self) {
+        if let Some(k) = self.registered.get_mut().take() {
+            writers::unregister(&self.image, &k);
+        }
     }
 }
 

@@ -153,6 +153,64 @@ impl Cluster {
         )
     }
 
+    /// Runs `ceph -c CONF ARGS...` to its end; panics unless it succeeds.
+    pub fn ceph(&self, args: &[&str]) -> Output {
+        crate::cli::run_ok(
+            Command::new("ceph")
+                .arg("-c")
+                .arg(&self.conf)
+                .args(args)
+                .stdin(Stdio::null()),
+        )
+    }
+
+    /// Image `name`'s writer registry: its metadata keys
+    /// `pfs.writer.<hostid>.<machine>.<client>` with their values (`<client
+    /// address> pid <pid>`; see `pfs-core`'s `rbd/writers.rs`).
+    pub fn registered_writers(&self, name: &str) -> Vec<(String, String)> {
+        let o = self.rbd(&[
+            "image-meta",
+            "list",
+            "--format",
+            "json",
+            &format!("rbd/{name}"),
+        ]);
+        // {"key":"value",...}: keys and values are the quoted strings, in
+        // turn (none holds a quote).
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let quoted: Vec<&str> = out.split('"').skip(1).step_by(2).collect();
+        quoted
+            .chunks(2)
+            .filter(|kv| kv.len() == 2 && kv[0].starts_with("pfs.writer."))
+            .map(|kv| (kv[0].to_owned(), kv[1].to_owned()))
+            .collect()
+    }
+
+    /// The cluster's blocklist (`ceph osd blocklist ls`), one address
+    /// with its expiry per line.
+    pub fn blocklist(&self) -> String {
+        crate::cli::text(&self.ceph(&["osd", "blocklist", "ls"]))
+    }
+
+    /// Takes snapshot `snap` of image `name`.
+    pub fn snapshot(&self, name: &str, snap: &str) {
+        self.rbd(&["snap", "create", &format!("rbd/{name}@{snap}")]);
+    }
+
+    /// The extents of image `name` written since snapshot `snap` (`rbd
+    /// diff --from-snap`, JSON; `[]` when nothing changed).
+    pub fn changed_since(&self, name: &str, snap: &str) -> String {
+        let o = self.rbd(&[
+            "diff",
+            "--from-snap",
+            snap,
+            "--format",
+            "json",
+            &format!("rbd/{name}"),
+        ]);
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    }
+
     /// Creates image `name` of pool `rbd` with `size` (`rbd create
     /// --size`, e.g. `20G`) and the features `docs/operators.md` asks for
     /// (`layering` only: no exclusive lock passed between the processes

@@ -60,6 +60,9 @@ functions! {
     rados rados_cluster_fsid: fn(RadosT, *mut c_char, usize) -> c_int;
     rados rados_ioctx_create: fn(RadosT, *const c_char, *mut IoCtxT) -> c_int;
     rados rados_ioctx_destroy: fn(IoCtxT);
+    rados rados_getaddrs: fn(RadosT, *mut *mut c_char) -> c_int;
+    rados rados_get_instance_id: fn(RadosT) -> u64;
+    rados rados_blocklist_add: fn(RadosT, *mut c_char, u32) -> c_int;
     rbd rbd_open: fn(IoCtxT, *const c_char, *mut ImageT, *const c_char) -> c_int;
     rbd rbd_open_read_only: fn(IoCtxT, *const c_char, *mut ImageT, *const c_char) -> c_int;
     rbd rbd_close: fn(ImageT) -> c_int;
@@ -69,6 +72,9 @@ functions! {
     rbd rbd_discard: fn(ImageT, u64, u64) -> c_int;
     rbd rbd_write_zeroes: fn(ImageT, u64, usize, c_int, c_int) -> isize;
     rbd rbd_flush: fn(ImageT) -> c_int;
+    rbd rbd_metadata_set: fn(ImageT, *const c_char, *const c_char) -> c_int;
+    rbd rbd_metadata_remove: fn(ImageT, *const c_char) -> c_int;
+    rbd rbd_metadata_list: fn(ImageT, *const c_char, u64, *mut c_char, *mut usize, *mut c_char, *mut usize) -> c_int;
 }
 
 /// The libraries, by their run-time names.
@@ -147,6 +153,19 @@ fn check(r: i64) -> io::Result<u64> {
 
 fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))
+}
+
+/// The strings of a buffer holding `n` bytes of NUL-terminated strings
+/// one after another.
+fn nul_list(buf: &[u8], n: usize) -> Vec<String> {
+    let used = &buf[..n.min(buf.len())];
+    let used = used.strip_suffix(&[0]).unwrap_or(used);
+    if used.is_empty() {
+        return Vec::new();
+    }
+    used.split(|&c| c == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
 }
 
 /// The status flags of standard input, output and error. Ceph's logging
@@ -284,6 +303,51 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// This client's addresses as the cluster knows them
+    /// (`127.0.0.1:0/3317405751`), what [`Cluster::blocklist_add`] of
+    /// another client takes.
+    pub fn addrs(&self) -> io::Result<String> {
+        let mut p: *mut c_char = std::ptr::null_mut();
+        // SAFETY: the handle is connected; the call stores a string it
+        // allocated with malloc (strdup) in `p`.
+        let r = unsafe { (self.lib.rados_getaddrs)(self.handle, &mut p) };
+        check(r.into())?;
+        if p.is_null() {
+            return Err(io::Error::other("rados_getaddrs gave no address"));
+        }
+        // SAFETY: `p` is the NUL-terminated string just returned; it is
+        // copied before being freed below.
+        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        // SAFETY: `p` came from malloc inside librados and is freed once.
+        unsafe { libc::free(p.cast()) };
+        Ok(s)
+    }
+
+    /// The cluster's number for this connection (the `4140` of
+    /// `client.4140`), unique among the cluster's live clients.
+    pub fn instance_id(&self) -> u64 {
+        // SAFETY: the handle is connected; the call only reads it.
+        unsafe { (self.lib.rados_get_instance_id)(self.handle) }
+    }
+
+    /// Blocklists client address `addr` for `expire_secs` seconds (0: the
+    /// cluster's default, an hour): the OSDs refuse its operations from
+    /// now on (`EBLOCKLISTED`, which is `ESHUTDOWN`). Returns once this
+    /// client has the OSD map that says so, so its own next operation
+    /// makes every OSD it reaches refuse the blocklisted client.
+    pub fn blocklist_add(&self, addr: &str, expire_secs: u32) -> io::Result<()> {
+        let a = cstring(addr)?;
+        // SAFETY: the handle is connected; librados only reads the
+        // NUL-terminated address (the prototype lacks `const`), which
+        // outlives the call.
+        let r = unsafe {
+            (self.lib.rados_blocklist_add)(self.handle, a.as_ptr().cast_mut(), expire_secs)
+        };
+        check(r.into()).map(drop)
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         // SAFETY: the handle came from rados_create and is shut down once;
@@ -370,6 +434,66 @@ impl Image {
 
     fn lib(&self) -> &'static Lib {
         self.io.cluster.lib
+    }
+
+    /// The cluster connection the image was opened through.
+    pub fn cluster(&self) -> &Cluster {
+        &self.io.cluster
+    }
+
+    /// Sets the image's metadata key `key` to `value` (kept in the
+    /// image's header object, seen by every client).
+    pub fn metadata_set(&self, key: &str, value: &str) -> io::Result<()> {
+        let (k, v) = (cstring(key)?, cstring(value)?);
+        // SAFETY: the image is open; both strings are NUL-terminated and
+        // outlive the call.
+        let r = unsafe { (self.lib().rbd_metadata_set)(self.handle, k.as_ptr(), v.as_ptr()) };
+        check(r.into()).map(drop)
+    }
+
+    /// Removes the image's metadata key `key` (`ENOENT` when there is
+    /// none).
+    pub fn metadata_remove(&self, key: &str) -> io::Result<()> {
+        let k = cstring(key)?;
+        // SAFETY: the image is open; `k` is NUL-terminated and outlives
+        // the call.
+        let r = unsafe { (self.lib().rbd_metadata_remove)(self.handle, k.as_ptr()) };
+        check(r.into()).map(drop)
+    }
+
+    /// Every metadata key of the image and its value, in key order.
+    pub fn metadata_list(&self) -> io::Result<Vec<(String, String)>> {
+        let (mut keys, mut vals) = (vec![0u8; 4096], vec![0u8; 4096]);
+        let start = cstring("")?;
+        for _ in 0..8 {
+            let (mut klen, mut vlen) = (keys.len(), vals.len());
+            // SAFETY: the image is open; librbd writes at most `klen` and
+            // `vlen` bytes into the two buffers, which are that long, and
+            // stores the lengths used (or needed) in the two locals.
+            let r = unsafe {
+                (self.lib().rbd_metadata_list)(
+                    self.handle,
+                    start.as_ptr(),
+                    0,
+                    keys.as_mut_ptr().cast(),
+                    &mut klen,
+                    vals.as_mut_ptr().cast(),
+                    &mut vlen,
+                )
+            };
+            if r == -libc::ERANGE {
+                keys.resize(klen.max(keys.len() * 2), 0);
+                vals.resize(vlen.max(vals.len() * 2), 0);
+                continue;
+            }
+            check(r.into())?;
+            let ks = nul_list(&keys, klen);
+            let vs = nul_list(&vals, vlen);
+            return Ok(ks.into_iter().zip(vs).collect());
+        }
+        Err(io::Error::other(
+            "rbd_metadata_list kept asking for more room",
+        ))
     }
 
     /// The image's size in bytes.
