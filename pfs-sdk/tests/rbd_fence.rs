@@ -4,6 +4,10 @@
 //! nothing it writes when it resumes lands on the image (checked with
 //! `rbd diff` against a snapshot taken after the takeover).
 //!
+//! The same for the processes of one host through libpfsd
+//! (`tests/c/fence.c`): an SDK program and its forked child, each with a
+//! connection of its own, are both cut off by one takeover.
+//!
 //! On a real one-machine cluster (`pfs_tests::ceph`); where Ceph is not
 //! installed or the cluster does not start, each test prints a note and
 //! passes.
@@ -12,10 +16,14 @@
 
 mod common;
 
+use common::{program, Link};
 use pfs_tests::ceph::{self, Cluster};
 use pfs_tests::cli::{text, Pfs};
-use pfs_tests::failover::{signal, Signal};
-use std::process::Child;
+use pfs_tests::failover::{signal, wait_stopped, Signal};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The lease of these tests: short, so the taker waits little.
 const LEASE_MS: u32 = 1000;
@@ -83,5 +91,157 @@ fn a_writer_stalled_after_its_lease_check_is_fenced_by_the_taker() {
         pfs.ok_bytes(&["read", &format!("/{pbd}/d/taken")]),
         b"taker"
     );
+    pfs.fsck_clean(&pbd);
+}
+
+/// Record `i` of process `tag` as `tests/c/fence.c` writes it.
+fn record(tag: char, i: usize) -> Vec<u8> {
+    let mut r = vec![b'a' + (i % 26) as u8; 4096];
+    let head = format!("{tag} {i}\n");
+    r[..head.len()].copy_from_slice(head.as_bytes());
+    r
+}
+
+/// The lines a child process prints, each with when it was read.
+type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// Reads `out` line by line into the returned list, in a thread.
+fn collect(out: impl Read + Send + 'static) -> Lines {
+    let lines: Lines = Arc::default();
+    let l = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            l.lock().unwrap().push((Instant::now(), line));
+        }
+    });
+    lines
+}
+
+/// Waits up to 60 s for a line starting with `prefix`; the line.
+fn wait_line(lines: &Lines, prefix: &str) -> String {
+    let t = Instant::now();
+    loop {
+        if let Some((_, l)) = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, l)| l.starts_with(prefix))
+        {
+            return l.clone();
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "no {prefix:?} line");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Two processes of host 1 (an SDK program and its forked child, each with
+/// a cluster connection of its own) write numbered records; the parent
+/// stops after a lease check, the child is stopped where it is; host 2
+/// takes over with force; both are resumed. Every record acknowledged
+/// before is on the image, none is acknowledged after, nothing they write
+/// lands, and both are cut off by the one takeover.
+#[test]
+fn sdk_processes_of_a_deposed_host_are_all_fenced() {
+    if !common::can_build() {
+        return;
+    }
+    let Some(c) = ceph::cluster() else {
+        return;
+    };
+    let (pbd, pfs) = formatted(c, "stalled-sdk");
+    let mut cmd = Command::new(program("fence", Link::Shared));
+    cmd.env("PFS_DEVICE_DIR", pfs.dir())
+        .env("PFS_LEASE_MS", LEASE_MS.to_string())
+        .env("PFS_TEST_STOP_AT", "admitted:40")
+        .env_remove("LD_LIBRARY_PATH")
+        .args([pbd.as_str(), "1", "2000"])
+        .stdout(Stdio::piped());
+    for (k, v) in c.client_env() {
+        cmd.env(k, v);
+    }
+    let mut prog = cmd.spawn().unwrap();
+    let lines = collect(prog.stdout.take().unwrap());
+    let pid = |tag: &str| -> u32 {
+        let l = wait_line(&lines, &format!("pid {tag} "));
+        l.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let (parent, child) = (pid("p"), pid("c"));
+    assert!(
+        wait_stopped(parent),
+        "the parent did not stop: {:?}",
+        lines.lock().unwrap()
+    );
+    signal(child, Signal::SIGSTOP);
+    assert!(wait_stopped(child), "the child ended early");
+    let regs = c.registered_writers("stalled-sdk");
+    assert_eq!(regs.len(), 2, "both processes registered: {regs:?}");
+    assert!(
+        regs.iter().all(|(k, _)| k.starts_with("pfs.writer.1.")),
+        "{regs:?}"
+    );
+    let o = pfs.run_with_input(
+        &["-H", "2", "--force", "write", &format!("/{pbd}/taken")],
+        b"taker",
+    );
+    assert!(o.status.success(), "the takeover failed: {}", text(&o));
+    let listed = c.blocklist();
+    for (_, v) in &regs {
+        let addr = v.split_whitespace().next().unwrap();
+        assert!(listed.contains(addr), "{addr} not blocklisted: {listed}");
+    }
+    assert!(c.registered_writers("stalled-sdk").is_empty());
+    c.snapshot("stalled-sdk", "taken");
+    let resumed = Instant::now();
+    signal(parent, Signal::SIGCONT);
+    signal(child, Signal::SIGCONT);
+    let st = prog.wait().unwrap();
+    // The reader thread has the last lines once the pipe is closed.
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = lines.lock().unwrap().clone();
+    let show = || {
+        lines
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(st.success(), "the program failed: {st}\n{}", show());
+    assert_eq!(
+        c.changed_since("stalled-sdk", "taken"),
+        "[]",
+        "a deposed process's write landed after the takeover"
+    );
+    let late: Vec<&str> = lines
+        .iter()
+        .filter(|(t, l)| *t >= resumed && l.starts_with("ack "))
+        .map(|(_, l)| l.as_str())
+        .collect();
+    assert!(late.is_empty(), "acknowledged after the takeover: {late:?}");
+    for tag in ['p', 'c'] {
+        assert!(
+            lines
+                .iter()
+                .any(|(_, l)| l.starts_with(&format!("fail {tag} "))),
+            "process {tag} did not fail after the takeover:\n{}",
+            show()
+        );
+        let acked: Vec<usize> = lines
+            .iter()
+            .filter_map(|(_, l)| l.strip_prefix(&format!("ack {tag} ")))
+            .map(|i| i.parse().unwrap())
+            .collect();
+        let file = pfs.ok_bytes(&["read", &format!("/{pbd}/rec-{tag}")]);
+        for &i in &acked {
+            assert!(
+                file.get(i * 4096..(i + 1) * 4096) == Some(&record(tag, i)[..]),
+                "acknowledged record {i} of {tag} is not on the image"
+            );
+        }
+        eprintln!(
+            "process {tag}: {} records acknowledged, lost 0, landed after the takeover 0",
+            acked.len()
+        );
+    }
+    assert_eq!(pfs.ok_bytes(&["read", &format!("/{pbd}/taken")]), b"taker");
     pfs.fsck_clean(&pbd);
 }
