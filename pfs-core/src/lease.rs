@@ -140,9 +140,13 @@ impl Slots {
         owner: u32,
         dead: &[LeaseRecord],
     ) -> Result<()> {
+        // Never this host of this machine: its other processes share our
+        // lease, or the host lock kept them out.
+        let me = (owner, node_id());
         let mut hosts: Vec<(u32, u32)> = dead
             .iter()
             .map(|r| (r.hostid.get(), r.node.get()))
+            .filter(|&h| h != me)
             .collect();
         hosts.sort_unstable();
         hosts.dedup();
