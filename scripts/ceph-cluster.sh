@@ -15,6 +15,8 @@
 #
 # Knobs (environment):
 #   CEPH_PORT          the monitor's TCP port [a free one between 20000 and 40000]
+#   CEPH_ADDR          the IPv4 address every daemon listens on [127.0.0.1]; another local
+#                      address (a bridge's, say) lets clients in network namespaces reach it
 #   CEPH_OSD_BYTES     size of the OSD's sparse block file [107374182400 = 100 GiB]
 #   CEPH_START_TIMEOUT seconds to wait for the cluster to come up [120]
 #
@@ -123,12 +125,18 @@ if [ -z "$port" ]; then
     done
 fi
 timeout_s=${CEPH_START_TIMEOUT:-120}
+addr=${CEPH_ADDR:-127.0.0.1}
+[[ $addr =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || {
+    echo "$0: CEPH_ADDR must be an IPv4 address, not '$addr'" >&2
+    exit 2
+}
 fsid=$(cat /proc/sys/kernel/random/uuid)
 
 cat >"$D/ceph.conf" <<EOF
 [global]
 fsid = $fsid
-mon host = v1:127.0.0.1:$port
+mon host = v1:$addr:$port
+public addr = $addr
 mon initial members = a
 auth cluster required = none
 auth service required = none
@@ -170,7 +178,7 @@ until_ok() {
     done
 }
 
-monmaptool --create --add a "v1:127.0.0.1:$port" --fsid "$fsid" "$D/monmap" >/dev/null ||
+monmaptool --create --add a "v1:$addr:$port" --fsid "$fsid" "$D/monmap" >/dev/null ||
     fail "monmaptool failed"
 ceph-mon -c "$D/ceph.conf" --mkfs -i a --monmap "$D/monmap" >"$D/log/mkfs-mon.out" 2>&1 ||
     fail "ceph-mon --mkfs failed"
@@ -209,4 +217,4 @@ pgs_active() {
 }
 until_ok "the PGs of pool rbd to be active" pgs_active
 until_ok "rbd pool init" timeout 60 rbd -c "$D/ceph.conf" pool init rbd
-echo "ceph cluster up in $D (monitor 127.0.0.1:$port); conf $D/ceph.conf"
+echo "ceph cluster up in $D (monitor $addr:$port); conf $D/ceph.conf"

@@ -16,13 +16,12 @@
 
 mod common;
 
+use common::records::{acked, all_there, collect, wait_line};
 use common::{program, Link};
 use pfs_tests::ceph::{self, Cluster};
 use pfs_tests::cli::{text, Pfs};
 use pfs_tests::failover::{signal, wait_stopped, Signal};
-use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The lease of these tests: short, so the taker waits little.
@@ -94,46 +93,6 @@ fn a_writer_stalled_after_its_lease_check_is_fenced_by_the_taker() {
     pfs.fsck_clean(&pbd);
 }
 
-/// Record `i` of process `tag` as `tests/c/fence.c` writes it.
-fn record(tag: char, i: usize) -> Vec<u8> {
-    let mut r = vec![b'a' + (i % 26) as u8; 4096];
-    let head = format!("{tag} {i}\n");
-    r[..head.len()].copy_from_slice(head.as_bytes());
-    r
-}
-
-/// The lines a child process prints, each with when it was read.
-type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
-
-/// Reads `out` line by line into the returned list, in a thread.
-fn collect(out: impl Read + Send + 'static) -> Lines {
-    let lines: Lines = Arc::default();
-    let l = Arc::clone(&lines);
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            l.lock().unwrap().push((Instant::now(), line));
-        }
-    });
-    lines
-}
-
-/// Waits up to 60 s for a line starting with `prefix`; the line.
-fn wait_line(lines: &Lines, prefix: &str) -> String {
-    let t = Instant::now();
-    loop {
-        if let Some((_, l)) = lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, l)| l.starts_with(prefix))
-        {
-            return l.clone();
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "no {prefix:?} line");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Two processes of host 1 (an SDK program and its forked child, each with
 /// a cluster connection of its own) write numbered records; the parent
 /// stops after a lease check, the child is stopped where it is; host 2
@@ -154,7 +113,7 @@ fn sdk_processes_of_a_deposed_host_are_all_fenced() {
         .env("PFS_LEASE_MS", LEASE_MS.to_string())
         .env("PFS_TEST_STOP_AT", "admitted:40")
         .env_remove("LD_LIBRARY_PATH")
-        .args([pbd.as_str(), "1", "2000"])
+        .args([pbd.as_str(), "1", "pair", "2000"])
         .stdout(Stdio::piped());
     for (k, v) in c.client_env() {
         cmd.env(k, v);
@@ -225,18 +184,9 @@ fn sdk_processes_of_a_deposed_host_are_all_fenced() {
             "process {tag} did not fail after the takeover:\n{}",
             show()
         );
-        let acked: Vec<usize> = lines
-            .iter()
-            .filter_map(|(_, l)| l.strip_prefix(&format!("ack {tag} ")))
-            .map(|i| i.parse().unwrap())
-            .collect();
+        let acked = acked(&lines, tag);
         let file = pfs.ok_bytes(&["read", &format!("/{pbd}/rec-{tag}")]);
-        for &i in &acked {
-            assert!(
-                file.get(i * 4096..(i + 1) * 4096) == Some(&record(tag, i)[..]),
-                "acknowledged record {i} of {tag} is not on the image"
-            );
-        }
+        all_there(&file, tag, &acked);
         eprintln!(
             "process {tag}: {} records acknowledged, lost 0, landed after the takeover 0",
             acked.len()

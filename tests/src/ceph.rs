@@ -47,8 +47,9 @@ fn library_installed(name: &str) -> bool {
     listed.lines().any(|l| l.trim_start().starts_with(name))
 }
 
-/// Starts the cluster, or says why it cannot run here.
-fn start() -> Result<Cluster, String> {
+/// Starts the cluster, listening on `addr` (`None`: 127.0.0.1), or says
+/// why it cannot run here.
+fn start(addr: Option<&str>) -> Result<Cluster, String> {
     let missing: Vec<&str> = DAEMONS
         .iter()
         .copied()
@@ -62,13 +63,21 @@ fn start() -> Result<Cluster, String> {
             missing.join(", ")
         ));
     }
-    let dir = std::env::temp_dir().join(format!("pfs-ceph-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "pfs-ceph-{}{}",
+        std::process::id(),
+        addr.map(|a| format!("-{a}")).unwrap_or_default()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new("bash")
-        .arg(script())
+    let mut cmd = Command::new("bash");
+    cmd.arg(script())
         .arg("start")
         .arg(&dir)
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    if let Some(a) = addr {
+        cmd.env("CEPH_ADDR", a);
+    }
+    let out = cmd
         .output()
         .map_err(|e| format!("cannot run {}: {e}", script().display()))?;
     // Whatever happened, the watcher stops what did start once this
@@ -122,7 +131,21 @@ fn watch(dir: &Path) {
 /// note that the test is skipped and why, where it cannot run.
 pub fn cluster() -> Option<&'static Cluster> {
     static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
-    match CLUSTER.get_or_init(start) {
+    match CLUSTER.get_or_init(|| start(None)) {
+        Ok(c) => Some(c),
+        Err(why) => {
+            crate::skipped(why);
+            None
+        }
+    }
+}
+
+/// Like [`cluster`], a cluster whose daemons listen on local address
+/// `addr` (a bridge's, for clients in network namespaces); one per test
+/// binary, the first call's address.
+pub fn cluster_on(addr: &str) -> Option<&'static Cluster> {
+    static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    match CLUSTER.get_or_init(|| start(Some(addr))) {
         Ok(c) => Some(c),
         Err(why) => {
             crate::skipped(why);

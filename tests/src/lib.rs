@@ -9,6 +9,8 @@
 //!   a guard;
 //! - [`pg`]: a real PostgreSQL server run as user `postgres`;
 //! - [`ceph`]: a one-machine Ceph cluster for the RBD tests;
+//! - [`netns`]: hosts in network namespaces (own `/var/run/pfs` and
+//!   machine id) that can be cut off or delayed;
 //! - [`failover`] and [`crafted`]: paused writers and damaged images;
 //! - here: the reference's golden images (expanded by [`qcow2`], no
 //!   `qemu-img` needed) and the outputs it printed beside them, and
@@ -21,6 +23,7 @@ pub mod crafted;
 pub mod device;
 pub mod failover;
 pub mod fuse;
+pub mod netns;
 pub mod pg;
 pub mod qcow2;
 

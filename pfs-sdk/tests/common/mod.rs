@@ -5,6 +5,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod records;
+
 use pfs_core::{Device, FileDevice};
 use pfs_tests::cli::Disk;
 use std::collections::HashMap;

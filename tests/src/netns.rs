@@ -1,0 +1,213 @@
+//! Separate "machines" on one machine, for tests of hosts that lose the
+//! network: each is a network namespace with a veth pair to a bridge in
+//! the root namespace (where a Ceph cluster listens on the bridge's
+//! address), and its processes run in a mount namespace of their own
+//! (`ip netns exec` makes one per command) with the host's own
+//! `/var/run/pfs` and `/etc/machine-id` bind-mounted over the machine's,
+//! so they share nothing with the other hosts but the cluster.
+//!
+//! A host is cut off by taking its end of the pair down on the bridge
+//! (nothing reaches it, nothing leaves it; no packet filter needed) and
+//! healed by bringing it up; [`Net::delay`] adds a netem delay where the
+//! kernel has `sch_netem`.
+//!
+//! Everything is removed when the [`Net`] is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// One host: its namespace, its end of the veth pair on the bridge, its
+/// address, and its private `/var/run/pfs` and machine id.
+#[derive(Debug)]
+pub struct Host {
+    /// The network namespace (`ip netns` name).
+    pub ns: String,
+    /// Its address (IPv4).
+    pub ip: String,
+    /// The root namespace's end of its veth pair (on the bridge).
+    pub link: String,
+    /// The directory bind-mounted on `/var/run/pfs` for its processes.
+    pub run_dir: PathBuf,
+    /// The file bind-mounted on `/etc/machine-id`.
+    pub machine_id: PathBuf,
+}
+
+/// A bridge and its hosts.
+#[derive(Debug)]
+pub struct Net {
+    bridge: String,
+    /// The bridge's address: where services for the hosts listen.
+    pub gateway: String,
+    /// The hosts, in the order [`Net::new`] was given their names.
+    pub hosts: Vec<Host>,
+    dir: PathBuf,
+}
+
+/// Runs `ip ARGS...`; the error says what failed.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let o = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), crate::cli::text(&o)))
+    }
+}
+
+impl Net {
+    /// A bridge with one host per name in `names` (at most 9), or why it
+    /// cannot be made here (not root, no `ip`, no network namespaces,
+    /// veth or bridges in the kernel).
+    pub fn new(names: &[&str]) -> Result<Net, String> {
+        if !crate::is_root() {
+            return Err("needs root (network namespaces)".into());
+        }
+        if !crate::on_path("ip") {
+            return Err("ip (iproute2) is not installed".into());
+        }
+        if !Path::new("/etc/machine-id").is_file() {
+            return Err("no /etc/machine-id to give each host its own".into());
+        }
+        let id = std::process::id() % 100_000;
+        let subnet = format!("10.221.{}", id % 250);
+        let dir = std::env::temp_dir().join(format!("pfs-netns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut net = Net {
+            bridge: format!("pfb{id}"),
+            gateway: format!("{subnet}.1"),
+            hosts: Vec::new(),
+            dir,
+        };
+        ip(&["link", "add", &net.bridge, "type", "bridge"])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", net.gateway),
+            "dev",
+            &net.bridge,
+        ])?;
+        ip(&["link", "set", &net.bridge, "up"])?;
+        for (k, name) in names.iter().enumerate() {
+            let host = Host {
+                ns: format!("pfs-{name}-{id}"),
+                ip: format!("{subnet}.{}", 11 + k),
+                link: format!("pfv{k}{id}"),
+                run_dir: net.dir.join(name).join("run"),
+                machine_id: net.dir.join(name).join("machine-id"),
+            };
+            std::fs::create_dir_all(&host.run_dir).map_err(|e| e.to_string())?;
+            // 32 hex digits, different for each host and run.
+            std::fs::write(
+                &host.machine_id,
+                format!("{:032x}\n", (u128::from(id) << 8) | (k as u128 + 1)),
+            )
+            .map_err(|e| e.to_string())?;
+            let peer = format!("pfp{k}{id}");
+            ip(&["netns", "add", &host.ns])?;
+            // Pushed first, so a failure below still removes it.
+            let (ns, link) = (host.ns.clone(), host.link.clone());
+            net.hosts.push(host);
+            ip(&["link", "add", &link, "type", "veth", "peer", "name", &peer])?;
+            ip(&["link", "set", &peer, "netns", &ns])?;
+            ip(&["link", "set", &link, "master", &net.bridge])?;
+            ip(&["link", "set", &link, "up"])?;
+            let ip_addr = format!("{}/24", net.hosts[k].ip);
+            ip(&["-n", &ns, "addr", "add", &ip_addr, "dev", &peer])?;
+            ip(&["-n", &ns, "link", "set", &peer, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(net)
+    }
+
+    /// Host `k`.
+    pub fn host(&self, k: usize) -> &Host {
+        &self.hosts[k]
+    }
+
+    /// A command running `program ARGS...` on host `k`: in its network
+    /// namespace, with its `/var/run/pfs` and machine id.
+    pub fn command(&self, k: usize, program: &Path) -> Command {
+        let h = &self.hosts[k];
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &h.ns, "sh", "-c"])
+            .arg(
+                r#"mkdir -p /var/run/pfs && mount --bind "$1" /var/run/pfs &&
+                   mount --bind "$2" /etc/machine-id && shift 2 && exec "$@""#,
+            )
+            .arg("sh")
+            .arg(&h.run_dir)
+            .arg(&h.machine_id)
+            .arg(program);
+        c
+    }
+
+    /// Cuts host `k` off from everything (its link on the bridge down).
+    pub fn cut(&self, k: usize) -> Result<(), String> {
+        ip(&["link", "set", &self.hosts[k].link, "down"])
+    }
+
+    /// Connects host `k` again.
+    pub fn heal(&self, k: usize) -> Result<(), String> {
+        ip(&["link", "set", &self.hosts[k].link, "up"])
+    }
+
+    /// Delays every packet to and from host `k` by `ms` (netem on both
+    /// ends of its pair); an error where `sch_netem` is missing.
+    pub fn delay(&self, k: usize, ms: u32) -> Result<(), String> {
+        let d = format!("{ms}ms");
+        let h = &self.hosts[k];
+        tc(
+            None,
+            &["qdisc", "add", "dev", &h.link, "root", "netem", "delay", &d],
+        )?;
+        let peer = h.link.replacen("pfv", "pfp", 1);
+        tc(
+            Some(&h.ns),
+            &["qdisc", "add", "dev", &peer, "root", "netem", "delay", &d],
+        )
+    }
+
+    /// Removes the delay of host `k`.
+    pub fn undelay(&self, k: usize) -> Result<(), String> {
+        let h = &self.hosts[k];
+        let peer = h.link.replacen("pfv", "pfp", 1);
+        tc(None, &["qdisc", "del", "dev", &h.link, "root"])?;
+        tc(Some(&h.ns), &["qdisc", "del", "dev", &peer, "root"])
+    }
+}
+
+/// Runs `tc ARGS...` (in namespace `ns`).
+fn tc(ns: Option<&str>, args: &[&str]) -> Result<(), String> {
+    let mut c = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "tc"]);
+            c
+        }
+        None => Command::new("tc"),
+    };
+    let o: Output = c
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run tc: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("tc {}: {}", args.join(" "), crate::cli::text(&o)))
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            let _ = ip(&["link", "del", &h.link]);
+            let _ = ip(&["netns", "del", &h.ns]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
