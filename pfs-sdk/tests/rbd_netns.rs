@@ -2,8 +2,9 @@
 //! network namespace with its own `/var/run/pfs` and machine id
 //! (`pfs_tests::netns`), share an RBD image of a cluster that listens on
 //! the bridge between them. A writes numbered records through libpfsd
-//! (`tests/c/fence.c`) while B and C follow; A is cut off from the
-//! cluster and from B mid-write; B takes over with force and writes; A is
+//! (`tests/c/fence.c`) while B and C follow; A stops after a lease check,
+//! is cut off from the cluster and from B, and resumed, so its write goes
+//! out into the cut and stays in flight; B takes over with force and writes; A is
 //! healed. Every record A acknowledged is on the image, nothing A wrote
 //! after the takeover lands (`rbd diff` against a snapshot), and C follows
 //! B's writes. The same with a 2 s netem delay on A's link instead of the
@@ -20,6 +21,7 @@ use common::records::{acked, all_there, collect, wait_line, Lines};
 use common::{program, Link};
 use pfs_tests::ceph::{self, Cluster};
 use pfs_tests::cli::text;
+use pfs_tests::failover::{signal, wait_stopped, Signal};
 use pfs_tests::netns::Net;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -92,19 +94,32 @@ fn scenario(net: &Net, c: &Cluster, fault: Fault, image: &str) {
         on(net, 2, c, &fence).args([&pbd, "3", "follow", "rec-a", "rec-b"]),
         &mut reap,
     );
+    // A stops itself after the lease check of its 120th write (some 20
+    // records in), before the write is issued.
     let a = start(
-        on(net, 0, c, &fence).args([&pbd, "1", "write", "a", "100000"]),
+        on(net, 0, c, &fence)
+            .env("PFS_TEST_STOP_AT", "admitted:120")
+            .args([&pbd, "1", "write", "a", "100000"]),
         &mut reap,
     );
-    wait_line(&a, "ack a 20");
+    let a_pid: u32 = wait_line(&a, "pid a ")
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait_stopped(a_pid), "A ended before its 120th write");
     wait_line(&b_follow, "seen rec-a ");
     wait_line(&c_follow, "seen rec-a ");
-    // A loses the cluster and B, in the middle of its writes.
+    // A loses the cluster and B, then goes on: the write it was about to
+    // issue goes out into the cut (or the delay) and stays in flight.
     let faulted = Instant::now();
     match fault {
         Fault::Cut => net.cut(0).unwrap(),
         Fault::Delay(ms) => net.delay(0, ms).unwrap(),
     }
+    signal(a_pid, Signal::SIGCONT);
+    std::thread::sleep(std::time::Duration::from_millis(300));
     // B takes over with force, then writes records of its own.
     let o = on(net, 1, c, &pfs_bin)
         .args(["-H", "2", "--force", "touch", &format!("/{pbd}/taken")])

@@ -215,9 +215,15 @@ impl Cluster {
         crate::cli::text(&self.ceph(&["osd", "blocklist", "ls"]))
     }
 
-    /// Takes snapshot `snap` of image `name`.
+    /// Takes snapshot `snap` of image `name`, without asking the image's
+    /// clients to quiesce (a stalled or cut-off client would never answer).
     pub fn snapshot(&self, name: &str, snap: &str) {
-        self.rbd(&["snap", "create", &format!("rbd/{name}@{snap}")]);
+        self.rbd(&[
+            "snap",
+            "create",
+            "--skip-quiesce",
+            &format!("rbd/{name}@{snap}"),
+        ]);
     }
 
     /// The extents of image `name` written since snapshot `snap` (`rbd
