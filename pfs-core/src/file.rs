@@ -276,12 +276,14 @@ impl File {
     /// checks it, under the host's transaction lock: a journal head on the
     /// device that the host did not write means another host took the
     /// writer lease over and committed, and the mount stops writing
-    /// (`Fenced`, EIO), as its next write would find. It reads one sector
-    /// and writes nothing. The handle is closed either way.
+    /// (`Fenced`, EIO), as its next write would find. It reads at most one
+    /// sector (none when no process of the machine committed since this
+    /// one last looked, see [`Mount::check_host`]) and writes nothing. The
+    /// handle is closed either way.
     pub fn close(self) -> Result<()> {
         self.commit()?;
         if self.opts.write && self.m.mode() == Mode::ReadWrite {
-            drop(self.m.host_tx()?);
+            self.m.check_host()?;
         }
         Ok(())
     }

@@ -110,7 +110,11 @@ impl Mount {
         };
         let ours = |l: &LeaderRecord| self.still_ours(&lease, l, bda);
         crate::lease::stop_point("commit-start");
-        ours(journal.leader())?;
+        // The lease still runs (or was proved again after a stall). The
+        // head on the device is read once, before the leader write that
+        // commits: until then the fence keeps every write of this
+        // transaction under the lease.
+        lease.prove().map_err(|e| self.fence.stop_on(e))?;
         let before_leader = |l: &LeaderRecord| {
             crate::lease::stop_point("before-leader");
             ours(l)

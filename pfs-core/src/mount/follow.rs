@@ -7,6 +7,7 @@ use super::{Mode, Mount};
 use crate::alloc::Allocator;
 use crate::error::Result;
 use crate::meta::MetaImage;
+use pfs_format::LeaderRecord;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -86,11 +87,16 @@ impl Mount {
             drop(st);
             return self.reload();
         }
-        let (bda, old) = {
-            let st = self.state.read();
-            (st.leader_bda, *st.leader())
-        };
+        let bda = self.state.read().leader_bda;
         let new = read_leader(self.dev.as_ref(), bda)?;
+        self.catch_up_to(new)
+    }
+
+    /// Brings this mount's state to the leader record `new`, just read
+    /// from the device (a mount shared by the processes of a host, or a
+    /// reader).
+    pub(super) fn catch_up_to(&self, new: LeaderRecord) -> Result<()> {
+        let old = *self.state.read().leader();
         if new.head_txid.get() == old.head_txid.get() && new.head_lsn.get() == old.head_lsn.get() {
             if self.mode == Mode::ReadWrite && new != old {
                 // Checkpointed by another process of this host: the next
