@@ -57,9 +57,9 @@ impl Mount {
     }
 
     pub(super) fn catch_up(&self) -> Result<()> {
-        match self.machine_version() {
-            Some(v) if v == self.seen.load(Ordering::Acquire) => Ok(()),
-            _ => self.catch_up_device(),
+        match self.unchanged_since_seen() {
+            true => Ok(()),
+            false => self.catch_up_device(),
         }
     }
 
@@ -96,7 +96,21 @@ impl Mount {
     /// from the device (a mount shared by the processes of a host, or a
     /// reader).
     pub(super) fn catch_up_to(&self, new: LeaderRecord) -> Result<()> {
-        let old = *self.state.read().leader();
+        // What the host's processes appended counts as committed here
+        // (see `group`): their next transactions build on it.
+        let new = self.host_view(new);
+        let (bda, old) = {
+            let st = self.state.read();
+            (st.leader_bda, *st.leader())
+        };
+        if self.mode == Mode::ReadWrite
+            && self.share.is_some()
+            && new.head_txid.get() < old.head_txid.get()
+        {
+            // This mount appended past what was read (a leader record read
+            // before a committer of the host settled): nothing to follow.
+            return Ok(());
+        }
         if new.head_txid.get() == old.head_txid.get() && new.head_lsn.get() == old.head_lsn.get() {
             if self.mode == Mode::ReadWrite && new != old {
                 // Checkpointed by another process of this host: the next
@@ -110,7 +124,8 @@ impl Mount {
             return Ok(());
         }
         let mut st = self.state.write();
-        if !advance(self.dev.as_ref(), &mut st, new)? {
+        let reread = || Ok(self.host_view(read_leader(self.dev.as_ref(), bda)?));
+        if !advance(self.dev.as_ref(), &mut st, new, reread)? {
             // The writer reused the journal space of entries we miss
             // (they are in the metasets now), before or while we read.
             drop(st);

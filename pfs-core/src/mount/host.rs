@@ -43,10 +43,12 @@ impl Mount {
     /// Whether a shared read-write mount whose host holds the lease on
     /// this machine has seen every commit made since: no other process of
     /// the machine committed (the share's counter is the one this process
-    /// last caught up to), and no other host can have, the lease running.
-    fn unchanged_since_seen(&self) -> bool {
+    /// last caught up to), no other host can have, the lease running, and
+    /// its state is at the host's head (see `group`).
+    pub(super) fn unchanged_since_seen(&self) -> bool {
         self.machine_version()
             .is_some_and(|v| v == self.seen.load(Ordering::Acquire))
+            && self.at_host_head(self.state.read_recursive().leader())
     }
 
     /// Under the host's transaction lock: catches up with the device, with
@@ -89,6 +91,24 @@ impl Mount {
             s.settle(self.hostid, t);
             return Ok(());
         }
+        // A committer of the host (group commit) may have written and
+        // settled a newer head since `leader` was read: look again while
+        // none is under way.
+        let t = {
+            let _turn = self.turn()?;
+            let again = read_leader(self.raw.as_ref(), self.state.read().leader_bda)?;
+            let t = again.head_txid.get();
+            let (settled, next) = s.head(self.hostid);
+            if t == settled {
+                return Ok(());
+            }
+            if next != 0 && t == next {
+                s.settle(self.hostid, t);
+                return Ok(());
+            }
+            t
+        };
+        let (settled, _) = s.head(self.hostid);
         if crate::live::marked(self.raw.as_ref(), token) == Some(false) {
             s.clear_lease(self.hostid);
             return Ok(());
