@@ -94,7 +94,6 @@ mod sys;
 mod system;
 mod trim;
 mod tx;
-mod writecache;
 
 pub use chain::{TreeGuard, MAX_DEPTH};
 pub use device::{write_zeros, AlignedBuf, Device, FileDevice, MemDevice, DIRECT_IO_ALIGN};
