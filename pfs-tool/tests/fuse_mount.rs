@@ -1159,3 +1159,32 @@ fn rsync_again_transfers_nothing_because_times_are_kept() {
     m.umount();
     disk.fsck_clean();
 }
+
+/// The `major:minor` of the mount on `mp` (/proc/self/mountinfo).
+fn mount_device(mp: &Path) -> String {
+    let want = mp.canonicalize().unwrap().display().to_string();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .rev()
+        .find(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        .and_then(|l| l.split(' ').nth(2))
+        .unwrap_or_else(|| panic!("{want} is not mounted"))
+        .to_owned()
+}
+
+#[test]
+fn the_writer_reads_ahead_in_large_requests() {
+    let Some(disk) = disk("readahead", &[]) else {
+        return;
+    };
+    let m = disk.mount("1", &[], "mnt");
+    let knob = format!("/sys/class/bdi/{}/read_ahead_kb", mount_device(&m.mp));
+    // The kernel's default (128 KiB) until the first open.
+    let body = gen_input("readahead", 3 << 20);
+    fs::write(m.path("f"), &body).unwrap();
+    assert_eq!(fs::read(m.path("f")).unwrap(), body);
+    let kb: u32 = fs::read_to_string(&knob).unwrap().trim().parse().unwrap();
+    assert_eq!(kb, 8192, "{knob}");
+    unmount_and_check(m, &disk);
+}

@@ -19,7 +19,9 @@
 //! (`getattr`, `lookup`, `read`, `setattr`, `fallocate`), and after every
 //! 256 MiB. All handles of one inode share one core [`File`], so their
 //! uncommitted extents are one set; the last `release` finishes it
-//! ([`File::finish`]).
+//! ([`File::finish`]). The writer's mount reads ahead [`READAHEAD_KB`]
+//! (set at the first open), so a sequential reader's requests come 1 MiB
+//! at a time, several at once, to the request threads.
 //!
 //! On a read-only mount the writer of another host may free a file at any
 //! moment and give its inode number and blocks to a new one. So an inode
@@ -59,6 +61,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Largest write the kernel may send (it caps this at its own limit,
 /// 1 MiB with the default `max_pages`).
 pub const MAX_WRITE: u32 = 8 << 20;
+
+/// The readahead of the writer's mount, in KiB: a sequential reader gets
+/// several requests of the largest size (1 MiB with the default
+/// `max_pages`) at once, served in parallel by the request threads.
+const READAHEAD_KB: u32 = 8 << 10;
 
 /// How long the kernel may cache names and attributes on the writer's
 /// mount (nobody else changes the filesystem).
@@ -212,6 +219,9 @@ pub struct PfsFs {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Listing>>,
     next_fh: AtomicU64,
+    /// Where the mount is, for its readahead (see [`PfsFs::readahead`]).
+    mountpoint: Option<std::path::PathBuf>,
+    readahead_set: std::sync::Once,
     /// Set when `destroy` flushed and unmounted the PFS.
     pub unmount_error: Arc<Mutex<Option<String>>>,
 }
@@ -249,6 +259,28 @@ fn pfs_ino(node: INodeNo) -> u64 {
     (node.0 & 0xffff_ffff).saturating_sub(1)
 }
 
+/// The device (`major:minor`) of the newest FUSE mount on `mp`, from
+/// /proc/self/mountinfo (which escapes blanks and backslashes in octal).
+fn mount_device(mp: &std::path::Path) -> Option<String> {
+    let mut want = Vec::new();
+    for &b in mp.as_os_str().as_bytes() {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => want.extend(format!("\\{b:03o}").bytes()),
+            _ => want.push(b),
+        }
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .rev()
+        .find(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.get(4).map(|p| p.as_bytes()) == Some(&want[..])
+                && l.split(" - ").nth(1).is_some_and(|t| t.starts_with("fuse"))
+        })
+        .and_then(|l| l.split(' ').nth(2))
+        .map(str::to_owned)
+}
+
 fn time(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
@@ -274,8 +306,35 @@ impl PfsFs {
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            mountpoint: None,
+            readahead_set: std::sync::Once::new(),
             unmount_error: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Raises the readahead of the writer's mount on `mountpoint` to
+    /// [`READAHEAD_KB`] once it is up (the kernel only takes less than its
+    /// default at `init`).
+    pub fn readahead_on(&mut self, mountpoint: &std::path::Path) {
+        if !self.follower {
+            let full = mountpoint.canonicalize();
+            self.mountpoint = Some(full.unwrap_or_else(|_| mountpoint.to_owned()));
+        }
+    }
+
+    /// Sets the readahead of the mount (its backing device's
+    /// `read_ahead_kb`), once, at the first open: the kernel answered
+    /// `init` by then. Best effort: without it reads come in the kernel's
+    /// default readahead, 128 KiB.
+    fn readahead(&self) {
+        let Some(mp) = &self.mountpoint else { return };
+        self.readahead_set.call_once(|| {
+            let Some(dev) = mount_device(mp) else { return };
+            let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+            if let Err(e) = std::fs::write(&knob, READAHEAD_KB.to_string()) {
+                log(&format!("cannot set the readahead ({knob}): {e}"));
+            }
+        });
     }
 
     fn m(&self) -> CoreResult<&Arc<Mount>> {
@@ -797,6 +856,16 @@ impl Filesystem for PfsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // The kernel caps this at its own limit; ask for as much as it gives.
         let _ = config.set_max_write(MAX_WRITE);
+        // As much readahead as the kernel allows at this point (it offers
+        // its default, 128 KiB); more once it is up (see `readahead`).
+        let offered = match config.set_max_readahead(u32::MAX) {
+            Ok(_) => u32::MAX,
+            Err(max) => max,
+        };
+        let _ = config.set_max_readahead(offered);
+        // No writeback cache on the writer (FUSE_WRITEBACK_CACHE): its
+        // writes come as the same 1 MiB requests, after one more copy
+        // through the page cache, and measured slower (benches/fuse.rs).
         if self.follower {
             // Files are opened FOPEN_DIRECT_IO; without this the kernel
             // refuses shared mappings of them (older kernels do anyway).
@@ -960,6 +1029,7 @@ impl Filesystem for PfsFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.readahead();
         // A read-only mount reads past the page cache: the file the kernel
         // cached pages or a size of may have been replaced since.
         let how = if self.follower {
@@ -983,6 +1053,7 @@ impl Filesystem for PfsFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.readahead();
         let r = self.do_create(parent, name.as_bytes(), flags);
         match r {
             Ok((fh, a)) => reply.created(

@@ -250,7 +250,8 @@ fn serve(
         m.take_lease()
             .map_err(|e| Failure::from_core("mount", &e))?;
     }
-    let fs = fs::PfsFs::new(m, access);
+    let mut fs = fs::PfsFs::new(m, access);
+    fs.readahead_on(&a.mountpoint);
     let unmount_error = std::sync::Arc::clone(&fs.unmount_error);
     let mut session = fuser::Session::new(fs, &a.mountpoint, cfg).map_err(|e| {
         Failure::new(
