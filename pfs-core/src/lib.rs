@@ -92,6 +92,8 @@ mod stripes;
 #[allow(unsafe_code)]
 mod sys;
 mod system;
+#[cfg(test)]
+mod testutil;
 mod trim;
 mod tx;
 

@@ -20,16 +20,7 @@ use std::time::{Duration, Instant};
 
 /// `n` reproducible bytes for `seed`.
 fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
+    pfs_tests::seeded_bytes(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), n)
 }
 
 /// A new image `name` of `size`, formatted with `pfs mkfs`; its PBD name

@@ -15,6 +15,7 @@
 #![allow(missing_docs)]
 
 use pfs_tests::cli::Pfs;
+use pfs_tests::env_u64;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,13 +27,6 @@ const MARK: &str = "pfs-bench-measured";
 /// The goal of issue 19 for `pfs ls /`.
 const GOAL_S: f64 = 0.2;
 const GOAL_MB: f64 = 100.0;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The wrapper mode (`bigdev --measure PROGRAM ARGS...`): runs the
 /// command as this process's only child, then reports its wall time and

@@ -10,16 +10,10 @@
 
 use pfs_tests::cli::{run_ok, Pfs};
 use pfs_tests::device::{BenchDevices, Scratch};
+use pfs_tests::env_u64;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let mib = env_u64("PFS_BENCH_FSCP_MIB", 512);

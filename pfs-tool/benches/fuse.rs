@@ -20,16 +20,10 @@
 
 use pfs_tests::cli::{run_ok, Pfs};
 use pfs_tests::device::{BenchDevices, Scratch};
+use pfs_tests::env_u64;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Seconds `dd` takes to copy `mib` MiB in 4 MiB blocks.
 fn dd(input: &Path, output: &Path, mib: u64, extra: &[&str]) -> f64 {

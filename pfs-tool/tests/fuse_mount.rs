@@ -51,18 +51,10 @@ const MOUNT_LIMIT: Duration = Duration::from_secs(30);
 /// `n` reproducible pseudo-random bytes for `seed` (xorshift: fast in
 /// debug builds too).
 fn gen_input(seed: &str, n: usize) -> Vec<u8> {
-    let mut x = seed.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+    let x = seed.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    }) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
+    });
+    pfs_tests::seeded_bytes(x, n)
 }
 
 fn errno_of(r: std::io::Result<impl Sized>) -> i32 {

@@ -419,3 +419,27 @@ pub fn populated_inputs(dir: &Path) {
     lines.truncate(10_000_000);
     fs::write(dir.join("trunc-down.bin"), lines).expect("write input");
 }
+
+/// The number in environment variable `name` (a bench's knob), or
+/// `default` when it is unset or not a number.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `n` reproducible bytes (xorshift64) from `seed`: test data that no two
+/// seeds share and that compresses or dedupes nowhere.
+pub fn seeded_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}

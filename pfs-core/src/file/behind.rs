@@ -123,36 +123,24 @@ impl File {
 
 #[cfg(test)]
 mod tests {
-    use crate::device::MemDevice;
-    use crate::mkfs::{mkfs, MkfsOptions};
-    use crate::{Mode, Mount, MountOptions, OpenOptions};
-    use pfs_format::layout::{BLOCK_SIZE, CHUNK_SIZE, MIN_LOG_SIZE};
-    use std::sync::Arc;
+    use crate::testutil::mem_writer as writer;
+    use crate::OpenOptions;
+    use pfs_format::layout::BLOCK_SIZE;
 
-    fn writer() -> Arc<Mount> {
-        let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
-        let opts = MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        };
-        mkfs(dev.as_ref(), &opts).unwrap();
-        let opts = MountOptions {
-            hostid: 1,
-            ..MountOptions::default()
-        };
-        Arc::new(Mount::open_with(dev, Mode::ReadWrite, &opts).unwrap())
+    /// Options of a handle that writes behind, creating the file.
+    fn behind() -> OpenOptions {
+        OpenOptions {
+            create: true,
+            write: true,
+            write_behind: true,
+            ..OpenOptions::default()
+        }
     }
 
     #[test]
     fn writes_behind_are_committed_late_with_blocks_ahead_given_back() {
         let m = writer();
-        let behind = OpenOptions {
-            create: true,
-            write: true,
-            write_behind: true,
-            ..OpenOptions::default()
-        };
-        let f = m.open_file("/f", behind).unwrap();
+        let f = m.open_file("/f", behind()).unwrap();
         let other = m.open_file("/f", OpenOptions::default()).unwrap();
         let block = vec![5u8; BLOCK_SIZE as usize];
         for i in 0..4 {
@@ -183,13 +171,7 @@ mod tests {
     #[test]
     fn a_cut_file_is_not_taken_as_allocated_ahead() {
         let m = writer();
-        let behind = OpenOptions {
-            create: true,
-            write: true,
-            write_behind: true,
-            ..OpenOptions::default()
-        };
-        let f = m.open_file("/f", behind).unwrap();
+        let f = m.open_file("/f", behind()).unwrap();
         let block = vec![1u8; BLOCK_SIZE as usize];
         f.write_at(&block, 0).unwrap();
         f.write_at(&block, BLOCK_SIZE).unwrap();

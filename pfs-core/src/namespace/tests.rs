@@ -1,31 +1,9 @@
 //! The inode-based calls front ends share: create (exclusive or not) and
 //! rename (replacing or not), each decided inside its transaction.
 
-use crate::device::MemDevice;
-use crate::mkfs::{mkfs, MkfsOptions};
-use crate::{FileType, Mode, Mount, MountOptions, Replace};
-use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE, ROOT_INO};
-use std::sync::Arc;
-
-/// A writer's mount of a fresh memory device.
-fn writer() -> Arc<Mount> {
-    let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
-    let opts = MkfsOptions {
-        log_size: MIN_LOG_SIZE,
-        ..MkfsOptions::default()
-    };
-    mkfs(dev.as_ref(), &opts).unwrap();
-    let m = Mount::open_with(
-        dev,
-        Mode::ReadWrite,
-        &MountOptions {
-            hostid: 1,
-            ..MountOptions::default()
-        },
-    )
-    .unwrap();
-    Arc::new(m)
-}
+use crate::testutil::mem_writer as writer;
+use crate::{FileType, Replace};
+use pfs_format::layout::ROOT_INO;
 
 #[test]
 fn create_exclusive_refuses_a_taken_name_and_otherwise_finds_it() {
