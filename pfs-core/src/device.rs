@@ -96,7 +96,14 @@ pub fn write_zeros<D: Device + ?Sized>(dev: &D, offset: u64, len: u64) -> Result
     Ok(())
 }
 
-fn check_range(dev: &str, len: u64, offset: u64, n: usize, op: &'static str) -> Result<()> {
+/// Fails unless `n` bytes at `offset` lie within a device of `len` bytes.
+pub(crate) fn check_range(
+    dev: &str,
+    len: u64,
+    offset: u64,
+    n: usize,
+    op: &'static str,
+) -> Result<()> {
     match offset.checked_add(n as u64) {
         Some(end) if end <= len => Ok(()),
         _ => Err(CoreError::io(

@@ -200,18 +200,8 @@ impl RbdDevice {
     }
 
     fn check(&self, offset: u64, n: u64, op: &'static str) -> Result<()> {
-        match offset.checked_add(n) {
-            Some(end) if end <= self.len => Ok(()),
-            _ => Err(CoreError::io(
-                &self.name,
-                op,
-                offset,
-                std::io::Error::other(format!(
-                    "{n} bytes at {offset:#x} run past the image end {:#x}",
-                    self.len
-                )),
-            )),
-        }
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        crate::device::check_range(&self.name, self.len, offset, n, op)
     }
 }
 
