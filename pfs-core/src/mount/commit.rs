@@ -161,7 +161,10 @@ impl Mount {
         // made durable.
         drop(guard);
         drop(host);
-        self.wait_durable(txid, &lease, bda)?;
+        if let Err(e) = self.wait_durable(txid, &lease, bda) {
+            self.forget_undurable();
+            return Err(e);
+        }
         Ok(r)
     }
 }
@@ -238,6 +241,22 @@ impl Mount {
 
     /// Everything loaded again from the device, for a read-write mount
     /// that has just become the writer (its host's commits start there).
+    /// After a commit failed and stopped the mount: the state this mount
+    /// reads from holds transactions that were applied but never became
+    /// durable (group commit applies them first), so it is loaded again
+    /// from the device's last durable leader record, and reads show the
+    /// last commit. Best effort: a device that no longer reads leaves the
+    /// state as it was (the mount writes nothing either way).
+    fn forget_undurable(&self) {
+        if self.fence.stopped().is_none() {
+            return;
+        }
+        if let Ok(mut fresh) = load_state(self.raw.as_ref()) {
+            fresh.alloc = Some(Allocator::build(&fresh.meta));
+            *self.state.write() = fresh;
+        }
+    }
+
     fn reloaded(&self) -> Result<State> {
         let mut fresh = load_state(self.raw.as_ref())?;
         fresh.alloc = Some(Allocator::build(&fresh.meta));
