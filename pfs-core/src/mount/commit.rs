@@ -239,8 +239,6 @@ impl Mount {
         Ok((l, false))
     }
 
-    /// Everything loaded again from the device, for a read-write mount
-    /// that has just become the writer (its host's commits start there).
     /// After a commit failed and stopped the mount: the state this mount
     /// reads from holds transactions that were applied but never became
     /// durable (group commit applies them first), so it is loaded again
@@ -257,6 +255,8 @@ impl Mount {
         }
     }
 
+    /// Everything loaded again from the device, for a read-write mount
+    /// that has just become the writer (its host's commits start there).
     fn reloaded(&self) -> Result<State> {
         let mut fresh = load_state(self.raw.as_ref())?;
         fresh.alloc = Some(Allocator::build(&fresh.meta));

@@ -80,6 +80,14 @@ impl Mount {
             }
             // A writer that has not written yet follows whoever did.
             let st = self.state.read();
+            if self.fence.lease().is_some() {
+                // Another thread of this mount took the lease (under the
+                // state's write lock) since the look above and may have
+                // appended a transaction that is not durable yet: the
+                // device's leader record is behind this state, and
+                // reloading from it would lose that transaction.
+                return Ok(());
+            }
             let now = read_leader(self.dev.as_ref(), st.leader_bda)?;
             if now == *st.leader() {
                 return Ok(());
