@@ -125,11 +125,20 @@ impl Mount {
         };
         let ours = |l: &LeaderRecord| self.still_ours(&lease, l, bda);
         crate::lease::stop_point("commit-start");
-        // The lease still runs (or was proved again after a stall). The
-        // head on the device is read once, before the leader write that
-        // commits: until then the fence keeps every write of this
-        // transaction under the lease.
+        // The lease still runs, and then no other host can have committed:
+        // the head on the device is read once, before the leader write
+        // that commits, and until then the fence keeps every write of
+        // this transaction under the lease. A lease that ran out (a stall,
+        // a paused process) and is proved again says only that no host
+        // holds it now: one may have taken it over, committed and let it
+        // go meanwhile, and its entries lie where ours would be appended.
+        // So then the head on the device is checked before anything is
+        // written.
+        let lapsed = lease.check().is_err();
         lease.prove().map_err(|e| self.fence.stop_on(e))?;
+        if lapsed {
+            self.head_is_ours(bda)?;
+        }
         // Refused before anything is written.
         if !journal.fits(&objs).map_err(CoreError::from)? {
             // A full journal is checkpointed first, with everything the

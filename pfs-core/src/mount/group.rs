@@ -192,6 +192,27 @@ impl Mount {
         self.commit_pending(lease, bda)
     }
 
+    /// Reads the leader record and fails, stopping the mount (and, on a
+    /// shared mount, deposing the host), unless its head is the one this
+    /// host made durable last (or is writing now): otherwise another
+    /// writer committed since.
+    pub(super) fn head_is_ours(&self, bda: u64) -> Result<LeaderRecord> {
+        let ondisk = read_leader(self.raw.as_ref(), bda)?;
+        let (settled, next) = self.settled();
+        let t = ondisk.head_txid.get();
+        if t != settled && (next == 0 || t != next) {
+            let why = format!(
+                "another writer committed to the journal (head txid {t} on disk, {settled} written last here)"
+            );
+            if let Some(s) = &self.share {
+                s.depose(self.hostid);
+            }
+            self.fence.stop(&why);
+            return Err(CoreError::Fenced { reason: why });
+        }
+        Ok(ondisk)
+    }
+
     /// Holding the committer's turn: the appended head made durable, with
     /// one flush, the leader record and another flush. The guard before
     /// the leader write reads the leader record: its head must be the one
@@ -216,19 +237,7 @@ impl Mount {
         let guard = || -> Result<LeaderRecord> {
             crate::lease::stop_point("before-leader");
             lease.prove().map_err(|e| self.fence.stop_on(e))?;
-            let ondisk = read_leader(self.raw.as_ref(), bda)?;
-            let (settled, next) = self.settled();
-            let t = ondisk.head_txid.get();
-            if t != settled && (next == 0 || t != next) {
-                let why = format!(
-                    "another writer committed to the journal (head txid {t} on disk, {settled} written last here)"
-                );
-                if let Some(s) = &self.share {
-                    s.depose(self.hostid);
-                }
-                self.fence.stop(&why);
-                return Err(CoreError::Fenced { reason: why });
-            }
+            let ondisk = self.head_is_ours(bda)?;
             if let Some(s) = &self.share {
                 // A process killed between its leader write and settling
                 // leaves this behind: the head it wrote is the host's.
