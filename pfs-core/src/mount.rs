@@ -23,6 +23,7 @@
 //! [`crate::fence`], the order locks are taken in in [`crate::locks`].
 
 mod commit;
+mod committer;
 mod data;
 mod follow;
 mod group;
@@ -42,6 +43,7 @@ use crate::hostlock::HostLock;
 use crate::lease::Lease;
 use crate::meta::MetaImage;
 use crate::share::Share;
+pub use committer::Committer;
 use data::BlockCache;
 use parking_lot::RwLock;
 use pfs_format::LeaderRecord;
@@ -180,6 +182,12 @@ pub struct Mount {
     /// Group commit's heads and committer lock (a mount that is not
     /// shared; a shared one keeps them in its share).
     group: group::LocalGroup,
+    /// Transactions return before they are durable (see
+    /// [`Mount::defer_durability`]).
+    deferred: std::sync::atomic::AtomicBool,
+    /// The last transaction that cut a file short or freed blocks (see
+    /// [`Mount::settle_cuts`]).
+    cut_txid: AtomicU64,
 }
 
 impl Drop for Mount {
@@ -376,6 +384,8 @@ impl Mount {
             block_cache: parking_lot::Mutex::new(BlockCache::new()),
             flushes: Default::default(),
             group: Default::default(),
+            deferred: Default::default(),
+            cut_txid: AtomicU64::new(0),
         })
         .and_then(|m| {
             if m.mode == Mode::ReadWrite {
@@ -391,9 +401,11 @@ impl Mount {
     /// cannot. Open [`crate::file::File`]s hold the mount, so they must be
     /// closed first (`Arc::try_unwrap`).
     pub fn unmount(self) -> Result<()> {
+        // What returned before it was durable is committed first.
+        let committed = self.commit_appended();
         let fenced = self.fence.stopped();
         let flushed = if fenced.is_none() && self.fence.lease().is_some() {
-            self.dev.sync()
+            committed.and_then(|()| self.dev.sync())
         } else {
             Ok(())
         };

@@ -17,7 +17,12 @@
 //! extents and the new size are committed in one transaction on `flush`
 //! (every `close`), `fsync`, `release`, before anything looks at the file
 //! (`getattr`, `lookup`, `read`, `setattr`, `fallocate`), and after every
-//! 256 MiB. All handles of one inode share one core [`File`], so their
+//! 256 MiB. The writer's transactions (creates, renames, those commits)
+//! return once they are in the journal and applied
+//! ([`Mount::defer_durability`]): they are durable, and seen by other
+//! hosts, after `fsync` or `fsyncdir`, at unmount, or within
+//! [`DURABLE_WITHIN`] (a background commit), as a local file system makes
+//! what nobody fsynced durable a little later. All handles of one inode share one core [`File`], so their
 //! uncommitted extents are one set; the last `release` finishes it
 //! ([`File::finish`]). The writer's mount reads ahead [`READAHEAD_KB`]
 //! (set at the first open), so a sequential reader's requests come 1 MiB
@@ -74,6 +79,11 @@ const WRITER_TTL: Duration = Duration::from_secs(1);
 /// The same on a read-only mount, which must show the writer's changes
 /// within a second.
 const READER_TTL: Duration = Duration::from_millis(200);
+
+/// How long the writer's changes may stay not durable (so not seen by other
+/// hosts, and lost in a crash) when nothing fsyncs them: the period of its
+/// background commits.
+const DURABLE_WITHIN: Duration = Duration::from_millis(50);
 
 /// What a read-only mount's handle reads at once: a file smaller than
 /// this when it is opened, and from where its last read ended (see
@@ -224,6 +234,8 @@ pub struct PfsFs {
     readahead_set: std::sync::Once,
     /// Set when `destroy` flushed and unmounted the PFS.
     pub unmount_error: Arc<Mutex<Option<String>>>,
+    /// The writer's background commits (see [`DURABLE_WITHIN`]).
+    committer: Option<pfs_core::Committer>,
 }
 
 /// An error as the errno the kernel passes on.
@@ -296,7 +308,12 @@ impl PfsFs {
     /// Serves `mount`; files and directories appear as `access` says.
     pub fn new(mount: Arc<Mount>, access: Access) -> PfsFs {
         let follower = mount.mode() == Mode::ReadOnly;
+        let committer = (!follower).then(|| {
+            mount.defer_durability();
+            mount.spawn_committer(DURABLE_WITHIN)
+        });
         PfsFs {
+            committer,
             mount: Some(mount),
             follower,
             ttl: if follower { READER_TTL } else { WRITER_TTL },
@@ -884,6 +901,9 @@ impl Filesystem for PfsFs {
             if r.is_ok() {
                 r = done;
             }
+        }
+        if let Some(mut c) = self.committer.take() {
+            c.stop();
         }
         let Some(m) = self.mount.take() else { return };
         let r = r.and_then(|()| match Arc::try_unwrap(m) {
