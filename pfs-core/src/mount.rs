@@ -29,6 +29,7 @@ mod follow;
 mod group;
 mod host;
 mod state;
+mod tail;
 #[cfg(test)]
 mod tests;
 
@@ -188,6 +189,9 @@ pub struct Mount {
     /// The last transaction that cut a file short or freed blocks (see
     /// [`Mount::settle_cuts`]).
     cut_txid: AtomicU64,
+    /// The journal sector this mount's last append ended in (see
+    /// [`tail`]).
+    journal_tail: parking_lot::Mutex<tail::TailSector>,
 }
 
 impl Drop for Mount {
@@ -386,6 +390,7 @@ impl Mount {
             group: Default::default(),
             deferred: Default::default(),
             cut_txid: AtomicU64::new(0),
+            journal_tail: Default::default(),
         })
         .and_then(|m| {
             if m.mode == Mode::ReadWrite {

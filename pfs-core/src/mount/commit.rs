@@ -150,7 +150,14 @@ impl Mount {
             }
             self.committed();
         }
-        let txid = match journal.append(&log, &objs) {
+        let appending = super::tail::TailLog {
+            log,
+            tail: &self.journal_tail,
+            head_txid: journal.leader().head_txid.get(),
+        };
+        let appended = journal.append(&appending, &objs);
+        self.keep_tail(appended.as_ref().ok().copied());
+        let txid = match appended {
             Ok(t) => t,
             Err(e) => return Err(self.fence.stop_io(e, "a journal write failed")),
         };
