@@ -18,10 +18,11 @@
 //!   every read, stat, truncate, flush, fsync and close of the handle)
 //!   waits for the writes under way first, and a commit never records
 //!   bytes that are not on the device.
-//! - A background write that fails is reported by the next commit (as a
-//!   local file system reports a failed writeback at `fsync` or `close`),
-//!   and the extents of the background writes since the last commit are
-//!   not committed: one of them may reach over the failed one's bytes.
+//! - A background write that fails is reported, once, by the handle's
+//!   next write or commit (as a local file system reports a failed
+//!   writeback at `fsync` or `close`), and the extents of the background
+//!   writes since the last commit are not committed: one of them may
+//!   reach over the failed one's bytes.
 
 use super::File;
 use crate::error::{CoreError, Result};
@@ -227,5 +228,109 @@ impl File {
         }
         p.end = p.end.max(landed.end);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIN_BACKGROUND;
+    use crate::mkfs::{mkfs, MkfsOptions};
+    use crate::sim::FailingDevice;
+    use crate::testutil::mem_writer;
+    use crate::{Mode, Mount, MountOptions, OpenOptions};
+    use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+    use std::sync::Arc;
+
+    fn behind() -> OpenOptions {
+        OpenOptions {
+            create: true,
+            write: true,
+            write_behind: true,
+            ..OpenOptions::default()
+        }
+    }
+
+    /// `n` bytes of pattern `k`.
+    fn piece(k: u8, n: u64) -> Vec<u8> {
+        (0..n).map(|i| (i as u8).wrapping_mul(31) ^ k).collect()
+    }
+
+    #[test]
+    fn background_writes_from_threads_land_whole_and_later_ones_win() {
+        let m = mem_writer();
+        let f = Arc::new(m.open_file("/f", behind()).unwrap());
+        let n = MIN_BACKGROUND;
+        // Two threads write alternate pieces of a 3 MiB file, growing
+        // it, some across the first block's end.
+        std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let f = Arc::clone(&f);
+                s.spawn(move || {
+                    for i in (t..48).step_by(2) {
+                        f.write_at(&piece(i as u8, n), i * n).unwrap();
+                    }
+                });
+            }
+        });
+        // Written again over pieces still on their way, and a small write
+        // (inline) in the middle.
+        f.write_at(&piece(100, 2 * n), 4 * n).unwrap();
+        f.write_at(b"inline", 7 * n + 5).unwrap();
+        let other = m.open_file("/f", OpenOptions::default()).unwrap();
+        assert_eq!(other.getattr().unwrap().size, 0, "nothing committed yet");
+        f.commit().unwrap();
+        let mut want = Vec::new();
+        for i in 0..48 {
+            want.extend(piece(i as u8, n));
+        }
+        want[(4 * n) as usize..(6 * n) as usize].copy_from_slice(&piece(100, 2 * n));
+        want[(7 * n + 5) as usize..(7 * n + 11) as usize].copy_from_slice(b"inline");
+        let mut got = vec![0u8; want.len() + 10];
+        assert_eq!(other.read_at(&mut got, 0).unwrap(), want.len());
+        assert!(got[..want.len()] == want[..], "the file reads as written");
+    }
+
+    #[test]
+    fn a_failed_background_write_is_reported_once_and_nothing_it_reached_is_committed() {
+        let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
+        let opts = MkfsOptions {
+            log_size: MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        };
+        mkfs(dev.as_ref(), &opts).unwrap();
+        let opts = MountOptions {
+            hostid: 1,
+            ..MountOptions::default()
+        };
+        let m = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap());
+        let f = m.open_file("/f", behind()).unwrap();
+        let n = MIN_BACKGROUND;
+        f.write_at(&piece(1, n), 0).unwrap();
+        f.commit().unwrap();
+        // The block is there: the next write's data is the next device
+        // write, and it fails in the background; so would the one after.
+        dev.fail_after(1);
+        let before = dev.writes();
+        assert_eq!(f.write_at(&piece(2, n), n).unwrap(), n as usize);
+        while dev.writes() == before {
+            std::thread::yield_now();
+        }
+        dev.heal();
+        // The next write of the handle reports it (a commit would too).
+        assert!(f.write_at(&piece(3, n), 2 * n).is_err());
+        f.commit().unwrap();
+        let other = m.open_file("/f", OpenOptions::default()).unwrap();
+        assert_eq!(
+            other.getattr().unwrap().size,
+            n,
+            "nothing past it committed"
+        );
+        // Reported once; later writes go on.
+        f.write_at(&piece(4, n), n).unwrap();
+        f.commit().unwrap();
+        assert_eq!(other.getattr().unwrap().size, 2 * n);
+        let mut got = vec![0u8; (2 * n) as usize];
+        other.read_at(&mut got, 0).unwrap();
+        assert_eq!(&got[n as usize..], &piece(4, n)[..]);
     }
 }
