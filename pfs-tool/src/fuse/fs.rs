@@ -53,7 +53,7 @@ use parking_lot::Mutex;
 use pfs_core::is_system;
 use pfs_core::limits::{BLOCK_SIZE, ROOT_INO};
 use pfs_core::{
-    Attr, CoreError, FallocMode, File, FileType, Mode, Mount, OpenOptions, Replace,
+    AlignedBuf, Attr, CoreError, FallocMode, File, FileType, Mode, Mount, OpenOptions, Replace,
     Result as CoreResult,
 };
 use std::collections::HashMap;
@@ -192,6 +192,14 @@ impl Window {
 struct Open {
     file: Arc<File>,
     handles: usize,
+}
+
+/// The bytes a read answers with.
+enum Read {
+    /// Read into an aligned buffer (the writer's mount).
+    Aligned(AlignedBuf),
+    /// Taken from what a read-only mount's handle read before.
+    Copied(Vec<u8>),
 }
 
 /// Who the files of a mount belong to and who may use them (`-o uid=`,
@@ -801,16 +809,19 @@ impl PfsFs {
         Ok(())
     }
 
-    fn do_read(&self, fh: FileHandle, off: u64, size: u32) -> FsResult<Vec<u8>> {
+    /// A read: the bytes, and how many of them are the answer.
+    fn do_read(&self, fh: FileHandle, off: u64, size: u32) -> FsResult<(Read, usize)> {
         let h = self.handle(fh)?;
         if self.follower {
-            return self.read_follower(&h, off, size as usize);
+            let got = self.read_follower(&h, off, size as usize)?;
+            let n = got.len();
+            return Ok((Read::Copied(got), n));
         }
         self.settle(h.ino)?;
-        let mut buf = vec![0u8; size as usize];
-        let n = h.file.read_at(&mut buf, off)?;
-        buf.truncate(n);
-        Ok(buf)
+        // Aligned, so a direct-IO device reads straight into it.
+        let mut buf = AlignedBuf::new(size as usize);
+        let n = h.file.read_at(buf.as_mut_slice(), off)?;
+        Ok((Read::Aligned(buf), n))
     }
 
     fn do_write(&self, fh: FileHandle, off: u64, data: &[u8]) -> CoreResult<usize> {
@@ -1099,7 +1110,8 @@ impl Filesystem for PfsFs {
         reply: ReplyData,
     ) {
         match self.do_read(fh, offset, size) {
-            Ok(buf) => reply.data(&buf),
+            Ok((Read::Aligned(buf), n)) => reply.data(&buf.as_slice()[..n]),
+            Ok((Read::Copied(buf), n)) => reply.data(&buf[..n]),
             Err(e) => reply.error(errno(e)),
         }
     }
