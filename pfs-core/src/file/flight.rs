@@ -113,7 +113,12 @@ impl File {
         let queue = writers().filter(|_| aligned);
         let turn = self.flight.turn.lock();
         if let Some(queue) = queue {
-            if self.write_background(queue, buf, off)? {
+            if let Some(ext) = self.plan_background(buf, off)? {
+                // Planned: among the writes under way, which whatever
+                // comes next waits for as it needs to. The bytes are
+                // copied without the turn.
+                drop(turn);
+                self.send_background(queue, buf, off, ext);
                 return Ok(buf.len());
             }
         }
@@ -123,22 +128,23 @@ impl File {
         Ok(n)
     }
 
-    /// Hands the write of `buf` at `off` to the background writers, unless
-    /// it would have to zero a gap first (`false`). The caller holds the
-    /// turn.
-    fn write_background(&self, queue: &Sender<Job>, buf: &[u8], off: u64) -> Result<bool> {
+    /// Plans the write of `buf` at `off` as a background write: it is then
+    /// among the writes under way, and the extents it starts from are
+    /// returned. `None` if it would have to zero a gap first. The caller
+    /// holds the turn.
+    fn plan_background(&self, buf: &[u8], off: u64) -> Result<Option<Extents>> {
         let len = buf.len() as u64;
         let end = off + len;
         let blocks = self.m.block_map(self.ino)?;
         let (blkid, in_blk) = (off / BLOCK_SIZE, off % BLOCK_SIZE);
         let Some(first) = blocks.get(&blkid) else {
-            return Ok(false);
+            return Ok(None);
         };
         let uncommitted = self.pending.lock().blocks.get(&first.btno).copied();
         let mut st = self.flight.state.lock();
         loop {
             if st.error.is_some() {
-                return Ok(false);
+                return Ok(None);
             }
             let overlaps = st.ranges.iter().any(|&(s, e)| s < end && off < e);
             if !overlaps && st.bytes + len <= MAX_IN_FLIGHT {
@@ -152,7 +158,7 @@ impl File {
             .max(st.landed.blocks.get(&first.btno).copied().unwrap_or(0))
             .max(st.planned.get(&blkid).copied().unwrap_or(0));
         if in_blk > known {
-            return Ok(false);
+            return Ok(None);
         }
         let mut pos = off;
         while pos < end {
@@ -164,14 +170,19 @@ impl File {
         }
         st.ranges.push((off, end));
         st.bytes += len;
-        drop(st);
         // The write starts inside what is written: nothing to zero before
         // it.
         let mut ext = Extents::default();
         ext.blocks.insert(first.btno, in_blk);
+        Ok(Some(ext))
+    }
+
+    /// Copies a planned background write and hands it to the writers.
+    fn send_background(&self, queue: &Sender<Job>, buf: &[u8], off: u64, mut ext: Extents) {
+        let (len, end) = (buf.len() as u64, off + buf.len() as u64);
+        let data = buf.to_vec();
         let (m, ino, born) = (Arc::clone(&self.m), self.ino, self.born);
         let flight = Arc::clone(&self.flight);
-        let data = buf.to_vec();
         let job: Job = Box::new(move || {
             let r = (|| {
                 let _locks = m.data_write_guard(ino)?;
@@ -200,7 +211,6 @@ impl File {
             // No writer takes it: done here.
             (e.0)();
         }
-        Ok(true)
     }
 
     /// Waits for the handle's writes under way and takes what they wrote
