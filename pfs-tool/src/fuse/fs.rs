@@ -13,7 +13,9 @@
 //!
 //! The writer's files are opened write-behind
 //! ([`OpenOptions::write_behind`], the core's policy): writes go straight
-//! to the device, blocks are allocated ahead of a growing file, and the
+//! to the device (large aligned ones in the background, several at once,
+//! the request answered once its bytes are copied), blocks are allocated
+//! ahead of a growing file, and the
 //! extents and the new size are committed in one transaction on `flush`
 //! (every `close`), `fsync`, `release`, before anything looks at the file
 //! (`getattr`, `lookup`, `read`, `setattr`, `fallocate`), and after every
