@@ -324,18 +324,7 @@ impl Mount {
                 )?;
             }
             let src = &data[(pos - off) as usize..(pos - off + n) as usize];
-            let ss = u64::from(self.device().sector_size());
-            let to = (in_blk + n).next_multiple_of(ss).min(BLOCK_SIZE);
-            if in_blk + n >= data_end && to > in_blk + n {
-                // Nothing is written past the end of this write in its
-                // block: zeros fill its last sector, so the device need
-                // not read that sector first.
-                let mut whole = crate::device::AlignedBuf::new((to - in_blk) as usize);
-                whole.as_mut_slice()[..src.len()].copy_from_slice(src);
-                self.device().write_at(whole.as_slice(), base + in_blk)?;
-            } else {
-                self.device().write_at(src, base + in_blk)?;
-            }
+            self.device().write_at(src, base + in_blk)?;
             if in_blk + n > data_end {
                 pending.blocks.insert(b.btno, in_blk + n);
             }
