@@ -10,7 +10,7 @@ use crate::sys;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Bytes written per call when a range has to be zeroed by plain writes.
@@ -173,6 +173,9 @@ pub struct FileDevice {
     sector_size: u32,
     is_block: bool,
     direct: bool,
+    /// Whether a flush has anything to do: not on a block device without
+    /// a volatile write cache ([`crate::writecache`]).
+    flushes: bool,
 }
 
 impl FileDevice {
@@ -215,6 +218,7 @@ impl FileDevice {
             sector_size,
             is_block,
             direct: is_block,
+            flushes: !is_block || crate::writecache::volatile(meta.rdev()),
         })
     }
 
@@ -297,6 +301,11 @@ impl Device for FileDevice {
     fn sync(&self) -> Result<()> {
         // fsync on a block device flushes the device's volatile cache; on a
         // file fdatasync makes data and the metadata needed to read it durable.
+        // A block device that caches no writes has nothing to flush: its
+        // (direct) writes were durable when they completed.
+        if !self.flushes {
+            return Ok(());
+        }
         let r = if self.is_block {
             self.file.sync_all()
         } else {

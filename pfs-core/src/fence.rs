@@ -33,6 +33,8 @@ pub(crate) struct Fence {
     /// A shared mount's host on this machine: the share, the host id, and
     /// how many times the host had been deposed when the mount was made.
     host: Option<(Arc<Share>, u64, u64)>,
+    /// How many commits of the host had failed when the mount was made.
+    broken: u64,
     /// The lease duration, for judging a lease the host's other processes
     /// renew.
     lease_ms: u32,
@@ -46,6 +48,7 @@ impl Fence {
             stopped: Mutex::new(None),
             lease: Mutex::new(None),
             host: share.map(|s| (Arc::clone(s), hostid, s.deposed(hostid))),
+            broken: share.map_or(0, |s| s.broken(hostid)),
             lease_ms,
         }
     }
@@ -118,6 +121,15 @@ impl Fence {
             .is_some_and(|(s, h, seen)| s.deposed(*h) != *seen)
     }
 
+    /// A commit of another process of the host failed since the mount was
+    /// made: what it had written (this mount's transactions among it) may
+    /// be lost.
+    fn host_broken(&self) -> bool {
+        self.host
+            .as_ref()
+            .is_some_and(|(s, h, _)| s.broken(*h) != self.broken)
+    }
+
     /// Whether the lease that the other processes of this mount's host
     /// hold and renew still runs (a shared mount whose process has not
     /// needed a lease of its own).
@@ -142,6 +154,11 @@ impl Fence {
         if self.host_deposed() {
             let why =
                 "another host took the writer lease over and committed; this host stopped writing";
+            self.stop(why);
+            return Err(CoreError::Fenced { reason: why.into() });
+        }
+        if self.host_broken() {
+            let why = "a commit of another process of this host failed (a device write or flush); this host stopped writing";
             self.stop(why);
             return Err(CoreError::Fenced { reason: why.into() });
         }

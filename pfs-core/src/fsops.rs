@@ -280,16 +280,24 @@ fn refuse_system(ino: u64, op: &'static str) -> Result<()> {
 impl Mount {
     /// Frees inode `ino` if it is an orphan (unlinked, no name left).
     pub(crate) fn release_if_orphan(&self, ino: u64) -> Result<()> {
-        // Decided and done as one step among the processes of a shared
-        // host (another may be freeing the same orphan).
-        let _host = self.host_tx()?;
-        let orphan = {
+        let orphan = || -> Result<bool> {
             let st = self.state.read();
             // Already freed by another process is no orphan, not an error.
             let (_, mo) = st.meta.lookup(MetaType::Inode, ino)?;
-            mo.is_used() && mo.inode().in_type != 0 && mo.inode().in_deno.get() == NO_DIRENTRY
+            Ok(mo.is_used() && mo.inode().in_type != 0 && mo.inode().in_deno.get() == NO_DIRENTRY)
         };
-        if !orphan {
+        // A file that still has its name as of now is no orphan: a process
+        // that unlinks it later sees it closed here and frees it itself.
+        if self.is_shared() {
+            self.refresh()?;
+        }
+        if !orphan()? {
+            return Ok(());
+        }
+        // Decided and done as one step among the processes of a shared
+        // host (another may be freeing the same orphan).
+        let _host = self.host_tx()?;
+        if !orphan()? {
             return Ok(());
         }
         if !self.raw_attrs(ino)?.0 {

@@ -96,6 +96,7 @@ mod system;
 mod testutil;
 mod trim;
 mod tx;
+mod writecache;
 
 pub use chain::{TreeGuard, MAX_DEPTH};
 pub use device::{write_zeros, AlignedBuf, Device, FileDevice, MemDevice, DIRECT_IO_ALIGN};

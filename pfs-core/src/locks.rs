@@ -89,6 +89,6 @@ impl Mount {
     fn data_lock(&self, ino: u64, exclusive: bool) -> Result<DataGuard<'_>> {
         let share = self.share();
         let stripes = share.map_or(self.local_stripes(), |s| &s.stripes);
-        DataGuard::take(stripes, share, ino, exclusive)
+        DataGuard::take(stripes, share, self.hostid(), ino, exclusive)
     }
 }

@@ -15,6 +15,7 @@
 //! | `follow` | catching up with the writer (readers, shared processes, forked children) |
 //! | `data` | block maps, the data read path and write path |
 //! | `commit` | transactions, checkpoints, the writer lease, the write permission |
+//! | `group` | group commit: many transactions, of threads and processes, committed by one leader write |
 //! | `host` | the processes of one machine sharing a host id |
 //!
 //! The transactions of file operations are in [`crate::fsops`], the
@@ -24,6 +25,7 @@
 mod commit;
 mod data;
 mod follow;
+mod group;
 mod host;
 mod state;
 #[cfg(test)]
@@ -175,6 +177,9 @@ pub struct Mount {
     /// Shares device flushes among this mount's threads (a mount that is
     /// not shared; a shared one shares them through its share).
     flushes: crate::flush::FlushGate,
+    /// Group commit's heads and committer lock (a mount that is not
+    /// shared; a shared one keeps them in its share).
+    group: group::LocalGroup,
 }
 
 impl Drop for Mount {
@@ -370,6 +375,7 @@ impl Mount {
             data_locks: Default::default(),
             block_cache: parking_lot::Mutex::new(BlockCache::new()),
             flushes: Default::default(),
+            group: Default::default(),
         })
         .and_then(|m| {
             if m.mode == Mode::ReadWrite {

@@ -21,8 +21,13 @@
 //!   the host's transaction lock, one at a time per host id; a read lock
 //!   per host id held by every process mounted with it ("members"); a
 //!   read lock per open inode, so that a file one process has open is not
-//!   freed when another unlinks it; and a data lock per inode, shared by
-//!   writes and taken alone by a truncate ([`crate::datalock`]).
+//!   freed when another unlinks it (machine-wide: a replica's open file
+//!   stays whole while the writer unlinks it, and the check never waits);
+//!   and a data lock per host id and inode, shared by writes and taken
+//!   alone by a truncate ([`crate::datalock`]). Only one host writes at a
+//!   time, so the data locks of different hosts need not meet: a stopped
+//!   writer of one host (a paused primary) never holds up a truncate of
+//!   the host that took over.
 
 use crate::error::{CoreError, Result};
 use crate::hostlock::{flock, open_machine_file};
@@ -37,8 +42,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 /// Size of the shared file.
-const FILE_LEN: u64 = 16 << 10;
-const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR2");
+const FILE_LEN: u64 = 32 << 10;
+const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR3");
 const OFF_MAGIC: usize = 0;
 const OFF_BOOT: usize = 8;
 const OFF_VERSION: usize = 16;
@@ -61,7 +66,22 @@ const H_FLUSH_REQUESTED: usize = 48;
 /// The newest of those requests a completed flush covered.
 const H_FLUSH_COVERED: usize = 56;
 /// Highest host id the file has room for.
-const MAX_HOSTID: u64 = ((FILE_LEN as usize - OFF_HOSTS) / HOST_STRIDE - 1) as u64;
+const MAX_HOSTID: u64 = ((OFF_GROUP - OFF_HOSTS) / HOST_STRIDE - 1) as u64;
+/// Per-host words of group commit ([`crate::mount`]'s `group` module)
+/// start here, `HOST_STRIDE` bytes per host id.
+const OFF_GROUP: usize = 16 << 10;
+/// Bumped before and after each write of an appended head; the head is in
+/// slot `G_SLOTS + (gen / 2 % 2) * 24` (two slots, so a process killed
+/// while writing one leaves the other whole).
+const G_GEN: usize = 0;
+/// Two slots of (txid, journal offset, lsn): the head of the newest
+/// transaction a process of the host wrote to the journal, committed or
+/// not.
+const G_SLOTS: usize = 8;
+/// How many times a commit of the host failed (its flush or leader write):
+/// what it had written may be lost, so none of the host's processes
+/// writes on.
+const G_BROKEN: usize = 56;
 
 /// Lock ranges (byte offsets in the file; locks may lie past its end).
 const LOCK_INIT: i64 = 1 << 20;
@@ -69,8 +89,12 @@ const LOCK_TX: i64 = 2 << 20;
 const LOCK_MEMBER: i64 = 3 << 20;
 /// One byte per host id: the order of the host's flushes.
 const LOCK_FLUSH: i64 = 4 << 20;
+/// One byte per host id: one committer at a time (group commit).
+const LOCK_COMMIT: i64 = 5 << 20;
 const LOCK_OPEN: i64 = 1 << 32;
-const LOCK_DATA: i64 = 1 << 40;
+/// Data locks: host id `h`'s inode `ino` at `LOCK_DATA + h * DATA_STRIDE + ino`.
+const LOCK_DATA: i64 = 1 << 44;
+const DATA_STRIDE: i64 = 1 << 40;
 
 /// The shared state of one PBD on this machine, as seen by this process.
 pub(crate) struct Share {
@@ -81,15 +105,20 @@ pub(crate) struct Share {
     /// exclude threads of one process), with how deep the holding thread
     /// has taken it: a write that extends a file holds it around the
     /// transactions it makes.
-    tx: ReentrantMutex<Cell<u32>>,
+    tx: ReentrantMutex<TxHold>,
+    /// Threads of this process waiting for [`Share::tx`].
+    tx_waiters: std::sync::atomic::AtomicU32,
     /// Mounts of this process per host id holding the member lock.
     members: Mutex<HashMap<u64, usize>>,
-    /// Handles of this process per open inode holding its lock.
-    open: Mutex<HashMap<u64, usize>>,
-    /// Writes of this process per inode holding its data lock shared.
-    writing: Mutex<HashMap<u64, usize>>,
+    /// Handles of this process per open-inode lock (by its offset).
+    open: Mutex<HashMap<i64, usize>>,
+    /// Writes of this process per data lock (by its offset) holding it
+    /// shared.
+    writing: Mutex<HashMap<i64, usize>>,
     /// The in-process half of the order of flushes ([`Share::flush`]).
     flushing: Mutex<()>,
+    /// The in-process half of the committer's lock ([`Share::lock_commit`]).
+    committing: Mutex<()>,
     /// The in-process half of the data locks, shared by every mount of
     /// this process on the PBD.
     pub(crate) stripes: crate::stripes::Stripes,
@@ -141,11 +170,13 @@ impl Share {
             },
             file,
             path: path.clone(),
-            tx: ReentrantMutex::new(Cell::new(0)),
+            tx: ReentrantMutex::new(TxHold::default()),
+            tx_waiters: Default::default(),
             members: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
             writing: Mutex::new(HashMap::new()),
             flushing: Mutex::new(()),
+            committing: Mutex::new(()),
             stripes: Default::default(),
         };
         share.init()?;
@@ -161,6 +192,10 @@ impl Share {
 
     fn host_word(&self, hostid: u64, field: usize) -> &AtomicU64 {
         self.word(OFF_HOSTS + hostid.min(MAX_HOSTID) as usize * HOST_STRIDE + field)
+    }
+
+    fn group_word(&self, hostid: u64, field: usize) -> &AtomicU64 {
+        self.word(OFF_GROUP + hostid.min(MAX_HOSTID) as usize * HOST_STRIDE + field)
     }
 
     /// Sets the file up for this boot: what a previous boot left (clock
@@ -243,16 +278,26 @@ impl Share {
     /// processes (and threads) of this machine that hold it. A thread that
     /// holds it already takes it again at once.
     pub(crate) fn lock_tx(&self, hostid: u64) -> Result<TxLock<'_>> {
+        self.tx_waiters.fetch_add(1, Ordering::AcqRel);
         let inner = self.tx.lock();
-        if inner.get() == 0 {
+        self.tx_waiters.fetch_sub(1, Ordering::AcqRel);
+        if inner.depth.get() == 0 && !inner.holds(hostid) {
+            if let Some((pid, other)) = inner.held.take() {
+                // Passed on for another host id (a forked child holds no
+                // lock its parent held).
+                if pid == std::process::id() {
+                    self.unlock(LOCK_TX + other.min(MAX_HOSTID) as i64, 1);
+                }
+            }
             self.lock(
                 libc::F_WRLCK,
                 LOCK_TX + hostid.min(MAX_HOSTID) as i64,
                 1,
                 true,
             )?;
+            inner.held.set(Some((std::process::id(), hostid)));
         }
-        inner.set(inner.get() + 1);
+        inner.depth.set(inner.depth.get() + 1);
         Ok(TxLock {
             share: self,
             hostid,
@@ -265,6 +310,20 @@ impl Share {
         let mut m = self.members.lock();
         let n = m.entry(hostid).or_insert(0);
         if *n == 0 {
+            if !self.others_mounted(hostid) {
+                // The first process of the host on this machine: what an
+                // earlier one left (a head appended to a journal since made
+                // anew) means nothing now. Under the transaction lock, so
+                // no process of the host is appending.
+                let _tx = self.lock_tx(hostid)?;
+                if !self.others_mounted(hostid) {
+                    self.group_word(hostid, G_GEN).store(0, Ordering::Release);
+                    for k in 0..6 {
+                        self.group_word(hostid, G_SLOTS + 8 * k)
+                            .store(0, Ordering::Release);
+                    }
+                }
+            }
             self.lock(
                 libc::F_RDLCK,
                 LOCK_MEMBER + hostid.min(MAX_HOSTID) as i64,
@@ -304,48 +363,48 @@ impl Share {
         let at = per_inode(LOCK_OPEN, ino);
         if delta > 0 {
             // Best effort: a failure only loses the protection.
-            let _ = self.hold_shared(&self.open, ino, at);
+            let _ = self.hold_shared(&self.open, at);
         } else {
-            self.release_shared(&self.open, ino, at);
+            self.release_shared(&self.open, at);
         }
     }
 
-    /// Takes inode `ino`'s data lock among the processes of this machine:
-    /// shared for a write (the process holds one byte-range read lock for
-    /// all its threads writing the file), or alone for a truncate (whose
-    /// thread holds the in-process lock alone, so this process has no
-    /// shared hold on it).
-    pub(crate) fn lock_data(&self, ino: u64, exclusive: bool) -> Result<()> {
-        let at = per_inode(LOCK_DATA, ino);
+    /// Takes inode `ino`'s data lock of host `hostid` among the processes
+    /// of this machine: shared for a write (the process holds one
+    /// byte-range read lock for all its threads writing the file), or alone
+    /// for a truncate (whose thread holds the in-process lock alone, so
+    /// this process has no shared hold on it).
+    pub(crate) fn lock_data(&self, hostid: u64, ino: u64, exclusive: bool) -> Result<()> {
+        let at = data_lock_at(hostid, ino);
         if exclusive {
             self.lock(libc::F_WRLCK, at, 1, true)?;
             return Ok(());
         }
-        self.hold_shared(&self.writing, ino, at)
+        self.hold_shared(&self.writing, at)
     }
 
     /// Undoes [`Self::lock_data`].
-    pub(crate) fn unlock_data(&self, ino: u64, exclusive: bool) {
-        let at = per_inode(LOCK_DATA, ino);
+    pub(crate) fn unlock_data(&self, hostid: u64, ino: u64, exclusive: bool) {
+        let at = data_lock_at(hostid, ino);
         if exclusive {
             self.unlock(at, 1);
         } else {
-            self.release_shared(&self.writing, ino, at);
+            self.release_shared(&self.writing, at);
         }
     }
 
-    /// Counts one more hold of inode `ino`'s read lock at `at` in `holds`;
-    /// the process takes the byte-range lock with its first hold.
-    fn hold_shared(&self, holds: &Mutex<HashMap<u64, usize>>, ino: u64, at: i64) -> Result<()> {
+    /// Counts one more hold of the read lock at `at` in `holds`; the
+    /// process takes the byte-range lock with its first hold.
+    fn hold_shared(&self, holds: &Mutex<HashMap<i64, usize>>, at: i64) -> Result<()> {
         loop {
             let mut m = holds.lock();
-            let n = m.entry(ino).or_insert(0);
+            let n = m.entry(at).or_insert(0);
             if *n > 0 || self.lock(libc::F_RDLCK, at, 1, false)? {
                 *n += 1;
                 return Ok(());
             }
             if *n == 0 {
-                m.remove(&ino);
+                m.remove(&at);
             }
             drop(m);
             // Another process holds the range alone (a truncate): wait for
@@ -358,12 +417,12 @@ impl Share {
     }
 
     /// Undoes [`Self::hold_shared`]; the last hold releases the lock.
-    fn release_shared(&self, holds: &Mutex<HashMap<u64, usize>>, ino: u64, at: i64) {
+    fn release_shared(&self, holds: &Mutex<HashMap<i64, usize>>, at: i64) {
         let mut m = holds.lock();
-        if let Some(n) = m.get_mut(&ino) {
+        if let Some(n) = m.get_mut(&at) {
             *n -= 1;
             if *n == 0 {
-                m.remove(&ino);
+                m.remove(&at);
                 self.unlock(at, 1);
             }
         }
@@ -482,6 +541,78 @@ impl Share {
         self.host_word(hostid, H_TOKEN).store(0, Ordering::Release);
     }
 
+    /// The head (txid, journal offset, lsn) of the newest transaction a
+    /// process of host `hostid` wrote to the journal, committed or not
+    /// (zeros when none was recorded).
+    pub(crate) fn appended(&self, hostid: u64) -> (u64, u64, u64) {
+        loop {
+            let gen = self.group_word(hostid, G_GEN).load(Ordering::Acquire);
+            let slot = G_SLOTS + (gen / 2 % 2) as usize * 24;
+            let head = (
+                self.group_word(hostid, slot).load(Ordering::Acquire),
+                self.group_word(hostid, slot + 8).load(Ordering::Acquire),
+                self.group_word(hostid, slot + 16).load(Ordering::Acquire),
+            );
+            // The slot read is rewritten only two heads later.
+            if self.group_word(hostid, G_GEN).load(Ordering::Acquire) < gen + 2 {
+                return head;
+            }
+        }
+    }
+
+    /// Records `head` as [`Share::appended`] (under the host's
+    /// transaction lock).
+    pub(crate) fn set_appended(&self, hostid: u64, head: (u64, u64, u64)) {
+        let gen = self.group_word(hostid, G_GEN);
+        let next = gen.load(Ordering::Acquire) / 2 * 2 + 2;
+        let slot = G_SLOTS + (next / 2 % 2) as usize * 24;
+        // Odd while the slot the readers do not use is written.
+        gen.store(next - 1, Ordering::Release);
+        self.group_word(hostid, slot)
+            .store(head.0, Ordering::Release);
+        self.group_word(hostid, slot + 8)
+            .store(head.1, Ordering::Release);
+        self.group_word(hostid, slot + 16)
+            .store(head.2, Ordering::Release);
+        gen.store(next, Ordering::Release);
+    }
+
+    /// Takes host `hostid`'s committer lock: one process (and thread) of
+    /// the host at a time writes the leader record that commits what its
+    /// processes appended.
+    /// `None`, with no lock taken, when `done` says so once this thread's
+    /// turn among the process's threads came (a thread of the process
+    /// committed what the caller waits for).
+    pub(crate) fn lock_commit(
+        &self,
+        hostid: u64,
+        done: impl Fn() -> bool,
+    ) -> Result<Option<CommitLock<'_>>> {
+        let inner = self.committing.lock();
+        if done() {
+            return Ok(None);
+        }
+        let at = LOCK_COMMIT + hostid.min(MAX_HOSTID) as i64;
+        self.lock(libc::F_WRLCK, at, 1, true)?;
+        Ok(Some(CommitLock {
+            share: self,
+            at,
+            _inner: inner,
+        }))
+    }
+
+    /// How many times a commit of host `hostid` failed on this boot.
+    pub(crate) fn broken(&self, hostid: u64) -> u64 {
+        self.group_word(hostid, G_BROKEN).load(Ordering::Acquire)
+    }
+
+    /// Records that a commit of host `hostid` failed: every mount of the
+    /// host made before now stops writing.
+    pub(crate) fn set_broken(&self, hostid: u64) {
+        self.group_word(hostid, G_BROKEN)
+            .fetch_add(1, Ordering::AcqRel);
+    }
+
     /// The next heartbeat counter of host `hostid`, shared by its
     /// processes so the slot's counter only ever grows.
     pub(crate) fn next_counter(&self, hostid: u64, at_least: u64) -> u64 {
@@ -500,27 +631,80 @@ fn per_inode(base: i64, ino: u64) -> i64 {
         .unwrap_or(i64::MAX - 1)
 }
 
+/// Where host `hostid`'s data lock of inode `ino` lies in the shared file.
+fn data_lock_at(hostid: u64, ino: u64) -> i64 {
+    let host = hostid.min(MAX_HOSTID) as i64 * DATA_STRIDE;
+    per_inode(LOCK_DATA + host, ino)
+}
+
+/// A host's committer lock, held until dropped.
+pub(crate) struct CommitLock<'a> {
+    share: &'a Share,
+    at: i64,
+    _inner: parking_lot::MutexGuard<'a, ()>,
+}
+
+impl Drop for CommitLock<'_> {
+    fn drop(&mut self) {
+        self.share.unlock(self.at, 1);
+    }
+}
+
 /// Host `hostid`'s transaction lock, held until dropped.
 pub(crate) struct TxLock<'a> {
     share: &'a Share,
     hostid: u64,
-    inner: ReentrantMutexGuard<'a, Cell<u32>>,
+    inner: ReentrantMutexGuard<'a, TxHold>,
 }
 
 impl TxLock<'_> {
     /// Whether this is the outermost hold of the lock by its thread.
     pub(crate) fn outermost(&self) -> bool {
-        self.inner.get() == 1
+        self.inner.depth.get() == 1
+    }
+}
+
+/// At most this many transactions in a row of one process's threads pass
+/// the host's transaction lock on without letting go of it (and so
+/// without an `fcntl` each), before the process lets other processes in.
+const TX_HANDOVERS: u32 = 16;
+
+/// The in-process half of the transaction lock: how deep the holding
+/// thread has taken it, and whether this process holds the byte-range
+/// lock (kept across transactions while another thread of the process
+/// waits for its turn).
+#[derive(Default)]
+struct TxHold {
+    depth: Cell<u32>,
+    /// The process and host id of the byte-range lock held (the process
+    /// id, since a forked child inherits memory but no `fcntl` lock).
+    held: Cell<Option<(u32, u64)>>,
+    handovers: Cell<u32>,
+}
+
+impl TxHold {
+    fn holds(&self, hostid: u64) -> bool {
+        self.held.get() == Some((std::process::id(), hostid))
     }
 }
 
 impl Drop for TxLock<'_> {
     fn drop(&mut self) {
-        let depth = self.inner.get().saturating_sub(1);
-        self.inner.set(depth);
-        if depth == 0 {
-            self.share
-                .unlock(LOCK_TX + self.hostid.min(MAX_HOSTID) as i64, 1);
+        let depth = self.inner.depth.get().saturating_sub(1);
+        self.inner.depth.set(depth);
+        if depth > 0 {
+            return;
         }
+        let n = self.inner.handovers.get();
+        if self.share.tx_waiters.load(Ordering::Acquire) > 0 && n < TX_HANDOVERS {
+            // Another thread of this process is next: it takes the lock
+            // over as it is.
+            self.inner.handovers.set(n + 1);
+            return;
+        }
+        self.inner.handovers.set(0);
+        self.inner.held.set(None);
+        self.share
+            .unlock(LOCK_TX + self.hostid.min(MAX_HOSTID) as i64, 1);
     }
 }

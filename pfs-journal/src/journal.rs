@@ -13,7 +13,9 @@ use crate::append::{checkpoint_due, Append};
 use crate::error::JournalError;
 use crate::replay::{span_entries, Committed};
 use crate::span::Span;
-use crate::store::{append, checkpoint, Guard, LogStore};
+#[cfg(doc)]
+use crate::store::publish;
+use crate::store::{append, checkpoint, write_entries, Guard, LogStore};
 use pfs_format::{LeaderRecord, MetaObjPhy, ObjectId};
 use std::collections::BTreeSet;
 
@@ -50,6 +52,11 @@ impl Journal {
     /// The metaset sectors changed since the last checkpoint.
     pub fn dirty(&self) -> &BTreeSet<u64> {
         &self.dirty
+    }
+
+    /// Transactions committed (or appended) since the last checkpoint.
+    pub fn ntx(&self) -> u64 {
+        self.ntx
     }
 
     /// Whether a checkpoint has anything to do.
@@ -90,6 +97,35 @@ impl Journal {
             .extend(objs.iter().map(|(id, _)| id.sector_bda()));
         self.ntx += 1;
         Ok(())
+    }
+
+    /// Whether a transaction of `objs` fits in the journal now: `Ok(false)`
+    /// when it must be checkpointed first, [`JournalError::TxTooLarge`]
+    /// when no journal of this size could hold it.
+    pub fn fits(&self, objs: &[(ObjectId, MetaObjPhy)]) -> Result<bool, JournalError> {
+        match Append::plan(&self.leader, objs) {
+            Ok(_) => Ok(true),
+            Err(JournalError::Full { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes one transaction of `objs` at the head without committing it
+    /// (see [`write_entries`]): the journal's head moves past it here, and
+    /// its leader record is the one that will commit it; a [`publish`]
+    /// of a leader record with this head (or a later one) commits it. The
+    /// caller makes sure it [`fits`](Journal::fits) first. Returns its
+    /// txid.
+    pub fn append<S: LogStore + ?Sized>(
+        &mut self,
+        store: &S,
+        objs: &[(ObjectId, MetaObjPhy)],
+    ) -> Result<u64, S::Error> {
+        self.leader = write_entries(store, &self.leader, objs)?;
+        self.dirty
+            .extend(objs.iter().map(|(id, _)| id.sector_bda()));
+        self.ntx += 1;
+        Ok(self.leader.head_txid.get())
     }
 
     /// Checkpoints if the transactions or sectors changed since the last

@@ -31,4 +31,4 @@ pub use mem::MemLog;
 pub use range::LogRange;
 pub use replay::{committed_entries, span_entries, Committed};
 pub use span::Span;
-pub use store::{append, checkpoint, Guard, LogStore};
+pub use store::{append, checkpoint, publish, with_head, write_entries, Guard, LogStore};

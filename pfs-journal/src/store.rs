@@ -38,15 +38,52 @@ pub fn append<S: LogStore + ?Sized>(
     objs: &[(ObjectId, MetaObjPhy)],
     guard: Guard<'_, S::Error>,
 ) -> Result<LeaderRecord, S::Error> {
+    let next = write_entries(store, lr, objs)?;
+    publish(store, &next, &|| guard(lr).map(|()| *lr))
+}
+
+/// The first half of [`append`], for a writer that commits several
+/// transactions with one [`publish`] (group commit): writes one
+/// transaction's entries at `lr`'s head, no flush, and returns the leader
+/// record that would commit them. Nothing is committed until a
+/// [`publish`] covers them; the leader record still describes the journal.
+pub fn write_entries<S: LogStore + ?Sized>(
+    store: &S,
+    lr: &LeaderRecord,
+    objs: &[(ObjectId, MetaObjPhy)],
+) -> Result<LeaderRecord, S::Error> {
     let plan = Append::plan(lr, objs)?;
     for (offset, bytes) in plan.pieces() {
         store.write_log(offset, bytes)?;
     }
-    store.flush()?;
-    guard(lr)?;
-    store.write_leader(&plan.next)?;
-    store.flush()?;
     Ok(plan.next)
+}
+
+/// The second half of [`append`]: commits every transaction whose entries
+/// were written since the leader record on the storage up to the head of
+/// `head`: flush; `ondisk`, which checks that the writer may still commit
+/// (as a [`Guard`]) and gives the leader record on the storage; that
+/// record with `head`'s head written; flush. Returns the record written.
+pub fn publish<S: LogStore + ?Sized>(
+    store: &S,
+    head: &LeaderRecord,
+    ondisk: &dyn Fn() -> Result<LeaderRecord, S::Error>,
+) -> Result<LeaderRecord, S::Error> {
+    store.flush()?;
+    let next = with_head(&ondisk()?, head);
+    store.write_leader(&next)?;
+    store.flush()?;
+    Ok(next)
+}
+
+/// `lr` with the head (txid, offset, lsn) of `head`, sealed.
+pub fn with_head(lr: &LeaderRecord, head: &LeaderRecord) -> LeaderRecord {
+    let mut next = *lr;
+    next.head_txid = head.head_txid;
+    next.head_offset = head.head_offset;
+    next.head_lsn = head.head_lsn;
+    next.seal();
+    next
 }
 
 /// Advances the tail to the head once the caller has written every changed
@@ -184,6 +221,27 @@ mod tests {
         .is_err());
         assert!(!homed, "metasets written without the guard's consent");
         assert_eq!(log.read_leader().unwrap(), lr1);
+    }
+
+    #[test]
+    fn one_publish_commits_every_transaction_written_before_it() {
+        let log = MemLog::new(64 * 256);
+        let lr0 = log.read_leader().unwrap();
+        let lr1 = write_entries(&log, &lr0, &objs(3, 1)).unwrap();
+        let lr2 = write_entries(&log, &lr1, &objs(2, 2)).unwrap();
+        // Written, not committed: the journal still ends at lr0.
+        assert_eq!(log.read_leader().unwrap(), lr0);
+        assert!(committed_entries(&log, &lr0, 1).unwrap().is_empty());
+        let done = publish(&log, &lr2, &|| log.read_leader()).unwrap();
+        assert_eq!(done, lr2);
+        assert_eq!(log.read_leader().unwrap(), lr2);
+        let got = committed_entries(&log, &lr2, 1).unwrap();
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[4].entry.le_txid.get(), 2);
+        // A crash before the publish keeps none of them.
+        let lr3 = write_entries(&log, &lr2, &objs(4, 3)).unwrap();
+        assert_eq!(lr3.head_txid.get(), 3);
+        assert_eq!(log.crashed().read_leader().unwrap(), lr2);
     }
 
     #[test]

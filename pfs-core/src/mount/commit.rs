@@ -13,7 +13,6 @@ use crate::meta::{DeviceLog, MetaImage};
 use crate::tx::Tx;
 use pfs_format::layout::SECTOR_SIZE;
 use pfs_format::LeaderRecord;
-use pfs_journal::JournalError;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -50,6 +49,9 @@ impl Mount {
             blocks: journal_blocks,
             leader_bda: bda,
         };
+        // What the host appended is committed first: a checkpoint moves
+        // the tail to a durable head.
+        self.commit_all(&lease, bda)?;
         let ours = |l: &LeaderRecord| self.still_ours(&lease, l, bda);
         match journal.checkpoint(&log, &ours, &mut |d| write_home(&log, meta, d)) {
             Ok(()) => {
@@ -61,14 +63,17 @@ impl Mount {
     }
 
     /// Runs `f` as one transaction and commits it: log entries appended at
-    /// the journal head and flushed, then the leader record rewritten and
-    /// flushed. Only then is the change applied in memory and committed.
-    /// If `f` fails nothing is written and nothing changes.
+    /// the journal head, then (group commit, see [`super::group`]) a
+    /// flush, the leader record rewritten and another flush, shared with
+    /// the transactions the host's other threads and processes appended
+    /// meanwhile. The change is applied in memory once its entries are
+    /// written; this returns once it is durable. If `f` fails nothing is
+    /// written and nothing changes.
     pub(crate) fn write_tx<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
         if self.mode != Mode::ReadWrite {
             return Err(CoreError::ReadOnly);
         }
-        let _host = self.host_tx()?;
+        let host = self.host_tx()?;
         self.refresh()?;
         let mut guard = self.state.write();
         guard.gen = next_gen();
@@ -103,6 +108,16 @@ impl Mount {
                 ),
             });
         }
+        if !self.at_appended_head(journal.leader()) {
+            // Never met: the host's transaction lock catches up with what
+            // its processes appended. Writing here would overwrite it.
+            return Err(CoreError::Busy {
+                what: format!(
+                    "this mount of {} is behind the journal head its host appended; nothing was written, try again",
+                    self.dev.name()
+                ),
+            });
+        }
         let log = DeviceLog {
             dev: self.dev.as_ref(),
             blocks: journal_blocks,
@@ -110,38 +125,54 @@ impl Mount {
         };
         let ours = |l: &LeaderRecord| self.still_ours(&lease, l, bda);
         crate::lease::stop_point("commit-start");
-        ours(journal.leader())?;
-        let before_leader = |l: &LeaderRecord| {
-            crate::lease::stop_point("before-leader");
-            ours(l)
-        };
-        if let Some(s) = &self.share {
-            // A process of the host killed between its leader write and
-            // settling leaves this behind: the head it wrote is the host's.
-            s.set_next(self.hostid, journal.leader().head_txid.get() + 1);
+        // The lease still runs, and then no other host can have committed:
+        // the head on the device is read once, before the leader write
+        // that commits, and until then the fence keeps every write of
+        // this transaction under the lease. A lease that ran out (a stall,
+        // a paused process) and is proved again says only that no host
+        // holds it now: one may have taken it over, committed and let it
+        // go meanwhile, and its entries lie where ours would be appended.
+        // So then the head on the device is checked before anything is
+        // written.
+        let lapsed = lease.check().is_err();
+        lease.prove().map_err(|e| self.fence.stop_on(e))?;
+        if lapsed {
+            self.head_is_ours(bda)?;
         }
-        match journal.commit(&log, &objs, &before_leader, &mut |d| {
-            write_home(&log, meta, d)
-        }) {
-            Ok(()) => {}
-            // Refused before anything was written.
-            Err(e @ CoreError::Journal(JournalError::TxTooLarge { .. })) => return Err(e),
-            Err(e) => {
-                return Err(self
-                    .fence
-                    .stop_io(e, "a journal or checkpoint write or flush failed"))
+        // Refused before anything is written.
+        if !journal.fits(&objs).map_err(CoreError::from)? {
+            // A full journal is checkpointed first, with everything the
+            // host appended committed.
+            self.commit_all(&lease, bda)?;
+            if let Err(e) = journal.checkpoint(&log, &ours, &mut |d| write_home(&log, meta, d)) {
+                return Err(self.fence.stop_io(e, "a checkpoint write or flush failed"));
             }
+            self.committed();
         }
+        let txid = match journal.append(&log, &objs) {
+            Ok(t) => t,
+            Err(e) => return Err(self.fence.stop_io(e, "a journal write failed")),
+        };
         tx.finish();
         for (id, mo) in &objs {
             meta.set(*id, *mo);
         }
-        self.adopt_head(journal.leader());
+        self.set_appended(journal.leader());
         self.committed();
-        match journal.checkpoint_if_due(&log, &ours, &mut |d| write_home(&log, meta, d)) {
-            Ok(true) => self.committed(),
-            Ok(false) => {}
-            Err(e) => return Err(self.fence.stop_io(e, "a checkpoint write or flush failed")),
+        if pfs_journal::checkpoint_due(journal.ntx(), journal.dirty().len() as u64) {
+            self.commit_all(&lease, bda)?;
+            match journal.checkpoint(&log, &ours, &mut |d| write_home(&log, meta, d)) {
+                Ok(()) => self.committed(),
+                Err(e) => return Err(self.fence.stop_io(e, "a checkpoint write or flush failed")),
+            }
+        }
+        // The next transaction may start (and append) while this one is
+        // made durable.
+        drop(guard);
+        drop(host);
+        if let Err(e) = self.wait_durable(txid, &lease, bda) {
+            self.forget_undurable();
+            return Err(e);
         }
         Ok(r)
     }
@@ -182,6 +213,12 @@ impl Mount {
             return Ok((Arc::clone(l), false));
         }
         crate::lease::stop_point("acquire");
+        // Whether the host held no lease on this machine (a mount that is
+        // not shared never shares one).
+        let fresh = self
+            .share
+            .as_ref()
+            .map_or(true, |s| s.lease(self.hostid).0 == 0);
         let l = Lease::acquire(
             Arc::clone(&self.raw),
             Slots::of(leader, leader_bda),
@@ -194,12 +231,37 @@ impl Mount {
         .map_err(|e| self.fence.stop_on(e))?;
         *held = Some(Arc::clone(&l));
         drop(held);
+        if fresh {
+            // Nothing appended under an earlier lease of the host may be
+            // committed now.
+            self.discard_appended();
+        } else {
+            // Joined the lease the host's other processes hold: what they
+            // appended is committed, so the head on the device is theirs.
+            self.commit_all(&l, leader_bda)?;
+        }
         let ondisk = read_leader(self.raw.as_ref(), leader_bda)?;
         if head(&ondisk) != head(leader) {
             return Ok((l, true));
         }
         self.adopt_head(leader);
         Ok((l, false))
+    }
+
+    /// After a commit failed and stopped the mount: the state this mount
+    /// reads from holds transactions that were applied but never became
+    /// durable (group commit applies them first), so it is loaded again
+    /// from the device's last durable leader record, and reads show the
+    /// last commit. Best effort: a device that no longer reads leaves the
+    /// state as it was (the mount writes nothing either way).
+    fn forget_undurable(&self) {
+        if self.fence.stopped().is_none() {
+            return;
+        }
+        if let Ok(mut fresh) = load_state(self.raw.as_ref()) {
+            fresh.alloc = Some(Allocator::build(&fresh.meta));
+            *self.state.write() = fresh;
+        }
     }
 
     /// Everything loaded again from the device, for a read-write mount
@@ -214,9 +276,7 @@ impl Mount {
     /// Records `leader`'s head as the one this mount's host wrote last (a
     /// shared mount; see [`Share::head`]).
     fn adopt_head(&self, leader: &LeaderRecord) {
-        if let Some(s) = &self.share {
-            s.settle(self.hostid, leader.head_txid.get());
-        }
+        self.settle(leader.head_txid.get());
     }
 
     /// The check before every write to the journal, the leader record or
@@ -277,6 +337,10 @@ impl Mount {
             return Ok(());
         }
         let bda = guard.leader_bda;
+        lease.prove().map_err(|e| self.fence.stop_on(e))?;
+        // What the host appended is committed first: the head on the
+        // device is then the one this state has.
+        self.commit_all(&lease, bda)?;
         self.still_ours(&lease, guard.leader(), bda)
     }
 
@@ -316,7 +380,7 @@ impl Mount {
         if self.mode != Mode::ReadWrite {
             return Ok(());
         }
-        drop(self.host_tx()?);
+        self.check_host()?;
         if self.fence.lease().is_none() {
             return self.fence.check_stopped();
         }

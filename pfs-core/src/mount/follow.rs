@@ -7,6 +7,7 @@ use super::{Mode, Mount};
 use crate::alloc::Allocator;
 use crate::error::Result;
 use crate::meta::MetaImage;
+use pfs_format::LeaderRecord;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -56,9 +57,9 @@ impl Mount {
     }
 
     pub(super) fn catch_up(&self) -> Result<()> {
-        match self.machine_version() {
-            Some(v) if v == self.seen.load(Ordering::Acquire) => Ok(()),
-            _ => self.catch_up_device(),
+        match self.unchanged_since_seen() {
+            true => Ok(()),
+            false => self.catch_up_device(),
         }
     }
 
@@ -79,6 +80,14 @@ impl Mount {
             }
             // A writer that has not written yet follows whoever did.
             let st = self.state.read();
+            if self.fence.lease().is_some() {
+                // Another thread of this mount took the lease (under the
+                // state's write lock) since the look above and may have
+                // appended a transaction that is not durable yet: the
+                // device's leader record is behind this state, and
+                // reloading from it would lose that transaction.
+                return Ok(());
+            }
             let now = read_leader(self.dev.as_ref(), st.leader_bda)?;
             if now == *st.leader() {
                 return Ok(());
@@ -86,11 +95,30 @@ impl Mount {
             drop(st);
             return self.reload();
         }
+        let bda = self.state.read().leader_bda;
+        let new = read_leader(self.dev.as_ref(), bda)?;
+        self.catch_up_to(new)
+    }
+
+    /// Brings this mount's state to the leader record `new`, just read
+    /// from the device (a mount shared by the processes of a host, or a
+    /// reader).
+    pub(super) fn catch_up_to(&self, new: LeaderRecord) -> Result<()> {
+        // What the host's processes appended counts as committed here
+        // (see `group`): their next transactions build on it.
+        let new = self.host_view(new);
         let (bda, old) = {
             let st = self.state.read();
             (st.leader_bda, *st.leader())
         };
-        let new = read_leader(self.dev.as_ref(), bda)?;
+        if self.mode == Mode::ReadWrite
+            && self.share.is_some()
+            && new.head_txid.get() < old.head_txid.get()
+        {
+            // This mount appended past what was read (a leader record read
+            // before a committer of the host settled): nothing to follow.
+            return Ok(());
+        }
         if new.head_txid.get() == old.head_txid.get() && new.head_lsn.get() == old.head_lsn.get() {
             if self.mode == Mode::ReadWrite && new != old {
                 // Checkpointed by another process of this host: the next
@@ -104,7 +132,8 @@ impl Mount {
             return Ok(());
         }
         let mut st = self.state.write();
-        if !advance(self.dev.as_ref(), &mut st, new)? {
+        let reread = || Ok(self.host_view(read_leader(self.dev.as_ref(), bda)?));
+        if !advance(self.dev.as_ref(), &mut st, new, reread)? {
             // The writer reused the journal space of entries we miss
             // (they are in the metasets now), before or while we read.
             drop(st);

@@ -6,6 +6,7 @@ use super::state::read_leader;
 use super::{Mode, Mount};
 use crate::error::{CoreError, Result};
 use crate::share::Share;
+use pfs_format::LeaderRecord;
 use std::sync::atomic::Ordering;
 
 impl Mount {
@@ -20,27 +21,68 @@ impl Mount {
         };
         let lock = s.lock_tx(self.hostid)?;
         if lock.outermost() {
-            if self.mode == Mode::ReadWrite {
-                self.watch_host_head(s)?;
-            }
-            self.catch_up_device()?;
+            self.host_catch_up(s)?;
         }
         Ok(Some(lock))
     }
 
+    /// What [`Mount::host_tx`] checks, for a caller that only needs to
+    /// know that the host is still the writer and this mount current
+    /// (closing a handle opened for writing): with no IO and no lock when
+    /// the share's commit counter says nothing changed since this process
+    /// last looked while the host's lease runs, under the transaction lock
+    /// otherwise.
+    pub(crate) fn check_host(&self) -> Result<()> {
+        if self.unchanged_since_seen() {
+            return Ok(());
+        }
+        drop(self.host_tx()?);
+        Ok(())
+    }
+
+    /// Whether a shared read-write mount whose host holds the lease on
+    /// this machine has seen every commit made since: no other process of
+    /// the machine committed (the share's counter is the one this process
+    /// last caught up to), no other host can have, the lease running, and
+    /// its state is at the host's head (see `group`).
+    pub(super) fn unchanged_since_seen(&self) -> bool {
+        self.machine_version()
+            .is_some_and(|v| v == self.seen.load(Ordering::Acquire))
+            && self.at_host_head(self.state.read_recursive().leader())
+    }
+
+    /// Under the host's transaction lock: catches up with the device, with
+    /// one read of the leader record that serves both the check of the
+    /// host's head ([`Mount::watch_host_head`]) and the catching up, and
+    /// none when nothing changed since this process last looked.
+    fn host_catch_up(&self, s: &Share) -> Result<()> {
+        if self.unchanged_since_seen() {
+            return Ok(());
+        }
+        let version = s.version();
+        let bda = self.state.read().leader_bda;
+        let leader = read_leader(self.raw.as_ref(), bda)?;
+        if self.mode == Mode::ReadWrite {
+            self.watch_host_head(s, &leader)?;
+        }
+        self.catch_up_to(leader)?;
+        self.seen.store(version, Ordering::Release);
+        Ok(())
+    }
+
     /// Under the host's transaction lock, while the machine records a
-    /// lease of this mount's host: the journal head on the device must be
-    /// the one a process of the host wrote last. Any other head means
-    /// another host took the lease over and committed: the host is deposed
-    /// and this mount stops writing. A lease no live process of the host
-    /// holds any more was abandoned, not taken: it is forgotten.
-    fn watch_host_head(&self, s: &Share) -> Result<()> {
+    /// lease of this mount's host: the journal head on the device (in
+    /// `leader`, just read) must be the one a process of the host wrote
+    /// last. Any other head means another host took the lease over and
+    /// committed: the host is deposed and this mount stops writing. A
+    /// lease no live process of the host holds any more was abandoned, not
+    /// taken: it is forgotten.
+    fn watch_host_head(&self, s: &Share, leader: &LeaderRecord) -> Result<()> {
         let (token, _) = s.lease(self.hostid);
         if token == 0 {
             return Ok(());
         }
-        let bda = self.state.read().leader_bda;
-        let t = read_leader(self.raw.as_ref(), bda)?.head_txid.get();
+        let t = leader.head_txid.get();
         let (settled, next) = s.head(self.hostid);
         if t == settled {
             return Ok(());
@@ -49,6 +91,24 @@ impl Mount {
             s.settle(self.hostid, t);
             return Ok(());
         }
+        // A committer of the host (group commit) may have written and
+        // settled a newer head since `leader` was read: look again while
+        // none is under way.
+        let t = {
+            let _turn = self.turn()?;
+            let again = read_leader(self.raw.as_ref(), self.state.read().leader_bda)?;
+            let t = again.head_txid.get();
+            let (settled, next) = s.head(self.hostid);
+            if t == settled {
+                return Ok(());
+            }
+            if next != 0 && t == next {
+                s.settle(self.hostid, t);
+                return Ok(());
+            }
+            t
+        };
+        let (settled, _) = s.head(self.hostid);
         if crate::live::marked(self.raw.as_ref(), token) == Some(false) {
             s.clear_lease(self.hostid);
             return Ok(());

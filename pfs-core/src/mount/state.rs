@@ -106,18 +106,21 @@ pub(super) fn load_state_shared(
 /// journal holds between them, also when a checkpoint has moved past `st`
 /// (the entries stay until the writer reuses their space). `false` when it
 /// no longer holds them all, or the writer reused their space while they
-/// were read: `st` is unchanged and must be loaded again.
-pub(super) fn advance(dev: &dyn Device, st: &mut State, new: LeaderRecord) -> Result<bool> {
+/// were read (`reread` gives the journal's leader record as it is after
+/// the read): `st` is unchanged and must be loaded again.
+pub(super) fn advance(
+    dev: &dyn Device,
+    st: &mut State,
+    new: LeaderRecord,
+    reread: impl FnOnce() -> Result<LeaderRecord>,
+) -> Result<bool> {
     let (bda, nchunk) = (st.leader_bda, st.meta.nchunk);
     let log = DeviceLog {
         dev,
         blocks: &st.journal_blocks,
         leader_bda: bda,
     };
-    let Some(entries) = st
-        .journal
-        .follow(&log, new, nchunk, || read_leader(dev, bda))?
-    else {
+    let Some(entries) = st.journal.follow(&log, new, nchunk, reread)? else {
         return Ok(false);
     };
     st.gen = next_gen();
@@ -152,7 +155,8 @@ pub(super) fn resume(
         st.journal.forget_dirty();
         return Ok(st);
     }
-    if advance(dev, &mut st, now)? {
+    let bda = st.leader_bda;
+    if advance(dev, &mut st, now, || read_leader(dev, bda))? {
         return Ok(st);
     }
     load_state_shared(dev, share, hostid)

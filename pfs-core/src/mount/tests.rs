@@ -206,3 +206,72 @@ fn mount_options_of_a_pbd_name_its_lock_and_share_files() {
     let ro = MountOptions::for_pbd("1-1", Some(dir), Mode::ReadOnly);
     assert!(ro.lock_path.is_none(), "a reader takes no host lock");
 }
+
+/// A memory device whose flushes take a few milliseconds, as a disk's do,
+/// and are counted.
+struct SlowFlush {
+    inner: MemDevice,
+    flushes: std::sync::atomic::AtomicU64,
+}
+
+impl Device for SlowFlush {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> crate::error::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> crate::error::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> crate::error::Result<()> {
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+}
+
+#[test]
+fn transactions_that_arrive_during_a_commit_share_the_next_one() {
+    let (mem, _) = formatted();
+    let dev = Arc::new(SlowFlush {
+        inner: MemDevice::new("slow", CHUNK_SIZE),
+        flushes: Default::default(),
+    });
+    for (off, page) in mem.pages_snapshot() {
+        dev.inner.write_at(&page, off).unwrap();
+    }
+    let m = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1)).unwrap());
+    m.create_path("/first", FileType::File).unwrap();
+    let before = dev.flushes.load(std::sync::atomic::Ordering::SeqCst);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let m = Arc::clone(&m);
+            std::thread::spawn(move || {
+                for k in 0..10 {
+                    m.create_path(format!("/t{t}-{k}"), FileType::File).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let flushes = dev.flushes.load(std::sync::atomic::Ordering::SeqCst) - before;
+    // Two flushes per commit of one transaction would be 160.
+    assert!(flushes < 100, "{flushes} flushes for 80 transactions");
+    // Every one is on the device: a reader finds them all.
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2)).unwrap();
+    for t in 0..8 {
+        for k in 0..10 {
+            r.resolve(format!("/t{t}-{k}")).unwrap();
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Group commit. A transaction's entries are written at the journal head
+//! under the host's transaction lock (or, on a mount that is not shared,
+//! the mount's state), and its head recorded as the host's *appended*
+//! head; the lock is then let go, and the transaction is acknowledged only
+//! once a leader record covering its head is durable. One committer at a
+//! time (the host's committer lock) flushes, writes the leader record with
+//! the newest appended head and flushes again, for every transaction its
+//! host's processes and threads appended meanwhile: many transactions, one
+//! pair of flushes.
+//!
+//! What this keeps true:
+//! - A later transaction is built on the state after every earlier one
+//!   (each catches up to the appended head under the transaction lock),
+//!   and a leader record commits a prefix of the journal, so whatever is
+//!   acknowledged is durable with everything it depends on.
+//! - Nothing appended is ever overwritten: appends start at the host's
+//!   appended head, which only moves forward while the host writes.
+//! - A failed flush or leader write stops every process of the host
+//!   ([`crate::share::Share::set_broken`]): what was appended may be lost,
+//!   and no later commit may cover it.
+
+use super::state::{head, read_leader};
+use super::Mount;
+use crate::error::{CoreError, Result};
+use crate::lease::Lease;
+use crate::meta::DeviceLog;
+use parking_lot::Mutex;
+use pfs_format::LeaderRecord;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A journal head: (txid, journal offset, lsn). Txid 0: none.
+pub(crate) type Head = (u64, u64, u64);
+
+/// What a mount that is not shared keeps of group commit (a shared one
+/// keeps it in its share, for all the processes of its host).
+#[derive(Default)]
+pub(crate) struct LocalGroup {
+    appended: Mutex<Head>,
+    /// The head txid of the last durable leader record this mount wrote.
+    settled: AtomicU64,
+    /// The committer's lock.
+    commit: Mutex<()>,
+}
+
+/// The committer's turn, held until dropped.
+pub(super) enum Turn<'a> {
+    Shared(#[allow(dead_code)] crate::share::CommitLock<'a>),
+    Local(#[allow(dead_code)] parking_lot::MutexGuard<'a, ()>),
+    /// Never made: [`Mount::turn`] waits for nothing.
+    None,
+}
+
+impl Mount {
+    /// The host's appended head (see the module documentation).
+    fn appended(&self) -> Head {
+        match &self.share {
+            Some(s) => s.appended(self.hostid),
+            None => *self.group.appended.lock(),
+        }
+    }
+
+    /// Records the head of a transaction just appended (under the host's
+    /// transaction lock, or the state).
+    pub(super) fn set_appended(&self, leader: &LeaderRecord) {
+        let h = head(leader);
+        match &self.share {
+            Some(s) => s.set_appended(self.hostid, h),
+            None => *self.group.appended.lock() = h,
+        }
+    }
+
+    /// Forgets what the host appended: a host that takes the lease anew
+    /// starts from what is on the device.
+    pub(super) fn discard_appended(&self) {
+        match &self.share {
+            Some(s) => s.set_appended(self.hostid, (0, 0, 0)),
+            None => *self.group.appended.lock() = (0, 0, 0),
+        }
+    }
+
+    /// The head txid of the host's last durable leader record, and of a
+    /// leader write in flight (0 when none).
+    fn settled(&self) -> (u64, u64) {
+        match &self.share {
+            Some(s) => s.head(self.hostid),
+            None => (self.group.settled.load(Ordering::Acquire), 0),
+        }
+    }
+
+    /// Records `txid` as the head of the host's last durable leader
+    /// record.
+    pub(super) fn settle(&self, txid: u64) {
+        match &self.share {
+            Some(s) => s.settle(self.hostid, txid),
+            None => self.group.settled.store(txid, Ordering::Release),
+        }
+    }
+
+    /// The committer's turn: no leader write of the host is under way
+    /// while it is held.
+    pub(super) fn turn(&self) -> Result<Turn<'_>> {
+        Ok(self.turn_unless(|| false)?.unwrap_or(Turn::None))
+    }
+
+    /// [`Mount::turn`], or `None` with no lock held when `done` says so
+    /// once the turn came among this process's threads.
+    fn turn_unless(&self, done: impl Fn() -> bool) -> Result<Option<Turn<'_>>> {
+        Ok(match &self.share {
+            Some(s) => s.lock_commit(self.hostid, done)?.map(Turn::Shared),
+            None => {
+                let g = self.group.commit.lock();
+                (!done()).then_some(Turn::Local(g))
+            }
+        })
+    }
+
+    /// The appended head when it is ahead of what is durable.
+    fn pending(&self) -> Option<Head> {
+        let a = self.appended();
+        (a.0 > self.settled().0).then_some(a)
+    }
+
+    /// The journal as the host's processes see it: the leader record
+    /// `disk` read from the device, with the host's appended head when
+    /// that is ahead of it on the same journal (a read-write mount of a
+    /// host whose last durable head, or leader write in flight, `disk`
+    /// has).
+    pub(super) fn host_view(&self, disk: LeaderRecord) -> LeaderRecord {
+        if self.mode != super::Mode::ReadWrite {
+            return disk;
+        }
+        let (settled, next) = self.settled();
+        let t = disk.head_txid.get();
+        let a = self.appended();
+        // A record read before a committer settled may be older than
+        // the settled head; one past it (and not in flight) is another
+        // writer's.
+        if a.0 > t && t <= settled.max(next) {
+            let mut v = disk;
+            v.head_txid.set(a.0);
+            v.head_offset.set(a.1);
+            v.head_lsn.set(a.2);
+            v.seal();
+            return v;
+        }
+        disk
+    }
+
+    /// Whether `leader` (the state a transaction is about to extend) ends
+    /// at the host's appended head: appending anywhere else would
+    /// overwrite another process's transaction.
+    pub(super) fn at_appended_head(&self, leader: &LeaderRecord) -> bool {
+        match self.pending() {
+            Some(a) => a == head(leader),
+            None => true,
+        }
+    }
+
+    /// Whether `leader` (this mount's state) is at the host's head: the
+    /// appended head when one is pending, the last durable one otherwise.
+    /// A state loaded from the device before a commit became durable (a
+    /// forked child's) is behind it although no process appended since.
+    pub(super) fn at_host_head(&self, leader: &LeaderRecord) -> bool {
+        match self.pending() {
+            Some(a) => a == head(leader),
+            None => leader.head_txid.get() >= self.settled().0,
+        }
+    }
+
+    /// Returns once transaction `txid`, appended by this mount, is
+    /// committed: a leader record covering it is durable, written by this
+    /// call or by another committer of the host.
+    pub(super) fn wait_durable(&self, txid: u64, lease: &Lease, bda: u64) -> Result<()> {
+        let done = || self.settled().0 >= txid;
+        while !done() {
+            let Some(_turn) = self.turn_unless(done)? else {
+                break;
+            };
+            self.commit_pending(lease, bda)?;
+        }
+        Ok(())
+    }
+
+    /// Commits everything the host appended (before a checkpoint, or once
+    /// this process holds the lease the host's other processes appended
+    /// under).
+    pub(super) fn commit_all(&self, lease: &Lease, bda: u64) -> Result<()> {
+        if self.pending().is_none() {
+            return Ok(());
+        }
+        let _turn = self.turn()?;
+        self.commit_pending(lease, bda)
+    }
+
+    /// Reads the leader record and fails, stopping the mount (and, on a
+    /// shared mount, deposing the host), unless its head is the one this
+    /// host made durable last (or is writing now): otherwise another
+    /// writer committed since.
+    pub(super) fn head_is_ours(&self, bda: u64) -> Result<LeaderRecord> {
+        let ondisk = read_leader(self.raw.as_ref(), bda)?;
+        let (settled, next) = self.settled();
+        let t = ondisk.head_txid.get();
+        if t != settled && (next == 0 || t != next) {
+            let why = format!(
+                "another writer committed to the journal (head txid {t} on disk, {settled} written last here)"
+            );
+            if let Some(s) = &self.share {
+                s.depose(self.hostid);
+            }
+            self.fence.stop(&why);
+            return Err(CoreError::Fenced { reason: why });
+        }
+        Ok(ondisk)
+    }
+
+    /// Holding the committer's turn: the appended head made durable, with
+    /// one flush, the leader record and another flush. The guard before
+    /// the leader write reads the leader record: its head must be the one
+    /// the host made durable last, or another writer committed.
+    fn commit_pending(&self, lease: &Lease, bda: u64) -> Result<()> {
+        self.fence.check_stopped()?;
+        let Some(a) = self.pending() else {
+            return Ok(());
+        };
+        // Proved before the flush, which the fence would refuse once the
+        // lease ran out.
+        lease.prove().map_err(|e| self.fence.stop_on(e))?;
+        let log = DeviceLog {
+            dev: self.dev.as_ref(),
+            blocks: &[],
+            leader_bda: bda,
+        };
+        let mut target = LeaderRecord::new(0, 0);
+        target.head_txid.set(a.0);
+        target.head_offset.set(a.1);
+        target.head_lsn.set(a.2);
+        let guard = || -> Result<LeaderRecord> {
+            crate::lease::stop_point("before-leader");
+            lease.prove().map_err(|e| self.fence.stop_on(e))?;
+            let ondisk = self.head_is_ours(bda)?;
+            if let Some(s) = &self.share {
+                // A process killed between its leader write and settling
+                // leaves this behind: the head it wrote is the host's.
+                s.set_next(self.hostid, a.0);
+            }
+            Ok(ondisk)
+        };
+        match pfs_journal::publish(&log, &target, &guard) {
+            Ok(_) => {
+                self.settle(a.0);
+                Ok(())
+            }
+            Err(e @ CoreError::Fenced { .. }) => Err(e),
+            Err(e) => {
+                if let Some(s) = &self.share {
+                    s.set_broken(self.hostid);
+                }
+                Err(self
+                    .fence
+                    .stop_io(e, "a journal flush or leader write failed"))
+            }
+        }
+    }
+}
