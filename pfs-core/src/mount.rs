@@ -31,7 +31,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use data::Extents;
+pub(crate) use data::{Extend, Extents};
 pub(crate) use state::{gone, State};
 
 use crate::alloc::Allocator;
