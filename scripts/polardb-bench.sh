@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # polardb-bench.sh — pgbench tps of PolarDB for PostgreSQL 15 (a primary and a replica sharing
-# their data, one machine) on three storages, alternated in one run:
+# their data, one machine) on up to four storages, alternated in one run:
 #
 #   ours    our libpfsd, no daemon, on a PFS-formatted loop device
+#   ours-file  the same on the loop device's image file itself (PFS_DEVICE_DIR names a directory
+#           with a link to it; the loop device stays attached, unused): PFS on a plain file, as
+#           the harness's image is, without the loop driver between (the reference needs a
+#           block device, so it has no such mode); the image is made with umask 0 so the servers
+#           (user $PG_USER) can open it
 #   ref     the reference SDK (PolarDB-FileSystem's libpfsd.a) and its pfsdaemon, same device setup
 #   local   no PFS at all: the shared data in a local directory, PolarDB's "localfs" mode
 #           (polar_vfs.localfs_mode = on, polar_datadir = 'file-dio://<dir>'), set up the way
@@ -42,7 +47,7 @@
 #
 # Output: progress, a PASS/FAIL line per run (a run fails when the harness's or the local run's
 # checks fail; its tps is then left out of the means), then the table: condition, mean tps of
-# ours, ref and local (with every round's figure), ours/ref, ours/local. Logs per run in
+# each mode (with every round's figure), ours/ref, ours/local, and the same for ours-file. Logs per run in
 # $OUT/<condition>/r<round>-<mode>/ (harness output and the harness's logs, or the local run's
 # logs), the table in $OUT/summary.txt. Exit status 0 only if every run passed.
 # Cleanup: every run cleans up after itself (the harness's `clean`: servers, daemon, loop device);
@@ -52,7 +57,7 @@
 # Knobs (environment; defaults in brackets). Run as root, like the harness.
 #   HARNESS          the harness   [<repo>/../shared/polardb/harness.sh]
 #   HARNESS_ROOT     the harness's root   [/var/tmp/polardb]
-#   MODES            which storages, in the order of the first round   [ours ref local]
+#   MODES            which storages, in the order of the first round   [ours ours-file ref local]
 #   ROUNDS           rounds per condition   [2]
 #   PGBENCH_TIME     seconds of each measured pgbench   [45]
 #   PGBENCH_SCALE / PGBENCH_CLIENTS / PGBENCH_JOBS   [10 / 4 / 2]
@@ -88,7 +93,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export HARNESS_ROOT=${HARNESS_ROOT:-/var/tmp/polardb}
 HARNESS=${HARNESS:-$REPO/../shared/polardb/harness.sh}
-MODES=${MODES:-ours ref local}
+MODES=${MODES:-ours ours-file ref local}
 ROUNDS=${ROUNDS:-2}
 export PGBENCH_TIME=${PGBENCH_TIME:-45}
 export PGBENCH_SCALE=${PGBENCH_SCALE:-10}
@@ -191,7 +196,7 @@ libpfsd_of() { ldd "$1/bin/pg_ctl" 2>/dev/null | awk '$1 == "libpfsd.so" { print
 check_mode() {
   local lib
   case $1 in
-    ours)
+    ours|ours-file)
       [ -x "$PFS_TOOL" ] || { echo "PFS_TOOL=$PFS_TOOL is not executable (run with 'build')"; return 1; }
       [ -x "$OURS_BUILD/bin/postgres" ] || { echo "no PolarDB in $OURS_BUILD (run with 'build')"; return 1; }
       lib=$(libpfsd_of "$OURS_BUILD")
@@ -206,7 +211,7 @@ check_mode() {
     local)
       [ -x "$LOCAL_BUILD/bin/postgres" ] && [ -x "$LOCAL_BUILD/bin/polar-initdb.sh" ] \
         || { echo "no PolarDB in $LOCAL_BUILD"; return 1; } ;;
-    *) echo "unknown mode $1 (ours, ref, local)"; return 1 ;;
+    *) echo "unknown mode $1 (ours, ours-file, ref, local)"; return 1 ;;
   esac
 }
 
@@ -253,6 +258,9 @@ stop_load() {
 harness_env() {
   if [ "$1" = ours ]; then
     HENV=(WORK="$2" POLARDB_BUILD="$OURS_BUILD" PFS_SDK_PREFIX="$OURS_SDK" PFS_TOOL="$PFS_TOOL" PFSD_START=)
+  elif [ "$1" = ours-file ]; then
+    HENV=(WORK="$2" POLARDB_BUILD="$OURS_BUILD" PFS_SDK_PREFIX="$OURS_SDK" PFS_TOOL="$PFS_TOOL" PFSD_START=
+      PFS_DEVICE_DIR="$2/devdir")
   else
     # PFSD_START unset: the harness starts the reference's pfsdaemon
     HENV=(-u PFSD_START WORK="$2" POLARDB_BUILD="$REF_BUILD" PFS_SDK_PREFIX="$REF_SDK" PFS_TOOL="$REF_SDK/bin/pfs")
@@ -267,8 +275,12 @@ run_pfs() {
   local mode=$1 work=$2 dir=$3 rc HENV
   RUN_MODE=$mode RUN_WORK=$work RUN_DIR=$dir
   harness_env "$mode" "$work"
+  if [ "$mode" = ours-file ]; then
+    # the harness makes the image $work/pfs.img; the PBD's name in the device directory links to it
+    mkdir -p "$work/devdir" && chmod 777 "$work/devdir" && ln -sfn ../pfs.img "$work/devdir/$PBD" || return 1
+  fi
   # env execs timeout, which forwards a TERM to the harness (whose EXIT trap then cleans up)
-  env "${HENV[@]}" timeout -k 60 "$RUN_TIMEOUT" "$HARNESS" run > "$dir/harness-run.log" 2>&1 < /dev/null &
+  (umask 0; exec env "${HENV[@]}" timeout -k 60 "$RUN_TIMEOUT" "$HARNESS" run > "$dir/harness-run.log" 2>&1 < /dev/null) &
   RUN_PID=$!
   wait "$RUN_PID"; rc=$?
   RUN_PID=""
@@ -516,15 +528,18 @@ cell() {
 }
 
 table() {
-  local cond o r l
+  local cond o f r l
   echo "=== polardb-bench: pgbench -c $PGBENCH_CLIENTS -j $PGBENCH_JOBS scale $PGBENCH_SCALE, ${PGBENCH_TIME}s per run, $ROUNDS round(s), modes: $MODES"
   echo "    pfs-rs $(git -C "$REPO" describe --always --dirty 2>/dev/null); local: $LOCAL_PROTOCOL://; $(nproc) CPUs, $(uname -r); $(date '+%F %T')"
   echo "    tps: mean of the passing runs (each run's figure in brackets, in round order)"
-  printf '%-12s %-24s %-24s %-24s %-9s %-10s\n' condition ours reference local ours/ref ours/local
+  printf '%-12s %-22s %-22s %-22s %-22s %-9s %-10s %-9s %-10s\n' condition ours ours-file reference local \
+    ours/ref ours/local file/ref file/local
   for cond in "${CONDS[@]}"; do
-    o=$(mean "${TPS_OF["$cond ours"]:-}"); r=$(mean "${TPS_OF["$cond ref"]:-}"); l=$(mean "${TPS_OF["$cond local"]:-}")
-    printf '%-12s %-24s %-24s %-24s %-9s %-10s\n' "$cond" "$(cell "$cond ours")" "$(cell "$cond ref")" \
-      "$(cell "$cond local")" "$(ratio "$o" "$r")" "$(ratio "$o" "$l")"
+    o=$(mean "${TPS_OF["$cond ours"]:-}"); f=$(mean "${TPS_OF["$cond ours-file"]:-}")
+    r=$(mean "${TPS_OF["$cond ref"]:-}"); l=$(mean "${TPS_OF["$cond local"]:-}")
+    printf '%-12s %-22s %-22s %-22s %-22s %-9s %-10s %-9s %-10s\n' "$cond" "$(cell "$cond ours")" \
+      "$(cell "$cond ours-file")" "$(cell "$cond ref")" "$(cell "$cond local")" \
+      "$(ratio "$o" "$r")" "$(ratio "$o" "$l")" "$(ratio "$f" "$r")" "$(ratio "$f" "$l")"
   done
   [ "$TOTAL_FAILS" = 0 ] && echo "RESULT: PASS" || echo "RESULT: FAIL ($TOTAL_FAILS runs failed)"
 }

@@ -192,7 +192,7 @@ impl<F: Fetch> Iterator for Chain<'_, F> {
 pub type MetaChain<'a> = Chain<'a, &'a MetaImage>;
 
 impl MetaImage {
-    /// Walks the chain `start` over this metadata (see [`Chain`]).
+    /// Walks the chain `start` over this metadata (see `Chain`).
     pub fn chain(&self, start: ChainStart) -> MetaChain<'_> {
         Chain::new(self.device(), self.nchunk, start, self)
     }
@@ -286,7 +286,7 @@ impl TreeGuard {
         Ok(())
     }
 
-    /// Checks a name found in directory `dir` (see [`impossible_name`]).
+    /// Checks a name found in directory `dir` (see `impossible_name`).
     pub fn check_name(&self, dir: u64, name: &[u8]) -> Result<()> {
         match impossible_name(name) {
             Some(why) => Err(self.corrupt(

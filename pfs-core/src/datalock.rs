@@ -5,8 +5,9 @@
 //! just before a truncate freed it would land in another file's data.
 //!
 //! Threads of one process meet in a reader-writer lock per stripe of inode
-//! numbers; on a shared mount the processes of the machine meet in a
-//! byte-range lock per inode in the shared file ([`crate::share`]). The
+//! numbers; on a shared mount the processes of the machine mounted with
+//! one host id meet in a byte-range lock per inode in the shared file
+//! ([`crate::share`]). The
 //! order is always this lock, then the host's transaction lock.
 
 use crate::error::Result;
@@ -23,6 +24,7 @@ enum Local<'a> {
 /// A file's data lock, held until dropped.
 pub(crate) struct DataGuard<'a> {
     share: Option<&'a Share>,
+    hostid: u64,
     ino: u64,
     local: Local<'a>,
 }
@@ -30,10 +32,11 @@ pub(crate) struct DataGuard<'a> {
 impl<'a> DataGuard<'a> {
     /// Takes inode `ino`'s data lock, shared (a write) or alone (a
     /// truncate), in this process through `stripes` and, with `share`, among
-    /// the processes of the machine.
+    /// the processes of the machine mounted with host id `hostid`.
     pub(crate) fn take(
         stripes: &'a Stripes,
         share: Option<&'a Share>,
+        hostid: u64,
         ino: u64,
         exclusive: bool,
     ) -> Result<DataGuard<'a>> {
@@ -50,16 +53,25 @@ impl<'a> DataGuard<'a> {
             }
         };
         if let Some(s) = share {
-            s.lock_data(ino, exclusive)?;
+            s.lock_data(hostid, ino, exclusive)?;
         }
-        Ok(DataGuard { share, ino, local })
+        Ok(DataGuard {
+            share,
+            hostid,
+            ino,
+            local,
+        })
     }
 }
 
 impl Drop for DataGuard<'_> {
     fn drop(&mut self) {
         if let Some(s) = self.share {
-            s.unlock_data(self.ino, matches!(self.local, Local::Exclusive { .. }));
+            s.unlock_data(
+                self.hostid,
+                self.ino,
+                matches!(self.local, Local::Exclusive { .. }),
+            );
         }
     }
 }

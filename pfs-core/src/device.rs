@@ -17,6 +17,39 @@ use std::path::{Path, PathBuf};
 const ZERO_WRITE_SIZE: usize = 4 << 20;
 
 /// A block store addressed in bytes.
+///
+/// Everything PFS reads or writes goes through this trait, so a filesystem
+/// can live on a block device or a file ([`FileDevice`]), in memory
+/// ([`MemDevice`]) or on anything else that implements it.
+///
+/// # Example
+///
+/// Code written once for any device:
+///
+/// ```
+/// use pfs_core::{Device, MemDevice, Result};
+///
+/// /// Stamps `tag` into the first sector and makes it durable.
+/// fn stamp(dev: &dyn Device, tag: &[u8]) -> Result<()> {
+///     let mut sector = vec![0u8; dev.sector_size() as usize];
+///     sector[..tag.len()].copy_from_slice(tag);
+///     dev.write_at(&sector, 0)?;
+///     dev.sync()
+/// }
+///
+/// let dev = MemDevice::new("mem0", 1 << 20);
+/// stamp(&dev, b"hello")?;
+/// let mut back = [0u8; 5];
+/// dev.read_at(&mut back, 0)?;
+/// assert_eq!(&back, b"hello");
+///
+/// // Requests past the end are errors, never short reads.
+/// assert!(dev.read_at(&mut back, dev.len() - 2).is_err());
+/// dev.zero_range(0, 4096)?;
+/// dev.read_at(&mut back, 0)?;
+/// assert_eq!(back, [0; 5]);
+/// # Ok::<(), pfs_core::CoreError>(())
+/// ```
 pub trait Device: Send + Sync {
     /// Fills `buf` from `offset`; reading past the end is an error.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
@@ -165,6 +198,38 @@ impl AlignedBuf {
 }
 
 /// A block device or a regular file.
+///
+/// # Example
+///
+/// A sparse file as a device (a block device such as `/dev/nvme1n1` opens
+/// the same way, with O_DIRECT):
+///
+/// ```
+/// use pfs_core::{Device, FileDevice};
+///
+/// let dir = std::env::temp_dir().join(format!("pfs-doc-filedevice-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let img = dir.join("disk");
+/// std::fs::File::create(&img)?.set_len(10 << 30)?;
+///
+/// let dev = FileDevice::open("disk", &img, true)?;
+/// assert_eq!(dev.len(), 10 << 30);
+/// assert_eq!(dev.name(), "disk");
+/// assert!(!dev.is_block_device());
+/// dev.write_at(b"PFS", 4 << 30)?;
+/// dev.sync()?;
+/// let mut back = [0u8; 3];
+/// dev.read_at(&mut back, 4 << 30)?;
+/// assert_eq!(&back, b"PFS");
+///
+/// // Opened read-only, it refuses writes.
+/// let ro = FileDevice::open("disk", &img, false)?;
+/// assert!(ro.write_at(b"x", 0).is_err());
+///
+/// drop((dev, ro));
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct FileDevice {
     file: File,
     name: String,

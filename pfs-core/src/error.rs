@@ -10,6 +10,50 @@ pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 ///
 /// Front ends map it to an errno with [`CoreError::errno`] (or convert it
 /// into a [`std::io::Error`] carrying that errno).
+///
+/// # Example
+///
+/// What a front end does with an error (`m` is a read-write `Arc<Mount>` of a new filesystem):
+///
+/// ```
+/// # struct Scratch(std::path::PathBuf);
+/// # impl Drop for Scratch {
+/// #     fn drop(&mut self) {
+/// #         let _ = std::fs::remove_dir_all(&self.0);
+/// #     }
+/// # }
+/// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-error-{}", std::process::id())));
+/// # std::fs::create_dir_all(&scratch.0)?;
+/// # let dir = scratch.0.clone();
+/// # let img = scratch.0.join("disk");
+/// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+/// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+/// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+/// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+/// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+/// use pfs_core::CoreError;
+/// use std::io;
+///
+/// let err = m.stat_path("/no/such/file").unwrap_err();
+/// assert!(matches!(err, CoreError::NotFound { .. }));
+/// assert_eq!(err.errno(), libc::ENOENT); // what a C caller gets in errno
+/// assert!(err.to_string().contains("/no/such/file"));
+///
+/// // Into std::io::Error, for code that speaks std::io.
+/// let io_err = io::Error::from(err);
+/// assert_eq!(io_err.kind(), io::ErrorKind::NotFound);
+/// assert_eq!(io_err.raw_os_error(), None);
+/// let inner = io_err.get_ref().and_then(|e| e.downcast_ref::<CoreError>());
+/// assert_eq!(inner.map(CoreError::errno), Some(libc::ENOENT));
+///
+/// m.mkdir_path("/d")?;
+/// m.create_path("/d/f", pfs_core::FileType::File)?;
+/// assert_eq!(m.rmdir_path("/d").unwrap_err().errno(), libc::ENOTEMPTY);
+/// assert_eq!(m.unlink_path("/d").unwrap_err().errno(), libc::EISDIR);
+/// assert_eq!(m.mkdir_path("/d").unwrap_err().errno(), libc::EEXIST);
+/// assert_eq!(m.unlink_path("/.pfs-journal").unwrap_err().errno(), libc::EPERM);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {

@@ -24,6 +24,39 @@ use std::sync::Arc;
 /// How to open a file (`O_CREAT`, `O_EXCL`, `O_TRUNC`, `O_APPEND`,
 /// `O_WRONLY`, `O_DIRECTORY`); [`OpenOptions::from_flags`] makes them from
 /// POSIX flags. The default opens for reading.
+///
+/// # Example
+///
+/// Replace a file's contents (`O_WRONLY | O_CREAT | O_TRUNC`) (`m` is a read-write `Arc<Mount>` of a new filesystem):
+///
+/// ```
+/// # struct Scratch(std::path::PathBuf);
+/// # impl Drop for Scratch {
+/// #     fn drop(&mut self) {
+/// #         let _ = std::fs::remove_dir_all(&self.0);
+/// #     }
+/// # }
+/// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-open-options-{}", std::process::id())));
+/// # std::fs::create_dir_all(&scratch.0)?;
+/// # let dir = scratch.0.clone();
+/// # let img = scratch.0.join("disk");
+/// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+/// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+/// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+/// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+/// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+/// use pfs_core::OpenOptions;
+///
+/// let rewrite = OpenOptions { create: true, truncate: true, write: true, ..OpenOptions::default() };
+/// m.open_file("/conf", rewrite)?.write_at(b"a long first version", 0)?;
+/// m.open_file("/conf", rewrite)?.write_at(b"short", 0)?;
+/// assert_eq!(m.stat_path("/conf")?.size, 5);
+///
+/// // A handle without `write` refuses writes (EBADF).
+/// let ro = m.open_file("/conf", OpenOptions::default())?;
+/// assert_eq!(ro.write_at(b"x", 0).unwrap_err().errno(), libc::EBADF);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenOptions {
     /// Create the file if it does not exist.
@@ -56,6 +89,48 @@ pub struct OpenOptions {
 /// An open file. It holds its mount, so it lives as long as needed; the
 /// inode of a file unlinked while open is freed when its last handle
 /// closes.
+///
+/// # Example
+///
+/// `std::io` on an open file (`m` is a read-write `Arc<Mount>` of a new filesystem):
+///
+/// ```
+/// # struct Scratch(std::path::PathBuf);
+/// # impl Drop for Scratch {
+/// #     fn drop(&mut self) {
+/// #         let _ = std::fs::remove_dir_all(&self.0);
+/// #     }
+/// # }
+/// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-file-{}", std::process::id())));
+/// # std::fs::create_dir_all(&scratch.0)?;
+/// # let dir = scratch.0.clone();
+/// # let img = scratch.0.join("disk");
+/// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+/// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+/// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+/// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+/// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+/// use pfs_core::OpenOptions;
+/// use std::io::{Read, Seek, SeekFrom, Write};
+///
+/// let mut f = m.open_file("/f", OpenOptions { create: true, write: true, ..OpenOptions::default() })?;
+/// f.write_all(b"hello, world")?;
+/// assert_eq!(f.position(), 12);
+/// f.seek(SeekFrom::Start(7))?;
+/// let mut word = String::new();
+/// f.read_to_string(&mut word)?;
+/// assert_eq!(word, "world");
+/// assert_eq!(f.getattr()?.size, 12);
+///
+/// // An unlinked file lives on until its last handle closes.
+/// m.unlink_path("/f")?;
+/// f.rewind()?;
+/// let mut all = Vec::new();
+/// f.read_to_end(&mut all)?;
+/// assert_eq!(all, b"hello, world");
+/// f.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct File {
     m: Arc<Mount>,
     ino: u64,
@@ -86,6 +161,45 @@ impl Mount {
     /// opens for reading only; `.pfs-paxos` and `.pfs-journal` never open
     /// for writing. On a read-only mount, creating a file that does not
     /// exist, `exclusive` and `truncate` fail with `ReadOnly`.
+    ///
+    /// # Example
+    ///
+    /// Create, write, read back (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-open-file-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::{CoreError, OpenOptions};
+    /// use std::io::{Read, Write};
+    ///
+    /// let new = OpenOptions { create: true, exclusive: true, write: true, ..OpenOptions::default() };
+    /// let mut f = m.open_file("/log", new)?;
+    /// f.write_all(b"first line\n")?;
+    /// f.sync_all()?; // durable on the device
+    /// drop(f);
+    ///
+    /// // `O_CREAT | O_EXCL` of an existing file.
+    /// assert!(matches!(m.open_file("/log", new), Err(CoreError::Exists { .. })));
+    /// // The default opens for reading.
+    /// let mut text = String::new();
+    /// m.open_file("/log", OpenOptions::default())?.read_to_string(&mut text)?;
+    /// assert_eq!(text, "first line\n");
+    /// assert_eq!(m.open_file("/missing", OpenOptions::default()).unwrap_err().errno(), libc::ENOENT);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_file(self: &Arc<Self>, path: impl AsRef<[u8]>, opts: OpenOptions) -> Result<File> {
         let path = path.as_ref();
         let ino = if opts.create {
@@ -212,6 +326,39 @@ impl File {
 
     /// Reads at `off` without moving the position; returns the bytes read
     /// (short only at end of file).
+    ///
+    /// # Example
+    ///
+    /// Positional reads and writes, as `pread`/`pwrite` (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-read-at-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::OpenOptions;
+    ///
+    /// let f = m.open_file("/f", OpenOptions { create: true, write: true, ..OpenOptions::default() })?;
+    /// f.write_at(b"tail", 8 << 20)?; // past the end: the gap is a hole
+    /// let mut buf = [1u8; 8];
+    /// assert_eq!(f.read_at(&mut buf, 0)?, 8);
+    /// assert_eq!(buf, [0; 8]);
+    /// assert_eq!(f.read_at(&mut buf, (8 << 20) + 2)?, 2); // short only at the end
+    /// assert_eq!(&buf[..2], b"il");
+    /// assert_eq!(f.position(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         self.readable()?;
         self.settle()?;
@@ -290,6 +437,39 @@ impl File {
     /// on a shared mount, processes of the host each land whole, one after
     /// another. Does not move the position; returns the offset written at.
     /// Committed when it returns.
+    ///
+    /// # Example
+    ///
+    /// (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-append-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::OpenOptions;
+    ///
+    /// let opts = OpenOptions { create: true, write: true, append: true, ..OpenOptions::default() };
+    /// let a = m.open_file("/wal", opts)?;
+    /// let b = m.open_file("/wal", opts)?;
+    /// assert_eq!(a.append(b"one ")?, 0);
+    /// assert_eq!(b.append(b"two")?, 4);
+    /// let mut buf = [0u8; 7];
+    /// a.read_at(&mut buf, 0)?;
+    /// assert_eq!(&buf, b"one two");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn append(&self, buf: &[u8]) -> Result<u64> {
         self.writable()?;
         // Deferred writes of this handle count in the end.

@@ -17,6 +17,41 @@ use pfs_format::{MetaType, ObjectId};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// What the check found.
+///
+/// # Example
+///
+/// Check a mounted filesystem, then the device as the tool's `fsck` does
+/// (`m` is a read-write `Arc<Mount>` of a new filesystem):
+///
+/// ```
+/// # struct Scratch(std::path::PathBuf);
+/// # impl Drop for Scratch {
+/// #     fn drop(&mut self) {
+/// #         let _ = std::fs::remove_dir_all(&self.0);
+/// #     }
+/// # }
+/// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-fsck-{}", std::process::id())));
+/// # std::fs::create_dir_all(&scratch.0)?;
+/// # let dir = scratch.0.clone();
+/// # let img = scratch.0.join("disk");
+/// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+/// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+/// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+/// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+/// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+/// use pfs_core::inspect::fsck_device;
+///
+/// m.create_dir_all("/a/b")?;
+/// m.create_path("/a/b/f", pfs_core::FileType::File)?;
+/// let report = m.fsck()?;
+/// assert!(report.is_clean(), "{:?}", report.problems);
+/// assert_eq!((report.dirs, report.files), (3, 3)); // with .pfs-paxos and .pfs-journal
+///
+/// let report = fsck_device(m.device().as_ref())?;
+/// assert!(report.is_clean());
+/// assert!(report.orphans.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FsckReport {
     /// Directories reached from the root (the root included).

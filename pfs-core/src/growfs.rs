@@ -24,6 +24,41 @@ pub struct GrowfsOptions {
 }
 
 /// Grows the filesystem on `dev`. Checks everything before writing.
+///
+/// # Example
+///
+/// Grow a one-chunk filesystem on a sparse file (in `dir`, a scratch
+/// directory) to two chunks after the file grew:
+///
+/// ```
+/// # struct Scratch(std::path::PathBuf);
+/// # impl Drop for Scratch {
+/// #     fn drop(&mut self) {
+/// #         let _ = std::fs::remove_dir_all(&self.0);
+/// #     }
+/// # }
+/// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-growfs-{}", std::process::id())));
+/// # std::fs::create_dir_all(&scratch.0)?;
+/// # let dir = scratch.0.clone();
+/// use pfs_core::{growfs, mkfs, FileDevice, GrowfsOptions, MkfsOptions, Mode, Mount, MountOptions};
+/// use std::sync::Arc;
+///
+/// let img = dir.join("disk");
+/// std::fs::File::create(&img)?.set_len(10 << 30)?;
+/// mkfs(&FileDevice::open("disk", &img, true)?, &MkfsOptions::default())?;
+///
+/// std::fs::OpenOptions::new().write(true).open(&img)?.set_len(20 << 30)?;
+/// let dev = FileDevice::open("disk", &img, true)?;
+/// let opts = GrowfsOptions { old_nchunk: 1, new_nchunk: 2, force: false };
+/// growfs(&dev, opts)?;
+/// // Done once: chunk 1 is formatted now.
+/// assert!(growfs(&dev, opts).is_err());
+///
+/// let m = Mount::open_with(Arc::new(dev), Mode::ReadOnly, &MountOptions::default())?;
+/// assert_eq!(m.nchunk()?, 2);
+/// assert_eq!(m.statfs()?.blocks, 2 * 2560);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn growfs(dev: &dyn Device, opts: GrowfsOptions) -> Result<()> {
     let name = dev.name();
     let GrowfsOptions {

@@ -600,7 +600,7 @@ impl Lease {
     /// [`CoreError::Fenced`] when the lease is lost for good, with
     /// [`CoreError::LeaseLapsed`] when it ran out on this machine's
     /// monotonic clock (less a safety margin) and has to be proved again
-    /// ([`Lease::prove`]). Costs no IO.
+    /// (`Lease::prove`). Costs no IO.
     pub fn check(&self) -> Result<()> {
         if let Some(why) = self.lost.lock().clone() {
             return Err(CoreError::Fenced { reason: why });

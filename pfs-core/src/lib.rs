@@ -149,6 +149,42 @@ pub struct SdkGuideDoctests;
 /// Raw metadata as it is on disk, for the tool's inspection commands
 /// (`dumpfs`, `dumple`, `info`, `usedinfo`) and for tests: not the API a
 /// program should build on (that is [`Mount`]).
+///
+/// # Example
+///
+/// What the tool's `info` and `dumpfs` read (`m` is a read-write `Arc<Mount>` of a new filesystem):
+///
+/// ```
+/// # struct Scratch(std::path::PathBuf);
+/// # impl Drop for Scratch {
+/// #     fn drop(&mut self) {
+/// #         let _ = std::fs::remove_dir_all(&self.0);
+/// #     }
+/// # }
+/// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-inspect-{}", std::process::id())));
+/// # std::fs::create_dir_all(&scratch.0)?;
+/// # let dir = scratch.0.clone();
+/// # let img = scratch.0.join("disk");
+/// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+/// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+/// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+/// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+/// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+/// use pfs_core::inspect::{load_replayed, read_chunk0};
+///
+/// m.mkdir_path("/data")?;
+/// let dev = m.device().as_ref();
+/// let ck = read_chunk0(dev)?;
+/// assert_eq!(ck.ck_nchunk.get(), 1);
+/// assert_eq!(ck.ck_blksize.get(), 4 << 20);
+///
+/// // The metasets with the committed journal applied, as a mount sees them.
+/// let (meta, leader) = load_replayed(dev)?;
+/// assert_eq!(meta.nchunk, 1);
+/// assert!(leader.head_txid.get() > 0); // the mkdir's transaction
+/// assert_eq!(leader.num_hosts.get(), pfs_core::DEFAULT_NUM_HOSTS);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub mod inspect {
     pub use crate::clock::{ctime, now_secs};
     pub use crate::fsck::{check as fsck_image, check_device as fsck_device};

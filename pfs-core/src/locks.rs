@@ -4,9 +4,15 @@
 //!    for a truncate, so no write is on its way to a block a truncate
 //!    frees;
 //! 2. for a write that extends the file or a block's written part (and so
-//!    zeroes a gap and commits a new extent), the lock that orders
+//!    commits a new extent, and may zero a gap), the lock that orders
 //!    extends: the host's transaction lock on a shared mount, the mount's
-//!    own extend lock of the file's stripe otherwise;
+//!    own extend lock of the file's stripe otherwise. That one is taken
+//!    shared by a write that zeroes no gap (each of its blocks written
+//!    from inside or right at the end of its written part, as a copy
+//!    writing whole new blocks does), so such writes go to the device
+//!    side by side; a write that zeroes a gap takes it alone, so no write
+//!    lands in the gap it zeroes. Commits of extents only ever grow them
+//!    (compared again in their transactions), whatever their order;
 //! 3. inside every transaction, the host's transaction lock (taken again;
 //!    it is re-entrant) and then the mount's state.
 //!
@@ -16,6 +22,7 @@
 
 use crate::datalock::DataGuard;
 use crate::error::Result;
+use crate::mount::Extend;
 use crate::mount::Mount;
 use crate::share::TxLock;
 
@@ -23,8 +30,11 @@ use crate::share::TxLock;
 enum ExtendLock<'m> {
     /// The host's transaction lock (a shared mount).
     Host(#[allow(dead_code)] Option<TxLock<'m>>),
-    /// The mount's own extend lock of the file's stripe.
+    /// The mount's own extend lock of the file's stripe, alone: a write
+    /// that zeroes a gap.
     Local(#[allow(dead_code)] parking_lot::RwLockWriteGuard<'m, ()>),
+    /// The same lock shared: a write that zeroes nothing.
+    LocalShared(#[allow(dead_code)] parking_lot::RwLockReadGuard<'m, ()>),
 }
 
 /// The locks a write to one file holds while its data goes to the device
@@ -44,12 +54,16 @@ pub(crate) struct TruncateGuard<'m> {
 impl Mount {
     /// The locks for writing `len` bytes at `off` of file `ino`: its data
     /// lock shared, and the extend lock when the write grows the file or a
-    /// block's written part (decided under the data lock).
+    /// block's written part (decided under the data lock): on a mount of
+    /// its own, shared when the write zeroes no gap ([`Extend`]).
     pub(crate) fn write_guard(&self, ino: u64, off: u64, len: u64) -> Result<WriteGuard<'_>> {
         let data = self.data_lock(ino, false)?;
         let extend = match self.extends(ino, off, len)? {
-            false => None,
-            true => Some(self.extend_lock(ino)?),
+            Extend::No => None,
+            Extend::Contiguous if !self.is_shared() => Some(ExtendLock::LocalShared(
+                self.extend_stripes().of(ino).read(),
+            )),
+            Extend::Contiguous | Extend::PastGap => Some(self.extend_lock(ino)?),
         };
         Ok(WriteGuard {
             _extend: extend,
@@ -100,6 +114,6 @@ impl Mount {
     fn data_lock(&self, ino: u64, exclusive: bool) -> Result<DataGuard<'_>> {
         let share = self.share();
         let stripes = share.map_or(self.local_stripes(), |s| &s.stripes);
-        DataGuard::take(stripes, share, ino, exclusive)
+        DataGuard::take(stripes, share, self.hostid(), ino, exclusive)
     }
 }

@@ -37,6 +37,30 @@ pub const DEFAULT_NUM_HOSTS: u64 = pfs_format::layout::DEFAULT_NUM_HOSTS;
 pub const DEFAULT_LOG_SIZE: u64 = MAX_LOG_SIZE;
 
 /// What `mkfs` was asked to do.
+///
+/// # Example
+///
+/// Fewer hosts and the journal size the reference picks for the device
+/// (`mkfs -u 4 -l 0`):
+///
+/// ```
+/// use pfs_core::{auto_log_size, mkfs, MemDevice, MkfsOptions};
+///
+/// let dev = MemDevice::new("nvme1n1", 10 << 30);
+/// let opts = MkfsOptions {
+///     num_hosts: 4,
+///     log_size: 0,
+///     ..MkfsOptions::default()
+/// };
+/// let summary = mkfs(&dev, &opts)?;
+/// assert_eq!(summary.log_size, auto_log_size(1));
+/// assert_eq!(summary.log_size, 32 << 20);
+///
+/// // Host ids run from 1 to 254.
+/// let bad = MkfsOptions { num_hosts: 0, force: true, ..opts };
+/// assert_eq!(mkfs(&dev, &bad).unwrap_err().errno(), libc::EINVAL);
+/// # Ok::<(), pfs_core::CoreError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct MkfsOptions {
     /// Hosts that may mount (`-u`), 1..=254.
@@ -122,6 +146,35 @@ pub fn chunk_is_formatted(dev: &dyn Device, chunk: u64) -> Result<bool> {
 }
 
 /// Formats `dev`, stamping the current time.
+///
+/// # Example
+///
+/// Format a 10 GiB sparse file (one 10 GiB chunk; only the metadata is
+/// written, a few MiB) and check what was made:
+///
+/// ```
+/// use pfs_core::{chunk_is_formatted, mkfs, CoreError, FileDevice, MkfsOptions};
+///
+/// let dir = std::env::temp_dir().join(format!("pfs-doc-mkfs-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let img = dir.join("disk");
+/// std::fs::File::create(&img)?.set_len(10 << 30)?;
+///
+/// let dev = FileDevice::open("disk", &img, true)?;
+/// let summary = mkfs(&dev, &MkfsOptions::default())?;
+/// assert_eq!(summary.nchunk, 1);
+/// assert_eq!(summary.disk_size, 10 << 30);
+/// assert!(chunk_is_formatted(&dev, 0)?);
+///
+/// // A formatted device is only formatted again with `force` (`mkfs -f`).
+/// let again = mkfs(&dev, &MkfsOptions::default());
+/// assert!(matches!(again, Err(CoreError::AlreadyFormatted { .. })));
+/// mkfs(&dev, &MkfsOptions { force: true, ..MkfsOptions::default() })?;
+///
+/// drop(dev);
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn mkfs(dev: &dyn Device, opts: &MkfsOptions) -> Result<MkfsSummary> {
     mkfs_with_clock(dev, opts, MkfsClock::now())
 }

@@ -33,7 +33,7 @@ mod tail;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use data::Extents;
+pub(crate) use data::{Extend, Extents};
 pub(crate) use state::{gone, State};
 
 use crate::alloc::Allocator;
@@ -63,6 +63,27 @@ pub enum Mode {
 }
 
 /// How to mount, beyond the mode.
+///
+/// # Example
+///
+/// What a front end mounts PBD `disk` of device directory `dir` with,
+/// and a library user's own choice:
+///
+/// ```
+/// use pfs_core::{pbd, Mode, MountOptions};
+///
+/// let dir = std::path::Path::new("/srv/pfs");
+/// let opts = MountOptions::for_pbd("disk", Some(dir), Mode::ReadWrite);
+/// assert_eq!(opts.lock_path, Some(pbd::lock_path("disk", Some(dir))));
+/// assert_eq!(opts.lock_path, Some(dir.join(".disk-paxos-hostid")));
+/// assert!(!opts.shared);
+///
+/// // Host 2, taking over the lease of a writer that died without releasing it.
+/// let opts = MountOptions { hostid: 2, force: true, ..MountOptions::default() };
+/// assert_eq!(opts.lock_path, None);
+/// assert_eq!(opts.lease_ms, pfs_core::DEFAULT_LEASE_MS);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct MountOptions {
     /// Host id; 0 means the tool's default, the leader's `num_hosts` — or,
@@ -230,6 +251,51 @@ impl Mount {
     /// Mounts with options. A read-write mount takes the host-local lock
     /// (when a lock path is given) and the writer lease, then loads the
     /// metadata as of the latest commit.
+    ///
+    /// # Example
+    ///
+    /// The writer and a follower of one device (a sparse file in `dir`, a
+    /// scratch directory): the writer takes the writer lease at its first
+    /// change, the follower reads what it committed.
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-open-with-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// use pfs_core::{mkfs, FileDevice, MkfsOptions, Mode, Mount, MountOptions};
+    /// use std::sync::Arc;
+    ///
+    /// let img = dir.join("disk");
+    /// std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// let dev = Arc::new(FileDevice::open("disk", &img, true)?);
+    /// mkfs(dev.as_ref(), &MkfsOptions::default())?;
+    ///
+    /// let opts = MountOptions { hostid: 1, ..MountOptions::default() };
+    /// let writer = Mount::open_with(dev, Mode::ReadWrite, &opts)?;
+    /// assert_eq!(writer.hostid(), 1);
+    /// assert!(writer.lease().is_none());
+    /// writer.mkdir_path("/data")?;
+    /// assert!(writer.lease().is_some());
+    ///
+    /// let dev = Arc::new(FileDevice::open("disk", &img, false)?);
+    /// let reader = Mount::open_with(dev, Mode::ReadOnly, &MountOptions::default())?;
+    /// assert!(reader.stat_path("/data")?.is_dir());
+    /// assert_eq!(reader.mkdir_path("/more").unwrap_err().errno(), libc::EROFS);
+    ///
+    /// // The follower sees the writer's later commits too.
+    /// writer.mkdir_path("/data/more")?;
+    /// assert!(reader.stat_path("/data/more")?.is_dir());
+    ///
+    /// drop(reader);
+    /// writer.unmount()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_with(dev: Arc<dyn Device>, mode: Mode, opts: &MountOptions) -> Result<Mount> {
         Mount::open_from(dev, mode, opts, None)
     }
@@ -405,6 +471,38 @@ impl Mount {
     /// stopped (a failed write or a lost lease), which dropping the mount
     /// cannot. Open [`crate::file::File`]s hold the mount, so they must be
     /// closed first (`Arc::try_unwrap`).
+    ///
+    /// # Example
+    ///
+    /// Files hold their mount, so they are closed before it is unmounted
+    /// (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-unmount-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::OpenOptions;
+    /// use std::sync::Arc;
+    ///
+    /// let f = m.open_file("/f", OpenOptions { create: true, write: true, ..OpenOptions::default() })?;
+    /// f.write_at(b"data", 0)?;
+    /// assert!(Arc::try_unwrap(m.clone()).is_err()); // `f` still holds it
+    /// f.close()?;
+    /// Arc::try_unwrap(m).ok().expect("no other holder").unmount()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unmount(self) -> Result<()> {
         // What returned before it was durable is committed first.
         let committed = self.commit_appended();

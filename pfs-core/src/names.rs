@@ -19,6 +19,22 @@ use std::collections::HashMap;
 /// Checks a name a new directory entry would get: 1 to 255 bytes, not `.`
 /// or `..`, no `/` or NUL. Any other bytes are allowed (names need not be
 /// UTF-8).
+///
+/// # Example
+///
+/// Names are bytes:
+///
+/// ```
+/// use pfs_core::check_name;
+///
+/// assert!(check_name(b"000000010000000000000001").is_ok());
+/// assert!(check_name(b"\xff not UTF-8").is_ok());
+/// for bad in [&b""[..], b".", b"..", b"a/b", b"nul\0"] {
+///     assert_eq!(check_name(bad).unwrap_err().errno(), libc::EINVAL);
+/// }
+/// assert_eq!(check_name(&[b'x'; 256]).unwrap_err().errno(), libc::ENAMETOOLONG);
+/// assert!(check_name(&[b'x'; 255]).is_ok());
+/// ```
 pub fn check_name(name: &[u8]) -> Result<()> {
     let bad = |reason| {
         Err(CoreError::InvalidName {

@@ -236,6 +236,40 @@ impl Mount {
 
     /// How full the filesystem is, as of the writer's last commit this
     /// mount has seen (`statfs`).
+    ///
+    /// # Example
+    ///
+    /// A new 10 GiB filesystem (`m` is a read-write `Arc<Mount>` of a new filesystem): 2560 blocks of 4 MiB, some of them
+    /// taken by `.pfs-paxos` and `.pfs-journal`.
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-statfs-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// let st = m.statfs()?;
+    /// assert_eq!(st.block_size, 4 << 20);
+    /// assert_eq!(st.blocks, 2560);
+    /// assert!(st.blocks_free < st.blocks);
+    /// assert_eq!(st.name_max, 255);
+    ///
+    /// m.open_file("/f", pfs_core::OpenOptions { create: true, write: true, ..Default::default() })?
+    ///     .write_at(b"one block", 0)?;
+    /// assert_eq!(m.statfs()?.blocks_free, st.blocks_free - 1);
+    /// assert_eq!(m.statfs()?.inodes_free, st.inodes_free - 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn statfs(&self) -> Result<FsStats> {
         self.with_meta(|meta| {
             let (bfree, bused) = meta.counts(MetaType::BlkTag);
@@ -280,6 +314,43 @@ impl Mount {
     }
 
     /// The entries of directory `dir`, as of one committed state.
+    ///
+    /// # Example
+    ///
+    /// List a directory (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-readdir-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::{FileType, OpenOptions};
+    ///
+    /// let dir = m.mkdir_path("/base")?;
+    /// m.mkdir_path("/base/global")?;
+    /// m.open_file("/base/PG_VERSION", OpenOptions { create: true, write: true, ..OpenOptions::default() })?
+    ///     .write_at(b"14\n", 0)?;
+    ///
+    /// // In the order the entries were added, without `.` and `..`.
+    /// let names: Vec<(String, FileType)> = m
+    ///     .readdir(dir)?
+    ///     .map(|e| (String::from_utf8_lossy(&e.name).into_owned(), e.kind))
+    ///     .collect();
+    /// assert_eq!(names, [("global".into(), FileType::Dir), ("PG_VERSION".into(), FileType::File)]);
+    /// assert_eq!(m.readdir_path("/base")?.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn readdir(&self, dir: u64) -> Result<ReadDir> {
         self.refresh()?;
         let st = self.state.read();
@@ -306,6 +377,43 @@ impl Mount {
     /// Fails with `Exists` if the name is taken, `InvalidName` or
     /// `NameTooLong` for a name no entry may have
     /// ([`Mount::create_with`], exclusive).
+    ///
+    /// # Example
+    ///
+    /// The namespace by inode, as a FUSE server or an SDK uses it (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-create-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::{limits::ROOT_INO, CoreError, FileType};
+    ///
+    /// let wal = m.create(ROOT_INO, b"wal", FileType::Dir)?;
+    /// let seg = m.create(wal, b"000000010000000000000001", FileType::File)?;
+    /// assert_eq!(m.lookup(wal, b"000000010000000000000001")?, seg);
+    /// assert_eq!(m.lookup(wal, b"..")?, ROOT_INO);
+    /// assert_eq!(m.getattr(seg)?.kind, FileType::File);
+    ///
+    /// // A name is created once; names are checked.
+    /// let again = m.create(wal, b"000000010000000000000001", FileType::File);
+    /// assert!(matches!(again, Err(CoreError::Exists { .. })));
+    /// assert_eq!(m.create(wal, b"a/b", FileType::File).unwrap_err().errno(), libc::EINVAL);
+    /// let long = [b'x'; 256];
+    /// assert_eq!(m.create(wal, &long, FileType::File).unwrap_err().errno(), libc::ENAMETOOLONG);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(&self, dir: u64, name: &[u8], kind: FileType) -> Result<u64> {
         self.create_with(dir, name, kind, true).map(|(ino, _)| ino)
     }
@@ -407,6 +515,40 @@ impl Mount {
     /// target that exists, checked inside the transaction that renames, is
     /// `Exists` (EEXIST) and nothing changes, also when it is the source
     /// itself, as Linux has it.
+    ///
+    /// # Example
+    ///
+    /// Rename without replacing (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-rename-with-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::{limits::ROOT_INO, CoreError, FileType, Replace};
+    ///
+    /// m.create(ROOT_INO, b"a", FileType::File)?;
+    /// m.create(ROOT_INO, b"b", FileType::File)?;
+    /// let r = m.rename_with(ROOT_INO, b"a", ROOT_INO, b"b", Replace::Never);
+    /// assert!(matches!(r, Err(CoreError::Exists { .. })));
+    /// m.rename_with(ROOT_INO, b"a", ROOT_INO, b"c", Replace::Never)?;
+    /// assert!(m.lookup(ROOT_INO, b"a").is_err());
+    /// // `rename` replaces, as rename(2) does.
+    /// m.rename(ROOT_INO, b"c", ROOT_INO, b"b")?;
+    /// assert_eq!(m.readdir(ROOT_INO)?.filter(|e| !e.name.starts_with(b".")).count(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rename_with(
         &self,
         old_dir: u64,
@@ -592,6 +734,43 @@ impl Mount {
 
     /// Attributes of the file or directory at `path`, both looked up in
     /// one committed state (so `ino` and `btime` name the same file).
+    ///
+    /// # Example
+    ///
+    /// `stat` (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-stat-path-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::{CoreError, FileType, OpenOptions};
+    ///
+    /// m.mkdir_path("/pg_wal")?;
+    /// let f = m.open_file("/pg_wal/seg", OpenOptions { create: true, write: true, ..OpenOptions::default() })?;
+    /// f.write_at(&[7u8; 100], 4096)?;
+    ///
+    /// let a = m.stat_path("/pg_wal/seg")?;
+    /// assert_eq!((a.kind, a.size, a.nblock, a.nlink), (FileType::File, 4196, 1, 1));
+    /// assert_eq!(a.ino, f.ino());
+    /// assert_eq!(m.stat_path("/pg_wal/./../pg_wal/seg")?, a);
+    /// assert!(m.stat_path("/pg_wal/")?.is_dir());
+    /// // A trailing `/` asks for a directory.
+    /// assert!(matches!(m.stat_path("/pg_wal/seg/"), Err(CoreError::NotDir { .. })));
+    /// assert_eq!(m.stat_path("/nothing").unwrap_err().errno(), libc::ENOENT);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stat_path(&self, path: impl AsRef<[u8]>) -> Result<Attr> {
         let p = split(path.as_ref())?;
         self.refresh()?;
@@ -699,6 +878,40 @@ impl Mount {
     /// Creates directory `path` and any missing parents; an existing
     /// directory is fine (`mkdir -p`). `.` and `..` move as in any path:
     /// `/a/../b` creates `/a` and `/b`.
+    ///
+    /// # Example
+    ///
+    /// `mkdir -p`, `rmdir` and `rm` by path (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-create-dir-all-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::{CoreError, FileType};
+    ///
+    /// let leaf = m.create_dir_all("/a/b/c")?;
+    /// assert_eq!(m.create_dir_all("/a/b/c")?, leaf);
+    /// m.create_path("/a/b/c/file", FileType::File)?;
+    ///
+    /// assert!(matches!(m.rmdir_path("/a/b/c"), Err(CoreError::NotEmpty { .. })));
+    /// m.unlink_path("/a/b/c/file")?;
+    /// m.rmdir_path("/a/b/c")?;
+    /// assert!(m.access("/a/b").is_ok());
+    /// assert!(m.access("/a/b/c").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_dir_all(&self, path: impl AsRef<[u8]>) -> Result<u64> {
         let p = split(path.as_ref())?;
         let mut dir = ROOT_INO;
@@ -741,6 +954,45 @@ impl Mount {
     }
 
     /// Renames `from` to `to` (see [`Mount::rename`]).
+    ///
+    /// # Example
+    ///
+    /// Move a file into another directory, replacing what is there (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-rename-path-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::{FileType, OpenOptions};
+    /// use std::io::Read;
+    ///
+    /// m.mkdir_path("/tmp")?;
+    /// m.mkdir_path("/data")?;
+    /// let new = m.open_file("/tmp/conf", OpenOptions { create: true, write: true, ..OpenOptions::default() })?;
+    /// new.write_at(b"new", 0)?;
+    /// new.sync_all()?;
+    /// m.create_path("/data/conf", FileType::File)?;
+    ///
+    /// m.rename_path("/tmp/conf", "/data/conf")?;
+    /// let mut s = String::new();
+    /// m.open_file("/data/conf", OpenOptions::default())?.read_to_string(&mut s)?;
+    /// assert_eq!(s, "new");
+    /// assert_eq!(m.readdir_path("/tmp")?.len(), 0);
+    /// assert_eq!(m.rename_path("/tmp/conf", "/x").unwrap_err().errno(), libc::ENOENT);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rename_path(&self, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<()> {
         let (from, to) = (from.as_ref(), to.as_ref());
         let (odir, oname) = self.resolve_parent(from)?;
@@ -768,6 +1020,45 @@ impl Mount {
     }
 
     /// Sets the size of file `path` (see [`Mount::truncate`]).
+    ///
+    /// # Example
+    ///
+    /// Shrink and grow a file (`m` is a read-write `Arc<Mount>` of a new filesystem):
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-truncate-path-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let dir = scratch.0.clone();
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::OpenOptions;
+    ///
+    /// let f = m.open_file("/f", OpenOptions { create: true, write: true, ..OpenOptions::default() })?;
+    /// f.write_at(b"0123456789", 0)?;
+    /// m.truncate_path("/f", 4)?;
+    /// let mut buf = [0u8; 10];
+    /// assert_eq!(f.read_at(&mut buf, 0)?, 4);
+    /// assert_eq!(&buf[..4], b"0123");
+    ///
+    /// // Growing leaves a hole that reads as zeros and owns no block.
+    /// m.truncate_path("/f", 10 << 20)?;
+    /// let a = m.stat_path("/f")?;
+    /// assert_eq!((a.size, a.nblock), (10 << 20, 1));
+    /// assert_eq!(f.read_at(&mut buf, 8 << 20)?, 10);
+    /// assert_eq!(buf, [0; 10]);
+    /// assert!(m.truncate_path("/", 0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn truncate_path(&self, path: impl AsRef<[u8]>, len: u64) -> Result<()> {
         let path = path.as_ref();
         let ino = self.resolve(path)?;

@@ -60,7 +60,7 @@ pub const MAX_BLKID: u64 = MAX_FILE_SIZE / BLOCK_SIZE;
 
 impl MetaImage {
     /// The full name of the entry headed by direntry `deno`, its extension
-    /// chain walked through the checked [`crate::chain::Chain`].
+    /// chain walked through the checked `crate::chain::Chain`.
     pub fn entry_name(&self, deno: u64, de: &DirEntryPhy) -> Result<Vec<u8>> {
         let exts: Vec<(ObjectId, MetaObjPhy)> = self
             .ext_chain(deno, de.de_extdeno.get())

@@ -7,7 +7,7 @@ use crate::error::{CoreError, Result};
 
 /// What mkfs and growfs check before writing to a formatted device: no
 /// host holds or is taking the writer lease (see
-/// [`crate::lease`]).
+/// [`crate::Lease`]).
 /// A device whose metadata cannot be read has no lease to respect; a
 /// device read error is returned.
 pub fn refuse_live_writer(dev: &dyn Device) -> Result<()> {

@@ -33,6 +33,28 @@ pub enum BarePbd {
 }
 
 /// A parsed PFS path.
+///
+/// # Example
+///
+/// The paths the tool and the C SDK take:
+///
+/// ```
+/// use pfs_core::{BarePbd, PfsPath};
+///
+/// let p = PfsPath::parse("/nvme1n1/pg_wal/000000010000000000000001")?;
+/// assert_eq!(p.pbd, "nvme1n1");
+/// assert_eq!(p.inner(), b"/pg_wal/000000010000000000000001");
+/// assert_eq!(PfsPath::parse("//nvme1n1/")?.inner(), b"/");
+///
+/// let wal = PfsPath::parse("/nvme1n1/pg_wal")?;
+/// assert_eq!(wal.join("archive_status")?.inner(), b"/pg_wal/archive_status");
+///
+/// // A bare PBD name is the root only where the C SDK's rule applies.
+/// assert_eq!(PfsPath::parse("/nvme1n1").unwrap_err().errno(), libc::EINVAL);
+/// assert_eq!(PfsPath::parse_with("/nvme1n1", BarePbd::Root)?.inner(), b"/");
+/// assert!(PfsPath::parse("relative/path").is_err());
+/// # Ok::<(), pfs_core::CoreError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PfsPath {
     /// The PBD name.

@@ -91,6 +91,38 @@ pub fn is_rbd(name: &str) -> bool {
 /// Opens the device of PBD `name`: an RBD image for `rbd:<pool>:<image>`
 /// (the cluster as the environment says, see [`RbdClient::from_env`]),
 /// else the block device or file [`device_path`] gives.
+///
+/// # Example
+///
+/// PBD `disk` in a device directory (`dir`, a scratch directory), as
+/// `PFS_DEVICE_DIR=dir` makes the tool and the SDK find it; without a
+/// directory it would be `/dev/disk`:
+///
+/// ```
+/// # struct Scratch(std::path::PathBuf);
+/// # impl Drop for Scratch {
+/// #     fn drop(&mut self) {
+/// #         let _ = std::fs::remove_dir_all(&self.0);
+/// #     }
+/// # }
+/// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-open-pbd-{}", std::process::id())));
+/// # std::fs::create_dir_all(&scratch.0)?;
+/// # let dir = scratch.0.clone();
+/// use pfs_core::{mkfs, pbd, MkfsOptions, Mode, Mount, MountOptions};
+/// use std::sync::Arc;
+///
+/// std::fs::File::create(dir.join("disk"))?.set_len(10 << 30)?;
+/// assert_eq!(pbd::device_path("disk", Some(&dir))?, dir.join("disk"));
+/// assert_eq!(pbd::device_path("nvme1n1", None)?, std::path::Path::new("/dev/nvme1n1"));
+///
+/// let dev: Arc<dyn pfs_core::Device> = Arc::from(pbd::open_pbd("disk", Some(&dir), true)?);
+/// mkfs(dev.as_ref(), &MkfsOptions::default())?;
+/// let opts = MountOptions { hostid: 1, ..MountOptions::for_pbd("disk", Some(&dir), Mode::ReadWrite) };
+/// let m = Mount::open_with(dev, Mode::ReadWrite, &opts)?;
+/// m.mkdir_path("/data")?;
+/// assert!(pbd::open_pbd("no/such", Some(&dir), false).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn open_pbd(name: &str, device_dir: Option<&Path>, writable: bool) -> Result<Box<dyn Device>> {
     check_pbd_name(name)?;
     if let Some(spec) = RbdSpec::parse(name) {

@@ -30,6 +30,20 @@ impl OpenOptions {
     ///
     /// Every other flag (`O_CLOEXEC`, `O_DIRECT`, `O_SYNC`, `O_NOATIME` ...)
     /// changes nothing: PFS writes are committed when they return.
+    ///
+    /// # Example
+    ///
+    /// The flags of a WAL writer:
+    ///
+    /// ```
+    /// use pfs_core::OpenOptions;
+    ///
+    /// let o = OpenOptions::from_flags(libc::O_CREAT | libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC);
+    /// let want = OpenOptions { create: true, write: true, write_only: true, append: true, ..OpenOptions::default() };
+    /// assert_eq!(o, want);
+    /// // O_TRUNC of a read-only open truncates nothing.
+    /// assert!(!OpenOptions::from_flags(libc::O_RDONLY | libc::O_TRUNC).truncate);
+    /// ```
     pub fn from_flags(flags: i32) -> OpenOptions {
         let access = flags & libc::O_ACCMODE;
         let write = access != libc::O_RDONLY;

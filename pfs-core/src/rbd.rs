@@ -15,7 +15,7 @@
 //!
 //! A read-write mount registers its client in the image's metadata, and
 //! a host that takes the writer lease over blocklists the clients of the
-//! host it deposed (see [`writers`]): their operations fail from then on
+//! host it deposed (see `writers`): their operations fail from then on
 //! with `EBLOCKLISTED`, which this device reports as
 //! [`CoreError::Fenced`].
 

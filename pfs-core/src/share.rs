@@ -21,8 +21,13 @@
 //!   the host's transaction lock, one at a time per host id; a read lock
 //!   per host id held by every process mounted with it ("members"); a
 //!   read lock per open inode, so that a file one process has open is not
-//!   freed when another unlinks it; and a data lock per inode, shared by
-//!   writes and taken alone by a truncate ([`crate::datalock`]).
+//!   freed when another unlinks it (machine-wide: a replica's open file
+//!   stays whole while the writer unlinks it, and the check never waits);
+//!   and a data lock per host id and inode, shared by writes and taken
+//!   alone by a truncate ([`crate::datalock`]). Only one host writes at a
+//!   time, so the data locks of different hosts need not meet: a stopped
+//!   writer of one host (a paused primary) never holds up a truncate of
+//!   the host that took over.
 
 use crate::error::{CoreError, Result};
 use crate::hostlock::{flock, open_machine_file};
@@ -87,7 +92,9 @@ const LOCK_FLUSH: i64 = 4 << 20;
 /// One byte per host id: one committer at a time (group commit).
 const LOCK_COMMIT: i64 = 5 << 20;
 const LOCK_OPEN: i64 = 1 << 32;
-const LOCK_DATA: i64 = 1 << 40;
+/// Data locks: host id `h`'s inode `ino` at `LOCK_DATA + h * DATA_STRIDE + ino`.
+const LOCK_DATA: i64 = 1 << 44;
+const DATA_STRIDE: i64 = 1 << 40;
 
 /// The shared state of one PBD on this machine, as seen by this process.
 pub(crate) struct Share {
@@ -103,10 +110,11 @@ pub(crate) struct Share {
     tx_waiters: std::sync::atomic::AtomicU32,
     /// Mounts of this process per host id holding the member lock.
     members: Mutex<HashMap<u64, usize>>,
-    /// Handles of this process per open inode holding its lock.
-    open: Mutex<HashMap<u64, usize>>,
-    /// Writes of this process per inode holding its data lock shared.
-    writing: Mutex<HashMap<u64, usize>>,
+    /// Handles of this process per open-inode lock (by its offset).
+    open: Mutex<HashMap<i64, usize>>,
+    /// Writes of this process per data lock (by its offset) holding it
+    /// shared.
+    writing: Mutex<HashMap<i64, usize>>,
     /// The in-process half of the order of flushes ([`Share::flush`]).
     flushing: Mutex<()>,
     /// The in-process half of the committer's lock ([`Share::lock_commit`]).
@@ -355,48 +363,48 @@ impl Share {
         let at = per_inode(LOCK_OPEN, ino);
         if delta > 0 {
             // Best effort: a failure only loses the protection.
-            let _ = self.hold_shared(&self.open, ino, at);
+            let _ = self.hold_shared(&self.open, at);
         } else {
-            self.release_shared(&self.open, ino, at);
+            self.release_shared(&self.open, at);
         }
     }
 
-    /// Takes inode `ino`'s data lock among the processes of this machine:
-    /// shared for a write (the process holds one byte-range read lock for
-    /// all its threads writing the file), or alone for a truncate (whose
-    /// thread holds the in-process lock alone, so this process has no
-    /// shared hold on it).
-    pub(crate) fn lock_data(&self, ino: u64, exclusive: bool) -> Result<()> {
-        let at = per_inode(LOCK_DATA, ino);
+    /// Takes inode `ino`'s data lock of host `hostid` among the processes
+    /// of this machine: shared for a write (the process holds one
+    /// byte-range read lock for all its threads writing the file), or alone
+    /// for a truncate (whose thread holds the in-process lock alone, so
+    /// this process has no shared hold on it).
+    pub(crate) fn lock_data(&self, hostid: u64, ino: u64, exclusive: bool) -> Result<()> {
+        let at = data_lock_at(hostid, ino);
         if exclusive {
             self.lock(libc::F_WRLCK, at, 1, true)?;
             return Ok(());
         }
-        self.hold_shared(&self.writing, ino, at)
+        self.hold_shared(&self.writing, at)
     }
 
     /// Undoes [`Self::lock_data`].
-    pub(crate) fn unlock_data(&self, ino: u64, exclusive: bool) {
-        let at = per_inode(LOCK_DATA, ino);
+    pub(crate) fn unlock_data(&self, hostid: u64, ino: u64, exclusive: bool) {
+        let at = data_lock_at(hostid, ino);
         if exclusive {
             self.unlock(at, 1);
         } else {
-            self.release_shared(&self.writing, ino, at);
+            self.release_shared(&self.writing, at);
         }
     }
 
-    /// Counts one more hold of inode `ino`'s read lock at `at` in `holds`;
-    /// the process takes the byte-range lock with its first hold.
-    fn hold_shared(&self, holds: &Mutex<HashMap<u64, usize>>, ino: u64, at: i64) -> Result<()> {
+    /// Counts one more hold of the read lock at `at` in `holds`; the
+    /// process takes the byte-range lock with its first hold.
+    fn hold_shared(&self, holds: &Mutex<HashMap<i64, usize>>, at: i64) -> Result<()> {
         loop {
             let mut m = holds.lock();
-            let n = m.entry(ino).or_insert(0);
+            let n = m.entry(at).or_insert(0);
             if *n > 0 || self.lock(libc::F_RDLCK, at, 1, false)? {
                 *n += 1;
                 return Ok(());
             }
             if *n == 0 {
-                m.remove(&ino);
+                m.remove(&at);
             }
             drop(m);
             // Another process holds the range alone (a truncate): wait for
@@ -409,12 +417,12 @@ impl Share {
     }
 
     /// Undoes [`Self::hold_shared`]; the last hold releases the lock.
-    fn release_shared(&self, holds: &Mutex<HashMap<u64, usize>>, ino: u64, at: i64) {
+    fn release_shared(&self, holds: &Mutex<HashMap<i64, usize>>, at: i64) {
         let mut m = holds.lock();
-        if let Some(n) = m.get_mut(&ino) {
+        if let Some(n) = m.get_mut(&at) {
             *n -= 1;
             if *n == 0 {
-                m.remove(&ino);
+                m.remove(&at);
                 self.unlock(at, 1);
             }
         }
@@ -621,6 +629,12 @@ fn per_inode(base: i64, ino: u64) -> i64 {
         .ok()
         .and_then(|i| base.checked_add(i))
         .unwrap_or(i64::MAX - 1)
+}
+
+/// Where host `hostid`'s data lock of inode `ino` lies in the shared file.
+fn data_lock_at(hostid: u64, ino: u64) -> i64 {
+    let host = hostid.min(MAX_HOSTID) as i64 * DATA_STRIDE;
+    per_inode(LOCK_DATA + host, ino)
 }
 
 /// A host's committer lock, held until dropped.

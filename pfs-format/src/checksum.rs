@@ -18,6 +18,24 @@ fn raw_update(state: u32, bytes: &[u8]) -> u32 {
 }
 
 /// PFS checksum of `bytes` (seed `0xFFFF_FFFE`, no final inversion).
+///
+/// # Example
+///
+/// The check value of the PFS variant (seed `0xFFFF_FFFE`, no final inversion), and a checksum field read as zero:
+///
+/// ```
+/// use pfs_format::checksum::CRC_SEED;
+/// use pfs_format::{pfs_crc32c, pfs_crc32c_zeroed};
+///
+/// assert_eq!(pfs_crc32c(b"123456789"), 0xe8c7_bb34);
+/// assert_eq!(pfs_crc32c(b""), CRC_SEED);
+///
+/// let mut record = *b"head\xaa\xbb\xcc\xddtail";
+/// let sum = pfs_crc32c_zeroed(&record, 4).expect("the field is inside");
+/// record[4..8].fill(0);
+/// assert_eq!(sum, pfs_crc32c(&record));
+/// assert_eq!(pfs_crc32c_zeroed(&record, 10), None);
+/// ```
 pub fn pfs_crc32c(bytes: &[u8]) -> u32 {
     raw_update(CRC_SEED, bytes)
 }

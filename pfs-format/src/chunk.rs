@@ -108,6 +108,21 @@ impl ChunkPhy {
     }
 
     /// Reads and validates the header of chunk `chunk` (see [`Self::validate`]).
+    ///
+    /// # Example
+    ///
+    /// A header round trip, and a header read at the wrong chunk:
+    ///
+    /// ```
+    /// use pfs_format::{ChunkPhy, CorruptKind};
+    ///
+    /// let ck = ChunkPhy::new(1, 2); // chunk 1 of 2
+    /// let bytes = ck.to_bytes();
+    /// assert_eq!(ChunkPhy::decode(&bytes, 1)?, ck);
+    /// let err = ChunkPhy::decode(&bytes, 0).unwrap_err();
+    /// assert!(matches!(err.corrupt_kind(), Some(CorruptKind::ChunkMagic | CorruptKind::ChunkNumber)));
+    /// # Ok::<(), pfs_format::FormatError>(())
+    /// ```
     pub fn decode(bytes: &[u8], chunk: u64) -> Result<ChunkPhy> {
         let ck = ChunkPhy::from_bytes(bytes)?;
         ck.validate(chunk)?;

@@ -83,6 +83,25 @@ impl LeaderRecord {
     }
 
     /// Reads and validates a record (see [`Self::validate`]).
+    ///
+    /// # Example
+    ///
+    /// The record of a new filesystem, through its bytes:
+    ///
+    /// ```
+    /// use pfs_format::{CorruptKind, LeaderRecord};
+    ///
+    /// let lr = LeaderRecord::new(30, 1 << 30);
+    /// let bytes = lr.to_bytes();
+    /// let back = LeaderRecord::decode(&bytes)?;
+    /// assert_eq!(back.num_hosts.get(), 30);
+    /// assert_eq!((back.head_txid.get(), back.tail_txid.get()), (0, 0));
+    ///
+    /// let mut bad = bytes;
+    /// bad[0] ^= 0xff;
+    /// assert_eq!(LeaderRecord::decode(&bad).unwrap_err().corrupt_kind(), Some(CorruptKind::LeaderMagic));
+    /// # Ok::<(), pfs_format::FormatError>(())
+    /// ```
     pub fn decode(bytes: &[u8]) -> Result<LeaderRecord> {
         let lr = LeaderRecord::from_bytes(bytes)?;
         lr.validate()?;

@@ -17,6 +17,31 @@
 //! impossible sizes and dangling object numbers are [`FormatError`]s.
 //! Encoding a decoded structure gives back the same bytes (padding included).
 //! This crate does no IO.
+//!
+//! # Example
+//!
+//! Read the header of chunk 0 from the first sector of a device (here, a
+//! sector made in memory) and find an inode's object through it:
+//!
+//! ```
+//! use pfs_format::layout::SECTOR_SIZE;
+//! use pfs_format::{ChunkPhy, MetaObjPhy, MetaType, ObjectId};
+//!
+//! let mut sector = vec![0u8; SECTOR_SIZE as usize];
+//! let header = ChunkPhy::new(0, 1).to_bytes();
+//! sector[..header.len()].copy_from_slice(&header);
+//!
+//! let ck = ChunkPhy::decode(&sector, 0)?;
+//! assert_eq!(ck.ck_nchunk.get(), 1);
+//! assert_eq!(ck.metaset(MetaType::Inode).ms_nsect.get(), MetaType::Inode.nsect());
+//!
+//! // The root directory's inode is object 0 of chunk 0's inode metaset.
+//! let root = ObjectId::new(MetaType::Inode, 0, 0)?;
+//! let free = MetaObjPhy::new_free(root);
+//! assert_eq!(MetaObjPhy::decode(&free.to_bytes(), root)?.mtype(), Some(MetaType::Inode));
+//! assert!(ChunkPhy::decode(&sector[..64], 0).is_err()); // short: an error, no panic
+//! # Ok::<(), pfs_format::FormatError>(())
+//! ```
 
 #![forbid(unsafe_code)]
 

@@ -17,6 +17,43 @@ use core::mem::size_of;
 /// `mo_next`/`mo_prev` chain objects: an inode's `mo_head`/`mo_tail` (the
 /// same two fields) name the first and last direntry of a directory or block
 /// tag of a file, and those objects link to each other. Number 0 ends a chain.
+///
+/// # Example
+///
+/// Encode an inode object, decode it back where it belongs, and see a
+/// flipped bit refused:
+///
+/// ```
+/// use pfs_format::inode::INODE_TYPE_FILE;
+/// use pfs_format::{CorruptKind, MetaObjPhy, MetaType, ObjectId};
+///
+/// let id = ObjectId::new(MetaType::Inode, 0, 5)?;
+/// let mut mo = MetaObjPhy::new_free(id);
+/// mo.mo_used = 1;
+/// let inode = mo.inode_mut();
+/// inode.in_type = INODE_TYPE_FILE;
+/// inode.in_nlink.set(1);
+/// inode.in_size.set(8192);
+/// mo.seal(); // the checksum covers every byte
+///
+/// let bytes = mo.to_bytes();
+/// assert_eq!(bytes.len(), 128);
+/// let back = MetaObjPhy::decode(&bytes, id)?;
+/// assert_eq!(back, mo);
+/// assert!(back.is_used() && back.inode().is_file());
+/// assert_eq!(back.inode().in_size.get(), 8192);
+///
+/// // Damage is an error naming what failed, never a panic.
+/// let mut torn = bytes;
+/// torn[60] ^= 1;
+/// let err = MetaObjPhy::decode(&torn, id).unwrap_err();
+/// assert_eq!(err.corrupt_kind(), Some(CorruptKind::ObjectChecksum));
+/// // So are the wrong place and a short buffer.
+/// let other = ObjectId::new(MetaType::Inode, 0, 6)?;
+/// assert_eq!(MetaObjPhy::decode(&bytes, other).unwrap_err().corrupt_kind(), Some(CorruptKind::ObjectNumber));
+/// assert!(MetaObjPhy::decode(&bytes[..100], id).is_err());
+/// # Ok::<(), pfs_format::FormatError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 #[repr(C)]
 pub struct MetaObjPhy {

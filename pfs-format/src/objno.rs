@@ -97,6 +97,26 @@ const _: () = assert!(MetaType::DirEntry.shift() == 11);
 const _: () = assert!(MetaType::Inode.shift() == 11);
 
 /// A validated meta object address: type, chunk and id inside the chunk.
+///
+/// # Example
+///
+/// Object numbers and where the objects are on the device:
+///
+/// ```
+/// use pfs_format::{layout, MetaType, ObjectId};
+///
+/// let id = ObjectId::new(MetaType::Inode, 1, 5)?;
+/// assert_eq!(id.number(), (1 << 11) | 5);
+/// assert_eq!(ObjectId::from_number(MetaType::Inode, id.number(), 2)?, id);
+/// assert!(id.bda() >= layout::CHUNK_SIZE); // in chunk 1
+/// // A number past the device's chunks is refused.
+/// assert!(ObjectId::from_number(MetaType::Inode, id.number(), 1).is_err());
+/// assert!(ObjectId::new(MetaType::Inode, 0, MetaType::Inode.per_chunk()).is_err());
+///
+/// let tag = ObjectId::new(MetaType::BlkTag, 1, 7)?;
+/// assert_eq!(tag.block_number(), Some(2560 + 7));
+/// # Ok::<(), pfs_format::FormatError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId {
     /// Object type.

@@ -24,6 +24,45 @@ use std::collections::BTreeSet;
 pub type WriteHome<'a, E> = &'a mut dyn FnMut(&BTreeSet<u64>) -> Result<(), E>;
 
 /// The state of a journal (see the module documentation).
+///
+/// # Example
+///
+/// A writer's commits, then a checkpoint that writes the changed metaset
+/// sectors home (here it only notes them) and frees the journal:
+///
+/// ```
+/// use pfs_format::{LeaderRecord, MetaObjPhy, MetaType, ObjectId};
+/// use pfs_journal::{used, Journal, JournalError, LogStore, MemLog};
+/// use std::collections::BTreeSet;
+///
+/// fn allow(_: &LeaderRecord) -> Result<(), JournalError> {
+///     Ok(())
+/// }
+///
+/// let log = MemLog::new(64 << 10);
+/// let mut journal = Journal::new(log.read_leader()?, BTreeSet::new());
+/// let mut written_home = BTreeSet::new();
+/// let mut write_home = |sectors: &BTreeSet<u64>| -> Result<(), JournalError> {
+///     written_home.extend(sectors.iter().copied());
+///     Ok(())
+/// };
+/// for oid in 3..6 {
+///     let id = ObjectId::new(MetaType::Inode, 0, oid)?;
+///     journal.commit(&log, &[(id, MetaObjPhy::new_free(id))], &allow, &mut write_home)?;
+/// }
+/// assert_eq!(journal.ntx(), 3);
+/// assert_eq!(journal.leader().head_txid.get(), 3);
+/// assert!(journal.has_unapplied());
+/// assert_eq!(journal.dirty().len(), 1); // inodes 3..6 share a sector
+///
+/// journal.checkpoint(&log, &allow, &mut write_home)?;
+/// assert!(!journal.has_unapplied());
+/// assert_eq!(used(journal.leader()), 0);
+/// assert_eq!(log.read_leader()?, *journal.leader());
+/// drop(write_home);
+/// assert_eq!(written_home.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Journal {
     leader: LeaderRecord,

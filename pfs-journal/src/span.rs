@@ -44,6 +44,39 @@ impl Span {
     /// What `new` committed after the head of `old`: `None` when the
     /// journal no longer holds all of it (`new` checkpointed past `old`'s
     /// head, or the journal was remade), so the reader must reload.
+    ///
+    /// # Example
+    ///
+    /// A follower that replayed up to `seen` reads only what the writer
+    /// committed since:
+    ///
+    /// ```
+    /// use pfs_format::{LeaderRecord, MetaObjPhy, MetaType, ObjectId};
+    /// use pfs_journal::{append, checkpoint, span_entries, JournalError, LogStore, MemLog, Span};
+    ///
+    /// fn allow(_: &LeaderRecord) -> Result<(), JournalError> {
+    ///     Ok(())
+    /// }
+    /// let tx = |oid| -> Result<_, pfs_format::FormatError> {
+    ///     let id = ObjectId::new(MetaType::Inode, 0, oid)?;
+    ///     Ok([(id, MetaObjPhy::new_free(id))])
+    /// };
+    ///
+    /// let log = MemLog::new(64 << 10);
+    /// let seen = append(&log, &log.read_leader()?, &tx(3)?, &allow)?;
+    /// let now = append(&log, &seen, &tx(4)?, &allow)?;
+    ///
+    /// let span = Span::since(&seen, &now).expect("the journal still holds it");
+    /// let new = span_entries(&log, &span, 1)?;
+    /// assert_eq!(new.len(), 1);
+    /// assert_eq!(new[0].id.oid, 4);
+    ///
+    /// // Once the writer checkpoints past `seen`, the follower must reload.
+    /// let later = checkpoint(&log, &now, &mut || Ok(()), &allow)?;
+    /// let later = append(&log, &later, &tx(5)?, &allow)?;
+    /// assert!(Span::since(&seen, &later).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn since(old: &LeaderRecord, new: &LeaderRecord) -> Option<Span> {
         let fits = new.log_size == old.log_size
             && new.tail_txid.get() <= old.head_txid.get()

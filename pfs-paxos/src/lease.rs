@@ -75,6 +75,26 @@ impl SlotState {
 }
 
 /// A host's slot (64 bytes at the start of its sector).
+///
+/// # Example
+///
+/// A slot written, read back, and refused once torn:
+///
+/// ```
+/// use pfs_paxos::lease::{LeaseRecord, SlotState, Writer};
+///
+/// let w = Writer { hostid: 3, token: 77, pid: 4242, node: 1, duration_ms: 10_000, flags: 0 };
+/// let slot = LeaseRecord::new(&w, SlotState::Held, 1, 0);
+/// let bytes = slot.to_bytes();
+/// let back = LeaseRecord::decode(&bytes).expect("a valid slot");
+/// assert_eq!(back.slot_state(), SlotState::Held);
+/// assert_eq!(back.hostid.get(), 3);
+///
+/// let mut torn = bytes;
+/// torn[30] ^= 1;
+/// assert_eq!(LeaseRecord::decode(&torn), None);
+/// assert_eq!(LeaseRecord::decode(&[0u8; 64]), None); // never written
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 #[repr(C)]
 pub struct LeaseRecord {
@@ -334,6 +354,29 @@ pub enum Liveness {
 /// than its lease duration plus [`margin_ms`], counted from the first time
 /// this observer saw it. The first sighting is after the write that set it
 /// started, so the holder's own clock (see [`Validity`]) expires first.
+///
+/// # Example
+///
+/// Another host's claim, seen on this observer's clock (ms): alive while
+/// its heartbeat moves, dead once it stays silent past the lease and the
+/// margin:
+///
+/// ```
+/// use pfs_paxos::lease::{margin_ms, LeaseRecord, Liveness, SlotState, Watch, Writer};
+///
+/// let w = Writer { hostid: 2, token: 9, pid: 1, node: 1, duration_ms: 1000, flags: 0 };
+/// let mut watch = Watch::new();
+/// let beat1 = LeaseRecord::new(&w, SlotState::Held, 1, 0);
+/// assert_eq!(watch.judge(&beat1, 0, false), Liveness::Alive);
+/// let beat2 = LeaseRecord::new(&w, SlotState::Held, 2, 0);
+/// assert_eq!(watch.judge(&beat2, 900, false), Liveness::Alive); // it renewed
+///
+/// let silent_until = 900 + 1000 + margin_ms(1000);
+/// assert_eq!(watch.judge(&beat2, silent_until, false), Liveness::Alive);
+/// assert_eq!(watch.judge(&beat2, silent_until + 1, false), Liveness::Dead);
+/// // A process of this machine known gone is dead at once.
+/// assert_eq!(Watch::new().judge(&beat2, 0, true), Liveness::Dead);
+/// ```
 #[derive(Debug, Default)]
 pub struct Watch {
     seen: HashMap<u32, ((u64, u64), u64)>,
@@ -393,6 +436,21 @@ pub fn margin_ms(duration_ms: u64) -> u64 {
 }
 
 /// The holder's view of its lease on its own monotonic clock.
+///
+/// # Example
+///
+/// The holder stops writing a margin before its lease ends, so it stops
+/// before any observer can judge it dead:
+///
+/// ```
+/// use pfs_paxos::lease::{margin_ms, Validity};
+///
+/// let v = Validity { renewed_at_ms: 5_000, duration_ms: 10_000 };
+/// assert!(v.may_write(5_000));
+/// assert_eq!(v.left_ms(5_000), 10_000 - margin_ms(10_000));
+/// assert!(!v.may_write(15_000 - margin_ms(10_000)));
+/// assert_eq!(v.left_ms(20_000), 0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {
     /// Monotonic ms at which the last successful renewal write started.

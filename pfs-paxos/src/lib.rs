@@ -4,6 +4,28 @@
 //! `.pfs-paxos` is one 4 MiB block. Sector 0 holds the leader record
 //! ([`pfs_format::LeaderRecord`]); sector `h` is host `h`'s slot of the
 //! single-writer lease ([`lease`]), for host ids `1..=max_hosts`.
+//!
+//! # Example
+//!
+//! Which host id a mount gets, and where its slot is:
+//!
+//! ```
+//! use pfs_format::LeaderRecord;
+//! use pfs_paxos::{lease, HostId, PaxosError};
+//!
+//! let leader = LeaderRecord::new(30, 1 << 30); // mkfs -u 30
+//! let h = HostId::resolve(2, &leader)?;
+//! assert_eq!(h.get(), 2);
+//! assert_eq!(h.sector_offset(), 2 * 4096);
+//! assert_eq!(lease::slot_offset(2), h.sector_offset());
+//! // 0 is the tool's default: the filesystem's host count.
+//! assert_eq!(HostId::resolve(0, &leader)?.get(), 30);
+//! assert_eq!(
+//!     HostId::resolve(31, &leader),
+//!     Err(PaxosError::HostIdOutOfRange { hostid: 31, num_hosts: 30 })
+//! );
+//! # Ok::<(), PaxosError>(())
+//! ```
 
 #![forbid(unsafe_code)]
 

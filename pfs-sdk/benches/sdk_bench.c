@@ -4,6 +4,19 @@
  * from 1 and 8 processes. Run by benches/run.sh, which sets up the devices.
  *
  *   sdk_bench <pbd> <raw device> <threads> <seconds>
+ *
+ * The second form measures one figure of libpfsd alone, for a script that
+ * alternates it with another program's (scripts/rbd-bench.sh and `rbd
+ * bench`): 8 KiB random reads or writes by <threads> threads for
+ * <seconds> over the first 1 GiB of file /<pbd>/bench, which is made and
+ * written whole first when it is shorter, and kept. It prints one line,
+ * "<IOPS> <ops>". A `randread` process first writes 8 KiB of the file (the
+ * same bytes again), so it holds the writer lease, as a database that
+ * writes does; `randread-nolease` writes nothing, so its mount does not
+ * hold the lease and checks the journal's head around every read (a
+ * reader's reads: another host may be writing).
+ *
+ *   sdk_bench io <pbd> <randread|randread-nolease|randwrite> <threads> <seconds>
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -172,9 +185,48 @@ meta_procs(int procs, double total[3])
 		;
 }
 
+/* The second form (see the top). */
+static int
+io_only(int argc, char **argv)
+{
+	CHECK(argc == 6);
+	pbd = argv[2];
+	int write = strcmp(argv[3], "randwrite") == 0;
+	int lease = strcmp(argv[3], "randread-nolease") != 0;
+	CHECK(write || !lease || strcmp(argv[3], "randread") == 0);
+	int threads = atoi(argv[4]);
+	secs = atof(argv[5]);
+	CHECK(threads > 0 && threads <= 64 && secs > 0);
+	CHECK(pfsd_mount(NULL, pbd, 1, PFS_RDWR) == 0);
+	char path[256];
+	snprintf(path, sizeof path, "/%s/bench", pbd);
+	int fd = pfsd_open(path, O_CREAT | O_RDWR, 0644);
+	CHECK(fd >= 0);
+	struct stat st;
+	CHECK(pfsd_fstat(fd, &st) == 0);
+	if ((unsigned long long)st.st_size < SPAN) {
+		prefill(fd, 1);
+		CHECK(pfsd_fsync(fd) == 0);
+	} else if (lease) {
+		unsigned char *buf = malloc(IO);
+		CHECK(buf != NULL);
+		fill(buf, IO, 3);
+		CHECK(pfsd_pwrite(fd, buf, IO, 0) == IO);
+		free(buf);
+	}
+	double start = now();
+	double r = iops(fd, 1, write, threads);
+	printf("%.0f %.0f\n", r, r * (now() - start));
+	CHECK(pfsd_close(fd) == 0);
+	CHECK(pfsd_umount(pbd) == 0);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "io") == 0)
+		return io_only(argc, argv);
 	CHECK(argc == 5);
 	pbd = argv[1];
 	int threads = atoi(argv[3]);

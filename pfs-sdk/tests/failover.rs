@@ -230,3 +230,118 @@ fn a_paused_sdk_holder_is_taken_over_with_force_and_then_plainly() {
         started,
     );
 }
+
+/// Whether process `pid` holds a read lock starting at or past byte `from`
+/// of some file (its lines in `/proc/locks`).
+fn holds_read_lock_past(pid: u32, from: u64) -> bool {
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // "N: POSIX ADVISORY READ PID MAJ:MIN:INODE START END"
+        f.len() >= 8
+            && f[1] == "POSIX"
+            && f[3] == "READ"
+            && f[4] == pid.to_string()
+            && f[6].parse::<u64>().is_ok_and(|s| s >= from)
+    })
+}
+
+/// The first line of `c`'s output starting with `prefix`, within 30 s.
+fn line_of(lines: &std::sync::mpsc::Receiver<String>, prefix: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(l) if l.starts_with(prefix) => return Some(l),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Sends each line of `r` to the returned receiver.
+fn lines_of(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_writer_stopped_inside_a_write_holds_up_no_truncate_of_the_next_host() {
+    // Host 1's process overwrites bytes the file has, so its first device
+    // write is the data write; it stops there, after its lease check,
+    // holding the file's data lock in the machine's shared file (as a
+    // paused primary may). Host 2 on the same machine takes the lease over
+    // with force and truncates the file (as a promoted replica may): the
+    // data lock of a host that no longer writes must not hold it up.
+    if !common::can_build() {
+        return;
+    }
+    let dev = TestDev::new();
+    let tool = dev.pfs.clone().lease_ms(LEASE_MS);
+    let o = tool.run_with_input(&["-H", "1", "write", &dev.path("f")], &[1u8; 8192]);
+    assert!(o.status.success(), "{}", text(&o));
+    let exe = program("datalock", Link::Shared);
+    let mut w = dev
+        .command(&exe)
+        .arg(&dev.pbd)
+        .args(["1", "overwrite", "f"])
+        .env("PFS_LEASE_MS", LEASE_MS.to_string())
+        .env("PFS_TEST_STOP_AT", "admitted:1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wlines = lines_of(w.stdout.take().unwrap());
+    let pid = w.id();
+    assert!(
+        line_of(&wlines, "pid ").is_some(),
+        "the writer did not start"
+    );
+    assert!(
+        wait_stopped(pid),
+        "the writer did not stop at its data write"
+    );
+    // The data locks lie past 16 TiB of the shared file.
+    let held = holds_read_lock_past(pid, 1 << 44);
+    let mut t = dev
+        .command(&exe)
+        .arg(&dev.pbd)
+        .args(["2", "truncate", "f"])
+        .env("PFS_LEASE_MS", LEASE_MS.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tlines = lines_of(t.stdout.take().unwrap());
+    let truncated = line_of(&tlines, "truncate ");
+    if truncated.is_none() {
+        t.kill().unwrap();
+    }
+    let t_out = t.wait_with_output().unwrap();
+    signal(pid, Signal::SIGCONT);
+    let written = line_of(&wlines, "write ");
+    let _ = w.kill();
+    let w_out = w.wait_with_output().unwrap();
+    assert!(held, "the stopped writer held no data lock");
+    assert_eq!(
+        truncated.as_deref(),
+        Some("truncate 0 0"),
+        "host 2's truncate did not finish while host 1 was stopped: {}",
+        text(&t_out)
+    );
+    assert!(
+        written.as_deref().is_some_and(|l| l != "write 4096 0"),
+        "the deposed writer's write: {written:?} {}",
+        text(&w_out)
+    );
+    assert!(tool.run(&["read", &dev.path("f")]).stdout.is_empty());
+    dev.fsck();
+}

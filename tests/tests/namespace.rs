@@ -582,6 +582,53 @@ fn a_truncate_waits_for_writes_so_freed_blocks_get_no_stale_bytes() {
 }
 
 #[test]
+fn writes_of_whole_new_blocks_of_one_file_reach_the_device_side_by_side() {
+    // A copy's writers each write whole new blocks of one file: none zeroes
+    // a gap, so one's device write does not wait for another's (on a
+    // network device each takes milliseconds).
+    const BLOCK: usize = 4 << 20;
+    let (entered, entered_rx) = std::sync::mpsc::sync_channel(1);
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let release = std::sync::Mutex::new(release);
+    let dev = Arc::new(StallingDevice::new(
+        MemDevice::new("stall", CHUNK_SIZE),
+        b'W',
+        move || {
+            entered.send(()).unwrap();
+            let _ = release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(20));
+        },
+    ));
+    format(dev.as_ref());
+    let dev: Arc<dyn Device> = dev;
+    let m = writer(&dev);
+    let f = m.create(ROOT_INO, b"f", FileType::File).unwrap();
+    let first = {
+        let m = m.clone();
+        std::thread::spawn(move || m.write_at(f, &vec![b'W'; BLOCK], 0))
+    };
+    entered_rx.recv().unwrap();
+    // The first block's write is held on its way to the device; the
+    // second block's goes through meanwhile.
+    let t = Instant::now();
+    m.write_at(f, &vec![b'x'; BLOCK], BLOCK as u64).unwrap();
+    let waited = t.elapsed();
+    let _ = release_tx.send(());
+    first.join().unwrap().unwrap();
+    assert!(
+        waited < Duration::from_secs(10),
+        "the second block's write waited {waited:?} for the first's"
+    );
+    let mut back = vec![0u8; 2 * BLOCK];
+    assert_eq!(m.read_at(f, &mut back, 0).unwrap(), 2 * BLOCK);
+    assert!(back[..BLOCK].iter().all(|&b| b == b'W'));
+    assert!(back[BLOCK..].iter().all(|&b| b == b'x'));
+    device::fsck_clean(&m);
+}
+
+#[test]
 fn truncating_a_handle_cuts_its_deferred_writes_too() {
     let dev = formatted();
     let m = writer(&dev);

@@ -404,7 +404,7 @@ impl Mount {
 
     /// Makes every write this mount completed durable (`fsync`), checking
     /// that the mount may still write before and after the flush.
-    /// Concurrent calls share device flushes (see [`crate::flush`]), among
+    /// Concurrent calls share device flushes (see `crate::flush`), among
     /// the threads of the process and, on a shared mount, the processes of
     /// the host. Read-only mounts flush nothing.
     pub fn sync(&self) -> Result<()> {

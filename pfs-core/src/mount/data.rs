@@ -255,24 +255,28 @@ impl Mount {
     }
 
     /// Whether writing `len` bytes at `off` of file `ino` grows the file,
-    /// allocates a block or extends a block's written part.
-    pub(crate) fn extends(&self, ino: u64, off: u64, len: u64) -> Result<bool> {
+    /// allocates a block or extends a block's written part, and if it
+    /// does, whether it starts past a block's written part (and so zeroes
+    /// the gap before it).
+    pub(crate) fn extends(&self, ino: u64, off: u64, len: u64) -> Result<Extend> {
         let end = check_range("write", off, len)?;
-        if end > self.getattr(ino)?.size {
-            return Ok(true);
-        }
+        let grows = end > self.getattr(ino)?.size;
         let blocks = self.block_map(ino)?;
+        let (mut extends, mut zeroes) = (grows, false);
         let mut pos = off;
         while pos < end {
             let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);
             let n = (end - pos).min(BLOCK_SIZE - in_blk);
-            match blocks.get(&blkid) {
-                Some(b) if in_blk + n <= b.data_end => {}
-                _ => return Ok(true),
-            }
+            let data_end = blocks.get(&blkid).map_or(0, |b| b.data_end);
+            extends |= in_blk + n > data_end;
+            zeroes |= in_blk > data_end;
             pos += n;
         }
-        Ok(false)
+        Ok(match (extends, zeroes) {
+            (false, _) => Extend::No,
+            (true, false) => Extend::Contiguous,
+            (true, true) => Extend::PastGap,
+        })
     }
 
     /// The data half of a write: allocates missing blocks (one
@@ -395,6 +399,20 @@ impl Mount {
             change_inode(tx, ino, size.max(pending.end), true)
         })
     }
+}
+
+/// How a write changes a file's extents ([`Mount::extends`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extend {
+    /// It writes inside the file and the blocks' written parts only.
+    No,
+    /// It grows the file, allocates a block or extends a block's written
+    /// part, each block's part of it starting inside or right at the end
+    /// of what the block has written: it zeroes nothing.
+    Contiguous,
+    /// It extends, and starts past the end of a block's written part: the
+    /// gap in between is zeroed first.
+    PastGap,
 }
 
 /// Written extents not yet committed: how far each block's written part

@@ -122,7 +122,7 @@ impl Mount {
         Err(CoreError::Fenced { reason: why })
     }
 
-    /// For a [`MountOptions::shared`] mount: whether another process of
+    /// For a [`crate::MountOptions::shared`] mount: whether another process of
     /// this machine is mounted read-write with the same host id (say, a
     /// parent remounted read-write after it forked this process, which may
     /// then mount read-write too and share its lease).
