@@ -9,6 +9,7 @@
 //! policy of a handle, in [`behind`].
 
 mod behind;
+mod flight;
 
 use crate::error::{CoreError, Result};
 use crate::fsops::{check_range, FallocMode};
@@ -142,6 +143,8 @@ pub struct File {
     pending: Mutex<Extents>,
     /// Write-behind's bookkeeping ([`OpenOptions::write_behind`]).
     behind: Mutex<behind::Behind>,
+    /// Write-behind's writes on their way to the device.
+    flight: Arc<flight::Flight>,
 }
 
 impl std::fmt::Debug for File {
@@ -248,6 +251,7 @@ impl Mount {
             pos: Mutex::new(0),
             pending: Mutex::new(Extents::default()),
             behind: Mutex::new(behind::Behind::default()),
+            flight: Arc::default(),
         };
         if opts.truncate && opts.write && f.m.getattr(ino)?.size > 0 {
             f.m.truncate(ino, 0)?;
@@ -403,8 +407,10 @@ impl File {
         Ok(buf.len())
     }
 
-    /// Commits what [`Self::write_at_deferred`] wrote.
+    /// Commits what [`Self::write_at_deferred`] wrote (and what
+    /// write-behind's writes under way write, once they are done).
     pub fn commit(&self) -> Result<()> {
+        self.land()?;
         let mut p = self.pending.lock();
         if p.blocks.is_empty() && p.end == 0 {
             return Ok(());

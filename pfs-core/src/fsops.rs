@@ -237,6 +237,9 @@ fn truncate_step(
     size: u64,
 ) -> Result<()> {
     let keep = len.div_ceil(BLOCK_SIZE);
+    if len < size {
+        tx.cut();
+    }
     if len > 0 && len < size {
         if let Some(b) = blocks.get(&((len - 1) / BLOCK_SIZE)) {
             let blkoff = len % BLOCK_SIZE;

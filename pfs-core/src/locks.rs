@@ -71,6 +71,17 @@ impl Mount {
         })
     }
 
+    /// The lock for a write whose order among the file's extending writes
+    /// its caller keeps itself, as write-behind's writes in flight do
+    /// (they zero no gap, and their extents are committed later): the
+    /// file's data lock, shared.
+    pub(crate) fn data_write_guard(&self, ino: u64) -> Result<WriteGuard<'_>> {
+        Ok(WriteGuard {
+            _extend: None,
+            _data: self.data_lock(ino, false)?,
+        })
+    }
+
     /// The locks for appending to file `ino`: its data lock shared and,
     /// always, the extend lock (an append extends the file, and the end it
     /// writes at is only known under that lock).

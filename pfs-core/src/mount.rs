@@ -23,11 +23,13 @@
 //! [`crate::fence`], the order locks are taken in in [`crate::locks`].
 
 mod commit;
+mod committer;
 mod data;
 mod follow;
 mod group;
 mod host;
 mod state;
+mod tail;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +44,7 @@ use crate::hostlock::HostLock;
 use crate::lease::Lease;
 use crate::meta::MetaImage;
 use crate::share::Share;
+pub use committer::Committer;
 use data::BlockCache;
 use parking_lot::RwLock;
 use pfs_format::LeaderRecord;
@@ -201,6 +204,15 @@ pub struct Mount {
     /// Group commit's heads and committer lock (a mount that is not
     /// shared; a shared one keeps them in its share).
     group: group::LocalGroup,
+    /// Transactions return before they are durable (see
+    /// [`Mount::defer_durability`]).
+    deferred: std::sync::atomic::AtomicBool,
+    /// The last transaction that cut a file short or freed blocks (see
+    /// [`Mount::settle_cuts`]).
+    cut_txid: AtomicU64,
+    /// The journal sector this mount's last append ended in (see
+    /// [`tail`]).
+    journal_tail: parking_lot::Mutex<tail::TailSector>,
 }
 
 impl Drop for Mount {
@@ -442,6 +454,9 @@ impl Mount {
             block_cache: parking_lot::Mutex::new(BlockCache::new()),
             flushes: Default::default(),
             group: Default::default(),
+            deferred: Default::default(),
+            cut_txid: AtomicU64::new(0),
+            journal_tail: Default::default(),
         })
         .and_then(|m| {
             if m.mode == Mode::ReadWrite {
@@ -489,9 +504,11 @@ impl Mount {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unmount(self) -> Result<()> {
+        // What returned before it was durable is committed first.
+        let committed = self.commit_appended();
         let fenced = self.fence.stopped();
         let flushed = if fenced.is_none() && self.fence.lease().is_some() {
-            self.dev.sync()
+            committed.and_then(|()| self.dev.sync())
         } else {
             Ok(())
         };

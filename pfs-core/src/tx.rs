@@ -29,6 +29,8 @@ pub(crate) struct Tx<'a> {
     order: Vec<ObjectId>,
     objs: HashMap<ObjectId, MetaObjPhy>,
     undo: Vec<Undo>,
+    /// Cuts a file short (see [`Tx::cuts`]).
+    cuts: bool,
     /// Seconds to stamp as "now" (one clock reading per transaction).
     pub(crate) now: u64,
     /// Microseconds for birth times.
@@ -46,6 +48,7 @@ impl<'a> Tx<'a> {
             order: Vec::new(),
             objs: HashMap::new(),
             undo: Vec::new(),
+            cuts: false,
             now: d.as_secs(),
             now_us: d.as_micros() as u64,
         }
@@ -151,6 +154,22 @@ impl<'a> Tx<'a> {
         }
         self.alloc.free(id);
         self.undo.push(Undo::Free(id));
+    }
+
+    /// Notes that it cuts a file short (a truncate).
+    pub(crate) fn cut(&mut self) {
+        self.cuts = true;
+    }
+
+    /// Whether it cuts a file short or frees a block: bytes that a
+    /// follower, and the state a crash leaves, still have as a file's
+    /// until the transaction is durable.
+    pub(crate) fn cuts(&self) -> bool {
+        self.cuts
+            || self
+                .undo
+                .iter()
+                .any(|u| matches!(u, Undo::Free(id) if id.mtype == MetaType::BlkTag))
     }
 
     /// The changed objects in log order, sealed.

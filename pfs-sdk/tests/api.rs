@@ -41,6 +41,12 @@ fn pfsd_stat_and_a_fuse_mount_agree() {
     std::fs::create_dir(m.path("d")).unwrap();
     // Two 4 MiB blocks, the second written in part.
     std::fs::write(m.path("d/f"), vec![7u8; (5 << 20) + 3]).unwrap();
+    // Durable, so another host sees it now (the mount makes its changes
+    // durable within 50 ms anyway).
+    std::fs::File::open(m.path("d"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
     for rel in ["d", "d/f"] {
         let md = std::fs::metadata(m.path(rel)).unwrap();
         let kind = if md.is_dir() { "dir" } else { "file" };

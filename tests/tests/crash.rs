@@ -51,6 +51,22 @@ fn opts() -> MountOptions {
 /// Runs the workload; returns the snapshot after each operation and the
 /// flush count when it returned.
 fn workload(m: &Mount, dev: &CrashDevice, record: bool) -> (Vec<Vec<Seen>>, Vec<u64>) {
+    workload_syncing(m, dev, record, None).0
+}
+
+/// For each sync of [`workload_syncing`]: the flush count when it
+/// returned, and the operations done before it.
+type Synced = Vec<(u64, usize)>;
+
+/// [`workload`], with a [`Mount::sync`] after every `sync_every`
+/// operations; also returns when each sync returned.
+fn workload_syncing(
+    m: &Mount,
+    dev: &CrashDevice,
+    record: bool,
+    sync_every: Option<usize>,
+) -> ((Vec<Vec<Seen>>, Vec<u64>), Synced) {
+    let mut synced = Vec::new();
     let mut snaps = Vec::new();
     let mut syncs = Vec::new();
     if record {
@@ -119,9 +135,13 @@ fn workload(m: &Mount, dev: &CrashDevice, record: bool) -> (Vec<Vec<Seen>>, Vec<
         if record {
             snaps.push(snapshot(m));
         }
+        if sync_every.is_some_and(|n| i % n == n - 1) {
+            m.sync().unwrap();
+            synced.push((dev.syncs(), i + 1));
+        }
         syncs.push(dev.syncs());
     }
-    (snaps, syncs)
+    ((snaps, syncs), synced)
 }
 
 fn fresh(freeze_at: u64) -> Arc<CrashDevice> {
@@ -190,6 +210,59 @@ fn every_crash_point_recovers_a_committed_state() {
     }
     assert!(checked > 300);
     let _ = MemDevice::new("unused", 1);
+}
+
+/// A writer that defers durability (a FUSE mount's) runs the workload,
+/// syncing every few operations, on a device that crashes at each of its
+/// flushes: what it recovers is the state after some operation (never
+/// part of one), and no older than its last sync that returned.
+#[test]
+fn a_deferring_writer_recovers_a_state_no_older_than_its_last_sync() {
+    let run = |dev: &Arc<CrashDevice>, record: bool| {
+        let m = Mount::open_with(dev.clone() as Arc<dyn Device>, Mode::ReadWrite, &opts()).unwrap();
+        m.defer_durability();
+        let r = workload_syncing(&m, dev, record, Some(10));
+        // Not a clean unmount: the lease is simply abandoned.
+        std::mem::forget(m);
+        r
+    };
+    let dev = fresh(u64::MAX);
+    let base = dev.syncs();
+    let ((snaps, _), synced) = run(&dev, true);
+    let total = dev.syncs();
+    assert!(synced.len() >= 10, "syncs: {synced:?}");
+    let mut checked = 0;
+    for k in base..=total {
+        let dev = fresh(k);
+        run(&dev, false);
+        // Operations acknowledged by a sync that returned before the crash.
+        let floor = synced
+            .iter()
+            .filter(|(s, _)| *s <= k)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0);
+        let variants: [&dyn Fn(usize) -> bool; 2] = [&|_| false, &|i| (i + k as usize) % 2 == 0];
+        for keep in variants {
+            let img: Arc<dyn Device> = Arc::new(dev.crash_image(keep).unwrap());
+            let m = Mount::open_with(img, Mode::ReadOnly, &opts())
+                .unwrap_or_else(|e| panic!("crash at flush {k}: mount failed: {e}"));
+            let got = snapshot(&m);
+            let report = m.fsck().unwrap();
+            assert!(
+                report.is_clean(),
+                "crash at flush {k}: {:?}",
+                report.problems
+            );
+            assert!(
+                snaps[floor..].contains(&got),
+                "crash at flush {k}: the state is not one after operation {floor} or later (it is after {:?}; syncs {synced:?}, total {total})",
+                snaps.iter().position(|s| *s == got)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} crash points");
 }
 
 #[test]

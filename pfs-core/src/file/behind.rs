@@ -45,7 +45,7 @@ impl File {
             return Ok(0);
         }
         self.reserve(off, end)?;
-        let n = self.write_at_deferred(buf, off)?;
+        let n = self.write_blocks(buf, off)?;
         let due = {
             let mut b = self.behind.lock();
             b.dirty += n as u64;

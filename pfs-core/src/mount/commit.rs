@@ -67,8 +67,9 @@ impl Mount {
     /// flush, the leader record rewritten and another flush, shared with
     /// the transactions the host's other threads and processes appended
     /// meanwhile. The change is applied in memory once its entries are
-    /// written; this returns once it is durable. If `f` fails nothing is
-    /// written and nothing changes.
+    /// written; this returns once it is durable (on a mount that defers
+    /// durability, [`Mount::defer_durability`], once it is applied). If `f`
+    /// fails nothing is written and nothing changes.
     pub(crate) fn write_tx<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
         if self.mode != Mode::ReadWrite {
             return Err(CoreError::ReadOnly);
@@ -149,10 +150,20 @@ impl Mount {
             }
             self.committed();
         }
-        let txid = match journal.append(&log, &objs) {
+        let appending = super::tail::TailLog {
+            log,
+            tail: &self.journal_tail,
+            head_txid: journal.leader().head_txid.get(),
+        };
+        let appended = journal.append(&appending, &objs);
+        self.keep_tail(appended.as_ref().ok().copied());
+        let txid = match appended {
             Ok(t) => t,
             Err(e) => return Err(self.fence.stop_io(e, "a journal write failed")),
         };
+        if tx.cuts() {
+            self.cut_at(txid);
+        }
         tx.finish();
         for (id, mo) in &objs {
             meta.set(*id, *mo);
@@ -170,6 +181,10 @@ impl Mount {
         // made durable.
         drop(guard);
         drop(host);
+        if self.deferred() {
+            // Durable at the next sync, unmount or background commit.
+            return Ok(r);
+        }
         if let Err(e) = self.wait_durable(txid, &lease, bda) {
             self.forget_undurable();
             return Err(e);
@@ -254,7 +269,7 @@ impl Mount {
     /// from the device's last durable leader record, and reads show the
     /// last commit. Best effort: a device that no longer reads leaves the
     /// state as it was (the mount writes nothing either way).
-    fn forget_undurable(&self) {
+    pub(super) fn forget_undurable(&self) {
         if self.fence.stopped().is_none() {
             return;
         }
@@ -396,6 +411,9 @@ impl Mount {
         if self.mode != Mode::ReadWrite {
             return Ok(());
         }
+        // Transactions that returned before they were durable
+        // ([`Mount::defer_durability`]) are committed first.
+        self.commit_appended()?;
         self.with_write_permit(|| match &self.share {
             Some(s) => s.flush(self.hostid, || self.dev.sync()),
             None => self.flushes.flush(|| self.dev.sync()),

@@ -306,6 +306,9 @@ impl Mount {
             self.fallocate(ino, off, data.len() as u64, mode)?;
         }
         let blocks = self.blocks_for_write(ino, born)?;
+        // Its blocks are the file's now. Bytes that a cut or a free not
+        // durable yet took from a file wait for it.
+        self.settle_cuts()?;
         let mut pos = off;
         while pos < end {
             let (blkid, in_blk) = (pos / BLOCK_SIZE, pos % BLOCK_SIZE);

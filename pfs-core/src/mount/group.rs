@@ -87,6 +87,11 @@ impl Mount {
         }
     }
 
+    /// The head txid of the host's last durable leader record.
+    pub(super) fn durable_txid(&self) -> u64 {
+        self.settled().0
+    }
+
     /// Records `txid` as the head of the host's last durable leader
     /// record.
     pub(super) fn settle(&self, txid: u64) {
@@ -179,6 +184,31 @@ impl Mount {
             self.commit_pending(lease, bda)?;
         }
         Ok(())
+    }
+
+    /// Makes durable every transaction the host appended (a mount whose
+    /// transactions return before they are durable, see
+    /// [`Mount::defer_durability`]): returns once a leader record covering
+    /// the appended head is durable, written here or by another committer.
+    /// Nothing when nothing is pending or the mount holds no lease. A
+    /// commit that fails stops the mount, whose reads then show the last
+    /// durable commit.
+    pub(crate) fn commit_appended(&self) -> Result<()> {
+        if self.mode != super::Mode::ReadWrite {
+            return Ok(());
+        }
+        let Some(lease) = self.fence.lease() else {
+            return Ok(());
+        };
+        let Some(target) = self.pending() else {
+            return Ok(());
+        };
+        let bda = self.state.read().leader_bda;
+        let r = self.wait_durable(target.0, &lease, bda);
+        if r.is_err() {
+            self.forget_undurable();
+        }
+        r
     }
 
     /// Commits everything the host appended (before a checkpoint, or once

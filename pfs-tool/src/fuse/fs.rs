@@ -13,11 +13,18 @@
 //!
 //! The writer's files are opened write-behind
 //! ([`OpenOptions::write_behind`], the core's policy): writes go straight
-//! to the device, blocks are allocated ahead of a growing file, and the
+//! to the device (large aligned ones in the background, several at once,
+//! the request answered once its bytes are copied), blocks are allocated
+//! ahead of a growing file, and the
 //! extents and the new size are committed in one transaction on `flush`
 //! (every `close`), `fsync`, `release`, before anything looks at the file
 //! (`getattr`, `lookup`, `read`, `setattr`, `fallocate`), and after every
-//! 256 MiB. All handles of one inode share one core [`File`], so their
+//! 256 MiB. The writer's transactions (creates, renames, those commits)
+//! return once they are in the journal and applied
+//! ([`Mount::defer_durability`]): they are durable, and seen by other
+//! hosts, after `fsync` or `fsyncdir`, at unmount, or within
+//! [`DURABLE_WITHIN`] (a background commit), as a local file system makes
+//! what nobody fsynced durable a little later. All handles of one inode share one core [`File`], so their
 //! uncommitted extents are one set; the last `release` finishes it
 //! ([`File::finish`]). The writer's mount reads ahead [`READAHEAD_KB`]
 //! (set at the first open), so a sequential reader's requests come 1 MiB
@@ -48,7 +55,7 @@ use parking_lot::Mutex;
 use pfs_core::is_system;
 use pfs_core::limits::{BLOCK_SIZE, ROOT_INO};
 use pfs_core::{
-    Attr, CoreError, FallocMode, File, FileType, Mode, Mount, OpenOptions, Replace,
+    AlignedBuf, Attr, CoreError, FallocMode, File, FileType, Mode, Mount, OpenOptions, Replace,
     Result as CoreResult,
 };
 use std::collections::HashMap;
@@ -74,6 +81,11 @@ const WRITER_TTL: Duration = Duration::from_secs(1);
 /// The same on a read-only mount, which must show the writer's changes
 /// within a second.
 const READER_TTL: Duration = Duration::from_millis(200);
+
+/// How long the writer's changes may stay not durable (so not seen by other
+/// hosts, and lost in a crash) when nothing fsyncs them: the period of its
+/// background commits.
+const DURABLE_WITHIN: Duration = Duration::from_millis(50);
 
 /// What a read-only mount's handle reads at once: a file smaller than
 /// this when it is opened, and from where its last read ended (see
@@ -184,6 +196,14 @@ struct Open {
     handles: usize,
 }
 
+/// The bytes a read answers with.
+enum Read {
+    /// Read into an aligned buffer (the writer's mount).
+    Aligned(AlignedBuf),
+    /// Taken from what a read-only mount's handle read before.
+    Copied(Vec<u8>),
+}
+
 /// Who the files of a mount belong to and who may use them (`-o uid=`,
 /// `gid=`, `umask=`, `quiet`). PFS stores no owner or mode: every file and
 /// directory shows these, and the kernel checks each access against them
@@ -224,6 +244,8 @@ pub struct PfsFs {
     readahead_set: std::sync::Once,
     /// Set when `destroy` flushed and unmounted the PFS.
     pub unmount_error: Arc<Mutex<Option<String>>>,
+    /// The writer's background commits (see [`DURABLE_WITHIN`]).
+    committer: Option<pfs_core::Committer>,
 }
 
 /// An error as the errno the kernel passes on.
@@ -296,7 +318,12 @@ impl PfsFs {
     /// Serves `mount`; files and directories appear as `access` says.
     pub fn new(mount: Arc<Mount>, access: Access) -> PfsFs {
         let follower = mount.mode() == Mode::ReadOnly;
+        let committer = (!follower).then(|| {
+            mount.defer_durability();
+            mount.spawn_committer(DURABLE_WITHIN)
+        });
         PfsFs {
+            committer,
             mount: Some(mount),
             follower,
             ttl: if follower { READER_TTL } else { WRITER_TTL },
@@ -784,16 +811,19 @@ impl PfsFs {
         Ok(())
     }
 
-    fn do_read(&self, fh: FileHandle, off: u64, size: u32) -> FsResult<Vec<u8>> {
+    /// A read: the bytes, and how many of them are the answer.
+    fn do_read(&self, fh: FileHandle, off: u64, size: u32) -> FsResult<(Read, usize)> {
         let h = self.handle(fh)?;
         if self.follower {
-            return self.read_follower(&h, off, size as usize);
+            let got = self.read_follower(&h, off, size as usize)?;
+            let n = got.len();
+            return Ok((Read::Copied(got), n));
         }
         self.settle(h.ino)?;
-        let mut buf = vec![0u8; size as usize];
-        let n = h.file.read_at(&mut buf, off)?;
-        buf.truncate(n);
-        Ok(buf)
+        // Aligned, so a direct-IO device reads straight into it.
+        let mut buf = AlignedBuf::new(size as usize);
+        let n = h.file.read_at(buf.as_mut_slice(), off)?;
+        Ok((Read::Aligned(buf), n))
     }
 
     fn do_write(&self, fh: FileHandle, off: u64, data: &[u8]) -> CoreResult<usize> {
@@ -884,6 +914,9 @@ impl Filesystem for PfsFs {
             if r.is_ok() {
                 r = done;
             }
+        }
+        if let Some(mut c) = self.committer.take() {
+            c.stop();
         }
         let Some(m) = self.mount.take() else { return };
         let r = r.and_then(|()| match Arc::try_unwrap(m) {
@@ -1079,7 +1112,8 @@ impl Filesystem for PfsFs {
         reply: ReplyData,
     ) {
         match self.do_read(fh, offset, size) {
-            Ok(buf) => reply.data(&buf),
+            Ok((Read::Aligned(buf), n)) => reply.data(&buf.as_slice()[..n]),
+            Ok((Read::Copied(buf), n)) => reply.data(&buf[..n]),
             Err(e) => reply.error(errno(e)),
         }
     }

@@ -1,0 +1,103 @@
+//! The journal's last, partly written sector, kept in memory by the
+//! mount that wrote it. Transactions are packed one after another in the
+//! journal, so most start and end inside a sector; written as they are,
+//! each would make the device read the sector it starts in and the one it
+//! ends in first (direct IO writes whole sectors). With the sector the
+//! last append ended in at hand, an append writes whole sectors: what it
+//! starts with from memory, zeros after its end (past the head, which no
+//! reader of the journal looks at). The sector is used only while nobody
+//! else appended since (the journal head is still the one after this
+//! mount's last append); otherwise it is read from the device as before.
+
+use super::Mount;
+use crate::device::AlignedBuf;
+use crate::error::Result;
+use crate::meta::DeviceLog;
+use parking_lot::Mutex;
+use pfs_format::LeaderRecord;
+use pfs_journal::LogStore;
+
+/// The sector the journal's last append by this mount ended in.
+#[derive(Debug, Default)]
+pub(crate) struct TailSector {
+    /// Journal offset where that append ended (0: nothing kept).
+    end: u64,
+    /// The head txid after that append (0 while it is being written).
+    txid: u64,
+    /// The sector's bytes up to `end`, then zeros.
+    bytes: Vec<u8>,
+}
+
+/// The journal as one append of a transaction writes it: [`DeviceLog`],
+/// whose writes start and end on sector boundaries using the kept
+/// [`TailSector`].
+pub(super) struct TailLog<'a> {
+    /// Where the journal is.
+    pub(super) log: DeviceLog<'a>,
+    /// The kept sector.
+    pub(super) tail: &'a Mutex<TailSector>,
+    /// The journal's head txid before this append.
+    pub(super) head_txid: u64,
+}
+
+impl LogStore for TailLog<'_> {
+    type Error = crate::error::CoreError;
+
+    fn read_log(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.log.read_log(offset, buf)
+    }
+
+    fn write_log(&self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let ss = u64::from(self.log.dev.sector_size());
+        let start = offset - offset % ss;
+        let end = offset + bytes.len() as u64;
+        let whole = end.next_multiple_of(ss);
+        let head = (offset - start) as usize;
+        let mut buf = AlignedBuf::new((whole - start) as usize);
+        let mut tail = self.tail.lock();
+        let kept = tail.end == offset && tail.txid == self.head_txid && tail.txid != 0;
+        let kept_bytes = std::mem::take(&mut *tail).bytes;
+        if head > 0 {
+            if kept && kept_bytes.len() >= head {
+                buf.as_mut_slice()[..head].copy_from_slice(&kept_bytes[..head]);
+            } else {
+                self.log
+                    .read_log(start, &mut buf.as_mut_slice()[..ss as usize])?;
+            }
+        }
+        buf.as_mut_slice()[head..head + bytes.len()].copy_from_slice(bytes);
+        self.log.write_log(start, buf.as_slice())?;
+        let last = buf.as_slice().len() - ss as usize;
+        *tail = TailSector {
+            end,
+            txid: 0,
+            bytes: buf.as_slice()[last..].to_vec(),
+        };
+        Ok(())
+    }
+
+    fn read_leader(&self) -> Result<LeaderRecord> {
+        self.log.read_leader()
+    }
+
+    fn write_leader(&self, lr: &LeaderRecord) -> Result<()> {
+        self.log.write_leader(lr)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.log.flush()
+    }
+}
+
+impl Mount {
+    /// After an append that ended with journal head `txid`: the kept
+    /// sector is that head's. After a failed one (`None`): nothing is
+    /// kept.
+    pub(super) fn keep_tail(&self, txid: Option<u64>) {
+        let mut t = self.journal_tail.lock();
+        match txid {
+            Some(txid) if t.end != 0 => t.txid = txid,
+            _ => *t = TailSector::default(),
+        }
+    }
+}
