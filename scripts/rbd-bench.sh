@@ -18,8 +18,9 @@
 #      beside `rbd bench --io-threads N` (N requests in flight) doing as many operations;
 #   2. `pfs cp` of a local file of CP_MIB MiB (random data) into the image beside `rbd bench`
 #      writing as much sequentially in 4 MiB requests into a fresh image, with 2 requests in
-#      flight (cp's 2 writer threads) and with 16 (rbd bench's default).
-# Every pair is printed with ours/rbd, then the mean of each figure over the rounds.
+#      flight and with 16 (rbd bench's default); cp keeps 8 in flight on an RBD image
+#      (PFS_COPY_WRITERS, passed through, sets its writer threads).
+# Every pair is printed with ours/rbd, then the median of each side over the rounds.
 #
 # What each side does: both reach the cluster through librbd with its cache off (ours always
 # sets rbd_cache=false; rbd bench is given --rbd_cache=false), so every write of both is on the
@@ -30,14 +31,17 @@
 # the whole command, process start to exit. rbd bench's figure starts after the image is open.
 #
 # Knobs (environment): PFS_BENCH_CEPH_DIR (a running cluster's directory, as given to
-# ceph-cluster.sh start), PFS_BENCH_ROUNDS [3], PFS_BENCH_CP_MIB [1024]. Needs Ceph's daemons and
-# client (apt-get install ceph-mon ceph-osd ceph-mgr ceph-common) and a C compiler. Leaves
-# nothing behind: images removed, a cluster it started stopped, scratch files deleted.
+# ceph-cluster.sh start), PFS_BENCH_ROUNDS [3], PFS_BENCH_CP_MIB [1024; 0 leaves the copies out],
+# PFS_BENCH_OPS [randwrite randread randread-nolease: the libpfsd figures to take; empty for
+# none]. Needs Ceph's daemons and client (apt-get install ceph-mon ceph-osd ceph-mgr
+# ceph-common) and a C compiler. Leaves nothing behind: images removed, a cluster it started
+# stopped, scratch files deleted.
 set -euo pipefail
 threads=${1:-1 8}
 seconds=${2:-5}
 rounds=${PFS_BENCH_ROUNDS:-3}
 cp_mib=${PFS_BENCH_CP_MIB:-1024}
+opnames=${PFS_BENCH_OPS-randwrite randread randread-nolease}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 work=$(mktemp -d /var/tmp/pfs-rbd-bench.XXXXXX)
@@ -97,7 +101,7 @@ rbd_bench --io-type write --io-pattern seq --io-size 4M --io-threads 16 --io-tot
 # The first call writes the file's 1 GiB; a short read measures nothing kept.
 "$work/sdk_bench" io "$pbd" randread 1 0.1 >/dev/null
 
-head -c "$((cp_mib << 20))" /dev/urandom >"$work/src.bin"
+if [ "$cp_mib" -gt 0 ]; then head -c "$((cp_mib << 20))" /dev/urandom >"$work/src.bin"; fi
 
 echo "PFS on Ceph RBD beside rbd bench; $(ceph -c "$conf" -v | cut -d' ' -f1-3), one OSD"
 echo "(BlueStore on a sparse file), $(nproc) cores; $rounds rounds, $seconds s per libpfsd figure"
@@ -116,7 +120,7 @@ pair() { # round, label, ours, rbd
 declare -A count
 for r in $(seq 1 "$rounds"); do
     for n in $threads; do
-        for op in randwrite randread randread-nolease; do
+        for op in $opnames; do
             key="$op-$n"
             type=${op#rand}
             type=${type%-nolease}
@@ -136,6 +140,7 @@ for r in $(seq 1 "$rounds"); do
             pair "$r" "8K $op IOPS, $n thr" "$ours" "${rbd%.*}"
         done
     done
+    [ "$cp_mib" -gt 0 ] || continue
     # pfs cp into a new file (new blocks: RBD objects never written, as in a new image) beside
     # rbd bench into a new image, first or second in turn.
     cp_run() { # sets ours

@@ -67,6 +67,13 @@ pub trait Device: Send + Sync {
     fn sector_size(&self) -> u32;
     /// A name for messages (the PBD name or the path).
     fn name(&self) -> &str;
+    /// How many large writes (4 MiB pieces of a bulk copy) are worth
+    /// keeping in flight at once: 2 by default (a local disk is kept busy
+    /// by two); a network device whose every write crosses the network to
+    /// servers that work in parallel (an RBD image) gains from more.
+    fn write_depth(&self) -> usize {
+        2
+    }
     /// Makes `len` bytes at `offset` read as zeros, the fastest way the
     /// device allows; the default writes zeros.
     fn zero_range(&self, offset: u64, len: u64) -> Result<()> {

@@ -1,8 +1,8 @@
 //! What a device that wraps another passes straight through: the `Device`
 //! methods that describe the device rather than move bytes.
 
-/// Inside an `impl Device for Wrapper`: `len`, `sector_size` and `name`
-/// taken from the wrapped device in field `inner`; with a sector size
+/// Inside an `impl Device for Wrapper`: `len`, `sector_size`, `name` and
+/// `write_depth` taken from the wrapped device in field `inner`; with a sector size
 /// given (`forward_geometry!(live, 512)`), that size instead of the
 /// wrapped device's.
 macro_rules! forward_geometry {
@@ -24,6 +24,10 @@ macro_rules! forward_geometry {
 
         fn name(&self) -> &str {
             self.$inner.name()
+        }
+
+        fn write_depth(&self) -> usize {
+            self.$inner.write_depth()
         }
     };
 }

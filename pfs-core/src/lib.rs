@@ -66,6 +66,7 @@ mod fence;
 mod file;
 mod flush;
 mod forward;
+mod freshread;
 mod fsck;
 mod fsops;
 mod growfs;

@@ -201,6 +201,9 @@ pub struct Mount {
     /// Shares device flushes among this mount's threads (a mount that is
     /// not shared; a shared one shares them through its share).
     flushes: crate::flush::FlushGate,
+    /// Reads of the leader record shared among this mount's threads: a
+    /// reader's checks of the journal head (see [`Mount::read_leader_fresh`]).
+    leader_reads: crate::freshread::FreshRead<(u64, pfs_format::LeaderRecord)>,
     /// Group commit's heads and committer lock (a mount that is not
     /// shared; a shared one keeps them in its share).
     group: group::LocalGroup,
@@ -453,6 +456,7 @@ impl Mount {
             data_locks: Default::default(),
             block_cache: parking_lot::Mutex::new(BlockCache::new()),
             flushes: Default::default(),
+            leader_reads: Default::default(),
             group: Default::default(),
             deferred: Default::default(),
             cut_txid: AtomicU64::new(0),

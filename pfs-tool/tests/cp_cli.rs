@@ -432,6 +432,36 @@ fn pipelined_copies_are_exact_at_every_size() {
 }
 
 #[test]
+fn copies_into_pfs_are_exact_with_any_number_of_writers() {
+    // PFS_COPY_WRITERS sets the writer threads of a copy into PFS (the
+    // device's choice otherwise, as for values out of 1..=32): pieces go
+    // to them in turn, each through its own handle, across a GiB-slice
+    // commit too when the file is large enough; here, a file of 9 pieces
+    // and a bit at 1, 3, 8 and 32 writers and two values that are ignored.
+    let (dir, pfs) = formatted("cp-cli-writers", &["nvme1n1"]);
+    const M: usize = 4 << 20;
+    let size = 9 * M + 4097;
+    let data = gen_input("writers", size);
+    let src = dir.join("src");
+    fs::write(&src, &data).unwrap();
+    for (k, n) in ["1", "3", "8", "32", "0", "many"].into_iter().enumerate() {
+        let to = format!("/nvme1n1/w{k}");
+        let o = pfs
+            .clone()
+            .env("PFS_COPY_WRITERS", n)
+            .time_limit(Duration::from_secs(120))
+            .run(&["cp", &src.display().to_string(), &to]);
+        assert!(
+            o.status.success(),
+            "cp with {n} writers: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(pfs_read(&pfs, &to), data, "{n} writers");
+    }
+    pfs.fsck_clean("nvme1n1");
+}
+
+#[test]
 fn a_copy_that_cannot_get_its_blocks_stops_cleanly() {
     // The destination has 2 free blocks; the copy needs 6. Its readers are
     // already filling buffers when the allocation fails: the copy must

@@ -3,7 +3,7 @@
 //! and reuses blocks, and writes: the bytes straight to the blocks, their
 //! new written extents and size committed after.
 
-use super::state::{gone, read_leader, State};
+use super::state::{gone, State};
 use super::Mount;
 use crate::error::{CoreError, Result};
 use crate::fsops::{change_inode, check_range, FallocMode};
@@ -26,6 +26,24 @@ const BLOCK_CACHE_FILES: usize = 4096;
 const DU_NBLK_LIMIT: u64 = 1;
 /// Small files' usage is rounded up to this unit.
 const DU_ROUND: u64 = 128 << 10;
+
+/// A read of a file as one state has it.
+struct ReadPlan {
+    /// The file's birth time.
+    btime: u64,
+    /// Its size.
+    size: u64,
+    /// Its blocks.
+    blocks: Arc<BTreeMap<u64, FileBlock>>,
+    /// The state's leader record, and where it lives.
+    seen: LeaderRecord,
+    bda: u64,
+}
+
+/// Bytes a read of `len` at `off` returns from a file of `size` bytes.
+fn read_len(size: u64, off: u64, len: usize) -> usize {
+    size.saturating_sub(off).min(len as u64) as usize
+}
 
 impl Mount {
     /// Blocks of file `ino` by index inside the file.
@@ -87,61 +105,94 @@ impl Mount {
     fn read_inode_at(
         &self,
         ino: u64,
-        mut born: Option<u64>,
+        given: Option<u64>,
         buf: &mut [u8],
         off: u64,
     ) -> Result<usize> {
-        self.refresh()?;
-        const ATTEMPTS: usize = 8;
+        // A mount that another host may write to, and that does not hold the
+        // lease on this machine, checks the journal head on the device after
+        // every read: it reads by the state it has, then reads the leader
+        // record. That one check serves both guarantees. It started after
+        // the call began, so a head the same as the state's means the state
+        // holds every commit that returned before the call; and it started
+        // after the data read completed, so a head the same means the writer
+        // committed nothing while the data was read, and moved no block: it
+        // writes into a block it took from a file only after the transaction
+        // that freed it is durable. Heads only grow (txids), so the same head
+        // is the same state. A head that moved is caught up with and the
+        // file's blocks compared, as below. Other mounts catch up first, at
+        // no cost (see `refresh`).
+        let checked = self.others_may_write() && self.machine_version().is_none();
+        if !checked {
+            self.refresh()?;
+        }
+        // Whether the state read by holds every commit that returned before
+        // this call (a frozen mount keeps the state it has).
+        let mut fresh = !checked || self.frozen.load(std::sync::atomic::Ordering::Relaxed);
         // The file being read, by its birth time: an inode number freed and
-        // given to a new file meanwhile is another file.
+        // given to a new file meanwhile is another file. Taken from a state
+        // known to be fresh.
+        let mut born = given;
+        const ATTEMPTS: usize = 8;
         for _ in 0..ATTEMPTS {
             let version = self.machine_version();
-            let (size, blocks, seen, bda) = {
+            let looked = {
                 let st = self.state.read();
-                let (_, i) = st.meta.inode(ino).map_err(|_| gone(ino))?;
-                if *born.get_or_insert(i.in_btime.get()) != i.in_btime.get() {
-                    return Err(gone(ino));
-                }
-                st.meta.check_attrs(ino, i)?;
-                if i.is_dir() {
-                    return Err(CoreError::IsDir {
-                        path: format!("inode {ino}"),
-                    });
-                }
-                (
-                    i.in_size.get(),
-                    self.cached_blocks(&st, ino)?,
-                    *st.leader(),
-                    st.leader_bda,
-                )
+                self.read_plan(&st, ino, born)
             };
-            let n = self.read_blocks(&blocks, size, off, buf)?;
-            if !self.others_may_write() {
-                return Ok(n);
+            let plan = match looked {
+                Ok(p) => p,
+                Err(_) if !fresh => {
+                    // Perhaps only this state is old: look again in a
+                    // current one.
+                    self.catch_up()?;
+                    fresh = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if fresh {
+                born.get_or_insert(plan.btime);
             }
-            // Nothing committed on this machine, which holds the lease.
-            if version.is_some() && version == self.machine_version() {
-                return Ok(n);
+            let n = self.read_blocks(&plan.blocks, plan.size, off, buf)?;
+            if !checked {
+                if !self.others_may_write() {
+                    return Ok(n);
+                }
+                // Nothing committed on this machine, which holds the lease.
+                if version.is_some() && version == self.machine_version() {
+                    return Ok(n);
+                }
             }
             // The bytes are the file's if the writer committed nothing since
             // the state they were read by, or if what it committed left the
             // blocks of this range where they were.
-            let now = read_leader(self.dev.as_ref(), bda)?;
+            let counted = self.share.as_ref().map(|s| s.version());
+            let now = self.read_leader_fresh(plan.bda)?;
             let head = |l: &LeaderRecord| (l.head_txid.get(), l.head_lsn.get());
-            if head(&now) == head(&seen) {
+            if head(&now) == head(&plan.seen) {
                 return Ok(n);
             }
-            self.catch_up()?;
+            self.catch_up_with(now, counted)?;
+            let was_fresh = std::mem::replace(&mut fresh, true);
             let st = self.state.read();
-            let (_, i) = st.meta.inode(ino).map_err(|_| gone(ino))?;
-            if born != Some(i.in_btime.get()) {
-                return Err(gone(ino));
-            }
+            let current = st.meta.inode(ino).ok().map(|(_, i)| i);
+            let Some(i) = current.filter(|i| i.in_btime.get() == plan.btime) else {
+                match born {
+                    // The file the number named in an old state: read the
+                    // one it names now.
+                    None => continue,
+                    Some(_) => return Err(gone(ino)),
+                }
+            };
             let after = self.cached_blocks(&st, ino)?;
             let range = off / BLOCK_SIZE..=(off + n as u64).div_ceil(BLOCK_SIZE);
-            if i.in_size.get() >= off + n as u64
-                && blocks.range(range.clone()).eq(after.range(range))
+            // Read by an old state, the bytes must also be all a current
+            // one would give: a file grown before the call reads further.
+            let whole = was_fresh || read_len(i.in_size.get(), off, buf.len()) == n;
+            if whole
+                && i.in_size.get() >= off + n as u64
+                && plan.blocks.range(range.clone()).eq(after.range(range))
             {
                 return Ok(n);
             }
@@ -157,6 +208,28 @@ impl Mount {
         })
     }
 
+    /// What a read of file `ino` (born at `born`, if known) needs from
+    /// state `st`.
+    fn read_plan(&self, st: &State, ino: u64, born: Option<u64>) -> Result<ReadPlan> {
+        let (_, i) = st.meta.inode(ino).map_err(|_| gone(ino))?;
+        if born.is_some_and(|b| b != i.in_btime.get()) {
+            return Err(gone(ino));
+        }
+        st.meta.check_attrs(ino, i)?;
+        if i.is_dir() {
+            return Err(CoreError::IsDir {
+                path: format!("inode {ino}"),
+            });
+        }
+        Ok(ReadPlan {
+            btime: i.in_btime.get(),
+            size: i.in_size.get(),
+            blocks: self.cached_blocks(st, ino)?,
+            seen: *st.leader(),
+            bda: st.leader_bda,
+        })
+    }
+
     /// Reads `buf` at `off` from a file of `size` bytes with `blocks`.
     fn read_blocks(
         &self,
@@ -165,10 +238,7 @@ impl Mount {
         off: u64,
         buf: &mut [u8],
     ) -> Result<usize> {
-        if off >= size {
-            return Ok(0);
-        }
-        let n = (buf.len() as u64).min(size - off) as usize;
+        let n = read_len(size, off, buf.len());
         let mut done = 0usize;
         while done < n {
             let pos = off + done as u64;

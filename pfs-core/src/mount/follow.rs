@@ -96,8 +96,38 @@ impl Mount {
             return self.reload();
         }
         let bda = self.state.read().leader_bda;
-        let new = read_leader(self.dev.as_ref(), bda)?;
+        let new = self.read_leader_fresh(bda)?;
         self.catch_up_to(new)
+    }
+
+    /// The leader record at `bda` as a read of the device that started
+    /// after this call began shows it: this thread's read, or one another
+    /// thread of the mount started after this call began (see
+    /// [`crate::freshread`]). It shows every commit that returned before
+    /// the call, and a head no newer than that of any read started later.
+    pub(super) fn read_leader_fresh(&self, bda: u64) -> Result<LeaderRecord> {
+        let (at, leader) = self
+            .leader_reads
+            .read(|| Ok((bda, read_leader(self.dev.as_ref(), bda)?)))?;
+        match at == bda {
+            true => Ok(leader),
+            false => read_leader(self.dev.as_ref(), bda),
+        }
+    }
+
+    /// Catches a mount that does not hold the writer lease up with
+    /// `leader`, read from the device after `version` (the share's commit
+    /// counter, for a shared mount) was read.
+    pub(super) fn catch_up_with(&self, leader: LeaderRecord, version: Option<u64>) -> Result<()> {
+        if self.mode == Mode::ReadWrite && self.share.is_none() {
+            // A writer that has not written yet: see `catch_up_from_device`.
+            return self.catch_up_device();
+        }
+        self.catch_up_to(leader)?;
+        if let Some(v) = version {
+            self.seen.store(v, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Brings this mount's state to the leader record `new`, just read

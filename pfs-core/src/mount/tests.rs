@@ -275,3 +275,89 @@ fn transactions_that_arrive_during_a_commit_share_the_next_one() {
         }
     }
 }
+
+/// A memory device that counts its reads.
+struct CountReads {
+    inner: MemDevice,
+    reads: std::sync::atomic::AtomicU64,
+}
+
+impl CountReads {
+    fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Device for CountReads {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> crate::error::Result<()> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> crate::error::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> crate::error::Result<()> {
+        self.inner.sync()
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+}
+
+#[test]
+fn a_reader_checks_the_head_once_per_read_and_still_sees_what_returned_before() {
+    let (mem, _) = formatted();
+    let dev = Arc::new(CountReads {
+        inner: MemDevice::new("counted", CHUNK_SIZE),
+        reads: Default::default(),
+    });
+    for (off, page) in mem.pages_snapshot() {
+        dev.inner.write_at(&page, off).unwrap();
+    }
+    let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1)).unwrap();
+    let a = w.create_path("/a", FileType::File).unwrap();
+    w.write_at(a, &[b'o'; 3000], 0).unwrap();
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2)).unwrap();
+    let born = r.stat_path("/a").unwrap().btime;
+    let mut buf = vec![0u8; 8192];
+    assert_eq!(r.read_born_at(a, born, &mut buf, 0).unwrap(), 3000);
+
+    // Nothing changed: the data, then the leader record, two reads.
+    let before = dev.reads();
+    assert_eq!(r.read_born_at(a, born, &mut buf, 0).unwrap(), 3000);
+    assert_eq!(dev.reads() - before, 2);
+
+    // What the writer committed before a read is in that read, though the
+    // reader looked at nothing in between: new bytes in a block freed and
+    // taken again, ...
+    w.truncate(a, 0).unwrap();
+    w.write_at(a, &[b'n'; 5000], 0).unwrap();
+    assert_eq!(r.read_born_at(a, born, &mut buf, 0).unwrap(), 5000);
+    assert!(buf[..5000].iter().all(|&b| b == b'n'));
+    // ... a file grown past the end the reader knew (a hole reads as
+    // zeros), ...
+    w.truncate(a, 7000).unwrap();
+    assert_eq!(r.read_born_at(a, born, &mut buf, 0).unwrap(), 7000);
+    assert!(buf[5000..7000].iter().all(|&b| b == 0));
+    // ... a file shrunk, ...
+    w.truncate(a, 100).unwrap();
+    assert_eq!(r.read_born_at(a, born, &mut buf, 0).unwrap(), 100);
+    // ... and a file removed, whose number may name a new file now: the
+    // old file is gone, the number reads whatever file it names now.
+    w.unlink_path("/a").unwrap();
+    let b = w.create_path("/b", FileType::File).unwrap();
+    w.write_at(b, b"the new file", 0).unwrap();
+    assert!(matches!(
+        r.read_born_at(a, born, &mut buf, 0),
+        Err(CoreError::NotFound { .. })
+    ));
+    w.write_at(b, b"THE", 0).unwrap();
+    assert_eq!(r.read_at(b, &mut buf, 0).unwrap(), 12);
+    assert_eq!(&buf[..12], b"THE new file");
+}

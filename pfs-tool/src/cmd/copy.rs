@@ -527,9 +527,24 @@ fn dir_path(p: &Place<'_>) -> Vec<u8> {
 /// longer paces the whole copy.
 const READERS: usize = 4;
 
-/// Writer threads of a copy; pieces go to them in turn, so several writes
-/// are in flight too.
+/// Writer threads of a copy to a local file; pieces go to them in turn, so
+/// several writes are in flight too. A copy into PFS has as many as its
+/// device wants ([`writers_for`]).
 const WRITERS: usize = 2;
+
+/// The most writer threads a copy has.
+const MAX_WRITERS: usize = 32;
+
+/// Writer threads of a copy onto `dev`: the writes in flight the device
+/// gains from ([`pfs_core::Device::write_depth`]: 2 on a local disk, more
+/// on an RBD image), or `PFS_COPY_WRITERS` (1 to 32) when it is set.
+fn writers_for(dev: &dyn pfs_core::Device) -> usize {
+    std::env::var("PFS_COPY_WRITERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=MAX_WRITERS).contains(n))
+        .unwrap_or_else(|| dev.write_depth().clamp(1, MAX_WRITERS))
+}
 
 /// Filled buffers each reader may have waiting for the writers (it has at
 /// most one more, being filled): with a deep queue a copy keeps going
@@ -548,7 +563,7 @@ struct Piece {
 }
 
 /// Streams `size` bytes of `reader` to `write(w, buf, off)` through
-/// [`READERS`] reader threads and [`WRITERS`] writer threads (`w` is the
+/// [`READERS`] reader threads and `depth` writer threads (`w` is the
 /// writer's number, for destinations with a handle per writer). The
 /// pieces are handed out in file order, and `before(off)` runs before the
 /// piece at `off` is handed to a writer (with no other `before` running),
@@ -563,6 +578,7 @@ struct Piece {
 /// job's `progress`.
 fn pump(
     job: &Job<'_, '_>,
+    depth: usize,
     mut before: impl FnMut(u64) -> Result<(), CopyError>,
     write: impl Fn(usize, &[u8], u64) -> Result<(), CopyError> + Sync,
 ) -> Result<(), CopyError> {
@@ -574,7 +590,7 @@ fn pump(
     progress.inc(size - total);
     let pieces = list.len() as u64;
     let nreaders = (READERS as u64).min(pieces).max(1) as usize;
-    let nwriters = (WRITERS as u64).min(pieces).max(1) as usize;
+    let nwriters = (depth as u64).min(pieces).max(1) as usize;
     let written = AtomicU64::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -732,6 +748,7 @@ fn copy_to_local(job: &Job<'_, '_>, tmp: &Path, dst: &Path) -> Result<(), CopyEr
         .ok();
     pump(
         job,
+        WRITERS,
         |_| Ok(()),
         |_, buf, off| {
             let aligned =
@@ -775,8 +792,9 @@ fn copy_to_pfs(
     )?;
     // A handle per writer: each keeps its own deferred extents, so the
     // writers' data IO does not wait for one another.
+    let writers = writers_for(mount.device().as_ref());
     let mut outs = vec![first];
-    for _ in 1..WRITERS {
+    for _ in 1..writers {
         outs.push(mount.open_ino(
             outs[0].ino(),
             OpenOptions {
@@ -795,6 +813,7 @@ fn copy_to_pfs(
     let mut slice = None;
     pump(
         job,
+        writers,
         |off| {
             if slice == Some(off / SLICE) {
                 return Ok(());
