@@ -1,6 +1,6 @@
 //! Set-up shared by the unit tests of several modules.
 
-use crate::device::MemDevice;
+use crate::device::{Device, MemDevice};
 use crate::mkfs::{mkfs, MkfsOptions};
 use crate::{Mode, Mount, MountOptions};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
@@ -8,7 +8,12 @@ use std::sync::Arc;
 
 /// A writer's mount (host 1) of a freshly made one-chunk memory device.
 pub(crate) fn mem_writer() -> Arc<Mount> {
-    let dev = Arc::new(MemDevice::new("mem", CHUNK_SIZE));
+    writer_on(Arc::new(MemDevice::new("mem", CHUNK_SIZE)))
+}
+
+/// A writer's mount (host 1) of `dev`, freshly made with the smallest
+/// journal.
+pub(crate) fn writer_on(dev: Arc<dyn Device>) -> Arc<Mount> {
     let opts = MkfsOptions {
         log_size: MIN_LOG_SIZE,
         ..MkfsOptions::default()

@@ -244,11 +244,10 @@ impl File {
 #[cfg(test)]
 mod tests {
     use super::MIN_BACKGROUND;
-    use crate::mkfs::{mkfs, MkfsOptions};
     use crate::sim::FailingDevice;
-    use crate::testutil::mem_writer;
-    use crate::{Mode, Mount, MountOptions, OpenOptions};
-    use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
+    use crate::testutil::{mem_writer, writer_on};
+    use crate::OpenOptions;
+    use pfs_format::layout::CHUNK_SIZE;
     use std::sync::Arc;
 
     fn behind() -> OpenOptions {
@@ -303,16 +302,7 @@ mod tests {
     #[test]
     fn a_failed_background_write_is_reported_once_and_nothing_it_reached_is_committed() {
         let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
-        let opts = MkfsOptions {
-            log_size: MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        };
-        mkfs(dev.as_ref(), &opts).unwrap();
-        let opts = MountOptions {
-            hostid: 1,
-            ..MountOptions::default()
-        };
-        let m = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap());
+        let m = writer_on(dev.clone());
         let f = m.open_file("/f", behind()).unwrap();
         let n = MIN_BACKGROUND;
         f.write_at(&piece(1, n), 0).unwrap();
