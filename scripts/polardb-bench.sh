@@ -429,7 +429,8 @@ EOF
   local sp sr; sp=$(lsql "$work" "$PRIMARY_PORT" -c "$q" 2>&1); sr=$(lsql "$work" "$REPLICA_PORT" -c "$q" 2>&1)
   [ -n "$sp" ] && [ "$sp" = "$sr" ] && lpass "replica matches primary: $sr" || lfail "replica differs: primary '$sp' replica '$sr'"
   # the postmaster logs this before its logging collector starts: in the pg_ctl log
-  cat "$logs/primary.pg_ctl.log" "$primary"/pg_log/* 2>/dev/null | grep -q "pfs in localfs mode" \
+  # (grep reads the files itself: `cat | grep -q` fails under pipefail when grep stops early)
+  grep -qs "pfs in localfs mode" "$logs/primary.pg_ctl.log" "$primary"/pg_log/* \
     && lpass "server log: primary in localfs mode" \
     || lfail "no 'pfs in localfs mode' in the primary's log"
   local nloc nsh

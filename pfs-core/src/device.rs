@@ -57,6 +57,13 @@ pub trait Device: Send + Sync {
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
     /// Makes every completed write durable (fdatasync / device flush).
     fn sync(&self) -> Result<()>;
+    /// Whether a completed write may still be lost without a [`Device::sync`]:
+    /// false for a block device without a volatile write cache (its direct
+    /// writes are durable when they complete), whose flushes then cost
+    /// nothing and need no ordering among processes.
+    fn caches_writes(&self) -> bool {
+        true
+    }
     /// Size in bytes.
     fn len(&self) -> u64;
     /// Whether the device has no bytes.
@@ -282,6 +289,7 @@ impl FileDevice {
         } else {
             (meta.len(), 512)
         };
+        let flushes = !is_block || crate::writecache::volatile(meta.rdev());
         Ok(FileDevice {
             file,
             name: name.to_owned(),
@@ -290,7 +298,7 @@ impl FileDevice {
             sector_size,
             is_block,
             direct: is_block,
-            flushes: !is_block || crate::writecache::volatile(meta.rdev()),
+            flushes,
         })
     }
 
@@ -384,6 +392,10 @@ impl Device for FileDevice {
             self.file.sync_data()
         };
         r.map_err(|e| CoreError::io(&self.name, "flush", 0, e))
+    }
+
+    fn caches_writes(&self) -> bool {
+        self.flushes
     }
 
     fn len(&self) -> u64 {

@@ -212,6 +212,10 @@ impl Device for FencedDevice {
 
     forward_geometry!(inner);
 
+    fn caches_writes(&self) -> bool {
+        self.inner.caches_writes()
+    }
+
     fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
         self.fence.admit()?;
         self.inner

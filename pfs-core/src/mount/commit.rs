@@ -415,6 +415,8 @@ impl Mount {
         // ([`Mount::defer_durability`]) are committed first.
         self.commit_appended()?;
         self.with_write_permit(|| match &self.share {
+            // Nothing to flush, nothing to order among the host's processes.
+            _ if !self.dev.caches_writes() => Ok(()),
             Some(s) => s.flush(self.hostid, || self.dev.sync()),
             None => self.flushes.flush(|| self.dev.sync()),
         })
