@@ -144,9 +144,25 @@ fn workload_syncing(
     ((snaps, syncs), synced)
 }
 
+/// A formatted device whose durable image freezes at flush `freeze_at`.
 fn fresh(freeze_at: u64) -> Arc<CrashDevice> {
     let dev = Arc::new(CrashDevice::new("crash", CHUNK_SIZE, freeze_at));
     mkfs(dev.as_ref(), &MkfsOptions::default()).unwrap();
+    dev
+}
+
+/// A formatted device (the smallest journal) whose durable image never
+/// freezes: a test takes its crash images when it chooses.
+fn formatted_crash_device() -> Arc<CrashDevice> {
+    let dev = Arc::new(CrashDevice::new("crash", CHUNK_SIZE, u64::MAX));
+    mkfs(
+        dev.as_ref(),
+        &MkfsOptions {
+            log_size: pfs_format::layout::MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        },
+    )
+    .unwrap();
     dev
 }
 
@@ -286,15 +302,7 @@ fn fsyncs_that_share_a_flush_keep_what_they_acknowledged() {
     // Threads write their own files and fsync at the same time: the flushes
     // they share must still make each one's acknowledged bytes durable. The
     // crash keeps nothing that no completed flush covered.
-    let dev = Arc::new(CrashDevice::new("crash", CHUNK_SIZE, u64::MAX));
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size: pfs_format::layout::MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
+    let dev = formatted_crash_device();
     let m =
         Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &MountOptions::default()).unwrap());
     let threads: Vec<_> = (0..8u8)
@@ -351,19 +359,6 @@ fn all_acknowledged_survive(dev: &CrashDevice, acked: &[String]) -> usize {
         assert!(r.resolve(name).is_ok(), "{name} was acknowledged and lost");
     }
     acked.len()
-}
-
-fn formatted_crash_device() -> Arc<CrashDevice> {
-    let dev = Arc::new(CrashDevice::new("crash", CHUNK_SIZE, u64::MAX));
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size: pfs_format::layout::MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
-    dev
 }
 
 #[test]
