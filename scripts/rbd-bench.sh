@@ -57,15 +57,12 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=scripts/sdk-bench-build.sh
+. "$here/sdk-bench-build.sh"
 
 # --- build ---------------------------------------------------------------------------------------
-"$root/pfs-sdk/install.sh" "$work/prefix" >/dev/null
-cargo build --release --locked -q -p pfs-tool --manifest-path "$root/Cargo.toml"
-target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-pfs="$target_dir/release/pfs"
-cc -O2 -Wall -I"$work/prefix/include" "$root/pfs-sdk/benches/sdk_bench.c" -o "$work/sdk_bench" \
-    -L"$work/prefix/lib" -Wl,-rpath,"$work/prefix/lib" -lpfsd -lpthread
+build_bench_tools
+cc_bench sdk_bench
 
 # --- cluster and images --------------------------------------------------------------------------
 if [ -n "${PFS_BENCH_CEPH_DIR:-}" ]; then

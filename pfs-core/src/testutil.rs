@@ -2,7 +2,7 @@
 
 use crate::device::{Device, MemDevice};
 use crate::mkfs::{mkfs, MkfsOptions};
-use crate::{Mode, Mount, MountOptions};
+use crate::{Mode, Mount, MountOptions, OpenOptions};
 use pfs_format::layout::{CHUNK_SIZE, MIN_LOG_SIZE};
 use std::sync::Arc;
 
@@ -24,4 +24,14 @@ pub(crate) fn writer_on(dev: Arc<dyn Device>) -> Arc<Mount> {
         ..MountOptions::default()
     };
     Arc::new(Mount::open_with(dev, Mode::ReadWrite, &opts).unwrap())
+}
+
+/// Options of a handle that writes behind, creating the file.
+pub(crate) fn behind() -> OpenOptions {
+    OpenOptions {
+        create: true,
+        write: true,
+        write_behind: true,
+        ..OpenOptions::default()
+    }
 }

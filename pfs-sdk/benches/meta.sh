@@ -18,12 +18,10 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=scripts/sdk-bench-build.sh
+. "$root/scripts/sdk-bench-build.sh"
 
-"$here/../install.sh" "$work/prefix" >/dev/null
-cargo build --release --locked -q -p pfs-tool --manifest-path "$root/Cargo.toml"
-target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-pfs="$target_dir/release/pfs"
+build_bench_tools
 mkdir -p "$work/devs"
 img="$work/devs/img"
 truncate -s "${gib}G" "$img"
@@ -38,8 +36,7 @@ sync "$img"
 loop=$(losetup --direct-io=on -f --show "$img")
 pbd=$(basename "$loop")
 mkdir -p /var/run/pfs
-cc -O2 -Wall -I"$work/prefix/include" "$here/meta_bench.c" -o "$work/meta_bench" \
-    -L"$work/prefix/lib" -Wl,-rpath,"$work/prefix/lib" -lpfsd -lpthread
+cc_bench meta_bench
 # A chunk (10 GiB) holds 2048 inodes; each of the two runs gets 2/5 of them.
 files=$((gib / 10 * 2048 * 2 / 5))
 echo "device: PFS on $loop ($gib GiB, loop, direct IO, write cache: $(cat /sys/block/$pbd/queue/write_cache))"

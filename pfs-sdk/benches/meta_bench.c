@@ -14,25 +14,16 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "pfsd_sdk.h"
-#include "../tests/c/common.h"
+#include "bench.h"
 
 static const char *pbd;
 static double secs;
 static int maxfiles;
 /* The parent's pid: a run's directories are new on a used device. */
 static int tag;
-
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 struct job {
 	int id;
@@ -62,8 +53,8 @@ creates(void *arg)
 static long
 process(int first, int threads, int round)
 {
-	pthread_t t[64];
-	struct job j[64];
+	pthread_t t[MAX_THREADS];
+	struct job j[MAX_THREADS];
 	for (int i = 0; i < threads; i++) {
 		j[i] = (struct job){.id = first + i, .round = round};
 		CHECK(pthread_create(&t[i], NULL, creates, &j[i]) == 0);
@@ -124,9 +115,9 @@ main(int argc, char **argv)
 	pbd = argv[1];
 	tag = getpid();
 	secs = atof(argv[2]);
-	int threads = atoi(argv[3]);
+	int threads = threads_arg(argv[3]);
 	int total = atoi(argv[4]);
-	CHECK(threads > 0 && threads <= 64 && total > 0);
+	CHECK(total > 0);
 	CHECK(pfsd_mount(NULL, pbd, 1, PFS_RDWR) == 0);
 	int counts[2] = {1, 8};
 	printf("%-10s %-8s %14s\n", "processes", "threads", "creates/s");

@@ -16,10 +16,10 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=scripts/sdk-bench-build.sh
+. "$root/scripts/sdk-bench-build.sh"
 
-"$here/../install.sh" "$work/prefix" >/dev/null
-cargo build --release --locked -q -p pfs-tool --manifest-path "$root/Cargo.toml"
-pfs="$root/target/release/pfs"
+build_bench_tools
 truncate -s 11G "$work/pfs.img" "$work/raw.img"
 pfsdev=$(losetup --direct-io=on -f --show "$work/pfs.img")
 loops+=("$pfsdev")
@@ -28,8 +28,7 @@ loops+=("$rawdev")
 pbd=$(basename "$pfsdev")
 mkdir -p /var/run/pfs
 "$pfs" mkfs "$pbd" >/dev/null
-cc -O2 -Wall -I"$work/prefix/include" "$here/sdk_bench.c" -o "$work/sdk_bench" \
-    -L"$work/prefix/lib" -Wl,-rpath,"$work/prefix/lib" -lpfsd -lpthread
+cc_bench sdk_bench
 echo "devices: PFS on $pfsdev, raw $rawdev (loop, direct IO, sparse files)"
 "$work/sdk_bench" "$pbd" "$rawdev" "$threads" "$seconds"
 
@@ -38,7 +37,6 @@ echo "devices: PFS on $pfsdev, raw $rawdev (loop, direct IO, sparse files)"
 mkdir -p "$work/devs"
 truncate -s 100G "$work/devs/forkbench"
 "$pfs" --device-dir "$work/devs" mkfs forkbench >/dev/null
-cc -O2 -Wall -I"$work/prefix/include" "$here/fork_bench.c" -o "$work/fork_bench" \
-    -L"$work/prefix/lib" -Wl,-rpath,"$work/prefix/lib" -lpfsd -lpthread
+cc_bench fork_bench
 echo
 PFS_DEVICE_DIR="$work/devs" "$work/fork_bench" forkbench 50

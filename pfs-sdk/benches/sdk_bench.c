@@ -24,25 +24,16 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "pfsd_sdk.h"
-#include "../tests/c/common.h"
+#include "bench.h"
 
 #define IO 8192
 #define SPAN (1ull << 30)
 
 static const char *pbd;
 static double secs;
-
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 struct job {
 	int fd;
@@ -82,8 +73,8 @@ run_io(void *arg)
 static double
 iops(int fd, int sdk, int write, int threads)
 {
-	pthread_t t[64];
-	struct job j[64];
+	pthread_t t[MAX_THREADS];
+	struct job j[MAX_THREADS];
 	double start = now();
 	for (int i = 0; i < threads; i++) {
 		j[i] = (struct job){.fd = fd, .sdk = sdk, .write = write, .seed = (unsigned)i + 1};
@@ -194,9 +185,9 @@ io_only(int argc, char **argv)
 	int write = strcmp(argv[3], "randwrite") == 0;
 	int lease = strcmp(argv[3], "randread-nolease") != 0;
 	CHECK(write || !lease || strcmp(argv[3], "randread") == 0);
-	int threads = atoi(argv[4]);
+	int threads = threads_arg(argv[4]);
 	secs = atof(argv[5]);
-	CHECK(threads > 0 && threads <= 64 && secs > 0);
+	CHECK(secs > 0);
 	CHECK(pfsd_mount(NULL, pbd, 1, PFS_RDWR) == 0);
 	char path[256];
 	snprintf(path, sizeof path, "/%s/bench", pbd);
@@ -229,9 +220,8 @@ main(int argc, char **argv)
 		return io_only(argc, argv);
 	CHECK(argc == 5);
 	pbd = argv[1];
-	int threads = atoi(argv[3]);
+	int threads = threads_arg(argv[3]);
 	secs = atof(argv[4]);
-	CHECK(threads > 0 && threads <= 64);
 
 	CHECK(pfsd_mount(NULL, pbd, 1, PFS_RDWR) == 0);
 	char path[256];

@@ -144,10 +144,61 @@ fn workload_syncing(
     ((snaps, syncs), synced)
 }
 
+/// A formatted device whose durable image freezes at flush `freeze_at`.
 fn fresh(freeze_at: u64) -> Arc<CrashDevice> {
     let dev = Arc::new(CrashDevice::new("crash", CHUNK_SIZE, freeze_at));
     mkfs(dev.as_ref(), &MkfsOptions::default()).unwrap();
     dev
+}
+
+/// A formatted device (the smallest journal) whose durable image never
+/// freezes: a test takes its crash images when it chooses.
+fn formatted_crash_device() -> Arc<CrashDevice> {
+    let dev = Arc::new(CrashDevice::new("crash", CHUNK_SIZE, u64::MAX));
+    mkfs(
+        dev.as_ref(),
+        &MkfsOptions {
+            log_size: pfs_format::layout::MIN_LOG_SIZE,
+            ..MkfsOptions::default()
+        },
+    )
+    .unwrap();
+    dev
+}
+
+/// Crashes a run at each flush from `base` to `total`: for each `k`,
+/// `run` works on a fresh device that freezes at flush `k`; each of two
+/// images that crash leaves (no unflushed write kept, every other one
+/// kept) must mount and pass fsck, and goes to `check` with its state.
+/// Returns how many images were checked.
+fn at_every_crash_point(
+    base: u64,
+    total: u64,
+    run: impl Fn(&Arc<CrashDevice>),
+    mut check: impl FnMut(u64, Arc<dyn Device>, Vec<Seen>),
+) -> usize {
+    let mut checked = 0;
+    for k in base..=total {
+        let dev = fresh(k);
+        run(&dev);
+        let variants: [&dyn Fn(usize) -> bool; 2] = [&|_| false, &|i| (i + k as usize) % 2 == 0];
+        for keep in variants {
+            let img: Arc<dyn Device> = Arc::new(dev.crash_image(keep).unwrap());
+            let m = Mount::open_with(img.clone(), Mode::ReadOnly, &opts())
+                .unwrap_or_else(|e| panic!("crash at flush {k}: mount failed: {e}"));
+            let got = snapshot(&m);
+            let report = m.fsck().unwrap();
+            assert!(
+                report.is_clean(),
+                "crash at flush {k}: {:?}",
+                report.problems
+            );
+            drop(m);
+            check(k, img, got);
+            checked += 1;
+        }
+    }
+    checked
 }
 
 #[test]
@@ -165,33 +216,23 @@ fn every_crash_point_recovers_a_committed_state() {
         total - base
     );
 
-    let mut checked = 0;
-    for k in base..=total {
-        let dev = fresh(k);
-        let m = Mount::open_with(dev.clone() as Arc<dyn Device>, Mode::ReadWrite, &opts()).unwrap();
-        workload(&m, &dev, false);
-        // Not a clean unmount: the lease is simply abandoned.
-        std::mem::forget(m);
-        let done = ends.iter().filter(|&&e| e <= k).count();
-        let variants: [&dyn Fn(usize) -> bool; 2] = [&|_| false, &|i| (i + k as usize) % 2 == 0];
-        for keep in variants {
-            let img: Arc<dyn Device> = Arc::new(dev.crash_image(keep).unwrap());
-            let m = Mount::open_with(img.clone(), Mode::ReadOnly, &opts())
-                .unwrap_or_else(|e| panic!("crash at flush {k}: mount failed: {e}"));
-            let got = snapshot(&m);
-            let report = m.fsck().unwrap();
-            assert!(
-                report.is_clean(),
-                "crash at flush {k}: {:?}",
-                report.problems
-            );
+    let checked = at_every_crash_point(
+        base,
+        total,
+        |dev| {
+            let m =
+                Mount::open_with(dev.clone() as Arc<dyn Device>, Mode::ReadWrite, &opts()).unwrap();
+            workload(&m, dev, false);
+            // Not a clean unmount: the lease is simply abandoned.
+            std::mem::forget(m);
+        },
+        |k, img, got| {
+            let done = ends.iter().filter(|&&e| e <= k).count();
             let ok = got == snaps[done] || snaps.get(done + 1).is_some_and(|s| *s == got);
             assert!(
                 ok,
                 "crash at flush {k} ({done} operations done): state matches no committed state"
             );
-            drop(m);
-            checked += 1;
             if k % 16 == 0 {
                 // Once the crashed writer's lease has run out, the recovered
                 // filesystem takes writes and keeps them.
@@ -206,8 +247,8 @@ fn every_crash_point_recovers_a_committed_state() {
                     .iter()
                     .any(|(p, d, _, _)| p == "/after-crash" && *d));
             }
-        }
-    }
+        },
+    );
     assert!(checked > 300);
     let _ = MemDevice::new("unused", 1);
 }
@@ -231,37 +272,28 @@ fn a_deferring_writer_recovers_a_state_no_older_than_its_last_sync() {
     let ((snaps, _), synced) = run(&dev, true);
     let total = dev.syncs();
     assert!(synced.len() >= 10, "syncs: {synced:?}");
-    let mut checked = 0;
-    for k in base..=total {
-        let dev = fresh(k);
-        run(&dev, false);
-        // Operations acknowledged by a sync that returned before the crash.
-        let floor = synced
-            .iter()
-            .filter(|(s, _)| *s <= k)
-            .map(|(_, n)| *n)
-            .max()
-            .unwrap_or(0);
-        let variants: [&dyn Fn(usize) -> bool; 2] = [&|_| false, &|i| (i + k as usize) % 2 == 0];
-        for keep in variants {
-            let img: Arc<dyn Device> = Arc::new(dev.crash_image(keep).unwrap());
-            let m = Mount::open_with(img, Mode::ReadOnly, &opts())
-                .unwrap_or_else(|e| panic!("crash at flush {k}: mount failed: {e}"));
-            let got = snapshot(&m);
-            let report = m.fsck().unwrap();
-            assert!(
-                report.is_clean(),
-                "crash at flush {k}: {:?}",
-                report.problems
-            );
+    let checked = at_every_crash_point(
+        base,
+        total,
+        |dev| {
+            run(dev, false);
+        },
+        |k, _, got| {
+            // Operations acknowledged by a sync that returned before the
+            // crash.
+            let floor = synced
+                .iter()
+                .filter(|(s, _)| *s <= k)
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0);
             assert!(
                 snaps[floor..].contains(&got),
                 "crash at flush {k}: the state is not one after operation {floor} or later (it is after {:?}; syncs {synced:?}, total {total})",
                 snaps.iter().position(|s| *s == got)
             );
-            checked += 1;
-        }
-    }
+        },
+    );
     assert!(checked >= 20, "{checked} crash points");
 }
 
@@ -270,15 +302,7 @@ fn fsyncs_that_share_a_flush_keep_what_they_acknowledged() {
     // Threads write their own files and fsync at the same time: the flushes
     // they share must still make each one's acknowledged bytes durable. The
     // crash keeps nothing that no completed flush covered.
-    let dev = Arc::new(CrashDevice::new("crash", CHUNK_SIZE, u64::MAX));
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size: pfs_format::layout::MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
+    let dev = formatted_crash_device();
     let m =
         Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &MountOptions::default()).unwrap());
     let threads: Vec<_> = (0..8u8)
@@ -335,19 +359,6 @@ fn all_acknowledged_survive(dev: &CrashDevice, acked: &[String]) -> usize {
         assert!(r.resolve(name).is_ok(), "{name} was acknowledged and lost");
     }
     acked.len()
-}
-
-fn formatted_crash_device() -> Arc<CrashDevice> {
-    let dev = Arc::new(CrashDevice::new("crash", CHUNK_SIZE, u64::MAX));
-    mkfs(
-        dev.as_ref(),
-        &MkfsOptions {
-            log_size: pfs_format::layout::MIN_LOG_SIZE,
-            ..MkfsOptions::default()
-        },
-    )
-    .unwrap();
-    dev
 }
 
 #[test]

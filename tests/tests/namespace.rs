@@ -523,28 +523,54 @@ fn threads_extending_one_block_keep_each_others_bytes() {
     }
 }
 
-#[test]
-fn a_truncate_waits_for_writes_so_freed_blocks_get_no_stale_bytes() {
-    let (entered, entered_rx) = std::sync::mpsc::sync_channel(1);
-    let (release_tx, release) = std::sync::mpsc::channel::<()>();
-    let release = std::sync::Mutex::new(release);
+/// A writer's mount of a memory device that holds back the first write of
+/// `W` bytes on its way to the device, with the file `/f` made on it.
+struct Stalling {
+    m: Arc<Mount>,
+    /// The inode of `/f`.
+    f: u64,
+    /// Receives once the write is held.
+    entered: std::sync::mpsc::Receiver<()>,
+    /// Lets the held write land (else it lands after the `hold` of
+    /// [`stalling`]).
+    release: std::sync::mpsc::Sender<()>,
+}
+
+/// A [`Stalling`] mount whose held write waits at most `hold`.
+fn stalling(hold: Duration) -> Stalling {
+    let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
     let dev = Arc::new(StallingDevice::new(
         MemDevice::new("stall", CHUNK_SIZE),
         b'W',
         move || {
-            entered.send(()).unwrap();
-            // Held until released, or a while when nothing releases it (a
-            // truncate that rightly waits for this write).
-            let _ = release
-                .lock()
-                .unwrap()
-                .recv_timeout(Duration::from_millis(500));
+            entered_tx.send(()).unwrap();
+            let _ = release_rx.lock().unwrap().recv_timeout(hold);
         },
     ));
     format(dev.as_ref());
     let dev: Arc<dyn Device> = dev;
     let m = writer(&dev);
     let f = m.create(ROOT_INO, b"f", FileType::File).unwrap();
+    Stalling {
+        m,
+        f,
+        entered,
+        release,
+    }
+}
+
+#[test]
+fn a_truncate_waits_for_writes_so_freed_blocks_get_no_stale_bytes() {
+    // Held until released, or a while when nothing releases it (a
+    // truncate that rightly waits for this write).
+    let Stalling {
+        m,
+        f,
+        entered,
+        release,
+    } = stalling(Duration::from_millis(500));
     m.write_at(f, &[b'f'; 8192], 0).unwrap();
 
     // A write inside the file's size: it finds its block, then stalls on
@@ -553,7 +579,7 @@ fn a_truncate_waits_for_writes_so_freed_blocks_get_no_stale_bytes() {
         let m = m.clone();
         std::thread::spawn(move || m.write_at(f, &[b'W'; 4096], 0))
     };
-    entered_rx.recv().unwrap();
+    entered.recv().unwrap();
     // Meanwhile the file is cut to nothing and another file grows into the
     // block it freed (freed blocks are given out first).
     let t = {
@@ -568,7 +594,7 @@ fn a_truncate_waits_for_writes_so_freed_blocks_get_no_stale_bytes() {
     // The truncate must wait for the stalled write; give it the chance not
     // to, then let the write land.
     std::thread::sleep(Duration::from_millis(100));
-    let _ = release_tx.send(());
+    let _ = release.send(());
     w.join().unwrap().unwrap();
     let g = t.join().unwrap();
     let mut buf = vec![0u8; 8192];
@@ -587,35 +613,23 @@ fn writes_of_whole_new_blocks_of_one_file_reach_the_device_side_by_side() {
     // a gap, so one's device write does not wait for another's (on a
     // network device each takes milliseconds).
     const BLOCK: usize = 4 << 20;
-    let (entered, entered_rx) = std::sync::mpsc::sync_channel(1);
-    let (release_tx, release) = std::sync::mpsc::channel::<()>();
-    let release = std::sync::Mutex::new(release);
-    let dev = Arc::new(StallingDevice::new(
-        MemDevice::new("stall", CHUNK_SIZE),
-        b'W',
-        move || {
-            entered.send(()).unwrap();
-            let _ = release
-                .lock()
-                .unwrap()
-                .recv_timeout(Duration::from_secs(20));
-        },
-    ));
-    format(dev.as_ref());
-    let dev: Arc<dyn Device> = dev;
-    let m = writer(&dev);
-    let f = m.create(ROOT_INO, b"f", FileType::File).unwrap();
+    let Stalling {
+        m,
+        f,
+        entered,
+        release,
+    } = stalling(Duration::from_secs(20));
     let first = {
         let m = m.clone();
         std::thread::spawn(move || m.write_at(f, &vec![b'W'; BLOCK], 0))
     };
-    entered_rx.recv().unwrap();
+    entered.recv().unwrap();
     // The first block's write is held on its way to the device; the
     // second block's goes through meanwhile.
     let t = Instant::now();
     m.write_at(f, &vec![b'x'; BLOCK], BLOCK as u64).unwrap();
     let waited = t.elapsed();
-    let _ = release_tx.send(());
+    let _ = release.send(());
     first.join().unwrap().unwrap();
     assert!(
         waited < Duration::from_secs(10),

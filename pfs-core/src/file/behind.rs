@@ -123,19 +123,9 @@ impl File {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::mem_writer as writer;
+    use crate::testutil::{behind, mem_writer as writer};
     use crate::OpenOptions;
     use pfs_format::layout::BLOCK_SIZE;
-
-    /// Options of a handle that writes behind, creating the file.
-    fn behind() -> OpenOptions {
-        OpenOptions {
-            create: true,
-            write: true,
-            write_behind: true,
-            ..OpenOptions::default()
-        }
-    }
 
     #[test]
     fn writes_behind_are_committed_late_with_blocks_ahead_given_back() {

@@ -245,19 +245,10 @@ impl File {
 mod tests {
     use super::MIN_BACKGROUND;
     use crate::sim::FailingDevice;
-    use crate::testutil::{mem_writer, writer_on};
+    use crate::testutil::{behind, mem_writer, writer_on};
     use crate::OpenOptions;
     use pfs_format::layout::CHUNK_SIZE;
     use std::sync::Arc;
-
-    fn behind() -> OpenOptions {
-        OpenOptions {
-            create: true,
-            write: true,
-            write_behind: true,
-            ..OpenOptions::default()
-        }
-    }
 
     /// `n` bytes of pattern `k`.
     fn piece(k: u8, n: u64) -> Vec<u8> {

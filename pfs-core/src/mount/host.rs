@@ -82,13 +82,20 @@ impl Mount {
         if token == 0 {
             return Ok(());
         }
-        let t = leader.head_txid.get();
-        let (settled, next) = s.head(self.hostid);
-        if t == settled {
-            return Ok(());
-        }
-        if next != 0 && t == next {
-            s.settle(self.hostid, t);
+        // Whether head `t` is the host's own: the one it settled, or the
+        // next one it is writing (then settled now).
+        let ours = |t: u64| {
+            let (settled, next) = s.head(self.hostid);
+            if t == settled {
+                return true;
+            }
+            if next != 0 && t == next {
+                s.settle(self.hostid, t);
+                return true;
+            }
+            false
+        };
+        if ours(leader.head_txid.get()) {
             return Ok(());
         }
         // A committer of the host (group commit) may have written and
@@ -98,12 +105,7 @@ impl Mount {
             let _turn = self.turn()?;
             let again = read_leader(self.raw.as_ref(), self.state.read().leader_bda)?;
             let t = again.head_txid.get();
-            let (settled, next) = s.head(self.hostid);
-            if t == settled {
-                return Ok(());
-            }
-            if next != 0 && t == next {
-                s.settle(self.hostid, t);
+            if ours(t) {
                 return Ok(());
             }
             t

@@ -207,88 +207,41 @@ fn mount_options_of_a_pbd_name_its_lock_and_share_files() {
     assert!(ro.lock_path.is_none(), "a reader takes no host lock");
 }
 
-/// A memory device whose flushes take a few milliseconds, as a disk's do,
-/// and are counted.
-struct SlowFlush {
+/// A formatted memory device that counts its reads and flushes; each
+/// flush takes `flush_delay` (a disk's take a few milliseconds).
+struct Watched {
     inner: MemDevice,
+    flush_delay: std::time::Duration,
+    reads: std::sync::atomic::AtomicU64,
     flushes: std::sync::atomic::AtomicU64,
 }
 
-impl Device for SlowFlush {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> crate::error::Result<()> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> crate::error::Result<()> {
-        self.inner.write_at(buf, offset)
-    }
-    fn sync(&self) -> crate::error::Result<()> {
-        std::thread::sleep(std::time::Duration::from_millis(3));
-        self.flushes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn sector_size(&self) -> u32 {
-        self.inner.sector_size()
-    }
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-}
-
-#[test]
-fn transactions_that_arrive_during_a_commit_share_the_next_one() {
-    let (mem, _) = formatted();
-    let dev = Arc::new(SlowFlush {
-        inner: MemDevice::new("slow", CHUNK_SIZE),
-        flushes: Default::default(),
-    });
-    for (off, page) in mem.pages_snapshot() {
-        dev.inner.write_at(&page, off).unwrap();
-    }
-    let m = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1)).unwrap());
-    m.create_path("/first", FileType::File).unwrap();
-    let before = dev.flushes.load(std::sync::atomic::Ordering::SeqCst);
-    let threads: Vec<_> = (0..8)
-        .map(|t| {
-            let m = Arc::clone(&m);
-            std::thread::spawn(move || {
-                for k in 0..10 {
-                    m.create_path(format!("/t{t}-{k}"), FileType::File).unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    let flushes = dev.flushes.load(std::sync::atomic::Ordering::SeqCst) - before;
-    // Two flushes per commit of one transaction would be 160.
-    assert!(flushes < 100, "{flushes} flushes for 80 transactions");
-    // Every one is on the device: a reader finds them all.
-    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2)).unwrap();
-    for t in 0..8 {
-        for k in 0..10 {
-            r.resolve(format!("/t{t}-{k}")).unwrap();
+impl Watched {
+    /// A device named `name` holding what [`formatted`] writes.
+    fn formatted(name: &str, flush_delay: std::time::Duration) -> Watched {
+        let (mem, _) = formatted();
+        let inner = MemDevice::new(name, CHUNK_SIZE);
+        for (off, page) in mem.pages_snapshot() {
+            inner.write_at(&page, off).unwrap();
+        }
+        Watched {
+            inner,
+            flush_delay,
+            reads: Default::default(),
+            flushes: Default::default(),
         }
     }
-}
 
-/// A memory device that counts its reads.
-struct CountReads {
-    inner: MemDevice,
-    reads: std::sync::atomic::AtomicU64,
-}
-
-impl CountReads {
     fn reads(&self) -> u64 {
         self.reads.load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    fn flushes(&self) -> u64 {
+        self.flushes.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
-impl Device for CountReads {
+impl Device for Watched {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> crate::error::Result<()> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.read_at(buf, offset)
@@ -297,6 +250,11 @@ impl Device for CountReads {
         self.inner.write_at(buf, offset)
     }
     fn sync(&self) -> crate::error::Result<()> {
+        if !self.flush_delay.is_zero() {
+            std::thread::sleep(self.flush_delay);
+        }
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.sync()
     }
     fn len(&self) -> u64 {
@@ -311,15 +269,42 @@ impl Device for CountReads {
 }
 
 #[test]
-fn a_reader_checks_the_head_once_per_read_and_still_sees_what_returned_before() {
-    let (mem, _) = formatted();
-    let dev = Arc::new(CountReads {
-        inner: MemDevice::new("counted", CHUNK_SIZE),
-        reads: Default::default(),
-    });
-    for (off, page) in mem.pages_snapshot() {
-        dev.inner.write_at(&page, off).unwrap();
+fn transactions_that_arrive_during_a_commit_share_the_next_one() {
+    let dev = Arc::new(Watched::formatted(
+        "slow",
+        std::time::Duration::from_millis(3),
+    ));
+    let m = Arc::new(Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1)).unwrap());
+    m.create_path("/first", FileType::File).unwrap();
+    let before = dev.flushes();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let m = Arc::clone(&m);
+            std::thread::spawn(move || {
+                for k in 0..10 {
+                    m.create_path(format!("/t{t}-{k}"), FileType::File).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
     }
+    let flushes = dev.flushes() - before;
+    // Two flushes per commit of one transaction would be 160.
+    assert!(flushes < 100, "{flushes} flushes for 80 transactions");
+    // Every one is on the device: a reader finds them all.
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2)).unwrap();
+    for t in 0..8 {
+        for k in 0..10 {
+            r.resolve(format!("/t{t}-{k}")).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_reader_checks_the_head_once_per_read_and_still_sees_what_returned_before() {
+    let dev = Arc::new(Watched::formatted("counted", std::time::Duration::ZERO));
     let w = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1)).unwrap();
     let a = w.create_path("/a", FileType::File).unwrap();
     w.write_at(a, &[b'o'; 3000], 0).unwrap();
