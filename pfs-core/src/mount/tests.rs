@@ -214,6 +214,8 @@ struct Watched {
     flush_delay: std::time::Duration,
     reads: std::sync::atomic::AtomicU64,
     flushes: std::sync::atomic::AtomicU64,
+    /// What [`Device::caches_writes`] says.
+    caches: bool,
 }
 
 impl Watched {
@@ -229,6 +231,7 @@ impl Watched {
             flush_delay,
             reads: Default::default(),
             flushes: Default::default(),
+            caches: true,
         }
     }
 
@@ -265,6 +268,29 @@ impl Device for Watched {
     }
     fn name(&self) -> &str {
         self.inner.name()
+    }
+    fn caches_writes(&self) -> bool {
+        self.caches
+    }
+}
+
+#[test]
+fn a_device_without_a_write_cache_gets_no_flush_at_fsync() {
+    for caches in [true, false] {
+        let dev = Arc::new(Watched {
+            caches,
+            ..Watched::formatted("wt", std::time::Duration::ZERO)
+        });
+        let m = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1)).unwrap();
+        let f = m.create_path("/f", FileType::File).unwrap();
+        m.write_at(f, b"data", 0).unwrap();
+        let before = dev.flushes();
+        m.sync().unwrap();
+        assert_eq!(
+            dev.flushes() - before,
+            u64::from(caches),
+            "caches: {caches}"
+        );
     }
 }
 
