@@ -189,6 +189,10 @@ pub struct Mount {
     share: Option<Arc<Share>>,
     /// The share's commit counter as of the state this mount has.
     seen: AtomicU64,
+    /// The share's count of the host's checkpoints as of the last leader
+    /// record this mount read under the host's transaction lock
+    /// (`u64::MAX`: none yet).
+    seen_checkpoints: AtomicU64,
     /// Held by a write that extends a file or a block's written part (in a
     /// mount that is not shared; a shared one holds the host's lock): see
     /// [`crate::locks`].
@@ -452,6 +456,7 @@ impl Mount {
             frozen: std::sync::atomic::AtomicBool::new(false),
             share,
             seen: AtomicU64::new(seen),
+            seen_checkpoints: AtomicU64::new(u64::MAX),
             extending: Default::default(),
             data_locks: Default::default(),
             block_cache: parking_lot::Mutex::new(BlockCache::new()),

@@ -42,8 +42,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 /// Size of the shared file.
-const FILE_LEN: u64 = 32 << 10;
-const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR3");
+const FILE_LEN: u64 = 48 << 10;
+const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR4");
 const OFF_MAGIC: usize = 0;
 const OFF_BOOT: usize = 8;
 const OFF_VERSION: usize = 16;
@@ -82,6 +82,9 @@ const G_SLOTS: usize = 8;
 /// what it had written may be lost, so none of the host's processes
 /// writes on.
 const G_BROKEN: usize = 56;
+/// One word per host id from here: how many checkpoints the host's
+/// processes made (each moves the journal's tail in the leader record).
+const OFF_CHECKPOINTS: usize = 32 << 10;
 
 /// Lock ranges (byte offsets in the file; locks may lie past its end).
 const LOCK_INIT: i64 = 1 << 20;
@@ -575,6 +578,22 @@ impl Share {
         self.group_word(hostid, slot + 16)
             .store(head.2, Ordering::Release);
         gen.store(next, Ordering::Release);
+    }
+
+    /// How many checkpoints the processes of host `hostid` made since the
+    /// file was set up for this boot.
+    pub(crate) fn checkpoints(&self, hostid: u64) -> u64 {
+        self.checkpoint_word(hostid).load(Ordering::Acquire)
+    }
+
+    /// Counts a checkpoint of host `hostid` (under the host's transaction
+    /// lock, once its leader record is written).
+    pub(crate) fn count_checkpoint(&self, hostid: u64) {
+        self.checkpoint_word(hostid).fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn checkpoint_word(&self, hostid: u64) -> &AtomicU64 {
+        self.word(OFF_CHECKPOINTS + hostid.min(MAX_HOSTID) as usize * 8)
     }
 
     /// Takes host `hostid`'s committer lock: one process (and thread) of

@@ -55,7 +55,7 @@ impl Mount {
         let ours = |l: &LeaderRecord| self.still_ours(&lease, l, bda);
         match journal.checkpoint(&log, &ours, &mut |d| write_home(&log, meta, d)) {
             Ok(()) => {
-                self.committed();
+                self.checkpointed();
                 Ok(())
             }
             Err(e) => Err(self.fence.stop_io(e, "a checkpoint write or flush failed")),
@@ -148,7 +148,7 @@ impl Mount {
             if let Err(e) = journal.checkpoint(&log, &ours, &mut |d| write_home(&log, meta, d)) {
                 return Err(self.fence.stop_io(e, "a checkpoint write or flush failed"));
             }
-            self.committed();
+            self.checkpointed();
         }
         let appending = super::tail::TailLog {
             log,
@@ -173,7 +173,7 @@ impl Mount {
         if pfs_journal::checkpoint_due(journal.ntx(), journal.dirty().len() as u64) {
             self.commit_all(&lease, bda)?;
             match journal.checkpoint(&log, &ours, &mut |d| write_home(&log, meta, d)) {
-                Ok(()) => self.committed(),
+                Ok(()) => self.checkpointed(),
                 Err(e) => return Err(self.fence.stop_io(e, "a checkpoint write or flush failed")),
             }
         }

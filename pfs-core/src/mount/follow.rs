@@ -63,10 +63,18 @@ impl Mount {
         }
     }
 
-    /// Catches up by reading the leader record from the device.
+    /// Catches up with what the host's processes appended (see
+    /// `Mount::appended_view`), or else by reading the leader record from
+    /// the device.
     pub(super) fn catch_up_device(&self) -> Result<()> {
         let version = self.share.as_ref().map(|s| s.version());
-        self.catch_up_from_device()?;
+        if !self.catch_up_appended()? {
+            let checkpoints = self.share.as_ref().map(|s| s.checkpoints(self.hostid));
+            self.catch_up_from_device()?;
+            if let Some(c) = checkpoints {
+                self.seen_checkpoints.store(c, Ordering::Release);
+            }
+        }
         if let Some(v) = version {
             self.seen.store(v, Ordering::Release);
         }
@@ -134,6 +142,25 @@ impl Mount {
     /// from the device (a mount shared by the processes of a host, or a
     /// reader).
     pub(super) fn catch_up_to(&self, new: LeaderRecord) -> Result<()> {
+        self.follow_to(new, false)
+    }
+
+    /// Catches a read-write mount of a shared host that holds the lease up
+    /// with what the host's processes appended, when that needs no read of
+    /// the leader record (see `Mount::appended_view`): `false` when it
+    /// does. Only the host's processes write while its lease runs, and
+    /// they reuse journal space only after a checkpoint, which the share
+    /// counts: entries read while no checkpoint was counted are the ones
+    /// appended, and the leader record need not be read again after them.
+    pub(super) fn catch_up_appended(&self) -> Result<bool> {
+        let Some(view) = self.share.as_ref().and_then(|s| self.appended_view(s)) else {
+            return Ok(false);
+        };
+        self.follow_to(view, true)?;
+        Ok(true)
+    }
+
+    fn follow_to(&self, new: LeaderRecord, own: bool) -> Result<()> {
         // What the host's processes appended counts as committed here
         // (see `group`): their next transactions build on it.
         let new = self.host_view(new);
@@ -162,7 +189,16 @@ impl Mount {
             return Ok(());
         }
         let mut st = self.state.write();
-        let reread = || Ok(self.host_view(read_leader(self.dev.as_ref(), bda)?));
+        let checkpoints = self.seen_checkpoints.load(Ordering::Acquire);
+        let no_checkpoint = || {
+            self.share
+                .as_ref()
+                .is_some_and(|s| s.checkpoints(self.hostid) == checkpoints)
+        };
+        let reread = || match own && no_checkpoint() {
+            true => Ok(new),
+            false => Ok(self.host_view(read_leader(self.dev.as_ref(), bda)?)),
+        };
         if !advance(self.dev.as_ref(), &mut st, new, reread)? {
             // The writer reused the journal space of entries we miss
             // (they are in the metasets now), before or while we read.

@@ -60,6 +60,11 @@ impl Mount {
             return Ok(());
         }
         let version = s.version();
+        if self.catch_up_appended()? {
+            self.seen.store(version, Ordering::Release);
+            return Ok(());
+        }
+        let checkpoints = s.checkpoints(self.hostid);
         let bda = self.state.read().leader_bda;
         let leader = read_leader(self.raw.as_ref(), bda)?;
         if self.mode == Mode::ReadWrite {
@@ -67,7 +72,34 @@ impl Mount {
         }
         self.catch_up_to(leader)?;
         self.seen.store(version, Ordering::Release);
+        self.seen_checkpoints.store(checkpoints, Ordering::Release);
         Ok(())
+    }
+
+    /// For a read-write mount whose host holds a running lease on this
+    /// machine: the journal as the host's processes left it, known without
+    /// reading the device, when all they did since this mount last read
+    /// the leader record is append: this mount's leader record with the
+    /// host's appended head. No other host can have committed while the
+    /// lease runs, and a checkpoint (which moves the tail) is counted in
+    /// the share. `None` when the device must be read.
+    pub(super) fn appended_view(&self, s: &Share) -> Option<LeaderRecord> {
+        if self.mode != Mode::ReadWrite || self.machine_version().is_none() {
+            return None;
+        }
+        if s.checkpoints(self.hostid) != self.seen_checkpoints.load(Ordering::Acquire) {
+            return None;
+        }
+        let (txid, offset, lsn) = s.appended(self.hostid);
+        let mut view = *self.state.read().leader();
+        if txid <= view.head_txid.get() {
+            return None;
+        }
+        view.head_txid.set(txid);
+        view.head_offset.set(offset);
+        view.head_lsn.set(lsn);
+        view.seal();
+        Some(view)
     }
 
     /// Under the host's transaction lock, while the machine records a
@@ -140,10 +172,20 @@ impl Mount {
     }
 
     /// Tells the other processes of this machine that the device changed
-    /// (a shared mount, after a commit or checkpoint).
+    /// (a shared mount, after a commit).
     pub(super) fn committed(&self) {
         if let Some(s) = &self.share {
             self.seen.store(s.bump(), Ordering::Release);
         }
+    }
+
+    /// [`Mount::committed`] after a checkpoint, which the host's other
+    /// processes learn of by the share's count of checkpoints (their next
+    /// transaction reads the leader record with the moved tail).
+    pub(super) fn checkpointed(&self) {
+        if let Some(s) = &self.share {
+            s.count_checkpoint(self.hostid);
+        }
+        self.committed();
     }
 }
