@@ -3,6 +3,9 @@
 # 1 and 8 processes of one host on a direct-IO loop device over a sparse
 # file. Needs root (losetup). With STRACE=1 the run is traced with
 # `strace -c -f` and the syscall counts are printed after the figures.
+# The image lives in a scratch directory under $META_DIR (/var/tmp: a disk;
+# /dev/shm takes the device flushes out, as a loop device over tmpfs gets
+# none).
 # Usage: pfs-sdk/benches/meta.sh [seconds (3)] [threads per process (1)]
 #        [GiB of the device (200)]
 set -euo pipefail
