@@ -14,7 +14,7 @@ threads=${2:-1}
 gib=${3:-200}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-work=$(mktemp -d ${META_DIR:-/var/tmp}/pfsd-meta.XXXXXX)
+work=$(mktemp -d "${META_DIR:-/var/tmp}/pfsd-meta.XXXXXX")
 loop=
 cleanup() {
     if [ -n "$loop" ]; then losetup -d "$loop" || true; fi
