@@ -15,6 +15,22 @@ fn host(hostid: u64) -> MountOptions {
     }
 }
 
+/// Options of a shared mount of host 1 with a lease of `lease_ms`, whose
+/// share file lies in a new scratch directory named for `tag` (returned,
+/// for the caller to remove).
+fn shared_host(tag: &str, lease_ms: u32) -> (std::path::PathBuf, MountOptions) {
+    let dir = std::env::temp_dir().join(format!("pfs-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = MountOptions {
+        hostid: 1,
+        lease_ms,
+        shared: true,
+        share_path: Some(dir.join("share")),
+        ..MountOptions::default()
+    };
+    (dir, opts)
+}
+
 fn read_all(m: &Mount, path: &str) -> Vec<u8> {
     let ino = m.resolve(path).unwrap();
     let mut buf = vec![0u8; 1 << 16];
@@ -158,15 +174,7 @@ fn a_host_deposed_under_a_renewing_lease_still_unmounts() {
     // The renewal thread is the one to find the host deposed; it stops
     // itself, and the unmount that stops it again must not wait forever.
     let (_, dev) = formatted();
-    let dir = std::env::temp_dir().join(format!("pfs-deposed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let opts = MountOptions {
-        hostid: 1,
-        lease_ms: 200,
-        shared: true,
-        share_path: Some(dir.join("share")),
-        ..MountOptions::default()
-    };
+    let (dir, opts) = shared_host("deposed", 200);
     let m = Mount::open_with(dev, Mode::ReadWrite, &opts).unwrap();
     m.create_path("/f", FileType::File).unwrap();
     m.share().unwrap().depose(1);
@@ -376,15 +384,7 @@ fn a_reader_checks_the_head_once_per_read_and_still_sees_what_returned_before() 
 #[test]
 fn mounts_of_a_host_taking_turns_read_only_the_journal_and_learn_of_checkpoints() {
     let dev = Arc::new(Watched::formatted("turns", std::time::Duration::ZERO));
-    let dir = std::env::temp_dir().join(format!("pfs-turns-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let opts = MountOptions {
-        hostid: 1,
-        lease_ms: 60_000,
-        shared: true,
-        share_path: Some(dir.join("share")),
-        ..MountOptions::default()
-    };
+    let (dir, opts) = shared_host("turns", 60_000);
     // Two mounts of one process share its share, as two processes would.
     let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
     let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
