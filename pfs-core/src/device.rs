@@ -129,6 +129,15 @@ pub trait Device: Send + Sync {
         let _ = hosts;
         Ok(0)
     }
+    /// Cuts off at the storage every connection registered as a writer,
+    /// of any host, except this process's own. Called before a command
+    /// overwrites the whole filesystem (`mkfs -f`, `growfs`, a restore)
+    /// once no writer lease is live, so that a writer stalled past its
+    /// lease cannot land a write in what replaces it. Returns how many
+    /// connections were cut off; 0 for devices that cannot fence.
+    fn fence_every_writer(&self) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Zeroes a range with plain writes.

@@ -238,6 +238,10 @@ impl Device for FencedDevice {
         self.inner.fence_writers(hosts)
     }
 
+    fn fence_every_writer(&self) -> Result<usize> {
+        self.inner.fence_every_writer()
+    }
+
     fn local_path(&self) -> Option<&Path> {
         self.inner.local_path()
     }

@@ -284,6 +284,18 @@ impl Device for RbdDevice {
         if hosts.is_empty() {
             return Ok(0);
         }
+        self.fence(Some(hosts))
+    }
+
+    fn fence_every_writer(&self) -> Result<usize> {
+        self.fence(None)
+    }
+}
+
+impl RbdDevice {
+    /// Cuts off the registered writers of `hosts` (`None`: of every host)
+    /// but this process.
+    fn fence(&self, hosts: Option<&[(u32, u32)]>) -> Result<usize> {
         let own = self.registered.lock().clone();
         let cut = writers::fence(&self.image, hosts, own.as_deref()).map_err(|e| {
             self.fail(

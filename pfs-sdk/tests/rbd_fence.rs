@@ -6,7 +6,9 @@
 //!
 //! The same for the processes of one host through libpfsd
 //! (`tests/c/fence.c`): an SDK program and its forked child, each with a
-//! connection of its own, are both cut off by one takeover.
+//! connection of its own, are both cut off by one takeover. And for
+//! `mkfs -f` run once a stalled writer of another machine let its lease
+//! run out: the writer is cut off before the image is formatted again.
 //!
 //! On a real one-machine cluster (`pfs_tests::ceph`); where Ceph is not
 //! installed or the cluster does not start, each test prints a note and
@@ -194,4 +196,70 @@ fn sdk_processes_of_a_deposed_host_are_all_fenced() {
     }
     assert_eq!(pfs.ok_bytes(&["read", &format!("/{pbd}/taken")]), b"taker");
     pfs.fsck_clean(&pbd);
+}
+
+/// `mkfs -f` of an image whose writer, on another machine, stalled after
+/// its lease check and let its lease run out: the format waits out the
+/// lease, cuts the writer off, and what the writer issues when it resumes
+/// never lands in the new filesystem.
+#[test]
+fn mkfs_force_fences_a_writer_stalled_past_its_lease() {
+    let Some(c) = ceph::cluster() else {
+        return;
+    };
+    if !pfs_tests::is_root() || !pfs_tests::on_path("unshare") {
+        pfs_tests::skipped("another machine needs root and unshare (a machine id of its own)");
+        return;
+    }
+    let (pbd, pfs) = formatted(c, "stalled-mkfs");
+    pfs.ok(&["mkdir", &format!("/{pbd}/d")]);
+    // "Another machine": a machine id of its own (in a mount namespace)
+    // and a device directory of its own for its host-lock files.
+    let other = std::env::temp_dir().join(format!("pfs-other-machine-{}", std::process::id()));
+    std::fs::create_dir_all(&other).unwrap();
+    let mid = other.join("machine-id");
+    std::fs::write(
+        &mid,
+        format!("{:032x}\n", 0x5ca1_ab1e_u64 + u64::from(std::process::id())),
+    )
+    .unwrap();
+    let script = r#"mount --bind "$1" /etc/machine-id && shift && exec "$@""#;
+    let remote = c.pfs("stalled-mkfs-other").lease_ms(LEASE_MS).under(&[
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        mid.to_str().unwrap(),
+    ]);
+    let writer = remote.stopped_at("admitted", &["-H", "1", "touch", &format!("/{pbd}/d/late")]);
+    let regs = c.registered_writers("stalled-mkfs");
+    assert_eq!(regs.len(), 1, "the stalled writer registered: {regs:?}");
+    let addr = regs[0].1.split_whitespace().next().unwrap().to_owned();
+    // This machine formats the image again; host 1's lease runs out first.
+    let o = pfs.run(&["mkfs", "-f", &pbd]);
+    assert!(o.status.success(), "mkfs -f failed: {}", text(&o));
+    assert!(c.registered_writers("stalled-mkfs").is_empty());
+    let listed = c.blocklist();
+    assert!(listed.contains(&addr), "{addr} not blocklisted: {listed}");
+    c.snapshot("stalled-mkfs", "formatted");
+    let o = resume(writer);
+    assert!(
+        !o.status.success(),
+        "the stalled writer succeeded: {}",
+        text(&o)
+    );
+    assert_eq!(
+        c.changed_since("stalled-mkfs", "formatted"),
+        "[]",
+        "the stalled writer's write landed in the new filesystem"
+    );
+    let names = pfs.names(&format!("/{pbd}/"));
+    assert!(
+        !names.iter().any(|n| n == "d"),
+        "the old filesystem is back: {names:?}"
+    );
+    pfs.fsck_clean(&pbd);
+    let _ = std::fs::remove_dir_all(&other);
 }

@@ -58,14 +58,17 @@ pub(crate) fn unregister(image: &Image, key: &str) {
 }
 
 /// Blocklists every client that the hosts `hosts` ((host id, machine)
-/// pairs) registered on `image`, except this one, and removes their keys.
-/// Returns the addresses cut off.
+/// pairs; `None`: every host) registered on `image`, except this one, and
+/// removes their keys. Returns the addresses cut off.
 pub(crate) fn fence(
     image: &Image,
-    hosts: &[(u32, u32)],
+    hosts: Option<&[(u32, u32)]>,
     own_key: Option<&str>,
 ) -> io::Result<Vec<String>> {
-    let prefixes: Vec<String> = hosts.iter().map(|&(h, n)| host_prefix(h, n)).collect();
+    let prefixes: Vec<String> = match hosts {
+        Some(hosts) => hosts.iter().map(|&(h, n)| host_prefix(h, n)).collect(),
+        None => vec![PREFIX.to_owned()],
+    };
     let mut cut = Vec::new();
     for (k, v) in image.metadata_list()? {
         if !prefixes.iter().any(|p| k.starts_with(p.as_str())) || Some(k.as_str()) == own_key {
