@@ -5,7 +5,9 @@
 //! (`tests/c/fence.c`) while B and C follow; A stops after a lease check,
 //! is cut off from the cluster and from B, and resumed, so its write goes
 //! out into the cut and stays in flight; B takes over with force and writes; A is
-//! healed. Every record A acknowledged is on the image, nothing A wrote
+//! healed. A is cut off twice: once by a packet filter in the bridge that
+//! drops what passes between A and the cluster or B (C still reaches A),
+//! once by taking its link down. Every record A acknowledged is on the image, nothing A wrote
 //! after the takeover lands (`rbd diff` against a snapshot), and C follows
 //! B's writes. The same with a 2 s netem delay on A's link instead of the
 //! cut, where the kernel has `sch_netem` (skipped with a note where not).
@@ -68,6 +70,9 @@ fn start(cmd: &mut Command, reap: &mut Reap) -> Lines {
 /// How host A is separated from the others, and undone.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
+    /// A packet filter in the bridge drops every frame between A and the
+    /// cluster and between A and B; C still reaches A.
+    Partition,
     /// A's link down: nothing reaches A or leaves it.
     Cut,
     /// Every packet to and from A delayed by this many milliseconds.
@@ -115,6 +120,7 @@ fn scenario(net: &Net, c: &Cluster, fault: Fault, image: &str) {
     // issue goes out into the cut (or the delay) and stays in flight.
     let faulted = Instant::now();
     match fault {
+        Fault::Partition => net.partition(0, &[1]).unwrap(),
         Fault::Cut => net.cut(0).unwrap(),
         Fault::Delay(ms) => net.delay(0, ms).unwrap(),
     }
@@ -144,6 +150,7 @@ fn scenario(net: &Net, c: &Cluster, fault: Fault, image: &str) {
     // A comes back: whatever it had in flight, and anything after, is
     // refused by the OSDs.
     match fault {
+        Fault::Partition => net.rejoin(0).unwrap(),
         Fault::Cut => net.heal(0).unwrap(),
         Fault::Delay(_) => net.undelay(0).unwrap(),
     }
@@ -183,6 +190,13 @@ fn hosts_in_network_namespaces_fence_a_deposed_writer() {
     let Some(c) = ceph::cluster_on(&net.gateway) else {
         return;
     };
+    // The packet filter, tried first and undone at once.
+    match net.partition(0, &[1]).and_then(|()| net.rejoin(0)) {
+        Ok(()) => scenario(&net, c, Fault::Partition, "netns-partition"),
+        Err(why) => {
+            pfs_tests::skipped(&format!("the packet-filter partition: {why}"));
+        }
+    }
     scenario(&net, c, Fault::Cut, "netns-cut");
     // A 2 s delay each way stretches A's writes and renewals past its
     // lease and the margin; tried on A's link first, undone at once.

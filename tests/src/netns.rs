@@ -7,9 +7,11 @@
 //! so they share nothing with the other hosts but the cluster.
 //!
 //! A host is cut off by taking its end of the pair down on the bridge
-//! (nothing reaches it, nothing leaves it; no packet filter needed) and
-//! healed by bringing it up; [`Net::delay`] adds a netem delay where the
-//! kernel has `sch_netem`.
+//! (nothing reaches it, nothing leaves it) and healed by bringing it up;
+//! [`Net::partition`] separates it from some hosts and the bridge's
+//! address only, with a packet filter in the bridge (nftables), as a
+//! switch that stops forwarding would; [`Net::delay`] adds a netem delay
+//! where the kernel has `sch_netem`.
 //!
 //! Everything is removed when the [`Net`] is dropped.
 
@@ -154,6 +156,43 @@ impl Net {
         ip(&["link", "set", &self.hosts[k].link, "up"])
     }
 
+    /// Drops, in the bridge, every frame between host `k` and the hosts
+    /// `peers` and between host `k` and the bridge's own address (the
+    /// services there), in both directions; the other hosts still reach
+    /// `k`. Undone by [`Net::rejoin`]. An error where `nft` (nftables) or
+    /// the kernel's bridge filtering is missing.
+    pub fn partition(&self, k: usize, peers: &[usize]) -> Result<(), String> {
+        if !crate::on_path("nft") {
+            return Err("nft (nftables) is not installed".into());
+        }
+        let me = &self.hosts[k].link;
+        let mut rules = format!(
+            "table bridge {table} {{\n\
+             chain input {{ type filter hook input priority 0; policy accept; iifname \"{me}\" drop; }}\n\
+             chain output {{ type filter hook output priority 0; policy accept; oifname \"{me}\" drop; }}\n\
+             chain forward {{ type filter hook forward priority 0; policy accept;\n",
+            table = self.table(k)
+        );
+        for &p in peers {
+            let peer = &self.hosts[p].link;
+            rules.push_str(&format!(
+                "iifname \"{me}\" oifname \"{peer}\" drop;\niifname \"{peer}\" oifname \"{me}\" drop;\n"
+            ));
+        }
+        rules.push_str("}\n}\n");
+        nft(&["-f", "-"], Some(&rules))
+    }
+
+    /// Removes host `k`'s partition.
+    pub fn rejoin(&self, k: usize) -> Result<(), String> {
+        nft(&["delete", "table", "bridge", &self.table(k)], None)
+    }
+
+    /// The nftables table of host `k`'s partition.
+    fn table(&self, k: usize) -> String {
+        format!("pfs_part_{}", self.hosts[k].link)
+    }
+
     /// Delays every packet to and from host `k` by `ms` (netem on both
     /// ends of its pair); an error where `sch_netem` is missing.
     pub fn delay(&self, k: usize, ms: u32) -> Result<(), String> {
@@ -176,6 +215,34 @@ impl Net {
         let peer = h.link.replacen("pfv", "pfp", 1);
         tc(None, &["qdisc", "del", "dev", &h.link, "root"])?;
         tc(Some(&h.ns), &["qdisc", "del", "dev", &peer, "root"])
+    }
+}
+
+/// Runs `nft ARGS...`, with `input` on its stdin.
+fn nft(args: &[&str], input: Option<&str>) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(input.unwrap_or_default().as_bytes())
+        .map_err(|e| format!("nft: {e}"))?;
+    drop(stdin);
+    let o = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft {}: {}\n{}",
+            args.join(" "),
+            crate::cli::text(&o),
+            input.unwrap_or_default()
+        ))
     }
 }
 
@@ -203,7 +270,10 @@ fn tc(ns: Option<&str>, args: &[&str]) -> Result<(), String> {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for h in &self.hosts {
+        for (k, h) in self.hosts.iter().enumerate() {
+            if crate::on_path("nft") {
+                let _ = self.rejoin(k);
+            }
             let _ = ip(&["link", "del", &h.link]);
             let _ = ip(&["netns", "del", &h.ns]);
         }
