@@ -421,6 +421,85 @@ impl File {
         Ok(())
     }
 
+    /// Commits what every handle in `files` wrote with
+    /// [`Self::write_at_deferred`] in one transaction, where
+    /// [`Self::commit`] on each would take one each (a copy's writer
+    /// threads, each with a handle of its own). The handles must be of one
+    /// file of one mount, and write blocks of their own: a handle's
+    /// deferred writes are not seen by the others, as
+    /// [`Self::write_at_deferred`] says.
+    ///
+    /// ```
+    /// # struct Scratch(std::path::PathBuf);
+    /// # impl Drop for Scratch {
+    /// #     fn drop(&mut self) {
+    /// #         let _ = std::fs::remove_dir_all(&self.0);
+    /// #     }
+    /// # }
+    /// # let scratch = Scratch(std::env::temp_dir().join(format!("pfs-doc-commit-all-{}", std::process::id())));
+    /// # std::fs::create_dir_all(&scratch.0)?;
+    /// # let img = scratch.0.join("disk");
+    /// # std::fs::File::create(&img)?.set_len(10 << 30)?;
+    /// # let dev = std::sync::Arc::new(pfs_core::FileDevice::open("disk", &img, true)?);
+    /// # pfs_core::mkfs(dev.as_ref(), &pfs_core::MkfsOptions::default())?;
+    /// # let opts = pfs_core::MountOptions { hostid: 1, ..pfs_core::MountOptions::default() };
+    /// # let m = std::sync::Arc::new(pfs_core::Mount::open_with(dev, pfs_core::Mode::ReadWrite, &opts)?);
+    /// use pfs_core::{File, OpenOptions};
+    ///
+    /// let w = OpenOptions { write: true, ..OpenOptions::default() };
+    /// let a = m.open_file("/f", OpenOptions { create: true, ..w })?;
+    /// let b = m.open_ino(a.ino(), w)?;
+    /// // Each writes blocks of its own (4 MiB each).
+    /// a.write_at_deferred(b"front", 0)?;
+    /// b.write_at_deferred(b"back", 4 << 20)?;
+    /// assert_eq!(m.stat_path("/f")?.size, 0);
+    /// File::commit_all(&[a, b])?;
+    /// assert_eq!(m.stat_path("/f")?.size, (4 << 20) + 4);
+    /// let r = m.open_file("/f", OpenOptions::default())?;
+    /// let (mut front, mut back) = ([0u8; 5], [0u8; 4]);
+    /// r.read_at(&mut front, 0)?;
+    /// r.read_at(&mut back, 4 << 20)?;
+    /// assert_eq!((&front, &back), (b"front", b"back"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit_all(files: &[File]) -> Result<()> {
+        let Some(first) = files.first() else {
+            return Ok(());
+        };
+        if files
+            .iter()
+            .any(|f| f.ino != first.ino || !Arc::ptr_eq(&f.m, &first.m))
+        {
+            return Err(CoreError::InvalidArgument(
+                "commit_all: handles of more than one file".into(),
+            ));
+        }
+        for f in files {
+            f.land()?;
+        }
+        let mut held: Vec<_> = files.iter().map(|f| f.pending.lock()).collect();
+        let mut all = Extents::default();
+        for p in &held {
+            for (&bt, &end) in &p.blocks {
+                let e = all.blocks.entry(bt).or_insert(end);
+                *e = (*e).max(end);
+            }
+            all.end = all.end.max(p.end);
+        }
+        if all.blocks.is_empty() && all.end == 0 {
+            return Ok(());
+        }
+        first.m.commit_extents(first.ino, &all)?;
+        for p in &mut held {
+            **p = Extents::default();
+        }
+        drop(held);
+        for f in files {
+            f.behind_committed();
+        }
+        Ok(())
+    }
+
     /// What closing the handle does to the file, for a handle several
     /// openers share (a FUSE mount's, one per inode) when the last of them
     /// closes: commits deferred writes and gives back blocks allocated

@@ -819,9 +819,7 @@ fn copy_to_pfs(
                 return Ok(());
             }
             slice = Some(off / SLICE);
-            for out in &outs {
-                out.commit()?;
-            }
+            PfsFile::commit_all(&outs)?;
             // The slice's pieces, as runs of adjacent pieces.
             let first = off / SLICE * SLICE;
             let mut runs: Vec<(u64, u64)> = Vec::new();
@@ -851,12 +849,11 @@ fn copy_to_pfs(
                 .map_err(Into::into)
         },
     )?;
-    // Everything is written: commit every writer's extents, give the file
-    // its full size (a hole at the end has no piece that would), then
-    // flush the device once before the file may take its name.
-    for out in &outs {
-        out.commit()?;
-    }
+    // Everything is written: commit every writer's extents (one
+    // transaction), give the file its full size (a hole at the end has no
+    // piece that would), then flush the device once before the file may
+    // take its name.
+    PfsFile::commit_all(&outs)?;
     if outs[0].getattr()?.size != size {
         outs[0].set_len(size)?;
     }
