@@ -199,6 +199,30 @@ impl AlignedBuf {
         }
     }
 
+    /// An aligned copy of `data`: the bytes written once, with no zeroing
+    /// first (what [`AlignedBuf::new`] and a copy would cost).
+    ///
+    /// ```
+    /// let b = pfs_core::AlignedBuf::copy_of(b"abc");
+    /// assert_eq!(b.as_slice(), b"abc");
+    /// assert_eq!(b.as_slice().as_ptr() as usize % pfs_core::DIRECT_IO_ALIGN, 0);
+    /// ```
+    pub fn copy_of(data: &[u8]) -> AlignedBuf {
+        let mut storage: Vec<u8> = Vec::with_capacity(data.len() + DIRECT_IO_ALIGN);
+        let start = storage
+            .as_ptr()
+            .align_offset(DIRECT_IO_ALIGN)
+            .min(DIRECT_IO_ALIGN);
+        // Within the capacity: the storage does not move.
+        storage.resize(start, 0);
+        storage.extend_from_slice(data);
+        AlignedBuf {
+            storage,
+            start,
+            len: data.len(),
+        }
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.len

@@ -180,13 +180,15 @@ impl File {
     /// Copies a planned background write and hands it to the writers.
     fn send_background(&self, queue: &Sender<Job>, buf: &[u8], off: u64, mut ext: Extents) {
         let (len, end) = (buf.len() as u64, off + buf.len() as u64);
-        let data = buf.to_vec();
+        // Aligned, so the device writes it as it is (O_DIRECT), with no
+        // second copy through a bounce buffer.
+        let data = crate::device::AlignedBuf::copy_of(buf);
         let (m, ino, born) = (Arc::clone(&self.m), self.ino, self.born);
         let flight = Arc::clone(&self.flight);
         let job: Job = Box::new(move || {
             let r = (|| {
                 let _locks = m.data_write_guard(ino)?;
-                m.with_write_permit(|| m.write_data(ino, Some(born), off, &data, &mut ext))
+                m.with_write_permit(|| m.write_data(ino, Some(born), off, data.as_slice(), &mut ext))
             })();
             let mut st = flight.state.lock();
             match r {
