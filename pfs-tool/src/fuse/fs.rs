@@ -246,7 +246,14 @@ pub struct PfsFs {
     pub unmount_error: Arc<Mutex<Option<String>>>,
     /// The writer's background commits (see [`DURABLE_WITHIN`]).
     committer: Option<pfs_core::Committer>,
+    /// Read buffers given back after their reply, for the next reads.
+    read_bufs: Mutex<Vec<AlignedBuf>>,
 }
+
+/// Read buffers kept for reuse: a fresh megabyte per read is zeroed and
+/// faulted in before the device may read into it, which cost more than
+/// the reply's copy.
+const READ_BUFS: usize = 8;
 
 /// An error as the errno the kernel passes on.
 fn errno(e: impl Into<Fail>) -> Errno {
@@ -336,6 +343,7 @@ impl PfsFs {
             mountpoint: None,
             readahead_set: std::sync::Once::new(),
             unmount_error: Arc::new(Mutex::new(None)),
+            read_bufs: Mutex::new(Vec::new()),
         }
     }
 
@@ -820,10 +828,25 @@ impl PfsFs {
             return Ok((Read::Copied(got), n));
         }
         self.settle(h.ino)?;
-        // Aligned, so a direct-IO device reads straight into it.
-        let mut buf = AlignedBuf::new(size as usize);
-        let n = h.file.read_at(buf.as_mut_slice(), off)?;
+        // Aligned, so a direct-IO device reads straight into it; one given
+        // back by an earlier read when one is large enough.
+        let size = size as usize;
+        let kept = {
+            let mut bufs = self.read_bufs.lock();
+            let at = bufs.iter().position(|b| b.len() >= size);
+            at.map(|i| bufs.swap_remove(i))
+        };
+        let mut buf = kept.unwrap_or_else(|| AlignedBuf::new(size));
+        let n = h.file.read_at(&mut buf.as_mut_slice()[..size], off)?;
         Ok((Read::Aligned(buf), n))
+    }
+
+    /// Keeps read buffer `buf` for a later read, if there is room.
+    fn give_back(&self, buf: AlignedBuf) {
+        let mut bufs = self.read_bufs.lock();
+        if bufs.len() < READ_BUFS {
+            bufs.push(buf);
+        }
     }
 
     fn do_write(&self, fh: FileHandle, off: u64, data: &[u8]) -> CoreResult<usize> {
@@ -1112,7 +1135,10 @@ impl Filesystem for PfsFs {
         reply: ReplyData,
     ) {
         match self.do_read(fh, offset, size) {
-            Ok((Read::Aligned(buf), n)) => reply.data(&buf.as_slice()[..n]),
+            Ok((Read::Aligned(buf), n)) => {
+                reply.data(&buf.as_slice()[..n]);
+                self.give_back(buf);
+            }
             Ok((Read::Copied(buf), n)) => reply.data(&buf[..n]),
             Err(e) => reply.error(errno(e)),
         }
