@@ -916,6 +916,11 @@ impl Filesystem for PfsFs {
             Err(max) => max,
         };
         let _ = config.set_max_readahead(offered);
+        // The pieces of one large O_DIRECT read or write (1 MiB each) come
+        // as requests at once, not one after the other, and the request
+        // threads serve them side by side (the kernel still sends a write
+        // that extends the file one piece at a time).
+        let _ = config.add_capabilities(InitFlags::FUSE_ASYNC_DIO);
         // No writeback cache on the writer (FUSE_WRITEBACK_CACHE): its
         // writes come as the same 1 MiB requests, after one more copy
         // through the page cache, and measured slower (benches/fuse.rs).
