@@ -98,7 +98,8 @@ rbd_bench --io-type write --io-pattern seq --io-size 4M --io-threads 16 --io-tot
 # The first call writes the file's 1 GiB; a short read measures nothing kept.
 "$work/sdk_bench" io "$pbd" randread 1 0.1 >/dev/null
 
-if [ "$cp_mib" -gt 0 ]; then head -c "$((cp_mib << 20))" /dev/urandom >"$work/src.bin"; fi
+# The source on disk before anything is measured (its writeback would run beside the rounds).
+if [ "$cp_mib" -gt 0 ]; then head -c "$((cp_mib << 20))" /dev/urandom >"$work/src.bin" && sync "$work/src.bin"; fi
 
 echo "PFS on Ceph RBD beside rbd bench; $(ceph -c "$conf" -v | cut -d' ' -f1-3), one OSD"
 echo "(BlueStore on a sparse file), $(nproc) cores; $rounds rounds, $seconds s per libpfsd figure"
@@ -169,9 +170,10 @@ for r in $(seq 1 "$rounds"); do
 done
 
 echo
-echo "median over $rounds rounds (each side's median; the ratio is of the medians)"
-printf '%-34s %10s %10s %6s\n' work ours "rbd bench" ratio
-# Each label's figures, in the order first seen, medians of either side.
+echo "median over $rounds rounds: each side's median, the ratio of those, and the median of the"
+echo "rounds' own ratios (paired: the two sides of a round ran one after the other)"
+printf '%-34s %10s %10s %6s %6s\n' work ours "rbd bench" ratio paired
+# Each label's figures, in the order first seen: medians of either side and of the ratios.
 awk -F'\t' '
     function median(list,   v, m, i, j, t) {
         m = split(list, v, " ")
@@ -180,6 +182,7 @@ awk -F'\t' '
         }
         return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
     }
-    { if (!($1 in a)) order[++k] = $1; a[$1] = a[$1] " " $2; b[$1] = b[$1] " " $3 }
+    { if (!($1 in a)) order[++k] = $1; a[$1] = a[$1] " " $2; b[$1] = b[$1] " " $3
+      r[$1] = r[$1] " " $2 / $3 }
     END { for (i = 1; i <= k; i++) { w = order[i]; x = median(a[w]); y = median(b[w])
-        printf "%-34s %10.0f %10.0f %6.2f\n", w, x, y, x / y } }' "$results"
+        printf "%-34s %10.0f %10.0f %6.2f %6.2f\n", w, x, y, x / y, median(r[w]) } }' "$results"

@@ -188,7 +188,9 @@ impl File {
         let job: Job = Box::new(move || {
             let r = (|| {
                 let _locks = m.data_write_guard(ino)?;
-                m.with_write_permit(|| m.write_data(ino, Some(born), off, data.as_slice(), &mut ext))
+                m.with_write_permit(|| {
+                    m.write_data(ino, Some(born), off, data.as_slice(), &mut ext)
+                })
             })();
             let mut st = flight.state.lock();
             match r {

@@ -67,10 +67,18 @@ impl Mount {
     /// `Mount::appended_view`), or else by reading the leader record from
     /// the device.
     pub(super) fn catch_up_device(&self) -> Result<()> {
+        self.counted_catch_up(|| self.catch_up_from_device())
+    }
+
+    /// Catches up with what the host's processes appended, or else with
+    /// `from_device`, and notes the share's commit counter and count of
+    /// checkpoints as they were before (so a commit or checkpoint made
+    /// meanwhile is caught up with next time).
+    pub(super) fn counted_catch_up(&self, from_device: impl FnOnce() -> Result<()>) -> Result<()> {
         let version = self.share.as_ref().map(|s| s.version());
         if !self.catch_up_appended()? {
             let checkpoints = self.share.as_ref().map(|s| s.checkpoints(self.hostid));
-            self.catch_up_from_device()?;
+            from_device()?;
             if let Some(c) = checkpoints {
                 self.seen_checkpoints.store(c, Ordering::Release);
             }

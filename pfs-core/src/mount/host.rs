@@ -59,21 +59,14 @@ impl Mount {
         if self.unchanged_since_seen() {
             return Ok(());
         }
-        let version = s.version();
-        if self.catch_up_appended()? {
-            self.seen.store(version, Ordering::Release);
-            return Ok(());
-        }
-        let checkpoints = s.checkpoints(self.hostid);
-        let bda = self.state.read().leader_bda;
-        let leader = read_leader(self.raw.as_ref(), bda)?;
-        if self.mode == Mode::ReadWrite {
-            self.watch_host_head(s, &leader)?;
-        }
-        self.catch_up_to(leader)?;
-        self.seen.store(version, Ordering::Release);
-        self.seen_checkpoints.store(checkpoints, Ordering::Release);
-        Ok(())
+        self.counted_catch_up(|| {
+            let bda = self.state.read().leader_bda;
+            let leader = read_leader(self.raw.as_ref(), bda)?;
+            if self.mode == Mode::ReadWrite {
+                self.watch_host_head(s, &leader)?;
+            }
+            self.catch_up_to(leader)
+        })
     }
 
     /// For a read-write mount whose host holds a running lease on this
