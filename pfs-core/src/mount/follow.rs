@@ -207,7 +207,11 @@ impl Mount {
             true => Ok(new),
             false => Ok(self.host_view(read_leader(self.dev.as_ref(), bda)?)),
         };
-        if !advance(self.dev.as_ref(), &mut st, new, reread)? {
+        // A writer of a shared host appends next at the head it catches up
+        // to: the read of the entries keeps the head's sector for it.
+        let tail =
+            (self.mode == Mode::ReadWrite && self.share.is_some()).then_some(&self.journal_tail);
+        if !advance(self.dev.as_ref(), &mut st, new, reread, tail)? {
             // The writer reused the journal space of entries we miss
             // (they are in the metasets now), before or while we read.
             drop(st);

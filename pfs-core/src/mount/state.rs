@@ -1,14 +1,17 @@
 //! The metadata a mount holds, as of one committed transaction, and how
 //! it is loaded from the device and brought forward through the journal.
 
+use super::tail::{CatchLog, TailSector};
 use crate::alloc::Allocator;
 use crate::device::Device;
 use crate::error::{CoreError, Result};
 use crate::lease::Slots;
 use crate::meta::{DeviceLog, MetaImage, Replayed};
 use crate::share::Share;
+use parking_lot::Mutex;
 use pfs_format::LeaderRecord;
 use pfs_journal::{Journal, LogStore};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Metadata as of some committed transaction.
@@ -107,12 +110,15 @@ pub(super) fn load_state_shared(
 /// (the entries stay until the writer reuses their space). `false` when it
 /// no longer holds them all, or the writer reused their space while they
 /// were read (`reread` gives the journal's leader record as it is after
-/// the read): `st` is unchanged and must be loaded again.
+/// the read): `st` is unchanged and must be loaded again. With `tail`, the
+/// sector of `new`'s head is kept there when the entries' read reached it
+/// (for the append that follows; see [`super::tail`]).
 pub(super) fn advance(
     dev: &dyn Device,
     st: &mut State,
     new: LeaderRecord,
     reread: impl FnOnce() -> Result<LeaderRecord>,
+    tail: Option<&Mutex<TailSector>>,
 ) -> Result<bool> {
     let (bda, nchunk) = (st.leader_bda, st.meta.nchunk);
     let log = DeviceLog {
@@ -120,7 +126,24 @@ pub(super) fn advance(
         blocks: &st.journal_blocks,
         leader_bda: bda,
     };
-    let Some(entries) = st.journal.follow(&log, new, nchunk, reread)? else {
+    let followed = match tail {
+        None => st.journal.follow(&log, new, nchunk, reread)?,
+        Some(kept) => {
+            let catch = CatchLog {
+                log,
+                head: new.head_offset.get(),
+                caught: RefCell::new(None),
+            };
+            let followed = st.journal.follow(&catch, new, nchunk, reread)?;
+            if followed.is_some() {
+                if let Some(t) = catch.tail(new.head_txid.get()) {
+                    *kept.lock() = t;
+                }
+            }
+            followed
+        }
+    };
+    let Some(entries) = followed else {
         return Ok(false);
     };
     st.gen = next_gen();
@@ -156,7 +179,7 @@ pub(super) fn resume(
         return Ok(st);
     }
     let bda = st.leader_bda;
-    if advance(dev, &mut st, now, || read_leader(dev, bda))? {
+    if advance(dev, &mut st, now, || read_leader(dev, bda), None)? {
         return Ok(st);
     }
     load_state_shared(dev, share, hostid)

@@ -8,6 +8,12 @@
 //! reader of the journal looks at). The sector is used only while nobody
 //! else appended since (the journal head is still the one after this
 //! mount's last append); otherwise it is read from the device as before.
+//!
+//! A process of a shared host catches up with what the host's other
+//! processes appended by reading their entries, under the host's
+//! transaction lock, up to the head it is about to append at: that read
+//! keeps the head's sector as well ([`CatchLog`]), so the append that
+//! follows need not read it again.
 
 use super::Mount;
 use crate::device::AlignedBuf;
@@ -16,6 +22,7 @@ use crate::meta::DeviceLog;
 use parking_lot::Mutex;
 use pfs_format::LeaderRecord;
 use pfs_journal::LogStore;
+use std::cell::RefCell;
 
 /// The sector the journal's last append by this mount ended in.
 #[derive(Debug, Default)]
@@ -74,6 +81,76 @@ impl LogStore for TailLog<'_> {
             bytes: buf.as_slice()[last..].to_vec(),
         };
         Ok(())
+    }
+
+    fn read_leader(&self) -> Result<LeaderRecord> {
+        self.log.read_leader()
+    }
+
+    fn write_leader(&self, lr: &LeaderRecord) -> Result<()> {
+        self.log.write_leader(lr)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.log.flush()
+    }
+}
+
+/// The journal as a catch-up reads it: [`DeviceLog`], keeping the sector
+/// the head is in when a read ends at the head (read from the sector's
+/// start, which costs the device nothing more: direct IO reads whole
+/// sectors anyway).
+pub(super) struct CatchLog<'a> {
+    /// Where the journal is.
+    pub(super) log: DeviceLog<'a>,
+    /// Journal offset of the head caught up to.
+    pub(super) head: u64,
+    /// The head's sector as read: its bytes up to the head, then zeros.
+    pub(super) caught: RefCell<Option<Vec<u8>>>,
+}
+
+impl CatchLog<'_> {
+    /// The kept sector of head `txid`, if a read reached it.
+    pub(super) fn tail(self, txid: u64) -> Option<TailSector> {
+        let bytes = self.caught.into_inner()?;
+        Some(TailSector {
+            end: self.head,
+            txid,
+            bytes,
+        })
+    }
+}
+
+impl LogStore for CatchLog<'_> {
+    type Error = crate::error::CoreError;
+
+    fn read_log(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let ss = u64::from(self.log.dev.sector_size());
+        let end = offset + buf.len() as u64;
+        let in_sector = (self.head % ss) as usize;
+        if end != self.head || in_sector == 0 {
+            return self.log.read_log(offset, buf);
+        }
+        let start = self.head - in_sector as u64;
+        let mut sector = vec![0u8; ss as usize];
+        if start >= offset {
+            self.log.read_log(offset, buf)?;
+            let from = (start - offset) as usize;
+            sector[..in_sector].copy_from_slice(&buf[from..]);
+        } else {
+            // The read starts inside the head's sector: read the sector
+            // from its start (journal offsets start at 0, sectors align).
+            let mut whole = vec![0u8; (end - start) as usize];
+            self.log.read_log(start, &mut whole)?;
+            buf.copy_from_slice(&whole[(offset - start) as usize..]);
+            sector[..in_sector].copy_from_slice(&whole);
+        }
+        *self.caught.borrow_mut() = Some(sector);
+        Ok(())
+    }
+
+    fn write_log(&self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.log.write_log(offset, bytes)
     }
 
     fn read_leader(&self) -> Result<LeaderRecord> {
