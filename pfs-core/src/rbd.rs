@@ -161,9 +161,6 @@ impl RbdDevice {
             client.conf.as_deref(),
             &[
                 ("rbd_cache", "false"),
-                // Writes are sent from the caller's buffer, not a copy
-                // (`Image::write` waits for each).
-                ("rbd_disable_zero_copy_writes", "false"),
                 ("client_mount_timeout", CONNECT_TIMEOUT_SECS),
             ],
         )

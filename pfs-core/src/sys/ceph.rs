@@ -16,7 +16,6 @@ use std::sync::{Arc, OnceLock};
 type RadosT = *mut c_void;
 type IoCtxT = *mut c_void;
 type ImageT = *mut c_void;
-type CompletionT = *mut c_void;
 
 /// Declares the library functions used, each with its C prototype and
 /// the library it is in: the table [`Lib`] of them and [`resolve`], which
@@ -69,11 +68,7 @@ functions! {
     rbd rbd_close: fn(ImageT) -> c_int;
     rbd rbd_get_size: fn(ImageT, *mut u64) -> c_int;
     rbd rbd_read2: fn(ImageT, u64, usize, *mut c_char, c_int) -> isize;
-    rbd rbd_aio_create_completion: fn(*mut c_void, *mut c_void, *mut CompletionT) -> c_int;
-    rbd rbd_aio_write2: fn(ImageT, u64, usize, *const c_char, CompletionT, c_int) -> c_int;
-    rbd rbd_aio_wait_for_complete: fn(CompletionT) -> c_int;
-    rbd rbd_aio_get_return_value: fn(CompletionT) -> isize;
-    rbd rbd_aio_release: fn(CompletionT);
+    rbd rbd_write2: fn(ImageT, u64, usize, *const c_char, c_int) -> isize;
     rbd rbd_discard: fn(ImageT, u64, u64) -> c_int;
     rbd rbd_write_zeroes: fn(ImageT, u64, usize, c_int, c_int) -> isize;
     rbd rbd_flush: fn(ImageT) -> c_int;
@@ -538,54 +533,33 @@ impl Image {
 
     /// Writes `buf` at `offset`.
     ///
-    /// Through librbd's asynchronous call, waited for: with zero-copy
-    /// writes allowed (`rbd_disable_zero_copy_writes = false`, set by the
-    /// RBD device) librbd sends straight from `buf` instead of copying it
-    /// first, as its synchronous call always does; the completion comes
-    /// only once librbd holds no reference to `buf`, so the borrow covers
-    /// every use of it.
+    /// The synchronous call, which copies `buf` first. An asynchronous
+    /// write from `buf` itself (zero-copy, `rbd_disable_zero_copy_writes =
+    /// false`) saved that copy, but on a client the cluster had
+    /// blocklisted its completion never came: librbd completes such a
+    /// write only once it holds no reference to the buffer, and a fenced
+    /// writer hung in its last write.
     pub fn write(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut done = 0usize;
         while done < buf.len() {
             let n = (buf.len() - done).min(MAX_CALL);
             let part = &buf[done..done + n];
-            let lib = self.lib();
-            let mut c: CompletionT = std::ptr::null_mut();
-            // SAFETY: no callback and no argument; librbd writes the new
-            // completion's handle to `c`.
+            // SAFETY: the image is open; librbd reads `n` bytes from
+            // `part`, which is `n` bytes long and borrowed for the call
+            // (the synchronous call copies or finishes with it first).
             let r = unsafe {
-                (lib.rbd_aio_create_completion)(std::ptr::null_mut(), std::ptr::null_mut(), &mut c)
-            };
-            check(r.into())?;
-            // SAFETY: the image is open and `c` a fresh completion; librbd
-            // reads `n` bytes from `part`, which is `n` bytes long and stays
-            // borrowed until the completion is waited for below (librbd
-            // completes only after dropping its last reference to it).
-            let r = unsafe {
-                (lib.rbd_aio_write2)(
+                (self.lib().rbd_write2)(
                     self.handle,
                     offset + done as u64,
                     n,
                     part.as_ptr().cast(),
-                    c,
                     0,
                 )
             };
-            let put = if r < 0 {
-                i64::from(r)
-            } else {
-                // SAFETY: `c` was submitted above and is waited for once.
-                unsafe { (lib.rbd_aio_wait_for_complete)(c) };
-                // SAFETY: `c` has completed.
-                unsafe { (lib.rbd_aio_get_return_value)(c) as i64 }
-            };
-            // SAFETY: `c` is released once, after it completed or was
-            // never submitted.
-            unsafe { (lib.rbd_aio_release)(c) };
-            // A completed write wrote all `n` bytes (the return value is
-            // not a count for every librbd version).
-            check(put)?;
-            done += n;
+            match check(r as i64)? {
+                0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                put => done += put as usize,
+            }
         }
         Ok(())
     }
