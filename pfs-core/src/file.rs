@@ -410,15 +410,7 @@ impl File {
     /// Commits what [`Self::write_at_deferred`] wrote (and what
     /// write-behind's writes under way write, once they are done).
     pub fn commit(&self) -> Result<()> {
-        self.land()?;
-        let mut p = self.pending.lock();
-        if p.blocks.is_empty() && p.end == 0 {
-            return Ok(());
-        }
-        self.m.commit_extents(self.ino, &p)?;
-        *p = Extents::default();
-        self.behind_committed();
-        Ok(())
+        File::commit_all(std::slice::from_ref(self))
     }
 
     /// Commits what every handle in `files` wrote with

@@ -387,23 +387,11 @@ fn a_reader_checks_the_head_once_per_read_and_still_sees_what_returned_before() 
 #[test]
 fn mounts_of_a_host_taking_turns_read_only_the_journal_and_learn_of_checkpoints() {
     let dev = Arc::new(Watched::formatted("turns", std::time::Duration::ZERO));
-    let (dir, opts) = shared_host("turns", 60_000);
-    // Two mounts of one process share its share, as two processes would.
-    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
-    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
-    a.create_path("/a0", FileType::File).unwrap();
-    b.create_path("/b0", FileType::File).unwrap();
     // Each transaction catches up with the other mount's one by reading its
     // entries, and reads the leader record once, as the guard of its
     // commit. The leader record read to catch up, and again after the
     // entries, is gone: 2 reads, not 4.
-    let before = dev.reads();
-    for i in 1..=50 {
-        a.create_path(format!("/a{i}"), FileType::File).unwrap();
-        b.create_path(format!("/b{i}"), FileType::File).unwrap();
-    }
-    let per_tx = (dev.reads() - before) as f64 / 100.0;
-    eprintln!("{per_tx} reads per transaction");
+    let (dir, a, b, per_tx) = taking_turns(&dev, "turns");
     assert!(per_tx <= 2.0, "{per_tx} reads per transaction");
     // A checkpoint moves the tail, and a transaction follows it: the other
     // mount's next transaction, with entries to catch up with as always,
@@ -415,12 +403,37 @@ fn mounts_of_a_host_taking_turns_read_only_the_journal_and_learn_of_checkpoints(
     b.create_path("/b51", FileType::File).unwrap();
     assert_eq!(tail(&a), tail(&b));
     drop((a, b));
+    all_there(&dev, 51);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Two read-write mounts of one shared host on `dev` (in one process, as
+/// two processes would share the share) creating `/a0`..`/a50` and
+/// `/b0`..`/b50` in turns: the scratch directory, the mounts, and the
+/// device reads per transaction of the last 100.
+fn taking_turns(dev: &Arc<Watched>, tag: &str) -> (std::path::PathBuf, Mount, Mount, f64) {
+    let (dir, opts) = shared_host(tag, 60_000);
+    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
+    a.create_path("/a0", FileType::File).unwrap();
+    b.create_path("/b0", FileType::File).unwrap();
+    let before = dev.reads();
+    for i in 1..=50 {
+        a.create_path(format!("/a{i}"), FileType::File).unwrap();
+        b.create_path(format!("/b{i}"), FileType::File).unwrap();
+    }
+    let per_tx = (dev.reads() - before) as f64 / 100.0;
+    (dir, a, b, per_tx)
+}
+
+/// Panics unless a reader of `dev` finds `/a0`..`/a{last}` and
+/// `/b0`..`/b{last}`.
+fn all_there(dev: &Arc<Watched>, last: u32) {
     let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2)).unwrap();
-    for i in 0..=51 {
+    for i in 0..=last {
         r.resolve(format!("/a{i}")).unwrap();
         r.resolve(format!("/b{i}")).unwrap();
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -431,27 +444,13 @@ fn a_process_of_a_shared_host_appends_after_the_others_with_the_sector_it_caught
         sector: 4096,
         ..Watched::formatted("sectors", std::time::Duration::ZERO)
     });
-    let (dir, opts) = shared_host("sectors", 60_000);
-    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
-    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
-    a.create_path("/a0", FileType::File).unwrap();
-    b.create_path("/b0", FileType::File).unwrap();
     // Each transaction reads the other mount's entries (from the start of
     // the sector they end in) and the leader record; the sector its own
     // append starts in is the one those entries ended in, not read again.
-    let before = dev.reads();
-    for i in 1..=50 {
-        a.create_path(format!("/a{i}"), FileType::File).unwrap();
-        b.create_path(format!("/b{i}"), FileType::File).unwrap();
-    }
-    let per_tx = (dev.reads() - before) as f64 / 100.0;
+    let (dir, a, b, per_tx) = taking_turns(&dev, "sectors");
     assert!(per_tx <= 2.0, "{per_tx} reads per transaction");
     drop((a, b));
     // What they wrote is the journal a reader replays.
-    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2)).unwrap();
-    for i in 0..=50 {
-        r.resolve(format!("/a{i}")).unwrap();
-        r.resolve(format!("/b{i}")).unwrap();
-    }
+    all_there(&dev, 50);
     std::fs::remove_dir_all(&dir).unwrap();
 }
