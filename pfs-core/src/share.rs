@@ -599,9 +599,10 @@ impl Share {
     /// Takes host `hostid`'s committer lock: one process (and thread) of
     /// the host at a time writes the leader record that commits what its
     /// processes appended.
-    /// `None`, with no lock taken, when `done` says so once this thread's
-    /// turn among the process's threads came (a thread of the process
-    /// committed what the caller waits for).
+    /// `None`, with no lock held, when `done` says so once this thread's
+    /// turn among the process's threads came, or once the byte-range lock
+    /// came (a thread of the process, or another process, committed what
+    /// the caller waits for).
     pub(crate) fn lock_commit(
         &self,
         hostid: u64,
@@ -613,6 +614,14 @@ impl Share {
         }
         let at = LOCK_COMMIT + hostid.min(MAX_HOSTID) as i64;
         self.lock(libc::F_WRLCK, at, 1, true)?;
+        // The process that held the lock before may have committed what
+        // the caller waits for: then let the next waiter have the turn
+        // at once (a process that committed anyway would make every turn
+        // commit about one transaction, and the host's appends wait).
+        if done() {
+            self.unlock(at, 1);
+            return Ok(None);
+        }
         Ok(Some(CommitLock {
             share: self,
             at,
