@@ -42,8 +42,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 /// Size of the shared file.
-const FILE_LEN: u64 = 48 << 10;
-const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR4");
+const FILE_LEN: u64 = (OFF_WINDOW + W_DATA + WINDOW_BYTES) as u64;
+const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR5");
 const OFF_MAGIC: usize = 0;
 const OFF_BOOT: usize = 8;
 const OFF_VERSION: usize = 16;
@@ -85,6 +85,23 @@ const G_BROKEN: usize = 56;
 /// One word per host id from here: how many checkpoints the host's
 /// processes made (each moves the journal's tail in the leader record).
 const OFF_CHECKPOINTS: usize = 32 << 10;
+/// The journal window ([`Share::window_put`]): what the appends of the
+/// host that holds the lease on this machine last wrote to the journal.
+const OFF_WINDOW: usize = 48 << 10;
+/// Bumped before and after each change of the window: odd while one is
+/// under way (or was cut short by a killed process).
+const W_GEN: usize = 0;
+/// The host id whose appends the window holds (0: none).
+const W_HOST: usize = 8;
+/// The journal offsets `[W_LO, W_HI)` the window holds.
+const W_LO: usize = 16;
+const W_HI: usize = 24;
+/// The window's bytes start here: journal offset `o` at
+/// `W_DATA + o % WINDOW_BYTES`.
+const W_DATA: usize = 64;
+/// How much of the journal the window holds: many transactions, more than
+/// the host's processes fall behind each other by.
+const WINDOW_BYTES: usize = 256 << 10;
 
 /// Lock ranges (byte offsets in the file; locks may lie past its end).
 const LOCK_INIT: i64 = 1 << 20;
@@ -629,6 +646,92 @@ impl Share {
         }))
     }
 
+    /// Records `bytes`, just written to the journal at `offset` by an
+    /// append of host `hostid` (under the host's transaction lock), in the
+    /// journal window: a process of the host that catches up with them
+    /// later copies them from here ([`Share::window_get`]) rather than
+    /// reading the device. `offset` and the length are multiples of 8
+    /// (whole sectors); anything else empties the window.
+    pub(crate) fn window_put(&self, hostid: u64, offset: u64, bytes: &[u8]) {
+        let gen = self.word(OFF_WINDOW + W_GEN);
+        let g = gen.load(Ordering::Acquire);
+        // A killed process may have left the window half changed (odd):
+        // then nothing in it counts any more.
+        let torn = g % 2 == 1;
+        let busy = g + 1 + g % 2;
+        gen.store(busy, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
+        let end = offset + bytes.len() as u64;
+        let (host, lo, hi) = (
+            self.word(OFF_WINDOW + W_HOST).load(Ordering::Relaxed),
+            self.word(OFF_WINDOW + W_LO).load(Ordering::Relaxed),
+            self.word(OFF_WINDOW + W_HI).load(Ordering::Relaxed),
+        );
+        if offset % 8 != 0 || bytes.len() % 8 != 0 || bytes.len() > WINDOW_BYTES {
+            self.word(OFF_WINDOW + W_HOST).store(0, Ordering::Relaxed);
+        } else {
+            // Appends follow one another; one anywhere else (the journal
+            // wrapped, or another lease) starts the window again.
+            let follows = !torn && host == hostid && lo <= offset && offset <= hi;
+            let lo = if follows { lo } else { offset };
+            let hi = if follows { hi.max(end) } else { end };
+            for (i, w) in bytes.chunks_exact(8).enumerate() {
+                let o = offset as usize + i * 8;
+                let v = u64::from_le_bytes(w.try_into().unwrap_or_default());
+                self.word(OFF_WINDOW + W_DATA + o % WINDOW_BYTES)
+                    .store(v, Ordering::Relaxed);
+            }
+            self.word(OFF_WINDOW + W_HOST)
+                .store(hostid, Ordering::Relaxed);
+            self.word(OFF_WINDOW + W_LO).store(
+                lo.max(hi.saturating_sub(WINDOW_BYTES as u64)),
+                Ordering::Relaxed,
+            );
+            self.word(OFF_WINDOW + W_HI).store(hi, Ordering::Relaxed);
+        }
+        gen.store(busy + 1, Ordering::Release);
+    }
+
+    /// Empties the journal window (a host that takes the lease anew, or
+    /// whose commit failed: what it holds may not be on the device).
+    pub(crate) fn window_clear(&self) {
+        self.window_put(0, 0, &[]);
+    }
+
+    /// Fills `buf` with the journal's bytes at `offset` from the window,
+    /// when it holds all of them for host `hostid`: `false` (and `buf`
+    /// unspecified) when not, or when an append changed the window
+    /// meanwhile.
+    pub(crate) fn window_get(&self, hostid: u64, offset: u64, buf: &mut [u8]) -> bool {
+        let gen = self.word(OFF_WINDOW + W_GEN);
+        let g = gen.load(Ordering::Acquire);
+        let end = offset + buf.len() as u64;
+        if g % 2 == 1
+            || hostid == 0
+            || self.word(OFF_WINDOW + W_HOST).load(Ordering::Relaxed) != hostid
+            || offset < self.word(OFF_WINDOW + W_LO).load(Ordering::Relaxed)
+            || end > self.word(OFF_WINDOW + W_HI).load(Ordering::Relaxed)
+        {
+            return false;
+        }
+        let first = offset / 8 * 8;
+        let mut at = 0usize;
+        let mut o = first;
+        while o < end {
+            let v = self
+                .word(OFF_WINDOW + W_DATA + o as usize % WINDOW_BYTES)
+                .load(Ordering::Relaxed)
+                .to_le_bytes();
+            let from = offset.saturating_sub(o) as usize;
+            let n = (8 - from).min(buf.len() - at);
+            buf[at..at + n].copy_from_slice(&v[from..from + n]);
+            at += n;
+            o += 8;
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        gen.load(Ordering::Relaxed) == g
+    }
+
     /// How many times a commit of host `hostid` failed on this boot.
     pub(crate) fn broken(&self, hostid: u64) -> u64 {
         self.group_word(hostid, G_BROKEN).load(Ordering::Acquire)
@@ -637,6 +740,7 @@ impl Share {
     /// Records that a commit of host `hostid` failed: every mount of the
     /// host made before now stops writing.
     pub(crate) fn set_broken(&self, hostid: u64) {
+        self.window_clear();
         self.group_word(hostid, G_BROKEN)
             .fetch_add(1, Ordering::AcqRel);
     }
@@ -734,5 +838,72 @@ impl Drop for TxLock<'_> {
         self.inner.held.set(None);
         self.share
             .unlock(LOCK_TX + self.hostid.min(MAX_HOSTID) as i64, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> (PathBuf, Arc<Share>) {
+        let dir = std::env::temp_dir().join(format!("pfs-share-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let share = Share::open(&dir.join("share"), None).unwrap();
+        (dir, share)
+    }
+
+    fn get(s: &Share, hostid: u64, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        s.window_get(hostid, offset, &mut buf).then_some(buf)
+    }
+
+    #[test]
+    fn the_journal_window_holds_the_last_appends_of_one_host_at_their_offsets() {
+        let (dir, s) = scratch("window");
+        let bytes = |seed: u8, n: usize| {
+            (0..n)
+                .map(|i| seed.wrapping_add(i as u8))
+                .collect::<Vec<u8>>()
+        };
+        // Appends one after another, the second rewriting the sector the
+        // first ended in.
+        s.window_put(1, 4096, &bytes(1, 1024));
+        s.window_put(1, 4608, &bytes(9, 1024));
+        let mut want = bytes(1, 512);
+        want.extend(bytes(9, 1024));
+        assert_eq!(get(&s, 1, 4096, 1536).unwrap(), want);
+        // Any part, at any byte.
+        assert_eq!(get(&s, 1, 4099, 700).unwrap(), want[3..703]);
+        // Not another host's, and nothing outside what was put.
+        assert_eq!(get(&s, 2, 4096, 512), None);
+        assert_eq!(get(&s, 1, 4000, 200), None);
+        assert_eq!(get(&s, 1, 5000, 1000), None);
+        // An append anywhere else (the journal wrapped) starts it again.
+        s.window_put(1, 512, &bytes(7, 512));
+        assert_eq!(get(&s, 1, 4096, 512), None);
+        assert_eq!(get(&s, 1, 512, 512).unwrap(), bytes(7, 512));
+        // Past its size, the oldest bytes are gone.
+        let big = bytes(3, WINDOW_BYTES / 2);
+        s.window_put(1, 1024, &big);
+        s.window_put(1, 1024 + big.len() as u64, &big);
+        assert_eq!(get(&s, 1, 512, 512), None);
+        assert_eq!(get(&s, 1, 1024, 8).unwrap(), big[..8]);
+        s.window_put(1, 1024 + 2 * big.len() as u64, &big[..4096]);
+        assert_eq!(get(&s, 1, 1024, 8), None);
+        assert_eq!(get(&s, 1, 1024 + 4096, 8).unwrap(), big[4096..4104]);
+        let end = 1024 + 2 * big.len() as u64 + 4096;
+        assert_eq!(get(&s, 1, end - 4096, 4096).unwrap(), big[..4096]);
+        // A change cut short (odd generation) leaves nothing to read, and
+        // the next append starts over.
+        s.word(OFF_WINDOW + W_GEN).fetch_add(1, Ordering::AcqRel);
+        assert_eq!(get(&s, 1, end - 8, 8), None);
+        s.window_put(1, end, &bytes(5, 8));
+        assert_eq!(get(&s, 1, end - 8, 8), None);
+        assert_eq!(get(&s, 1, end, 8).unwrap(), bytes(5, 8));
+        // Emptied: a new lease, or a failed commit.
+        s.window_clear();
+        assert_eq!(get(&s, 1, end, 8), None);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -154,6 +154,7 @@ impl Mount {
             log,
             tail: &self.journal_tail,
             head_txid: journal.leader().head_txid.get(),
+            window: self.share.as_deref().map(|s| (s, self.hostid)),
         };
         let appended = journal.append(&appending, &objs);
         self.keep_tail(appended.as_ref().ok().copied());

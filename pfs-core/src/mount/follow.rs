@@ -211,7 +211,14 @@ impl Mount {
         // to: the read of the entries keeps the head's sector for it.
         let tail =
             (self.mode == Mode::ReadWrite && self.share.is_some()).then_some(&self.journal_tail);
-        if !advance(self.dev.as_ref(), &mut st, new, reread, tail)? {
+        // What the host's processes appended under its running lease may
+        // still be in the share's journal window.
+        let window = self
+            .share
+            .as_deref()
+            .filter(|_| own)
+            .map(|s| (s, self.hostid));
+        if !advance(self.dev.as_ref(), &mut st, new, reread, tail, window)? {
             // The writer reused the journal space of entries we miss
             // (they are in the metasets now), before or while we read.
             drop(st);

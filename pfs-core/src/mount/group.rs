@@ -73,7 +73,10 @@ impl Mount {
     /// starts from what is on the device.
     pub(super) fn discard_appended(&self) {
         match &self.share {
-            Some(s) => s.set_appended(self.hostid, (0, 0, 0)),
+            Some(s) => {
+                s.window_clear();
+                s.set_appended(self.hostid, (0, 0, 0));
+            }
             None => *self.group.appended.lock() = (0, 0, 0),
         }
     }

@@ -119,6 +119,7 @@ pub(super) fn advance(
     new: LeaderRecord,
     reread: impl FnOnce() -> Result<LeaderRecord>,
     tail: Option<&Mutex<TailSector>>,
+    window: Option<(&Share, u64)>,
 ) -> Result<bool> {
     let (bda, nchunk) = (st.leader_bda, st.meta.nchunk);
     let log = DeviceLog {
@@ -133,6 +134,7 @@ pub(super) fn advance(
                 log,
                 head: new.head_offset.get(),
                 caught: RefCell::new(None),
+                window,
             };
             let followed = st.journal.follow(&catch, new, nchunk, reread)?;
             if followed.is_some() {
@@ -179,7 +181,7 @@ pub(super) fn resume(
         return Ok(st);
     }
     let bda = st.leader_bda;
-    if advance(dev, &mut st, now, || read_leader(dev, bda), None)? {
+    if advance(dev, &mut st, now, || read_leader(dev, bda), None, None)? {
         return Ok(st);
     }
     load_state_shared(dev, share, hostid)

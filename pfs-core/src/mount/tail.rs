@@ -19,6 +19,7 @@ use super::Mount;
 use crate::device::AlignedBuf;
 use crate::error::Result;
 use crate::meta::DeviceLog;
+use crate::share::Share;
 use parking_lot::Mutex;
 use pfs_format::LeaderRecord;
 use pfs_journal::LogStore;
@@ -45,6 +46,9 @@ pub(super) struct TailLog<'a> {
     pub(super) tail: &'a Mutex<TailSector>,
     /// The journal's head txid before this append.
     pub(super) head_txid: u64,
+    /// A shared mount's share and host id: what is written goes into the
+    /// share's journal window as well.
+    pub(super) window: Option<(&'a Share, u64)>,
 }
 
 impl LogStore for TailLog<'_> {
@@ -74,6 +78,9 @@ impl LogStore for TailLog<'_> {
         }
         buf.as_mut_slice()[head..head + bytes.len()].copy_from_slice(bytes);
         self.log.write_log(start, buf.as_slice())?;
+        if let Some((share, hostid)) = self.window {
+            share.window_put(hostid, start, buf.as_slice());
+        }
         let last = buf.as_slice().len() - ss as usize;
         *tail = TailSector {
             end,
@@ -107,6 +114,10 @@ pub(super) struct CatchLog<'a> {
     pub(super) head: u64,
     /// The head's sector as read: its bytes up to the head, then zeros.
     pub(super) caught: RefCell<Option<Vec<u8>>>,
+    /// Catching up with what the host's processes appended under its
+    /// running lease: the share and host id whose journal window may hold
+    /// the bytes.
+    pub(super) window: Option<(&'a Share, u64)>,
 }
 
 impl CatchLog<'_> {
@@ -121,6 +132,17 @@ impl CatchLog<'_> {
     }
 }
 
+impl CatchLog<'_> {
+    /// The journal's bytes at `offset`: from the share's journal window
+    /// when it holds them, from the device otherwise.
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        match self.window {
+            Some((share, hostid)) if share.window_get(hostid, offset, buf) => Ok(()),
+            _ => self.log.read_log(offset, buf),
+        }
+    }
+}
+
 impl LogStore for CatchLog<'_> {
     type Error = crate::error::CoreError;
 
@@ -129,19 +151,19 @@ impl LogStore for CatchLog<'_> {
         let end = offset + buf.len() as u64;
         let in_sector = (self.head % ss) as usize;
         if end != self.head || in_sector == 0 {
-            return self.log.read_log(offset, buf);
+            return self.read(offset, buf);
         }
         let start = self.head - in_sector as u64;
         let mut sector = vec![0u8; ss as usize];
         if start >= offset {
-            self.log.read_log(offset, buf)?;
+            self.read(offset, buf)?;
             let from = (start - offset) as usize;
             sector[..in_sector].copy_from_slice(&buf[from..]);
         } else {
             // The read starts inside the head's sector: read the sector
             // from its start (journal offsets start at 0, sectors align).
             let mut whole = vec![0u8; (end - start) as usize];
-            self.log.read_log(start, &mut whole)?;
+            self.read(start, &mut whole)?;
             buf.copy_from_slice(&whole[(offset - start) as usize..]);
             sector[..in_sector].copy_from_slice(&whole);
         }
