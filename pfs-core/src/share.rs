@@ -16,6 +16,9 @@
 //!   device that none of its processes wrote means another host took the
 //!   lease over and committed, and every process of the host that was
 //!   mounted then stops writing for good.
+//! - A journal window: the bytes the appends of the host that holds the
+//!   lease last wrote to the journal, so the host's other processes catch
+//!   up with them without reading the device.
 //! - Byte-range locks (`fcntl`, owned by the process, so a killed process
 //!   never leaves one behind and a forked child does not inherit them):
 //!   the host's transaction lock, one at a time per host id; a read lock

@@ -26,6 +26,7 @@ use crate::lease::Lease;
 use crate::meta::DeviceLog;
 use parking_lot::Mutex;
 use pfs_format::LeaderRecord;
+use pfs_journal::LogStore;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A journal head: (txid, journal offset, lsn). Txid 0: none.
@@ -248,8 +249,9 @@ impl Mount {
 
     /// Holding the committer's turn: the appended head made durable, with
     /// one flush, the leader record and another flush. The guard before
-    /// the leader write reads the leader record: its head must be the one
-    /// the host made durable last, or another writer committed.
+    /// the leader write reads the leader record (while the first flush is
+    /// under way): its head must be the one the host made durable last, or
+    /// another writer committed.
     fn commit_pending(&self, lease: &Lease, bda: u64) -> Result<()> {
         self.fence.check_stopped()?;
         let Some(a) = self.pending() else {
@@ -278,8 +280,29 @@ impl Mount {
             }
             Ok(ondisk)
         };
-        match pfs_journal::publish(&log, &target, &guard) {
-            Ok(_) => {
+        // The flush of the appended entries and the guard's read of the
+        // leader record go to the device side by side: the read shows
+        // whether another writer committed, which the flush of our own
+        // writes does not change, and the leader write waits for both.
+        // A device without a write cache flushes nothing: no thread.
+        let published = || -> Result<()> {
+            let (flushed, ondisk) = match self.dev.caches_writes() {
+                false => (log.flush(), guard()),
+                true => std::thread::scope(|s| {
+                    let flush = s.spawn(|| log.flush());
+                    let ondisk = guard();
+                    let flushed = flush
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    (flushed, ondisk)
+                }),
+            };
+            flushed?;
+            log.write_leader(&pfs_journal::with_head(&ondisk?, &target))?;
+            log.flush()
+        };
+        match published() {
+            Ok(()) => {
                 self.settle(a.0);
                 Ok(())
             }
