@@ -654,7 +654,9 @@ impl Share {
     /// journal window: a process of the host that catches up with them
     /// later copies them from here ([`Share::window_get`]) rather than
     /// reading the device. `offset` and the length are multiples of 8
-    /// (whole sectors); anything else empties the window.
+    /// (whole sectors); anything else empties the window. The window only
+    /// ever holds what was written to the device, and changes only under
+    /// the transaction lock: one change at a time.
     pub(crate) fn window_put(&self, hostid: u64, offset: u64, bytes: &[u8]) {
         let gen = self.word(OFF_WINDOW + W_GEN);
         let g = gen.load(Ordering::Acquire);
@@ -695,8 +697,9 @@ impl Share {
         gen.store(busy + 1, Ordering::Release);
     }
 
-    /// Empties the journal window (a host that takes the lease anew, or
-    /// whose commit failed: what it holds may not be on the device).
+    /// Empties the journal window, under the host's transaction lock (a
+    /// host that takes the lease anew: what the window holds may be
+    /// older than what another host wrote since).
     pub(crate) fn window_clear(&self) {
         self.window_put(0, 0, &[]);
     }
@@ -743,7 +746,6 @@ impl Share {
     /// Records that a commit of host `hostid` failed: every mount of the
     /// host made before now stops writing.
     pub(crate) fn set_broken(&self, hostid: u64) {
-        self.window_clear();
         self.group_word(hostid, G_BROKEN)
             .fetch_add(1, Ordering::AcqRel);
     }
@@ -903,7 +905,7 @@ mod tests {
         s.window_put(1, end, &bytes(5, 8));
         assert_eq!(get(&s, 1, end - 8, 8), None);
         assert_eq!(get(&s, 1, end, 8).unwrap(), bytes(5, 8));
-        // Emptied: a new lease, or a failed commit.
+        // Emptied: a new lease.
         s.window_clear();
         assert_eq!(get(&s, 1, end, 8), None);
         drop(s);
