@@ -25,6 +25,24 @@ use pfs_format::LeaderRecord;
 use pfs_journal::LogStore;
 use std::cell::RefCell;
 
+/// Inside an `impl LogStore` of a wrapper whose field `log` is the
+/// [`DeviceLog`] it wraps: the leader record and flushes go straight to it.
+macro_rules! forward_leader_and_flush {
+    () => {
+        fn read_leader(&self) -> Result<LeaderRecord> {
+            self.log.read_leader()
+        }
+
+        fn write_leader(&self, lr: &LeaderRecord) -> Result<()> {
+            self.log.write_leader(lr)
+        }
+
+        fn flush(&self) -> Result<()> {
+            self.log.flush()
+        }
+    };
+}
+
 /// The sector the journal's last append by this mount ended in.
 #[derive(Debug, Default)]
 pub(crate) struct TailSector {
@@ -90,17 +108,7 @@ impl LogStore for TailLog<'_> {
         Ok(())
     }
 
-    fn read_leader(&self) -> Result<LeaderRecord> {
-        self.log.read_leader()
-    }
-
-    fn write_leader(&self, lr: &LeaderRecord) -> Result<()> {
-        self.log.write_leader(lr)
-    }
-
-    fn flush(&self) -> Result<()> {
-        self.log.flush()
-    }
+    forward_leader_and_flush!();
 }
 
 /// The journal as a catch-up reads it: [`DeviceLog`], keeping the sector
@@ -175,17 +183,7 @@ impl LogStore for CatchLog<'_> {
         self.log.write_log(offset, bytes)
     }
 
-    fn read_leader(&self) -> Result<LeaderRecord> {
-        self.log.read_leader()
-    }
-
-    fn write_leader(&self, lr: &LeaderRecord) -> Result<()> {
-        self.log.write_leader(lr)
-    }
-
-    fn flush(&self) -> Result<()> {
-        self.log.flush()
-    }
+    forward_leader_and_flush!();
 }
 
 impl Mount {
