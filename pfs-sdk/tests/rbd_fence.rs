@@ -44,6 +44,50 @@ fn resume(child: Child) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// The cluster addresses of image `image`'s registered writers, after
+/// checking that there are `n`, all of host 1.
+fn host1_writers(c: &Cluster, image: &str, n: usize) -> Vec<String> {
+    let regs = c.registered_writers(image);
+    assert_eq!(regs.len(), n, "the stalled writers registered: {regs:?}");
+    assert!(
+        regs.iter().all(|(k, _)| k.starts_with("pfs.writer.1.")),
+        "{regs:?}"
+    );
+    regs.iter()
+        .map(|(_, v)| v.split_whitespace().next().unwrap().to_owned())
+        .collect()
+}
+
+/// Panics unless image `image` has no registered writer left and every
+/// one of `addrs` is on the cluster's blocklist.
+fn cut_off(c: &Cluster, image: &str, addrs: &[String]) {
+    assert!(c.registered_writers(image).is_empty());
+    let listed = c.blocklist();
+    for addr in addrs {
+        assert!(
+            listed.contains(addr.as_str()),
+            "{addr} not blocklisted: {listed}"
+        );
+    }
+}
+
+/// Resumes the stalled writer `writer` and panics unless it fails and
+/// nothing of image `image` changed since snapshot `snap`.
+fn refused(c: &Cluster, image: &str, snap: &str, writer: Child) -> std::process::Output {
+    let o = resume(writer);
+    assert!(
+        !o.status.success(),
+        "the stalled writer succeeded: {}",
+        text(&o)
+    );
+    assert_eq!(
+        c.changed_since(image, snap),
+        "[]",
+        "the stalled writer's write landed after {snap}"
+    );
+    o
+}
+
 #[test]
 fn a_writer_stalled_after_its_lease_check_is_fenced_by_the_taker() {
     let Some(c) = ceph::cluster() else {
@@ -54,10 +98,7 @@ fn a_writer_stalled_after_its_lease_check_is_fenced_by_the_taker() {
     // Host 1 stops after its first write passed the lease check, before
     // the write reaches the image (the window the lease cannot close).
     let writer = pfs.stopped_at("admitted", &["-H", "1", "touch", &format!("/{pbd}/d/late")]);
-    let regs = c.registered_writers("stalled-tool");
-    assert_eq!(regs.len(), 1, "the stalled writer registered: {regs:?}");
-    assert!(regs[0].0.starts_with("pfs.writer.1."), "{regs:?}");
-    let addr = regs[0].1.split_whitespace().next().unwrap().to_owned();
+    let addrs = host1_writers(c, "stalled-tool", 1);
     // Host 2 takes over with force once host 1's heartbeat is silent.
     let o = pfs.run_with_input(
         &["-H", "2", "--force", "write", &format!("/{pbd}/d/taken")],
@@ -66,22 +107,10 @@ fn a_writer_stalled_after_its_lease_check_is_fenced_by_the_taker() {
     assert!(o.status.success(), "the takeover failed: {}", text(&o));
     // Host 1's client is cut off and out of the registry; the taker
     // unregistered at its unmount.
-    assert!(c.registered_writers("stalled-tool").is_empty());
-    let listed = c.blocklist();
-    assert!(listed.contains(&addr), "{addr} not blocklisted: {listed}");
+    cut_off(c, "stalled-tool", &addrs);
     c.snapshot("stalled-tool", "taken");
     // The stalled write is issued now, and refused by the OSDs.
-    let o = resume(writer);
-    assert!(
-        !o.status.success(),
-        "the deposed writer succeeded: {}",
-        text(&o)
-    );
-    assert_eq!(
-        c.changed_since("stalled-tool", "taken"),
-        "[]",
-        "the deposed writer's write landed after the takeover"
-    );
+    let o = refused(c, "stalled-tool", "taken", writer);
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("blocklisted"),
         "{}",
@@ -134,23 +163,13 @@ fn sdk_processes_of_a_deposed_host_are_all_fenced() {
     );
     signal(child, Signal::SIGSTOP);
     assert!(wait_stopped(child), "the child ended early");
-    let regs = c.registered_writers("stalled-sdk");
-    assert_eq!(regs.len(), 2, "both processes registered: {regs:?}");
-    assert!(
-        regs.iter().all(|(k, _)| k.starts_with("pfs.writer.1.")),
-        "{regs:?}"
-    );
+    let addrs = host1_writers(c, "stalled-sdk", 2);
     let o = pfs.run_with_input(
         &["-H", "2", "--force", "write", &format!("/{pbd}/taken")],
         b"taker",
     );
     assert!(o.status.success(), "the takeover failed: {}", text(&o));
-    let listed = c.blocklist();
-    for (_, v) in &regs {
-        let addr = v.split_whitespace().next().unwrap();
-        assert!(listed.contains(addr), "{addr} not blocklisted: {listed}");
-    }
-    assert!(c.registered_writers("stalled-sdk").is_empty());
+    cut_off(c, "stalled-sdk", &addrs);
     c.snapshot("stalled-sdk", "taken");
     let resumed = Instant::now();
     signal(parent, Signal::SIGCONT);
@@ -234,27 +253,13 @@ fn mkfs_force_fences_a_writer_stalled_past_its_lease() {
         mid.to_str().unwrap(),
     ]);
     let writer = remote.stopped_at("admitted", &["-H", "1", "touch", &format!("/{pbd}/d/late")]);
-    let regs = c.registered_writers("stalled-mkfs");
-    assert_eq!(regs.len(), 1, "the stalled writer registered: {regs:?}");
-    let addr = regs[0].1.split_whitespace().next().unwrap().to_owned();
+    let addrs = host1_writers(c, "stalled-mkfs", 1);
     // This machine formats the image again; host 1's lease runs out first.
     let o = pfs.run(&["mkfs", "-f", &pbd]);
     assert!(o.status.success(), "mkfs -f failed: {}", text(&o));
-    assert!(c.registered_writers("stalled-mkfs").is_empty());
-    let listed = c.blocklist();
-    assert!(listed.contains(&addr), "{addr} not blocklisted: {listed}");
+    cut_off(c, "stalled-mkfs", &addrs);
     c.snapshot("stalled-mkfs", "formatted");
-    let o = resume(writer);
-    assert!(
-        !o.status.success(),
-        "the stalled writer succeeded: {}",
-        text(&o)
-    );
-    assert_eq!(
-        c.changed_since("stalled-mkfs", "formatted"),
-        "[]",
-        "the stalled writer's write landed in the new filesystem"
-    );
+    refused(c, "stalled-mkfs", "formatted", writer);
     let names = pfs.names(&format!("/{pbd}/"));
     assert!(
         !names.iter().any(|n| n == "d"),
