@@ -475,9 +475,7 @@ impl Lease {
                     renewer: Mutex::new(None),
                 });
                 let me = Arc::clone(&lease);
-                let handle = std::thread::Builder::new()
-                    .name("pfs-lease".into())
-                    .spawn(move || me.renew_loop())
+                let handle = crate::threads::spawn_quiet("pfs-lease", move || me.renew_loop())
                     .map_err(|e| CoreError::io("lease", "spawn renewal thread", 0, e))?;
                 *lease.renewer.lock() = Some(handle);
                 return Ok(lease);

@@ -95,6 +95,7 @@ mod sys;
 mod system;
 #[cfg(test)]
 mod testutil;
+mod threads;
 mod trim;
 mod tx;
 mod writecache;

@@ -9,7 +9,6 @@
 use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
 use crate::objset::{ObjSet, Pristine};
-use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use pfs_format::layout::{
     BLOCK_SIZE, CHUNK_SIZE, JOURNAL_FILE_INO, META_END_OFFSET, OBJS_PER_SECTOR, OBJ_SIZE,
     PAXOS_FILE_INO, SECTOR_SIZE,
@@ -109,35 +108,22 @@ impl MetaImage {
         let want_problems = lenient.is_some();
         let loaded: Vec<Result<Loaded>> = if runs.len() > 1 {
             std::thread::scope(|s| {
-                // The readers take no signals (they inherit this mask): in
-                // a database server's process (the C SDK) its signal
-                // handlers keep running on its own threads.
-                let mut old = SigSet::empty();
-                let masked = pthread_sigmask(
-                    SigmaskHow::SIG_SETMASK,
-                    Some(&SigSet::all()),
-                    Some(&mut old),
-                )
-                .is_ok();
                 let handles: Vec<_> = runs
                     .into_iter()
                     .map(|r| {
                         let run = r.clone();
-                        let h = std::thread::Builder::new()
-                            .name("pfs-meta-load".into())
-                            .spawn_scoped(s, move || load_chunks(dev, run, want_problems));
+                        let h = crate::threads::spawn_scoped_quiet(s, "pfs-meta-load", move || {
+                            load_chunks(dev, run, want_problems)
+                        });
                         (r, h)
                     })
                     .collect();
-                if masked {
-                    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-                }
                 handles
                     .into_iter()
                     .map(|(r, h)| match h {
-                        Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
                         // No thread to be had: read this run here.
-                        Err(_) => load_chunks(dev, r, want_problems),
+                        None => load_chunks(dev, r, want_problems),
                     })
                     .collect()
             })
@@ -746,6 +732,7 @@ mod tests {
             ..MkfsOptions::default()
         };
         mkfs(&dev, &opts).unwrap();
+        use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
         let mask = || {
             let mut m = SigSet::empty();
             pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut m)).unwrap();

@@ -60,15 +60,13 @@ fn writers() -> Option<&'static Sender<Job>> {
             let mut started = 0;
             for i in 0..WRITERS {
                 let rx = Arc::clone(&rx);
-                let t = std::thread::Builder::new()
-                    .name(format!("pfs-writer-{i}"))
-                    .spawn(move || loop {
-                        let job = rx.lock().recv();
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
-                        }
-                    });
+                let t = crate::threads::spawn_quiet(&format!("pfs-writer-{i}"), move || loop {
+                    let job = rx.lock().recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
                 started += usize::from(t.is_ok());
             }
             (started > 0).then_some(tx)

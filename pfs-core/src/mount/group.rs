@@ -289,12 +289,17 @@ impl Mount {
             let (flushed, ondisk) = match self.dev.caches_writes() {
                 false => (log.flush(), guard()),
                 true => std::thread::scope(|s| {
-                    let flush = s.spawn(|| log.flush());
-                    let ondisk = guard();
-                    let flushed = flush
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p));
-                    (flushed, ondisk)
+                    match crate::threads::spawn_scoped_quiet(s, "pfs-flush", || log.flush()) {
+                        Some(flush) => {
+                            let ondisk = guard();
+                            let flushed = flush
+                                .join()
+                                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                            (flushed, ondisk)
+                        }
+                        // No thread to be had: one after the other.
+                        None => (log.flush(), guard()),
+                    }
                 }),
             };
             flushed?;
