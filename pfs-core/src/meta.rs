@@ -606,6 +606,7 @@ mod tests {
     use crate::mkfs::{mkfs, MkfsOptions};
     use crate::mount::{Mode, Mount, MountOptions};
     use crate::namespace::FileType;
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
     use pfs_format::layout::{MIN_LOG_SIZE, ROOT_INO};
     use pfs_format::metaset::encode_sector;
     use std::sync::Arc;
@@ -732,7 +733,6 @@ mod tests {
             ..MkfsOptions::default()
         };
         mkfs(&dev, &opts).unwrap();
-        use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
         let mask = || {
             let mut m = SigSet::empty();
             pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut m)).unwrap();
