@@ -65,4 +65,6 @@ pub use mem::MemLog;
 pub use range::LogRange;
 pub use replay::{committed_entries, span_entries, Committed};
 pub use span::Span;
-pub use store::{append, checkpoint, publish, with_head, write_entries, Guard, LogStore};
+pub use store::{
+    append, checkpoint, publish, publish_flushed, with_head, write_entries, Guard, LogStore,
+};

@@ -69,8 +69,23 @@ pub fn publish<S: LogStore + ?Sized>(
     head: &LeaderRecord,
     ondisk: &dyn Fn() -> Result<LeaderRecord, S::Error>,
 ) -> Result<LeaderRecord, S::Error> {
-    store.flush()?;
-    let next = with_head(&ondisk()?, head);
+    publish_flushed(store, head, &|| {
+        store.flush()?;
+        ondisk()
+    })
+}
+
+/// [`publish`] whose first flush and look at the leader record on the
+/// storage are both `flushed`'s to do, in either order or side by side (a
+/// storage that can read while it flushes): it returns once the flush
+/// completed, with the record as `ondisk` would. Then that record with
+/// `head`'s head is written and flushed. Returns the record written.
+pub fn publish_flushed<S: LogStore + ?Sized>(
+    store: &S,
+    head: &LeaderRecord,
+    flushed: &dyn Fn() -> Result<LeaderRecord, S::Error>,
+) -> Result<LeaderRecord, S::Error> {
+    let next = with_head(&flushed()?, head);
     store.write_leader(&next)?;
     store.flush()?;
     Ok(next)

@@ -285,29 +285,32 @@ impl Mount {
         // whether another writer committed, which the flush of our own
         // writes does not change, and the leader write waits for both.
         // A device without a write cache flushes nothing: no thread.
-        let published = || -> Result<()> {
-            let (flushed, ondisk) = match self.dev.caches_writes() {
-                false => (log.flush(), guard()),
-                true => std::thread::scope(|s| {
-                    match crate::threads::spawn_scoped_quiet(s, "pfs-flush", || log.flush()) {
-                        Some(flush) => {
-                            let ondisk = guard();
-                            let flushed = flush
-                                .join()
-                                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-                            (flushed, ondisk)
-                        }
-                        // No thread to be had: one after the other.
-                        None => (log.flush(), guard()),
+        let flushed = || -> Result<LeaderRecord> {
+            std::thread::scope(|s| {
+                let flush = self
+                    .dev
+                    .caches_writes()
+                    .then(|| crate::threads::spawn_scoped_quiet(s, "pfs-flush", || log.flush()))
+                    .flatten();
+                match flush {
+                    Some(flush) => {
+                        let ondisk = guard();
+                        flush
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                        ondisk
                     }
-                }),
-            };
-            flushed?;
-            log.write_leader(&pfs_journal::with_head(&ondisk?, &target))?;
-            log.flush()
+                    // Nothing to overlap, or no thread to be had: one after
+                    // the other.
+                    None => {
+                        log.flush()?;
+                        guard()
+                    }
+                }
+            })
         };
-        match published() {
-            Ok(()) => {
+        match pfs_journal::publish_flushed(&log, &target, &flushed) {
+            Ok(_) => {
                 self.settle(a.0);
                 Ok(())
             }
