@@ -10,6 +10,7 @@ use crate::sys;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -57,6 +58,15 @@ pub trait Device: Send + Sync {
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
     /// Makes every completed write durable (fdatasync / device flush).
     fn sync(&self) -> Result<()>;
+    /// Flushes as [`Device::sync`] does while the calling thread runs
+    /// `beside`, work that needs nothing from the flush and changes nothing
+    /// it covers (a read); returns the flush's outcome once both are done.
+    /// `beside` runs once, unless the flush could not even start (an
+    /// error). The default flushes on a helper thread, or after `beside`
+    /// when no thread can be had.
+    fn sync_beside(&self, beside: &mut dyn FnMut()) -> Result<()> {
+        sync_beside_on_thread(self, beside)
+    }
     /// Whether a completed write may still be lost without a [`Device::sync`]:
     /// false for a block device without a volatile write cache (its direct
     /// writes are durable when they complete), whose flushes then cost
@@ -138,6 +148,28 @@ pub trait Device: Send + Sync {
     fn fence_every_writer(&self) -> Result<usize> {
         Ok(0)
     }
+}
+
+/// [`Device::sync_beside`] on a helper thread (signals blocked), `beside`
+/// on the caller's; the flush after `beside` when no thread can be had.
+pub(crate) fn sync_beside_on_thread<D: Device + ?Sized>(
+    dev: &D,
+    beside: &mut dyn FnMut(),
+) -> Result<()> {
+    std::thread::scope(|s| {
+        match crate::threads::spawn_scoped_quiet(s, "pfs-flush", || dev.sync()) {
+            Some(flush) => {
+                beside();
+                flush
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            }
+            None => {
+                beside();
+                dev.sync()
+            }
+        }
+    })
 }
 
 /// Zeroes a range with plain writes.
@@ -425,6 +457,24 @@ impl Device for FileDevice {
             self.file.sync_data()
         };
         r.map_err(|e| CoreError::io(&self.name, "flush", 0, e))
+    }
+
+    fn sync_beside(&self, beside: &mut dyn FnMut()) -> Result<()> {
+        if !self.flushes {
+            beside();
+            return Ok(());
+        }
+        // The kernel flushes on its own worker; only where it cannot take
+        // the request does a thread of ours.
+        match sys::aio::start_flush(self.file.as_raw_fd(), !self.is_block) {
+            Some(flush) => {
+                beside();
+                flush
+                    .wait()
+                    .map_err(|e| CoreError::io(&self.name, "flush", 0, e))
+            }
+            None => sync_beside_on_thread(self, beside),
+        }
     }
 
     fn caches_writes(&self) -> bool {

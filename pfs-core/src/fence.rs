@@ -210,6 +210,13 @@ impl Device for FencedDevice {
         self.inner.sync().map_err(|e| self.fence.stop_on(e))
     }
 
+    fn sync_beside(&self, beside: &mut dyn FnMut()) -> Result<()> {
+        self.fence.admit()?;
+        self.inner
+            .sync_beside(beside)
+            .map_err(|e| self.fence.stop_on(e))
+    }
+
     forward_geometry!(inner);
 
     fn caches_writes(&self) -> bool {

@@ -1,7 +1,8 @@
 //! Every system call this crate makes that needs `unsafe` or Linux-specific
-//! flags: block device ioctls, O_DIRECT opens, range zeroing; and librbd
-//! ([`ceph`]), loaded at run time.
+//! flags: block device ioctls, O_DIRECT opens, range zeroing, flushes by
+//! the kernel's AIO ([`aio`]); and librbd ([`ceph`]), loaded at run time.
 
+pub(crate) mod aio;
 pub(crate) mod ceph;
 
 use nix::fcntl::{fallocate, FallocateFlags};

@@ -26,7 +26,6 @@ use crate::lease::Lease;
 use crate::meta::DeviceLog;
 use parking_lot::Mutex;
 use pfs_format::LeaderRecord;
-use pfs_journal::LogStore;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A journal head: (txid, journal offset, lsn). Txid 0: none.
@@ -284,30 +283,10 @@ impl Mount {
         // leader record go to the device side by side: the read shows
         // whether another writer committed, which the flush of our own
         // writes does not change, and the leader write waits for both.
-        // A device without a write cache flushes nothing: no thread.
         let flushed = || -> Result<LeaderRecord> {
-            std::thread::scope(|s| {
-                let flush = self
-                    .dev
-                    .caches_writes()
-                    .then(|| crate::threads::spawn_scoped_quiet(s, "pfs-flush", || log.flush()))
-                    .flatten();
-                match flush {
-                    Some(flush) => {
-                        let ondisk = guard();
-                        flush
-                            .join()
-                            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-                        ondisk
-                    }
-                    // Nothing to overlap, or no thread to be had: one after
-                    // the other.
-                    None => {
-                        log.flush()?;
-                        guard()
-                    }
-                }
-            })
+            let mut ondisk = None;
+            self.dev.sync_beside(&mut || ondisk = Some(guard()))?;
+            ondisk.unwrap_or_else(guard)
         };
         match pfs_journal::publish_flushed(&log, &target, &flushed) {
             Ok(_) => {
