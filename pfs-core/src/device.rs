@@ -661,6 +661,10 @@ mod tests {
         exercise(&dev);
         dev.zero_range(0, 1 << 20).unwrap();
         assert_eq!(dev.resident_bytes(), 0);
+        // The default flushes on a thread while `beside` runs, once.
+        let mut ran = 0;
+        dev.sync_beside(&mut || ran += 1).unwrap();
+        assert_eq!(ran, 1);
     }
 
     #[test]
@@ -675,6 +679,10 @@ mod tests {
         let dev = FileDevice::open("img", &path, true).unwrap();
         assert_eq!(dev.len(), 1 << 20);
         exercise(&dev);
+        // The kernel flushes while `beside` runs here, once.
+        let mut ran = 0;
+        dev.sync_beside(&mut || ran += 1).unwrap();
+        assert_eq!(ran, 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
