@@ -60,12 +60,13 @@ impl Mount {
     /// `every` (nothing when none are pending). It ends when the
     /// [`Committer`] is stopped or dropped, or the mount is dropped; it
     /// holds the mount only while it commits. A commit that fails stops
-    /// the mount, and its next operation reports it.
+    /// the mount, and its next operation reports it. The thread takes none
+    /// of the process's signals (it starts with all of them blocked).
     pub fn spawn_committer(self: &Arc<Self>, every: Duration) -> Committer {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let weak: Weak<Mount> = Arc::downgrade(self);
         let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || loop {
+        let thread = crate::threads::spawn_std_quiet(move || loop {
             {
                 let (stopped, cv) = &*flag;
                 let mut s = stopped.lock();

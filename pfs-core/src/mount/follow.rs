@@ -230,13 +230,14 @@ impl Mount {
     /// Follows the writer in the background as well: every `interval` a
     /// thread catches this (read-only) mount up with the journal, so it
     /// stays current between operations. The thread ends when the mount is
-    /// dropped.
+    /// dropped, and takes none of the process's signals (it starts with
+    /// all of them blocked).
     pub fn spawn_follower(
         self: &Arc<Self>,
         interval: std::time::Duration,
     ) -> std::thread::JoinHandle<()> {
         let weak = Arc::downgrade(self);
-        std::thread::spawn(move || loop {
+        crate::threads::spawn_std_quiet(move || loop {
             std::thread::sleep(interval);
             let Some(m) = weak.upgrade() else { return };
             // Errors are met again, and reported, by the next operation.
