@@ -45,15 +45,17 @@ const _: () = assert!(std::mem::size_of::<Iocb>() == 64);
 const _: () = assert!(std::mem::size_of::<IoEvent>() == 32);
 
 /// Contexts this process made that no flush is using: (the pid that made
-/// it, its id). A context is put back only once its flush was reaped.
+/// it, its id). A context is put back only once its flush was reaped. Only
+/// ever tried, never waited for: a child forked while another thread of its
+/// parent held the lock would wait for ever (it then makes a context per
+/// flush instead).
 static IDLE: Mutex<Vec<(u32, libc::c_ulong)>> = Mutex::new(Vec::new());
 
 /// An idle context of this process, or a new one; `None` when the kernel
 /// gives none (no AIO, or the machine's `aio-max-nr` reached).
 fn take_context() -> Option<libc::c_ulong> {
     let pid = std::process::id();
-    {
-        let mut idle = IDLE.lock();
+    if let Some(mut idle) = IDLE.try_lock() {
         // A child after fork sees its parent's ids, which name nothing here.
         idle.retain(|&(p, _)| p == pid);
         if let Some((_, ctx)) = idle.pop() {
@@ -65,6 +67,18 @@ fn take_context() -> Option<libc::c_ulong> {
     // the pointer, which points at `ctx`, live for the call.
     let r = unsafe { libc::syscall(libc::SYS_io_setup, 1 as libc::c_long, &mut ctx) };
     (r == 0).then_some(ctx)
+}
+
+/// Puts `ctx`, which has nothing under way, back for the next flush, or
+/// destroys it when the list cannot be had.
+fn put_context(ctx: libc::c_ulong) {
+    if let Some(mut idle) = IDLE.try_lock() {
+        idle.push((std::process::id(), ctx));
+        return;
+    }
+    // SAFETY: io_destroy takes the id by value; nothing of ours refers to
+    // the context after this.
+    unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
 }
 
 /// A flush under way in the kernel. [`Flush::wait`] gives its outcome;
@@ -103,7 +117,7 @@ pub fn start_flush(fd: RawFd, data_only: bool) -> Option<Flush> {
     };
     if r != 1 {
         // Nothing was queued on the context: it is idle again.
-        IDLE.lock().push((std::process::id(), ctx));
+        put_context(ctx);
         return None;
     }
     Some(Flush { ctx, reaped: false })
@@ -147,7 +161,7 @@ impl Flush {
             });
         }
         self.reaped = true;
-        IDLE.lock().push((std::process::id(), self.ctx));
+        put_context(self.ctx);
         if ev.res < 0 {
             let errno = i32::try_from(-ev.res).unwrap_or(libc::EIO);
             return Err(io::Error::from_raw_os_error(errno));
