@@ -189,10 +189,13 @@ mod tests {
         let path = std::env::temp_dir().join(format!("pfs-core-aio-{}", std::process::id()));
         let mut f = std::fs::File::create(&path).unwrap();
         f.write_all(b"durable").unwrap();
-        start_flush(f.as_raw_fd(), true)
-            .expect("AIO on this kernel")
-            .wait()
-            .unwrap();
+        let Some(first) = start_flush(f.as_raw_fd(), true) else {
+            // The library flushes on a thread there instead.
+            eprintln!("note: no AIO context to be had on this machine; skipped");
+            std::fs::remove_file(&path).unwrap();
+            return;
+        };
+        first.wait().unwrap();
         // Dropped unwaited: reaped on drop, so the flush after it reaps
         // its own outcome, not a left-over one.
         drop(start_flush(f.as_raw_fd(), false).unwrap());
