@@ -32,15 +32,6 @@ pub(crate) fn spawn_quiet<T: Send + 'static>(
     quietly(|| std::thread::Builder::new().name(name.into()).spawn(f))
 }
 
-/// [`std::thread::spawn`] (which panics when no thread can be had), with
-/// every signal blocked on the thread, for the threads a caller of the
-/// library asks for by name (a mount's follower, its committer).
-pub(crate) fn spawn_std_quiet<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> JoinHandle<T> {
-    quietly(|| std::thread::spawn(f))
-}
-
 /// Runs `spawn` with every signal blocked on the calling thread (which the
 /// thread it starts inherits), then puts the caller's mask back.
 fn quietly<R>(spawn: impl FnOnce() -> R) -> R {
@@ -92,8 +83,6 @@ mod tests {
         all_blocked(&theirs);
         assert_eq!(mine(), before);
         all_blocked(&spawn_quiet("pfs-test", mine).unwrap().join().unwrap());
-        assert_eq!(mine(), before);
-        all_blocked(&spawn_std_quiet(mine).join().unwrap());
         assert_eq!(mine(), before);
     }
 }

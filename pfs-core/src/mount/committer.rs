@@ -66,7 +66,7 @@ impl Mount {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let weak: Weak<Mount> = Arc::downgrade(self);
         let flag = Arc::clone(&stop);
-        let thread = crate::threads::spawn_std_quiet(move || loop {
+        let thread = crate::threads::spawn_quiet("pfs-committer", move || loop {
             {
                 let (stopped, cv) = &*flag;
                 let mut s = stopped.lock();
@@ -79,7 +79,9 @@ impl Mount {
             }
             let Some(m) = weak.upgrade() else { return };
             let _: Result<()> = m.commit_appended();
-        });
+        })
+        // As `std::thread::spawn` does when no thread can be had.
+        .expect("failed to spawn thread");
         Committer {
             stop,
             thread: Some(thread),

@@ -237,12 +237,14 @@ impl Mount {
         interval: std::time::Duration,
     ) -> std::thread::JoinHandle<()> {
         let weak = Arc::downgrade(self);
-        crate::threads::spawn_std_quiet(move || loop {
+        crate::threads::spawn_quiet("pfs-follower", move || loop {
             std::thread::sleep(interval);
             let Some(m) = weak.upgrade() else { return };
             // Errors are met again, and reported, by the next operation.
             let _ = m.refresh();
         })
+        // As `std::thread::spawn` does when no thread can be had.
+        .expect("failed to spawn thread")
     }
 
     /// Drops all in-memory metadata and loads it again from the device.
