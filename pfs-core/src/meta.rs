@@ -455,7 +455,7 @@ pub struct DeviceLog<'a> {
 impl DeviceLog<'_> {
     /// Calls `f` with each device address and length that journal bytes
     /// `[offset, offset + len)` occupy.
-    fn each_piece(
+    pub(crate) fn each_piece(
         &self,
         offset: u64,
         len: usize,

@@ -46,7 +46,7 @@ use std::sync::{Arc, Weak};
 
 /// Size of the shared file.
 const FILE_LEN: u64 = (OFF_WINDOW + W_DATA + WINDOW_BYTES) as u64;
-const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR5");
+const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR6");
 const OFF_MAGIC: usize = 0;
 const OFF_BOOT: usize = 8;
 const OFF_VERSION: usize = 16;
@@ -88,6 +88,26 @@ const G_BROKEN: usize = 56;
 /// One word per host id from here: how many checkpoints the host's
 /// processes made (each moves the journal's tail in the leader record).
 const OFF_CHECKPOINTS: usize = 32 << 10;
+/// Appends whose device writes are under way ([`Share::flight_begin`]):
+/// `FLIGHT_SLOTS` slots of `FLIGHT_STRIDE` bytes, for every host id.
+const OFF_FLIGHT: usize = 40 << 10;
+/// Slots of appends under way, machine-wide.
+pub(crate) const FLIGHT_SLOTS: usize = 16;
+const FLIGHT_STRIDE: usize = 128;
+/// The slot's owner: `pid << 16 | hostid` (host ids fit in 8 bits), with
+/// `F_FILLING` while its other fields are written; 0 when the slot is free.
+const F_TAG: usize = 0;
+const F_FILLING: u64 = 1 << 15;
+/// The head (txid, journal offset, lsn) the append starts at.
+const F_START: usize = 8;
+/// The head txid after it.
+const F_END: usize = 32;
+/// How many device writes it makes (at most [`FLIGHT_PIECES`]).
+const F_COUNT: usize = 40;
+/// Per write: (journal offset, device address, length).
+const F_PIECES: usize = 48;
+/// Device writes an append under way may make.
+pub(crate) const FLIGHT_PIECES: usize = 3;
 /// The journal window ([`Share::window_put`]): what the appends of the
 /// host that holds the lease on this machine last wrote to the journal.
 const OFF_WINDOW: usize = 48 << 10;
@@ -738,6 +758,112 @@ impl Share {
         gen.load(Ordering::Relaxed) == g
     }
 
+    /// Records an append of host `hostid` whose device writes `pieces`
+    /// ((journal offset, device address, length), whole sectors that no
+    /// other append writes) go on after the host's transaction lock is let
+    /// go: it starts at head `start` and ends at txid `end`. Called under
+    /// the transaction lock, before the appended head moves past it. The
+    /// slot, or `None` when every slot is taken (the caller then writes
+    /// under the lock, as before) or `pieces` are too many.
+    pub(crate) fn flight_begin(
+        &self,
+        hostid: u64,
+        start: (u64, u64, u64),
+        end: u64,
+        pieces: &[(u64, u64, u64)],
+    ) -> Option<usize> {
+        if pieces.is_empty() || pieces.len() > FLIGHT_PIECES {
+            return None;
+        }
+        let tag = u64::from(std::process::id()) << 16 | hostid.min(MAX_HOSTID);
+        // Taken as "being filled in" first: a reader ignores the slot
+        // until the tag is whole, so it never sees half-written fields.
+        let slot = (0..FLIGHT_SLOTS).find(|&i| {
+            self.flight_word(i, F_TAG)
+                .compare_exchange(0, tag | F_FILLING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })?;
+        let w = |f: usize, v: u64| self.flight_word(slot, f).store(v, Ordering::Release);
+        w(F_START, start.0);
+        w(F_START + 8, start.1);
+        w(F_START + 16, start.2);
+        w(F_END, end);
+        w(F_COUNT, pieces.len() as u64);
+        for (k, &(off, bda, len)) in pieces.iter().enumerate() {
+            w(F_PIECES + k * 24, off);
+            w(F_PIECES + k * 24 + 8, bda);
+            w(F_PIECES + k * 24 + 16, len);
+        }
+        w(F_TAG, tag);
+        Some(slot)
+    }
+
+    /// Frees `slot`: its append's device writes completed.
+    pub(crate) fn flight_end(&self, slot: usize) {
+        self.flight_word(slot, F_TAG).store(0, Ordering::Release);
+    }
+
+    /// Marks `slot` as given up by its process (its writes failed): a
+    /// committer that waits for it writes it again, as for a process that
+    /// died.
+    pub(crate) fn flight_abandon(&self, slot: usize) {
+        let w = self.flight_word(slot, F_TAG);
+        let tag = w.load(Ordering::Acquire);
+        w.store(tag & 0xff, Ordering::Release);
+    }
+
+    /// Host `hostid`'s appends whose device writes are under way.
+    pub(crate) fn flights(&self, hostid: u64) -> Vec<Flight> {
+        let host = hostid.min(MAX_HOSTID);
+        (0..FLIGHT_SLOTS)
+            .filter_map(|slot| {
+                let tag = self.flight_word(slot, F_TAG).load(Ordering::Acquire);
+                if tag == 0 || tag & 0xff != host {
+                    return None;
+                }
+                let r = |f: usize| self.flight_word(slot, f).load(Ordering::Acquire);
+                let count = (r(F_COUNT) as usize).min(FLIGHT_PIECES);
+                Some(Flight {
+                    slot,
+                    tag,
+                    filling: tag & F_FILLING != 0,
+                    pid: (tag >> 16) as u32,
+                    start: (r(F_START), r(F_START + 8), r(F_START + 16)),
+                    end: r(F_END),
+                    pieces: (0..count)
+                        .map(|k| {
+                            (
+                                r(F_PIECES + k * 24),
+                                r(F_PIECES + k * 24 + 8),
+                                r(F_PIECES + k * 24 + 16),
+                            )
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Frees `f`'s slot if it still holds that append (one whose owner
+    /// died, once its bytes were written for it).
+    pub(crate) fn flight_take_over(&self, f: &Flight) -> bool {
+        self.flight_word(f.slot, F_TAG)
+            .compare_exchange(f.tag, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Frees every slot of host `hostid` (a host that takes the lease
+    /// anew: nothing appended under its earlier lease will be committed).
+    pub(crate) fn flight_clear(&self, hostid: u64) {
+        for f in self.flights(hostid) {
+            self.flight_take_over(&f);
+        }
+    }
+
+    fn flight_word(&self, slot: usize, field: usize) -> &AtomicU64 {
+        self.word(OFF_FLIGHT + slot.min(FLIGHT_SLOTS - 1) * FLIGHT_STRIDE + field)
+    }
+
     /// How many times a commit of host `hostid` failed on this boot.
     pub(crate) fn broken(&self, hostid: u64) -> u64 {
         self.group_word(hostid, G_BROKEN).load(Ordering::Acquire)
@@ -772,6 +898,24 @@ fn per_inode(base: i64, ino: u64) -> i64 {
 fn data_lock_at(hostid: u64, ino: u64) -> i64 {
     let host = hostid.min(MAX_HOSTID) as i64 * DATA_STRIDE;
     per_inode(LOCK_DATA + host, ino)
+}
+
+/// An append whose device writes are under way ([`Share::flights`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Flight {
+    slot: usize,
+    tag: u64,
+    /// Its slot is still being filled in: the append is not recorded as
+    /// appended yet, and the other fields mean nothing.
+    pub(crate) filling: bool,
+    /// The process that writes it.
+    pub(crate) pid: u32,
+    /// The head it starts at.
+    pub(crate) start: (u64, u64, u64),
+    /// The head txid after it.
+    pub(crate) end: u64,
+    /// Its writes: (journal offset, device address, length).
+    pub(crate) pieces: Vec<(u64, u64, u64)>,
 }
 
 /// A host's committer lock, held until dropped.

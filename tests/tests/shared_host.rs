@@ -46,10 +46,16 @@ fn image(tag: &str) -> (Scratch, PathBuf) {
 }
 
 fn spawn(role: &str, img: &Path) -> Child {
+    spawn_with(role, img, &[])
+}
+
+/// [`spawn`] with more environment variables.
+fn spawn_with(role: &str, img: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(ROLE, role)
         .env(IMAGE, img)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -367,4 +373,67 @@ fn a_truncate_in_one_process_waits_for_a_write_in_another() {
     );
     device::fsck_clean(&m);
     drop(m);
+}
+
+#[test]
+fn an_append_whose_process_died_before_writing_it_is_written_by_the_next_commit() {
+    let (_dir, img) = image("inflight");
+    let here = mount(&img, Mode::ReadWrite, 1);
+    // This process writes first: the host holds the lease on this machine.
+    here.mkdir_path("/d").unwrap();
+    // The maker stops itself at its third append, once the append is the
+    // host's (the other processes build on it) and before its device
+    // write; it is then killed there.
+    let mut maker = spawn_with(
+        "maker:3:20",
+        &img,
+        &[("PFS_TEST_STOP_AT", "append-in-flight:3")],
+    );
+    let mut input = maker.stdin.take().unwrap();
+    let out = maker.stdout.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+            if line.starts_with("made ") && writeln!(input).is_err() {
+                break;
+            }
+        }
+    });
+    assert!(
+        pfs_tests::failover::wait_stopped(maker.id()),
+        "the maker did not stop at its third append"
+    );
+    maker.kill().unwrap();
+    maker.wait().unwrap();
+    feeder.join().unwrap();
+    // This process catches up with the dead one's append (from the
+    // share's window), builds on it and commits: the commit waits for the
+    // dead append, finds its process gone and writes it first.
+    let t0 = Instant::now();
+    here.mkdir_path("/after").unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the commit waited {:?}",
+        t0.elapsed()
+    );
+    let names = |m: &Mount| -> Vec<String> {
+        let mut v: Vec<String> = m
+            .readdir_path("/")
+            .unwrap()
+            .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let seen_here = names(&here);
+    assert!(seen_here.contains(&"after".to_owned()));
+    // What the device holds is what this process built on.
+    let fresh = mount(&img, Mode::ReadOnly, 2);
+    assert_eq!(names(&fresh), seen_here);
+    device::fsck_clean(&fresh);
+    // And the host writes on.
+    here.mkdir_path("/later").unwrap();
+    drop(here);
+    let fresh = mount(&img, Mode::ReadOnly, 2);
+    assert!(fresh.resolve("/later").is_ok());
+    device::fsck_clean(&fresh);
 }

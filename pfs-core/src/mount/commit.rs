@@ -11,8 +11,10 @@ use crate::error::{CoreError, Result};
 use crate::lease::{Lease, Slots};
 use crate::meta::{DeviceLog, MetaImage};
 use crate::tx::Tx;
+use pfs_format::layout::LOG_ENTRY_SIZE;
 use pfs_format::layout::SECTOR_SIZE;
 use pfs_format::LeaderRecord;
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -94,6 +96,7 @@ impl Mount {
         if objs.is_empty() {
             return Ok(r);
         }
+        let objs = self.padded(objs, journal.leader().head_offset.get());
         let bda = *leader_bda;
         let (lease, stale) = self.take_writer_lease(journal.leader(), bda)?;
         if stale {
@@ -150,11 +153,18 @@ impl Mount {
             }
             self.checkpointed();
         }
+        let start = head(journal.leader());
+        let pending = RefCell::new(Vec::new());
+        let overlap = self.share.is_some()
+            && u64::from(self.dev.sector_size()) == PAD_SECTOR
+            && start.1 % PAD_SECTOR == 0
+            && objs.len() * LOG_ENTRY_SIZE <= MAX_FLIGHT_BYTES;
         let appending = super::tail::TailLog {
             log,
             tail: &self.journal_tail,
             head_txid: journal.leader().head_txid.get(),
             window: self.share.as_deref().map(|s| (s, self.hostid)),
+            defer: overlap.then_some(&pending),
         };
         let appended = journal.append(&appending, &objs);
         self.keep_tail(appended.as_ref().ok().copied());
@@ -162,6 +172,28 @@ impl Mount {
             Ok(t) => t,
             Err(e) => return Err(self.fence.stop_io(e, "a journal write failed")),
         };
+        let pending = pending.into_inner();
+        let mut flight = None;
+        if let (Some(s), false) = (&self.share, pending.is_empty()) {
+            let pieces: Vec<_> = pending
+                .iter()
+                .map(|p| (p.offset, p.bda, p.buf.len() as u64))
+                .collect();
+            flight = s.flight_begin(self.hostid, start, txid, &pieces);
+        }
+        let mut pending = Some(pending);
+        if flight.is_none() {
+            // No slot free: written now, under the lock, as without
+            // overlap.
+            let now = pending.take().unwrap_or_default();
+            if let Err(e) = self.write_in_flight(now, None, &lease, bda) {
+                // The journal in memory moved past what was written.
+                drop(tx);
+                drop(guard);
+                self.forget_undurable();
+                return Err(e);
+            }
+        }
         if tx.cuts() {
             self.cut_at(txid);
         }
@@ -172,6 +204,11 @@ impl Mount {
         self.set_appended(journal.leader());
         self.committed();
         if pfs_journal::checkpoint_due(journal.ntx(), journal.dirty().len() as u64) {
+            // The checkpoint commits everything appended, this append
+            // among it: its writes are made first.
+            if let Some(p) = pending.take() {
+                self.write_in_flight(p, flight, &lease, bda)?;
+            }
             self.commit_all(&lease, bda)?;
             match journal.checkpoint(&log, &ours, &mut |d| write_home(&log, meta, d)) {
                 Ok(()) => self.checkpointed(),
@@ -182,6 +219,13 @@ impl Mount {
         // made durable.
         drop(guard);
         drop(host);
+        if let Some(p) = pending {
+            crate::lease::stop_point("append-in-flight");
+            if let Err(e) = self.write_in_flight(p, flight, &lease, bda) {
+                self.forget_undurable();
+                return Err(e);
+            }
+        }
         if self.deferred() {
             // Durable at the next sync, unmount or background commit.
             return Ok(r);
@@ -194,7 +238,97 @@ impl Mount {
     }
 }
 
+/// The sector size whose devices get their shared-host transactions padded
+/// to whole sectors, so that appends share no sector and their device
+/// writes may overlap. With larger sectors the padding would fill the
+/// journal several times as fast; those appends are written under the
+/// transaction lock, as a mount that is not shared writes them.
+const PAD_SECTOR: u64 = 512;
+
+/// Appends larger than this are written under the transaction lock: the
+/// share's journal window, from which a dead process's append is written
+/// again, holds many appends under way only if they are small.
+const MAX_FLIGHT_BYTES: usize = 8 << 10;
+
 impl Mount {
+    /// `objs`, the entries of a transaction that starts at journal offset
+    /// `at`, padded on a shared mount of a 512-byte-sector device so that
+    /// it ends on a sector boundary: its last entry repeated, which
+    /// replay applies twice to the same result. Each repeat is a link of
+    /// the transaction's chain like any other (the same txid, the next
+    /// lsn, `le_more` on all but the last), which the reference's replay
+    /// accepts as it is. Appends that share no sector can be written side
+    /// by side (see [`Mount::write_in_flight`]).
+    fn padded(
+        &self,
+        mut objs: Vec<(pfs_format::ObjectId, pfs_format::MetaObjPhy)>,
+        at: u64,
+    ) -> Vec<(pfs_format::ObjectId, pfs_format::MetaObjPhy)> {
+        if self.share.is_none() || u64::from(self.dev.sector_size()) != PAD_SECTOR {
+            return objs;
+        }
+        let end = at + (objs.len() * LOG_ENTRY_SIZE) as u64;
+        let short = (PAD_SECTOR - end % PAD_SECTOR) % PAD_SECTOR;
+        if let Some(&last) = objs.last() {
+            for _ in 0..short / LOG_ENTRY_SIZE as u64 {
+                objs.push(last);
+            }
+        }
+        objs
+    }
+
+    /// Makes the device writes of an append that the host's processes
+    /// already see (its head is the host's appended head), after the
+    /// transaction lock was let go, so that the next transaction of the
+    /// host is built and appended while these writes are under way. The
+    /// slot `flight` records the append in the share until the writes
+    /// complete: a committer commits nothing past an append still being
+    /// written, and writes it from the share's journal window if its
+    /// process dies first. A write the lease ran out before is tried once
+    /// more after the lease is proved and the head on the device is still
+    /// the host's. A write that fails stops this mount, and its slot is
+    /// left to whoever waits for it, as a dead process's would be.
+    fn write_in_flight(
+        &self,
+        pending: Vec<super::tail::Pending>,
+        flight: Option<usize>,
+        lease: &Lease,
+        bda: u64,
+    ) -> Result<()> {
+        let mut result = Ok(());
+        for p in &pending {
+            let mut r = self.dev.write_at(p.buf.as_slice(), p.bda);
+            if matches!(r, Err(CoreError::LeaseLapsed)) {
+                // Stalled past the lease since it was checked: another
+                // host may have taken over and committed meanwhile.
+                r = lease
+                    .prove()
+                    .map_err(|e| self.fence.stop_on(e))
+                    .and_then(|()| self.head_is_ours(bda))
+                    .and_then(|_| self.dev.write_at(p.buf.as_slice(), p.bda));
+            }
+            if r.is_err() {
+                result = r;
+                break;
+            }
+        }
+        let slot = self.share.as_deref().zip(flight);
+        match result {
+            Ok(()) => {
+                if let Some((s, slot)) = slot {
+                    s.flight_end(slot);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some((s, slot)) = slot {
+                    s.flight_abandon(slot);
+                }
+                Err(self.fence.stop_io(e, "a journal write failed"))
+            }
+        }
+    }
+
     /// Takes the writer lease now rather than at the first write, for a
     /// writer that should hold it for as long as it is mounted (a FUSE
     /// mount): a second writer is then refused from the start. Writes only

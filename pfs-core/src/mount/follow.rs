@@ -218,7 +218,20 @@ impl Mount {
             .as_deref()
             .filter(|_| own)
             .map(|s| (s, self.hostid));
-        if !advance(self.dev.as_ref(), &mut st, new, reread, tail, window)? {
+        // The host's appends up to `new` may still be being written to
+        // the device (see `group`): a read of them there waits until they
+        // are.
+        let written = || self.await_flights(new.head_txid.get());
+        let before_device = tail.map(|_| &written as &dyn Fn() -> Result<()>);
+        if !advance(
+            self.dev.as_ref(),
+            &mut st,
+            new,
+            reread,
+            tail,
+            window,
+            before_device,
+        )? {
             // The writer reused the journal space of entries we miss
             // (they are in the metasets now), before or while we read.
             drop(st);

@@ -28,6 +28,10 @@ use parking_lot::Mutex;
 use pfs_format::LeaderRecord;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// How often a wait for appends still being written looks for ones whose
+/// process died.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// A journal head: (txid, journal offset, lsn). Txid 0: none.
 pub(crate) type Head = (u64, u64, u64);
 
@@ -75,6 +79,7 @@ impl Mount {
         match &self.share {
             Some(s) => {
                 s.window_clear();
+                s.flight_clear(self.hostid);
                 s.set_appended(self.hostid, (0, 0, 0));
             }
             None => *self.group.appended.lock() = (0, 0, 0),
@@ -126,6 +131,105 @@ impl Mount {
     fn pending(&self) -> Option<Head> {
         let a = self.appended();
         (a.0 > self.settled().0).then_some(a)
+    }
+
+    /// The newest head a leader record may commit now: the appended head,
+    /// or, while appends of the host are still being written to the
+    /// device (see [`Mount::write_in_flight`]), the head the oldest of
+    /// them starts at (everything before it is written).
+    fn committable(&self) -> Head {
+        let a = self.appended();
+        let Some(s) = &self.share else {
+            return a;
+        };
+        // The appended head is read first: an append it covers recorded
+        // its slot before moving it.
+        s.flights(self.hostid)
+            .into_iter()
+            .filter(|f| !f.filling && f.start.0 < a.0)
+            .map(|f| f.start)
+            .min_by_key(|h| h.0)
+            .unwrap_or(a)
+    }
+
+    /// Waits until no append of the host that ends at or before txid
+    /// `upto` is still being written. An append whose process died before
+    /// its writes completed is written again from the share's journal
+    /// window by this call, or, when the window no longer holds it, the
+    /// host is stopped (what it appended cannot be committed).
+    pub(super) fn await_flights(&self, upto: u64) -> Result<()> {
+        let Some(s) = &self.share else {
+            return Ok(());
+        };
+        let broken = s.broken(self.hostid);
+        let since = std::time::Instant::now();
+        let mut look_at = LOOK_EVERY;
+        let mut round = 0u32;
+        loop {
+            round = round.saturating_add(1);
+            let flights = s.flights(self.hostid);
+            if !flights.iter().any(|f| !f.filling && f.end <= upto) {
+                return Ok(());
+            }
+            if s.broken(self.hostid) != broken {
+                let why = "a journal write of another process of this host failed";
+                self.fence.stop(why);
+                return Err(CoreError::Fenced { reason: why.into() });
+            }
+            if since.elapsed() >= look_at {
+                look_at = since.elapsed() + LOOK_EVERY;
+                // Pid 0: given up by its process.
+                let gone =
+                    |f: &&crate::share::Flight| f.pid == 0 || !crate::lease::pid_alive(f.pid);
+                for f in flights.iter().filter(gone) {
+                    self.write_for_dead(s, f)?;
+                }
+                continue;
+            }
+            if round < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    }
+
+    /// Writes the append of `f`, whose process died while writing it,
+    /// from the share's journal window, and frees its slot; stops the
+    /// host when the window no longer holds it.
+    fn write_for_dead(&self, s: &crate::share::Share, f: &crate::share::Flight) -> Result<()> {
+        if f.filling {
+            // Never recorded as appended: nothing of it is committed.
+            s.flight_take_over(f);
+            return Ok(());
+        }
+        let mut bufs = Vec::with_capacity(f.pieces.len());
+        for &(off, bda, len) in &f.pieces {
+            let mut buf = crate::device::AlignedBuf::new(len as usize);
+            if !s.window_get(self.hostid, off, buf.as_mut_slice()) {
+                s.set_broken(self.hostid);
+                let why = format!(
+                    "process {} died while writing journal entries of this host, and they are no longer in the share's window",
+                    f.pid
+                );
+                self.fence.stop(&why);
+                return Err(CoreError::Fenced { reason: why });
+            }
+            bufs.push((bda, buf));
+        }
+        for (bda, buf) in &bufs {
+            match self.dev.write_at(buf.as_slice(), *bda) {
+                Ok(()) => {}
+                // Tried again by the next caller that holds the lease.
+                Err(e @ CoreError::LeaseLapsed) => return Err(e),
+                Err(e) => {
+                    s.set_broken(self.hostid);
+                    return Err(self.fence.stop_io(e, "a journal write failed"));
+                }
+            }
+        }
+        s.flight_take_over(f);
+        Ok(())
     }
 
     /// The journal as the host's processes see it: the leader record
@@ -181,10 +285,15 @@ impl Mount {
     pub(super) fn wait_durable(&self, txid: u64, lease: &Lease, bda: u64) -> Result<()> {
         let done = || self.settled().0 >= txid;
         while !done() {
-            let Some(_turn) = self.turn_unless(done)? else {
+            let Some(turn) = self.turn_unless(done)? else {
                 break;
             };
             self.commit_pending(lease, bda)?;
+            drop(turn);
+            if !done() {
+                // An earlier append of the host is still being written.
+                self.await_flights(txid)?;
+            }
         }
         Ok(())
     }
@@ -218,9 +327,10 @@ impl Mount {
     /// this process holds the lease the host's other processes appended
     /// under).
     pub(super) fn commit_all(&self, lease: &Lease, bda: u64) -> Result<()> {
-        if self.pending().is_none() {
+        let Some(a) = self.pending() else {
             return Ok(());
-        }
+        };
+        self.await_flights(a.0)?;
         let _turn = self.turn()?;
         self.commit_pending(lease, bda)
     }
@@ -253,9 +363,14 @@ impl Mount {
     /// another writer committed.
     fn commit_pending(&self, lease: &Lease, bda: u64) -> Result<()> {
         self.fence.check_stopped()?;
-        let Some(a) = self.pending() else {
+        if self.pending().is_none() {
             return Ok(());
-        };
+        }
+        let a = self.committable();
+        if a.0 <= self.settled().0 {
+            // The oldest append not yet durable is still being written.
+            return Ok(());
+        }
         // Proved before the flush, which the fence would refuse once the
         // lease ran out.
         lease.prove().map_err(|e| self.fence.stop_on(e))?;

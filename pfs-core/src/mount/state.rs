@@ -120,6 +120,7 @@ pub(super) fn advance(
     reread: impl FnOnce() -> Result<LeaderRecord>,
     tail: Option<&Mutex<TailSector>>,
     window: Option<(&Share, u64)>,
+    before_device: Option<&dyn Fn() -> Result<()>>,
 ) -> Result<bool> {
     let (bda, nchunk) = (st.leader_bda, st.meta.nchunk);
     let log = DeviceLog {
@@ -135,6 +136,7 @@ pub(super) fn advance(
                 head: new.head_offset.get(),
                 caught: RefCell::new(None),
                 window,
+                before_device,
             };
             let followed = st.journal.follow(&catch, new, nchunk, reread)?;
             if followed.is_some() {
@@ -181,7 +183,15 @@ pub(super) fn resume(
         return Ok(st);
     }
     let bda = st.leader_bda;
-    if advance(dev, &mut st, now, || read_leader(dev, bda), None, None)? {
+    if advance(
+        dev,
+        &mut st,
+        now,
+        || read_leader(dev, bda),
+        None,
+        None,
+        None,
+    )? {
         return Ok(st);
     }
     load_state_shared(dev, share, hostid)

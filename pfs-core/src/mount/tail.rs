@@ -67,6 +67,20 @@ pub(super) struct TailLog<'a> {
     /// A shared mount's share and host id: what is written goes into the
     /// share's journal window as well.
     pub(super) window: Option<(&'a Share, u64)>,
+    /// When set, the device writes are not made here but kept for the
+    /// caller to make once the host's transaction lock is let go (see
+    /// `Mount::write_in_flight`).
+    pub(super) defer: Option<&'a RefCell<Vec<Pending>>>,
+}
+
+/// A device write of an append, made after the transaction lock is let go.
+pub(super) struct Pending {
+    /// Where in the journal.
+    pub(super) offset: u64,
+    /// Where on the device.
+    pub(super) bda: u64,
+    /// The whole sectors to write.
+    pub(super) buf: AlignedBuf,
 }
 
 impl LogStore for TailLog<'_> {
@@ -95,7 +109,21 @@ impl LogStore for TailLog<'_> {
             }
         }
         buf.as_mut_slice()[head..head + bytes.len()].copy_from_slice(bytes);
-        self.log.write_log(start, buf.as_slice())?;
+        match self.defer {
+            Some(pending) => self.log.each_piece(start, buf.len(), |bda, r| {
+                let mut piece = AlignedBuf::new(r.len());
+                piece
+                    .as_mut_slice()
+                    .copy_from_slice(&buf.as_slice()[r.clone()]);
+                pending.borrow_mut().push(Pending {
+                    offset: start + r.start as u64,
+                    bda,
+                    buf: piece,
+                });
+                Ok(())
+            })?,
+            None => self.log.write_log(start, buf.as_slice())?,
+        }
         if let Some((share, hostid)) = self.window {
             share.window_put(hostid, start, buf.as_slice());
         }
@@ -126,6 +154,9 @@ pub(super) struct CatchLog<'a> {
     /// running lease: the share and host id whose journal window may hold
     /// the bytes.
     pub(super) window: Option<(&'a Share, u64)>,
+    /// Run before any read of the device: waits until the host's appends
+    /// the read may reach are written (see `Mount::await_flights`).
+    pub(super) before_device: Option<&'a dyn Fn() -> Result<()>>,
 }
 
 impl CatchLog<'_> {
@@ -146,7 +177,12 @@ impl CatchLog<'_> {
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         match self.window {
             Some((share, hostid)) if share.window_get(hostid, offset, buf) => Ok(()),
-            _ => self.log.read_log(offset, buf),
+            _ => {
+                if let Some(wait) = self.before_device {
+                    wait()?;
+                }
+                self.log.read_log(offset, buf)
+            }
         }
     }
 }

@@ -469,3 +469,38 @@ fn a_process_of_a_shared_host_appends_after_the_others_with_the_sector_it_caught
     all_there(&dev, 50);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_shared_host_pads_each_transaction_to_whole_sectors_and_replay_takes_it() {
+    // A new time is one log entry (256 bytes), half a sector.
+    let dev = Arc::new(Watched::formatted("padded", std::time::Duration::ZERO));
+    let (dir, opts) = shared_host("padded", 60_000);
+    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
+    let head = |m: &Mount| m.state.read().leader().head_offset.get();
+    for i in 0..=20u64 {
+        let f = a.create_path(format!("/a{i}"), FileType::File).unwrap();
+        let before = head(&a);
+        a.set_mtime(f, 1_000 + i).unwrap();
+        assert_eq!(head(&a) - before, 512, "/a{i}: the entry and its repeat");
+        let g = b.create_path(format!("/b{i}"), FileType::File).unwrap();
+        b.set_mtime(g, 2_000 + i).unwrap();
+        assert_eq!(head(&b) % 512, 0, "after /b{i}: head {}", head(&b));
+    }
+    drop((a, b));
+    // A reader replays the padded journal: every entry applied, the
+    // repeats to the same result.
+    all_there(&dev, 20);
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2)).unwrap();
+    let ino = r.resolve("/b20").unwrap();
+    assert_eq!(r.getattr(ino).unwrap().mtime, 2_020);
+    drop(r);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // A mount that is not shared writes the entry alone.
+    let dev = Arc::new(Watched::formatted("unpadded", std::time::Duration::ZERO));
+    let m = Mount::open_with(dev.clone(), Mode::ReadWrite, &host(1)).unwrap();
+    let f = m.create_path("/f", FileType::File).unwrap();
+    let before = head(&m);
+    m.set_mtime(f, 7).unwrap();
+    assert_eq!(head(&m) - before, 256);
+}
