@@ -92,12 +92,17 @@ const OFF_CHECKPOINTS: usize = 32 << 10;
 /// `FLIGHT_SLOTS` slots of `FLIGHT_STRIDE` bytes, for every host id.
 const OFF_FLIGHT: usize = 40 << 10;
 /// Slots of appends under way, machine-wide.
-pub(crate) const FLIGHT_SLOTS: usize = 16;
+const FLIGHT_SLOTS: usize = 16;
 const FLIGHT_STRIDE: usize = 128;
-/// The slot's owner: `pid << 16 | hostid` (host ids fit in 8 bits), with
-/// `F_FILLING` while its other fields are written; 0 when the slot is free.
+/// The slot's owner: `generation << 48 | pid << 16 | hostid` (host ids fit
+/// in 8 bits; pid 0 once its process gave it up), or `F_FILLING | pid << 16
+/// | hostid` while its other fields are written; 0 when the slot is free. The
+/// generation, counted per slot, makes each use of a slot a tag of its
+/// own.
 const F_TAG: usize = 0;
 const F_FILLING: u64 = 1 << 15;
+/// The slot's generation counter.
+const F_GEN: usize = 120;
 /// The head (txid, journal offset, lsn) the append starts at.
 const F_START: usize = 8;
 /// The head txid after it.
@@ -107,7 +112,7 @@ const F_COUNT: usize = 40;
 /// Per write: (journal offset, device address, length).
 const F_PIECES: usize = 48;
 /// Device writes an append under way may make.
-pub(crate) const FLIGHT_PIECES: usize = 3;
+const FLIGHT_PIECES: usize = 3;
 /// The journal window ([`Share::window_put`]): what the appends of the
 /// host that holds the lease on this machine last wrote to the journal.
 const OFF_WINDOW: usize = 48 << 10;
@@ -669,13 +674,15 @@ impl Share {
         }))
     }
 
-    /// Records `bytes`, just written to the journal at `offset` by an
-    /// append of host `hostid` (under the host's transaction lock), in the
-    /// journal window: a process of the host that catches up with them
-    /// later copies them from here ([`Share::window_get`]) rather than
-    /// reading the device. `offset` and the length are multiples of 8
-    /// (whole sectors); anything else empties the window. The window only
-    /// ever holds what was written to the device, and changes only under
+    /// Records `bytes`, just appended to the journal at `offset` by host
+    /// `hostid` (under the host's transaction lock), in the journal
+    /// window: a process of the host that catches up with them later
+    /// copies them from here ([`Share::window_get`]) rather than reading
+    /// the device, and an append whose process died before its device
+    /// write completed is written from here. `offset` and the length are
+    /// multiples of 8 (whole sectors); anything else empties the window.
+    /// The window holds only what was appended (written to the device or
+    /// being written, see [`Share::flight_begin`]), and changes only under
     /// the transaction lock: one change at a time.
     pub(crate) fn window_put(&self, hostid: u64, offset: u64, bytes: &[u8]) {
         let gen = self.word(OFF_WINDOW + W_GEN);
@@ -775,14 +782,16 @@ impl Share {
         if pieces.is_empty() || pieces.len() > FLIGHT_PIECES {
             return None;
         }
-        let tag = u64::from(std::process::id()) << 16 | hostid.min(MAX_HOSTID);
+        let owner = u64::from(std::process::id()) << 16 | hostid.min(MAX_HOSTID);
         // Taken as "being filled in" first: a reader ignores the slot
         // until the tag is whole, so it never sees half-written fields.
         let slot = (0..FLIGHT_SLOTS).find(|&i| {
             self.flight_word(i, F_TAG)
-                .compare_exchange(0, tag | F_FILLING, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(0, F_FILLING | owner, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         })?;
+        let gen = self.flight_word(slot, F_GEN).fetch_add(1, Ordering::AcqRel) + 1;
+        let tag = (gen & 0xffff) << 48 | owner;
         let w = |f: usize, v: u64| self.flight_word(slot, f).store(v, Ordering::Release);
         w(F_START, start.0);
         w(F_START + 8, start.1);
@@ -809,21 +818,22 @@ impl Share {
     pub(crate) fn flight_abandon(&self, slot: usize) {
         let w = self.flight_word(slot, F_TAG);
         let tag = w.load(Ordering::Acquire);
-        w.store(tag & 0xff, Ordering::Release);
+        // The pid cleared; generation and host id kept.
+        w.store(tag & !(0xffff_ffff << 16), Ordering::Release);
     }
 
     /// Host `hostid`'s appends whose device writes are under way.
     pub(crate) fn flights(&self, hostid: u64) -> Vec<Flight> {
         let host = hostid.min(MAX_HOSTID);
         (0..FLIGHT_SLOTS)
-            .filter_map(|slot| {
-                let tag = self.flight_word(slot, F_TAG).load(Ordering::Acquire);
+            .filter_map(|slot| loop {
+                let r = |f: usize| self.flight_word(slot, f).load(Ordering::Acquire);
+                let tag = r(F_TAG);
                 if tag == 0 || tag & 0xff != host {
                     return None;
                 }
-                let r = |f: usize| self.flight_word(slot, f).load(Ordering::Acquire);
                 let count = (r(F_COUNT) as usize).min(FLIGHT_PIECES);
-                Some(Flight {
+                let f = Flight {
                     slot,
                     tag,
                     filling: tag & F_FILLING != 0,
@@ -839,7 +849,13 @@ impl Share {
                             )
                         })
                         .collect(),
-                })
+                };
+                // The fields belong to the tag only if it did not change
+                // while they were read (freed and taken again, given up):
+                // read again until it holds still.
+                if r(F_TAG) == tag {
+                    return Some(f);
+                }
             })
             .collect()
     }
@@ -1004,6 +1020,49 @@ mod tests {
     fn get(s: &Share, hostid: u64, offset: u64, len: usize) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; len];
         s.window_get(hostid, offset, &mut buf).then_some(buf)
+    }
+
+    #[test]
+    fn appends_under_way_are_recorded_per_host_until_written_or_taken_over() {
+        let (dir, s) = scratch("flights");
+        let pieces = [(1024, 4096, 512), (0, 8192, 512)];
+        let a = s.flight_begin(1, (5, 1024, 20), 6, &pieces).unwrap();
+        let f = s.flights(1);
+        assert_eq!(f.len(), 1);
+        assert!(!f[0].filling);
+        assert_eq!(f[0].pid, std::process::id());
+        assert_eq!((f[0].start, f[0].end), ((5, 1024, 20), 6));
+        assert_eq!(f[0].pieces, pieces);
+        assert!(s.flights(2).is_empty(), "another host's");
+        s.flight_end(a);
+        assert!(s.flights(1).is_empty());
+        // Given up by its process: pid 0, and a look taken before no
+        // longer frees it (the append still waits to be written).
+        let b = s.flight_begin(1, (6, 1536, 22), 7, &pieces[..1]).unwrap();
+        let before = s.flights(1).remove(0);
+        s.flight_abandon(b);
+        let after = s.flights(1).remove(0);
+        assert_eq!((after.pid, after.start), (0, (6, 1536, 22)));
+        assert!(!s.flight_take_over(&before));
+        assert!(s.flight_take_over(&after));
+        assert!(s.flights(1).is_empty());
+        // The slot taken again is a new use of it: an old look frees
+        // nothing.
+        let c = s.flight_begin(1, (7, 2048, 24), 8, &pieces[..1]).unwrap();
+        assert_eq!(c, b);
+        assert!(!s.flight_take_over(&after));
+        assert_eq!(s.flights(1).len(), 1);
+        // Too many writes, or no slot left: the caller writes under the lock.
+        assert!(s.flight_begin(1, (8, 0, 0), 9, &[(0, 0, 512); 4]).is_none());
+        let taken: Vec<usize> = (0..FLIGHT_SLOTS)
+            .map_while(|i| s.flight_begin(2, (i as u64, 0, 0), i as u64 + 1, &pieces[..1]))
+            .collect();
+        assert_eq!(taken.len(), FLIGHT_SLOTS - 1);
+        assert_eq!(s.flights(2).len(), FLIGHT_SLOTS - 1);
+        s.flight_clear(2);
+        assert!(s.flights(2).is_empty());
+        assert_eq!(s.flights(1).len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
