@@ -19,6 +19,10 @@
 //! - A journal window: the bytes the appends of the host that holds the
 //!   lease last wrote to the journal, so the host's other processes catch
 //!   up with them without reading the device.
+//! - Slots of appends whose device writes are still under way (made after
+//!   the transaction lock is let go): the process, the head the append
+//!   starts at and its writes, so a committer commits nothing past one,
+//!   and writes one from the window if its process died first.
 //! - Byte-range locks (`fcntl`, owned by the process, so a killed process
 //!   never leaves one behind and a forked child does not inherit them):
 //!   the host's transaction lock, one at a time per host id; a read lock
