@@ -504,3 +504,76 @@ fn a_shared_host_pads_each_transaction_to_whole_sectors_and_replay_takes_it() {
     m.set_mtime(f, 7).unwrap();
     assert_eq!(head(&m) - before, 256);
 }
+
+/// [`Watched`] whose next write fails once `armed` is set.
+struct FailNext {
+    inner: Arc<Watched>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl Device for FailNext {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> crate::error::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> crate::error::Result<()> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(CoreError::io(
+                self.name(),
+                "write",
+                offset,
+                std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> crate::error::Result<()> {
+        self.inner.sync()
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn caches_writes(&self) -> bool {
+        self.inner.caches_writes()
+    }
+}
+
+#[test]
+fn an_append_whose_write_failed_is_written_by_the_next_commit_of_the_host() {
+    let dev = Arc::new(Watched::formatted("failed", std::time::Duration::ZERO));
+    let failing = Arc::new(FailNext {
+        inner: dev.clone(),
+        armed: false.into(),
+    });
+    let (dir, opts) = shared_host("failed", 60_000);
+    let a = Mount::open_with(failing.clone(), Mode::ReadWrite, &opts).unwrap();
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
+    a.create_path("/a0", FileType::File).unwrap();
+    // The append's journal write is the transaction's first write: it
+    // fails after the append became the host's (b builds on it).
+    failing
+        .armed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(a.create_path("/a1", FileType::File).is_err());
+    assert!(
+        a.create_path("/a2", FileType::File).is_err(),
+        "the mount whose write failed writes no more"
+    );
+    // b's commit waits for the failed append, finds it given up and
+    // writes it from the share's window before committing past it.
+    b.create_path("/b0", FileType::File).unwrap();
+    drop((a, b));
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2)).unwrap();
+    for name in ["/a0", "/a1", "/b0"] {
+        r.resolve(name)
+            .unwrap_or_else(|e| panic!("{name} is missing: {e}"));
+    }
+    assert!(r.resolve("/a2").is_err());
+    assert!(r.fsck().unwrap().is_clean());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
