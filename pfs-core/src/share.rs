@@ -872,6 +872,19 @@ impl Share {
             .is_ok()
     }
 
+    /// Under host `hostid`'s transaction lock, with its appended head at
+    /// txid `appended`: frees the slots that a process killed while it
+    /// recorded an append left behind (being filled in, or starting at or
+    /// past the appended head: the head never moved past them). Nobody
+    /// waits for those, and the next append may start where they did.
+    pub(crate) fn flight_drop_stale(&self, hostid: u64, appended: u64) {
+        for f in self.flights(hostid) {
+            if f.filling || f.start.0 >= appended {
+                self.flight_take_over(&f);
+            }
+        }
+    }
+
     /// Frees every slot of host `hostid` (a host that takes the lease
     /// anew: nothing appended under its earlier lease will be committed).
     pub(crate) fn flight_clear(&self, hostid: u64) {
@@ -1065,7 +1078,12 @@ mod tests {
         assert_eq!(s.flights(2).len(), FLIGHT_SLOTS - 1);
         s.flight_clear(2);
         assert!(s.flights(2).is_empty());
-        assert_eq!(s.flights(1).len(), 1);
+        // Left by a process killed between recording an append and moving
+        // the appended head past it (here: head still at txid 7).
+        s.flight_drop_stale(1, 8);
+        assert_eq!(s.flights(1).len(), 1, "txid 7 was appended: kept");
+        s.flight_drop_stale(1, 7);
+        assert!(s.flights(1).is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -175,6 +175,7 @@ impl Mount {
         let pending = pending.into_inner();
         let mut flight = None;
         if let (Some(s), false) = (&self.share, pending.is_empty()) {
+            s.flight_drop_stale(self.hostid, start.0);
             let pieces: Vec<_> = pending
                 .iter()
                 .map(|p| (p.offset, p.bda, p.buf.len() as u64))
