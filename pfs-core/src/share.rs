@@ -772,10 +772,12 @@ impl Share {
     /// Records an append of host `hostid` whose device writes `pieces`
     /// ((journal offset, device address, length), whole sectors that no
     /// other append writes) go on after the host's transaction lock is let
-    /// go: it starts at head `start` and ends at txid `end`. Called under
-    /// the transaction lock, before the appended head moves past it. The
-    /// slot, or `None` when every slot is taken (the caller then writes
-    /// under the lock, as before) or `pieces` are too many.
+    /// go: it starts at head `start` (the host's appended head) and ends at
+    /// txid `end`. Called under the transaction lock, before the appended
+    /// head moves past it; slots a killed process left behind are freed
+    /// first ([`Share::flight_drop_stale`]). The slot, or `None` when every
+    /// slot is taken (the caller then writes under the lock, as before) or
+    /// `pieces` are too many.
     pub(crate) fn flight_begin(
         &self,
         hostid: u64,
@@ -786,6 +788,7 @@ impl Share {
         if pieces.is_empty() || pieces.len() > FLIGHT_PIECES {
             return None;
         }
+        self.flight_drop_stale(hostid, start.0);
         let owner = u64::from(std::process::id()) << 16 | hostid.min(MAX_HOSTID);
         // Taken as "being filled in" first: a reader ignores the slot
         // until the tag is whole, so it never sees half-written fields.
@@ -877,7 +880,7 @@ impl Share {
     /// recorded an append left behind (being filled in, or starting at or
     /// past the appended head: the head never moved past them). Nobody
     /// waits for those, and the next append may start where they did.
-    pub(crate) fn flight_drop_stale(&self, hostid: u64, appended: u64) {
+    fn flight_drop_stale(&self, hostid: u64, appended: u64) {
         for f in self.flights(hostid) {
             if f.filling || f.start.0 >= appended {
                 self.flight_take_over(&f);

@@ -155,8 +155,7 @@ impl Mount {
         }
         let start = head(journal.leader());
         let pending = RefCell::new(Vec::new());
-        let overlap = self.share.is_some()
-            && u64::from(self.dev.sector_size()) == PAD_SECTOR
+        let overlap = self.pads()
             && start.1 % PAD_SECTOR == 0
             && objs.len() * LOG_ENTRY_SIZE <= MAX_FLIGHT_BYTES;
         let appending = super::tail::TailLog {
@@ -175,7 +174,6 @@ impl Mount {
         let pending = pending.into_inner();
         let mut flight = None;
         if let (Some(s), false) = (&self.share, pending.is_empty()) {
-            s.flight_drop_stale(self.hostid, start.0);
             let pieces: Vec<_> = pending
                 .iter()
                 .map(|p| (p.offset, p.bda, p.buf.len() as u64))
@@ -252,6 +250,13 @@ const PAD_SECTOR: u64 = 512;
 const MAX_FLIGHT_BYTES: usize = 8 << 10;
 
 impl Mount {
+    /// Whether this mount pads its transactions to whole sectors, and may
+    /// write its appends after the transaction lock is let go: a shared
+    /// mount of a 512-byte-sector device.
+    fn pads(&self) -> bool {
+        self.share.is_some() && u64::from(self.dev.sector_size()) == PAD_SECTOR
+    }
+
     /// `objs`, the entries of a transaction that starts at journal offset
     /// `at`, padded on a shared mount of a 512-byte-sector device so that
     /// it ends on a sector boundary: its last entry repeated, which
@@ -265,7 +270,7 @@ impl Mount {
         mut objs: Vec<(pfs_format::ObjectId, pfs_format::MetaObjPhy)>,
         at: u64,
     ) -> Vec<(pfs_format::ObjectId, pfs_format::MetaObjPhy)> {
-        if self.share.is_none() || u64::from(self.dev.sector_size()) != PAD_SECTOR {
+        if !self.pads() {
             return objs;
         }
         let end = at + (objs.len() * LOG_ENTRY_SIZE) as u64;
