@@ -113,7 +113,11 @@ fn scenario(net: &Net, c: &Cluster, fault: Fault, image: &str) {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(wait_stopped(a_pid), "A ended before its 120th write");
+    assert!(
+        wait_stopped(a_pid),
+        "A ended before its 120th write: {:?}",
+        a.lock().unwrap().iter().map(|(_, l)| l.clone()).collect::<Vec<_>>()
+    );
     wait_line(&b_follow, "seen rec-a ");
     wait_line(&c_follow, "seen rec-a ");
     // A loses the cluster and B, then goes on: the write it was about to

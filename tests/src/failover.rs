@@ -21,8 +21,20 @@ pub fn signal(pid: u32, sig: Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig);
 }
 
-/// The state letters of every thread of `pid` (`R`, `S`, `T`, `Z` ...);
-/// empty when the process is gone.
+/// The state letter (`R`, `S`, `T`, `Z` ...) in a `/proc/.../stat` text.
+fn state_of(stat: &str) -> Option<char> {
+    stat.rsplit(')').next()?.split_whitespace().next()?.chars().next()
+}
+
+/// The state letter of the process `pid` itself (its thread-group
+/// leader); `None` when it is gone.
+fn process_state(pid: u32) -> Option<char> {
+    state_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The state letters of the live threads of `pid`: a thread that is
+/// exiting (`Z`, `X`) is left out, for a process with many short-lived
+/// threads (librbd's) always has one now and then.
 fn thread_states(pid: u32) -> Vec<char> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
@@ -30,14 +42,8 @@ fn thread_states(pid: u32) -> Vec<char> {
     tasks
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
-        .filter_map(|s| {
-            s.rsplit(')')
-                .next()?
-                .split_whitespace()
-                .next()?
-                .chars()
-                .next()
-        })
+        .filter_map(|s| state_of(&s))
+        .filter(|&c| c != 'Z' && c != 'X')
         .collect()
 }
 
@@ -46,11 +52,12 @@ fn thread_states(pid: u32) -> Vec<char> {
 pub fn wait_stopped(pid: u32) -> bool {
     let t0 = Instant::now();
     loop {
-        let st = thread_states(pid);
-        if st.is_empty() || st.iter().any(|&c| c == 'Z' || c == 'X') {
-            return false;
+        match process_state(pid) {
+            None | Some('Z' | 'X') => return false,
+            Some(_) => {}
         }
-        if st.iter().all(|&c| c == 'T' || c == 't') {
+        let st = thread_states(pid);
+        if !st.is_empty() && st.iter().all(|&c| c == 'T' || c == 't') {
             return true;
         }
         assert!(
