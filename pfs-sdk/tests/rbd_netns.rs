@@ -116,7 +116,11 @@ fn scenario(net: &Net, c: &Cluster, fault: Fault, image: &str) {
     assert!(
         wait_stopped(a_pid),
         "A ended before its 120th write: {:?}",
-        a.lock().unwrap().iter().map(|(_, l)| l.clone()).collect::<Vec<_>>()
+        a.lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect::<Vec<_>>()
     );
     wait_line(&b_follow, "seen rec-a ");
     wait_line(&c_follow, "seen rec-a ");

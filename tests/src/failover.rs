@@ -23,7 +23,12 @@ pub fn signal(pid: u32, sig: Signal) {
 
 /// The state letter (`R`, `S`, `T`, `Z` ...) in a `/proc/.../stat` text.
 fn state_of(stat: &str) -> Option<char> {
-    stat.rsplit(')').next()?.split_whitespace().next()?.chars().next()
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
 }
 
 /// The state letter of the process `pid` itself (its thread-group
