@@ -50,7 +50,7 @@ use std::sync::{Arc, Weak};
 
 /// Size of the shared file.
 const FILE_LEN: u64 = (OFF_WINDOW + W_DATA + WINDOW_BYTES) as u64;
-const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR6");
+const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR7");
 const OFF_MAGIC: usize = 0;
 const OFF_BOOT: usize = 8;
 const OFF_VERSION: usize = 16;
@@ -92,6 +92,16 @@ const G_BROKEN: usize = 56;
 /// One word per host id from here: how many checkpoints the host's
 /// processes made (each moves the journal's tail in the leader record).
 const OFF_CHECKPOINTS: usize = 32 << 10;
+/// One word per host id from here: bumped each time a process lets the
+/// host's committer lock go, and waited on (a futex) by the processes
+/// that want it ([`Share::lock_commit`]).
+const OFF_TURNS: usize = 36 << 10;
+const _: () = assert!(OFF_CHECKPOINTS + (MAX_HOSTID as usize + 1) * 8 <= OFF_TURNS);
+const _: () = assert!(OFF_TURNS + (MAX_HOSTID as usize + 1) * 8 <= OFF_FLIGHT);
+/// How long a process waiting for the committer lock sleeps before it
+/// tries again unwoken: the lock of a killed committer is let go by the
+/// kernel, which wakes nobody.
+const TURN_LOOK: std::time::Duration = std::time::Duration::from_millis(2);
 /// Appends whose device writes are under way ([`Share::flight_begin`]):
 /// `FLIGHT_SLOTS` slots of `FLIGHT_STRIDE` bytes, for every host id.
 const OFF_FLIGHT: usize = 40 << 10;
@@ -645,37 +655,67 @@ impl Share {
         self.word(OFF_CHECKPOINTS + hostid.min(MAX_HOSTID) as usize * 8)
     }
 
+    fn turns_word(&self, hostid: u64) -> &AtomicU64 {
+        self.word(OFF_TURNS + hostid.min(MAX_HOSTID) as usize * 8)
+    }
+
+    /// Wakes the processes waiting for host `hostid`'s committer lock
+    /// ([`Share::lock_commit`]): it was let go, or a commit their
+    /// transactions may wait for became durable.
+    pub(crate) fn wake_turns(&self, hostid: u64) {
+        let turns = self.turns_word(hostid);
+        turns.fetch_add(1, Ordering::AcqRel);
+        crate::sys::futex_wake_all(turns);
+    }
+
     /// Takes host `hostid`'s committer lock: one process (and thread) of
     /// the host at a time writes the leader record that commits what its
     /// processes appended.
-    /// `None`, with no lock held, when `done` says so once this thread's
-    /// turn among the process's threads came, or once the byte-range lock
-    /// came (a thread of the process, or another process, committed what
-    /// the caller waits for).
+    /// `None`, with no lock held, when `done` says so: the caller waits
+    /// for a commit that another thread or process made durable
+    /// meanwhile.
+    ///
+    /// The threads and processes that want the lock do not queue for it
+    /// (a queue hands it to each waiter in turn, and each of those whose
+    /// transaction the last commit covered would take it only to let it
+    /// go): each tries it, and sleeps until it changes hands or a commit
+    /// becomes durable ([`Share::wake_turns`]); then those whose
+    /// transaction is durable return, the others try again.
     pub(crate) fn lock_commit(
         &self,
         hostid: u64,
         done: impl Fn() -> bool,
     ) -> Result<Option<CommitLock<'_>>> {
-        let inner = self.committing.lock();
-        if done() {
-            return Ok(None);
-        }
         let at = LOCK_COMMIT + hostid.min(MAX_HOSTID) as i64;
-        self.lock(libc::F_WRLCK, at, 1, true)?;
-        // The process that held the lock before may have committed what
-        // the caller waits for: then let the next waiter have the turn
-        // at once (a process that committed anyway would make every turn
-        // commit about one transaction, and the host's appends wait).
-        if done() {
-            self.unlock(at, 1);
-            return Ok(None);
+        let turns = self.turns_word(hostid);
+        loop {
+            if done() {
+                return Ok(None);
+            }
+            // Read before trying: a holder that lets go after the try
+            // changes it, and the wait below returns at once.
+            let seen = turns.load(Ordering::Acquire) as u32;
+            // The byte-range lock is the process's: its threads take
+            // turns by `committing`.
+            if let Some(inner) = self.committing.try_lock() {
+                if self.lock(libc::F_WRLCK, at, 1, false)? {
+                    let lock = CommitLock {
+                        share: self,
+                        hostid,
+                        at,
+                        _inner: inner,
+                    };
+                    // The one that held the lock before may have
+                    // committed what the caller waits for: then the lock
+                    // goes on at once.
+                    if done() {
+                        return Ok(None);
+                    }
+                    return Ok(Some(lock));
+                }
+            }
+            crate::sys::futex_wait(turns, seen, TURN_LOOK);
         }
-        Ok(Some(CommitLock {
-            share: self,
-            at,
-            _inner: inner,
-        }))
     }
 
     /// Records `bytes`, just appended to the journal at `offset` by host
@@ -957,6 +997,7 @@ pub(crate) struct Flight {
 /// A host's committer lock, held until dropped.
 pub(crate) struct CommitLock<'a> {
     share: &'a Share,
+    hostid: u64,
     at: i64,
     _inner: parking_lot::MutexGuard<'a, ()>,
 }
@@ -964,6 +1005,7 @@ pub(crate) struct CommitLock<'a> {
 impl Drop for CommitLock<'_> {
     fn drop(&mut self) {
         self.share.unlock(self.at, 1);
+        self.share.wake_turns(self.hostid);
     }
 }
 

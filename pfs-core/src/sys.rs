@@ -170,6 +170,58 @@ pub fn shared_u64(map: &memmap2::MmapRaw, offset: usize) -> Option<&std::sync::a
     Some(unsafe { &*(base.add(offset) as *const std::sync::atomic::AtomicU64) })
 }
 
+/// The 32-bit half of `word` that a futex waits on: the low half, which
+/// counters that change by one at a time change in every step.
+fn futex_half(word: &std::sync::atomic::AtomicU64) -> *mut u32 {
+    let low = if cfg!(target_endian = "big") { 1 } else { 0 };
+    (word.as_ptr() as *mut u32).wrapping_add(low)
+}
+
+/// Sleeps while the low 32 bits of `word`, a word of a shared mapping
+/// ([`shared_u64`]), are `seen`: until [`futex_wake_all`] on the same word
+/// by any process, a change, a signal, or `timeout`, whichever comes
+/// first. Returns at once when the word no longer holds `seen`.
+pub fn futex_wait(word: &std::sync::atomic::AtomicU64, seen: u32, timeout: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: the address is that of a live, 4-byte aligned word inside
+    // `word` (borrowed for the call); FUTEX_WAIT only reads it, and `ts`
+    // outlives the call. Not FUTEX_PRIVATE: other processes wake it. Any
+    // outcome (woken, EAGAIN, EINTR, ETIMEDOUT) is a return to the caller,
+    // who looks again.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            futex_half(word),
+            libc::FUTEX_WAIT,
+            seen,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Wakes every process and thread in [`futex_wait`] on `word`.
+pub fn futex_wake_all(word: &std::sync::atomic::AtomicU64) {
+    // SAFETY: the address is that of a live, 4-byte aligned word inside
+    // `word`; FUTEX_WAKE neither reads nor writes it, only wakes its
+    // waiters.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            futex_half(word),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
 /// The C library's `tsearch` tree, which the reference keeps its free
 /// blocks in: the allocator's tests compare ours with it.
 #[cfg(test)]

@@ -437,3 +437,65 @@ fn an_append_whose_process_died_before_writing_it_is_written_by_the_next_commit(
     assert!(fresh.resolve("/later").is_ok());
     device::fsck_clean(&fresh);
 }
+
+#[test]
+fn a_process_killed_holding_the_committer_lock_holds_up_nobody() {
+    let (_dir, img) = image("committer");
+    let here = Arc::new(mount(&img, Mode::ReadWrite, 1));
+    here.mkdir_path("/d").unwrap();
+    // The maker stops itself in its first commit (of the create of
+    // `/made0`), holding the host's committer lock, just before its
+    // leader write.
+    let mut maker = spawn_with(
+        "maker:3:20",
+        &img,
+        &[("PFS_TEST_STOP_AT", "before-leader:1")],
+    );
+    let mut input = maker.stdin.take().unwrap();
+    let out = maker.stdout.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+            if line.starts_with("made ") && writeln!(input).is_err() {
+                break;
+            }
+        }
+    });
+    assert!(
+        pfs_tests::failover::wait_stopped(maker.id()),
+        "the maker did not stop in its first commit"
+    );
+    // A commit of this process waits for the lock meanwhile.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = Arc::clone(&here);
+    let waiter = std::thread::spawn(move || {
+        let r = h.mkdir_path("/after").map(|_| ());
+        tx.send(Instant::now()).unwrap();
+        r
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        rx.try_recv().is_err(),
+        "a commit went ahead while another process held the committer lock"
+    );
+    // The kernel lets the dead process's lock go, waking no one: the
+    // waiter finds it free on its own.
+    let killed = Instant::now();
+    maker.kill().unwrap();
+    maker.wait().unwrap();
+    feeder.join().unwrap();
+    let done = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the commit still waits 10 s after the lock holder was killed");
+    waiter.join().unwrap().unwrap();
+    eprintln!("the commit went on {:?} after the kill", done - killed);
+    // Everything the host appended is on the device: the maker's file
+    // too, whose commit the killed process never finished (this
+    // process's commit covered it).
+    let fresh = mount(&img, Mode::ReadOnly, 2);
+    for p in ["/d", "/made0", "/after"] {
+        assert!(fresh.resolve(p).is_ok(), "{p} is not on the device");
+    }
+    device::fsck_clean(&fresh);
+    drop(fresh);
+    drop(here);
+}
