@@ -11,7 +11,8 @@
 //! [`Net::partition`] separates it from some hosts and the bridge's
 //! address only, with a packet filter in the bridge (nftables), as a
 //! switch that stops forwarding would; [`Net::delay`] adds a netem delay
-//! where the kernel has `sch_netem`.
+//! where the kernel has `sch_netem`, and [`Net::throttle`] squeezes the
+//! host's traffic through a token bucket (`sch_tbf`) where it does not.
 //!
 //! Everything is removed when the [`Net`] is dropped.
 
@@ -209,7 +210,27 @@ impl Net {
         )
     }
 
-    /// Removes the delay of host `k`.
+    /// Lets at most `bytes_per_s` through to and from host `k` (a token
+    /// bucket, `tbf`, on both ends of its pair, queueing what waits):
+    /// where the kernel lacks `sch_netem`, this stretches each of the
+    /// host's requests over seconds as a delay would. Undone by
+    /// [`Net::undelay`].
+    pub fn throttle(&self, k: usize, bytes_per_s: u32) -> Result<(), String> {
+        let rate = format!("{}bit", u64::from(bytes_per_s) * 8);
+        let args = [
+            "root", "tbf", "rate", &rate, "burst", "1600", "limit", "4000000",
+        ];
+        let h = &self.hosts[k];
+        let mut on_link = vec!["qdisc", "add", "dev", &h.link];
+        on_link.extend(args);
+        tc(None, &on_link)?;
+        let peer = h.link.replacen("pfv", "pfp", 1);
+        let mut on_peer = vec!["qdisc", "add", "dev", &peer];
+        on_peer.extend(args);
+        tc(Some(&h.ns), &on_peer)
+    }
+
+    /// Removes the delay (or throttle) of host `k`.
     pub fn undelay(&self, k: usize) -> Result<(), String> {
         let h = &self.hosts[k];
         let peer = h.link.replacen("pfv", "pfp", 1);
