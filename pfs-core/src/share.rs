@@ -659,10 +659,9 @@ impl Share {
         self.word(OFF_TURNS + hostid.min(MAX_HOSTID) as usize * 8)
     }
 
-    /// Wakes the processes waiting for host `hostid`'s committer lock
-    /// ([`Share::lock_commit`]): it was let go, or a commit their
-    /// transactions may wait for became durable.
-    pub(crate) fn wake_turns(&self, hostid: u64) {
+    /// Wakes the threads and processes waiting for host `hostid`'s
+    /// committer lock ([`Share::lock_commit`]), just let go.
+    fn wake_turns(&self, hostid: u64) {
         let turns = self.turns_word(hostid);
         turns.fetch_add(1, Ordering::AcqRel);
         crate::sys::futex_wake_all(turns);
@@ -678,9 +677,9 @@ impl Share {
     /// The threads and processes that want the lock do not queue for it
     /// (a queue hands it to each waiter in turn, and each of those whose
     /// transaction the last commit covered would take it only to let it
-    /// go): each tries it, and sleeps until it changes hands or a commit
-    /// becomes durable ([`Share::wake_turns`]); then those whose
-    /// transaction is durable return, the others try again.
+    /// go): each tries it, and sleeps until it changes hands
+    /// ([`Share::wake_turns`]); then those whose transaction is durable
+    /// return, the others try again.
     pub(crate) fn lock_commit(
         &self,
         hostid: u64,
