@@ -114,7 +114,7 @@ pub use mkfs::{
     auto_log_size, chunk_is_formatted, chunks_of, mkfs, mkfs_with_clock, MkfsClock, MkfsOptions,
     MkfsSummary, DEFAULT_LOG_SIZE, DEFAULT_NUM_HOSTS,
 };
-pub use mount::{Committer, Mode, Mount, MountOptions, LEASE_MS_ENV};
+pub use mount::{Committer, Mode, Mount, MountOptions, LEASE_MS_ENV, SIDE_BY_SIDE_ENV};
 pub use names::check_name;
 pub use namespace::{Attr, DirEntry, FileType, FsStats, ReadDir, Replace};
 pub use system::is_system;

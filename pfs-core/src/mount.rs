@@ -127,6 +127,20 @@ impl Default for MountOptions {
     }
 }
 
+/// Environment variable: `1` lets the processes of a shared host write
+/// their journal appends side by side, after the transaction lock is let
+/// go (padded to whole sectors). Off by default: with many appends under
+/// way at once (8 processes of 3 or 4 threads each creating files), a
+/// process's metadata could miss an inode it had just created, and the
+/// call failed with EIO (nothing on the device was found damaged).
+pub const SIDE_BY_SIDE_ENV: &str = "PFS_SIDE_BY_SIDE_APPENDS";
+
+/// Whether [`SIDE_BY_SIDE_ENV`] is `1` (read once per process).
+fn side_by_side_from_env() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(SIDE_BY_SIDE_ENV).is_ok_and(|v| v == "1"))
+}
+
 /// Environment variable: the writer lease's duration in milliseconds
 /// (at least 100; otherwise, or unset, [`crate::DEFAULT_LEASE_MS`]).
 pub const LEASE_MS_ENV: &str = "PFS_LEASE_MS";
@@ -185,6 +199,11 @@ pub struct Mount {
     open_files: parking_lot::Mutex<std::collections::HashMap<u64, usize>>,
     /// Set by [`Mount::freeze`]: calls stop catching up with the writer.
     frozen: std::sync::atomic::AtomicBool,
+    /// Whether a shared mount pads its appends to whole sectors and writes
+    /// them after the transaction lock is let go (see `commit`'s
+    /// `Mount::pads`): off unless [`SIDE_BY_SIDE_ENV`] says `1`, or a test
+    /// turns it on.
+    side_by_side: std::sync::atomic::AtomicBool,
     /// What a shared mount shares with the other processes of the machine.
     share: Option<Arc<Share>>,
     /// The share's commit counter as of the state this mount has.
@@ -454,6 +473,7 @@ impl Mount {
             _lock: lock,
             open_files: parking_lot::Mutex::new(std::collections::HashMap::new()),
             frozen: std::sync::atomic::AtomicBool::new(false),
+            side_by_side: std::sync::atomic::AtomicBool::new(side_by_side_from_env()),
             share,
             seen: AtomicU64::new(seen),
             seen_checkpoints: AtomicU64::new(u64::MAX),

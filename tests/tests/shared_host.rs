@@ -387,7 +387,10 @@ fn an_append_whose_process_died_before_writing_it_is_written_by_the_next_commit(
     let mut maker = spawn_with(
         "maker:3:20",
         &img,
-        &[("PFS_TEST_STOP_AT", "append-in-flight:3")],
+        &[
+            ("PFS_TEST_STOP_AT", "append-in-flight:3"),
+            (pfs_core::SIDE_BY_SIDE_ENV, "1"),
+        ],
     );
     let mut input = maker.stdin.take().unwrap();
     let out = maker.stdout.take().unwrap();

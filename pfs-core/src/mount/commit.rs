@@ -252,9 +252,19 @@ const MAX_FLIGHT_BYTES: usize = 8 << 10;
 impl Mount {
     /// Whether this mount pads its transactions to whole sectors, and may
     /// write its appends after the transaction lock is let go: a shared
-    /// mount of a 512-byte-sector device.
+    /// mount of a 512-byte-sector device that has side-by-side appends on
+    /// (see [`crate::mount::SIDE_BY_SIDE_ENV`]).
     fn pads(&self) -> bool {
-        self.share.is_some() && u64::from(self.dev.sector_size()) == PAD_SECTOR
+        self.side_by_side.load(std::sync::atomic::Ordering::Relaxed)
+            && self.share.is_some()
+            && u64::from(self.dev.sector_size()) == PAD_SECTOR
+    }
+
+    /// Turns side-by-side appends on for this mount (tests of them).
+    #[cfg(test)]
+    pub(crate) fn allow_side_by_side(&self) {
+        self.side_by_side
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// `objs`, the entries of a transaction that starts at journal offset

@@ -261,13 +261,40 @@ impl Mount {
     }
 
     /// Drops all in-memory metadata and loads it again from the device.
+    ///
+    /// The device holds what was committed. A read-write mount of a shared
+    /// host then catches up with what the host's processes appended since
+    /// (its own transactions among them, which may not be durable yet, and
+    /// whose objects its callers go on to use).
     pub fn reload(&self) -> Result<()> {
+        thread_local! {
+            /// Set while this thread catches a reloaded state up: a
+            /// failure then does not reload again.
+            static CATCHING_UP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        let share = self.share.as_ref().filter(|_| self.mode == Mode::ReadWrite);
+        // Counted before the load: a checkpoint made meanwhile sends the
+        // next catch-up to the device.
+        let checkpoints = share.map(|s| s.checkpoints(self.hostid));
         let mut fresh = load_state_shared(self.dev.as_ref(), self.share.as_deref(), self.hostid)?;
         if self.mode == Mode::ReadWrite {
             fresh.alloc = Some(Allocator::build(&fresh.meta));
         }
         *self.state.write() = fresh;
-        Ok(())
+        let (Some(s), Some(c)) = (share, checkpoints) else {
+            return Ok(());
+        };
+        self.seen_checkpoints.store(c, Ordering::Release);
+        if CATCHING_UP.get() {
+            return Ok(());
+        }
+        let Some(view) = self.appended_view(s) else {
+            return Ok(());
+        };
+        CATCHING_UP.set(true);
+        let r = self.follow_to(view, true);
+        CATCHING_UP.set(false);
+        r
     }
 
     /// Runs `f` on the current metadata, after catching up with the writer.

@@ -477,6 +477,8 @@ fn a_shared_host_pads_each_transaction_to_whole_sectors_and_replay_takes_it() {
     let (dir, opts) = shared_host("padded", 60_000);
     let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
     let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
+    a.allow_side_by_side();
+    b.allow_side_by_side();
     let head = |m: &Mount| m.state.read().leader().head_offset.get();
     for i in 0..=20u64 {
         let f = a.create_path(format!("/a{i}"), FileType::File).unwrap();
@@ -553,6 +555,8 @@ fn an_append_whose_write_failed_is_written_by_the_next_commit_of_the_host() {
     let (dir, opts) = shared_host("failed", 60_000);
     let a = Mount::open_with(failing.clone(), Mode::ReadWrite, &opts).unwrap();
     let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
+    a.allow_side_by_side();
+    b.allow_side_by_side();
     a.create_path("/a0", FileType::File).unwrap();
     // The append's journal write is the transaction's first write: it
     // fails after the append became the host's (b builds on it).
