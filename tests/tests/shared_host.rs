@@ -375,23 +375,15 @@ fn a_truncate_in_one_process_waits_for_a_write_in_another() {
     drop(m);
 }
 
-#[test]
-fn an_append_whose_process_died_before_writing_it_is_written_by_the_next_commit() {
-    let (_dir, img) = image("inflight");
-    let here = mount(&img, Mode::ReadWrite, 1);
-    // This process writes first: the host holds the lease on this machine.
-    here.mkdir_path("/d").unwrap();
-    // The maker stops itself at its third append, once the append is the
-    // host's (the other processes build on it) and before its device
-    // write; it is then killed there.
-    let mut maker = spawn_with(
-        "maker:3:20",
-        &img,
-        &[
-            ("PFS_TEST_STOP_AT", "append-in-flight:3"),
-            (pfs_core::SIDE_BY_SIDE_ENV, "1"),
-        ],
-    );
+/// A "maker" child with `env`, fed a line after each file it makes (on a
+/// thread, returned), once it has stopped itself at the stop point in
+/// `env`; panics, naming `where_`, unless it stops.
+fn stopped_maker(
+    img: &Path,
+    env: &[(&str, &str)],
+    where_: &str,
+) -> (Child, std::thread::JoinHandle<()>) {
+    let mut maker = spawn_with("maker:3:20", img, env);
     let mut input = maker.stdin.take().unwrap();
     let out = maker.stdout.take().unwrap();
     let feeder = std::thread::spawn(move || {
@@ -403,7 +395,27 @@ fn an_append_whose_process_died_before_writing_it_is_written_by_the_next_commit(
     });
     assert!(
         pfs_tests::failover::wait_stopped(maker.id()),
-        "the maker did not stop at its third append"
+        "the maker did not stop {where_}"
+    );
+    (maker, feeder)
+}
+
+#[test]
+fn an_append_whose_process_died_before_writing_it_is_written_by_the_next_commit() {
+    let (_dir, img) = image("inflight");
+    let here = mount(&img, Mode::ReadWrite, 1);
+    // This process writes first: the host holds the lease on this machine.
+    here.mkdir_path("/d").unwrap();
+    // The maker stops itself at its third append, once the append is the
+    // host's (the other processes build on it) and before its device
+    // write; it is then killed there.
+    let (mut maker, feeder) = stopped_maker(
+        &img,
+        &[
+            ("PFS_TEST_STOP_AT", "append-in-flight:3"),
+            (pfs_core::SIDE_BY_SIDE_ENV, "1"),
+        ],
+        "at its third append",
     );
     maker.kill().unwrap();
     maker.wait().unwrap();
@@ -449,23 +461,10 @@ fn a_process_killed_holding_the_committer_lock_holds_up_nobody() {
     // The maker stops itself in its first commit (of the create of
     // `/made0`), holding the host's committer lock, just before its
     // leader write.
-    let mut maker = spawn_with(
-        "maker:3:20",
+    let (mut maker, feeder) = stopped_maker(
         &img,
         &[("PFS_TEST_STOP_AT", "before-leader:1")],
-    );
-    let mut input = maker.stdin.take().unwrap();
-    let out = maker.stdout.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
-            if line.starts_with("made ") && writeln!(input).is_err() {
-                break;
-            }
-        }
-    });
-    assert!(
-        pfs_tests::failover::wait_stopped(maker.id()),
-        "the maker did not stop in its first commit"
+        "in its first commit",
     );
     // A commit of this process waits for the lock meanwhile.
     let (tx, rx) = std::sync::mpsc::channel();
