@@ -281,18 +281,15 @@ impl Mount {
             fresh.alloc = Some(Allocator::build(&fresh.meta));
         }
         *self.state.write() = fresh;
-        let (Some(s), Some(c)) = (share, checkpoints) else {
+        let Some(c) = checkpoints else {
             return Ok(());
         };
         self.seen_checkpoints.store(c, Ordering::Release);
         if CATCHING_UP.get() {
             return Ok(());
         }
-        let Some(view) = self.appended_view(s) else {
-            return Ok(());
-        };
         CATCHING_UP.set(true);
-        let r = self.follow_to(view, true);
+        let r = self.catch_up_appended().map(|_| ());
         CATCHING_UP.set(false);
         r
     }
