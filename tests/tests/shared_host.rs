@@ -155,10 +155,50 @@ fn child() {
             m.write_at(f, &[b'W'; 4096], 0).unwrap();
             say("wrote".into());
         }
+        "creator" => {
+            // Threads that each create files in a directory of their own
+            // and look at each at once, unlinking the older ones.
+            let m = Arc::new(m);
+            let until = Instant::now() + Duration::from_secs(secs);
+            let threads: Vec<_> = (0..CREATOR_THREADS)
+                .map(|t| {
+                    let m = Arc::clone(&m);
+                    std::thread::spawn(move || {
+                        let dir = format!("/t{k}-{t}");
+                        m.mkdir_path(&dir).unwrap();
+                        let mut made = std::collections::VecDeque::new();
+                        let mut i = 0u64;
+                        while Instant::now() < until {
+                            let name = format!("{dir}/f{i}");
+                            let ino = m.create_path(&name, FileType::File).unwrap();
+                            let attr = m.getattr(ino).unwrap_or_else(|e| {
+                                panic!("{name} (inode {ino}) just created: {e}")
+                            });
+                            assert!(!attr.is_dir());
+                            assert_eq!(m.resolve(&name).unwrap(), ino);
+                            made.push_back(name);
+                            if made.len() > 16 {
+                                m.unlink_path(made.pop_front().unwrap()).unwrap();
+                            }
+                            i += 1;
+                        }
+                        i
+                    })
+                })
+                .collect();
+            let n: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+            say(format!("created {n}"));
+        }
         other => panic!("unknown role {other}"),
     }
     say("done".into());
 }
+
+/// "creator" children.
+const CREATORS: u64 = 8;
+
+/// Threads of a "creator" child.
+const CREATOR_THREADS: u64 = 4;
 
 /// What the workers acknowledged.
 #[derive(Default)]
@@ -500,4 +540,47 @@ fn a_process_killed_holding_the_committer_lock_holds_up_nobody() {
     device::fsck_clean(&fresh);
     drop(fresh);
     drop(here);
+}
+
+#[test]
+fn threads_of_several_processes_see_the_files_they_just_created() {
+    // Many threads of a host append at once: a thread catching up with
+    // the others (or loading the state again) must never leave its
+    // process without a transaction one of its threads appended.
+    let (_dir, img) = image("creators");
+    let here = mount(&img, Mode::ReadWrite, 1);
+    here.mkdir_path("/d").unwrap();
+    let children: Vec<Child> = (0..CREATORS)
+        .map(|k| {
+            spawn_with(
+                &format!("creator:{k}:3"),
+                &img,
+                &[(pfs_core::SIDE_BY_SIDE_ENV, "1")],
+            )
+        })
+        .collect();
+    let mut created = 0u64;
+    for mut c in children {
+        let out = c.stdout.take().unwrap();
+        let mut done = false;
+        for line in BufReader::new(out).lines() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("created ") {
+                created += n.parse::<u64>().unwrap();
+            }
+            done |= line == "done";
+        }
+        let status = c.wait().unwrap();
+        assert!(status.success() && done, "a creator failed: {status}");
+    }
+    assert!(created > 0);
+    eprintln!("{created} files created and looked at");
+    drop(here);
+    let fresh = mount(&img, Mode::ReadOnly, 2);
+    for k in 0..CREATORS {
+        for t in 0..CREATOR_THREADS {
+            assert!(fresh.resolve(format!("/t{k}-{t}")).is_ok());
+        }
+    }
+    device::fsck_clean(&fresh);
 }

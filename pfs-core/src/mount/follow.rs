@@ -2,7 +2,7 @@
 //! since it last looked, by the journal when it still holds the entries,
 //! by loading everything again when the writer lapped it.
 
-use super::state::{advance, load_state_shared, next_gen, read_leader};
+use super::state::{advance, load_state_shared, next_gen, read_leader, State};
 use super::{Mode, Mount};
 use crate::alloc::Allocator;
 use crate::error::Result;
@@ -10,6 +10,11 @@ use crate::meta::MetaImage;
 use pfs_format::LeaderRecord;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// How many times [`Mount::reload`] loads the device's state to catch it
+/// up with what the host appended, when checkpoints keep moving the
+/// journal under it.
+const RELOAD_TRIES: u32 = 4;
 
 impl Mount {
     /// Catches up with the writer: read-only mounts replay what it
@@ -172,31 +177,62 @@ impl Mount {
         // What the host's processes appended counts as committed here
         // (see `group`): their next transactions build on it.
         let new = self.host_view(new);
-        let (bda, old) = {
-            let st = self.state.read();
-            (st.leader_bda, *st.leader())
-        };
+        let seen = *self.state.read().leader();
+        if self.nothing_to_follow(&seen, &new) {
+            return Ok(());
+        }
+        let mut st = self.state.write();
+        let now = *st.leader();
+        if now != seen && now.head_txid.get() >= new.head_txid.get() {
+            // Another thread of this mount caught up (or appended) past
+            // `new` while this one waited for the state.
+            return Ok(());
+        }
+        if !self.follow_in(&mut st, new, own)? {
+            // The writer reused the journal space of entries we miss
+            // (they are in the metasets now), before or while we read.
+            drop(st);
+            return self.reload();
+        }
+        Ok(())
+    }
+
+    /// Whether a state whose leader record is `old` has nothing to apply
+    /// to reach `new`: the same head, or (a read-write mount of a shared
+    /// host) a head this mount appended past.
+    fn nothing_to_follow(&self, old: &LeaderRecord, new: &LeaderRecord) -> bool {
+        let (o, n) = (old.head_txid.get(), new.head_txid.get());
+        (self.mode == Mode::ReadWrite && self.share.is_some() && n < o)
+            || (n == o
+                && new.head_lsn.get() == old.head_lsn.get()
+                && !(self.mode == Mode::ReadWrite && new != old))
+    }
+
+    /// Brings `st` (this mount's state, or one being loaded for it) to
+    /// `new`; `own` when `new` is the host's appended view, whose entries
+    /// may still be in the share's journal window. `false` when the
+    /// journal no longer holds the entries: `st` is unchanged, and must be
+    /// loaded again.
+    fn follow_in(&self, st: &mut State, new: LeaderRecord, own: bool) -> Result<bool> {
+        let old = *st.leader();
         if self.mode == Mode::ReadWrite
             && self.share.is_some()
             && new.head_txid.get() < old.head_txid.get()
         {
             // This mount appended past what was read (a leader record read
             // before a committer of the host settled): nothing to follow.
-            return Ok(());
+            return Ok(true);
         }
         if new.head_txid.get() == old.head_txid.get() && new.head_lsn.get() == old.head_lsn.get() {
             if self.mode == Mode::ReadWrite && new != old {
                 // Checkpointed by another process of this host: the next
                 // leader record we write must carry the tail it moved.
-                let mut st = self.state.write();
                 st.gen = next_gen();
-                if *st.leader() == old {
-                    st.journal.checkpointed_elsewhere(new);
-                }
+                st.journal.checkpointed_elsewhere(new);
             }
-            return Ok(());
+            return Ok(true);
         }
-        let mut st = self.state.write();
+        let bda = st.leader_bda;
         let checkpoints = self.seen_checkpoints.load(Ordering::Acquire);
         let no_checkpoint = || {
             self.share
@@ -223,21 +259,15 @@ impl Mount {
         // are.
         let written = || self.await_flights(new.head_txid.get());
         let before_device = tail.map(|_| &written as &dyn Fn() -> Result<()>);
-        if !advance(
+        advance(
             self.dev.as_ref(),
-            &mut st,
+            st,
             new,
             reread,
             tail,
             window,
             before_device,
-        )? {
-            // The writer reused the journal space of entries we miss
-            // (they are in the metasets now), before or while we read.
-            drop(st);
-            return self.reload();
-        }
-        Ok(())
+        )
     }
 
     /// Follows the writer in the background as well: every `interval` a
@@ -263,35 +293,50 @@ impl Mount {
     /// Drops all in-memory metadata and loads it again from the device.
     ///
     /// The device holds what was committed. A read-write mount of a shared
-    /// host then catches up with what the host's processes appended since
-    /// (its own transactions among them, which may not be durable yet, and
-    /// whose objects its callers go on to use).
+    /// host also catches the loaded state up with what the host's
+    /// processes appended (its own transactions among them, which may not
+    /// be durable yet, and whose objects its callers go on to use) before
+    /// any thread sees it.
     pub fn reload(&self) -> Result<()> {
-        thread_local! {
-            /// Set while this thread catches a reloaded state up: a
-            /// failure then does not reload again.
-            static CATCHING_UP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-        }
-        let share = self.share.as_ref().filter(|_| self.mode == Mode::ReadWrite);
-        // Counted before the load: a checkpoint made meanwhile sends the
-        // next catch-up to the device.
-        let checkpoints = share.map(|s| s.checkpoints(self.hostid));
-        let mut fresh = load_state_shared(self.dev.as_ref(), self.share.as_deref(), self.hostid)?;
-        if self.mode == Mode::ReadWrite {
-            fresh.alloc = Some(Allocator::build(&fresh.meta));
-        }
-        *self.state.write() = fresh;
-        let Some(c) = checkpoints else {
+        let Some(s) = self
+            .share
+            .as_deref()
+            .filter(|_| self.mode == Mode::ReadWrite)
+        else {
+            let mut fresh =
+                load_state_shared(self.dev.as_ref(), self.share.as_deref(), self.hostid)?;
+            if self.mode == Mode::ReadWrite {
+                fresh.alloc = Some(Allocator::build(&fresh.meta));
+            }
+            *self.state.write() = fresh;
             return Ok(());
         };
-        self.seen_checkpoints.store(c, Ordering::Release);
-        if CATCHING_UP.get() {
-            return Ok(());
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            // Counted before the load: a checkpoint made meanwhile sends
+            // the catch-up below, and the next one, to the device.
+            let checkpoints = s.checkpoints(self.hostid);
+            // Loaded without the state held: a load may wait for the
+            // host's transaction lock, which is taken before the state.
+            let mut fresh = load_state_shared(self.dev.as_ref(), Some(s), self.hostid)?;
+            fresh.alloc = Some(Allocator::build(&fresh.meta));
+            // The state is held from here on, so no thread of this mount
+            // appends before the loaded state has caught up.
+            let mut st = self.state.write();
+            self.seen_checkpoints.store(checkpoints, Ordering::Release);
+            let caught = match self.appended_view_of(s, fresh.leader()) {
+                Some(view) => self.follow_in(&mut fresh, view, true)?,
+                None => true,
+            };
+            if caught || tries == RELOAD_TRIES {
+                // Not caught up after every try (checkpoints went on
+                // meanwhile): the device's committed state, which the
+                // next catch-up brings forward.
+                *st = fresh;
+                return Ok(());
+            }
         }
-        CATCHING_UP.set(true);
-        let r = self.catch_up_appended().map(|_| ());
-        CATCHING_UP.set(false);
-        r
     }
 
     /// Runs `f` on the current metadata, after catching up with the writer.

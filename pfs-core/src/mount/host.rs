@@ -77,6 +77,17 @@ impl Mount {
     /// lease runs, and a checkpoint (which moves the tail) is counted in
     /// the share. `None` when the device must be read.
     pub(super) fn appended_view(&self, s: &Share) -> Option<LeaderRecord> {
+        let leader = *self.state.read().leader();
+        self.appended_view_of(s, &leader)
+    }
+
+    /// [`Mount::appended_view`] for a state whose leader record is
+    /// `leader`.
+    pub(super) fn appended_view_of(
+        &self,
+        s: &Share,
+        leader: &LeaderRecord,
+    ) -> Option<LeaderRecord> {
         if self.mode != Mode::ReadWrite || self.machine_version().is_none() {
             return None;
         }
@@ -84,7 +95,7 @@ impl Mount {
             return None;
         }
         let (txid, offset, lsn) = s.appended(self.hostid);
-        let mut view = *self.state.read().leader();
+        let mut view = *leader;
         if txid <= view.head_txid.get() {
             return None;
         }

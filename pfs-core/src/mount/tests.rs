@@ -581,3 +581,43 @@ fn an_append_whose_write_failed_is_written_by_the_next_commit_of_the_host() {
     assert!(r.fsck().unwrap().is_clean());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_reload_never_shows_the_threads_of_a_shared_mount_a_state_without_their_files() {
+    // One thread loads the state again and again while others create
+    // files and look at each at once: a state loaded from the device
+    // is caught up with what the host appended before any thread sees
+    // it, so none of them finds its file missing.
+    let (_, dev) = formatted();
+    let (dir, opts) = shared_host("reloads", 60_000);
+    let m = Arc::new(Mount::open_with(dev, Mode::ReadWrite, &opts).unwrap());
+    m.mkdir_path("/d").unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let makers: Vec<_> = (0..2)
+        .map(|t| {
+            let (m, stop) = (Arc::clone(&m), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let name = format!("/d/t{t}-{i}");
+                    let ino = m.create_path(&name, FileType::File).unwrap();
+                    if let Err(e) = m.getattr(ino) {
+                        panic!("{name} (inode {ino}), just created: {e}");
+                    }
+                    m.unlink_path(&name).unwrap();
+                    i += 1;
+                }
+                i
+            })
+        })
+        .collect();
+    for _ in 0..100 {
+        m.reload().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made: u64 = makers.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(made > 0);
+    assert!(m.fsck().unwrap().is_clean());
+    drop(m);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
