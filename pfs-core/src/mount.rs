@@ -127,18 +127,17 @@ impl Default for MountOptions {
     }
 }
 
-/// Environment variable: `1` lets the processes of a shared host write
-/// their journal appends side by side, after the transaction lock is let
-/// go (padded to whole sectors). Off by default: with many appends under
-/// way at once (8 processes of 3 or 4 threads each creating files), a
-/// process's metadata could miss an inode it had just created, and the
-/// call failed with EIO (nothing on the device was found damaged).
+/// Environment variable: `0` stops the processes of a shared host from
+/// writing their journal appends side by side, after the transaction lock
+/// is let go (padded to whole sectors); each append is then written under
+/// the lock. Side by side is the default.
 pub const SIDE_BY_SIDE_ENV: &str = "PFS_SIDE_BY_SIDE_APPENDS";
 
-/// Whether [`SIDE_BY_SIDE_ENV`] is `1` (read once per process).
+/// Whether side-by-side appends are on: unless [`SIDE_BY_SIDE_ENV`] is
+/// `0` (read once per process).
 fn side_by_side_from_env() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var(SIDE_BY_SIDE_ENV).is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| std::env::var(SIDE_BY_SIDE_ENV).map_or(true, |v| v != "0"))
 }
 
 /// Environment variable: the writer lease's duration in milliseconds
@@ -201,8 +200,8 @@ pub struct Mount {
     frozen: std::sync::atomic::AtomicBool,
     /// Whether a shared mount pads its appends to whole sectors and writes
     /// them after the transaction lock is let go (see `commit`'s
-    /// `Mount::pads`): off unless [`SIDE_BY_SIDE_ENV`] says `1`, or a test
-    /// turns it on.
+    /// `Mount::pads`): on unless [`SIDE_BY_SIDE_ENV`] says `0` and no test
+    /// turned it on.
     side_by_side: std::sync::atomic::AtomicBool,
     /// What a shared mount shares with the other processes of the machine.
     share: Option<Arc<Share>>,
