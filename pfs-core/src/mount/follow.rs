@@ -314,8 +314,8 @@ impl Mount {
         let mut tries = 0;
         loop {
             tries += 1;
-            // Counted before the load: a checkpoint made meanwhile sends
-            // the catch-up below, and the next one, to the device.
+            // Counted before the load: a checkpoint made meanwhile (which
+            // commits everything appended before it) means a load again.
             let checkpoints = s.checkpoints(self.hostid);
             // Loaded without the state held: a load may wait for the
             // host's transaction lock, which is taken before the state.
@@ -325,10 +325,15 @@ impl Mount {
             // appends before the loaded state has caught up.
             let mut st = self.state.write();
             self.seen_checkpoints.store(checkpoints, Ordering::Release);
-            let caught = match self.appended_view_of(s, fresh.leader()) {
-                Some(view) => self.follow_in(&mut fresh, view, true)?,
-                None => true,
-            };
+            // A checkpoint since the count: the load may have read the
+            // device before it, and the host's appended head is then no
+            // longer known to follow the loaded state's (no view).
+            let moved = s.checkpoints(self.hostid) != checkpoints;
+            let caught = !moved
+                && match self.appended_view_of(s, fresh.leader()) {
+                    Some(view) => self.follow_in(&mut fresh, view, true)?,
+                    None => true,
+                };
             if caught || tries == RELOAD_TRIES {
                 // Not caught up after every try (checkpoints went on
                 // meanwhile): the device's committed state, which the
