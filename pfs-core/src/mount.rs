@@ -211,6 +211,9 @@ pub struct Mount {
     /// record this mount read under the host's transaction lock
     /// (`u64::MAX`: none yet).
     seen_checkpoints: AtomicU64,
+    /// How many times the state was loaded again from the device
+    /// ([`Mount::reload`]).
+    reloads: AtomicU64,
     /// Held by a write that extends a file or a block's written part (in a
     /// mount that is not shared; a shared one holds the host's lock): see
     /// [`crate::locks`].
@@ -476,6 +479,7 @@ impl Mount {
             share,
             seen: AtomicU64::new(seen),
             seen_checkpoints: AtomicU64::new(u64::MAX),
+            reloads: AtomicU64::new(0),
             extending: Default::default(),
             data_locks: Default::default(),
             block_cache: parking_lot::Mutex::new(BlockCache::new()),

@@ -298,6 +298,7 @@ impl Mount {
     /// be durable yet, and whose objects its callers go on to use) before
     /// any thread sees it.
     pub fn reload(&self) -> Result<()> {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
         let Some(s) = self
             .share
             .as_deref()

@@ -621,3 +621,42 @@ fn a_reload_never_shows_the_threads_of_a_shared_mount_a_state_without_their_file
     drop(m);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn threads_following_another_process_never_load_the_state_again() {
+    // Mount `b` (another process of the host) appends while four threads
+    // of mount `a` catch up with it at once. The journal holds every
+    // entry they miss, so none of them needs to load the state again,
+    // also when another thread moved the state past what it read.
+    let (_, dev) = formatted();
+    let (dir, opts) = shared_host("followers", 60_000);
+    let a = Arc::new(Mount::open_with(Arc::clone(&dev), Mode::ReadWrite, &opts).unwrap());
+    let b = Mount::open_with(dev, Mode::ReadWrite, &opts).unwrap();
+    b.mkdir_path("/d").unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let followers: Vec<_> = (0..4)
+        .map(|_| {
+            let (a, stop) = (Arc::clone(&a), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    a.refresh().unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for i in 0..1000 {
+        let f = b.create_path(format!("/d/f{i}"), FileType::File).unwrap();
+        b.set_mtime(f, i).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let looks: u64 = followers.into_iter().map(|t| t.join().unwrap()).sum();
+    a.refresh().unwrap();
+    assert!(a.resolve("/d/f999").is_ok());
+    assert!(looks > 0);
+    assert_eq!(a.reloads.load(std::sync::atomic::Ordering::Relaxed), 0);
+    drop((a, b));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
