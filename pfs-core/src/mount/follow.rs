@@ -304,12 +304,22 @@ impl Mount {
             .as_deref()
             .filter(|_| self.mode == Mode::ReadWrite)
         else {
+            let writer = self.mode == Mode::ReadWrite;
+            let had_lease = self.fence.lease().is_some();
             let mut fresh =
                 load_state_shared(self.dev.as_ref(), self.share.as_deref(), self.hostid)?;
-            if self.mode == Mode::ReadWrite {
+            if writer {
                 fresh.alloc = Some(Allocator::build(&fresh.meta));
             }
-            *self.state.write() = fresh;
+            let mut st = self.state.write();
+            if writer && !had_lease && self.fence.lease().is_some() {
+                // Another thread took the lease meanwhile (catching up
+                // with the device as it did) and may have appended a
+                // transaction not durable yet, which the loaded state
+                // lacks: its state stays.
+                return Ok(());
+            }
+            *st = fresh;
             return Ok(());
         };
         let mut tries = 0;
