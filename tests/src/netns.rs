@@ -198,16 +198,7 @@ impl Net {
     /// ends of its pair); an error where `sch_netem` is missing.
     pub fn delay(&self, k: usize, ms: u32) -> Result<(), String> {
         let d = format!("{ms}ms");
-        let h = &self.hosts[k];
-        tc(
-            None,
-            &["qdisc", "add", "dev", &h.link, "root", "netem", "delay", &d],
-        )?;
-        let peer = h.link.replacen("pfv", "pfp", 1);
-        tc(
-            Some(&h.ns),
-            &["qdisc", "add", "dev", &peer, "root", "netem", "delay", &d],
-        )
+        self.qdisc(k, "add", &["netem", "delay", &d])
     }
 
     /// Lets at most `bytes_per_s` through to and from host `k` (a token
@@ -217,25 +208,32 @@ impl Net {
     /// [`Net::undelay`].
     pub fn throttle(&self, k: usize, bytes_per_s: u32) -> Result<(), String> {
         let rate = format!("{}bit", u64::from(bytes_per_s) * 8);
-        let args = [
-            "root", "tbf", "rate", &rate, "burst", "1600", "limit", "4000000",
-        ];
-        let h = &self.hosts[k];
-        let mut on_link = vec!["qdisc", "add", "dev", &h.link];
-        on_link.extend(args);
-        tc(None, &on_link)?;
-        let peer = h.link.replacen("pfv", "pfp", 1);
-        let mut on_peer = vec!["qdisc", "add", "dev", &peer];
-        on_peer.extend(args);
-        tc(Some(&h.ns), &on_peer)
+        self.qdisc(
+            k,
+            "add",
+            &["tbf", "rate", &rate, "burst", "1600", "limit", "4000000"],
+        )
     }
 
     /// Removes the delay (or throttle) of host `k`.
     pub fn undelay(&self, k: usize) -> Result<(), String> {
+        self.qdisc(k, "del", &[])
+    }
+
+    /// `tc qdisc VERB dev ... root QDISC...` on both ends of host `k`'s
+    /// pair: its end outside the namespace, then the peer inside it.
+    fn qdisc(&self, k: usize, verb: &str, qdisc: &[&str]) -> Result<(), String> {
         let h = &self.hosts[k];
         let peer = h.link.replacen("pfv", "pfp", 1);
-        tc(None, &["qdisc", "del", "dev", &h.link, "root"])?;
-        tc(Some(&h.ns), &["qdisc", "del", "dev", &peer, "root"])
+        for (ns, dev) in [
+            (None, h.link.as_str()),
+            (Some(h.ns.as_str()), peer.as_str()),
+        ] {
+            let mut args = vec!["qdisc", verb, "dev", dev, "root"];
+            args.extend(qdisc);
+            tc(ns, &args)?;
+        }
+        Ok(())
     }
 }
 
@@ -300,5 +298,43 @@ impl Drop for Net {
         }
         let _ = ip(&["link", "del", &self.bridge]);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The qdiscs on both ends of host `k`'s pair, as `tc` shows them.
+    fn qdiscs(net: &Net, k: usize) -> String {
+        let h = &net.hosts[k];
+        let peer = h.link.replacen("pfv", "pfp", 1);
+        let show = |pre: &[&str], dev: &str| {
+            let o = Command::new(pre[0])
+                .args(&pre[1..])
+                .args(["tc", "qdisc", "show", "dev", dev])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        show(&["env"], &h.link) + &show(&["ip", "netns", "exec", &h.ns], &peer)
+    }
+
+    #[test]
+    fn a_throttle_goes_on_both_ends_of_a_hosts_pair_and_comes_off() {
+        let net = match Net::new(&["q"]) {
+            Ok(n) => n,
+            Err(why) => {
+                crate::skipped(&format!("no network namespaces here: {why}"));
+                return;
+            }
+        };
+        if let Err(why) = net.throttle(0, 2000) {
+            crate::skipped(&format!("no token bucket (sch_tbf) here: {why}"));
+            return;
+        }
+        assert_eq!(qdiscs(&net, 0).matches("qdisc tbf").count(), 2);
+        net.undelay(0).unwrap();
+        assert_eq!(qdiscs(&net, 0).matches("qdisc tbf").count(), 0);
     }
 }
