@@ -11,6 +11,12 @@ use pfs_format::LeaderRecord;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// Whether leader records `a` and `b` have the same journal head (they
+/// may differ in the tail a checkpoint moved).
+fn same_head(a: &LeaderRecord, b: &LeaderRecord) -> bool {
+    a.head_txid.get() == b.head_txid.get() && a.head_lsn.get() == b.head_lsn.get()
+}
+
 /// How many times [`Mount::reload`] loads the device's state to catch it
 /// up with what the host appended, when checkpoints keep moving the
 /// journal under it.
@@ -201,11 +207,10 @@ impl Mount {
     /// to reach `new`: the same head, or (a read-write mount of a shared
     /// host) a head this mount appended past.
     fn nothing_to_follow(&self, old: &LeaderRecord, new: &LeaderRecord) -> bool {
-        let (o, n) = (old.head_txid.get(), new.head_txid.get());
-        (self.mode == Mode::ReadWrite && self.share.is_some() && n < o)
-            || (n == o
-                && new.head_lsn.get() == old.head_lsn.get()
-                && !(self.mode == Mode::ReadWrite && new != old))
+        (self.mode == Mode::ReadWrite
+            && self.share.is_some()
+            && new.head_txid.get() < old.head_txid.get())
+            || (same_head(old, new) && !(self.mode == Mode::ReadWrite && new != old))
     }
 
     /// Brings `st` (this mount's state, or one being loaded for it) to
@@ -215,21 +220,18 @@ impl Mount {
     /// loaded again.
     fn follow_in(&self, st: &mut State, new: LeaderRecord, own: bool) -> Result<bool> {
         let old = *st.leader();
-        if self.mode == Mode::ReadWrite
-            && self.share.is_some()
-            && new.head_txid.get() < old.head_txid.get()
-        {
-            // This mount appended past what was read (a leader record read
-            // before a committer of the host settled): nothing to follow.
+        // Also a read-write mount of a shared host that appended past what
+        // was read (a leader record read before a committer of the host
+        // settled).
+        if self.nothing_to_follow(&old, &new) {
             return Ok(true);
         }
-        if new.head_txid.get() == old.head_txid.get() && new.head_lsn.get() == old.head_lsn.get() {
-            if self.mode == Mode::ReadWrite && new != old {
-                // Checkpointed by another process of this host: the next
-                // leader record we write must carry the tail it moved.
-                st.gen = next_gen();
-                st.journal.checkpointed_elsewhere(new);
-            }
+        if same_head(&old, &new) {
+            // Checkpointed by another process of this host (a read-write
+            // mount): the next leader record we write must carry the tail
+            // it moved.
+            st.gen = next_gen();
+            st.journal.checkpointed_elsewhere(new);
             return Ok(true);
         }
         let bda = st.leader_bda;
