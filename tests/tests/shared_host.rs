@@ -584,3 +584,70 @@ fn threads_of_several_processes_see_the_files_they_just_created() {
     }
     device::fsck_clean(&fresh);
 }
+
+#[test]
+fn processes_killed_one_after_another_lose_nothing_acknowledged() {
+    // Workers are killed wherever they are, one every few hundred
+    // milliseconds, and new ones take their places: in the middle of an
+    // append (written after the transaction lock is let go), holding the
+    // transaction or committer lock, between a leader write and settling.
+    // Whatever any of them acknowledged is there at the end, and the
+    // device checks clean.
+    // Room for everything the workers make (one chunk holds 2,048
+    // directory entries).
+    let dir = Scratch::new("shared-kills");
+    let img = dir.formatted("img", 4);
+    let start = |k: u64| {
+        let mut c = spawn_with(
+            &format!("worker:{k}:3"),
+            &img,
+            &[(pfs_core::SIDE_BY_SIDE_ENV, "1")],
+        );
+        let out = c.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut acked = Acked::default();
+            let mut done = false;
+            for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                done |= acked.take(&line);
+            }
+            (acked, done)
+        });
+        (c, reader)
+    };
+    let mut running: Vec<_> = (0..3).map(start).collect();
+    let mut acked = Acked::default();
+    let mut killed = 0;
+    // Worker k writes page slots of its own, so at most 8 of them.
+    for k in 3..8u64 {
+        std::thread::sleep(Duration::from_millis(250 + k * 37 % 200));
+        let (mut victim, reader) = running.remove((k as usize * 5) % running.len());
+        if victim.try_wait().unwrap().is_none() {
+            victim.kill().unwrap();
+            killed += 1;
+        }
+        victim.wait().unwrap();
+        let (got, _) = reader.join().unwrap();
+        acked.files.extend(got.files);
+        acked.gone.extend(got.gone);
+        acked.pages.extend(got.pages);
+        running.push(start(k));
+    }
+    for (mut c, reader) in running {
+        let status = c.wait().unwrap();
+        let (got, done) = reader.join().unwrap();
+        assert!(
+            status.success() && done,
+            "a worker that was not killed failed: {status}"
+        );
+        acked.files.extend(got.files);
+        acked.gone.extend(got.gone);
+        acked.pages.extend(got.pages);
+    }
+    assert!(killed >= 3, "only {killed} workers were killed at work");
+    assert!(
+        acked.files.len() > 20,
+        "too little work: {}",
+        acked.files.len()
+    );
+    verify(&img, &acked);
+}
