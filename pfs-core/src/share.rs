@@ -30,7 +30,8 @@
 //!   read lock per open inode, so that a file one process has open is not
 //!   freed when another unlinks it (machine-wide: a replica's open file
 //!   stays whole while the writer unlinks it, and the check never waits);
-//!   and a data lock per host id and inode, shared by writes and taken
+//!   and a data lock per host id and inode, shared by writes (a process
+//!   keeps its hold a moment after its last write, see `holds`) and taken
 //!   alone by a truncate ([`crate::datalock`]). Only one host writes at a
 //!   time, so the data locks of different hosts need not meet: a stopped
 //!   writer of one host (a paused primary) never holds up a truncate of
@@ -46,11 +47,13 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
+
+mod holds;
 
 /// Size of the shared file.
 const FILE_LEN: u64 = (OFF_WINDOW + W_DATA + WINDOW_BYTES) as u64;
-const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR7");
+const MAGIC: u64 = u64::from_le_bytes(*b"PFSRSHR8");
 const OFF_MAGIC: usize = 0;
 const OFF_BOOT: usize = 8;
 const OFF_VERSION: usize = 16;
@@ -92,11 +95,16 @@ const G_BROKEN: usize = 56;
 /// One word per host id from here: how many checkpoints the host's
 /// processes made (each moves the journal's tail in the leader record).
 const OFF_CHECKPOINTS: usize = 32 << 10;
+/// One word per host id from here: until when (`CLOCK_MONOTONIC`
+/// milliseconds) a truncate of the host waits for a data lock
+/// ([`Share::want_data`]).
+const OFF_DATA_WANTED: usize = 34 << 10;
 /// One word per host id from here: bumped each time a process lets the
 /// host's committer lock go, and waited on (a futex) by the processes
 /// that want it ([`Share::lock_commit`]).
 const OFF_TURNS: usize = 36 << 10;
-const _: () = assert!(OFF_CHECKPOINTS + (MAX_HOSTID as usize + 1) * 8 <= OFF_TURNS);
+const _: () = assert!(OFF_CHECKPOINTS + (MAX_HOSTID as usize + 1) * 8 <= OFF_DATA_WANTED);
+const _: () = assert!(OFF_DATA_WANTED + (MAX_HOSTID as usize + 1) * 8 <= OFF_TURNS);
 const _: () = assert!(OFF_TURNS + (MAX_HOSTID as usize + 1) * 8 <= OFF_FLIGHT);
 /// How long a process waiting for the committer lock sleeps before it
 /// tries again unwoken: the lock of a killed committer is let go by the
@@ -174,9 +182,11 @@ pub(crate) struct Share {
     members: Mutex<HashMap<u64, usize>>,
     /// Handles of this process per open-inode lock (by its offset).
     open: Mutex<HashMap<i64, usize>>,
-    /// Writes of this process per data lock (by its offset) holding it
-    /// shared.
-    writing: Mutex<HashMap<i64, usize>>,
+    /// The data locks this process holds shared for its writes (and keeps
+    /// a moment after them).
+    writing: holds::Holds,
+    /// This share, for the thread that lets go of unused data locks.
+    me: OnceLock<Weak<Share>>,
     /// The in-process half of the order of flushes ([`Share::flush`]).
     flushing: Mutex<()>,
     /// The in-process half of the committer's lock ([`Share::lock_commit`]).
@@ -236,13 +246,15 @@ impl Share {
             tx_waiters: Default::default(),
             members: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
-            writing: Mutex::new(HashMap::new()),
+            writing: Default::default(),
+            me: OnceLock::new(),
             flushing: Mutex::new(()),
             committing: Mutex::new(()),
             stripes: Default::default(),
         };
         share.init()?;
         let share = Arc::new(share);
+        let _ = share.me.set(Arc::downgrade(&share));
         all.push((path, pid, Arc::downgrade(&share)));
         Ok(share)
     }
@@ -433,16 +445,35 @@ impl Share {
 
     /// Takes inode `ino`'s data lock of host `hostid` among the processes
     /// of this machine: shared for a write (the process holds one
-    /// byte-range read lock for all its threads writing the file), or alone
-    /// for a truncate (whose thread holds the in-process lock alone, so
-    /// this process has no shared hold on it).
+    /// byte-range read lock for all its threads writing the file, and
+    /// keeps it a moment after the last: see [`holds`]), or alone for a
+    /// truncate (whose thread holds the in-process lock alone, so no
+    /// thread of this process writes the file now).
     pub(crate) fn lock_data(&self, hostid: u64, ino: u64, exclusive: bool) -> Result<()> {
         let at = data_lock_at(hostid, ino);
-        if exclusive {
-            self.lock(libc::F_WRLCK, at, 1, true)?;
-            return Ok(());
+        if !exclusive {
+            return self.hold_data(hostid, at);
         }
-        self.hold_shared(&self.writing, at)
+        // A hold this process kept would be turned into the write lock
+        // while the kernel waits for the others' holds, and two processes
+        // doing so would wait for each other.
+        let mut m = self.writing.map.lock();
+        if m.get(&at).is_some_and(|h| h.writes == 0) {
+            m.remove(&at);
+            self.unlock(at, 1);
+        }
+        drop(m);
+        let until = self.want_data(hostid);
+        let r = self.lock(libc::F_WRLCK, at, 1, true);
+        // Taken (or failed): the host's processes may keep holds again,
+        // unless another truncate announced itself meanwhile.
+        let _ = self.data_wanted_word(hostid).compare_exchange(
+            until,
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        r.map(|_| ())
     }
 
     /// Undoes [`Self::lock_data`].
@@ -450,9 +481,98 @@ impl Share {
         let at = data_lock_at(hostid, ino);
         if exclusive {
             self.unlock(at, 1);
-        } else {
-            self.release_shared(&self.writing, at);
+            return;
         }
+        let mut m = self.writing.map.lock();
+        let Some(h) = m.get_mut(&at) else { return };
+        h.writes = h.writes.saturating_sub(1);
+        if h.writes > 0 {
+            return;
+        }
+        let me = || self.me.get().cloned().unwrap_or_default();
+        if self.data_wanted(hostid) || !self.writing.may_keep(me) {
+            m.remove(&at);
+            self.unlock(at, 1);
+            return;
+        }
+        h.since = std::time::Instant::now();
+        drop(m);
+        self.writing.kept();
+    }
+
+    /// Counts one more write holding the data lock at `at` (of host
+    /// `hostid`); the process takes the byte-range lock with its first
+    /// hold, unless it kept it from an earlier write.
+    fn hold_data(&self, hostid: u64, at: i64) -> Result<()> {
+        loop {
+            let mut m = self.writing.map.lock();
+            if let Some(h) = m.get_mut(&at) {
+                h.writes += 1;
+                return Ok(());
+            }
+            if self.lock(libc::F_RDLCK, at, 1, false)? {
+                m.insert(
+                    at,
+                    holds::Hold {
+                        hostid,
+                        writes: 1,
+                        since: std::time::Instant::now(),
+                    },
+                );
+                return Ok(());
+            }
+            drop(m);
+            // Another process holds the range alone (a truncate): wait for
+            // it without holding up this process's other holds, then count
+            // this one under the map's lock (a thread of ours may have
+            // let the process's hold go meanwhile, so it is taken again
+            // there).
+            self.lock(libc::F_RDLCK, at, 1, true)?;
+        }
+    }
+
+    /// Announces that a truncate of host `hostid` waits for a data lock:
+    /// until the announcement is taken back, or for [`WANT`] at most, the
+    /// host's processes let go of their holds as soon as no write uses
+    /// them, instead of keeping them. Returns the mark made.
+    fn want_data(&self, hostid: u64) -> u64 {
+        let until = crate::lease::mono_ms() + WANT.as_millis() as u64;
+        self.data_wanted_word(hostid)
+            .fetch_max(until, Ordering::AcqRel);
+        until
+    }
+
+    /// Whether a truncate of host `hostid` waits for a data lock.
+    fn data_wanted(&self, hostid: u64) -> bool {
+        crate::lease::mono_ms() < self.data_wanted_word(hostid).load(Ordering::Acquire)
+    }
+
+    fn data_wanted_word(&self, hostid: u64) -> &AtomicU64 {
+        self.word(OFF_DATA_WANTED + hostid.min(MAX_HOSTID) as usize * 8)
+    }
+
+    /// Lets go of the kept holds no write used for [`holds::KEEP`], and of
+    /// every unused one while a truncate of their host waits; returns how
+    /// long until the next kept one is due, if any is kept. (A truncate
+    /// that starts waiting waits at most that long for this process.)
+    fn release_unused(&self) -> Option<std::time::Duration> {
+        let now = std::time::Instant::now();
+        let mut next: Option<std::time::Duration> = None;
+        let mut m = self.writing.map.lock();
+        m.retain(|&at, h| {
+            if h.writes > 0 {
+                return true;
+            }
+            let age = now.saturating_duration_since(h.since);
+            if age >= holds::KEEP || self.data_wanted(h.hostid) {
+                self.unlock(at, 1);
+                return false;
+            }
+            let left = holds::KEEP - age;
+            next = Some(next.map_or(left, |n| n.min(left)));
+            true
+        });
+        next
     }
 
     /// Counts one more hold of the read lock at `at` in `holds`; the
@@ -968,6 +1088,11 @@ fn per_inode(base: i64, ino: u64) -> i64 {
         .and_then(|i| base.checked_add(i))
         .unwrap_or(i64::MAX - 1)
 }
+
+/// How long a truncate's announcement ([`Share::want_data`]) lasts: a
+/// truncate waits for the writes under way, and a process killed while it
+/// waits leaves a mark that soon means nothing.
+const WANT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where host `hostid`'s data lock of inode `ino` lies in the shared file.
 fn data_lock_at(hostid: u64, ino: u64) -> i64 {

@@ -155,6 +155,28 @@ fn child() {
             m.write_at(f, &[b'W'; 4096], 0).unwrap();
             say("wrote".into());
         }
+        "idler" => {
+            // Writes /f once, then waits for a line.
+            let f = m.resolve("/f").unwrap();
+            m.write_at(f, &[b'i'; 4096], 0).unwrap();
+            say("wrote".into());
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).unwrap();
+        }
+        "hammer" => {
+            // Writes /f again and again for `secs` seconds.
+            let f = m.resolve("/f").unwrap();
+            let until = Instant::now() + Duration::from_secs(secs);
+            let mut n = 0u64;
+            while Instant::now() < until {
+                m.write_at(f, &[b'h'; 4096], 0).unwrap();
+                n += 1;
+                if n == 1 {
+                    say("writing".into());
+                }
+            }
+            say(format!("wrote {n}"));
+        }
         "creator" => {
             // Threads that each create files in a directory of their own
             // and look at each at once, unlinking the older ones.
@@ -388,13 +410,7 @@ fn a_truncate_in_one_process_waits_for_a_write_in_another() {
     let f = m.create_path("/f", FileType::File).unwrap();
     m.write_at(f, &[b'f'; 8192], 0).unwrap();
     let mut child = spawn("staller:0:0", &img);
-    let mut lines = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map(Result::unwrap)
-        // The test harness's own words ("test child ... " comes first on
-        // the child's first line).
-        .map(|l| l.rsplit(" ... ").next().unwrap_or("").to_owned())
-        .filter(|l| !l.is_empty() && !l.starts_with("running "));
+    let mut lines = said(&mut child);
     assert_eq!(lines.next().unwrap(), "ready");
     assert_eq!(lines.next().unwrap(), "stalled");
     // The other process's write found its block and is on its way. Cutting
@@ -413,6 +429,78 @@ fn a_truncate_in_one_process_waits_for_a_write_in_another() {
     );
     device::fsck_clean(&m);
     drop(m);
+}
+
+/// The lines child `c` says, without the test harness's own words ("test
+/// child ... " comes first on the child's first line).
+fn said(c: &mut Child) -> impl Iterator<Item = String> {
+    BufReader::new(c.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .map(|l| l.rsplit(" ... ").next().unwrap_or("").to_owned())
+        .filter(|l| !l.is_empty() && !l.starts_with("running "))
+}
+
+/// `m.truncate(f, 0)` on a thread; how long it took, or a panic when it
+/// has not returned after 20 s.
+fn timed_truncate(m: &Arc<Mount>, f: u64) -> Duration {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let m2 = Arc::clone(m);
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = m2.truncate(f, 0);
+        let _ = tx.send((r, t.elapsed()));
+    });
+    let (r, took) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the truncate did not return within 20 s");
+    r.unwrap();
+    took
+}
+
+#[test]
+fn a_truncate_waits_at_most_a_moment_for_a_process_that_wrote_the_file_before() {
+    // A process keeps its data lock a moment after its last write of a
+    // file (its next write then takes none); one that stopped writing must
+    // not hold a truncate in another process up.
+    let (_dir, img) = image("idle");
+    let m = mount(&img, Mode::ReadWrite, 1);
+    let f = m.create_path("/f", FileType::File).unwrap();
+    m.write_at(f, &[b'f'; 8192], 0).unwrap();
+    let mut child = spawn("idler:0:0", &img);
+    let mut lines = said(&mut child);
+    assert_eq!(lines.next().unwrap(), "ready");
+    assert_eq!(lines.next().unwrap(), "wrote");
+    let took = timed_truncate(&m, f);
+    assert!(took < Duration::from_secs(2), "the truncate took {took:?}");
+    assert_eq!(m.getattr(f).unwrap().size, 0);
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    assert!(child.wait().unwrap().success());
+    device::fsck_clean(&m);
+}
+
+#[test]
+fn a_truncate_is_not_starved_by_a_process_writing_the_file_all_the_time() {
+    let (_dir, img) = image("hammer");
+    let m = mount(&img, Mode::ReadWrite, 1);
+    let f = m.create_path("/f", FileType::File).unwrap();
+    m.write_at(f, &[b'f'; 8192], 0).unwrap();
+    let mut child = spawn("hammer:0:4", &img);
+    let mut lines = said(&mut child);
+    assert_eq!(lines.next().unwrap(), "ready");
+    assert_eq!(lines.next().unwrap(), "writing");
+    std::thread::sleep(Duration::from_millis(200));
+    let took = timed_truncate(&m, f);
+    assert!(took < Duration::from_secs(2), "the truncate took {took:?}");
+    let wrote = lines.find(|l| l.starts_with("wrote ")).unwrap();
+    assert!(child.wait().unwrap().success());
+    eprintln!("truncated in {took:?} beside a writer that made {wrote}");
+    // The writer's block landed in the file whole, before or after the
+    // truncate.
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(m.read_at(f, &mut buf, 0).unwrap(), 4096);
+    assert!(buf.iter().all(|&b| b == b'h'));
+    device::fsck_clean(&m);
 }
 
 /// A "maker" child with `env`, fed a line after each file it makes (on a
