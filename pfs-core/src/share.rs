@@ -553,22 +553,25 @@ impl Share {
 
     /// Lets go of the kept holds no write used for [`holds::KEEP`], and of
     /// every unused one while a truncate of their host waits; returns how
-    /// long until the next kept one is due, if any is kept. (A truncate
-    /// that starts waiting waits at most that long for this process.)
+    /// long until the next one may be due, if the process holds any. (A
+    /// truncate that starts waiting waits at most that long for the holds
+    /// of this process that no write uses.)
     fn release_unused(&self) -> Option<std::time::Duration> {
         let now = std::time::Instant::now();
         let mut next: Option<std::time::Duration> = None;
         let mut m = self.writing.map.lock();
         m.retain(|&at, h| {
-            if h.writes > 0 {
-                return true;
-            }
-            let age = now.saturating_duration_since(h.since);
-            if age >= holds::KEEP || self.data_wanted(h.hostid) {
-                self.unlock(at, 1);
-                return false;
-            }
-            let left = holds::KEEP - age;
+            // One in use is kept for at least as long once its writes end.
+            let left = if h.writes > 0 {
+                holds::KEEP
+            } else {
+                let age = now.saturating_duration_since(h.since);
+                if age >= holds::KEEP || self.data_wanted(h.hostid) {
+                    self.unlock(at, 1);
+                    return false;
+                }
+                holds::KEEP - age
+            };
             next = Some(next.map_or(left, |n| n.min(left)));
             true
         });
@@ -1201,6 +1204,43 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let share = Share::open(&dir.join("share"), None).unwrap();
         (dir, share)
+    }
+
+    #[test]
+    fn a_kept_data_lock_is_let_go_by_the_releaser_which_does_not_spin_meanwhile() {
+        let (dir, s) = scratch("holds");
+        let at = data_lock_at(1, 42);
+        // A write keeps its hold once it ends.
+        s.lock_data(1, 42, false).unwrap();
+        s.unlock_data(1, 42, false);
+        assert!(s.writing.map.lock().contains_key(&at));
+        // Writes one after another for a while: the releaser looks about
+        // once per KEEP, not once per write.
+        let file = std::fs::File::create(dir.join("data")).unwrap();
+        let rounds = s.writing.rounds();
+        let (start, mut writes) = (std::time::Instant::now(), 0u64);
+        while start.elapsed() < std::time::Duration::from_millis(300) {
+            s.lock_data(1, 42, false).unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&file, &[7u8; 8192], 0).unwrap();
+            s.unlock_data(1, 42, false);
+            writes += 1;
+        }
+        let looked = s.writing.rounds() - rounds;
+        assert!(
+            looked <= 300 / holds::KEEP.as_millis() as u64 * 2,
+            "the releaser looked {looked} times during {writes} writes in 300 ms"
+        );
+        // Unused, the hold goes within a few KEEPs.
+        let start = std::time::Instant::now();
+        while s.writing.map.lock().contains_key(&at) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "the unused hold was never let go"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(s);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn get(s: &Share, hostid: u64, offset: u64, len: usize) -> Option<Vec<u8>> {

@@ -14,8 +14,9 @@
 //! releaser thread, started with the first kept hold, lets go of the ones
 //! that stayed unused. A truncate, which must wait until no other process
 //! holds the lock, announces itself first ([`Share::want_data`]): the
-//! processes then let go of that file's holds as their writes end, as they
-//! did before, and the releaser lets go of unused ones within [`KEEP`]. A
+//! host's processes then let go of their holds as their writes end, as
+//! they did before, and their releasers let go of unused ones within
+//! [`KEEP`]. A
 //! killed process's holds go with it, as every byte-range lock does.
 
 use super::Share;
@@ -38,6 +39,7 @@ const PARK: Duration = Duration::from_millis(200);
 pub(super) struct Hold {
     /// The host id whose lock it is.
     pub(super) hostid: u64,
+    /// Writes of the process under way that hold it.
     pub(super) writes: usize,
     pub(super) since: Instant,
 }
@@ -55,6 +57,14 @@ pub(super) struct Holds {
     wake: Arc<Wake>,
 }
 
+impl Holds {
+    /// How many times the releaser looked at the holds so far.
+    #[cfg(test)]
+    pub(super) fn rounds(&self) -> u64 {
+        self.wake.rounds.load(Ordering::Relaxed)
+    }
+}
+
 /// Where the releaser sleeps.
 #[derive(Debug, Default)]
 struct Wake {
@@ -63,6 +73,8 @@ struct Wake {
     /// `parked`, for a look without the lock.
     may_be_parked: AtomicBool,
     cv: Condvar,
+    /// How many times the releaser looked at the holds.
+    rounds: std::sync::atomic::AtomicU64,
 }
 
 impl Holds {
@@ -86,6 +98,9 @@ impl Holds {
     /// Tells the releaser that a hold is kept (called after the hold was
     /// recorded, without the map's lock).
     pub(super) fn kept(&self) {
+        // Orders the hold's record before the look at the mark (see
+        // `release`).
+        std::sync::atomic::fence(Ordering::SeqCst);
         if !self.wake.may_be_parked.load(Ordering::SeqCst) {
             return;
         }
@@ -104,22 +119,28 @@ impl Holds {
 /// file, whose closing lets go of every lock of the process, closes when
 /// its last user drops it).
 ///
-/// It marks itself parked before it looks at the holds, and a write
-/// records its hold before it looks at that mark: so either the releaser
-/// sees the hold, or the write sees the mark and wakes it.
+/// Before it parks (no hold kept), it marks itself parked and looks at the
+/// holds once more; a write records its hold before it looks at that
+/// mark. So either the releaser sees the hold, or the write sees the mark
+/// and wakes it. While holds are kept, writes find no mark and take no
+/// lock of the releaser's.
 fn release(me: Weak<Share>, wake: Arc<Wake>) {
     loop {
+        let Some(share) = me.upgrade() else { return };
+        wake.rounds.fetch_add(1, Ordering::Relaxed);
+        let mut next = share.release_unused();
         let mut parked = wake.parked.lock();
-        *parked = true;
-        wake.may_be_parked.store(true, Ordering::SeqCst);
-        let next = match me.upgrade() {
-            Some(share) => share.release_unused(),
-            None => return,
-        };
-        if next.is_some() {
-            *parked = false;
-            wake.may_be_parked.store(false, Ordering::SeqCst);
+        if next.is_none() {
+            *parked = true;
+            wake.may_be_parked.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            next = share.release_unused();
+            if next.is_some() {
+                *parked = false;
+                wake.may_be_parked.store(false, Ordering::SeqCst);
+            }
         }
+        drop(share);
         wake.cv.wait_for(&mut parked, next.unwrap_or(PARK));
     }
 }
