@@ -57,14 +57,6 @@ pub(super) struct Holds {
     wake: Arc<Wake>,
 }
 
-impl Holds {
-    /// How many times the releaser looked at the holds so far.
-    #[cfg(test)]
-    pub(super) fn rounds(&self) -> u64 {
-        self.wake.rounds.load(Ordering::Relaxed)
-    }
-}
-
 /// Where the releaser sleeps.
 #[derive(Debug, Default)]
 struct Wake {
@@ -110,6 +102,12 @@ impl Holds {
             self.wake.may_be_parked.store(false, Ordering::SeqCst);
             self.wake.cv.notify_one();
         }
+    }
+
+    /// How many times the releaser looked at the holds so far.
+    #[cfg(test)]
+    pub(super) fn rounds(&self) -> u64 {
+        self.wake.rounds.load(Ordering::Relaxed)
     }
 }
 
