@@ -35,6 +35,13 @@ pub struct Host {
     pub machine_id: PathBuf,
 }
 
+impl Host {
+    /// The namespace's end of its veth pair.
+    fn peer(&self) -> String {
+        self.link.replacen("pfv", "pfp", 1)
+    }
+}
+
 /// A bridge and its hosts.
 #[derive(Debug)]
 pub struct Net {
@@ -108,7 +115,7 @@ impl Net {
                 format!("{:032x}\n", (u128::from(id) << 8) | (k as u128 + 1)),
             )
             .map_err(|e| e.to_string())?;
-            let peer = format!("pfp{k}{id}");
+            let peer = host.peer();
             ip(&["netns", "add", &host.ns])?;
             // Pushed first, so a failure below still removes it.
             let (ns, link) = (host.ns.clone(), host.link.clone());
@@ -224,7 +231,7 @@ impl Net {
     /// pair: its end outside the namespace, then the peer inside it.
     fn qdisc(&self, k: usize, verb: &str, qdisc: &[&str]) -> Result<(), String> {
         let h = &self.hosts[k];
-        let peer = h.link.replacen("pfv", "pfp", 1);
+        let peer = h.peer();
         for (ns, dev) in [
             (None, h.link.as_str()),
             (Some(h.ns.as_str()), peer.as_str()),
@@ -308,7 +315,7 @@ mod tests {
     /// The qdiscs on both ends of host `k`'s pair, as `tc` shows them.
     fn qdiscs(net: &Net, k: usize) -> String {
         let h = &net.hosts[k];
-        let peer = h.link.replacen("pfv", "pfp", 1);
+        let peer = h.peer();
         let show = |pre: &[&str], dev: &str| {
             let o = Command::new(pre[0])
                 .args(&pre[1..])

@@ -405,13 +405,7 @@ fn a_tool_mounting_with_host_id_0_writes_as_the_host_holding_the_lease() {
 
 #[test]
 fn a_truncate_in_one_process_waits_for_a_write_in_another() {
-    let (_dir, img) = image("truncate");
-    let m = mount(&img, Mode::ReadWrite, 1);
-    let f = m.create_path("/f", FileType::File).unwrap();
-    m.write_at(f, &[b'f'; 8192], 0).unwrap();
-    let mut child = spawn("staller:0:0", &img);
-    let mut lines = said(&mut child);
-    assert_eq!(lines.next().unwrap(), "ready");
+    let (_dir, m, f, mut child, mut lines) = file_and_child("truncate", "staller:0:0");
     assert_eq!(lines.next().unwrap(), "stalled");
     // The other process's write found its block and is on its way. Cutting
     // the file frees the block, and the next file to grow gets it: the
@@ -429,6 +423,29 @@ fn a_truncate_in_one_process_waits_for_a_write_in_another() {
     );
     device::fsck_clean(&m);
     drop(m);
+}
+
+/// A fresh image whose `/f` holds 8 KiB, written through this process's
+/// mount of it (returned, with `/f`'s inode), and child `role` started on
+/// it, with the lines it says after "ready".
+fn file_and_child(
+    tag: &str,
+    role: &str,
+) -> (
+    Scratch,
+    Arc<Mount>,
+    u64,
+    Child,
+    impl Iterator<Item = String>,
+) {
+    let (dir, img) = image(tag);
+    let m = mount(&img, Mode::ReadWrite, 1);
+    let f = m.create_path("/f", FileType::File).unwrap();
+    m.write_at(f, &[b'f'; 8192], 0).unwrap();
+    let mut child = spawn(role, &img);
+    let mut lines = said(&mut child);
+    assert_eq!(lines.next().unwrap(), "ready");
+    (dir, m, f, child, lines)
 }
 
 /// The lines child `c` says, without the test harness's own words ("test
@@ -463,13 +480,7 @@ fn a_truncate_waits_at_most_a_moment_for_a_process_that_wrote_the_file_before() 
     // A process keeps its data lock a moment after its last write of a
     // file (its next write then takes none); one that stopped writing must
     // not hold a truncate in another process up.
-    let (_dir, img) = image("idle");
-    let m = mount(&img, Mode::ReadWrite, 1);
-    let f = m.create_path("/f", FileType::File).unwrap();
-    m.write_at(f, &[b'f'; 8192], 0).unwrap();
-    let mut child = spawn("idler:0:0", &img);
-    let mut lines = said(&mut child);
-    assert_eq!(lines.next().unwrap(), "ready");
+    let (_dir, m, f, mut child, mut lines) = file_and_child("idle", "idler:0:0");
     assert_eq!(lines.next().unwrap(), "wrote");
     let took = timed_truncate(&m, f);
     assert!(took < Duration::from_secs(2), "the truncate took {took:?}");
@@ -481,13 +492,7 @@ fn a_truncate_waits_at_most_a_moment_for_a_process_that_wrote_the_file_before() 
 
 #[test]
 fn a_truncate_is_not_starved_by_a_process_writing_the_file_all_the_time() {
-    let (_dir, img) = image("hammer");
-    let m = mount(&img, Mode::ReadWrite, 1);
-    let f = m.create_path("/f", FileType::File).unwrap();
-    m.write_at(f, &[b'f'; 8192], 0).unwrap();
-    let mut child = spawn("hammer:0:4", &img);
-    let mut lines = said(&mut child);
-    assert_eq!(lines.next().unwrap(), "ready");
+    let (_dir, m, f, mut child, mut lines) = file_and_child("hammer", "hammer:0:4");
     assert_eq!(lines.next().unwrap(), "writing");
     std::thread::sleep(Duration::from_millis(200));
     let took = timed_truncate(&m, f);
