@@ -65,7 +65,7 @@ fn the_tool_formats_writes_reads_and_lists_an_image() {
     assert_ok("pfs write -o", &o);
     let back = pfs.ok_bytes(&["read", &format!("/{pbd}/d/hello")]);
     assert_eq!(back.len(), 5_000_005);
-    assert_eq!(&back[..data.len()], &data[..]);
+    pfs_tests::assert_bytes("read back", &back[..data.len()], &data);
     assert!(back[data.len()..5_000_001].iter().all(|&b| b == 0));
     assert_eq!(&back[5_000_001..], b"tail");
     assert_eq!(pfs.names(&format!("/{pbd}/d")), ["hello"]);
@@ -76,7 +76,7 @@ fn the_tool_formats_writes_reads_and_lists_an_image() {
     pfs.ok(&["cp", &local, &format!("/{pbd}/d/copied")]);
     let back_local = pfs.dir().join("back.bin").display().to_string();
     pfs.ok(&["cp", &format!("/{pbd}/d/copied"), &back_local]);
-    assert_eq!(std::fs::read(&back_local).unwrap(), data);
+    pfs_tests::assert_bytes("copied back", &std::fs::read(&back_local).unwrap(), &data);
     let mut names = pfs.names(&format!("/{pbd}/d"));
     names.sort();
     assert_eq!(names, ["copied", "hello"]);
@@ -192,7 +192,21 @@ fn a_fuse_mount_serves_an_image() {
     std::fs::write(m.path("a/b/file"), &data).unwrap();
     std::fs::write(m.path("a/small"), b"small").unwrap();
     std::fs::rename(m.path("a/small"), m.path("a/renamed")).unwrap();
-    assert_eq!(std::fs::read(m.path("a/b/file")).unwrap(), data);
+    let got = std::fs::read(m.path("a/b/file")).unwrap();
+    if got != data {
+        // Which is wrong, the mount's reads or the image: read once more
+        // through the mount, and with the tool once the mount's commits
+        // are durable (within 50 ms).
+        let again = std::fs::read(m.path("a/b/file")).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let tool = pfs.ok_bytes(&["read", &format!("/{pbd}/a/b/file")]);
+        eprintln!(
+            "a/b/file read wrong; read again through the mount: {}; with pfs read: {}",
+            if again == data { "right" } else { "wrong" },
+            if tool == data { "right" } else { "wrong" },
+        );
+    }
+    pfs_tests::assert_bytes("a/b/file through the mount", &got, &data);
     let mut names: Vec<String> = std::fs::read_dir(m.path("a"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -205,7 +219,11 @@ fn a_fuse_mount_serves_an_image() {
         .unwrap()
         .sync_all()
         .unwrap();
-    assert_eq!(pfs.ok_bytes(&["read", &format!("/{pbd}/a/b/file")]), data);
+    pfs_tests::assert_bytes(
+        "pfs read a/b/file",
+        &pfs.ok_bytes(&["read", &format!("/{pbd}/a/b/file")]),
+        &data,
+    );
     std::fs::write(m.path("a/b/file"), b"rewritten").unwrap();
     std::fs::File::open(m.path("a/b/file"))
         .unwrap()
@@ -234,7 +252,11 @@ fn a_fuse_mount_serves_an_image() {
     r.umount();
     m.umount();
     // What the mount wrote is on the image, for the tool.
-    assert_eq!(pfs.ok_bytes(&["read", &format!("/{pbd}/a/b/file")]), data);
+    pfs_tests::assert_bytes(
+        "pfs read a/b/file",
+        &pfs.ok_bytes(&["read", &format!("/{pbd}/a/b/file")]),
+        &data,
+    );
     assert_eq!(
         pfs.ok_bytes(&["read", &format!("/{pbd}/a/renamed")]),
         b"small"
@@ -266,7 +288,11 @@ fn growfs_after_rbd_resize_from_201_to_1000_chunks() {
     c.resize_image("grow", "10000G");
     pfs.ok(&["growfs", &pbd]);
     assert_eq!(chunks(&pfs, &pbd), 1000);
-    assert_eq!(pfs.ok_bytes(&["read", &format!("/{pbd}/before")]), data);
+    pfs_tests::assert_bytes(
+        "pfs read before",
+        &pfs.ok_bytes(&["read", &format!("/{pbd}/before")]),
+        &data,
+    );
     assert_ok(
         "pfs write",
         &pfs.run_with_input(&["write", &format!("/{pbd}/after")], b"grown"),

@@ -443,3 +443,48 @@ pub fn seeded_bytes(seed: u64, n: usize) -> Vec<u8> {
     out.truncate(n);
     out
 }
+
+/// Fails the test unless `got` is `want`, saying how they differ in a few
+/// lines (a mismatch of megabytes printed whole by `assert_eq!` is cut off
+/// by a CI log before it says anything): the lengths, and the runs of 4 KiB
+/// pages that differ, with how many of those read as zeros.
+#[track_caller]
+pub fn assert_bytes(what: &str, got: &[u8], want: &[u8]) {
+    if got == want {
+        return;
+    }
+    const PAGE: usize = 4096;
+    let common = got.len().min(want.len());
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let (mut pages, mut zeros) = (0usize, 0usize);
+    for at in (0..common).step_by(PAGE) {
+        let end = (at + PAGE).min(common);
+        if got[at..end] == want[at..end] {
+            continue;
+        }
+        pages += 1;
+        zeros += usize::from(got[at..end].iter().all(|&b| b == 0));
+        match runs.last_mut() {
+            Some(r) if r.1 == at => r.1 = end,
+            _ => runs.push((at, end)),
+        }
+    }
+    let shown: Vec<String> = runs
+        .iter()
+        .take(8)
+        .map(|(s, e)| format!("{s:#x}..{e:#x}"))
+        .collect();
+    panic!(
+        "{what}: {} bytes read, {} expected; {pages} pages of 4 KiB differ in the common part \
+         ({zeros} of them all zeros), in {} runs: {}{}",
+        got.len(),
+        want.len(),
+        runs.len(),
+        shown.join(", "),
+        if runs.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
+        }
+    );
+}
