@@ -377,11 +377,15 @@ impl File {
         self.m.write_inode_at(self.ino, Some(self.born), buf, off)
     }
 
-    /// A write-behind handle's writes committed before it reads or looks
-    /// at the file; nothing for another handle.
-    fn settle(&self) -> Result<()> {
+    /// Before a look at the file (a read, a stat) through a write-behind
+    /// handle: commits what its writes put on the device, like
+    /// [`Self::commit`], except that the failure of a background write is
+    /// not reported here but kept for the handle's next write, commit,
+    /// [`Self::sync_all`] or close, which must report it (a look that came
+    /// first would otherwise take it from them). Nothing for another handle.
+    pub fn settle(&self) -> Result<()> {
         match self.opts.write_behind {
-            true => self.commit(),
+            true => File::commit_landed(std::slice::from_ref(self), false),
             false => Ok(()),
         }
     }
@@ -455,6 +459,12 @@ impl File {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit_all(files: &[File]) -> Result<()> {
+        File::commit_landed(files, true)
+    }
+
+    /// [`Self::commit_all`]; the failure of a background write is returned
+    /// only when `report`.
+    fn commit_landed(files: &[File], report: bool) -> Result<()> {
         let Some(first) = files.first() else {
             return Ok(());
         };
@@ -467,7 +477,7 @@ impl File {
             ));
         }
         for f in files {
-            f.land()?;
+            f.land(report)?;
         }
         let mut held: Vec<_> = files.iter().map(|f| f.pending.lock()).collect();
         let mut all = Extents::default();

@@ -22,7 +22,10 @@
 //!   next write or commit (as a local file system reports a failed
 //!   writeback at `fsync` or `close`), and the extents of the background
 //!   writes since the last commit are not committed: one of them may
-//!   reach over the failed one's bytes.
+//!   reach over the failed one's bytes. A look at the file ([`File::settle`]:
+//!   a read, a stat) commits what landed but leaves the failure to the
+//!   next write or commit, so a `stat` that happens to come first does not
+//!   take it from the `fsync` or `close` that must report it.
 
 use super::File;
 use crate::error::{CoreError, Result};
@@ -120,7 +123,7 @@ impl File {
                 return Ok(buf.len());
             }
         }
-        self.land()?;
+        self.land(true)?;
         let n = self.write_at_deferred(buf, off)?;
         drop(turn);
         Ok(n)
@@ -216,18 +219,22 @@ impl File {
     }
 
     /// Waits for the handle's writes under way and takes what they wrote
-    /// into its uncommitted extents; reports the first that failed (and
-    /// then drops what the background writes since the last commit
-    /// reached).
-    pub(super) fn land(&self) -> Result<()> {
+    /// into its uncommitted extents. Once one failed, what the background
+    /// writes since the last commit reached is dropped instead, and the
+    /// failure is returned when `report` (a write or a commit), or kept for
+    /// the next call that reports (a look at the file).
+    pub(super) fn land(&self, report: bool) -> Result<()> {
         let mut st = self.flight.state.lock();
         while !st.ranges.is_empty() {
             self.flight.done.wait(&mut st);
         }
         st.planned.clear();
         let landed = std::mem::take(&mut st.landed);
-        if let Some(e) = st.error.take() {
-            return Err(e);
+        if st.error.is_some() {
+            return match report {
+                true => Err(st.error.take().expect("checked above")),
+                false => Ok(()),
+            };
         }
         drop(st);
         if landed.blocks.is_empty() && landed.end == 0 {
@@ -325,5 +332,33 @@ mod tests {
         let mut got = vec![0u8; (2 * n) as usize];
         other.read_at(&mut got, 0).unwrap();
         assert_eq!(&got[n as usize..], &piece(4, n)[..]);
+    }
+
+    #[test]
+    fn a_look_at_the_file_leaves_a_failed_background_write_to_the_next_commit() {
+        let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
+        let m = writer_on(dev.clone());
+        let f = m.open_file("/f", behind()).unwrap();
+        let n = MIN_BACKGROUND;
+        f.write_at(&piece(1, n), 0).unwrap();
+        f.commit().unwrap();
+        dev.fail_after(1);
+        let before = dev.writes();
+        assert_eq!(f.write_at(&piece(2, n), n).unwrap(), n as usize);
+        while dev.writes() == before {
+            std::thread::yield_now();
+        }
+        dev.heal();
+        // A stat and a read of the handle come first (as a FUSE getattr or
+        // read does before a close's flush or an fsync): they see the file
+        // without the failed write and do not take its failure.
+        assert_eq!(f.getattr().unwrap().size, n);
+        let mut got = vec![0u8; (2 * n) as usize];
+        assert_eq!(f.read_at(&mut got, 0).unwrap(), n as usize);
+        f.settle().unwrap();
+        // The fsync after them reports it, once.
+        assert!(f.sync_all().is_err(), "the failed write is reported");
+        f.sync_all().unwrap();
+        assert_eq!(f.getattr().unwrap().size, n, "nothing of it committed");
     }
 }

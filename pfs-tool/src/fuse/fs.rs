@@ -422,14 +422,26 @@ impl PfsFs {
         (full & !self.access.umask) as u16
     }
 
-    /// Commits the uncommitted writes to `ino`, if any (cheap when there
-    /// are none); whether the writer has it open.
+    /// Before a look at `ino` (a read, a stat, a lookup): commits what the
+    /// writer's writes to it put on the device, if any (cheap when there
+    /// is nothing), leaving a failed background write to be reported by
+    /// the next `flush` or `fsync` ([`File::settle`]); whether the writer
+    /// has it open.
     fn settle(&self, ino: u64) -> CoreResult<bool> {
         let Some(file) = self.open_file(ino) else {
             return Ok(false);
         };
-        file.commit()?;
+        file.settle()?;
         Ok(true)
+    }
+
+    /// For `flush` and `fsync`: commits the writer's writes to `ino`, if it
+    /// has it open, and reports a background write that failed.
+    fn commit(&self, ino: u64) -> CoreResult<()> {
+        match self.open_file(ino) {
+            Some(file) => file.commit(),
+            None => Ok(()),
+        }
     }
 
     /// The writer's open file of `ino`, if it has one.
@@ -1178,8 +1190,8 @@ impl Filesystem for PfsFs {
         // Every close flushes: once another writer took over, nothing more
         // is acknowledged, also when the handle has nothing to commit.
         let r = self
-            .settle(pfs_ino(ino))
-            .and_then(|_| self.m()?.check_writer());
+            .commit(pfs_ino(ino))
+            .and_then(|()| self.m()?.check_writer());
         reply_empty(r, reply);
     }
 
@@ -1213,7 +1225,7 @@ impl Filesystem for PfsFs {
                 // Nothing of it is written here.
                 return Ok(());
             }
-            self.settle(h.ino)?;
+            self.commit(h.ino)?;
             h.file.sync_all()
         });
         reply_empty(r, reply);
