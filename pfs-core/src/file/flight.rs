@@ -102,6 +102,10 @@ struct FlightState {
     planned: HashMap<u64, u64>,
     /// The first failure of a background write since the last commit.
     error: Option<CoreError>,
+    /// Background writes of the handle that failed so far, and what the
+    /// last one said (see [`File::write_failures`]).
+    failures: u64,
+    last_failure: String,
 }
 
 impl File {
@@ -203,6 +207,8 @@ impl File {
                     st.landed.end = st.landed.end.max(ext.end);
                 }
                 Err(e) => {
+                    st.failures += 1;
+                    st.last_failure = e.to_string();
                     st.error.get_or_insert(e);
                 }
             }
@@ -216,6 +222,28 @@ impl File {
             // No writer takes it: done here.
             (e.0)();
         }
+    }
+
+    /// How many of the handle's background writes failed so far. A front
+    /// end whose openers share one handle (a FUSE mount's) notes the count
+    /// when one opens the file and reports a failure counted since at that
+    /// opener's `flush` or `fsync` with [`File::failed_since`]: the handle
+    /// itself reports each failure once, to whichever commit comes first,
+    /// and every opener that may have written must hear of it.
+    pub fn write_failures(&self) -> u64 {
+        self.flight.state.lock().failures
+    }
+
+    /// The error to report to an opener that noted `seen`
+    /// ([`File::write_failures`]) when background writes failed since.
+    pub fn failed_since(&self, seen: u64) -> Option<CoreError> {
+        let st = self.flight.state.lock();
+        (st.failures > seen).then(|| CoreError::Io {
+            device: self.m.device().name().to_owned(),
+            op: "a background write of the file (reported to another opener first)",
+            offset: 0,
+            source: std::io::Error::other(st.last_failure.clone()),
+        })
     }
 
     /// Waits for the handle's writes under way and takes what they wrote
@@ -360,5 +388,34 @@ mod tests {
         assert!(f.sync_all().is_err(), "the failed write is reported");
         f.sync_all().unwrap();
         assert_eq!(f.getattr().unwrap().size, n, "nothing of it committed");
+    }
+
+    #[test]
+    fn every_opener_sharing_a_handle_hears_of_a_failed_background_write() {
+        let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
+        let m = writer_on(dev.clone());
+        let f = m.open_file("/f", behind()).unwrap();
+        let n = MIN_BACKGROUND;
+        f.write_at(&piece(1, n), 0).unwrap();
+        f.commit().unwrap();
+        // Two openers of the one handle, as on a FUSE mount.
+        let (a, b) = (f.write_failures(), f.write_failures());
+        assert!(f.failed_since(a).is_none());
+        dev.fail_after(1);
+        let before = dev.writes();
+        f.write_at(&piece(2, n), n).unwrap();
+        while dev.writes() == before {
+            std::thread::yield_now();
+        }
+        dev.heal();
+        // The first opener's flush gets the handle's report; the second's
+        // commit has nothing left, yet it hears of the failure too.
+        assert!(f.commit().is_err());
+        assert!(f.failed_since(a).is_some());
+        f.commit().unwrap();
+        let e = f.failed_since(b).expect("the second opener hears of it");
+        assert_eq!(e.errno(), libc::EIO);
+        // An opener that came after it does not.
+        assert!(f.failed_since(f.write_failures()).is_none());
     }
 }

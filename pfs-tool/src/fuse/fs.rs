@@ -150,7 +150,15 @@ struct Handle {
     file: Arc<File>,
     /// Read-only mounts: what this handle read last.
     window: Mutex<Window>,
+    /// The writer's mount, a handle opened for writing: background writes
+    /// of `file` that failed before this handle was opened or last told of
+    /// one (see [`PfsFs::commit_for`]); [`NOT_TOLD`] for other handles.
+    failures_seen: AtomicU64,
 }
+
+/// [`Handle::failures_seen`] of a handle that is not told of failed writes
+/// (it cannot write).
+const NOT_TOLD: u64 = u64::MAX;
 
 /// A stretch of a file read by one call of the core, so in one committed
 /// state and checked against the writer's frees.
@@ -435,13 +443,29 @@ impl PfsFs {
         Ok(true)
     }
 
-    /// For `flush` and `fsync`: commits the writer's writes to `ino`, if it
-    /// has it open, and reports a background write that failed.
-    fn commit(&self, ino: u64) -> CoreResult<()> {
-        match self.open_file(ino) {
-            Some(file) => file.commit(),
-            None => Ok(()),
+    /// For `flush` and `fsync` of handle `h`: commits the writer's writes
+    /// to its file and, for a handle opened for writing, reports a
+    /// background write that failed since `h` was opened or last told of
+    /// one. The core handle that the openers of a file share reports each
+    /// failure once, to the first commit; every opener that may have
+    /// written is told here, as a local file system tells every file open
+    /// for writing of a failed writeback at its `fsync`.
+    fn commit_for(&self, h: &Handle) -> CoreResult<()> {
+        if self.follower {
+            // Nothing of it is written here.
+            return Ok(());
         }
+        if h.failures_seen.load(Ordering::Acquire) == NOT_TOLD {
+            // A reader's close commits what landed and takes no failure
+            // from those who wrote.
+            return h.file.settle();
+        }
+        let r = h.file.commit();
+        let seen = h
+            .failures_seen
+            .swap(h.file.write_failures(), Ordering::AcqRel);
+        r?;
+        h.file.failed_since(seen).map_or(Ok(()), Err)
     }
 
     /// The writer's open file of `ino`, if it has one.
@@ -544,6 +568,10 @@ impl PfsFs {
             Handle {
                 ino,
                 btime: 0,
+                failures_seen: AtomicU64::new(match opts.write {
+                    true => file.write_failures(),
+                    false => NOT_TOLD,
+                }),
                 file,
                 window: Mutex::new(Window::default()),
             }
@@ -597,6 +625,7 @@ impl PfsFs {
             btime,
             file: Arc::new(opened?),
             window: Mutex::new(Window::default()),
+            failures_seen: AtomicU64::new(NOT_TOLD),
         };
         if a.kind == FileType::File && a.size < WINDOW as u64 {
             self.fill(&h, &mut h.window.lock(), 0, WINDOW)?;
@@ -1182,15 +1211,16 @@ impl Filesystem for PfsFs {
     fn flush(
         &self,
         _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
+        _ino: INodeNo,
+        fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         // Every close flushes: once another writer took over, nothing more
         // is acknowledged, also when the handle has nothing to commit.
         let r = self
-            .commit(pfs_ino(ino))
+            .handle(fh)
+            .and_then(|h| self.commit_for(&h))
             .and_then(|()| self.m()?.check_writer());
         reply_empty(r, reply);
     }
@@ -1225,7 +1255,7 @@ impl Filesystem for PfsFs {
                 // Nothing of it is written here.
                 return Ok(());
             }
-            self.commit(h.ino)?;
+            self.commit_for(&h)?;
             h.file.sync_all()
         });
         reply_empty(r, reply);
