@@ -540,7 +540,7 @@ impl Mount {
         let committed = self.commit_appended();
         let fenced = self.fence.stopped();
         let flushed = if fenced.is_none() && self.fence.lease().is_some() {
-            committed.and_then(|()| self.dev.sync())
+            committed.and_then(|()| self.dev.sync().map_err(|e| self.flush_failed(e)))
         } else {
             Ok(())
         };

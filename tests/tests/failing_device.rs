@@ -70,6 +70,46 @@ fn failed_flush_stops_all_later_writes_until_remount() {
     device::fsck_clean(&r);
 }
 
+/// An `fsync` whose device flush fails: what the flush was to make
+/// durable may be lost (a device can drop its cache on a failed flush, and
+/// a later flush that succeeds does not bring it back), so no later
+/// `fsync` of the mount acknowledges anything and nothing more is written.
+#[test]
+fn a_failed_fsync_flush_is_never_followed_by_one_that_succeeds() {
+    let dev = device();
+    let w = Mount::open_with(dev.clone() as Arc<dyn Device>, Mode::ReadWrite, &opts(1)).unwrap();
+    let ino = w.create_path("/f", pfs_core::FileType::File).unwrap();
+    w.write_at(ino, &[1u8; 8192], 0).unwrap();
+    w.sync().unwrap();
+    // An overwrite commits nothing: only the fsync's flush covers it.
+    w.write_at(ino, &[2u8; 8192], 0).unwrap();
+    dev.fail_sync_after(1);
+    match w.sync() {
+        Err(CoreError::Io { op, .. }) => assert_eq!(op, "flush"),
+        other => panic!("the failed flush must fail the fsync: {other:?}"),
+    }
+    dev.heal();
+    match w.sync() {
+        Err(CoreError::Fenced { .. }) => {}
+        other => panic!("an fsync after a failed flush: {other:?}"),
+    }
+    let writes = dev.writes();
+    match w.write_at(ino, &[3u8; 8192], 0) {
+        Err(CoreError::Fenced { .. }) => {}
+        other => panic!("a write after a failed flush: {other:?}"),
+    }
+    assert_eq!(
+        dev.writes(),
+        writes,
+        "the stopped mount wrote to the device"
+    );
+    drop(w);
+    // A new mount writes and flushes again.
+    let w = Mount::open_with(dev as Arc<dyn Device>, Mode::ReadWrite, &opts(1)).unwrap();
+    w.write_at(ino, &[4u8; 8192], 0).unwrap();
+    w.sync().unwrap();
+}
+
 #[test]
 fn failed_reads_are_errors_at_every_step() {
     let dev = device();

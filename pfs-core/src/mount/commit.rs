@@ -557,7 +557,9 @@ impl Mount {
     /// that the mount may still write before and after the flush.
     /// Concurrent calls share device flushes (see `crate::flush`), among
     /// the threads of the process and, on a shared mount, the processes of
-    /// the host. Read-only mounts flush nothing.
+    /// the host. Read-only mounts flush nothing. A flush that fails stops
+    /// the writes of the mount and of its host's other processes, as a
+    /// commit's does: no later `sync` succeeds over what it lost.
     pub fn sync(&self) -> Result<()> {
         if self.mode != Mode::ReadWrite {
             return Ok(());
@@ -565,12 +567,35 @@ impl Mount {
         // Transactions that returned before they were durable
         // ([`Mount::defer_durability`]) are committed first.
         self.commit_appended()?;
+        let flush = || self.dev.sync().map_err(|e| self.flush_failed(e));
         self.with_write_permit(|| match &self.share {
             // Nothing to flush, nothing to order among the host's processes.
             _ if !self.dev.caches_writes() => Ok(()),
-            Some(s) => s.flush(self.hostid, || self.dev.sync()),
-            None => self.flushes.flush(|| self.dev.sync()),
+            Some(s) => s.flush(self.hostid, flush),
+            None => self.flushes.flush(flush),
         })
+    }
+
+    /// The failure `e` of a device flush of [`Mount::sync`]: what it was to
+    /// make durable may be lost (a device may drop its cache when a flush
+    /// fails, and a later flush that succeeds does not bring it back). So
+    /// the mount stops writing, and a shared host's other processes too
+    /// (their writes may have been in that cache), marked before the next
+    /// flush of the host may start; a lease that lapsed or a fence is no
+    /// such failure.
+    pub(super) fn flush_failed(&self, e: CoreError) -> CoreError {
+        match e {
+            CoreError::LeaseLapsed | CoreError::Fenced { .. } => e,
+            e => {
+                if let Some(s) = &self.share {
+                    s.set_broken(self.hostid);
+                }
+                self.fence.stop_io(
+                    e,
+                    "a device flush (fsync) failed: what it was to make durable may be lost",
+                )
+            }
+        }
     }
 }
 
