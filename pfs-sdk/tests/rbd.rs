@@ -189,8 +189,10 @@ fn a_fuse_mount_serves_an_image() {
     let m = pfs_tests::fuse::mount(&pfs, "1", &[], &pbd, &mp);
     std::fs::create_dir_all(m.path("a/b")).unwrap();
     let data = bytes(2, (9 << 20) + 77);
-    std::fs::write(m.path("a/b/file"), &data).unwrap();
-    std::fs::write(m.path("a/small"), b"small").unwrap();
+    // Written as std::fs::write does, but a close that reports an error
+    // (a write that failed in the background) fails the test here.
+    pfs_tests::fuse::write_file(&m.path("a/b/file"), &data);
+    pfs_tests::fuse::write_file(&m.path("a/small"), b"small");
     std::fs::rename(m.path("a/small"), m.path("a/renamed")).unwrap();
     let got = std::fs::read(m.path("a/b/file")).unwrap();
     if got != data {

@@ -187,3 +187,20 @@ impl Drop for Mounted {
         self.stop();
     }
 }
+
+/// Writes `data` as the whole of file `path` (made or cut), as
+/// `std::fs::write` does, but fails the test when `close` reports an
+/// error, which `std::fs::write` ignores: on a FUSE mount the close's
+/// flush commits what was written and reports a write that failed in the
+/// background.
+pub fn write_file(path: &Path, data: &[u8]) {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let mut f =
+        std::fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    f.write_all(data)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    if let Err(e) = nix::unistd::close(f.into_raw_fd()) {
+        panic!("the close of {} reported {e}", path.display());
+    }
+}
