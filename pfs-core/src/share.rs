@@ -202,6 +202,16 @@ impl std::fmt::Debug for Share {
     }
 }
 
+/// Gives every page of the shared file `file` its storage, where its
+/// filesystem can (a filesystem that cannot leaves it sparse, as before).
+fn allocate(file: &File) -> std::io::Result<()> {
+    use nix::errno::Errno;
+    match nix::fcntl::posix_fallocate(file.as_raw_fd(), 0, FILE_LEN as libc::off_t) {
+        Ok(()) | Err(Errno::EOPNOTSUPP | Errno::EINVAL | Errno::ENOSYS) => Ok(()),
+        Err(e) => Err(std::io::Error::from(e)),
+    }
+}
+
 /// One `Share` per file per process, so that closing one mount's file
 /// never drops the locks another mount of the process holds.
 static OPEN_SHARES: Mutex<Vec<(PathBuf, u32, Weak<Share>)>> = Mutex::new(Vec::new());
@@ -238,6 +248,10 @@ impl Share {
                 if len < FILE_LEN {
                     file.set_len(FILE_LEN).map_err(|e| io("size", e))?;
                 }
+                // Its pages are given to it now: a store into a page of the
+                // mapped file that its filesystem (a full /run) has no room
+                // for would be a SIGBUS instead of this error.
+                allocate(&file).map_err(|e| io("allocate", e))?;
                 MmapRaw::map_raw(&file).map_err(|e| io("map", e))?
             },
             file,

@@ -110,6 +110,53 @@ fn a_failed_fsync_flush_is_never_followed_by_one_that_succeeds() {
     w.sync().unwrap();
 }
 
+/// A shared mount (the C SDK's) whose share file cannot get its pages
+/// (`/var/run/pfs` on a full tmpfs): an error when it mounts, not a
+/// SIGBUS when the mapped file is first written.
+#[test]
+fn a_share_file_on_a_full_filesystem_is_an_error_not_a_crash() {
+    if !pfs_tests::require_root() {
+        return;
+    }
+    let scratch = pfs_tests::device::Scratch::new("full-share-dir");
+    let tiny = scratch.subdir("tiny");
+    std::fs::create_dir_all(&tiny).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&tiny)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !pfs_tests::skip_unless(mounted, "cannot mount a tmpfs") {
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(tiny.clone());
+    // Fill it: whatever is left is less than the share file needs.
+    let filler = std::fs::File::create(tiny.join("fill")).unwrap();
+    let mut n = 0u64;
+    while std::os::unix::fs::FileExt::write_at(&filler, &[1u8; 4096], n).is_ok() {
+        n += 4096;
+    }
+    let dev = device();
+    let opts = MountOptions {
+        shared: true,
+        share_path: Some(tiny.join("share")),
+        ..opts(1)
+    };
+    match Mount::open_with(dev as Arc<dyn Device>, Mode::ReadWrite, &opts) {
+        Err(CoreError::Io { source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{source}")
+        }
+        Err(e) => panic!("not the error of a full filesystem: {e}"),
+        Ok(_) => panic!("mounted with a share file that has no room"),
+    }
+}
+
 #[test]
 fn failed_reads_are_errors_at_every_step() {
     let dev = device();
