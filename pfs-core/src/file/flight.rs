@@ -292,6 +292,30 @@ mod tests {
         (0..n).map(|i| (i as u8).wrapping_mul(31) ^ k).collect()
     }
 
+    /// A write-behind handle of `/f` on a device that fails on request,
+    /// its first [`MIN_BACKGROUND`] bytes written and committed.
+    fn one_piece_committed() -> (Arc<FailingDevice>, Arc<crate::Mount>, crate::File) {
+        let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
+        let m = writer_on(dev.clone());
+        let f = m.open_file("/f", behind()).unwrap();
+        f.write_at(&piece(1, MIN_BACKGROUND), 0).unwrap();
+        f.commit().unwrap();
+        (dev, m, f)
+    }
+
+    /// Writes the second piece of `f`, which goes to the background (the
+    /// block is there: its data is the next device write) and fails there.
+    fn fail_in_background(dev: &FailingDevice, f: &crate::File) {
+        let n = MIN_BACKGROUND;
+        dev.fail_after(1);
+        let before = dev.writes();
+        assert_eq!(f.write_at(&piece(2, n), n).unwrap(), n as usize);
+        while dev.writes() == before {
+            std::thread::yield_now();
+        }
+        dev.heal();
+    }
+
     #[test]
     fn background_writes_from_threads_land_whole_and_later_ones_win() {
         let m = mem_writer();
@@ -329,21 +353,9 @@ mod tests {
 
     #[test]
     fn a_failed_background_write_is_reported_once_and_nothing_it_reached_is_committed() {
-        let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
-        let m = writer_on(dev.clone());
-        let f = m.open_file("/f", behind()).unwrap();
+        let (dev, m, f) = one_piece_committed();
         let n = MIN_BACKGROUND;
-        f.write_at(&piece(1, n), 0).unwrap();
-        f.commit().unwrap();
-        // The block is there: the next write's data is the next device
-        // write, and it fails in the background; so would the one after.
-        dev.fail_after(1);
-        let before = dev.writes();
-        assert_eq!(f.write_at(&piece(2, n), n).unwrap(), n as usize);
-        while dev.writes() == before {
-            std::thread::yield_now();
-        }
-        dev.heal();
+        fail_in_background(&dev, &f);
         // The next write of the handle reports it (a commit would too).
         assert!(f.write_at(&piece(3, n), 2 * n).is_err());
         f.commit().unwrap();
@@ -364,19 +376,9 @@ mod tests {
 
     #[test]
     fn a_look_at_the_file_leaves_a_failed_background_write_to_the_next_commit() {
-        let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
-        let m = writer_on(dev.clone());
-        let f = m.open_file("/f", behind()).unwrap();
+        let (dev, _m, f) = one_piece_committed();
         let n = MIN_BACKGROUND;
-        f.write_at(&piece(1, n), 0).unwrap();
-        f.commit().unwrap();
-        dev.fail_after(1);
-        let before = dev.writes();
-        assert_eq!(f.write_at(&piece(2, n), n).unwrap(), n as usize);
-        while dev.writes() == before {
-            std::thread::yield_now();
-        }
-        dev.heal();
+        fail_in_background(&dev, &f);
         // A stat and a read of the handle come first (as a FUSE getattr or
         // read does before a close's flush or an fsync): they see the file
         // without the failed write and do not take its failure.
@@ -392,22 +394,11 @@ mod tests {
 
     #[test]
     fn every_opener_sharing_a_handle_hears_of_a_failed_background_write() {
-        let dev = Arc::new(FailingDevice::new("failing", CHUNK_SIZE));
-        let m = writer_on(dev.clone());
-        let f = m.open_file("/f", behind()).unwrap();
-        let n = MIN_BACKGROUND;
-        f.write_at(&piece(1, n), 0).unwrap();
-        f.commit().unwrap();
+        let (dev, _m, f) = one_piece_committed();
         // Two openers of the one handle, as on a FUSE mount.
         let (a, b) = (f.write_failures(), f.write_failures());
         assert!(f.failed_since(a).is_none());
-        dev.fail_after(1);
-        let before = dev.writes();
-        f.write_at(&piece(2, n), n).unwrap();
-        while dev.writes() == before {
-            std::thread::yield_now();
-        }
-        dev.heal();
+        fail_in_background(&dev, &f);
         // The first opener's flush gets the handle's report; the second's
         // commit has nothing left, yet it hears of the failure too.
         assert!(f.commit().is_err());
