@@ -586,16 +586,24 @@ impl Mount {
     pub(super) fn flush_failed(&self, e: CoreError) -> CoreError {
         match e {
             CoreError::LeaseLapsed | CoreError::Fenced { .. } => e,
-            e => {
-                if let Some(s) = &self.share {
-                    s.set_broken(self.hostid);
-                }
-                self.fence.stop_io(
-                    e,
-                    "a device flush (fsync) failed: what it was to make durable may be lost",
-                )
-            }
+            e => self.stop_host(
+                e,
+                "a device flush (fsync) failed: what it was to make durable may be lost",
+            ),
         }
+    }
+
+    /// The failure `e` of a device write or flush that may have lost what
+    /// this host wrote: this mount stops writing ([`Fence::stop_io`], with
+    /// `why`), and on a shared host every other process of the host too
+    /// (`Share::set_broken`).
+    ///
+    /// [`Fence::stop_io`]: crate::fence::Fence::stop_io
+    pub(super) fn stop_host(&self, e: CoreError, why: &str) -> CoreError {
+        if let Some(s) = &self.share {
+            s.set_broken(self.hostid);
+        }
+        self.fence.stop_io(e, why)
     }
 }
 

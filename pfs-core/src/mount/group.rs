@@ -222,10 +222,7 @@ impl Mount {
                 Ok(()) => {}
                 // Tried again by the next caller that holds the lease.
                 Err(e @ CoreError::LeaseLapsed) => return Err(e),
-                Err(e) => {
-                    s.set_broken(self.hostid);
-                    return Err(self.fence.stop_io(e, "a journal write failed"));
-                }
+                Err(e) => return Err(self.stop_host(e, "a journal write failed")),
             }
         }
         s.flight_take_over(f);
@@ -409,14 +406,7 @@ impl Mount {
                 Ok(())
             }
             Err(e @ CoreError::Fenced { .. }) => Err(e),
-            Err(e) => {
-                if let Some(s) = &self.share {
-                    s.set_broken(self.hostid);
-                }
-                Err(self
-                    .fence
-                    .stop_io(e, "a journal flush or leader write failed"))
-            }
+            Err(e) => Err(self.stop_host(e, "a journal flush or leader write failed")),
         }
     }
 }

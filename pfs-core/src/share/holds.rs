@@ -16,8 +16,8 @@
 //! holds the lock, announces itself first ([`Share::want_data`]): the
 //! host's processes then let go of their holds as their writes end, as
 //! they did before, and their releasers let go of unused ones within
-//! [`KEEP`]. A
-//! killed process's holds go with it, as every byte-range lock does.
+//! [`KEEP`]. A killed process's holds go with it, as every byte-range lock
+//! does.
 
 use super::Share;
 use parking_lot::{Condvar, Mutex};
