@@ -257,3 +257,91 @@ impl Device for FencedDevice {
         self.inner.machine_key()
     }
 }
+
+/// How many times an operation of a commit is tried while the lease keeps
+/// running out before it starts (each time proved again in between).
+const ATTEMPTS: usize = 3;
+
+/// The device as a commit writes it: an operation the [`Fence`] refuses
+/// because the lease ran out ([`CoreError::LeaseLapsed`], before anything
+/// of it started) is tried again once `reprove` has shown that the mount
+/// is still the writer: the lease taken again with no other host claiming
+/// it, and the journal head the one its host wrote last. So a commit that
+/// a slow device or a paused process held up past its lease (a flush
+/// stuck behind other IO, say) finishes instead of stopping the mount, as
+/// a transaction that starts after such a stall already does. Any other
+/// error, `reprove`'s among them, is the caller's.
+pub(crate) struct Reproving<'a> {
+    dev: &'a dyn Device,
+    reprove: &'a (dyn Fn() -> Result<()> + Sync),
+}
+
+impl<'a> Reproving<'a> {
+    /// `dev` (the mount's fenced device), proved again with `reprove`.
+    pub(crate) fn new(dev: &'a dyn Device, reprove: &'a (dyn Fn() -> Result<()> + Sync)) -> Self {
+        Reproving { dev, reprove }
+    }
+
+    fn again<R>(&self, mut op: impl FnMut() -> Result<R>) -> Result<R> {
+        for _ in 1..ATTEMPTS {
+            match op() {
+                Err(CoreError::LeaseLapsed) => (self.reprove)()?,
+                r => return r,
+            }
+        }
+        op()
+    }
+}
+
+impl Device for Reproving<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.dev.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.again(|| self.dev.write_at(buf, offset))
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.again(|| self.dev.sync())
+    }
+
+    fn sync_beside(&self, beside: &mut dyn FnMut()) -> Result<()> {
+        // A refused flush never ran `beside`; the next try runs it.
+        self.again(|| self.dev.sync_beside(&mut *beside))
+    }
+
+    forward_geometry!(dev);
+
+    fn caches_writes(&self) -> bool {
+        self.dev.caches_writes()
+    }
+
+    fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
+        self.again(|| self.dev.zero_range(offset, len))
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<bool> {
+        self.again(|| self.dev.discard(offset, len))
+    }
+
+    fn register_writer(&self, hostid: u32, node: u32) -> Result<()> {
+        self.dev.register_writer(hostid, node)
+    }
+
+    fn fence_writers(&self, hosts: &[(u32, u32)]) -> Result<usize> {
+        self.dev.fence_writers(hosts)
+    }
+
+    fn fence_every_writer(&self) -> Result<usize> {
+        self.dev.fence_every_writer()
+    }
+
+    fn local_path(&self) -> Option<&Path> {
+        self.dev.local_path()
+    }
+
+    fn machine_key(&self) -> Option<&str> {
+        self.dev.machine_key()
+    }
+}

@@ -6,8 +6,9 @@
 use super::state::{head, load_state, next_gen, read_leader, State};
 use super::{Mode, Mount};
 use crate::alloc::Allocator;
-use crate::device::AlignedBuf;
+use crate::device::{AlignedBuf, Device};
 use crate::error::{CoreError, Result};
+use crate::fence::Reproving;
 use crate::lease::{Lease, Slots};
 use crate::meta::{DeviceLog, MetaImage};
 use crate::tx::Tx;
@@ -46,8 +47,10 @@ impl Mount {
             journal_blocks,
             ..
         } = &mut *guard;
+        let again = || self.reprove(&lease, bda);
+        let dev = Reproving::new(self.dev.as_ref(), &again);
         let log = DeviceLog {
-            dev: self.dev.as_ref(),
+            dev: &dev,
             blocks: journal_blocks,
             leader_bda: bda,
         };
@@ -122,8 +125,12 @@ impl Mount {
                 ),
             });
         }
+        // A write of this commit that the lease ran out before is made
+        // once the mount proved it is still the writer.
+        let again = || self.reprove(&lease, bda);
+        let dev = Reproving::new(self.dev.as_ref(), &again);
         let log = DeviceLog {
-            dev: self.dev.as_ref(),
+            dev: &dev,
             blocks: journal_blocks,
             leader_bda: bda,
         };
@@ -300,9 +307,9 @@ impl Mount {
     /// slot `flight` records the append in the share until the writes
     /// complete: a committer commits nothing past an append still being
     /// written, and writes it from the share's journal window if its
-    /// process dies first. A write the lease ran out before is tried once
-    /// more after the lease is proved and the head on the device is still
-    /// the host's. A write that fails stops this mount, and its slot is
+    /// process dies first. A write the lease ran out before is made once
+    /// the mount proved it is still the writer ([`Reproving`]). A write
+    /// that fails stops this mount, and its slot is
     /// left to whoever waits for it, as a dead process's would be.
     fn write_in_flight(
         &self,
@@ -311,23 +318,13 @@ impl Mount {
         lease: &Lease,
         bda: u64,
     ) -> Result<()> {
-        let mut result = Ok(());
-        for p in &pending {
-            let mut r = self.dev.write_at(p.buf.as_slice(), p.bda);
-            if matches!(r, Err(CoreError::LeaseLapsed)) {
-                // Stalled past the lease since it was checked: another
-                // host may have taken over and committed meanwhile.
-                r = lease
-                    .prove()
-                    .map_err(|e| self.fence.stop_on(e))
-                    .and_then(|()| self.head_is_ours(bda))
-                    .and_then(|_| self.dev.write_at(p.buf.as_slice(), p.bda));
-            }
-            if r.is_err() {
-                result = r;
-                break;
-            }
-        }
+        // Stalled past the lease since it was checked: another host may
+        // have taken over and committed meanwhile.
+        let again = || self.reprove(lease, bda);
+        let dev = Reproving::new(self.dev.as_ref(), &again);
+        let result = pending
+            .iter()
+            .try_for_each(|p| dev.write_at(p.buf.as_slice(), p.bda));
         let slot = self.share.as_deref().zip(flight);
         match result {
             Ok(()) => {
@@ -343,6 +340,16 @@ impl Mount {
                 Err(self.fence.stop_io(e, "a journal write failed"))
             }
         }
+    }
+
+    /// Shows, after the lease ran out in the middle of a commit, that this
+    /// mount is still the writer: the lease taken again with no other host
+    /// claiming it ([`Lease::prove`]), and the journal head on the device
+    /// the one its host wrote last ([`Mount::head_is_ours`]). Stops the
+    /// mount otherwise.
+    pub(super) fn reprove(&self, lease: &Lease, bda: u64) -> Result<()> {
+        lease.prove().map_err(|e| self.fence.stop_on(e))?;
+        self.head_is_ours(bda).map(drop)
     }
 
     /// Takes the writer lease now rather than at the first write, for a
@@ -596,11 +603,15 @@ impl Mount {
     /// The failure `e` of a device write or flush that may have lost what
     /// this host wrote: this mount stops writing ([`Fence::stop_io`], with
     /// `why`), and on a shared host every other process of the host too
-    /// (`Share::set_broken`).
+    /// (`Share::set_broken`). A write the fence refused (the lease ran
+    /// out, or another host took over) lost nothing: it stops this mount
+    /// alone, and the host's other processes find out for themselves
+    /// whether they may still write.
     ///
     /// [`Fence::stop_io`]: crate::fence::Fence::stop_io
     pub(super) fn stop_host(&self, e: CoreError, why: &str) -> CoreError {
-        if let Some(s) = &self.share {
+        let refused = matches!(e, CoreError::LeaseLapsed | CoreError::Fenced { .. });
+        if let (Some(s), false) = (&self.share, refused) {
             s.set_broken(self.hostid);
         }
         self.fence.stop_io(e, why)

@@ -21,7 +21,9 @@
 
 use super::state::{head, read_leader};
 use super::Mount;
+use crate::device::Device;
 use crate::error::{CoreError, Result};
+use crate::fence::Reproving;
 use crate::lease::Lease;
 use crate::meta::DeviceLog;
 use parking_lot::Mutex;
@@ -371,8 +373,13 @@ impl Mount {
         // Proved before the flush, which the fence would refuse once the
         // lease ran out.
         lease.prove().map_err(|e| self.fence.stop_on(e))?;
+        // A flush held up past the lease (behind other IO, say) leaves the
+        // leader write to be refused: it is made once the mount proved it
+        // is still the writer.
+        let again = || self.reprove(lease, bda);
+        let dev = Reproving::new(self.dev.as_ref(), &again);
         let log = DeviceLog {
-            dev: self.dev.as_ref(),
+            dev: &dev,
             blocks: &[],
             leader_bda: bda,
         };
@@ -397,7 +404,7 @@ impl Mount {
         // writes does not change, and the leader write waits for both.
         let flushed = || -> Result<LeaderRecord> {
             let mut ondisk = None;
-            self.dev.sync_beside(&mut || ondisk = Some(guard()))?;
+            dev.sync_beside(&mut || ondisk = Some(guard()))?;
             ondisk.unwrap_or_else(guard)
         };
         match pfs_journal::publish_flushed(&log, &target, &flushed) {

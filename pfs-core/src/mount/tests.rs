@@ -660,3 +660,119 @@ fn threads_following_another_process_never_load_the_state_again() {
     drop((a, b));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// [`Watched`] whose next flush, once `stall_ms` is set, takes that long
+/// (a device busy with other work).
+struct SlowNextFlush {
+    inner: Arc<Watched>,
+    stall_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Device for SlowNextFlush {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> crate::error::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> crate::error::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> crate::error::Result<()> {
+        let ms = self.stall_ms.swap(0, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        self.inner.sync()
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn caches_writes(&self) -> bool {
+        self.inner.caches_writes()
+    }
+}
+
+#[test]
+fn a_commit_whose_flush_outlasts_the_lease_proves_it_and_finishes() {
+    // A 300 ms lease, no longer renewed: the commit of /a1 starts while
+    // it runs, and its first flush takes 600 ms, so the lease has run out
+    // when the leader record is to be written. No other host claims the
+    // lease and the journal head is the host's, so the mount proves it is
+    // still the writer and the commit goes on: neither this mount nor the
+    // host's other process (`b`) stops writing.
+    let dev = Arc::new(Watched::formatted("slowflush", std::time::Duration::ZERO));
+    let slow = Arc::new(SlowNextFlush {
+        inner: dev.clone(),
+        stall_ms: 0.into(),
+    });
+    let (dir, opts) = shared_host("slowflush", 300);
+    let a = Mount::open_with(slow.clone(), Mode::ReadWrite, &opts).unwrap();
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
+    a.create_path("/a0", FileType::File).unwrap();
+    a.lease().unwrap().stop_renewing();
+    slow.stall_ms
+        .store(600, std::sync::atomic::Ordering::SeqCst);
+    a.create_path("/a1", FileType::File).unwrap();
+    assert_eq!(slow.stall_ms.load(std::sync::atomic::Ordering::SeqCst), 0);
+    a.create_path("/a2", FileType::File).unwrap();
+    b.create_path("/b0", FileType::File).unwrap();
+    drop((a, b));
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2)).unwrap();
+    for name in ["/a0", "/a1", "/a2", "/b0"] {
+        r.resolve(name)
+            .unwrap_or_else(|e| panic!("{name} is missing: {e}"));
+    }
+    assert!(r.fsck().unwrap().is_clean());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_commit_held_up_past_a_takeover_writes_no_leader_record() {
+    // As above, but host 2 takes the lease over by force while the flush
+    // of /a1 holds host 1's commit up, and commits /b: proving the lease
+    // again fails, and /a1's leader record is never written over it.
+    let dev = Arc::new(Watched::formatted("takeover", std::time::Duration::ZERO));
+    let slow = Arc::new(SlowNextFlush {
+        inner: dev.clone(),
+        stall_ms: 0.into(),
+    });
+    let opts = |hostid, force| MountOptions {
+        hostid,
+        lease_ms: 300,
+        force,
+        ..MountOptions::default()
+    };
+    let a = Arc::new(Mount::open_with(slow.clone(), Mode::ReadWrite, &opts(1, false)).unwrap());
+    a.create_path("/a0", FileType::File).unwrap();
+    a.lease().unwrap().stop_renewing();
+    slow.stall_ms
+        .store(2_000, std::sync::atomic::Ordering::SeqCst);
+    let held = {
+        let a = Arc::clone(&a);
+        std::thread::spawn(move || a.create_path("/a1", FileType::File))
+    };
+    while slow.stall_ms.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(2, true)).unwrap();
+    b.create_path("/b", FileType::File).unwrap();
+    assert!(matches!(
+        held.join().unwrap(),
+        Err(CoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        a.create_path("/a2", FileType::File),
+        Err(CoreError::Fenced { .. })
+    ));
+    drop(b);
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(3)).unwrap();
+    r.resolve("/b").unwrap();
+    r.resolve("/a0").unwrap();
+    assert!(
+        r.resolve("/a1").is_err(),
+        "a deposed writer's commit landed"
+    );
+    assert!(r.fsck().unwrap().is_clean());
+}
