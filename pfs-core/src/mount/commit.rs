@@ -309,8 +309,8 @@ impl Mount {
     /// written, and writes it from the share's journal window if its
     /// process dies first. A write the lease ran out before is made once
     /// the mount proved it is still the writer ([`Reproving`]). A write
-    /// that fails stops this mount, and its slot is
-    /// left to whoever waits for it, as a dead process's would be.
+    /// that fails stops this mount, and its slot is left to whoever waits
+    /// for it, as a dead process's would be.
     fn write_in_flight(
         &self,
         pending: Vec<super::tail::Pending>,
