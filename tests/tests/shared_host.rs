@@ -155,6 +155,28 @@ fn child() {
             m.write_at(f, &[b'W'; 4096], 0).unwrap();
             say("wrote".into());
         }
+        "slowflush" => {
+            // Commits /s0; then stops renewing its lease, and the first
+            // flush of /s1's commit takes longer than the lease runs:
+            // says "made" when /s1's create returned, or "failed: ...".
+            drop(m);
+            let file = FileDevice::open("img", &img, true).unwrap();
+            let dev = Arc::new(SlowNextFlush {
+                inner: file,
+                stall_ms: 0.into(),
+            });
+            let m = Mount::open_with(dev.clone(), Mode::ReadWrite, &options(&img, 1)).unwrap();
+            m.create_path("/s0", FileType::File).unwrap();
+            m.lease().unwrap().stop_renewing();
+            dev.stall_ms
+                .store(3_000, std::sync::atomic::Ordering::SeqCst);
+            match m.create_path("/s1", FileType::File) {
+                Ok(_) => say("made".into()),
+                Err(e) => say(format!("failed: {e}")),
+            }
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).unwrap();
+        }
         "idler" => {
             // Writes /f once, then waits for a line.
             let f = m.resolve("/f").unwrap();
@@ -401,6 +423,66 @@ fn a_tool_mounting_with_host_id_0_writes_as_the_host_holding_the_lease() {
     let replica = mount(&img, Mode::ReadOnly, 2);
     assert!(replica.resolve("/base/from-tool").is_ok());
     assert!(replica.resolve("/base/from-db").is_ok());
+}
+
+/// A file device whose next flush, once `stall_ms` is set, takes that
+/// long (a flush held up behind other IO).
+struct SlowNextFlush {
+    inner: FileDevice,
+    stall_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Device for SlowNextFlush {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> pfs_core::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> pfs_core::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> pfs_core::Result<()> {
+        let ms = self.stall_ms.swap(0, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(ms));
+        self.inner.sync()
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn local_path(&self) -> Option<&Path> {
+        self.inner.local_path()
+    }
+}
+
+#[test]
+fn a_commit_held_up_past_the_lease_stops_no_process_of_the_host() {
+    // The other process's lease runs out while the first flush of its
+    // commit is held up; nobody else renews it (this process has not
+    // written yet). Its leader write, refused for the lapsed lease, is
+    // made once it proved the lease again: its create returns, and this
+    // process of the same host writes on afterwards.
+    let (_dir, img) = image("slowflush");
+    let here = mount(&img, Mode::ReadWrite, 1);
+    let mut child = spawn("slowflush:0:0", &img);
+    let mut input = child.stdin.take();
+    let mut lines = said(&mut child);
+    assert_eq!(lines.next().unwrap(), "ready");
+    assert_eq!(lines.next().unwrap(), "made");
+    here.create_path("/p", FileType::File).unwrap();
+    for name in ["/s0", "/s1", "/p"] {
+        here.resolve(name)
+            .unwrap_or_else(|e| panic!("{name} is missing: {e}"));
+    }
+    if let Some(i) = input.as_mut() {
+        writeln!(i).unwrap();
+    }
+    drop(input);
+    assert!(child.wait().unwrap().success());
+    device::fsck_clean(&here);
 }
 
 #[test]
