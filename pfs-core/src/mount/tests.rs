@@ -507,18 +507,34 @@ fn a_shared_host_pads_each_transaction_to_whole_sectors_and_replay_takes_it() {
     assert_eq!(head(&m) - before, 256);
 }
 
-/// [`Watched`] whose next write fails once `armed` is set.
-struct FailNext {
+/// [`Watched`] with a fault armed for the next request of a kind: the next
+/// write fails once `fail_write` is set; the next flush takes `stall_ms`
+/// once that is set (a flush held up behind other IO).
+struct Rigged {
     inner: Arc<Watched>,
-    armed: std::sync::atomic::AtomicBool,
+    fail_write: std::sync::atomic::AtomicBool,
+    stall_ms: std::sync::atomic::AtomicU64,
 }
 
-impl Device for FailNext {
+impl Rigged {
+    fn over(inner: &Arc<Watched>) -> Arc<Rigged> {
+        Arc::new(Rigged {
+            inner: Arc::clone(inner),
+            fail_write: false.into(),
+            stall_ms: 0.into(),
+        })
+    }
+}
+
+impl Device for Rigged {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> crate::error::Result<()> {
         self.inner.read_at(buf, offset)
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> crate::error::Result<()> {
-        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        if self
+            .fail_write
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
             return Err(CoreError::io(
                 self.name(),
                 "write",
@@ -529,6 +545,8 @@ impl Device for FailNext {
         self.inner.write_at(buf, offset)
     }
     fn sync(&self) -> crate::error::Result<()> {
+        let ms = self.stall_ms.swap(0, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
         self.inner.sync()
     }
     fn len(&self) -> u64 {
@@ -548,10 +566,7 @@ impl Device for FailNext {
 #[test]
 fn an_append_whose_write_failed_is_written_by_the_next_commit_of_the_host() {
     let dev = Arc::new(Watched::formatted("failed", std::time::Duration::ZERO));
-    let failing = Arc::new(FailNext {
-        inner: dev.clone(),
-        armed: false.into(),
-    });
+    let failing = Rigged::over(&dev);
     let (dir, opts) = shared_host("failed", 60_000);
     let a = Mount::open_with(failing.clone(), Mode::ReadWrite, &opts).unwrap();
     let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
@@ -561,7 +576,7 @@ fn an_append_whose_write_failed_is_written_by_the_next_commit_of_the_host() {
     // The append's journal write is the transaction's first write: it
     // fails after the append became the host's (b builds on it).
     failing
-        .armed
+        .fail_write
         .store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(a.create_path("/a1", FileType::File).is_err());
     assert!(
@@ -661,39 +676,6 @@ fn threads_following_another_process_never_load_the_state_again() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// [`Watched`] whose next flush, once `stall_ms` is set, takes that long
-/// (a device busy with other work).
-struct SlowNextFlush {
-    inner: Arc<Watched>,
-    stall_ms: std::sync::atomic::AtomicU64,
-}
-
-impl Device for SlowNextFlush {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> crate::error::Result<()> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> crate::error::Result<()> {
-        self.inner.write_at(buf, offset)
-    }
-    fn sync(&self) -> crate::error::Result<()> {
-        let ms = self.stall_ms.swap(0, std::sync::atomic::Ordering::SeqCst);
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        self.inner.sync()
-    }
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn sector_size(&self) -> u32 {
-        self.inner.sector_size()
-    }
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn caches_writes(&self) -> bool {
-        self.inner.caches_writes()
-    }
-}
-
 #[test]
 fn a_commit_whose_flush_outlasts_the_lease_proves_it_and_finishes() {
     // A 300 ms lease, no longer renewed: the commit of /a1 starts while
@@ -703,10 +685,7 @@ fn a_commit_whose_flush_outlasts_the_lease_proves_it_and_finishes() {
     // still the writer and the commit goes on: neither this mount nor the
     // host's other process (`b`) stops writing.
     let dev = Arc::new(Watched::formatted("slowflush", std::time::Duration::ZERO));
-    let slow = Arc::new(SlowNextFlush {
-        inner: dev.clone(),
-        stall_ms: 0.into(),
-    });
+    let slow = Rigged::over(&dev);
     let (dir, opts) = shared_host("slowflush", 300);
     let a = Mount::open_with(slow.clone(), Mode::ReadWrite, &opts).unwrap();
     let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts).unwrap();
@@ -734,10 +713,7 @@ fn a_commit_held_up_past_a_takeover_writes_no_leader_record() {
     // of /a1 holds host 1's commit up, and commits /b: proving the lease
     // again fails, and /a1's leader record is never written over it.
     let dev = Arc::new(Watched::formatted("takeover", std::time::Duration::ZERO));
-    let slow = Arc::new(SlowNextFlush {
-        inner: dev.clone(),
-        stall_ms: 0.into(),
-    });
+    let slow = Rigged::over(&dev);
     let opts = |hostid, force| MountOptions {
         hostid,
         lease_ms: 300,
