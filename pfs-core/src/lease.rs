@@ -192,6 +192,14 @@ impl View {
             .iter()
             .any(|n| n.owner != rec.hostid && n.overrides(rec))
     }
+
+    /// Whether another host took the lease over from host `hostid`'s
+    /// claim with `token`, whatever heartbeat it showed then.
+    fn taken_over(&self, hostid: u32, token: u64) -> bool {
+        self.notes
+            .iter()
+            .any(|n| n.owner.get() != hostid && n.names(hostid, token))
+    }
 }
 
 /// Another host's claim, as judged now.
@@ -684,6 +692,14 @@ impl Lease {
         let rec = self.record(SlotState::Held);
         self.slots.write(self.dev.as_ref(), &rec)?;
         let all = self.slots.read_all(self.dev.as_ref())?;
+        // Another host that took the lease over from this claim and has
+        // let it go since claims nothing now; what it wrote meanwhile
+        // (and a write of ours that landed after it, which may have put
+        // back the journal head we last knew) must never be built on.
+        let w = *self.writer.lock();
+        if all.taken_over(w.hostid, w.token) {
+            return Ok(false);
+        }
         let rivals = live_claims(
             self.dev.as_ref(),
             &all,

@@ -324,6 +324,17 @@ impl TakeoverNote {
         self.entries[..kept.len()].copy_from_slice(&kept);
     }
 
+    /// Whether this note names a claim of host `hostid` made with
+    /// `token`, at any heartbeat: the lease was taken over from that
+    /// claim, and a holder of it must never write again.
+    pub fn names(&self, hostid: u32, token: u64) -> bool {
+        hostid != 0
+            && self
+                .entries
+                .iter()
+                .any(|e| e.hostid.get() == hostid && e.token.get() == token)
+    }
+
     /// Whether the slot `rec` shows a heartbeat this note overrode.
     pub fn overrides(&self, rec: &LeaseRecord) -> bool {
         self.entries.iter().any(|e| {

@@ -752,3 +752,31 @@ fn a_commit_held_up_past_a_takeover_writes_no_leader_record() {
     );
     assert!(r.fsck().unwrap().is_clean());
 }
+
+#[test]
+fn a_lease_taken_over_is_never_proved_again_after_the_new_holder_leaves() {
+    // Host 2 takes host 1's silent lease over by force, commits and
+    // unmounts (its slot says idle). Host 1's lease then finds no rival,
+    // but host 2's takeover note names it: proving it again fails, so no
+    // write of host 1's (a late one included, whatever journal head it
+    // put back) is built on.
+    let dev = Arc::new(Watched::formatted("noted", std::time::Duration::ZERO));
+    let opts = |hostid, force| MountOptions {
+        hostid,
+        lease_ms: 300,
+        force,
+        ..MountOptions::default()
+    };
+    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(1, false)).unwrap();
+    a.create_path("/a0", FileType::File).unwrap();
+    let lease = a.lease().unwrap();
+    lease.stop_renewing();
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(2, true)).unwrap();
+    b.create_path("/b", FileType::File).unwrap();
+    drop(b);
+    assert!(matches!(lease.prove(), Err(CoreError::Fenced { .. })));
+    assert!(a.create_path("/a1", FileType::File).is_err());
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(3)).unwrap();
+    r.resolve("/b").unwrap();
+    assert!(r.resolve("/a1").is_err());
+}
