@@ -698,6 +698,11 @@ impl Lease {
         // back the journal head we last knew) must never be built on.
         let w = *self.writer.lock();
         if all.taken_over(w.hostid, w.token) {
+            if let Some(s) = &self.share {
+                // Every process of the host stops, and the next one to
+                // mount takes the lease with a new token.
+                s.depose(u64::from(w.hostid));
+            }
             return Ok(false);
         }
         let rivals = live_claims(
