@@ -44,6 +44,8 @@ pub(crate) struct LocalGroup {
     appended: Mutex<Head>,
     /// The head txid of the last durable leader record this mount wrote.
     settled: AtomicU64,
+    /// The head txid of the leader record being written now (0: none).
+    next: AtomicU64,
     /// The committer's lock.
     commit: Mutex<()>,
 }
@@ -93,7 +95,10 @@ impl Mount {
     fn settled(&self) -> (u64, u64) {
         match &self.share {
             Some(s) => s.head(self.hostid),
-            None => (self.group.settled.load(Ordering::Acquire), 0),
+            None => (
+                self.group.settled.load(Ordering::Acquire),
+                self.group.next.load(Ordering::Acquire),
+            ),
         }
     }
 
@@ -107,7 +112,22 @@ impl Mount {
     pub(super) fn settle(&self, txid: u64) {
         match &self.share {
             Some(s) => s.settle(self.hostid, txid),
-            None => self.group.settled.store(txid, Ordering::Release),
+            None => {
+                self.group.settled.store(txid, Ordering::Release);
+                self.group.next.store(0, Ordering::Release);
+            }
+        }
+    }
+
+    /// Records that the leader write under way moves the head to `txid`,
+    /// so that proving the mount is still the writer accepts that head on
+    /// the device too (holding the committer's turn).
+    fn set_next(&self, txid: u64) {
+        match &self.share {
+            // A process killed between its leader write and settling
+            // leaves this behind: the head it wrote is the host's.
+            Some(s) => s.set_next(self.hostid, txid),
+            None => self.group.next.store(txid, Ordering::Release),
         }
     }
 
@@ -391,11 +411,7 @@ impl Mount {
             crate::lease::stop_point("before-leader");
             lease.prove().map_err(|e| self.fence.stop_on(e))?;
             let ondisk = self.head_is_ours(bda)?;
-            if let Some(s) = &self.share {
-                // A process killed between its leader write and settling
-                // leaves this behind: the head it wrote is the host's.
-                s.set_next(self.hostid, a.0);
-            }
+            self.set_next(a.0);
             Ok(ondisk)
         };
         // The flush of the appended entries and the guard's read of the

@@ -514,6 +514,9 @@ struct Rigged {
     inner: Arc<Watched>,
     fail_write: std::sync::atomic::AtomicBool,
     stall_ms: std::sync::atomic::AtomicU64,
+    /// A write at this offset returns only this many ms after it landed
+    /// (once).
+    stall_after_write: parking_lot::Mutex<Option<(u64, u64)>>,
 }
 
 impl Rigged {
@@ -522,6 +525,7 @@ impl Rigged {
             inner: Arc::clone(inner),
             fail_write: false.into(),
             stall_ms: 0.into(),
+            stall_after_write: parking_lot::Mutex::new(None),
         })
     }
 }
@@ -542,7 +546,16 @@ impl Device for Rigged {
                 std::io::Error::from_raw_os_error(libc::EIO),
             ));
         }
-        self.inner.write_at(buf, offset)
+        self.inner.write_at(buf, offset)?;
+        let mut armed = self.stall_after_write.lock();
+        if let Some((at, ms)) = *armed {
+            if at == offset {
+                *armed = None;
+                drop(armed);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+        }
+        Ok(())
     }
     fn sync(&self) -> crate::error::Result<()> {
         let ms = self.stall_ms.swap(0, std::sync::atomic::Ordering::SeqCst);
@@ -705,6 +718,38 @@ fn a_commit_whose_flush_outlasts_the_lease_proves_it_and_finishes() {
     }
     assert!(r.fsck().unwrap().is_clean());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_plain_mount_whose_lease_runs_out_after_its_leader_write_goes_on() {
+    // A mount that is not shared (a FUSE mount, the tool): the leader
+    // record of /a1 lands, and the 300 ms lease (no longer renewed) has
+    // run out before the flush after it. Proving the lease again finds
+    // the head this commit wrote on the device, which is the mount's own,
+    // so the commit finishes and the mount goes on writing.
+    let dev = Arc::new(Watched::formatted("plainlapse", std::time::Duration::ZERO));
+    let slow = Rigged::over(&dev);
+    let opts = MountOptions {
+        hostid: 1,
+        lease_ms: 300,
+        ..MountOptions::default()
+    };
+    let a = Mount::open_with(slow.clone(), Mode::ReadWrite, &opts).unwrap();
+    assert!(a.share.is_none());
+    a.create_path("/a0", FileType::File).unwrap();
+    a.lease().unwrap().stop_renewing();
+    let bda = a.state.read().leader_bda;
+    *slow.stall_after_write.lock() = Some((bda, 600));
+    a.create_path("/a1", FileType::File).unwrap();
+    assert!(slow.stall_after_write.lock().is_none(), "no leader write");
+    a.create_path("/a2", FileType::File).unwrap();
+    drop(a);
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(2)).unwrap();
+    for name in ["/a0", "/a1", "/a2"] {
+        r.resolve(name)
+            .unwrap_or_else(|e| panic!("{name} is missing: {e}"));
+    }
+    assert!(r.fsck().unwrap().is_clean());
 }
 
 #[test]
