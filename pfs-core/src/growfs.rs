@@ -118,7 +118,10 @@ pub fn growfs(dev: &dyn Device, opts: GrowfsOptions) -> Result<()> {
         buf.as_mut_slice()[..ck.to_bytes().len()].copy_from_slice(&ck.to_bytes());
         dev.write_at(buf.as_slice(), chunk as u64 * CHUNK_SIZE)?;
     }
-    dev.sync()
+    dev.sync()?;
+    // A copy of the metasets made while this ran is of the smaller device.
+    crate::metacache::forget(dev);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -23,22 +23,7 @@ use std::path::{Path, PathBuf};
 /// memory) the file is this user's alone.
 pub(crate) fn open_machine_file(path: &Path, device: Option<&Path>) -> std::io::Result<File> {
     let model = device.and_then(|d| std::fs::metadata(d).ok());
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)?;
-            if let Some(dev) = &model {
-                let _ = std::os::unix::fs::chown(dir, Some(dev.uid()), Some(dev.gid()));
-                let _ = std::os::unix::fs::chown(dir, None, Some(dev.gid()));
-                if let Ok(now) = std::fs::metadata(dir) {
-                    let mode = machine_mode(dev, &now);
-                    let _ = std::fs::set_permissions(
-                        dir,
-                        Permissions::from_mode(mode | (mode & 0o444) >> 2),
-                    );
-                }
-            }
-        }
-    }
+    make_parent(path, model.as_ref())?;
     // Nobody else may open it before it has its owner and group.
     let file = OpenOptions::new()
         .read(true)
@@ -67,6 +52,29 @@ pub(crate) fn open_machine_file(path: &Path, device: Option<&Path>) -> std::io::
         }
     }
     Ok(file)
+}
+
+/// Creates the directory of machine file `path` when it is missing, with
+/// the owner and group of the device file whose metadata is `model`, and
+/// `x` where a machine file of the device gets `rw`.
+pub(crate) fn make_parent(path: &Path, model: Option<&Metadata>) -> std::io::Result<()> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    if let Some(dev) = model {
+        let _ = std::os::unix::fs::chown(dir, Some(dev.uid()), Some(dev.gid()));
+        let _ = std::os::unix::fs::chown(dir, None, Some(dev.gid()));
+        if let Ok(now) = std::fs::metadata(dir) {
+            let mode = machine_mode(dev, &now);
+            let _ =
+                std::fs::set_permissions(dir, Permissions::from_mode(mode | (mode & 0o444) >> 2));
+        }
+    }
+    Ok(())
 }
 
 /// The mode of a machine file whose owner and group are now those of

@@ -75,6 +75,7 @@ mod lease;
 mod live;
 mod locks;
 mod meta;
+mod metacache;
 mod mkfs;
 mod mount;
 mod names;
@@ -110,6 +111,7 @@ pub use growfs::{growfs, GrowfsOptions};
 pub use hostlock::HostLock;
 pub use lease::{node_id, pid_alive, Lease, DEFAULT_LEASE_MS};
 
+pub use metacache::{forget as forget_metaset_copy, META_CACHE_ENV};
 pub use mkfs::{
     auto_log_size, chunk_is_formatted, chunks_of, mkfs, mkfs_with_clock, MkfsClock, MkfsOptions,
     MkfsSummary, DEFAULT_LOG_SIZE, DEFAULT_NUM_HOSTS,

@@ -32,8 +32,16 @@ use std::sync::{Arc, Weak};
 /// one device finds the same file. `None` for a device that is neither in
 /// the file system nor on the network (memory).
 pub(crate) fn live_path(dev: &dyn Device) -> Option<PathBuf> {
+    machine_path(dev, "pfs-rs-live")
+}
+
+/// A machine-wide file of `dev` named for `ext`, where [`live_path`] puts
+/// the live marks: `.<file>.<ext>` beside a regular file,
+/// `/var/run/pfs/<node>.<ext>` for a block device and
+/// `/var/run/pfs/<key>.<ext>` for a network device.
+pub(crate) fn machine_path(dev: &dyn Device, ext: &str) -> Option<PathBuf> {
     if let Some(key) = dev.machine_key() {
-        return Some(Path::new("/var/run/pfs").join(format!("{key}.pfs-rs-live")));
+        return Some(Path::new("/var/run/pfs").join(format!("{key}.{ext}")));
     }
     let real = std::fs::canonicalize(dev.local_path()?).ok()?;
     let name = real.file_name()?.to_string_lossy().into_owned();
@@ -41,9 +49,9 @@ pub(crate) fn live_path(dev: &dyn Device) -> Option<PathBuf> {
         .map(|m| m.file_type().is_block_device())
         .unwrap_or(false);
     Some(if is_node {
-        Path::new("/var/run/pfs").join(format!("{name}.pfs-rs-live"))
+        Path::new("/var/run/pfs").join(format!("{name}.{ext}"))
     } else {
-        real.parent()?.join(format!(".{name}.pfs-rs-live"))
+        real.parent()?.join(format!(".{name}.{ext}"))
     })
 }
 

@@ -151,6 +151,28 @@ impl MetaImage {
         })
     }
 
+    /// An image of `nchunk` chunks made of its parts (a copy's, see
+    /// [`crate::metacache`]).
+    pub(crate) fn from_parts(
+        nchunk: u32,
+        chunks: Vec<ChunkPhy>,
+        sets: Vec<[ObjSet; 3]>,
+        device: &str,
+    ) -> MetaImage {
+        MetaImage {
+            nchunk,
+            chunks,
+            sets,
+            names: Default::default(),
+            device: device.to_owned(),
+        }
+    }
+
+    /// The objects of type `t` in `chunk`.
+    pub(crate) fn set_of(&self, chunk: u32, t: MetaType) -> &ObjSet {
+        &self.sets[chunk as usize][type_index(t)]
+    }
+
     /// An image of no chunks, standing in for one that was moved out.
     pub(crate) fn hollow(device: &str) -> MetaImage {
         MetaImage {
@@ -553,7 +575,19 @@ impl<'a> Replayed<'a> {
                 leader_bda: bda,
             };
             let before = log(leader_bda).read_leader().ok();
-            let mut meta = MetaImage::load(dev)?;
+            // This machine's copy of the metasets, when it stands for
+            // them; otherwise they are read, and a copy is made.
+            let cached = before.as_ref().and_then(|l| crate::metacache::load(dev, l));
+            let (mut meta, copy) = match cached {
+                Some(meta) => (meta, None),
+                None => {
+                    let meta = MetaImage::load(dev)?;
+                    let copy = before
+                        .as_ref()
+                        .and_then(|l| crate::metacache::prepare(dev, &meta, l));
+                    (meta, copy)
+                }
+            };
             let journal = Journal::locate(dev, &meta)?;
             leader_bda = journal.leader_bda;
             let tail = journal.leader.tail_txid.get();
@@ -574,6 +608,9 @@ impl<'a> Replayed<'a> {
                 continue;
             }
             let entries = entries?;
+            if let Some(copy) = copy {
+                crate::metacache::store(dev, &copy);
+            }
             meta.apply(&entries);
             let dirty = entries
                 .iter()

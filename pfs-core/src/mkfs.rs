@@ -241,6 +241,8 @@ pub fn mkfs_with_clock(
         write_chunk_header(dev, u64::from(chunk), nchunk)?;
     }
     dev.sync()?;
+    // A copy of the old filesystem's metasets, or one made while this ran.
+    crate::metacache::forget(dev);
     Ok(MkfsSummary {
         disk_size: u64::from(nchunk) * CHUNK_SIZE,
         wasted: dev.len() - u64::from(nchunk) * CHUNK_SIZE,

@@ -28,5 +28,8 @@ pub fn refuse_live_writer(dev: &dyn Device) -> Result<()> {
         Err(_) => {}
     }
     dev.fence_every_writer()?;
+    // The machine's copy of the metasets is of the filesystem about to be
+    // overwritten.
+    crate::metacache::forget(dev);
     Ok(())
 }

@@ -107,6 +107,12 @@ pub fn file_zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// This process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid takes nothing, touches no memory and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// The `O_DIRECT` open flag.
 pub const O_DIRECT: i32 = nix::fcntl::OFlag::O_DIRECT.bits();
 

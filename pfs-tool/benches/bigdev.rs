@@ -1,7 +1,9 @@
 //! One tool command on a large device (issue 19): `pfs ls /` on a freshly
 //! made 10 TiB filesystem (1,000 chunks of 10 GiB, a sparse file), its
 //! time and peak memory (max RSS) next to the goal (0.2 s, 100 MB), and a
-//! writer's command (`pfs touch`) beside it. With the reference tool built
+//! writer's command (`pfs touch`) beside it. As root it also drops the
+//! page cache before each of five more runs, from the machine's copy of the
+//! metasets (see `pfs-core`'s `metacache`) and with `PFS_META_CACHE=0`. With the reference tool built
 //! (`$PFS_BENCH_REF_BIN`, else `/var/tmp/ref/bin/pfs` if it exists) and
 //! `losetup` allowed (root), the reference's `pfs ls /` on the same device
 //! through a loop device is shown beside ours.
@@ -201,6 +203,26 @@ fn main() -> ExitCode {
     // page cache (as the reference's runs do).
     runs(&measured, &["ls", "/nvme1n1/"], 1);
     report("pfs ls /", runs(&measured, &["ls", "/nvme1n1/"], 7), true);
+    // With nothing in the page cache: from the machine's copy of the
+    // metasets (the first run made it), and without it.
+    let cold = |pfs: &Pfs| -> Option<Vec<(f64, f64)>> {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            fs::write("/proc/sys/vm/drop_caches", "1").ok()?;
+            v.extend(runs(pfs, &["ls", "/nvme1n1/"], 1));
+        }
+        Some(v)
+    };
+    match cold(&measured) {
+        Some(v) => {
+            report("pfs ls /, page cache dropped", v, true);
+            let whole = measured.clone().env(pfs_core::META_CACHE_ENV, "0");
+            if let Some(v) = cold(&whole) {
+                report("the same, PFS_META_CACHE=0 (every metaset)", v, false);
+            }
+        }
+        None => println!("page cache not dropped (needs root): cold runs skipped"),
+    }
     let touches: Vec<String> = (0..5).map(|i| format!("/nvme1n1/f{i}")).collect();
     let t: Vec<(f64, f64)> = touches
         .iter()

@@ -825,3 +825,72 @@ fn tail_usage_errors_are_reported_like_the_other_commands() {
     assert_eq!(o.stdout, b"tail failed: Invalid argument\n");
     assert_eq!(tool(&dir).run(&["tail"]).status.code(), Some(1));
 }
+
+/// Marks the machine's copy of `pbd`'s metasets (see `pfs-core`'s
+/// `metacache`) with an old modification time; `false` when there is no
+/// copy.
+fn mark_copy(dir: &Path, pbd: &str) -> bool {
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(format!(".{pbd}.pfs-rs-meta")))
+        .and_then(|f| f.set_modified(old))
+        .is_ok()
+}
+
+/// Whether the copy marked by [`mark_copy`] is still the one there: a
+/// load that reads every metaset writes a new copy, one that reads the
+/// copy leaves it as it is.
+fn copy_kept(dir: &Path, pbd: &str) -> bool {
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    fs::metadata(dir.join(format!(".{pbd}.pfs-rs-meta")))
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t == old)
+}
+
+#[test]
+fn a_large_device_is_read_from_the_machines_copy_of_its_metasets_never_a_stale_one() {
+    let dir = Scratch::new("tools-cli-metacache");
+    let pfs = tool(&dir);
+    // 64 chunks: the smallest device a copy is kept of.
+    pfs.mkfs_new("nvme1n1", 64, &[]);
+    pfs.ok(&["touch", "/nvme1n1/a"]);
+    assert!(
+        mark_copy(&dir, "nvme1n1"),
+        "no copy of a 64-chunk device's metasets"
+    );
+    // Commits leave the journal's tail where it is: the copy stands.
+    pfs.ok(&["touch", "/nvme1n1/b"]);
+    assert_eq!(pfs.names("/nvme1n1/")[2..], ["a", "b"]);
+    assert!(copy_kept(&dir, "nvme1n1"), "the copy was not used");
+    // A checkpoint moves the tail: the next load reads the metasets again,
+    // sees everything, and makes a new copy.
+    for round in 0..3 {
+        pfs.ok(&["touch", &format!("/nvme1n1/c{round}")]);
+        pfs.ok(&["flushlog", "nvme1n1"]);
+        assert!(mark_copy(&dir, "nvme1n1"));
+        let names = pfs.names("/nvme1n1/");
+        assert!(names.contains(&format!("c{round}")), "{names:?}");
+        assert!(!copy_kept(&dir, "nvme1n1"), "a stale copy was used");
+    }
+    // Another filesystem on the device: a copy of the old one, put back
+    // as the reference's mkfs would leave it, is not used.
+    let copy = dir.join(".nvme1n1.pfs-rs-meta");
+    let kept = dir.join("old-copy");
+    fs::copy(&copy, &kept).unwrap();
+    pfs.ok(&["mkfs", "-f", "nvme1n1"]);
+    assert!(!copy.exists(), "mkfs left the copy");
+    fs::copy(&kept, &copy).unwrap();
+    assert_eq!(
+        pfs.names("/nvme1n1/").len(),
+        2,
+        "the old filesystem's files show"
+    );
+    pfs.fsck_clean("nvme1n1");
+    // Switched off, nothing is written.
+    fs::remove_file(&copy).unwrap();
+    let off = tool(&dir).env("PFS_META_CACHE", "0");
+    off.ok(&["touch", "/nvme1n1/d"]);
+    assert_eq!(off.names("/nvme1n1/")[2..], ["d"]);
+    assert!(!copy.exists());
+}

@@ -463,6 +463,8 @@ fn restore(dev: &dyn Device, start: u64, end: u64, force: bool, input: &mut dyn 
             .map_err(|e| einval(e.to_string()))?;
     }
     dev.sync().map_err(|e| einval(e.to_string()))?;
+    // A copy of the metasets made while the restore ran is of none.
+    pfs_core::forget_metaset_copy(dev);
     if start > 0 || end < u64::from(fs_nchunk) {
         eprintln!(
             "pfs: chunk: restored chunks [{start}, {end}) of a filesystem of {fs_nchunk} \

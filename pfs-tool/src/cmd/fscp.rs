@@ -377,6 +377,8 @@ pub fn fscp(ctx: &Context, a: &FscpArgs, out: &mut dyn Write) -> CmdResult {
         dst.write_at(h.as_slice(), 0).map_err(io)?;
         dst.sync().map_err(io)?;
     }
+    // A copy of the metasets made while the copy ran is of none.
+    pfs_core::forget_metaset_copy(&*dst);
     writeln!(out, "stop {nworker} I/O workers")?;
     writeln!(out, "[3] update {} paxos leader successfully", a.dst)?;
     writeln!(out, "pfs fscp successfully")?;
