@@ -162,7 +162,6 @@ pub(crate) fn prepare(
 pub(crate) fn store(dev: &dyn Device, bytes: &[u8]) {
     let Some(path) = path_of(dev) else { return };
     let model = dev.local_path().and_then(|p| std::fs::metadata(p).ok());
-    let mode = model.as_ref().map_or(0o600, |m| m.mode() & 0o666);
     let tmp = path.with_extension(format!("pfs-rs-meta.{}", std::process::id()));
     let written = (|| -> std::io::Result<()> {
         crate::hostlock::make_parent(&path, model.as_ref())?;
@@ -173,9 +172,18 @@ pub(crate) fn store(dev: &dyn Device, bytes: &[u8]) {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
+        // The device's owner and group where this user may give them (root;
+        // another user its group, if a member), and the device's access
+        // for each, read-write for a maker that is not its owner.
         if let Some(m) = &model {
-            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
+            if std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid())).is_err() {
+                let _ = std::os::unix::fs::fchown(&f, None, Some(m.gid()));
+            }
         }
+        let now = f.metadata()?;
+        let mode = model.as_ref().map_or(0o600, |m| {
+            copy_mode(Owner::of(m), m.mode(), Owner::of(&now))
+        });
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         drop(f);
@@ -244,19 +252,64 @@ pub(crate) fn load(dev: &dyn Device, leader: &LeaderRecord) -> Option<MetaImage>
     Some(MetaImage::from_parts(nchunk, chunks, sets, dev.name()))
 }
 
+/// A file's owner and group.
+#[derive(Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+impl Owner {
+    fn of(m: &Metadata) -> Owner {
+        Owner {
+            uid: m.uid(),
+            gid: m.gid(),
+        }
+    }
+}
+
+/// The mode of a copy now owned by `file`, of a device owned by `dev` with
+/// mode `dev_mode`: the device's access for its owner and group where the
+/// copy has them, read-write for a maker that is not the device's owner,
+/// nothing for a group that is not the device's.
+fn copy_mode(dev: Owner, dev_mode: u32, file: Owner) -> u32 {
+    let owner = if file.uid == dev.uid {
+        dev_mode & 0o600
+    } else {
+        0o600
+    };
+    let group = if file.gid == dev.gid {
+        dev_mode & 0o060
+    } else {
+        0
+    };
+    owner | group | (dev_mode & 0o006)
+}
+
 /// Whether a copy with metadata `cache` may be believed by this process,
 /// for a device whose file has metadata `dev` (`None`: not a file of this
-/// machine): root, this user or the device's owner made it, and nobody may
-/// write it who may not write the device.
+/// machine).
 fn trusted(cache: &Metadata, dev: Option<&Metadata>) -> bool {
-    let euid = crate::sys::euid();
-    let maker = cache.uid() == 0 || cache.uid() == euid;
-    let writers = cache.mode() & 0o022;
+    believed(
+        Owner::of(cache),
+        cache.mode(),
+        dev.map(|d| (Owner::of(d), d.mode())),
+        crate::sys::euid(),
+    )
+}
+
+/// Whether user `euid` believes a copy owned by `file` with mode `mode`,
+/// of a device owned by `dev` with its mode (`None`: not a file): root,
+/// `euid` or the device's owner made it, and nobody may write it who may
+/// not write the device.
+fn believed(file: Owner, mode: u32, dev: Option<(Owner, u32)>, euid: u32) -> bool {
+    let maker = file.uid == 0 || file.uid == euid;
+    let writers = mode & 0o022;
     match dev {
-        Some(d) => {
-            (maker || cache.uid() == d.uid())
-                && writers & !(d.mode() & 0o022) == 0
-                && (writers & 0o020 == 0 || cache.gid() == d.gid())
+        Some((d, dev_mode)) => {
+            (maker || file.uid == d.uid)
+                && writers & !(dev_mode & 0o022) == 0
+                && (writers & 0o020 == 0 || file.gid == d.gid)
         }
         None => maker && writers == 0,
     }
@@ -398,6 +451,39 @@ mod tests {
     }
 
     const METASETS: u64 = 3 * pfs_format::layout::META_END_OFFSET;
+
+    #[test]
+    fn a_copy_is_open_to_the_device_users_and_believed_only_from_them() {
+        let root_disk = Owner { uid: 0, gid: 6 };
+        let pg = Owner {
+            uid: 1000,
+            gid: 1000,
+        };
+        let pg_disk = Owner { uid: 1000, gid: 6 };
+        // Root makes it for the device's owner and group.
+        assert_eq!(copy_mode(root_disk, 0o660, root_disk), 0o660);
+        assert_eq!(copy_mode(root_disk, 0o644, root_disk), 0o644);
+        // A member of the device's group keeps its group; another user
+        // gets it alone.
+        assert_eq!(copy_mode(root_disk, 0o660, pg_disk), 0o660);
+        assert_eq!(copy_mode(root_disk, 0o660, pg), 0o600);
+        // Each of these is believed by its maker and by root.
+        let dev = Some((root_disk, 0o660));
+        for (file, mode) in [(root_disk, 0o660), (pg_disk, 0o660), (pg, 0o600)] {
+            assert!(believed(file, mode, dev, file.uid));
+            assert!(believed(file, mode, dev, 0) == (file.uid == 0));
+        }
+        // A user's copy is not root's, unless the device is that user's.
+        assert!(believed(pg, 0o600, Some((pg, 0o600)), 0));
+        // Writable by others than the device's writers: believed by nobody.
+        assert!(!believed(root_disk, 0o666, dev, 0));
+        assert!(!believed(pg, 0o660, dev, 1000));
+        assert!(!believed(root_disk, 0o662, Some((root_disk, 0o664)), 0));
+        // No device file (an RBD image): its maker's alone.
+        assert!(believed(pg, 0o600, None, 1000));
+        assert!(!believed(pg, 0o600, None, 1001));
+        assert!(!believed(pg, 0o620, None, 1000));
+    }
 
     #[test]
     fn a_load_keeps_a_copy_that_the_next_load_reads_instead_of_the_metasets() {
