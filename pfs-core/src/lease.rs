@@ -168,6 +168,24 @@ impl Slots {
         dev.sync()
     }
 
+    /// Marks the claims host `owner`'s note holds as taken over, now that
+    /// `owner` holds the lease, and flushes the note (nothing is written
+    /// when none was pending). Until then a note names no claim to its
+    /// holder ([`TakeoverNote::names`]): a takeover that withdrew or gave
+    /// up, or a mount that judged a claim dead and never wrote, deposes
+    /// nobody.
+    fn confirm_takeover(&self, dev: &dyn Device, owner: u32) -> Result<()> {
+        let mut note = self.read_note(dev, owner)?;
+        if !note.confirm() {
+            return Ok(());
+        }
+        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
+        let bytes = note.to_bytes();
+        sect.as_mut_slice()[..bytes.len()].copy_from_slice(&bytes);
+        dev.write_at(sect.as_slice(), self.paxos_bda + note_offset(owner))?;
+        dev.sync()
+    }
+
     fn write(&self, dev: &dyn Device, rec: &LeaseRecord) -> Result<()> {
         let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
         sect.as_mut_slice()[..64].copy_from_slice(&rec.to_bytes());
@@ -464,6 +482,9 @@ impl Lease {
                     dev.as_ref(),
                     &LeaseRecord::new(&writer, SlotState::Held, next(&mut counter), wall_ms()),
                 )?;
+                // Before anything is written under the lease: a holder of a
+                // claim this host judged dead must never prove it again.
+                slots.confirm_takeover(dev.as_ref(), hostid)?;
                 if let Some(s) = &share {
                     s.set_lease(u64::from(hostid), writer.token, started);
                 }

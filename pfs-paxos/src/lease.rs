@@ -230,8 +230,12 @@ pub fn note_offset(hostid: u32) -> u64 {
 pub struct Overridden {
     /// Host id of the claim (0: an empty entry).
     pub hostid: U32Le,
+    /// 1 while the takeover is under way (the claim was judged dead, the
+    /// lease not yet taken); 0 once the note's owner holds the lease
+    /// (notes written before this field say 0).
+    pub pending: u8,
     /// Reserved; 0.
-    pub _pad: [u8; 4],
+    pub _pad: [u8; 3],
     /// The claim's token.
     pub token: U64Le,
     /// Its heartbeat counter when it was judged dead.
@@ -292,11 +296,15 @@ impl TakeoverNote {
     }
 
     /// Remembers `rec` as overridden (replacing an older entry of its
-    /// host; the oldest entry makes room when all are taken).
+    /// host; the oldest entry makes room when all are taken), pending
+    /// until [`TakeoverNote::confirm`] unless the same claim was taken
+    /// over already.
     pub fn remember(&mut self, rec: &LeaseRecord) {
+        let taken = self.names(rec.hostid.get(), rec.token.get());
         let e = Overridden {
             hostid: rec.hostid,
-            _pad: [0; 4],
+            pending: u8::from(!taken),
+            _pad: [0; 3],
             token: rec.token,
             counter: rec.counter,
         };
@@ -325,14 +333,27 @@ impl TakeoverNote {
     }
 
     /// Whether this note names a claim of host `hostid` made with
-    /// `token`, at any heartbeat: the lease was taken over from that
-    /// claim, and a holder of it must never write again.
+    /// `token`, at any heartbeat, as taken over: the note's owner took the
+    /// lease after judging that claim dead, and a holder of it must never
+    /// write again. A claim noted by a takeover still under way (or one
+    /// that gave up) is not named.
     pub fn names(&self, hostid: u32, token: u64) -> bool {
         hostid != 0
             && self
                 .entries
                 .iter()
-                .any(|e| e.hostid.get() == hostid && e.token.get() == token)
+                .any(|e| e.hostid.get() == hostid && e.token.get() == token && e.pending == 0)
+    }
+
+    /// Marks every entry taken over (the owner now holds the lease);
+    /// `false` when none was pending.
+    pub fn confirm(&mut self) -> bool {
+        let mut changed = false;
+        for e in self.entries.iter_mut().filter(|e| e.hostid.get() != 0) {
+            changed |= e.pending != 0;
+            e.pending = 0;
+        }
+        changed
     }
 
     /// Whether the slot `rec` shows a heartbeat this note overrode.
@@ -537,6 +558,28 @@ mod tests {
         assert!(full.overrides(&last));
         full.retain(|e| e.hostid.get() != NOTE_ENTRIES as u32 + 2);
         assert!(!full.overrides(&last));
+    }
+
+    #[test]
+    fn a_note_names_a_claim_as_taken_over_only_once_confirmed() {
+        let r = LeaseRecord::new(&writer(3, 77), SlotState::Held, 5, 0);
+        let mut n = TakeoverNote::new(2);
+        n.remember(&r);
+        // Judged dead, the lease not yet taken: not named, but overridden.
+        let back = TakeoverNote::decode(&n.to_bytes()).unwrap();
+        assert!(back.overrides(&r));
+        assert!(!back.names(3, 77));
+        assert!(n.confirm());
+        assert!(!n.confirm());
+        let back = TakeoverNote::decode(&n.to_bytes()).unwrap();
+        assert!(back.names(3, 77));
+        assert!(!back.names(3, 78));
+        // Noted again (it beat once more before it stopped): still taken
+        // over; another claim of the host is pending.
+        n.remember(&LeaseRecord::new(&writer(3, 77), SlotState::Held, 9, 0));
+        assert!(n.names(3, 77));
+        n.remember(&LeaseRecord::new(&writer(3, 79), SlotState::Held, 1, 0));
+        assert!(!n.names(3, 79));
     }
 
     #[test]

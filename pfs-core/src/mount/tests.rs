@@ -799,6 +799,42 @@ fn a_commit_held_up_past_a_takeover_writes_no_leader_record() {
 }
 
 #[test]
+fn a_forced_mount_that_never_took_the_lease_deposes_nobody() {
+    // Host 2 mounts with force while host 1's lease is silent: the mount
+    // waits the claim out and notes it as dead, but writes nothing and
+    // leaves. Host 1 then resumes: nobody took its lease over, so it
+    // proves it again and goes on. Had host 2 written, it could not.
+    let dev = Arc::new(Watched::formatted("nevertook", std::time::Duration::ZERO));
+    let opts = |hostid, force| MountOptions {
+        hostid,
+        lease_ms: 300,
+        force,
+        ..MountOptions::default()
+    };
+    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(1, false)).unwrap();
+    a.create_path("/a0", FileType::File).unwrap();
+    let lease = a.lease().unwrap();
+    lease.stop_renewing();
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(2, true)).unwrap();
+    drop(b);
+    lease.prove().unwrap();
+    a.create_path("/a1", FileType::File).unwrap();
+    // The same, once host 2 wrote: host 1 is deposed for good.
+    lease.stop_renewing();
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(2, true)).unwrap();
+    b.create_path("/b", FileType::File).unwrap();
+    drop(b);
+    assert!(matches!(lease.prove(), Err(CoreError::Fenced { .. })));
+    assert!(a.create_path("/a2", FileType::File).is_err());
+    let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(3)).unwrap();
+    for name in ["/a0", "/a1", "/b"] {
+        r.resolve(name).unwrap();
+    }
+    assert!(r.resolve("/a2").is_err());
+    assert!(r.fsck().unwrap().is_clean());
+}
+
+#[test]
 fn a_lease_taken_over_is_never_proved_again_after_the_new_holder_leaves() {
     // Host 2 takes host 1's silent lease over by force, commits and
     // unmounts (its slot says idle). Host 1's lease then finds no rival,
