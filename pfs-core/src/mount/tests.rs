@@ -752,6 +752,16 @@ fn a_plain_mount_whose_lease_runs_out_after_its_leader_write_goes_on() {
     assert!(r.fsck().unwrap().is_clean());
 }
 
+/// Host `hostid` with a 300 ms lease, taking it over by force if `force`.
+fn short_lease(hostid: u64, force: bool) -> MountOptions {
+    MountOptions {
+        hostid,
+        lease_ms: 300,
+        force,
+        ..MountOptions::default()
+    }
+}
+
 #[test]
 fn a_commit_held_up_past_a_takeover_writes_no_leader_record() {
     // As above, but host 2 takes the lease over by force while the flush
@@ -759,13 +769,8 @@ fn a_commit_held_up_past_a_takeover_writes_no_leader_record() {
     // again fails, and /a1's leader record is never written over it.
     let dev = Arc::new(Watched::formatted("takeover", std::time::Duration::ZERO));
     let slow = Rigged::over(&dev);
-    let opts = |hostid, force| MountOptions {
-        hostid,
-        lease_ms: 300,
-        force,
-        ..MountOptions::default()
-    };
-    let a = Arc::new(Mount::open_with(slow.clone(), Mode::ReadWrite, &opts(1, false)).unwrap());
+    let a =
+        Arc::new(Mount::open_with(slow.clone(), Mode::ReadWrite, &short_lease(1, false)).unwrap());
     a.create_path("/a0", FileType::File).unwrap();
     a.lease().unwrap().stop_renewing();
     slow.stall_ms
@@ -777,7 +782,7 @@ fn a_commit_held_up_past_a_takeover_writes_no_leader_record() {
     while slow.stall_ms.load(std::sync::atomic::Ordering::SeqCst) != 0 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(2, true)).unwrap();
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &short_lease(2, true)).unwrap();
     b.create_path("/b", FileType::File).unwrap();
     assert!(matches!(
         held.join().unwrap(),
@@ -803,34 +808,21 @@ fn a_forced_mount_that_never_took_the_lease_deposes_nobody() {
     // Host 2 mounts with force while host 1's lease is silent: the mount
     // waits the claim out and notes it as dead, but writes nothing and
     // leaves. Host 1 then resumes: nobody took its lease over, so it
-    // proves it again and goes on. Had host 2 written, it could not.
+    // proves it again and goes on. (Had host 2 written, it could not: see
+    // the next test.)
     let dev = Arc::new(Watched::formatted("nevertook", std::time::Duration::ZERO));
-    let opts = |hostid, force| MountOptions {
-        hostid,
-        lease_ms: 300,
-        force,
-        ..MountOptions::default()
-    };
-    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(1, false)).unwrap();
+    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &short_lease(1, false)).unwrap();
     a.create_path("/a0", FileType::File).unwrap();
     let lease = a.lease().unwrap();
     lease.stop_renewing();
-    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(2, true)).unwrap();
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &short_lease(2, true)).unwrap();
     drop(b);
     lease.prove().unwrap();
     a.create_path("/a1", FileType::File).unwrap();
-    // The same, once host 2 wrote: host 1 is deposed for good.
-    lease.stop_renewing();
-    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(2, true)).unwrap();
-    b.create_path("/b", FileType::File).unwrap();
-    drop(b);
-    assert!(matches!(lease.prove(), Err(CoreError::Fenced { .. })));
-    assert!(a.create_path("/a2", FileType::File).is_err());
+    drop(a);
     let r = Mount::open_with(dev.clone(), Mode::ReadOnly, &host(3)).unwrap();
-    for name in ["/a0", "/a1", "/b"] {
-        r.resolve(name).unwrap();
-    }
-    assert!(r.resolve("/a2").is_err());
+    r.resolve("/a0").unwrap();
+    r.resolve("/a1").unwrap();
     assert!(r.fsck().unwrap().is_clean());
 }
 
@@ -842,17 +834,11 @@ fn a_lease_taken_over_is_never_proved_again_after_the_new_holder_leaves() {
     // write of host 1's (a late one included, whatever journal head it
     // put back) is built on.
     let dev = Arc::new(Watched::formatted("noted", std::time::Duration::ZERO));
-    let opts = |hostid, force| MountOptions {
-        hostid,
-        lease_ms: 300,
-        force,
-        ..MountOptions::default()
-    };
-    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(1, false)).unwrap();
+    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &short_lease(1, false)).unwrap();
     a.create_path("/a0", FileType::File).unwrap();
     let lease = a.lease().unwrap();
     lease.stop_renewing();
-    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &opts(2, true)).unwrap();
+    let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &short_lease(2, true)).unwrap();
     b.create_path("/b", FileType::File).unwrap();
     drop(b);
     assert!(matches!(lease.prove(), Err(CoreError::Fenced { .. })));
