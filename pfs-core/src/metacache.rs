@@ -36,7 +36,7 @@ use crate::objset::ObjSet;
 use pfs_format::layout::{INODE_SET_OFFSET, OBJ_SIZE, SECTOR_SIZE};
 use pfs_format::{ChunkPhy, LeaderRecord, MetaObjPhy, MetaType, ObjectId};
 use std::fs::Metadata;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
@@ -213,12 +213,14 @@ pub(crate) fn load(dev: &dyn Device, leader: &LeaderRecord) -> Option<MetaImage>
         return None;
     }
     let path = path_of(dev)?;
-    let file = std::fs::File::open(&path).ok()?;
+    let mut file = std::fs::File::open(&path).ok()?;
     let model = dev.local_path().and_then(|p| std::fs::metadata(p).ok());
     if !trusted(&file.metadata().ok()?, model.as_ref()) {
         return None;
     }
-    let bytes = std::fs::read(&path).ok()?;
+    // Read through the descriptor whose owner and mode were checked.
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
     if pfs_format::pfs_crc32c(body).to_le_bytes() != crc {
         return None;
