@@ -894,3 +894,57 @@ fn a_large_device_is_read_from_the_machines_copy_of_its_metasets_never_a_stale_o
     assert_eq!(off.names("/nvme1n1/")[2..], ["d"]);
     assert!(!copy.exists());
 }
+
+#[test]
+fn listings_from_the_machines_copy_show_every_file_while_a_writer_checkpoints() {
+    // A writer creates files one process at a time and checkpoints every
+    // few (each checkpoint rewrites metasets and moves the journal's
+    // tail); beside it, listing processes load the metadata again and
+    // again, from the copy when it stands and otherwise reading every
+    // metaset and making a new copy, some of them while a checkpoint is
+    // writing. Every file created before a listing started is in it.
+    let dir = Scratch::new("tools-cli-metacache-race");
+    let pfs = tool(&dir);
+    pfs.mkfs_new("nvme1n1", 64, &[]);
+    // The files go into a directory whose inode lies past chunk 0's first
+    // inode sector (which the copy's stamp holds): only the journal's tail
+    // tells that a checkpoint rewrote the metasets.
+    for i in 0..40 {
+        pfs.ok(&["touch", &format!("/nvme1n1/p{i}")]);
+    }
+    pfs.ok(&["mkdir", "/nvme1n1/d"]);
+    pfs.ok(&["flushlog", "nvme1n1"]);
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    let mut listings = 0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0;
+            while std::time::Instant::now() < until {
+                pfs.ok(&["touch", &format!("/nvme1n1/d/f{i}")]);
+                i += 1;
+                made.store(i, std::sync::atomic::Ordering::SeqCst);
+                if i % 4 == 0 {
+                    pfs.ok(&["flushlog", "nvme1n1"]);
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let before = made.load(std::sync::atomic::Ordering::SeqCst);
+            let names = pfs.names("/nvme1n1/d/");
+            for i in 0..before {
+                let want = format!("f{i}");
+                assert!(
+                    names.contains(&want),
+                    "{want} is missing from a listing: {names:?}"
+                );
+            }
+            listings += 1;
+        }
+    });
+    assert!(listings > 3, "only {listings} listings");
+    assert!(dir.join(".nvme1n1.pfs-rs-meta").is_file());
+    pfs.fsck_clean("nvme1n1");
+}
