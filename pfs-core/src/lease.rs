@@ -161,11 +161,7 @@ impl Slots {
         for r in dead {
             note.remember(r);
         }
-        let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
-        let bytes = note.to_bytes();
-        sect.as_mut_slice()[..bytes.len()].copy_from_slice(&bytes);
-        dev.write_at(sect.as_slice(), self.paxos_bda + note_offset(owner))?;
-        dev.sync()
+        self.write_note(dev, owner, &note)
     }
 
     /// Marks the claims host `owner`'s note holds as taken over, now that
@@ -179,6 +175,11 @@ impl Slots {
         if !note.confirm() {
             return Ok(());
         }
+        self.write_note(dev, owner, &note)
+    }
+
+    /// Writes `note` as host `owner`'s takeover note, and flushes it.
+    fn write_note(&self, dev: &dyn Device, owner: u32, note: &TakeoverNote) -> Result<()> {
         let mut sect = AlignedBuf::new(SECTOR_SIZE as usize);
         let bytes = note.to_bytes();
         sect.as_mut_slice()[..bytes.len()].copy_from_slice(&bytes);

@@ -752,6 +752,16 @@ fn a_plain_mount_whose_lease_runs_out_after_its_leader_write_goes_on() {
     assert!(r.fsck().unwrap().is_clean());
 }
 
+/// Host 1 on `dev` with a 300 ms lease, /a0 made, then silent: its lease
+/// is no longer renewed.
+fn silent_writer(dev: &Arc<Watched>) -> (Mount, Arc<crate::Lease>) {
+    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &short_lease(1, false)).unwrap();
+    a.create_path("/a0", FileType::File).unwrap();
+    let lease = a.lease().unwrap();
+    lease.stop_renewing();
+    (a, lease)
+}
+
 /// Host `hostid` with a 300 ms lease, taking it over by force if `force`.
 fn short_lease(hostid: u64, force: bool) -> MountOptions {
     MountOptions {
@@ -811,10 +821,7 @@ fn a_forced_mount_that_never_took_the_lease_deposes_nobody() {
     // proves it again and goes on. (Had host 2 written, it could not: see
     // the next test.)
     let dev = Arc::new(Watched::formatted("nevertook", std::time::Duration::ZERO));
-    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &short_lease(1, false)).unwrap();
-    a.create_path("/a0", FileType::File).unwrap();
-    let lease = a.lease().unwrap();
-    lease.stop_renewing();
+    let (a, lease) = silent_writer(&dev);
     let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &short_lease(2, true)).unwrap();
     drop(b);
     lease.prove().unwrap();
@@ -834,10 +841,7 @@ fn a_lease_taken_over_is_never_proved_again_after_the_new_holder_leaves() {
     // write of host 1's (a late one included, whatever journal head it
     // put back) is built on.
     let dev = Arc::new(Watched::formatted("noted", std::time::Duration::ZERO));
-    let a = Mount::open_with(dev.clone(), Mode::ReadWrite, &short_lease(1, false)).unwrap();
-    a.create_path("/a0", FileType::File).unwrap();
-    let lease = a.lease().unwrap();
-    lease.stop_renewing();
+    let (a, lease) = silent_writer(&dev);
     let b = Mount::open_with(dev.clone(), Mode::ReadWrite, &short_lease(2, true)).unwrap();
     b.create_path("/b", FileType::File).unwrap();
     drop(b);
